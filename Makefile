@@ -1,0 +1,26 @@
+# Two commands on a fresh Debian 12 machine: `make run` and `make test`.
+# Each first installs whatever is missing (scripts/setup.sh is idempotent).
+.PHONY: setup run test check bench demo clean
+
+VENV := .venv/bin
+
+setup:
+	@scripts/setup.sh
+
+run: setup
+	@$(VENV)/pf build demos/polyglot
+
+test: setup
+	$(VENV)/lint-imports
+	$(VENV)/pytest -n auto -q -p no:cacheprovider
+
+check: setup
+	$(VENV)/ruff format --check src tests bench
+	$(VENV)/ruff check src tests bench
+	$(VENV)/mypy
+
+bench: setup
+	$(VENV)/python bench/compile_bench.py
+
+clean:
+	rm -rf .pf

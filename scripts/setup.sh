@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install whatever is missing for pf on Debian 12: the toolchains (apt), node, a .venv
+# with pf and its dependencies. Idempotent, and quick when nothing is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The toolchain matrix of TOOLCHAINS.md: clang 14 + wasi-libc (C), Debian rustc 1.63 with
+# its wasm32 std (Rust; lld-14 is only recommended by it, so named), flang 19 + clang 19
+# (Fortran), wabt (WAT, wasm2c), binaryen (wasm2js), llvm 14/19 (opt, llvm-as), ccache.
+APT_PACKAGES=(
+  clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 llvm-14
+  rustc libstd-rust-dev-wasm32
+  clang-19 lld-19 flang-19 libclang-rt-19-dev-wasm32 llvm-19
+  wabt binaryen ccache
+)
+command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+if [[ ! -x .venv/bin/python ]]; then
+  echo "setup: creating .venv with $PYTHON"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.pf-setup
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
+  echo "setup: installing pf and its Python dependencies into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+  echo "$want" >"$stamp"
+fi

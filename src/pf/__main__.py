@@ -1,0 +1,5 @@
+"""``python -m pf``."""
+
+from pf.cli.main import main
+
+main()

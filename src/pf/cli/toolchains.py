@@ -1,0 +1,29 @@
+"""``pf toolchains``: the tool and version serving each language x target, or how to install it."""
+
+from __future__ import annotations
+
+import json
+
+from pf.cli.main import ArgumentParser
+from pf.cli.output import style
+from pf.config import load_settings
+from pf.toolchains.matrix import matrix
+
+
+def command(argv: list[str]) -> int:
+    parser = ArgumentParser(prog="pf toolchains", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="print the matrix as JSON")
+    args = parser.parse_args(argv)
+    rows = matrix(load_settings())
+    if args.json:
+        print(json.dumps([row.to_dict() for row in rows], indent=2))
+        return 0
+    for row in rows:
+        pair = f"{row.language:<8} -> {row.target:<5}"
+        if row.available:
+            print(f"{pair} {style('ok', 'green')}  {row.tool} {row.version} ({row.path})")
+        else:
+            print(f"{pair} {style('missing', 'red')}  {row.reason}")
+            if row.install:
+                print(f"{'':<18} install: {row.install}")
+    return 0

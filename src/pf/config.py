@@ -1,0 +1,162 @@
+"""One typed Settings object and its loader; the only reader of ``os.environ``.
+
+Precedence, lowest first: built-in defaults < ``pf.toml`` (``[pf]`` table) in the working
+directory < ``PF_*`` environment < explicit overrides (CLI flags). Each value remembers
+where it came from, for ``pf config``. Imports nothing from pf but its errors.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from pf.errors import ConfigError
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+DEFAULT_BUILD_TIMEOUT = 120.0
+DEFAULT_MAX_BUFFER = 1 * MiB
+DEFAULT_CACHE_MAX_BYTES = 2 * GiB
+DEFAULT_MAX_MEMORY = 8 * GiB
+DEFAULT_MAX_FILE_SIZE = 512 * MiB
+DEFAULT_MAX_PROCS = 4096
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _parse_size(text: str) -> int:
+    """Parse ``1048576``, ``512K``, ``64M`` or ``2G`` into bytes."""
+    stripped = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = {"K": 1024, "M": MiB, "G": GiB}.get(stripped[-1:], 1)
+    number = stripped[:-1] if scale != 1 else stripped
+    value = int(float(number) * scale)
+    if value <= 0:
+        raise ValueError(f"expected a positive size, got {text!r}")
+    return value
+
+
+def _parse_positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _parse_positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything pf can be configured with. Build with :func:`load_settings`."""
+
+    build_timeout: float = DEFAULT_BUILD_TIMEOUT
+    max_buffer: int = DEFAULT_MAX_BUFFER
+    cache_dir: Path = Path(".pf/cache")
+    cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES
+    max_memory: int = DEFAULT_MAX_MEMORY
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    max_procs: int = DEFAULT_MAX_PROCS
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    ccache: bool = True
+    # Tool paths pinned by the user (PF_TOOL_CLANG=/opt/clang/bin/clang), by tool name.
+    tools: Mapping[str, str] = field(default_factory=dict)
+    # The environment every tool starts from: the few variables compilers read, with a
+    # fixed locale so diagnostics parse the same everywhere.
+    base_env: Mapping[str, str] = field(default_factory=dict)
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def origin(self, name: str) -> str:
+        return self.origins.get(name, "default")
+
+
+# Setting name -> (environment variable, parser).
+_SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "build_timeout": ("PF_BUILD_TIMEOUT", _parse_positive_float),
+    "max_buffer": ("PF_MAX_BUFFER", _parse_size),
+    "cache_dir": ("PF_CACHE_DIR", Path),
+    "cache_max_bytes": ("PF_CACHE_MAX_BYTES", _parse_size),
+    "max_memory": ("PF_MAX_MEMORY", _parse_size),
+    "max_file_size": ("PF_MAX_FILE_SIZE", _parse_size),
+    "max_procs": ("PF_MAX_PROCS", _parse_positive_int),
+    "jobs": ("PF_JOBS", _parse_positive_int),
+    "ccache": ("PF_CCACHE", _parse_bool),
+}
+
+_TOOL_PREFIX = "PF_TOOL_"
+_PASSED_THROUGH = ("PATH", "HOME", "TMPDIR", "USER", "CCACHE_DIR")
+
+
+def _parse(name: str, raw: object, where: str) -> Any:
+    env_name, parser = _SOURCES[name]
+    try:
+        return parser(str(raw))
+    except (ValueError, IndexError) as exc:
+        raise ConfigError(f"{where}: invalid value for {name} ({env_name}): {exc}") from exc
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    table = data.get("pf", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [pf] must be a table")
+    return table
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    toml_path: Path | None = None,
+) -> Settings:
+    """Build Settings from defaults, ``pf.toml``, the environment and overrides."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    toml_file = toml_path if toml_path is not None else Path("pf.toml")
+    known = {f.name for f in fields(Settings)} - {"origins", "tools", "base_env"}
+    for key, raw in _read_toml(toml_file).items():
+        if key not in known:
+            raise ConfigError(f"{toml_file}: unknown setting {key!r}")
+        values[key] = _parse(key, raw, str(toml_file))
+        origins[key] = str(toml_file)
+    for name, (env_name, _) in _SOURCES.items():
+        if env_name in env:
+            values[name] = _parse(name, env[env_name], env_name)
+            origins[name] = env_name
+    tools = {
+        key[len(_TOOL_PREFIX) :].lower().replace("_", "-"): value
+        for key, value in env.items()
+        if key.startswith(_TOOL_PREFIX) and value
+    }
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if name not in known:
+            raise ConfigError(f"unknown setting {name!r}")
+        values[name] = value
+        origins[name] = "command line"
+    base_env = {name: env[name] for name in _PASSED_THROUGH if name in env}
+    base_env.setdefault("PATH", os.defpath)
+    base_env.update(LC_ALL="C.UTF-8", LANG="C.UTF-8")
+    return replace(Settings(), **values, tools=tools, base_env=base_env, origins=origins)

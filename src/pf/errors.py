@@ -1,0 +1,174 @@
+"""Every error pf shows a user; imports nothing from pf.
+
+Each error carries the data a user needs (a stable ``code``, the ``message``, a
+``hint``), the exit code the CLI uses and the HTTP status the server answers with.
+Raise sites pass facts; the wording lives in the classes below.
+
+    PfError                       root: anything pf reports to a user
+    ├── ConfigError               a PF_* setting or pf.toml value is invalid
+    ├── UsageError                bad command-line usage (exit 2)
+    ├── RequestError              a compile request is invalid (HTTP 400)
+    │   ├── UnsupportedLanguage
+    │   ├── UnsupportedTarget
+    │   └── InvalidOption
+    ├── ToolchainMissing          no tool serves a language/target here (says how to install)
+    ├── CompileFailed             the compiler rejected the sources (diagnostics attached)
+    ├── BuildTimeout              a compile ran past PF_BUILD_TIMEOUT and was killed
+    ├── SandboxError              a subprocess could not be started
+    └── CacheError                the cache directory cannot be used
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One compiler message, located in the user's own file."""
+
+    file: str
+    line: int
+    col: int
+    severity: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "col": self.col,
+            "severity": self.severity,
+            "message": self.message,
+        }
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.col}" if self.line else self.file
+        return f"{where}: {self.severity}: {self.message}"
+
+
+class PfError(Exception):
+    """Root of every error pf reports to a user."""
+
+    code: ClassVar[str] = "pf-error"
+    exit_code: ClassVar[int] = 1
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.hint:
+            out["hint"] = self.hint
+        return out
+
+
+class ConfigError(PfError):
+    code = "config-error"
+
+
+class UsageError(PfError):
+    code = "usage-error"
+    exit_code = 2
+    http_status = 400
+
+
+class RequestError(PfError):
+    code = "invalid-request"
+    exit_code = 2
+    http_status = 400
+
+
+def _allowed(values: Iterable[str]) -> str:
+    return ", ".join(values)
+
+
+class UnsupportedLanguage(RequestError):
+    code = "unsupported-language"
+
+    def __init__(self, language: str, supported: Sequence[str]) -> None:
+        super().__init__(f"Unsupported language: {language}. Supported: {_allowed(supported)}")
+        self.language = language
+
+
+class UnsupportedTarget(RequestError):
+    code = "unsupported-target"
+
+    def __init__(self, target: str, supported: Sequence[str]) -> None:
+        super().__init__(f"Unsupported target: {target}. Supported: {_allowed(supported)}")
+        self.target = target
+
+
+class InvalidOption(RequestError):
+    code = "invalid-option"
+
+    def __init__(self, name: str, reason: str, allowed: Sequence[str] | None = None) -> None:
+        text = f"Invalid option {name!r}: {reason}"
+        if allowed:
+            text += f". Allowed: {_allowed(allowed)}"
+        super().__init__(text)
+        self.name = name
+
+
+class ToolchainMissing(PfError):
+    """No installed tool serves a (language, target) pair; says how to get one."""
+
+    code = "toolchain-missing"
+    exit_code = 3
+    http_status = 503
+
+    def __init__(self, what: str, reason: str, install: str | None) -> None:
+        hint = f"install it with: {install}" if install else None
+        super().__init__(f"{what}: {reason}", hint=hint)
+        self.install = install
+
+
+class CompileFailed(PfError):
+    """The compiler ran and rejected the input."""
+
+    code = "compile-failed"
+    exit_code = 1
+    http_status = 422
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        diagnostics: Sequence[Diagnostic] = (),
+        log: str = "",
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.diagnostics = list(diagnostics)
+        self.log = log
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["diagnostics"] = [d.to_dict() for d in self.diagnostics]
+        return out
+
+
+class BuildTimeout(PfError):
+    code = "build-timeout"
+    exit_code = 124
+    http_status = 504
+
+    def __init__(self, what: str, seconds: float) -> None:
+        super().__init__(
+            f"{what} ran longer than {seconds:g} s and was stopped with its whole process group",
+            hint="raise PF_BUILD_TIMEOUT if the build is legitimately slow",
+        )
+        self.seconds = seconds
+
+
+class SandboxError(PfError):
+    code = "sandbox-error"
+
+
+class CacheError(PfError):
+    code = "cache-error"

@@ -1,0 +1,44 @@
+"""Resource limits for one sandboxed subprocess, with the defaults pf uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pf.config import (
+    DEFAULT_BUILD_TIMEOUT,
+    DEFAULT_MAX_BUFFER,
+    DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_MAX_MEMORY,
+    DEFAULT_MAX_PROCS,
+    Settings,
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one subprocess may use: wall time, captured output, CPU, memory, files, processes."""
+
+    timeout: float = DEFAULT_BUILD_TIMEOUT
+    max_output: int = DEFAULT_MAX_BUFFER
+    memory: int = DEFAULT_MAX_MEMORY
+    file_size: int = DEFAULT_MAX_FILE_SIZE
+    processes: int = DEFAULT_MAX_PROCS
+
+    @property
+    def cpu_seconds(self) -> int:
+        # CPU time is a backstop behind the wall-clock timeout: a compiler may use
+        # several threads, so allow a few times the wall budget.
+        return int(self.timeout * 4) + 1
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            timeout=settings.build_timeout,
+            max_output=settings.max_buffer,
+            memory=settings.max_memory,
+            file_size=settings.max_file_size,
+            processes=settings.max_procs,
+        )
+
+
+DEFAULT_LIMITS = Limits()

@@ -1,0 +1,262 @@
+"""The driver contract: requests, options, tools, plans; what every toolchain driver returns.
+
+A driver is data plus small pure functions. ``plan(request)`` returns the steps that turn
+the request's sources into outputs, as argv lists whose first item is a *tool name*
+(resolved to a binary by the engine) and whose paths are relative to a scratch
+directory the engine lays out: sources under their own names, intermediates under
+``obj/``, results under ``out/``. Because argv never contains a temporary path, it is
+stable, and the engine digests it into the cache key as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar, Protocol
+
+from pf.errors import Diagnostic, InvalidOption, RequestError
+
+LANGUAGES: tuple[str, ...] = ("rust", "c", "fortran", "wat")
+TARGETS: tuple[str, ...] = ("wasm", "llvm", "asm")
+OPT_LEVELS: tuple[str, ...] = ("0", "1", "2", "3", "s", "z")
+
+EXTENSIONS: Mapping[str, str] = {
+    ".rs": "rust",
+    ".c": "c",
+    ".h": "c",
+    ".f": "fortran",
+    ".for": "fortran",
+    ".f77": "fortran",
+    ".f90": "fortran",
+    ".f95": "fortran",
+    ".f03": "fortran",
+    ".f08": "fortran",
+    ".wat": "wat",
+    ".wast": "wat",
+}
+
+OBJ_DIR = "obj"
+OUT_DIR = "out"
+
+_SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def language_of(path: str) -> str | None:
+    """The language a file name implies, or None."""
+    suffix = PurePosixPath(path).suffix
+    return EXTENSIONS.get(suffix) or EXTENSIONS.get(suffix.lower())
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input file: its name as the user knows it (relative, POSIX) and its bytes."""
+
+    name: str
+    content: bytes
+
+    def __post_init__(self) -> None:
+        path = PurePosixPath(self.name)
+        bad = (
+            not self.name
+            or "\x00" in self.name
+            or path.is_absolute()
+            or any(part in {"..", ""} for part in self.name.split("/"))
+            or path.parts[0] in {OBJ_DIR, OUT_DIR}
+        )
+        if bad:
+            raise RequestError(
+                f"Invalid source file name {self.name!r}: use a relative path without '..' "
+                f"that does not start with {OBJ_DIR}/ or {OUT_DIR}/"
+            )
+
+    @property
+    def stem(self) -> str:
+        return PurePosixPath(self.name).stem
+
+
+def _parse_bool(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InvalidOption(name, f"{value!r} is not a boolean", ["true", "false"])
+
+
+@dataclass(frozen=True)
+class Options:
+    """The compile options users of the original pass, validated.
+
+    ``exports`` of None means "every externally visible function"; a tuple narrows the
+    wasm exports to exactly those symbols.
+    """
+
+    opt_level: str = "2"
+    parallel: bool = False
+    passes: str | None = None
+    exports: tuple[str, ...] | None = None
+    debug: bool = False
+
+    NAMES: ClassVar[tuple[str, ...]] = ("opt_level", "parallel", "passes", "exports", "debug")
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, object]) -> Options:
+        """Validate user-supplied options; an unknown name or bad value raises InvalidOption."""
+        values: dict[str, Any] = {}
+        for name, value in raw.items():
+            if value is None:
+                continue
+            if name == "opt_level":
+                text = str(value).strip().upper().removeprefix("O").lower()
+                if text not in OPT_LEVELS:
+                    raise InvalidOption(name, f"{value!r} is not an optimisation level", OPT_LEVELS)
+                values[name] = text
+            elif name in {"parallel", "debug"}:
+                values[name] = _parse_bool(name, value)
+            elif name == "passes":
+                text = str(value).strip()
+                if not text or not re.fullmatch(r"[A-Za-z0-9_<>(),.=\-]+", text):
+                    raise InvalidOption(
+                        name,
+                        f"{value!r} is not an LLVM pass pipeline "
+                        "(e.g. 'default<O2>' or 'mem2reg,instcombine')",
+                    )
+                values[name] = text
+            elif name == "exports":
+                items = value if isinstance(value, list | tuple) else str(value).split(",")
+                symbols = tuple(str(item).strip() for item in items if str(item).strip())
+                for symbol in symbols:
+                    if not _SYMBOL.match(symbol):
+                        raise InvalidOption(name, f"{symbol!r} is not a symbol name")
+                values[name] = symbols
+            else:
+                raise InvalidOption(name, "unknown option", cls.NAMES)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "opt_level": self.opt_level,
+            "parallel": self.parallel,
+            "passes": self.passes,
+            "exports": list(self.exports) if self.exports is not None else None,
+            "debug": self.debug,
+        }
+
+
+@dataclass(frozen=True)
+class CompileRequest:
+    language: str
+    target: str
+    sources: tuple[SourceFile, ...]
+    options: Options = Options()
+
+    @property
+    def stem(self) -> str:
+        """The base name of the outputs: the first source file's stem."""
+        return self.sources[0].stem
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """How to find one tool, read its version, and install it when missing.
+
+    ``candidates`` are tried in order: absolute paths as they are, bare names on PATH.
+    A user can pin the binary with ``PF_TOOL_<NAME>`` (e.g. ``PF_TOOL_CLANG``).
+    """
+
+    name: str
+    candidates: tuple[str, ...]
+    install: str
+    version_args: tuple[str, ...] = ("--version",)
+    version_pattern: str = r"(\d+\.\d+(?:\.\d+)?)"
+
+
+@dataclass(frozen=True)
+class ToolInfo:
+    name: str
+    path: str
+    version: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run a tool. ``argv[0]`` is a ToolSpec name; paths are relative to the scratch dir."""
+
+    label: str
+    argv: tuple[str, ...]
+    ccache: bool = False
+
+    def describe(self) -> tuple[str, ...]:
+        return self.argv
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Rewrite files in the scratch dir in-process (e.g. retarget LLVM IR).
+
+    ``name`` identifies the transform *and its version* in the cache key: change it
+    whenever ``func`` changes behaviour.
+    """
+
+    label: str
+    name: str
+    func: Callable[[Path], None] = field(compare=False)
+
+    def describe(self) -> tuple[str, ...]:
+        return ("transform", self.name)
+
+
+Step = Run | Transform
+
+
+@dataclass(frozen=True)
+class Output:
+    """A produced file: path relative to the scratch dir, and its kind."""
+
+    path: str
+    kind: str  # "wasm", "llvm", "js"
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.path).name
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a driver will do for one request."""
+
+    steps: tuple[Step, ...]
+    outputs: tuple[Output, ...]
+    tools: tuple[ToolSpec, ...]
+    # Files the driver adds to the scratch dir (e.g. a runtime); digested like sources.
+    extra_inputs: tuple[SourceFile, ...] = ()
+    # Environment the tools read, beyond the fixed base environment.
+    env: Mapping[str, str] = field(default_factory=dict)
+    note: str | None = None
+
+
+class Driver(Protocol):
+    """One toolchain family: the (language, target) pairs it serves and how."""
+
+    id: str
+    language: str
+    targets: tuple[str, ...]
+
+    def tools(self, target: str) -> tuple[ToolSpec, ...]:
+        """The tools ``target`` needs, the one that names the toolchain first."""
+        ...
+
+    def plan(self, request: CompileRequest) -> Plan:
+        """The steps for ``request``; raises InvalidOption for options it cannot honour."""
+        ...
+
+    def diagnostics(self, stderr: str) -> list[Diagnostic]:
+        """Structured diagnostics from the tools' stderr."""
+        ...

@@ -1,0 +1,126 @@
+"""Find a tool, read its version and digest its binary; remember the answer across runs.
+
+Running ``clang --version`` and hashing a 100 MB binary cost more than a whole cache
+hit may take, so a probe is remembered in ``<cache_dir>/probes.json``, keyed by the
+binary's resolved path and checked against its size, mtime and inode (ccache's
+``compiler_check = mtime``). Replacing the binary changes the stat and forces a probe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+
+from pf.config import Settings
+from pf.errors import ToolchainMissing
+from pf.sandbox import Limits, run
+from pf.toolchains.base import ToolInfo, ToolSpec
+
+_PROBE_FILE = "probes.json"
+_PROBE_LIMITS = Limits(timeout=20.0, max_output=64 * 1024)
+_lock = threading.Lock()
+_memo: dict[tuple[str, str], dict[str, object]] = {}
+
+
+def _which(candidate: str, path: str) -> str | None:
+    if os.path.isabs(candidate):
+        return candidate if os.access(candidate, os.X_OK) and os.path.isfile(candidate) else None
+    return shutil.which(candidate, path=path)
+
+
+def locate(spec: ToolSpec, settings: Settings) -> str | None:
+    """The binary that serves ``spec`` here, or None."""
+    pinned = settings.tools.get(spec.name)
+    if pinned:
+        return _which(pinned, settings.base_env.get("PATH", os.defpath))
+    for candidate in spec.candidates:
+        found = _which(candidate, settings.base_env.get("PATH", os.defpath))
+        if found:
+            return found
+    return None
+
+
+def _stat_key(path: str) -> list[int]:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _digest(path: str) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _read_version(spec: ToolSpec, binary: str, settings: Settings) -> str:
+    done = run(
+        (binary, *spec.version_args),
+        cwd=Path("/"),
+        env=settings.base_env,
+        limits=_PROBE_LIMITS,
+    )
+    text = done.stdout + done.stderr
+    match = re.search(spec.version_pattern, text)
+    if not done.ok or not match:
+        raise ToolchainMissing(
+            f"{spec.name} ({binary})",
+            f"does not answer '{' '.join(spec.version_args)}' with a version",
+            spec.install,
+        )
+    return match.group(1)
+
+
+def _load(file: Path) -> dict[str, dict[str, object]]:
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save(file: Path, data: dict[str, dict[str, object]]) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(data, indent=0, sort_keys=True))
+    os.replace(tmp, file)
+
+
+def detect(spec: ToolSpec, settings: Settings) -> ToolInfo:
+    """The installed tool for ``spec``; raises ToolchainMissing with the install command."""
+    binary = locate(spec, settings)
+    if binary is None:
+        where = settings.tools.get(spec.name)
+        reason = f"PF_TOOL_{spec.name.upper()}={where} is not executable" if where else "not installed"
+        raise ToolchainMissing(spec.name, reason, spec.install)
+    real = os.path.realpath(binary)
+    stat = _stat_key(real)
+    memo_key = (spec.name, real)
+    with _lock:
+        entry = _memo.get(memo_key)
+    if entry is None or entry.get("stat") != stat:
+        file = settings.cache_dir / _PROBE_FILE
+        with _lock:
+            stored = _load(file)
+        entry = stored.get(f"{spec.name}\0{real}")
+        if entry is None or entry.get("stat") != stat:
+            entry = {
+                "stat": stat,
+                "version": _read_version(spec, binary, settings),
+                "digest": _digest(real),
+            }
+            with _lock, contextlib.suppress(OSError):
+                stored = _load(file)
+                stored[f"{spec.name}\0{real}"] = entry
+                _save(file, stored)
+        with _lock:
+            _memo[memo_key] = entry
+    return ToolInfo(
+        name=spec.name, path=binary, version=str(entry["version"]), digest=str(entry["digest"])
+    )

@@ -1,0 +1,87 @@
+"""The tools pf drives, where to find them on Debian 12, and the exact command that installs each."""
+
+from __future__ import annotations
+
+from pf.toolchains.base import Output, Run, ToolSpec
+
+_APT = "apt-get install -y --no-install-recommends"
+
+CLANG = ToolSpec(
+    name="clang",
+    candidates=("/usr/bin/clang-14", "clang-14", "clang"),
+    install=f"{_APT} clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32",
+)
+CLANG19 = ToolSpec(
+    name="clang-19",
+    candidates=("/usr/bin/clang-19", "clang-19"),
+    install=f"{_APT} clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc",
+)
+FLANG = ToolSpec(
+    name="flang",
+    candidates=("/usr/bin/flang-new-19", "flang-new-19"),
+    install=f"{_APT} flang-19 clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc",
+)
+# Debian's rustc 1.63 is the only Rust here with a wasm32 std; a rustup toolchain earlier
+# on PATH has none, so the Debian binary is named by its full path first (TOOLCHAINS.md).
+RUSTC = ToolSpec(
+    name="rustc",
+    candidates=("/usr/bin/rustc",),
+    install=f"{_APT} rustc libstd-rust-dev-wasm32 lld-14",
+)
+WAT2WASM = ToolSpec(
+    name="wat2wasm",
+    candidates=("/usr/bin/wat2wasm", "wat2wasm"),
+    install=f"{_APT} wabt",
+)
+WASM2C = ToolSpec(
+    name="wasm2c",
+    candidates=("/usr/bin/wasm2c", "wasm2c"),
+    install=f"{_APT} wabt",
+)
+WASM2JS = ToolSpec(
+    name="wasm2js",
+    candidates=("/usr/bin/wasm2js", "wasm2js"),
+    install=f"{_APT} binaryen",
+)
+OPT = ToolSpec(
+    name="opt",
+    candidates=("/usr/bin/opt-14", "opt-14", "opt"),
+    install=f"{_APT} llvm-14",
+)
+OPT19 = ToolSpec(
+    name="opt-19",
+    candidates=("/usr/bin/opt-19", "/usr/lib/llvm-19/bin/opt", "opt-19"),
+    install=f"{_APT} llvm-19",
+)
+CCACHE = ToolSpec(
+    name="ccache",
+    candidates=("/usr/bin/ccache", "ccache"),
+    install=f"{_APT} ccache",
+)
+
+
+def wasm2js_step(wasm: str, stem: str) -> tuple[Run, Output]:
+    """Turn a wasm file into asm.js-style JavaScript (an ES module) with binaryen.
+
+    No maintained tool emits validated ``"use asm"`` code any more; wasm2js output is
+    asm.js-style (typed-array heap, ``|0`` coercions) and runs with WebAssembly disabled.
+    """
+    output = Output(f"out/{stem}.mjs", "js")
+    return Run("convert", ("wasm2js", wasm, "-o", output.path)), output
+
+# Joins the per-file LLVM 14 IR of a multi-file C request into one module (C driver).
+LLVM_LINK = ToolSpec(
+    name="llvm-link",
+    candidates=("/usr/bin/llvm-link-14", "llvm-link-14", "llvm-link"),
+    install=f"{_APT} llvm-14",
+)
+
+# Links Rust wasm modules (Rust driver). Debian's rust-lld is lld 14, the linker rustc
+# 1.63 itself uses for wasm32, so the driver links exactly as rustc would but with its
+# own --export list.
+RUST_LLD = ToolSpec(
+    name="rust-lld",
+    candidates=("/usr/bin/rust-lld",),
+    install=f"{_APT} lld-14",
+    version_args=("-flavor", "wasm", "--version"),
+)
