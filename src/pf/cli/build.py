@@ -51,7 +51,11 @@ def command(argv: list[str]) -> int:
             record = {**result.to_dict(), "outputs": [str(p) for p in written]}
             records.append(record)
             if not args.json:
-                how = style("cached", "green") if result.cached else f"{result.duration * 1000:.0f} ms"
+                how = (
+                    style("cached", "green")
+                    if result.cached
+                    else f"{result.duration * 1000:.0f} ms"
+                )
                 files = ", ".join(
                     f"{p} ({human_size(a.size)})"
                     for p, a in zip(written, result.artifacts, strict=True)

@@ -80,9 +80,7 @@ def command(argv: list[str]) -> int:
     for diagnostic in result.diagnostics:
         print(style(str(diagnostic), "yellow", sys.stderr), file=sys.stderr)
     how = style("cache hit", "green") if result.cached else "cache miss"
-    print(
-        f"compiled {language} -> {args.target} in {result.duration * 1000:.0f} ms ({how})"
-    )
+    print(f"compiled {language} -> {args.target} in {result.duration * 1000:.0f} ms ({how})")
     for path, artifact in zip(written, result.artifacts, strict=True):
         print(f"  {path}  ({human_size(artifact.size)})")
     if result.note:

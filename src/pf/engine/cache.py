@@ -108,7 +108,9 @@ class ActionCache:
                 self._count("corrupt")
                 self._count("misses")
                 return None
-            artifacts.append(Artifact(item["name"], item["kind"], item["digest"], item["size"], path))
+            artifacts.append(
+                Artifact(item["name"], item["kind"], item["digest"], item["size"], path)
+            )
         with contextlib.suppress(FileNotFoundError):
             os.utime(manifest)
         self._count("hits")
@@ -172,7 +174,7 @@ class ActionCache:
         return total
 
     def evict(self) -> int:
-        """Remove least recently used entries until the blobs fit ``max_bytes``; returns bytes freed."""
+        """Drop least recently used entries until blobs fit ``max_bytes``; returns bytes freed."""
         with self._exclusive():
             usage = self._usage()
             if usage <= self.max_bytes:
@@ -182,7 +184,9 @@ class ActionCache:
             for shard in (self.root / "ac").iterdir():
                 for manifest in shard.glob("*.json"):
                     try:
-                        digests = [o["digest"] for o in json.loads(manifest.read_bytes())["outputs"]]
+                        digests = [
+                            o["digest"] for o in json.loads(manifest.read_bytes())["outputs"]
+                        ]
                         mtime = manifest.stat().st_mtime
                     except (OSError, ValueError, KeyError):
                         manifest.unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from pf.engine.cache import ActionCache, Artifact, Entry
 from pf.engine.keys import action_key
 from pf.engine.singleflight import flight
 from pf.errors import BuildTimeout, CompileFailed, Diagnostic
-from pf.sandbox import Completed, LineSink, Limits, run
+from pf.sandbox import Completed, Limits, LineSink, run
 from pf.toolchains import CompileRequest, Driver, Plan, Run, ToolInfo, driver_for
 from pf.toolchains.base import OBJ_DIR, OUT_DIR
 from pf.toolchains.diagnostics import mask_paths
@@ -106,7 +106,9 @@ class _Execution:
         settings: Settings,
         on_line: LineSink | None,
         on_phase: PhaseSink | None,
+        ccache_dir: Path,
     ) -> None:
+        self.ccache_dir = ccache_dir
         self.driver = driver
         self.request = request
         self.plan = plan
@@ -142,7 +144,7 @@ class _Execution:
         env = {**self.settings.base_env, **_tool_env(self.plan)}
         ccache = locate(CCACHE, self.settings) if self.settings.ccache else None
         if ccache:
-            env.setdefault("CCACHE_DIR", str(self.settings.cache_dir.resolve() / "ccache"))
+            env.setdefault("CCACHE_DIR", str(self.ccache_dir))
         limits = Limits.from_settings(self.settings)
         sink = self._sink(str(scratch))
         for step in self.plan.steps:
@@ -150,7 +152,9 @@ class _Execution:
                 self.on_phase(step.label)
             started = time.monotonic()
             if isinstance(step, Run):
-                done = run(self._argv(step, ccache), cwd=scratch, env=env, limits=limits, on_line=sink)
+                done = run(
+                    self._argv(step, ccache), cwd=scratch, env=env, limits=limits, on_line=sink
+                )
                 if done.timed_out:
                     raise BuildTimeout(f"{step.label} ({step.argv[0]})", limits.timeout)
                 if done.code != 0:
@@ -229,7 +233,16 @@ def compile_sources(
         entry = cache.lookup(key)
         if entry is not None:
             return _result(request, entry, True, tools, time.monotonic() - started, {})
-        execution = _Execution(driver, request, plan, tools, settings, on_line, on_phase)
+        execution = _Execution(
+            driver,
+            request,
+            plan,
+            tools,
+            settings,
+            on_line,
+            on_phase,
+            cache.root.resolve() / "ccache",
+        )
         scratch = Path(tempfile.mkdtemp(prefix="build-", dir=cache.root / "tmp"))
         try:
             outputs = execution.execute(scratch)

@@ -3,4 +3,4 @@
 from pf.sandbox.limits import DEFAULT_LIMITS, Limits
 from pf.sandbox.process import Completed, LineSink, run, truncation_marker
 
-__all__ = ["DEFAULT_LIMITS", "Completed", "LineSink", "Limits", "run", "truncation_marker"]
+__all__ = ["DEFAULT_LIMITS", "Completed", "Limits", "LineSink", "run", "truncation_marker"]

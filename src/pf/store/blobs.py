@@ -59,7 +59,7 @@ class BlobStore:
         return digest, size
 
     def verified(self, digest: str, size: int) -> Path | None:
-        """The blob's path if it is present and intact, else None (and a damaged copy is removed)."""
+        """The blob's path if present and intact, else None (a damaged copy is removed)."""
         target = self.path(digest)
         try:
             if target.stat().st_size != size or digest_file(target) != digest:

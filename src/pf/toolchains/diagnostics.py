@@ -21,7 +21,9 @@ _TOOL_STYLE = re.compile(
     r"^(?P<tool>[\w.+-]+):\s*(?P<severity>fatal error|error|warning):\s*(?P<message>.*)$"
 )
 # rustc: "error[E0308]: message" followed by " --> file:line:col".
-_RUST_HEAD = re.compile(r"^(?P<severity>error|warning|note|help)(?:\[(?P<code>\w+)\])?:\s*(?P<message>.*)$")
+_RUST_HEAD = re.compile(
+    r"^(?P<severity>error|warning|note|help)(?:\[(?P<code>\w+)\])?:\s*(?P<message>.*)$"
+)
 _RUST_LOC = re.compile(r"^\s*-->\s*(?P<file>.+?):(?P<line>\d+):(?P<col>\d+)\s*$")
 
 

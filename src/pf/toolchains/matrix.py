@@ -29,14 +29,14 @@ class PairStatus:
 def pair_status(language: str, target: str, settings: Settings) -> PairStatus:
     driver = get_driver(language)
     if target not in driver.targets:
-        return PairStatus(language, target, False, reason=f"pf cannot compile {language} to {target}")
+        return PairStatus(
+            language, target, False, reason=f"pf cannot compile {language} to {target}"
+        )
     specs = driver.tools(target)
     try:
         infos = [detect(spec, settings) for spec in specs]
     except ToolchainMissing as missing:
-        return PairStatus(
-            language, target, False, reason=missing.message, install=missing.install
-        )
+        return PairStatus(language, target, False, reason=missing.message, install=missing.install)
     first = infos[0]
     return PairStatus(language, target, True, first.name, first.version, first.path)
 

@@ -97,7 +97,9 @@ def detect(spec: ToolSpec, settings: Settings) -> ToolInfo:
     binary = locate(spec, settings)
     if binary is None:
         where = settings.tools.get(spec.name)
-        reason = f"PF_TOOL_{spec.name.upper()}={where} is not executable" if where else "not installed"
+        reason = (
+            f"PF_TOOL_{spec.name.upper()}={where} is not executable" if where else "not installed"
+        )
         raise ToolchainMissing(spec.name, reason, spec.install)
     real = os.path.realpath(binary)
     stat = _stat_key(real)

@@ -1,4 +1,4 @@
-"""The tools pf drives, where to find them on Debian 12, and the exact command that installs each."""
+"""The tools pf drives, where to find them on Debian 12, and the command that installs each."""
 
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ WASM2JS = ToolSpec(
     name="wasm2js",
     candidates=("/usr/bin/wasm2js", "wasm2js"),
     install=f"{_APT} binaryen",
+    # binaryen versions are single numbers: "wasm2js version 108".
+    version_pattern=r"version (\d+)",
 )
 OPT = ToolSpec(
     name="opt",
@@ -68,6 +70,7 @@ def wasm2js_step(wasm: str, stem: str) -> tuple[Run, Output]:
     """
     output = Output(f"out/{stem}.mjs", "js")
     return Run("convert", ("wasm2js", wasm, "-o", output.path)), output
+
 
 # Joins the per-file LLVM 14 IR of a multi-file C request into one module (C driver).
 LLVM_LINK = ToolSpec(

@@ -1,0 +1,163 @@
+"""``pf compile`` and ``pf toolchains`` as a user runs them: the real binary, real compilers."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DEMO
+
+
+def pf(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "pf", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _script(path: Path, body: str) -> str:
+    path.write_text("#!/bin/bash\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def test_compile_prints_artifacts_cache_state_and_time(tmp_path: Path) -> None:
+    done = pf("compile", str(DEMO / "c" / "math.c"), "-o", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "compiled c -> wasm in" in done.stdout and "(cache miss)" in done.stdout
+    assert "out/math.wasm" in done.stdout
+    again = pf("compile", str(DEMO / "c" / "math.c"), "-o", "out", "--json", cwd=tmp_path)
+    record = json.loads(again.stdout)
+    assert record["cached"] is True
+    assert record["artifacts"][0]["path"] == "math.wasm"
+    assert (tmp_path / "out" / "math.wasm").stat().st_size == record["artifacts"][0]["size"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["opt_level=9"],
+            "Invalid option 'opt_level': '9' is not an optimisation level. Allowed: 0, 1, 2, 3, s, z",
+        ),
+        (
+            ["speed=fast"],
+            "Invalid option 'speed': unknown option. Allowed: opt_level, parallel, passes, exports, debug",
+        ),
+        (["debug=perhaps"], "Invalid option 'debug': 'perhaps' is not a boolean"),
+        (["--target", "exe"], "argument --target/-t: invalid choice: 'exe'"),
+    ],
+)
+def test_bad_options_are_refused_with_the_allowed_values(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    done = pf("compile", str(DEMO / "c" / "math.c"), *args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unknown_extension_asks_for_the_language(tmp_path: Path) -> None:
+    (tmp_path / "prog.cob").write_text("IDENTIFICATION DIVISION.\n")
+    done = pf("compile", "prog.cob", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "cannot tell the language of prog.cob" in done.stderr
+    assert "--language (rust, c, fortran, wat)" in done.stderr
+
+
+def test_a_compile_error_shows_the_users_file_line_and_column(tmp_path: Path) -> None:
+    (tmp_path / "bad.c").write_text("int add(int a, int b) {\n  return a +;\n}\n")
+    done = pf("compile", "bad.c", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "bad.c:2:13: error: expected expression" in done.stderr
+    assert "Traceback" not in done.stderr and "build-" not in done.stderr
+    assert not (tmp_path / "bad.wasm").exists()
+
+
+def test_a_missing_toolchain_names_its_install_command(tmp_path: Path) -> None:
+    done = pf(
+        "compile", str(DEMO / "c" / "math.c"), cwd=tmp_path, env={"PF_TOOL_CLANG": "/nowhere/clang"}
+    )
+    assert done.returncode == 3
+    assert "clang: PF_TOOL_CLANG=/nowhere/clang is not executable" in done.stderr
+    assert "apt-get install -y --no-install-recommends clang-14" in done.stderr
+
+
+def test_a_hanging_compiler_is_killed_at_the_timeout(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    hang = _script(
+        tmp_path / "clang",
+        'if [ "$1" = --version ]; then echo "clang version 14.0.6"; exit 0; fi\n'
+        f"sleep 300 & echo $! > {pidfile}; wait\n",
+    )
+    done = pf(
+        "compile",
+        str(DEMO / "c" / "math.c"),
+        cwd=tmp_path,
+        env={"PF_TOOL_CLANG": hang, "PF_BUILD_TIMEOUT": "1", "PF_CCACHE": "0"},
+    )
+    assert done.returncode == 124
+    assert "ran longer than 1 s and was stopped with its whole process group" in done.stderr
+    pid = int(pidfile.read_text())
+    assert (
+        not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    )
+
+
+def test_a_flooding_compiler_is_capped_with_the_marker(tmp_path: Path) -> None:
+    flood = _script(
+        tmp_path / "clang",
+        'if [ "$1" = --version ]; then echo "clang version 14.0.6"; exit 0; fi\n'
+        "yes 'noise noise noise noise' | head -c 5000000 >&2; exit 1\n",
+    )
+    done = pf(
+        "compile",
+        str(DEMO / "c" / "math.c"),
+        "--json",
+        cwd=tmp_path,
+        env={"PF_TOOL_CLANG": flood, "PF_MAX_BUFFER": "64K", "PF_CCACHE": "0"},
+    )
+    assert done.returncode == 1
+    assert "[truncated: output exceeded 65536 bytes; the rest was discarded]" in done.stderr
+    assert len(done.stderr) < 20_000
+
+
+def test_toolchains_lists_every_pair_with_its_tool(tmp_path: Path) -> None:
+    done = pf("toolchains", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert len(rows) == 12
+    assert {(r["language"], r["target"]) for r in rows if r["available"]} == {
+        (lang, target)
+        for lang in ("rust", "c", "fortran", "wat")
+        for target in ("wasm", "llvm", "asm")
+    }
+    c_wasm = next(r for r in rows if (r["language"], r["target"]) == ("c", "wasm"))
+    assert (c_wasm["tool"], c_wasm["version"]) == ("clang", "14.0.6")
+
+
+def test_toolchains_explains_a_missing_tool(tmp_path: Path) -> None:
+    done = pf("toolchains", cwd=tmp_path, env={"PF_TOOL_WASM2JS": "/nowhere/wasm2js"})
+    assert done.returncode == 0
+    assert "c        -> asm   missing" in done.stdout
+    assert "install: apt-get install -y --no-install-recommends binaryen" in done.stdout
+
+
+def test_unknown_command_suggests_the_closest(tmp_path: Path) -> None:
+    done = pf("compil", "x.c", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "unknown command 'compil'" in done.stderr and "did you mean 'compile'?" in done.stderr

@@ -1,0 +1,183 @@
+"""The content-addressed cache, exercised through real clang compiles.
+
+A wrapper script stands in front of the real clang (pinned with PF_TOOL_CLANG) and
+appends one line per compiler start to a log, so "no compiler process started" is
+observed, not inferred.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from pf.config import load_settings
+from pf.engine import ActionCache, compile_sources
+from pf.errors import CompileFailed
+from pf.toolchains import CompileRequest, Options, SourceFile
+
+ADD_C = b"int add(int a, int b) { return a + b; }\n"
+
+
+def _wrapper(path: Path, log: Path, version: str | None = None) -> Path:
+    fake_version = f'if [ "$1" = --version ]; then echo "clang version {version}"; exit 0; fi\n'
+    path.write_text(
+        "#!/bin/bash\n"
+        + (fake_version if version else "")
+        + f'[ "$1" = --version ] || echo "$*" >> {log}\n'
+        + 'exec /usr/bin/clang-14 "$@"\n'
+    )
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+@pytest.fixture
+def counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Route clang through a counting wrapper; returns the log of compiler starts."""
+    log = tmp_path / "clang.log"
+    log.touch()
+    monkeypatch.setenv("PF_TOOL_CLANG", str(_wrapper(tmp_path / "clang", log)))
+    monkeypatch.setenv("PF_CCACHE", "0")
+    return log
+
+
+def _starts(log: Path) -> int:
+    return len(log.read_text().splitlines())
+
+
+def _request(source: bytes = ADD_C, **options: str) -> CompileRequest:
+    return CompileRequest("c", "wasm", (SourceFile("add.c", source),), Options.parse(options))
+
+
+def test_second_identical_compile_is_a_hit_that_starts_no_compiler(counted: Path) -> None:
+    settings = load_settings()
+    first = compile_sources(_request(), settings)
+    starts = _starts(counted)
+    assert not first.cached and starts >= 1
+    second = compile_sources(_request(), settings)
+    assert second.cached
+    assert _starts(counted) == starts
+    assert second.key == first.key
+    assert [a.digest for a in second.artifacts] == [a.digest for a in first.artifacts]
+    assert second.artifacts[0].path.read_bytes()[:4] == b"\0asm"
+
+
+def test_a_changed_source_byte_or_option_misses(counted: Path) -> None:
+    settings = load_settings()
+    base = compile_sources(_request(), settings)
+    byte = compile_sources(_request(ADD_C.replace(b"a + b", b"a - b")), settings)
+    option = compile_sources(_request(opt_level="s"), settings)
+    assert not byte.cached and not option.cached
+    assert len({base.key, byte.key, option.key}) == 3
+
+
+def test_a_changed_toolchain_version_misses(
+    counted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = compile_sources(_request(), load_settings())
+    other = _wrapper(tmp_path / "clang-next", counted, version="99.1.0")
+    monkeypatch.setenv("PF_TOOL_CLANG", str(other))
+    second = compile_sources(_request(), load_settings())
+    assert not second.cached
+    assert second.key != first.key
+    assert {t.version for t in second.tools} == {"99.1.0"}
+
+
+def test_concurrent_identical_compiles_run_the_compiler_once(counted: Path) -> None:
+    settings = load_settings()
+    results = []
+    barrier = threading.Barrier(6)
+
+    def build() -> None:
+        barrier.wait()
+        results.append(
+            compile_sources(_request(b"int mul(int a, int b) { return a * b; }\n"), settings)
+        )
+
+    threads = [threading.Thread(target=build) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(results) == 6
+    assert sorted(r.cached for r in results) == [False] + [True] * 5
+    compiles = [line for line in counted.read_text().splitlines() if " -c " in f" {line} "]
+    assert len(compiles) == 1
+
+
+def _compile_in_child(source: bytes) -> bool:
+    return compile_sources(_request(source), load_settings()).cached
+
+
+def test_concurrent_identical_compiles_in_separate_processes_run_once(counted: Path) -> None:
+    source = b"int sub(int a, int b) { return a - b; }\n"
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        cached = pool.map(_compile_in_child, [source] * 4)
+    assert sorted(cached) == [False, True, True, True]
+    compiles = [line for line in counted.read_text().splitlines() if " -c " in f" {line} "]
+    assert len(compiles) == 1
+
+
+def test_a_truncated_blob_is_detected_and_rebuilt(counted: Path) -> None:
+    settings = load_settings()
+    first = compile_sources(_request(), settings)
+    blob = first.artifacts[0].path
+    blob.chmod(0o644)
+    blob.write_bytes(blob.read_bytes()[:10])
+    starts = _starts(counted)
+    again = compile_sources(_request(), settings)
+    assert not again.cached
+    assert _starts(counted) > starts
+    assert again.artifacts[0].path.read_bytes() == first.artifacts[0].path.read_bytes()
+    assert len(again.artifacts[0].path.read_bytes()) == first.artifacts[0].size
+
+
+def test_a_failed_compile_is_not_cached(counted: Path) -> None:
+    settings = load_settings()
+    broken = _request(b"int add(int a, int b) { return a + }\n")
+    with pytest.raises(CompileFailed) as first:
+        compile_sources(broken, settings)
+    starts = _starts(counted)
+    with pytest.raises(CompileFailed):
+        compile_sources(broken, settings)
+    assert _starts(counted) > starts
+    diagnostic = first.value.diagnostics[0]
+    assert (diagnostic.file, diagnostic.line, diagnostic.severity) == ("add.c", 1, "error")
+    assert diagnostic.col > 0
+
+
+def test_least_recently_used_entries_are_evicted_past_the_bound(counted: Path) -> None:
+    settings = load_settings()
+    sources = [f"int f{i}(int a) {{ return a * {i}; }}\n".encode() for i in range(4)]
+    results = [compile_sources(_request(src), settings) for src in sources]
+    size = max(r.artifacts[0].size for r in results)
+    # Touch the first entry so that it is the most recently used, then shrink the bound.
+    compile_sources(_request(sources[0]), settings)
+    cache = ActionCache(settings.cache_dir, max_bytes=size * 2)
+    cache.evict()
+    assert cache.lookup(results[0].key) is not None
+    survivors = [cache.lookup(r.key) is not None for r in results[1:]]
+    assert survivors.count(True) <= 1
+    assert sum(1 for r in results if cache.lookup(r.key) is not None) <= 2
+
+
+def test_pf_compile_on_a_hit_starts_no_compiler_from_the_command_line(
+    counted: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "add.c"
+    source.write_bytes(ADD_C)
+    argv = [sys.executable, "-m", "pf", "compile", str(source), "-o", str(tmp_path / "o")]
+    env = dict(os.environ)
+    first = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    assert first.returncode == 0, first.stderr
+    starts = _starts(counted)
+    second = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    assert second.returncode == 0 and "cache hit" in second.stdout
+    assert _starts(counted) == starts
+    assert (tmp_path / "o" / "add.wasm").read_bytes()[:4] == b"\0asm"
