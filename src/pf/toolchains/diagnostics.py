@@ -24,6 +24,7 @@ _TOOL_STYLE = re.compile(
 _RUST_HEAD = re.compile(
     r"^(?P<severity>error|warning|note|help)(?:\[(?P<code>\w+)\])?:\s*(?P<message>.*)$"
 )
+_RUST_TALLY = re.compile(r"^(aborting due to|\d+ warnings? emitted)")
 _RUST_LOC = re.compile(r"^\s*-->\s*(?P<file>.+?):(?P<line>\d+):(?P<col>\d+)\s*$")
 
 
@@ -95,8 +96,9 @@ def parse_rustc(stderr: str) -> list[Diagnostic]:
             pending = None
     if pending and pending[0] in {"error", "warning"}:
         found.append(Diagnostic("", 0, 0, pending[0], pending[1]))
-    # "aborting due to previous error" is a summary, not a diagnostic of its own.
-    return [d for d in found if not d.message.startswith("aborting due to")]
+    # Closing tallies ("aborting due to previous error", "2 warnings emitted") are
+    # summaries, not diagnostics of their own.
+    return [d for d in found if not _RUST_TALLY.match(d.message)]
 
 
 def mask_paths(text: str, scratch: str) -> str:

@@ -1,0 +1,218 @@
+"""The Rust driver: Debian rustc 1.63 with its wasm32 std to wasm, LLVM 14 IR and asm.js.
+
+Owns the argv for each Rust target. rustc links a cdylib itself and then always adds
+``--export=__heap_base --export=__data_end`` and one ``--export`` per ``#[no_mangle]``
+function, with no way to take any away. So for wasm the driver has rustc build a
+staticlib (the crate's object plus std, alloc and the allocator shim) and links it with
+rust-lld, lld 14, the linker rustc itself would call, passing rustc's own wasm flags but
+its own exports: ``--export-dynamic`` (every ``#[no_mangle] pub extern "C"`` function)
+or one ``--export`` per requested name, which lld refuses when the name is not defined.
+Imports base, tools, diagnostics and errors.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+from pf.errors import Diagnostic, InvalidOption, RequestError
+from pf.toolchains import tools
+from pf.toolchains.base import CompileRequest, Options, Output, Plan, Run, Step, ToolSpec
+from pf.toolchains.diagnostics import parse_gcc_style, parse_rustc
+
+TRIPLE = "wasm32-unknown-unknown"
+EDITION = "2021"
+
+# What rustc 1.63 passes rust-lld for a wasm32 cdylib (``--print link-args``), minus its
+# export list. ``--import-undefined`` replaces its ``--allow-undefined``: functions
+# declared in ``extern "C"`` blocks still become imports, but an ``--export`` of a name
+# the crate does not define is an error instead of being dropped silently.
+_LINK_FLAGS = (
+    "-flavor",
+    "wasm",
+    "-z",
+    "stack-size=1048576",
+    "--stack-first",
+    "--import-undefined",
+    "--fatal-warnings",
+    "--no-demangle",
+    "--no-entry",
+    "--gc-sections",
+)
+# rustc's own mapping of opt-level to lld's -O (string merging, not codegen).
+_LLD_OPT = {"0": "-O0", "1": "-O1"}
+
+_MISSING_EXPORT = re.compile(r"^symbol exported via --export not found: (?P<name>\S+)$")
+
+
+def _crate_name(root: str) -> str:
+    # rustc derives the crate name from the file stem and rejects '-' or a leading digit.
+    name = re.sub(r"\W", "_", PurePosixPath(root).stem, flags=re.ASCII)
+    return name if name and not name[0].isdigit() else f"_{name}"
+
+
+def _crate_root(request: CompileRequest) -> str:
+    for source in request.sources:
+        if PurePosixPath(source.name).suffix == ".rs":
+            return source.name
+    raise RequestError(
+        "A Rust request needs a .rs source file: the first one is the crate root, "
+        "the others are modules it declares with `mod`"
+    )
+
+
+def _check_options(request: CompileRequest) -> None:
+    options = request.options
+    if options.parallel:
+        raise InvalidOption(
+            "parallel",
+            "Rust has no OpenMP, and wasm32-unknown-unknown has no threads in Rust 1.63's "
+            "std; drop 'parallel' (use a C source with target 'llvm' for OpenMP IR)",
+        )
+    if options.passes is not None and request.target != "llvm":
+        raise InvalidOption(
+            "passes",
+            f"LLVM passes apply to target 'llvm' only, not {request.target!r}; "
+            "use opt_level to optimise wasm",
+        )
+
+
+def _rustc_flags(root: str, options: Options) -> tuple[str, ...]:
+    flags = [
+        "--color=never",
+        "--edition",
+        EDITION,
+        "--target",
+        TRIPLE,
+        "--crate-name",
+        _crate_name(root),
+        "-C",
+        f"opt-level={options.opt_level}",
+        # Panics trap ('unreachable') instead of needing an unwinder wasm lacks.
+        "-C",
+        "panic=abort",
+        # One codegen unit: --emit writes one object / one IR module to the named path.
+        "-C",
+        "codegen-units=1",
+    ]
+    if options.debug:
+        flags.append("-g")
+    return tuple(flags)
+
+
+class RustDriver:
+    """Rust via Debian rustc 1.63 for wasm32-unknown-unknown, linked by rust-lld."""
+
+    id = "rust"
+    language = "rust"
+    targets: tuple[str, ...] = ("wasm", "llvm", "asm")
+
+    def tools(self, target: str) -> tuple[ToolSpec, ...]:
+        if target == "llvm":
+            return (tools.RUSTC, tools.OPT)
+        if target == "asm":
+            return (tools.RUSTC, tools.RUST_LLD, tools.WASM2JS)
+        return (tools.RUSTC, tools.RUST_LLD)
+
+    def plan(self, request: CompileRequest) -> Plan:
+        root = _crate_root(request)
+        _check_options(request)
+        if request.target == "llvm":
+            return self._plan_llvm(request, root)
+        return self._plan_wasm(request, root)
+
+    def _plan_wasm(self, request: CompileRequest, root: str) -> Plan:
+        options = request.options
+        crate = _crate_name(root)
+        obj, archive = f"obj/{crate}.o", f"obj/lib{crate}.a"
+        compile_argv = (
+            tools.RUSTC.name,
+            *_rustc_flags(root, options),
+            "--crate-type=staticlib",
+            "--out-dir",
+            "obj",
+            f"--emit=obj={obj},link={archive}",
+            root,
+        )
+        if options.exports is None:
+            exports: tuple[str, ...] = ("--export-dynamic",)
+        else:
+            exports = tuple(f"--export={name}" for name in options.exports)
+        strip = () if options.debug else ("--strip-all",)
+        asm = request.target == "asm"
+        wasm = Output(f"{'obj' if asm else 'out'}/{request.stem}.wasm", "wasm")
+        # The crate's object is named first so --export-dynamic sees its symbols; the
+        # archive then supplies std and the allocator shim, member by member.
+        link_argv = (
+            tools.RUST_LLD.name,
+            *_LINK_FLAGS,
+            _LLD_OPT.get(options.opt_level, "-O2"),
+            *strip,
+            *exports,
+            obj,
+            archive,
+            "-o",
+            wasm.path,
+        )
+        steps: list[Step] = [Run("compile", compile_argv), Run("link", link_argv)]
+        if not asm:
+            return Plan(steps=tuple(steps), outputs=(wasm,), tools=self.tools("wasm"))
+        convert, js = tools.wasm2js_step(wasm.path, request.stem)
+        return Plan(steps=(*steps, convert), outputs=(js,), tools=self.tools("asm"))
+
+    def _plan_llvm(self, request: CompileRequest, root: str) -> Plan:
+        options = request.options
+        final = f"out/{request.stem}.ll"
+        ir = final if options.passes is None else f"obj/{request.stem}.ll"
+        steps: list[Step] = [
+            Run(
+                "compile",
+                (
+                    tools.RUSTC.name,
+                    *_rustc_flags(root, options),
+                    "--crate-type=cdylib",
+                    "--out-dir",
+                    "obj",
+                    f"--emit=llvm-ir={ir}",
+                    root,
+                ),
+            )
+        ]
+        used = [tools.RUSTC]
+        if options.passes is not None:
+            steps.append(
+                Run(
+                    "optimise", (tools.OPT.name, "-S", f"-passes={options.passes}", ir, "-o", final)
+                )
+            )
+            used.append(tools.OPT)
+        note = f"LLVM 14 IR for {TRIPLE}"
+        if options.exports is not None:
+            note += "; 'exports' narrows wasm exports and does not apply to IR"
+        return Plan(
+            steps=tuple(steps),
+            outputs=(Output(final, "llvm"),),
+            tools=tuple(used),
+            note=note,
+        )
+
+    def diagnostics(self, stderr: str) -> list[Diagnostic]:
+        found = parse_rustc(stderr)
+        for diagnostic in parse_gcc_style(stderr):
+            if diagnostic.file != tools.RUST_LLD.name:
+                continue
+            missing = _MISSING_EXPORT.match(diagnostic.message)
+            if missing:
+                name = missing["name"]
+                diagnostic = Diagnostic(
+                    file=diagnostic.file,
+                    line=0,
+                    col=0,
+                    severity="error",
+                    message=(
+                        f"cannot export {name!r}: the crate defines no "
+                        f'`#[no_mangle] pub extern "C" fn {name}` (exports option)'
+                    ),
+                )
+            found.append(diagnostic)
+        return found
