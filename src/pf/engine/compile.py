@@ -156,7 +156,7 @@ class _Execution:
                     self._argv(step, ccache), cwd=scratch, env=env, limits=limits, on_line=sink
                 )
                 if done.timed_out:
-                    raise BuildTimeout(f"{step.label} ({step.argv[0]})", limits.timeout)
+                    raise BuildTimeout(f"{step.label} ({step.argv[0]})", self.settings.build_timeout)
                 if done.code != 0:
                     raise _failure(self.driver, step, done, str(scratch))
             else:

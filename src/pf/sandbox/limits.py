@@ -16,19 +16,22 @@ from pf.config import (
 
 @dataclass(frozen=True)
 class Limits:
-    """What one subprocess may use: wall time, captured output, CPU, memory, files, processes."""
+    """What one subprocess may use: wall time, captured output, CPU, memory, files, processes.
 
-    timeout: float = DEFAULT_BUILD_TIMEOUT
+    None means no limit (task commands such as a dev server run as long as the user wants).
+    """
+
+    timeout: float | None = DEFAULT_BUILD_TIMEOUT
     max_output: int = DEFAULT_MAX_BUFFER
-    memory: int = DEFAULT_MAX_MEMORY
-    file_size: int = DEFAULT_MAX_FILE_SIZE
-    processes: int = DEFAULT_MAX_PROCS
+    memory: int | None = DEFAULT_MAX_MEMORY
+    file_size: int | None = DEFAULT_MAX_FILE_SIZE
+    processes: int | None = DEFAULT_MAX_PROCS
 
     @property
-    def cpu_seconds(self) -> int:
+    def cpu_seconds(self) -> int | None:
         # CPU time is a backstop behind the wall-clock timeout: a compiler may use
         # several threads, so allow a few times the wall budget.
-        return int(self.timeout * 4) + 1
+        return None if self.timeout is None else int(self.timeout * 4) + 1
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:

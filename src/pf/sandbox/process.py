@@ -5,7 +5,8 @@ explicit environment, and rlimits on CPU, address space, file size and process c
 set between fork and exec. Two reader threads drain stdout and stderr line by line, so
 a chatty child never blocks on a full pipe; each line goes to the caller's sink as it
 arrives and into a capture buffer capped at ``Limits.max_output`` bytes per stream. Past
-the cap, lines are dropped and a single visible marker records the truncation. On
+the cap, captured lines are dropped and a single visible marker records the truncation;
+the sink keeps receiving lines (whoever listens applies its own bound). On
 timeout the whole group is killed; after a normal exit the group is killed too, so a
 straggling grandchild cannot hold the pipes open. Imports only config-level modules.
 """
@@ -69,6 +70,9 @@ class _Capture:
         self.truncated = False
 
     def feed(self, raw: bytes) -> None:
+        text = raw.decode("utf-8", errors="replace")
+        if self.sink is not None:
+            self.sink(self.name, text.rstrip("\n"))
         if self.truncated:
             return
         if self.size + len(raw) > self.limit:
@@ -76,12 +80,8 @@ class _Capture:
             text = truncation_marker(self.limit) + "\n"
         else:
             self.size += len(raw)
-            text = raw.decode("utf-8", errors="replace")
         self.parts.append(text)
-        line = text.rstrip("\n")
-        self.order.append((self.name, line))
-        if self.sink is not None:
-            self.sink(self.name, line)
+        self.order.append((self.name, text.rstrip("\n")))
 
     def text(self) -> str:
         return "".join(self.parts)
@@ -103,6 +103,8 @@ def _limit_child(limits: Limits) -> Callable[[], None]:
             (resource.RLIMIT_NPROC, limits.processes),
             (resource.RLIMIT_CORE, 0),
         ):
+            if value is None:
+                continue
             _soft, hard = resource.getrlimit(which)
             capped = value if hard == resource.RLIM_INFINITY else min(value, hard)
             resource.setrlimit(which, (capped, capped))
