@@ -145,6 +145,11 @@ class _Execution:
         ccache = locate(CCACHE, self.settings) if self.settings.ccache else None
         if ccache:
             env.setdefault("CCACHE_DIR", str(self.ccache_dir))
+            # Depend mode skips ccache's extra preprocessor run on a miss (drivers pass
+            # -MD); scratch sources are always freshly written, so their mtimes say nothing.
+            env.update(
+                CCACHE_DEPEND="1", CCACHE_SLOPPINESS="include_file_mtime,include_file_ctime"
+            )
         limits = Limits.from_settings(self.settings)
         sink = self._sink(str(scratch))
         for step in self.plan.steps:
@@ -156,7 +161,8 @@ class _Execution:
                     self._argv(step, ccache), cwd=scratch, env=env, limits=limits, on_line=sink
                 )
                 if done.timed_out:
-                    raise BuildTimeout(f"{step.label} ({step.argv[0]})", self.settings.build_timeout)
+                    what = f"{step.label} ({step.argv[0]})"
+                    raise BuildTimeout(what, self.settings.build_timeout)
                 if done.code != 0:
                     raise _failure(self.driver, step, done, str(scratch))
             else:

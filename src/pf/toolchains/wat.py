@@ -85,7 +85,17 @@ class WatDriver:
         c_file = f"obj/{stem}.c"
         steps.append(Run("convert", ("wasm2c", f"--module-name={stem}", wasm, "-o", c_file)))
         opt_steps, ir = optimise_steps(request, f"obj/{stem}.ll")
-        compile_ir = ("clang", "-S", "-emit-llvm", *optimise_flags(request), c_file, "-o", ir)
+        depend = ("-MD", "-MF", f"obj/{stem}.d")  # ccache depend mode, see c.py
+        compile_ir = (
+            "clang",
+            "-S",
+            "-emit-llvm",
+            *optimise_flags(request),
+            *depend,
+            c_file,
+            "-o",
+            ir,
+        )
         steps.append(Run("compile", compile_ir, ccache=True))
         used = self.tools("llvm") if opt_steps else self.tools("llvm")[:-1]
         return Plan(
