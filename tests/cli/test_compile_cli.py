@@ -52,11 +52,13 @@ def test_compile_prints_artifacts_cache_state_and_time(tmp_path: Path) -> None:
     [
         (
             ["opt_level=9"],
-            "Invalid option 'opt_level': '9' is not an optimisation level. Allowed: 0, 1, 2, 3, s, z",
+            "Invalid option 'opt_level': '9' is not an optimisation level. "
+            "Allowed: 0, 1, 2, 3, s, z",
         ),
         (
             ["speed=fast"],
-            "Invalid option 'speed': unknown option. Allowed: opt_level, parallel, passes, exports, debug",
+            "Invalid option 'speed': unknown option. "
+            "Allowed: opt_level, parallel, passes, exports, debug",
         ),
         (["debug=perhaps"], "Invalid option 'debug': 'perhaps' is not a boolean"),
         (["--target", "exe"], "argument --target/-t: invalid choice: 'exe'"),

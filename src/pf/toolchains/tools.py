@@ -88,3 +88,10 @@ RUST_LLD = ToolSpec(
     install=f"{_APT} lld-14",
     version_args=("-flavor", "wasm", "--version"),
 )
+
+# Joins the per-file flang-19 (LLVM 19) IR of a multi-file Fortran request (Fortran driver).
+LLVM_LINK19 = ToolSpec(
+    name="llvm-link-19",
+    candidates=("/usr/bin/llvm-link-19", "/usr/lib/llvm-19/bin/llvm-link", "llvm-link-19"),
+    install=f"{_APT} llvm-19",
+)
