@@ -147,9 +147,7 @@ class _Execution:
             env.setdefault("CCACHE_DIR", str(self.ccache_dir))
             # Depend mode skips ccache's extra preprocessor run on a miss (drivers pass
             # -MD); scratch sources are always freshly written, so their mtimes say nothing.
-            env.update(
-                CCACHE_DEPEND="1", CCACHE_SLOPPINESS="include_file_mtime,include_file_ctime"
-            )
+            env.update(CCACHE_DEPEND="1", CCACHE_SLOPPINESS="include_file_mtime,include_file_ctime")
         limits = Limits.from_settings(self.settings)
         sink = self._sink(str(scratch))
         for step in self.plan.steps:
