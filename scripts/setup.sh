@@ -6,12 +6,14 @@ cd "$(dirname "$0")/.."
 
 # The toolchain matrix of TOOLCHAINS.md: clang 14 + wasi-libc (C), Debian rustc 1.63 with
 # its wasm32 std (Rust; lld-14 is only recommended by it, so named), flang 19 + clang 19
-# (Fortran), wabt (WAT, wasm2c), binaryen (wasm2js), llvm 14/19 (opt, llvm-as), ccache.
+# (Fortran), wabt (WAT, wasm2c), binaryen (wasm2js), llvm 14/19 (opt, llvm-as), ccache;
+# rsync and meson/ninja for the task runner's sync and build helpers.
 APT_PACKAGES=(
   clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 llvm-14
   rustc libstd-rust-dev-wasm32
   clang-19 lld-19 flang-19 libclang-rt-19-dev-wasm32 llvm-19
   wabt binaryen ccache
+  rsync meson ninja-build
 )
 command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs)
 

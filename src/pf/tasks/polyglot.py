@@ -1,0 +1,282 @@
+"""``shell`` and its languages: plain bash lines, ``[lang:X]`` one-liners, ``@file -- args``
+and heredoc blocks, as plans. Imports only ``pf.tasks.tools`` (and through it config).
+
+A plain ``shell`` line goes to ``bash -c`` unchanged (PFYFILE.md: pipes, ``&&`` and
+``${x:-d}`` are bash's business). Polyglot code is written to a file in a scratch
+directory the caller owns and handed to the interpreter as a script, so every language
+sees its arguments the same way the original pf gave them: ``sys.argv[1:]``,
+``process.argv.slice(2)``, ``@ARGV``, ``ARGV``, ``"$@"``. Compiled languages compile that
+file in the scratch directory and run the binary only if compiling succeeded (the plan
+stops at the first failing step). Parameters and task env reach every program as its
+environment: each command runs with exactly ``Context.env``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pf.tasks.tools import (
+    BadArgument,
+    Context,
+    Plan,
+    Run,
+    Step,
+    Tool,
+    UnknownLanguage,
+    WriteFile,
+    find_tool,
+    suggest,
+)
+
+# compile(compiler, source, binary) -> argv
+CompileArgv = Callable[[str, str, str], tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Language:
+    """One polyglot language: its tool, file suffix and, if compiled, how to compile."""
+
+    name: str
+    aliases: tuple[str, ...]
+    suffix: str
+    tool: Tool
+    compile: CompileArgv | None = None
+
+    @property
+    def compiled(self) -> bool:
+        return self.compile is not None
+
+
+def _cc(compiler: str, src: str, out: str) -> tuple[str, ...]:
+    return (compiler, "-O2", src, "-o", out, "-lm")
+
+
+def _o2(compiler: str, src: str, out: str) -> tuple[str, ...]:
+    return (compiler, "-O2", src, "-o", out)
+
+
+def _rustc(compiler: str, src: str, out: str) -> tuple[str, ...]:
+    return (compiler, "--edition", "2021", "-O", src, "-o", out)
+
+
+def _go(compiler: str, src: str, out: str) -> tuple[str, ...]:
+    return (compiler, "build", "-o", out, src)
+
+
+LANGUAGES: tuple[Language, ...] = (
+    Language("bash", ("shell", "bash5"), ".sh", Tool.apt("bash")),
+    Language("sh", ("posix", "dash"), ".sh", Tool.apt("sh", "dash")),
+    Language("python", ("py", "python3"), ".py", Tool.apt("python3", None, "python3", "python")),
+    Language(
+        "node", ("js", "javascript", "nodejs"), ".js", Tool.apt("node", "nodejs", "node", "nodejs")
+    ),
+    Language("perl", ("pl",), ".pl", Tool.apt("perl")),
+    Language("ruby", ("rb",), ".rb", Tool.apt("ruby")),
+    Language("c", ("gcc", "c99", "c11"), ".c", Tool.apt("gcc", None, "gcc", "cc", "clang"), _cc),
+    Language(
+        "cpp",
+        ("c++", "cxx", "cc", "g++", "clang++"),
+        ".cpp",
+        Tool.apt("g++", None, "g++", "c++", "clang++"),
+        _o2,
+    ),
+    # rustup's toolchain when PATH lacks it (issue 3: host code may use rustup 1.95).
+    Language(
+        "rust",
+        ("rs", "rustc"),
+        ".rs",
+        Tool(
+            "rustc",
+            ("rustc", "$HOME/.cargo/bin/rustc"),
+            "apt-get install -y rustc",
+        ),
+        _rustc,
+    ),
+    # flang-new-19 is pf's wasm Fortran compiler (scripts/setup.sh); it links host
+    # executables too, so Fortran snippets run without gfortran.
+    Language(
+        "fortran",
+        ("f90", "f95", "gfortran", "fortran90", "flang"),
+        ".f90",
+        Tool.apt("gfortran", None, "gfortran", "flang-new-19", "flang-new", "flang"),
+        _o2,
+    ),
+    Language("go", ("golang",), ".go", Tool.apt("go", "golang-go"), _go),
+)
+
+_BY_NAME: dict[str, Language] = {
+    key: lang for lang in LANGUAGES for key in (lang.name, *lang.aliases)
+}
+# Names that mean "no polyglot, plain bash" for `shell_lang` (PFYFILE.md: `default`).
+DEFAULT_NAMES = frozenset({"default", ""})
+
+
+def language(name: str) -> Language:
+    """The language ``name`` (or an alias) stands for; UnknownLanguage with did-you-mean."""
+    found = _BY_NAME.get(name.strip().lower())
+    if found is None:
+        raise UnknownLanguage(name, [lang.name for lang in LANGUAGES], suggest(name, _BY_NAME))
+    return found
+
+
+def is_default(name: str | None) -> bool:
+    """True when ``name`` selects plain bash ``shell`` lines (None, ``default``)."""
+    return name is None or name.strip().lower() in DEFAULT_NAMES
+
+
+# ------------------------------------------------------------------------- sources
+
+_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def _expand(word: str, ctx: Context) -> str:
+    # `@file -- $x` args are not seen by bash, but a shell line's words would be
+    # expanded by it, so expand $x, ${x} and ${x:-default} from the task env likewise.
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(3)
+        found = ctx.env.get(name, "")
+        default = match.group(2)
+        return found if found or default is None else default
+
+    return _VAR.sub(value, word)
+
+
+_PATH_WORD = re.compile(r"[\w./~+-]+")
+
+
+def split_file_ref(
+    text: str, is_file: Callable[[str], bool] | None = None
+) -> tuple[str, list[str]] | None:
+    """``@path [--] args…`` → (path, args); None when ``text`` is code, not a file ref.
+
+    Code may begin with ``@`` too (a Python decorator, a Perl array), so only one line
+    whose first word looks like a path — it has a ``.`` or ``/`` (``@build.py``,
+    ``@scripts/run``), or ``is_file`` says it names a file — is a file reference.
+    """
+    stripped = text.strip()
+    if not stripped.startswith("@") or "\n" in stripped:
+        return None
+    head = stripped[1:].split(None, 1)
+    if not head or stripped[1].isspace():
+        raise BadArgument("shell: '@' must be followed by a file name, as in @script.py -- args")
+    first = head[0]
+    looks_like_path = _PATH_WORD.fullmatch(first) is not None and (
+        "." in first or "/" in first or (is_file is not None and is_file(first))
+    )
+    if not looks_like_path:
+        return None
+    try:
+        words = shlex.split(stripped[1:])
+    except ValueError as exc:
+        raise BadArgument(f"shell: cannot split the arguments of {stripped!r}: {exc}") from exc
+    path, rest = words[0], words[1:]
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    return path, rest
+
+
+# --------------------------------------------------------------------------- plans
+
+
+def bash_plan(command: str, ctx: Context) -> Plan:
+    """A plain ``shell`` line: ``bash -c COMMAND``, unchanged."""
+    bash = find_tool(_BY_NAME["bash"].tool, ctx, "shell")
+    return Plan((ctx.command((bash, "-c", command)),))
+
+
+def _ensure_newline(code: str) -> str:
+    return code if code.endswith("\n") else code + "\n"
+
+
+def _compile_env(lang: Language, ctx: Context, scratch: Path) -> dict[str, str]:
+    # `go build` refuses to run without a build cache; give it one in scratch when the
+    # task env offers neither GOCACHE nor a HOME/XDG_CACHE_HOME to derive it from.
+    env = ctx.env
+    if lang.name == "go" and not any(k in env for k in ("GOCACHE", "HOME", "XDG_CACHE_HOME")):
+        return {"GOCACHE": str(scratch / "gocache")}
+    return {}
+
+
+def code_plan(
+    lang: str,
+    code: str,
+    args: Sequence[str] = (),
+    *,
+    ctx: Context,
+    scratch: Path,
+) -> Plan:
+    """Run ``code`` (a one-liner or a heredoc body) in ``lang`` with ``args`` as argv.
+
+    ``scratch`` is a directory the caller creates and removes afterwards (sequential
+    calls may share one; concurrent ones need their own): the snippet, and for compiled
+    languages the binary, live there, so nothing is left in the task's tree.
+    """
+    spec = language(lang)
+    source = scratch / f"main{spec.suffix}"
+    write = WriteFile(source, _ensure_newline(code))
+    return Plan((write, *_run_steps(spec, source, args, ctx, scratch, compile_cwd=scratch)))
+
+
+def file_plan(
+    lang: str,
+    path: str | Path,
+    args: Sequence[str] = (),
+    *,
+    ctx: Context,
+    scratch: Path,
+) -> Plan:
+    """Run the source file ``path`` (relative to ``ctx.cwd``) in ``lang`` with ``args``."""
+    spec = language(lang)
+    source = ctx.resolve(path)
+    if not source.is_file():
+        raise BadArgument(f"shell [lang:{spec.name}]: source file not found: {source}")
+    # Go resolves imports from the file's own module, so it compiles where the file is;
+    # the others compile in scratch so objects and .mod files stay out of the tree.
+    compile_cwd = source.parent if spec.name == "go" else scratch
+    return Plan(_run_steps(spec, source, args, ctx, scratch, compile_cwd=compile_cwd))
+
+
+def _run_steps(
+    spec: Language,
+    source: Path,
+    args: Sequence[str],
+    ctx: Context,
+    scratch: Path,
+    *,
+    compile_cwd: Path,
+) -> tuple[Step, ...]:
+    tool = find_tool(spec.tool, ctx, f"shell [lang:{spec.name}]")
+    if spec.compile is None:
+        return (ctx.command((tool, str(source), *args)),)
+    binary = scratch / "main"
+    build = spec.compile(tool, str(source), str(binary))
+    compile_step: Run = ctx.command(build, cwd=compile_cwd, **_compile_env(spec, ctx, scratch))
+    return (compile_step, ctx.command((str(binary), *args)))
+
+
+def shell_plan(
+    command: str,
+    *,
+    lang: str | None = None,
+    ctx: Context,
+    scratch: Path,
+) -> Plan:
+    """Any ``shell`` line: plain bash when ``lang`` is None/``default``, else polyglot.
+
+    With a language, ``@file [--] args`` runs a file (its args split like a shell
+    would, ``$x`` expanded from the task env); anything else is code, e.g. a heredoc body.
+    """
+    if is_default(lang):
+        return bash_plan(command, ctx)
+    assert lang is not None
+    ref = split_file_ref(command, lambda name: ctx.resolve(_expand(name, ctx)).is_file())
+    if ref is None:
+        return code_plan(lang, command, ctx=ctx, scratch=scratch)
+    path, args = ref
+    return file_plan(
+        lang, _expand(path, ctx), [_expand(a, ctx) for a in args], ctx=ctx, scratch=scratch
+    )
