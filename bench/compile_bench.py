@@ -30,6 +30,8 @@ from pf.toolchains.probe import detect
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demos" / "polyglot"
 RUNS = int(os.environ.get("PF_BENCH_RUNS", "5"))
+# The console script users run, beside the interpreter running this benchmark.
+PF = str(Path(sys.executable).with_name("pf"))
 
 
 def _median_ms(samples: list[float]) -> float:
@@ -100,17 +102,12 @@ def main() -> None:
                     assert result.cached
                 process_s = []
                 out = base / "out"
-                files = [
-                    str(request_path)
-                    for request_path in (DEMO / n for n in project.sources[language])
-                ]
+                files = [str(DEMO / name) for name in project.sources[language]]
                 for _ in range(RUNS):
                     started = time.perf_counter()
                     subprocess.run(
                         [
-                            sys.executable,
-                            "-m",
-                            "pf",
+                            PF,
                             "compile",
                             *files,
                             "-t",

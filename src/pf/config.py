@@ -8,7 +8,6 @@ where it came from, for ``pf config``. Imports nothing from pf but its errors.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -112,10 +111,15 @@ def _parse(name: str, raw: object, where: str) -> Any:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
+        handle = path.open("rb")
     except FileNotFoundError:
         return {}
+    # Imported only when a pf.toml exists: tomllib costs 4 ms that `pf list` cannot spare.
+    import tomllib
+
+    try:
+        with handle:
+            data = tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     table = data.get("pf", {})
