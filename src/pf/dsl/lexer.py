@@ -1,0 +1,389 @@
+"""Logical lines and words: the lexical layer of the Pfyfile language.
+
+Owns comment skipping, ``\\`` line continuation, and splitting a line into words
+(quotes, escapes, ``key=value``, ``[a, b]`` lists) with exact positions.
+
+Strategy: the Pfyfile language is line-oriented (one verb per line, ``shell``
+takes the raw rest of its line), so the lexer hands the parser *logical lines*
+rather than a token stream. A continued line is joined just's way — the
+backslash, the newline and the next line's leading blanks are removed — and
+keeps a segment map so that every position in the joined text maps back to its
+physical line and column. Words are only cut where the parser asks (never for
+``shell``), with a fast path for lines without quotes, escapes or brackets, which
+is nearly every line of a real Pfyfile.
+"""
+
+from __future__ import annotations
+
+from pf.dsl._record import Record, fields, new
+from pf.dsl.errors import DslError
+from pf.dsl.source import Source, Span
+
+
+class Line:
+    """One logical line: ``text`` (continuations joined) and where each part came from.
+
+    ``verb`` is its first word, from ``start`` to ``verb_end``; ``rest`` is where
+    the text after the verb begins and ``end`` where trailing blanks begin.
+    ``segments`` is None for a single physical line, else a list of ``(text
+    index, line, file offset, column index)`` where each physical line's part
+    begins.
+    """
+
+    __slots__ = ("end", "lineno", "offset", "rest", "segments", "source", "start", "text", "verb")
+
+    def __init__(
+        self,
+        source: Source,
+        text: str,
+        lineno: int,
+        offset: int,
+        segments: list[tuple[int, int, int, int]] | None,
+        stripped: str,
+    ) -> None:
+        self.source = source
+        self.text = text
+        self.lineno = lineno
+        self.offset = offset
+        self.segments = segments
+        n = len(text)
+        self.start = n - len(stripped)
+        cut = stripped.find(" ")
+        if cut == -1 or "\t" in stripped:
+            parts = stripped.split(None, 1)
+            self.verb = parts[0]
+            self.rest = n - len(parts[1]) if len(parts) == 2 else n
+        else:
+            self.verb = stripped[:cut]
+            self.rest = n - len(stripped[cut:].lstrip())
+        self.end = len(text.rstrip()) if text[-1] in " \t" else n
+
+    @property
+    def verb_end(self) -> int:
+        return self.start + len(self.verb)
+
+    def span(self, start: int, end: int) -> Span:
+        """The span of ``text[start:end]``, clipped to the physical line where it starts."""
+        segments = self.segments
+        if segments is None:
+            return new(
+                Span, (self.source, self.lineno, start + 1, self.offset + start, end - start)
+            )
+        k = len(segments) - 1
+        while k > 0 and segments[k][0] > start:
+            k -= 1
+        at, lineno, offset, col = segments[k]
+        limit = segments[k + 1][0] if k + 1 < len(segments) else len(self.text)
+        return new(
+            Span,
+            (
+                self.source,
+                lineno,
+                col + start - at + 1,
+                offset + start - at,
+                max(min(end, limit) - start, 0),
+            ),
+        )
+
+    def verb_span(self) -> Span:
+        """The span of the verb."""
+        return self.span(self.start, self.start + len(self.verb))
+
+    def statement_span(self) -> Span:
+        """From the verb to the end of the text (clipped to the first physical line)."""
+        return self.span(self.start, self.end)
+
+
+class Reader:
+    """Hands out logical lines (comments and blanks skipped) and raw lines (heredocs)."""
+
+    __slots__ = ("_at", "_lines", "_offset", "source")
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self._lines = source.text.split("\n")
+        self._at = 0
+        self._offset = 0
+
+    def raw(self) -> tuple[str, int, int] | None:
+        """The next physical line as written: ``(text, line number, offset)``."""
+        if self._at >= len(self._lines):
+            return None
+        text = self._lines[self._at]
+        self._at += 1
+        offset = self._offset
+        self._offset += len(text) + 1
+        return (text[:-1] if text[-1:] == "\r" else text), self._at, offset
+
+    def next(self) -> Line | None:
+        """The next logical line that is not blank and not a ``#`` comment."""
+        lines = self._lines
+        n = len(lines)
+        at = self._at
+        offset = self._offset
+        while at < n:
+            text = lines[at]
+            here = offset
+            offset += len(text) + 1
+            at += 1
+            stripped = text.lstrip()
+            if not stripped or stripped[0] == "#":
+                continue
+            last = text[-1]
+            if last == "\r":
+                text = text[:-1]
+                stripped = stripped[:-1]
+                if not stripped:
+                    continue
+                last = text[-1]
+            if last != "\\":
+                self._at = at
+                self._offset = offset
+                return Line(self.source, text, at, here, None, stripped)
+            lineno = at
+            segments = [(0, lineno, here, 0)]
+            text = text[:-1]
+            while at < n:
+                part = lines[at]
+                part_offset = offset
+                offset += len(part) + 1
+                at += 1
+                if part[-1:] == "\r":
+                    part = part[:-1]
+                body = part.lstrip()
+                lead = len(part) - len(body)
+                segments.append((len(text), at, part_offset + lead, lead))
+                if body.endswith("\\"):
+                    text += body[:-1]
+                    continue
+                text += body
+                break
+            self._at = at
+            self._offset = offset
+            stripped = text.lstrip()
+            if not stripped:  # a lone `\` continued into nothing
+                continue
+            return Line(self.source, text, lineno, here, segments, stripped)
+        self._at = at
+        self._offset = offset
+        return None
+
+
+class Word(Record):
+    """One word of a line: its unquoted ``text``, position, and ``key=`` / list parts.
+
+    ``key`` is set for ``key=value`` (an unquoted sh-like name before the first
+    ``=``); ``text`` is then the value. ``items`` is set when the value is a list
+    ``[a, "b c"]``. ``bare`` means no quote or escape was involved.
+    """
+
+    __slots__ = ()
+    text: str
+    start: int
+    end: int
+    key: str | None
+    items: tuple[str, ...] | None
+    bare: bool
+
+
+fields(Word, "text", "start", "end", "key", "items", "bare")
+
+
+_KEYS: dict[str, bool] = {}  # the same few keys recur on every task: remember answers
+
+
+def is_key(text: str) -> bool:
+    """A ``key=`` name: a letter or ``_``, then letters, digits, ``_``, ``-``, ``.``."""
+    known = _KEYS.get(text)
+    if known is None:
+        known = (
+            bool(text)
+            and text.isascii()
+            and (text[0].isalpha() or text[0] == "_")
+            and text.replace("_", "a").replace("-", "a").replace(".", "a").isalnum()
+        )
+        if len(_KEYS) < 4096:
+            _KEYS[text] = known
+    return known
+
+
+def is_name(text: str) -> bool:
+    """An sh name: ``[A-Za-z_][A-Za-z0-9_]*`` (parameters, env keys, loop variables)."""
+    return (
+        bool(text)
+        and text.isascii()
+        and (text[0].isalpha() or text[0] == "_")
+        and text.replace("_", "a").isalnum()
+    )
+
+
+def words(
+    line: Line, start: int, stop: int | None = None, *, keys: bool = True, lists: bool = True
+) -> list[Word]:
+    """Split ``line.text[start:stop]`` into words at blanks; ``keys``/``lists`` enable those forms.
+
+    Blanks are spaces and tabs only. Words are cut by ``str.split``; a word whose
+    quotes open and close inside it (``k="v"``) is unquoted on the spot; only a
+    word with escapes, a list or a quoted blank is scanned character by character.
+    """
+    out: list[Word] = []
+    at: int | None = start
+    while at is not None:
+        at = _split(line, at, len(line.text) if stop is None else stop, keys, lists, out)
+    return out
+
+
+def _split(
+    line: Line, start: int, stop: int, keys: bool, lists: bool, out: list[Word]
+) -> int | None:
+    """Append the words from ``start``; stop after a scanned word and return where it ended."""
+    rest = line.text[start:stop]
+    if "\t" in rest:
+        rest = rest.replace("\t", " ")  # same length: positions hold
+    append = out.append
+    at = start
+    keys = keys and "=" in rest
+    if not ('"' in rest or "'" in rest or "\\" in rest or (lists and "[" in rest)):
+        # The common case, kept free of per-word checks it does not need.
+        for part in rest.split(" "):
+            if not part:
+                at += 1
+                continue
+            end = at + len(part)
+            eq = part.find("=") if keys else -1
+            if eq > 0 and (_KEYS.get(part[:eq]) or is_key(part[:eq])):
+                append(new(Word, (part[eq + 1 :], at, end, part[:eq], None, True)))
+            else:
+                append(new(Word, (part, at, end, None, None, True)))
+            at = end + 1
+        return None
+    for part in rest.split(" "):
+        if not part:
+            at += 1
+            continue
+        end = at + len(part)
+        eq = part.find("=") if keys else -1
+        key = part[:eq] if eq > 0 and (_KEYS.get(part[:eq]) or is_key(part[:eq])) else None
+        dq = '"' in part
+        sq = "'" in part
+        if (
+            "\\" in part
+            or (dq and (sq or part.count('"') != 2))
+            or (sq and part.count("'") != 2)
+            or (lists and (part[0] == "[" or (key is not None and part[eq + 1 : eq + 2] == "[")))
+            or (key is not None and (dq or sq) and part.find('"' if dq else "'") < eq)
+        ):
+            # An escape, a list, or a string that runs past a blank: scan it.
+            word, after = _word(line, at, keys, lists)
+            append(word)
+            return after
+        if dq or sq:
+            # The quotes open and close inside this word (`k="v"`): drop them.
+            value = (part[eq + 1 :] if key is not None else part).replace('"' if dq else "'", "")
+            append(new(Word, (value, at, end, key, None, False)))
+        elif key is not None:
+            append(new(Word, (part[eq + 1 :], at, end, key, None, True)))
+        else:
+            append(new(Word, (part, at, end, None, None, True)))
+        at = end + 1
+    return None
+
+
+_STOP = " \t\"'\\="
+
+
+def _word(line: Line, i: int, keys: bool, lists: bool) -> tuple[Word, int]:
+    """Scan the word at ``i`` that has quotes, escapes or a list; the index after it."""
+    text = line.text
+    n = len(text)
+    begin = i
+    buf: list[str] = []
+    key: str | None = None
+    items: tuple[str, ...] | None = None
+    bare = True
+    while i < n:
+        c = text[i]
+        if c == " " or c == "\t":
+            break
+        if c == '"' or c == "'":
+            bare = False
+            close = text.find(c, i + 1)
+            if close != -1 and text.find("\\", i + 1, close) == -1:
+                buf.append(text[i + 1 : close])  # no escapes inside: take it whole
+                i = close + 1
+            else:
+                i = _quoted(line, i, buf)
+        elif c == "[" and lists and not buf and items is None:
+            items, i = _list(line, i)
+            break  # a list ends its word
+        elif c == "\\" and i + 1 < n:
+            bare = False
+            nxt = text[i + 1]
+            buf.append(nxt if nxt in " \t\"'\\[" else c + nxt)
+            i += 2
+        elif c == "=" and keys and key is None and bare and is_key("".join(buf)):
+            key = "".join(buf)
+            buf = []
+            i += 1
+        else:
+            j = i + 1
+            while j < n and text[j] not in _STOP:
+                j += 1
+            buf.append(text[i:j])
+            i = j
+    return new(Word, ("".join(buf), begin, i, key, items, bare)), i
+
+
+def _quoted(line: Line, i: int, buf: list[str]) -> int:
+    """Append the unescaped contents of the string at ``i`` to buf; index after it."""
+    text = line.text
+    quote = text[i]
+    j = i + 1
+    n = len(text)
+    while j < n:
+        c = text[j]
+        if c == quote:
+            return j + 1
+        if c == "\\" and j + 1 < n:
+            nxt = text[j + 1]
+            if nxt == quote or nxt == "\\":
+                buf.append(nxt)
+            elif quote == '"' and nxt == "n":
+                buf.append("\n")
+            elif quote == '"' and nxt == "t":
+                buf.append("\t")
+            else:
+                buf.append(c + nxt)
+            j += 2
+            continue
+        buf.append(c)
+        j += 1
+    raise DslError(line.span(i, i + 1), "unterminated-string", {"quote": f"`{quote}`"})
+
+
+def _list(line: Line, i: int) -> tuple[tuple[str, ...], int]:
+    """Parse ``[a, "b c"]`` at ``i``: its items and the index after ``]``."""
+    text = line.text
+    n = len(text)
+    items: list[str] = []
+    buf: list[str] = []
+    seen = False  # whether the current item has any content (so "" is an item)
+    j = i + 1
+    while j < n:
+        c = text[j]
+        if c == '"' or c == "'":
+            j = _quoted(line, j, buf)
+            seen = True
+        elif c == "," or c == "]":
+            item = "".join(buf).strip()
+            if item or seen:
+                items.append(item)
+            buf = []
+            seen = False
+            j += 1
+            if c == "]":
+                return tuple(items), j
+        else:
+            buf.append(c)
+            j += 1
+    raise DslError(line.span(i, i + 1), "unterminated-list")

@@ -1,0 +1,44 @@
+"""The Pfyfile vocabulary: which words start which lines; shared by the parser and the CLI.
+
+Imports nothing. Build helpers and system verbs are parsed into the generic
+:class:`pf.dsl.ast.Verb`; what they *do* is the executor's business.
+"""
+
+from __future__ import annotations
+
+TOP_LEVEL = ("env", "hosts", "include", "task")
+METADATA = ("describe", "example", "note", "synopsis", "tag")
+DECLARATIONS = (*METADATA, "generates", "needs", "sources")
+BUILD_HELPERS = (
+    "autobuild",
+    "build_detect",
+    "cargo",
+    "cmake",
+    "configure",
+    "go_build",
+    "just",
+    "make",
+    "makefile",
+    "meson",
+    "ninja",
+)
+SYSTEM_VERBS = ("copy", "directory", "packages", "service", "sync")
+#: Verbs parsed into the generic :class:`Verb` node.
+GENERIC_VERBS = frozenset((*BUILD_HELPERS, *SYSTEM_VERBS, "compile"))
+#: Every word that may start a line inside a task.
+TASK_VERBS = tuple(
+    sorted(
+        {*GENERIC_VERBS, *DECLARATIONS, "else", "end", "env", "for", "if", "shell", "shell_lang"}
+    )
+)
+
+#: verb -> (positional words needed, what they are, usage hint), checked at parse time
+ARITY: dict[str, tuple[int, str, str]] = {
+    "cargo": (1, "a subcommand", "write `cargo build [release=true] [features=] [target=]`"),
+    "compile": (1, "source paths", "write `compile src/*.c target=wasm out=web/wasm/c`"),
+    "copy": (2, "a source and a destination", "write `copy SRC DST [mode= user= group=]`"),
+    "directory": (1, "a path", "write `directory PATH [mode=755]`"),
+    "packages": (2, "an action and package names", "write `packages install|remove NAME...`"),
+    "service": (2, "an action and a service name", "write `service ACTION NAME`"),
+}
+SYNC_USAGE = "write `sync src=PATH dest=PATH [host= user= port=] [excludes=[..]] [delete] [dry]`"
