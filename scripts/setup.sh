@@ -43,3 +43,6 @@ if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
   echo "$want" >"$stamp"
 fi
+# Bytecode up front: with PYTHONDONTWRITEBYTECODE set, every pf start would recompile
+# its modules (about 25 ms), more than `pf list` may take.
+.venv/bin/python -m compileall -q src >/dev/null

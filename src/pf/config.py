@@ -73,6 +73,8 @@ class Settings:
     max_procs: int = DEFAULT_MAX_PROCS
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     ccache: bool = True
+    # The Pfyfile to use instead of searching for Pfyfile.pf (PFY_FILE, as the original).
+    pfy_file: Path | None = None
     # Tool paths pinned by the user (PF_TOOL_CLANG=/opt/clang/bin/clang), by tool name.
     tools: Mapping[str, str] = field(default_factory=dict)
     # The environment every tool starts from: the few variables compilers read, with a
@@ -95,6 +97,7 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_procs": ("PF_MAX_PROCS", _parse_positive_int),
     "jobs": ("PF_JOBS", _parse_positive_int),
     "ccache": ("PF_CCACHE", _parse_bool),
+    "pfy_file": ("PFY_FILE", Path),
 }
 
 _TOOL_PREFIX = "PF_TOOL_"

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from pf.cli.main import ArgumentParser
+from pf.cli._argparse import ArgumentParser
 from pf.cli.output import human_size, style
 from pf.config import load_settings
 from pf.engine import compile_sources

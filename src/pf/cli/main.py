@@ -6,13 +6,15 @@ Subcommands are registered as import strings and imported only when chosen, so
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
-from collections.abc import Callable, Sequence
 
 from pf import __version__
 from pf.errors import PfError, UsageError
+
+TYPE_CHECKING = False  # start-up time matters here (pf list); names for the type checker only
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 # name -> ("module:function", summary). The function receives the remaining argv.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -59,13 +61,6 @@ def run(argv: Sequence[str]) -> int:
             hint=f"did you mean {guess!r}?" if guess else "run 'pf --help' for the commands",
         )
     return _load(name)(args[1:])
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse that raises UsageError instead of printing and exiting on its own."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message, hint=f"run '{self.prog} --help' for usage")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TextIO
 
 from pf.errors import CompileFailed, PfError
+
+TYPE_CHECKING = False  # `typing` costs 13 ms at start-up; names for the type checker only
+if TYPE_CHECKING:
+    from typing import TextIO
 
 _CODES = {"red": "31", "yellow": "33", "green": "32", "cyan": "36", "bold": "1", "dim": "2"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pf.cli.main import ArgumentParser
+from pf.cli._argparse import ArgumentParser
 from pf.cli.output import style
 from pf.config import load_settings
 from pf.toolchains.matrix import matrix
