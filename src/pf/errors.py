@@ -14,6 +14,7 @@ Raise sites pass facts; the wording lives in the classes below.
     ├── ToolchainMissing          no tool serves a language/target here (says how to install)
     ├── CompileFailed             the compiler rejected the sources (diagnostics attached)
     ├── BuildTimeout              a compile ran past PF_BUILD_TIMEOUT and was killed
+    ├── BuildCancelled            a build was cancelled while it ran
     ├── SandboxError              a subprocess could not be started
     └── CacheError                the cache directory cannot be used
 """
@@ -181,6 +182,15 @@ class BuildTimeout(PfError):
             hint="raise PF_BUILD_TIMEOUT if the build is legitimately slow",
         )
         self.seconds = seconds
+
+
+class BuildCancelled(PfError):
+    code = "build-cancelled"
+    exit_code = 130
+    http_status = 409
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} was cancelled")
 
 
 class SandboxError(PfError):

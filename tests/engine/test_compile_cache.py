@@ -19,7 +19,7 @@ import pytest
 
 from pf.config import load_settings
 from pf.engine import ActionCache, compile_sources
-from pf.errors import CompileFailed
+from pf.errors import BuildCancelled, CompileFailed
 from pf.toolchains import CompileRequest, Options, SourceFile
 
 ADD_C = b"int add(int a, int b) { return a + b; }\n"
@@ -181,3 +181,33 @@ def test_pf_compile_on_a_hit_starts_no_compiler_from_the_command_line(
     assert second.returncode == 0 and "cache hit" in second.stdout
     assert _starts(counted) == starts
     assert (tmp_path / "o" / "add.wasm").read_bytes()[:4] == b"\0asm"
+
+
+def test_cancelling_a_running_compile_kills_it_and_caches_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pidfile = tmp_path / "compiler.pid"
+    hang = tmp_path / "clang"
+    hang.write_text(
+        "#!/bin/bash\n"
+        'if [ "$1" = --version ]; then echo "clang version 14.0.6"; exit 0; fi\n'
+        f"sleep 300 & echo $! > {pidfile}; wait\n"
+    )
+    hang.chmod(0o755)
+    monkeypatch.setenv("PF_TOOL_CLANG", str(hang))
+    monkeypatch.setenv("PF_CCACHE", "0")
+    cancel = threading.Event()
+    watcher = threading.Thread(target=lambda: (_wait_for(pidfile), cancel.set()), daemon=True)
+    watcher.start()
+    with pytest.raises(BuildCancelled, match="c -> wasm build was cancelled"):
+        compile_sources(_request(), load_settings(), cancel=cancel)
+    pid = int(pidfile.read_text())
+    stat_file = Path(f"/proc/{pid}/stat")
+    assert not stat_file.exists() or stat_file.read_text().split()[2] == "Z"
+
+
+def _wait_for(path: Path) -> None:
+    for _ in range(400):
+        if path.exists() and path.read_text().strip():
+            return
+        threading.Event().wait(0.05)

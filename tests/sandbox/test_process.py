@@ -87,3 +87,26 @@ def test_memory_limit_stops_a_runaway_allocation(tmp_path: Path) -> None:
 def test_a_missing_program_is_a_sandbox_error(tmp_path: Path) -> None:
     with pytest.raises(SandboxError, match="cannot run /nonexistent/tool"):
         run(["/nonexistent/tool"], cwd=tmp_path, env=ENV)
+
+
+def test_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
+    import threading
+
+    pidfile = tmp_path / "child.pid"
+    cancel = threading.Event()
+    script = f"sleep 300 & echo $! > {pidfile}; echo started; wait"
+
+    def cancel_when_started(stream: str, text: str) -> None:
+        if text == "started":
+            cancel.set()
+
+    done = run(
+        ["/bin/bash", "-c", script],
+        cwd=tmp_path,
+        env=ENV,
+        limits=Limits(timeout=None),
+        on_line=cancel_when_started,
+        cancel=cancel,
+    )
+    assert done.cancelled and not done.ok and not done.timed_out
+    assert _gone(int(pidfile.read_text()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from pf.config import Settings
 from pf.engine.cache import ActionCache, Artifact, Entry
 from pf.engine.keys import action_key
 from pf.engine.singleflight import flight
-from pf.errors import BuildTimeout, CompileFailed, Diagnostic
+from pf.errors import BuildCancelled, BuildTimeout, CompileFailed, Diagnostic
 from pf.sandbox import Completed, Limits, LineSink, run
 from pf.toolchains import CompileRequest, Driver, Plan, Run, ToolInfo, driver_for
 from pf.toolchains.base import OBJ_DIR, OUT_DIR
@@ -107,8 +108,10 @@ class _Execution:
         on_line: LineSink | None,
         on_phase: PhaseSink | None,
         ccache_dir: Path,
+        cancel: threading.Event | None,
     ) -> None:
         self.ccache_dir = ccache_dir
+        self.cancel = cancel
         self.driver = driver
         self.request = request
         self.plan = plan
@@ -151,13 +154,22 @@ class _Execution:
         limits = Limits.from_settings(self.settings)
         sink = self._sink(str(scratch))
         for step in self.plan.steps:
+            if self.cancel is not None and self.cancel.is_set():
+                raise BuildCancelled(f"{self.request.language} -> {self.request.target} build")
             if self.on_phase is not None:
                 self.on_phase(step.label)
             started = time.monotonic()
             if isinstance(step, Run):
                 done = run(
-                    self._argv(step, ccache), cwd=scratch, env=env, limits=limits, on_line=sink
+                    self._argv(step, ccache),
+                    cwd=scratch,
+                    env=env,
+                    limits=limits,
+                    on_line=sink,
+                    cancel=self.cancel,
                 )
+                if done.cancelled:
+                    raise BuildCancelled(f"{self.request.language} -> {self.request.target} build")
                 if done.timed_out:
                     what = f"{step.label} ({step.argv[0]})"
                     raise BuildTimeout(what, self.settings.build_timeout)
@@ -210,12 +222,14 @@ def compile_sources(
     cache: ActionCache | None = None,
     on_line: LineSink | None = None,
     on_phase: PhaseSink | None = None,
+    cancel: threading.Event | None = None,
 ) -> BuildResult:
     """Compile ``request``, from the cache when an identical action has run before.
 
     Raises UnsupportedLanguage/UnsupportedTarget/InvalidOption for bad requests,
     ToolchainMissing when a tool is not installed, CompileFailed (with diagnostics) when
-    the compiler rejects the sources, and BuildTimeout when it runs too long.
+    the compiler rejects the sources, BuildTimeout when it runs too long, and
+    BuildCancelled when ``cancel`` is set while it runs (its process group is killed).
     """
     started = time.monotonic()
     driver = driver_for(request.language, request.target)
@@ -246,6 +260,7 @@ def compile_sources(
             on_line,
             on_phase,
             cache.root.resolve() / "ccache",
+            cancel,
         )
         scratch = Path(tempfile.mkdtemp(prefix="build-", dir=cache.root / "tmp"))
         try:

@@ -33,6 +33,7 @@ LineSink = Callable[[str, str], None]
 
 _MAX_LINE = 64 * 1024
 _READER_GRACE = 2.0
+_CANCEL_POLL = 0.05
 
 
 def truncation_marker(limit: int) -> str:
@@ -50,11 +51,12 @@ class Completed:
     duration: float
     timed_out: bool = False
     truncated: bool = False
+    cancelled: bool = False
     lines: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def ok(self) -> bool:
-        return self.code == 0 and not self.timed_out
+        return self.code == 0 and not self.timed_out and not self.cancelled
 
 
 class _Capture:
@@ -124,8 +126,12 @@ def run(
     env: Mapping[str, str],
     limits: Limits = DEFAULT_LIMITS,
     on_line: LineSink | None = None,
+    cancel: threading.Event | None = None,
 ) -> Completed:
-    """Run ``argv`` (a list, never a shell string) in ``cwd`` with exactly ``env``."""
+    """Run ``argv`` (a list, never a shell string) in ``cwd`` with exactly ``env``.
+
+    Setting ``cancel`` kills the process group within ``_CANCEL_POLL`` seconds.
+    """
     if not argv:
         raise SandboxError("nothing to run: empty command")
     order: list[tuple[str, str]] = []
@@ -154,26 +160,42 @@ def run(
     ]
     for reader in readers:
         reader.start()
-    # A timer kills the group at the deadline while this thread blocks in waitpid:
-    # Popen.wait(timeout=...) polls with sleeps of up to 50 ms, which would add that
-    # much to every step of every build.
+    # A watcher kills the group at the deadline or on cancel while this thread blocks in
+    # waitpid: Popen.wait(timeout=...) polls with sleeps of up to 50 ms, which would add
+    # that much to every step of every build.
+    finished = threading.Event()
     expired = threading.Event()
+    stopped = threading.Event()
 
-    def expire() -> None:
-        expired.set()
-        _kill_group(proc.pid)
+    def watch() -> None:
+        deadline = None if limits.timeout is None else started + limits.timeout
+        while not finished.is_set():
+            if cancel is not None and cancel.is_set():
+                stopped.set()
+                _kill_group(proc.pid)
+                return
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                expired.set()
+                _kill_group(proc.pid)
+                return
+            # Cancellation is polled (an Event cannot be waited on together with another);
+            # the process's exit wakes the watcher at once through `finished`.
+            poll = _CANCEL_POLL if cancel is not None else None
+            finished.wait(min(t for t in (remaining, poll) if t is not None))
 
-    timer = threading.Timer(limits.timeout, expire) if limits.timeout is not None else None
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
+    watcher = None
+    if limits.timeout is not None or cancel is not None:
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
     try:
         proc.wait()
     finally:
-        if timer is not None:
-            timer.cancel()
+        finished.set()
         _kill_group(proc.pid)
         proc.wait()
+        if watcher is not None:
+            watcher.join()
     for reader in readers:
         reader.join(_READER_GRACE)
     duration = time.monotonic() - started
@@ -185,6 +207,7 @@ def run(
             stderr=err.text(),
             duration=duration,
             timed_out=expired.is_set(),
+            cancelled=stopped.is_set(),
             truncated=out.truncated or err.truncated,
             lines=tuple(order),
         )
