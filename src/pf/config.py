@@ -60,6 +60,16 @@ def _parse_positive_int(text: str) -> int:
     return value
 
 
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _parse_log_level(text: str) -> str:
+    level = text.strip().lower()
+    if level not in _LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(_LOG_LEVELS)}, got {text!r}")
+    return level
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything pf can be configured with. Build with :func:`load_settings`."""
@@ -75,6 +85,22 @@ class Settings:
     ccache: bool = True
     # The Pfyfile to use instead of searching for Pfyfile.pf (PFY_FILE, as the original).
     pfy_file: Path | None = None
+    # pf serve (issue 4).
+    database_url: str | None = None  # default: SQLite file .pf/pf.db beside the cache
+    max_queue: int = 1000
+    max_builds: int = 1000  # build records kept in memory; history stays in the database
+    max_logs_per_build: int = 20_000  # log lines stored per build
+    max_log_size: int = 4 * MiB  # log bytes stored per build
+    history_days: float = 30.0
+    max_history: int = 100_000  # build records kept in the database
+    max_body: int = 4 * MiB
+    ws_batch_ms: int = 100
+    max_ws_connections: int = 2000
+    ws_send_queue: int = 1000  # events buffered per WebSocket client before it is dropped
+    ws_max_size: int = 64 * 1024  # largest incoming WebSocket message
+    log_level: str = "info"
+    cors_origin: str | None = None
+    shutdown_grace: float = 30.0
     # Tool paths pinned by the user (PF_TOOL_CLANG=/opt/clang/bin/clang), by tool name.
     tools: Mapping[str, str] = field(default_factory=dict)
     # The environment every tool starts from: the few variables compilers read, with a
@@ -98,6 +124,21 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "jobs": ("PF_JOBS", _parse_positive_int),
     "ccache": ("PF_CCACHE", _parse_bool),
     "pfy_file": ("PFY_FILE", Path),
+    "database_url": ("PF_DATABASE_URL", str),
+    "max_queue": ("PF_MAX_QUEUE", _parse_positive_int),
+    "max_builds": ("PF_MAX_BUILDS", _parse_positive_int),
+    "max_logs_per_build": ("PF_MAX_LOGS_PER_BUILD", _parse_positive_int),
+    "max_log_size": ("PF_MAX_LOG_SIZE", _parse_size),
+    "history_days": ("PF_HISTORY_DAYS", _parse_positive_float),
+    "max_history": ("PF_MAX_HISTORY", _parse_positive_int),
+    "max_body": ("PF_MAX_BODY", _parse_size),
+    "ws_batch_ms": ("PF_WS_BATCH_MS", _parse_positive_int),
+    "max_ws_connections": ("PF_MAX_WS_CONNECTIONS", _parse_positive_int),
+    "ws_send_queue": ("PF_WS_SEND_QUEUE", _parse_positive_int),
+    "ws_max_size": ("PF_WS_MAX_SIZE", _parse_size),
+    "log_level": ("PF_LOG_LEVEL", _parse_log_level),
+    "cors_origin": ("PF_CORS_ORIGIN", str),
+    "shutdown_grace": ("PF_SHUTDOWN_GRACE", _parse_positive_float),
 }
 
 _TOOL_PREFIX = "PF_TOOL_"
