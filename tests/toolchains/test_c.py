@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from pf.config import Settings, load_settings
-from pf.engine import compile_sources
+from pf.config import Settings
 from pf.errors import CompileFailed, InvalidOption, RequestError
 from pf.toolchains import CompileRequest, Options, SourceFile
 from pf.toolchains.c import CDriver
+from tests.toolchains.support import compile_files, function_exports, instantiate, outputs
 
 DEMO = Path(__file__).parents[2] / "demos" / "polyglot" / "c" / "math.c"
 CASES = Path(__file__).parent / "cases" / "c"
@@ -30,52 +30,10 @@ __attribute__((weak)) int weak_one(void) { return 1; }
 """
 
 
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    root = tmp_path_factory.mktemp("pf-c")
-    return load_settings(
-        environ={"PATH": os.defpath},
-        overrides={"cache_dir": root / "cache"},
-        toml_path=root / "absent.toml",
-    )
-
-
 def build(
     settings: Settings, target: str, sources: dict[str, bytes], **options: object
 ) -> dict[str, Path]:
-    request = CompileRequest(
-        "c",
-        target,
-        tuple(SourceFile(name, data) for name, data in sources.items()),
-        Options.parse(options),
-    )
-    result = compile_sources(request, settings)
-    return {artifact.name: artifact.path for artifact in result.artifacts}
-
-
-def instantiate(path: Path, stdout: Path | None = None) -> tuple[wasmtime.Store, dict[str, object]]:
-    engine = wasmtime.Engine()
-    store = wasmtime.Store(engine)
-    module = wasmtime.Module.from_file(engine, str(path))
-    if module.imports:
-        linker = wasmtime.Linker(engine)
-        linker.define_wasi()
-        config = wasmtime.WasiConfig()
-        if stdout is not None:
-            config.stdout_file = str(stdout)
-        store.set_wasi(config)
-        instance = linker.instantiate(store, module)
-    else:
-        instance = wasmtime.Instance(store, module, [])
-    exports = dict(instance.exports(store).items())
-    if "_initialize" in exports:  # a reactor must run its constructors first
-        exports["_initialize"](store)  # type: ignore[operator]
-    return store, exports
-
-
-def function_exports(path: Path) -> set[str]:
-    module = wasmtime.Module.from_file(wasmtime.Engine(), str(path))
-    return {e.name for e in module.exports if isinstance(e.type, wasmtime.FuncType)}
+    return outputs(compile_files(settings, "c", target, sources, **options))
 
 
 def test_demo_wasm_add_and_trap(settings: Settings) -> None:

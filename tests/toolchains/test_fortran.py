@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from pf.config import Settings, load_settings
-from pf.engine import compile_sources
+from pf.config import Settings
 from pf.errors import CompileFailed, InvalidOption
-from pf.toolchains import CompileRequest, Options, SourceFile
 from pf.toolchains.fortran import FortranDriver, feature_of, mask_scratch
+from tests.toolchains.support import compile_files, function_exports, instantiate, outputs
 
 DEMO = Path(__file__).parents[2] / "demos" / "polyglot" / "fortran" / "hello.f90"
 CASES = Path(__file__).parent / "cases" / "fortran"
@@ -101,27 +100,10 @@ console.log(JSON.stringify({ add: m.add(2, 3), fact: m.fact(10) }));
 """
 
 
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    root = tmp_path_factory.mktemp("pf-fortran")
-    return load_settings(
-        environ={"PATH": os.defpath},
-        overrides={"cache_dir": root / "cache"},
-        toml_path=root / "absent.toml",
-    )
-
-
 def build(
     settings: Settings, target: str, sources: dict[str, bytes], **options: object
 ) -> dict[str, Path]:
-    request = CompileRequest(
-        "fortran",
-        target,
-        tuple(SourceFile(name, data) for name, data in sources.items()),
-        Options.parse(options),
-    )
-    result = compile_sources(request, settings)
-    return {artifact.name: artifact.path for artifact in result.artifacts}
+    return outputs(compile_files(settings, "fortran", target, sources, **options))
 
 
 def native(source: bytes, tmp_path: Path) -> subprocess.CompletedProcess[bytes]:
@@ -131,30 +113,6 @@ def native(source: bytes, tmp_path: Path) -> subprocess.CompletedProcess[bytes]:
     (folder / "prog.f90").write_bytes(source)
     subprocess.run([FLANG, "prog.f90", "-o", "prog"], cwd=folder, check=True)
     return subprocess.run([str(folder / "prog")], capture_output=True, check=False)
-
-
-def instantiate(
-    path: Path, stdout: Path | None = None, stderr: Path | None = None
-) -> tuple[wasmtime.Store, dict[str, object]]:
-    engine = wasmtime.Engine()
-    store = wasmtime.Store(engine)
-    module = wasmtime.Module.from_file(engine, str(path))
-    if module.imports:
-        linker = wasmtime.Linker(engine)
-        linker.define_wasi()
-        config = wasmtime.WasiConfig()
-        if stdout is not None:
-            config.stdout_file = str(stdout)
-        if stderr is not None:
-            config.stderr_file = str(stderr)
-        store.set_wasi(config)
-        instance = linker.instantiate(store, module)
-    else:
-        instance = wasmtime.Instance(store, module, [])
-    exports = dict(instance.exports(store).items())
-    if "_initialize" in exports:
-        exports["_initialize"](store)  # type: ignore[operator]
-    return store, exports
 
 
 def run_start(path: Path, tmp_path: Path) -> tuple[bytes, bytes, int]:
@@ -167,11 +125,6 @@ def run_start(path: Path, tmp_path: Path) -> tuple[bytes, bytes, int]:
     except wasmtime.ExitTrap as exit_:  # STOP calls exit(), even with code 0
         code = exit_.code
     return stdout.read_bytes(), stderr.read_bytes(), code
-
-
-def function_exports(path: Path) -> set[str]:
-    module = wasmtime.Module.from_file(wasmtime.Engine(), str(path))
-    return {e.name for e in module.exports if isinstance(e.type, wasmtime.FuncType)}
 
 
 def test_demo_hello_prints_like_native_flang(settings: Settings, tmp_path: Path) -> None:

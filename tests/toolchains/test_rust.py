@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 import wasmtime
 
-from pf.config import Settings, load_settings
-from pf.engine import BuildResult, compile_sources
+from pf.config import Settings
+from pf.engine import BuildResult
 from pf.errors import CompileFailed, InvalidOption, RequestError
 from pf.toolchains import CompileRequest, Options, SourceFile, get_driver
 from pf.toolchains.rust import RustDriver
+from tests.toolchains.support import compile_files
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "demos" / "polyglot" / "rust" / "lib.rs"
@@ -49,20 +50,9 @@ pub extern "C" fn checked_div(a: i32, b: i32) -> i32 {
 """
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    environ = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(tmp_path)}
-    return load_settings(
-        environ=environ,
-        overrides={"cache_dir": tmp_path / "cache"},
-        toml_path=tmp_path / "pf.toml",
-    )
-
-
 def build(settings: Settings, target: str, files: dict[str, str], **options: Any) -> BuildResult:
-    sources = tuple(SourceFile(name, text.encode()) for name, text in files.items())
-    request = CompileRequest("rust", target, sources, Options.parse(options))
-    return compile_sources(request, settings)
+    encoded = {name: text.encode() for name, text in files.items()}
+    return compile_files(settings, "rust", target, encoded, **options)
 
 
 def artifact(result: BuildResult, suffix: str) -> Path:

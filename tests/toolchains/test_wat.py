@@ -8,13 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import wasmtime
 
-from pf.config import Settings, load_settings
+from pf.config import Settings
 from pf.engine import compile_sources
 from pf.errors import CompileFailed, InvalidOption, RequestError
 from pf.toolchains import CompileRequest, Options, SourceFile
 from pf.toolchains.wat import WatDriver
+from tests.toolchains.support import compile_files, instantiate
 
 DEMO = Path(__file__).parents[2] / "demos" / "polyglot" / "wat" / "add.wat"
 CASES = Path(__file__).parent / "cases" / "wat"
@@ -26,32 +26,13 @@ TWO = b"""(module $two
 """
 
 
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    root = tmp_path_factory.mktemp("pf-wat")
-    return load_settings(
-        environ={"PATH": os.defpath},
-        overrides={"cache_dir": root / "cache"},
-        toml_path=root / "absent.toml",
-    )
-
-
 def build(settings: Settings, target: str, name: str, text: bytes, **options: object) -> Path:
-    request = CompileRequest("wat", target, (SourceFile(name, text),), Options.parse(options))
-    result = compile_sources(request, settings)
-    (artifact,) = result.artifacts
+    (artifact,) = compile_files(settings, "wat", target, {name: text}, **options).artifacts
     return artifact.path
 
 
-def exports_of(path: Path) -> tuple[wasmtime.Store, dict[str, object]]:
-    engine = wasmtime.Engine()
-    store = wasmtime.Store(engine)
-    instance = wasmtime.Instance(store, wasmtime.Module.from_file(engine, str(path)), [])
-    return store, dict(instance.exports(store).items())
-
-
 def test_wasm_add(settings: Settings) -> None:
-    store, exports = exports_of(build(settings, "wasm", "add.wat", DEMO.read_bytes()))
+    store, exports = instantiate(build(settings, "wasm", "add.wat", DEMO.read_bytes()))
     assert exports["add"](store, 2, 3) == 5  # type: ignore[operator]
 
 
@@ -63,10 +44,10 @@ def test_debug_keeps_names(settings: Settings) -> None:
 
 def test_exports_narrow_the_module(settings: Settings) -> None:
     path = build(settings, "wasm", "two.wat", TWO, exports="sub")
-    store, exports = exports_of(path)
+    store, exports = instantiate(path)
     assert set(exports) == {"sub"}
     assert exports["sub"](store, 7, 2) == 5  # type: ignore[operator]
-    assert set(exports_of(build(settings, "wasm", "two.wat", TWO))[1]) == {"add", "sub", "memory"}
+    assert set(instantiate(build(settings, "wasm", "two.wat", TWO))[1]) == {"add", "sub", "memory"}
 
 
 def test_exports_naming_a_missing_export_fails(settings: Settings) -> None:
