@@ -16,7 +16,11 @@ Raise sites pass facts; the wording lives in the classes below.
     ├── BuildTimeout              a compile ran past PF_BUILD_TIMEOUT and was killed
     ├── BuildCancelled            a build was cancelled while it ran
     ├── SandboxError              a subprocess could not be started
-    └── CacheError                the cache directory cannot be used
+    ├── CacheError                the cache directory cannot be used
+    ├── StoreError                the build database cannot be used (HTTP 503)
+    ├── NotFound                  no such build, project or artifact (HTTP 404)
+    └── ServiceUnavailable        the build service cannot take work now (HTTP 503)
+        └── QueueFull             the build queue is at PF_MAX_QUEUE (retry_after seconds)
 """
 
 from __future__ import annotations
@@ -199,3 +203,36 @@ class SandboxError(PfError):
 
 class CacheError(PfError):
     code = "cache-error"
+
+
+class StoreError(PfError):
+    code = "store-error"
+    http_status = 503
+
+
+class NotFound(PfError):
+    code = "not-found"
+    http_status = 404
+
+
+class ServiceUnavailable(PfError):
+    """The build service cannot take work now; ``retry_after`` says when to try again."""
+
+    code = "service-unavailable"
+    http_status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+
+class QueueFull(ServiceUnavailable):
+    code = "queue-full"
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(
+            f"the build queue is full ({limit} builds waiting)",
+            retry_after=retry_after,
+            hint=f"retry in {retry_after} s, or raise PF_MAX_QUEUE",
+        )
+        self.limit = limit

@@ -215,6 +215,41 @@ def _result(
     )
 
 
+def _prepare(
+    request: CompileRequest, settings: Settings
+) -> tuple[Driver, Plan, dict[str, ToolInfo], str]:
+    driver = driver_for(request.language, request.target)
+    plan = driver.plan(request)
+    tools = {spec.name: detect(spec, settings) for spec in plan.tools}
+    key = action_key(
+        driver.id,
+        request.target,
+        tools.values(),
+        plan,
+        _tool_env(plan),
+        (*request.sources, *plan.extra_inputs),
+    )
+    return driver, plan, tools, key
+
+
+def lookup(
+    request: CompileRequest, settings: Settings, *, cache: ActionCache | None = None
+) -> BuildResult | None:
+    """The cached result of ``request`` without running anything, or None on a miss.
+
+    The build service asks this first, so a hit is answered at once instead of waiting
+    for a worker behind compiles that miss. Raises what compile_sources raises before a
+    compiler would start (bad request, missing toolchain).
+    """
+    started = time.monotonic()
+    _driver, _plan, tools, key = _prepare(request, settings)
+    cache = cache or ActionCache(settings.cache_dir, settings.cache_max_bytes)
+    entry = cache.lookup(key)
+    if entry is None:
+        return None
+    return _result(request, entry, True, tools, time.monotonic() - started, {})
+
+
 def compile_sources(
     request: CompileRequest,
     settings: Settings,
@@ -232,17 +267,7 @@ def compile_sources(
     BuildCancelled when ``cancel`` is set while it runs (its process group is killed).
     """
     started = time.monotonic()
-    driver = driver_for(request.language, request.target)
-    plan = driver.plan(request)
-    tools = {spec.name: detect(spec, settings) for spec in plan.tools}
-    key = action_key(
-        driver.id,
-        request.target,
-        tools.values(),
-        plan,
-        _tool_env(plan),
-        (*request.sources, *plan.extra_inputs),
-    )
+    driver, plan, tools, key = _prepare(request, settings)
     cache = cache or ActionCache(settings.cache_dir, settings.cache_max_bytes)
     entry = cache.lookup(key)
     if entry is not None:

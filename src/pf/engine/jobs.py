@@ -1,0 +1,291 @@
+"""A Job: one build's live state, its stored form (BuildRow) and its API form; its progress.
+
+Worker threads change a job under its lock; readers take ``to_api()`` snapshots. A
+finished job is frozen in practice: its API dict is computed once and reused, which is
+what keeps ``GET /api/status`` cheap. Build ids read ``<language>-<target>-<ms>-<suffix>``
+where the suffix joins a per-process counter and random bits, so ids never collide in
+one process and practically never across restarts.
+
+Progress is a fixed scale over what a build actually does: 0 while queued, the driver's
+steps ("compile", "link", "optimise", "convert") spread evenly over 10..90 as each one
+starts, 95 while the outputs are stored, 100 when done. The ETA is the median run time
+of the latest compiled (not cached) builds of the same (language, target), minus the
+time already spent; memory is bounded per pair. Imports store, toolchains and
+config-level modules; nothing here runs anything.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pf.engine.cache import Artifact
+from pf.store.blobs import BlobStore
+from pf.store.builds import CANCELLED, COMPLETED, FAILED, FINISHED, QUEUED, RUNNING, BuildRow
+from pf.store.logs import LogBudget
+from pf.toolchains import CompileRequest
+
+__all__ = [
+    "CANCELLED",
+    "COMPLETED",
+    "DONE",
+    "FAILED",
+    "FINISHED",
+    "QUEUED",
+    "RUNNING",
+    "STORE",
+    "Estimator",
+    "Job",
+    "iso_time",
+    "new_build_id",
+    "step_progress",
+]
+
+_counter = itertools.count()
+
+
+def new_build_id(language: str, target: str) -> str:
+    """``rust-wasm-1732838400123-0007a1b2c3``: unique under any number of concurrent calls."""
+    millis = int(time.time() * 1000)
+    return f"{language}-{target}-{millis}-{next(_counter) % 0x10000:04x}{secrets.token_hex(3)}"
+
+
+def iso_time(epoch: float | None) -> str | None:
+    """ISO-8601 in UTC with milliseconds, as JavaScript's toISOString() writes it."""
+    if epoch is None:
+        return None
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+# Progress: 0 while queued, driver steps over 10..90, 95 while storing, 100 when done.
+FIRST_STEP = 10
+LAST_STEP = 90
+STORE = 95
+DONE = 100
+
+SAMPLES_PER_PAIR = 50
+
+
+def step_progress(index: int, steps: int) -> int:
+    """Progress as step ``index`` (0-based) of ``steps`` starts."""
+    if steps <= 0:
+        return FIRST_STEP
+    index = max(0, min(index, steps - 1))
+    return FIRST_STEP + (LAST_STEP - FIRST_STEP) * index // steps
+
+
+class Estimator:
+    """Median run time per (language, target), from the latest few builds. Thread-safe."""
+
+    def __init__(self, per_pair: int = SAMPLES_PER_PAIR) -> None:
+        self.per_pair = per_pair
+        self._samples: dict[tuple[str, str], deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, language: str, target: str, seconds: float) -> None:
+        with self._lock:
+            samples = self._samples.get((language, target))
+            if samples is None:
+                samples = self._samples[(language, target)] = deque(maxlen=self.per_pair)
+            samples.append(seconds)
+
+    def seed(self, history: dict[tuple[str, str], list[float]]) -> None:
+        for (language, target), samples in history.items():
+            for seconds in samples:
+                self.add(language, target, seconds)
+
+    def median(self, language: str, target: str) -> float | None:
+        with self._lock:
+            samples = self._samples.get((language, target))
+            return statistics.median(samples) if samples else None
+
+    def typical(self) -> float | None:
+        """The median over every pair's median: a rough size of "one build"."""
+        with self._lock:
+            medians = [statistics.median(s) for s in self._samples.values() if s]
+        return statistics.median(medians) if medians else None
+
+    def eta(self, language: str, target: str, elapsed: float | None) -> float | None:
+        """Seconds left for a build that has run ``elapsed`` seconds (None: not started)."""
+        median = self.median(language, target)
+        if median is None:
+            return None
+        left = median - (elapsed or 0.0)
+        return round(max(left, 0.0), 1)
+
+
+@dataclass(eq=False)
+class Job:
+    """One build from submission to its end. Mutated only under ``lock``."""
+
+    id: str
+    language: str
+    target: str
+    project: str | None
+    options: Mapping[str, Any]
+    created_at: float
+    request: CompileRequest | None = None
+    kind: str = "compile"
+    steps: int = 1
+    budget: LogBudget = field(default_factory=lambda: LogBudget(20_000, 4 << 20))
+    inline_sources: Mapping[str, str] | None = None
+    status: str = QUEUED
+    progress: int = 0
+    phase: str | None = "queued"
+    step: int = 0
+    started_at: float | None = None
+    ended_at: float | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    cached: bool = False
+    action_key: str | None = None
+    artifacts: tuple[Artifact, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+    diagnostics: tuple[Mapping[str, Any], ...] = ()
+    task: str | None = None
+    params: Mapping[str, Any] | None = None
+    eta: float | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _api: dict[str, Any] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def shown_status(self) -> str:
+        # A cancel request decides the outcome at once; the record says so while the
+        # compiler's process group is being killed.
+        return CANCELLED if self.cancel.is_set() and not self.finished else self.status
+
+    def to_row(self) -> BuildRow:
+        with self.lock:
+            return BuildRow(
+                id=self.id,
+                kind=self.kind,
+                language=self.language,
+                target=self.target,
+                status=self.status,
+                created_at=self.created_at,
+                project=self.project,
+                progress=self.progress,
+                phase=self.phase,
+                started_at=self.started_at,
+                ended_at=self.ended_at,
+                duration_ms=self.duration_ms,
+                error=self.error,
+                cached=self.cached,
+                action_key=self.action_key,
+                options=dict(self.options),
+                artifacts=tuple(
+                    {"name": a.name, "kind": a.kind, "digest": a.digest, "size": a.size}
+                    for a in self.artifacts
+                ),
+                timings=dict(self.timings),
+                diagnostics=self.diagnostics,
+                task=self.task,
+                params=self.params,
+                sources=None if self.finished else self.inline_sources,
+            )
+
+    @classmethod
+    def from_row(cls, row: BuildRow, blobs: BlobStore) -> Job:
+        """A job rebuilt from its stored record (artifacts point into ``blobs``)."""
+        artifacts = tuple(
+            Artifact(a["name"], a["kind"], a["digest"], a["size"], blobs.path(a["digest"]))
+            for a in row.artifacts
+        )
+        return cls(
+            id=row.id,
+            language=row.language,
+            target=row.target,
+            project=row.project,
+            options=dict(row.options),
+            created_at=row.created_at,
+            kind=row.kind,
+            inline_sources=row.sources,
+            status=row.status,
+            progress=row.progress,
+            phase=row.phase,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+            duration_ms=row.duration_ms,
+            error=row.error,
+            cached=row.cached,
+            action_key=row.action_key,
+            artifacts=artifacts,
+            timings=dict(row.timings),
+            diagnostics=row.diagnostics,
+            task=row.task,
+            params=row.params,
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        """The record as API.md's clients read it (camelCase, ISO-8601 times, ms)."""
+        with self.lock:
+            if self._api is not None:
+                return self._api
+            record = self._render()
+            if self.finished:
+                self._api = record
+            return record
+
+    def _render(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "buildId": self.id,
+            "kind": self.kind,
+            "language": self.language,
+            "target": self.target,
+            "project": self.project,
+            "status": self.shown_status,
+            "progress": self.progress,
+            "phase": self.phase,
+            "eta": self.eta if not self.finished else None,
+            "createdTime": iso_time(self.created_at),
+            "startTime": iso_time(self.started_at),
+            "endTime": iso_time(self.ended_at),
+            "duration": self.duration_ms,
+            "error": self.error,
+            "cached": self.cached,
+            "artifacts": [
+                {
+                    "path": a.name,
+                    "kind": a.kind,
+                    "size": a.size,
+                    "digest": a.digest,
+                    "url": f"/api/builds/{self.id}/artifacts/{a.name}",
+                }
+                for a in self.artifacts
+            ],
+            "timings": {name: _ms(seconds) for name, seconds in self.timings.items()},
+            "diagnostics": [dict(d) for d in self.diagnostics],
+            "options": dict(self.options),
+        }
+        if self.kind == "task":
+            record["task"] = self.task
+            record["params"] = dict(self.params or {})
+        return record
+
+    def elapsed(self, now: float) -> float | None:
+        return None if self.started_at is None else now - self.started_at
+
+    def find_artifact(self, name: str) -> Artifact | None:
+        for artifact in self.artifacts:
+            if artifact.name == name:
+                return artifact
+        return None

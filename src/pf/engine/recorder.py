@@ -1,0 +1,198 @@
+"""The writer thread: build records, log lines and events, batched into one ordered stream.
+
+Strategy: every change a build goes through after its submission (record upserts, log
+lines, events) is appended to one queue, in the order it happened. A single thread
+drains the queue in batches: it writes a batch's records and lines in one transaction
+(never one per line), then publishes the batch's events, turning runs of one build's log
+lines into ``build_log`` events placed where those lines fell. So a client that sees
+``build_completed`` has seen every log line before it, and finds them all in the store.
+A batch is cut when an event is waiting (events want low latency), when 200 lines are
+waiting, or ``interval`` seconds after the first line arrived. A failing database is
+logged and does not stop the events. Imports store, engine.events and errors only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pf.engine.events import Event, EventBus, build_log
+from pf.errors import StoreError
+from pf.store.builds import BuildRow
+from pf.store.history import Store
+from pf.store.logs import LogLine
+
+log = logging.getLogger("pf.engine")
+
+FLUSH_INTERVAL = 0.05
+FLUSH_LINES = 200
+
+
+@dataclass(frozen=True)
+class _Chore:
+    every: float
+    func: Callable[[], object]
+
+
+class Recorder:
+    """Owns all writes to the store once the service runs; publishes events after them."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        interval: float = FLUSH_INTERVAL,
+        max_lines: int = FLUSH_LINES,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.interval = interval
+        self.max_lines = max_lines
+        self._items: list[tuple[str, Any]] = []
+        self._lines = 0
+        self._urgent = False
+        self._first_at = 0.0
+        self._cond = threading.Condition()
+        self._enqueued = 0
+        self._written = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._chores: list[tuple[_Chore, list[float]]] = []
+        self.failures = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="pf-recorder", daemon=True)
+            self._thread.start()
+
+    def every(self, seconds: float, func: Callable[[], object]) -> None:
+        """Run ``func`` on the writer thread every ``seconds`` (first run after one period)."""
+        self._chores.append((_Chore(seconds, func), [time.monotonic() + seconds]))
+
+    def _put(self, kind: str, item: Any, urgent: bool) -> None:
+        with self._cond:
+            first = not self._items
+            if first:
+                self._first_at = time.monotonic()
+            self._items.append((kind, item))
+            self._enqueued += 1
+            if kind == "line":
+                self._lines += 1
+            self._urgent = self._urgent or urgent
+            # The first item wakes the writer too: it starts the batch's interval timer.
+            if first or urgent or self._lines >= self.max_lines:
+                self._cond.notify_all()
+
+    def record(self, row: BuildRow, event: Event | None = None) -> None:
+        """Store ``row`` and then publish ``event`` (if any)."""
+        self._put("row", row, urgent=event is not None)
+        if event is not None:
+            self._put("event", event, urgent=True)
+
+    def line(self, line: LogLine) -> None:
+        self._put("line", line, urgent=False)
+
+    def event(self, event: Event) -> None:
+        self._put("event", event, urgent=True)
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Wait until everything queued so far is written and published."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            target = self._enqueued
+            self._urgent = True
+            self._cond.notify_all()
+            while self._written < target:
+                if self._thread is None or not self._thread.is_alive():
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _due(self) -> float | None:
+        """Seconds until the pending batch is due (0: now), None when nothing waits."""
+        if not self._items:
+            return None
+        if self._urgent or self._stopping or self._lines >= self.max_lines:
+            return 0.0
+        return max(0.0, self._first_at + self.interval - time.monotonic())
+
+    def _next_chore(self) -> float | None:
+        if not self._chores:
+            return None
+        return max(0.0, min(when[0] for _, when in self._chores) - time.monotonic())
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    due = self._due()
+                    if due == 0.0:
+                        break
+                    if self._stopping and not self._items:
+                        return
+                    chore = self._next_chore()
+                    if chore == 0.0:
+                        break
+                    waits = [t for t in (due, chore) if t is not None]
+                    self._cond.wait(min(waits) if waits else None)
+                batch, self._items = self._items, []
+                self._lines = 0
+                self._urgent = False
+            if batch:
+                self._write(batch)
+            self._run_chores()
+            with self._cond:
+                self._written += len(batch)
+                self._cond.notify_all()
+
+    def _run_chores(self) -> None:
+        now = time.monotonic()
+        for chore, when in self._chores:
+            if when[0] <= now:
+                when[0] = now + chore.every
+                try:
+                    chore.func()
+                except Exception:  # a housekeeping failure must not stop the writer
+                    log.exception("pf: periodic store task failed")
+
+    def _write(self, batch: list[tuple[str, Any]]) -> None:
+        rows: list[BuildRow] = []
+        lines: list[LogLine] = []
+        events: list[Event] = []
+        pending: dict[str, list[dict[str, str]]] = {}
+        for kind, item in batch:
+            if kind == "row":
+                rows.append(item)
+            elif kind == "line":
+                lines.append(item)
+                pending.setdefault(item.build_id, []).append(
+                    {"stream": item.stream, "text": item.text}
+                )
+            else:
+                waiting = pending.pop(item.get("buildId", ""), None)
+                if waiting:
+                    events.append(build_log(item["buildId"], waiting))
+                events.append(item)
+        events.extend(build_log(build_id, waiting) for build_id, waiting in pending.items())
+        try:
+            self.store.write(rows, lines)
+        except StoreError as error:
+            self.failures += 1
+            log.error("pf: %s (%d records, %d log lines lost)", error, len(rows), len(lines))
+        self.bus.publish_many(events)

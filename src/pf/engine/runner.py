@@ -1,0 +1,254 @@
+"""What a worker thread does with one job: cache lookup, compile, record the end, emit events.
+
+Strategy: ``triage`` asks the action cache (no compiler starts) and finishes a hit on the
+spot; ``run`` compiles a miss through ``compile_sources``, turning its phase callbacks
+into progress events and its output lines into log lines (capped by the job's
+LogBudget) as they arrive. Every outcome goes through ``end``, which takes the job's
+lock, refuses a second ending, writes the final record and event through the recorder
+and hands the job back to the service (``retire``). A cancel request wins over any
+other outcome: a build whose cancel Event is set ends ``cancelled`` even if its compiler
+finished first. Imports engine internals, store, toolchains and errors; never server.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from prometheus_client import Counter, Histogram
+
+from pf.config import Settings
+from pf.engine import events
+from pf.engine.cache import ActionCache
+from pf.engine.compile import BuildResult, compile_sources, lookup
+from pf.engine.jobs import (
+    CANCELLED,
+    COMPLETED,
+    DONE,
+    FAILED,
+    RUNNING,
+    STORE,
+    Estimator,
+    Job,
+    step_progress,
+)
+from pf.engine.recorder import Recorder
+from pf.errors import BuildCancelled, CompileFailed, PfError
+from pf.store.logs import LogLine
+
+log = logging.getLogger("pf.engine")
+
+BUILDS = Counter("pf_builds_total", "Builds ended, by outcome", ["language", "target", "status"])
+BUILD_SECONDS = Histogram(
+    "pf_build_duration_seconds",
+    "Run time of builds that ran a compiler",
+    ["language", "target"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+)
+CACHE_REQUESTS = Counter(
+    "pf_cache_requests_total", "Action cache lookups made before queueing a build", ["result"]
+)
+
+_LEVELS = {"stdout": "info", "stderr": "warn"}
+
+
+class Runner:
+    """Triage and run jobs; ``retire(job)`` is called once per job, after it ended."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        cache: ActionCache,
+        recorder: Recorder,
+        estimator: Estimator,
+        retire: Callable[[Job, BuildResult | None], None],
+    ) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.recorder = recorder
+        self.estimator = estimator
+        self.retire = retire
+        self.hits = 0
+        self.misses = 0
+
+    # Output lines -----------------------------------------------------------------
+
+    def line(self, job: Job, stream: str, text: str, level: str | None = None) -> None:
+        """Keep one line of ``job``'s output (if its budget allows)."""
+        admitted = job.budget.admit(text)
+        if admitted is None:
+            return
+        seq, kept = admitted
+        if kept != text:  # the budget's marker line
+            stream, level = "pf", "warn"
+        self.recorder.line(
+            LogLine(job.id, seq, time.time(), stream, level or _LEVELS.get(stream, "info"), kept)
+        )
+
+    def note(self, job: Job, text: str, level: str = "info") -> None:
+        self.line(job, "pf", text, level)
+
+    # Phases -----------------------------------------------------------------------
+
+    def _start(self, job: Job, record: bool) -> None:
+        now = time.time()
+        with job.lock:
+            job.status = RUNNING
+            job.started_at = now
+            job.timings["queued"] = now - job.created_at
+        if record:
+            self.recorder.record(job.to_row())
+
+    def _phase(self, job: Job, label: str, progress: int | None = None) -> None:
+        now = time.time()
+        with job.lock:
+            if progress is None:
+                progress = step_progress(job.step, job.steps)
+                job.step += 1
+            job.phase = label
+            job.progress = progress
+            job.eta = self.estimator.eta(job.language, job.target, job.elapsed(now))
+            event = events.build_progress(job.id, RUNNING, progress, label, job.eta)
+        self.recorder.event(event)
+
+    # The two lanes ----------------------------------------------------------------
+
+    def triage(self, job: Job) -> bool:
+        """Finish ``job`` from the cache if its outputs exist; False sends it to ``run``."""
+        if job.cancel.is_set():
+            self.end(job, CANCELLED)
+            return True
+        assert job.request is not None
+        try:
+            result = lookup(job.request, self.settings, cache=self.cache)
+        except PfError as error:
+            self.end(job, FAILED, error=error)
+            return True
+        except Exception as error:
+            self._crash(job, error)
+            return True
+        if result is None:
+            CACHE_REQUESTS.labels("miss").inc()
+            self.misses += 1
+            if job.cancel.is_set():  # cancelled while it was looked up: end it now
+                self.end(job, CANCELLED)
+                return True
+            return False
+        CACHE_REQUESTS.labels("hit").inc()
+        self.hits += 1
+        self._start(job, record=False)
+        self.end(job, COMPLETED, result=result)
+        return True
+
+    def run(self, job: Job) -> None:
+        """Compile ``job`` (a cache miss at triage) and record how it ended."""
+        if job.cancel.is_set():
+            self.end(job, CANCELLED)
+            return
+        assert job.request is not None
+        self._start(job, record=True)
+        try:
+            result = compile_sources(
+                job.request,
+                self.settings,
+                cache=self.cache,
+                on_line=lambda stream, text: self.line(job, stream, text),
+                on_phase=lambda label: self._phase(job, label),
+                cancel=job.cancel,
+            )
+        except BuildCancelled:
+            self.end(job, CANCELLED)
+        except PfError as error:
+            self.end(job, FAILED, error=error)
+        except Exception as error:
+            self._crash(job, error)
+        else:
+            if not result.cached:
+                self._phase(job, "store", STORE)
+            self.end(job, COMPLETED, result=result)
+
+    def _crash(self, job: Job, error: Exception) -> None:
+        log.exception("pf: build %s failed inside pf", job.id)
+        self.end(
+            job,
+            FAILED,
+            error=PfError(
+                f"internal error: {error!r}", hint="this is a bug in pf, please report it"
+            ),
+        )
+
+    # The end ----------------------------------------------------------------------
+
+    def _describe(self, job: Job, result: BuildResult) -> None:
+        if result.cached:
+            self.note(job, f"cache hit: outputs of an identical earlier build ({result.key[:12]})")
+            for stream, text in result.log:
+                self.line(job, stream, text)
+        for artifact in result.artifacts:
+            self.note(
+                job, f"built {artifact.name} ({artifact.size} bytes, sha256 {artifact.digest})"
+            )
+
+    def end(
+        self,
+        job: Job,
+        status: str,
+        *,
+        error: PfError | None = None,
+        result: BuildResult | None = None,
+    ) -> bool:
+        """Record how ``job`` ended, once; False if it had already ended."""
+        if job.cancel.is_set():
+            status, error, result = CANCELLED, None, None
+        if job.finished:
+            return False
+        if result is not None:
+            self._describe(job, result)
+        if error is not None:
+            self.note(job, f"error: {error.message}", "error")
+            if error.hint:
+                self.note(job, f"hint: {error.hint}", "error")
+        now = time.time()
+        with job.lock:
+            if job.finished:
+                return False
+            job.status = status
+            job.ended_at = now
+            job.eta = None
+            if job.started_at is not None:
+                job.duration_ms = round((now - job.started_at) * 1000)
+            if status == COMPLETED and result is not None:
+                self._completed(job, result)
+            elif status == FAILED and error is not None:
+                job.error = error.message
+                if isinstance(error, CompileFailed):
+                    job.diagnostics = tuple(d.to_dict() for d in error.diagnostics)
+            elif status == CANCELLED:
+                job.error = job.cancel_reason
+        BUILDS.labels(job.language, job.target, status).inc()
+        if status == COMPLETED and result is not None and not result.cached:
+            seconds = (job.duration_ms or 0) / 1000
+            BUILD_SECONDS.labels(job.language, job.target).observe(seconds)
+            self.estimator.add(job.language, job.target, seconds)
+        self.recorder.record(job.to_row(), _final_event(job))
+        self.retire(job, result)
+        return True
+
+    def _completed(self, job: Job, result: BuildResult) -> None:
+        job.progress = DONE
+        job.phase = "done"
+        job.cached = result.cached
+        job.action_key = result.key
+        job.artifacts = result.artifacts
+        job.diagnostics = tuple(d.to_dict() for d in result.diagnostics)
+        job.timings["compile"] = sum(v for k, v in result.timings.items() if k != "store")
+        job.timings["store"] = result.timings.get("store", 0.0)
+
+
+def _final_event(job: Job) -> events.Event:
+    if job.status == COMPLETED:
+        return events.build_completed(job.id, job.cached)
+    if job.status == FAILED:
+        return events.build_failed(job.id, job.error)
+    return events.build_cancelled(job.id)

@@ -1,0 +1,391 @@
+"""The build service: the one object pf serve's HTTP and WebSocket layers talk to.
+
+Strategy: a submission is validated on the caller's thread (language, target, options,
+project, and the driver's plan, so every client mistake is a 4xx before anything is
+queued), becomes a Job, and is recorded and announced (``build_started``) before the
+Scheduler sees it. From there worker threads own it: a triage thread answers cache hits
+at once, PF_JOBS build threads run the misses (runner.py). Every write and event goes
+through the Recorder's single writer thread, in order. Live jobs sit in ``_active`` and
+are never evicted; finished ones move to a bounded RecentBuilds, and anything older is
+read back from the store. Every public method is cheap and non-blocking enough to call
+from the asyncio loop (reads of old builds and logs are single indexed SQLite queries);
+``start`` and ``stop`` run their blocking parts in threads.
+
+Restart policy (issue 4 lets us choose): builds *queued* when pf stopped run again on
+start (nothing of them had run, and the user asked for them); builds *running* when it
+stopped are marked failed with error ``interrupted by restart``, because their
+compiler died with the process and re-running silently could loop on whatever killed
+it. A graceful stop lets running builds finish for ``grace`` seconds, then cancels them
+(error ``cancelled: pf serve shut down``); queued ones stay queued for the next start.
+Imports engine internals, store, toolchains, config and errors; never pf.server/pf.cli.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pf.config import Settings
+from pf.engine import events
+from pf.engine.cache import ActionCache, Artifact
+from pf.engine.catalog import Module, Modules, Projects
+from pf.engine.compile import BuildResult
+from pf.engine.events import EventBus, Subscription
+from pf.engine.intake import Intake
+from pf.engine.jobs import CANCELLED, COMPLETED, FAILED, Estimator, Job, iso_time
+from pf.engine.recorder import Recorder
+from pf.engine.retention import PRUNE_INTERVAL, RecentBuilds, prune_history, pruner
+from pf.engine.runner import Runner
+from pf.engine.scheduler import Scheduler
+from pf.errors import NotFound, PfError, ServiceUnavailable
+from pf.store.history import Store
+
+log = logging.getLogger("pf.engine")
+
+SHUTDOWN_REASON = "cancelled: pf serve shut down"
+_CANCEL_JOIN = 10.0
+
+
+class BuildService:
+    """Builds on request: queue, run, record, stream. See the module docstring.
+
+    ``store`` may be None (the store PF_DATABASE_URL names, or ``.pf/pf.db``). A service
+    starts and stops once; make a new one to start again::
+
+        service = BuildService(settings, None, Path("demos"))
+        await service.start()
+        record = service.submit_build("c", "wasm", None, {"opt_level": "s"})
+        await service.stop(grace=30)
+    """
+
+    def __init__(self, settings: Settings, store: Store | None, projects_root: Path) -> None:
+        self.settings = settings
+        self.store = store if store is not None else Store.for_settings(settings)
+        self.projects_root = projects_root
+        self.bus = EventBus(settings.ws_send_queue)
+        self.recorder = Recorder(self.store, self.bus)
+        self.estimator = Estimator()
+        self.recent = RecentBuilds(settings.max_builds)
+        self.catalog = Projects(projects_root)
+        self.intake = Intake(settings, self.catalog)
+        self.modules_index = Modules()
+        self._active: dict[str, Job] = {}
+        self._lock = threading.RLock()
+        self._accepting = False
+        self._started = False
+        self._history = 0
+        self._cache: ActionCache | None = None
+        self._runner: Runner | None = None
+        self.scheduler = Scheduler(
+            settings.jobs, settings.max_queue, self._triage, self._run, self._retry_after
+        )
+
+    # Lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, recover from the last stop, and start the worker threads."""
+        if self._started:
+            return
+        self.bus.attach(asyncio.get_running_loop())
+        resumed = await asyncio.to_thread(self._open)
+        self.recorder.every(PRUNE_INTERVAL, pruner(self.store, self.settings))
+        self.recorder.start()
+        self.scheduler.start()
+        self._started = True
+        self._accepting = True
+        if resumed:
+            self._accept(resumed, force=True, announce=False)
+
+    def _open(self) -> list[Job]:
+        self.store.open()
+        self._cache = ActionCache(self.settings.cache_dir, self.settings.cache_max_bytes)
+        self._runner = Runner(
+            self.settings, self._cache, self.recorder, self.estimator, self._retire
+        )
+        interrupted, queued = self.store.recover(time.time())
+        if interrupted:
+            log.warning("pf: %d builds were running at the last stop: marked failed", interrupted)
+        prune_history(self.store, self.settings)
+        blobs = self._cache.blobs
+        finished = [Job.from_row(r, blobs) for r in reversed(self.store.recent(self.recent.limit))]
+        finished = [j for j in finished if j.finished]
+        self.recent.seed(finished)
+        for job in finished:
+            self._index_modules(job)
+        self.estimator.seed(self.store.durations(self.estimator.per_pair))
+        self._history = self.store.count()
+        resumed = []
+        for row in queued:
+            job = Job.from_row(row, blobs)
+            try:
+                self.intake.resume(job)
+            except PfError as error:
+                self._runner.end(job, FAILED, error=error)
+                continue
+            resumed.append(job)
+        return resumed
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting; let running builds finish for ``grace`` s; then cancel them."""
+        if not self._started:
+            return
+        self._accepting = False
+        self.scheduler.close()
+        idle = await asyncio.to_thread(self.scheduler.wait_idle, grace)
+        if not idle:
+            for job in self.scheduler.running_jobs():
+                job.cancel_reason = SHUTDOWN_REASON
+                job.cancel.set()
+            await asyncio.to_thread(self.scheduler.wait_idle, _CANCEL_JOIN)
+        await asyncio.to_thread(self.scheduler.join, _CANCEL_JOIN)
+        await asyncio.to_thread(self.recorder.stop)
+        self.bus.close()
+        self.bus.detach()
+        await asyncio.to_thread(self.store.close)
+        with self._lock:
+            self._active.clear()
+        self._started = False
+
+    async def readiness(self) -> dict[str, Any]:
+        """Whether builds can be served: the store answers and some toolchain is usable."""
+        from pf.toolchains.matrix import matrix
+
+        store_ok = await asyncio.to_thread(self.store.ping)
+        pairs = await asyncio.to_thread(matrix, self.settings)
+        available = sum(1 for p in pairs if p.available)
+        return {
+            "ready": store_ok and available > 0 and self._accepting,
+            "accepting": self._accepting,
+            "store": "ok" if store_ok else "unavailable",
+            "toolchains": {"available": available, "total": len(pairs)},
+        }
+
+    # Submissions --------------------------------------------------------------------
+
+    def submit_build(
+        self, language: str, target: str, project: str | None, options: Mapping[str, object]
+    ) -> dict[str, Any]:
+        """Queue a build of one language of a project; returns its record (status queued)."""
+        self._check_accepting()
+        job = self.intake.build(language, target, project, options)
+        self._accept([job])
+        return job.to_api()
+
+    def submit_all(
+        self, target: str, project: str | None, options: Mapping[str, object]
+    ) -> list[dict[str, Any]]:
+        """Queue one build per language of the project whose driver serves ``target``."""
+        self._check_accepting()
+        jobs = self.intake.all(target, project, options)
+        self._accept(jobs)
+        return [job.to_api() for job in jobs]
+
+    def submit_compile(
+        self,
+        language: str,
+        target: str,
+        files: Mapping[str, str],
+        options: Mapping[str, object],
+    ) -> dict[str, Any]:
+        """Queue a compile of sources sent inline (POST /api/compile)."""
+        self._check_accepting()
+        job = self.intake.inline(language, target, files, options)
+        self._accept([job])
+        return job.to_api()
+
+    def _check_accepting(self) -> None:
+        if not self._accepting:
+            raise ServiceUnavailable(
+                "the build service is not running (starting or shutting down)", retry_after=5
+            )
+
+    def _accept(self, jobs: list[Job], *, force: bool = False, announce: bool = True) -> None:
+        with self._lock:
+            if not force:
+                self.scheduler.check(len(jobs))
+            for job in jobs:
+                self._active[job.id] = job
+                job.eta = self.estimator.eta(job.language, job.target, None)
+                started = events.build_started(job.id, job.language, job.target, job.project)
+                self.recorder.record(job.to_row(), started if announce else None)
+            self._history += 0 if force else len(jobs)
+            self.scheduler.submit(jobs, force=True)
+
+    def _retry_after(self, depth: int) -> int:
+        typical = self.estimator.typical() or 5.0
+        return max(1, min(300, math.ceil(typical * (depth + 1) / self.settings.jobs)))
+
+    # Worker callbacks ---------------------------------------------------------------
+
+    def _triage(self, job: Job) -> bool:
+        assert self._runner is not None
+        return self._runner.triage(job)
+
+    def _run(self, job: Job) -> None:
+        assert self._runner is not None
+        self._runner.run(job)
+
+    def _retire(self, job: Job, _result: BuildResult | None) -> None:
+        job.request = None
+        job.inline_sources = None
+        with self._lock:
+            self._active.pop(job.id, None)
+            self.recent.add(job)
+        self._index_modules(job)
+
+    def _index_modules(self, job: Job) -> None:
+        if job.status == COMPLETED and job.project is not None and job.ended_at is not None:
+            for artifact in job.artifacts:
+                self.modules_index.add(
+                    Module(job.language, job.target, job.id, artifact, job.ended_at)
+                )
+
+    # Queries ------------------------------------------------------------------------
+
+    def _job(self, build_id: str) -> Job | None:
+        with self._lock:
+            job = self._active.get(build_id) or self.recent.get(build_id)
+        if job is not None:
+            return job
+        if not self.store.is_open or self._cache is None:
+            return None
+        row = self.store.get(build_id)
+        return Job.from_row(row, self._cache.blobs) if row is not None else None
+
+    def get(self, build_id: str) -> dict[str, Any] | None:
+        """One build's record: memory first, then the store; None if unknown."""
+        job = self._job(build_id)
+        return job.to_api() if job is not None else None
+
+    def list_builds(
+        self, limit: int = 100, status: str | None = None, language: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest builds first, optionally of one status or language."""
+        with self._lock:
+            jobs = [*self._active.values(), *self.recent.newest_first()]
+            in_memory = len(jobs)
+        if status is not None or language is not None:
+            jobs = [
+                j
+                for j in jobs
+                if (status is None or j.shown_status == status)
+                and (language is None or j.language == language)
+            ]
+        newest = heapq.nlargest(limit, jobs, key=_newest)
+        records = [j.to_api() for j in newest]
+        # Older builds than memory holds are in the store only.
+        if len(records) < limit and self._history > in_memory and self._cache is not None:
+            seen = {r["buildId"] for r in records}
+            rows = self.store.recent(limit + len(records), status=status, language=language)
+            stored = [Job.from_row(r, self._cache.blobs) for r in rows if r.id not in seen]
+            merged = heapq.nlargest(limit, [*newest, *stored], key=_newest)
+            records = [j.to_api() for j in merged]
+        return records
+
+    def cancel(self, build_id: str) -> dict[str, Any]:
+        """Cancel a queued build (dropped at once) or a running one (its process group is
+        killed); a finished build is returned unchanged. NotFound for an unknown id."""
+        with self._lock:
+            job = self._active.get(build_id)
+        if job is None:
+            record = self.get(build_id)
+            if record is None:
+                raise NotFound(f"Build not found: {build_id}")
+            return record
+        if self.scheduler.remove(job):
+            assert self._runner is not None
+            self._runner.end(job, CANCELLED)
+        else:
+            job.cancel.set()
+        return job.to_api()
+
+    def logs(self, build_id: str) -> list[dict[str, Any]] | None:
+        """API.md's log entries of a build, in order; None if the build is unknown."""
+        if self._job(build_id) is None:
+            return None
+        return [
+            {
+                "timestamp": iso_time(line.ts),
+                "level": line.level,
+                "message": line.text,
+                "stdout": line.text if line.stream == "stdout" else "",
+                "stderr": line.text if line.stream == "stderr" else "",
+                "stream": line.stream,
+            }
+            for line in self.store.logs(build_id)
+        ]
+
+    def artifact(self, build_id: str, path: str) -> Artifact | None:
+        """An artifact of a build whose bytes are still in the cache, or None."""
+        job = self._job(build_id)
+        found = job.find_artifact(path) if job is not None else None
+        return found if found is not None and found.path.is_file() else None
+
+    def module_file(self, language: str, name: str) -> Artifact | None:
+        """The latest built ``name`` of ``language`` (``/wasm/<language>/<name>``), or None."""
+        module = self.modules_index.get(language, name)
+        if module is None or not module.artifact.path.is_file():
+            return None
+        return module.artifact
+
+    def projects(self) -> list[dict[str, Any]]:
+        return [
+            {"name": p.name, "path": str(p.path), "languages": p.languages}
+            for p in self.catalog.all()
+        ]
+
+    def modules(self) -> list[dict[str, Any]]:
+        return self.modules_index.listing()
+
+    def subscribe(self) -> Subscription:
+        """A subscription to every build event from now on (call on the event loop)."""
+        return self.bus.subscribe()
+
+    @property
+    def queue_depth(self) -> int:
+        return self.scheduler.depth
+
+    @property
+    def active_builds(self) -> int:
+        """Builds running a compiler right now (at most PF_JOBS)."""
+        return self.scheduler.running
+
+    @property
+    def queued_builds(self) -> int:
+        """Builds waiting: for a cache lookup or for a free worker (bounded by PF_MAX_QUEUE)."""
+        return self.scheduler.depth
+
+    def metrics(self) -> dict[str, Any]:
+        """API.md's /api/metrics fields that the service owns (not the HTTP ones)."""
+        runner = self._runner
+        return {
+            "buildCount": self._history,
+            "activeBuilds": self.active_builds,
+            "queuedBuilds": self.queued_builds,
+            "cacheHits": runner.hits if runner is not None else 0,
+            "cacheMisses": runner.misses if runner is not None else 0,
+            "memoryUsage": _memory_usage(),
+            "eventSubscribers": self.bus.subscribers,
+        }
+
+
+def _newest(job: Job) -> tuple[float, str]:
+    return (job.created_at, job.id)
+
+
+def _memory_usage() -> dict[str, int]:
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = [int(field) for field in handle.read().split()]
+    except (OSError, ValueError):
+        return {}
+    size = os.sysconf("SC_PAGE_SIZE")
+    return {"rss": pages[1] * size, "vms": pages[0] * size}

@@ -1,0 +1,183 @@
+"""Build records: one frozen BuildRow per build or task run, and the queries on them.
+
+Functions take a Connection (the caller owns the transaction) and return BuildRows, never
+SQLAlchemy Rows, so nothing upstream imports SQLAlchemy. Imports the schema only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+
+from pf.store.schema import builds
+
+QUEUED = "queued"
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+FINISHED = (COMPLETED, FAILED, CANCELLED)
+
+INTERRUPTED = "interrupted by restart"
+
+
+@dataclass(frozen=True)
+class BuildRow:
+    """One build as stored: times in epoch seconds, structured fields as plain data."""
+
+    id: str
+    kind: str
+    language: str
+    target: str
+    status: str
+    created_at: float
+    project: str | None = None
+    progress: int = 0
+    phase: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    cached: bool = False
+    action_key: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    artifacts: tuple[Mapping[str, Any], ...] = ()
+    timings: Mapping[str, float] = field(default_factory=dict)
+    diagnostics: tuple[Mapping[str, Any], ...] = ()
+    task: str | None = None
+    params: Mapping[str, Any] | None = None
+    sources: Mapping[str, str] | None = None
+
+    def values(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["options"] = dict(self.options)
+        out["artifacts"] = [dict(a) for a in self.artifacts]
+        out["timings"] = dict(self.timings)
+        out["diagnostics"] = [dict(d) for d in self.diagnostics]
+        return out
+
+
+def _row(mapping: Mapping[Any, Any]) -> BuildRow:
+    values = dict(mapping)
+    values["options"] = values.get("options") or {}
+    values["artifacts"] = tuple(values.get("artifacts") or ())
+    values["timings"] = values.get("timings") or {}
+    values["diagnostics"] = tuple(values.get("diagnostics") or ())
+    values["cached"] = bool(values.get("cached"))
+    return BuildRow(**values)
+
+
+def upsert(conn: Connection, rows: Sequence[BuildRow]) -> None:
+    """Insert ``rows``, replacing every field of those already stored."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(builds)
+    columns = [c.name for c in builds.columns if c.name != "id"]
+    statement = statement.on_conflict_do_update(
+        index_elements=[builds.c.id],
+        set_={name: statement.excluded[name] for name in columns},
+    )
+    # The last write of a build wins: a batch may hold its queued and running states.
+    latest = {row.id: row for row in rows}
+    conn.execute(statement, [row.values() for row in latest.values()])
+
+
+def get(conn: Connection, build_id: str) -> BuildRow | None:
+    found = conn.execute(select(builds).where(builds.c.id == build_id)).mappings().first()
+    return _row(found) if found is not None else None
+
+
+def recent(
+    conn: Connection,
+    limit: int,
+    *,
+    status: str | None = None,
+    language: str | None = None,
+    exclude: Iterable[str] = (),
+) -> list[BuildRow]:
+    """The newest builds first, optionally of one status or language."""
+    query = select(builds).order_by(builds.c.created_at.desc(), builds.c.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(builds.c.status == status)
+    if language is not None:
+        query = query.where(builds.c.language == language)
+    skipped = list(exclude)
+    if skipped:
+        query = query.where(builds.c.id.not_in(skipped))
+    return [_row(m) for m in conn.execute(query).mappings()]
+
+
+def with_status(conn: Connection, status: str) -> list[BuildRow]:
+    """Every build in ``status``, oldest first."""
+    query = select(builds).where(builds.c.status == status).order_by(builds.c.created_at)
+    return [_row(m) for m in conn.execute(query).mappings()]
+
+
+def mark_interrupted(conn: Connection, now: float) -> int:
+    """Builds left running by a stopped process become failed; returns how many."""
+    result = conn.execute(
+        update(builds)
+        .where(builds.c.status == RUNNING)
+        .values(status=FAILED, error=INTERRUPTED, ended_at=now, sources=None)
+    )
+    return int(result.rowcount or 0)
+
+
+def durations(conn: Connection, per_pair: int) -> dict[tuple[str, str], list[float]]:
+    """Seconds taken by the latest ``per_pair`` compiled (not cached) builds per pair."""
+    query = (
+        select(builds.c.language, builds.c.target, builds.c.duration_ms)
+        .where(
+            builds.c.status == COMPLETED,
+            builds.c.cached.is_(False),
+            builds.c.kind == "compile",
+            builds.c.duration_ms.is_not(None),
+        )
+        .order_by(builds.c.ended_at.desc())
+        .limit(per_pair * 64)
+    )
+    found: dict[tuple[str, str], list[float]] = {}
+    for language, target, duration_ms in conn.execute(query):
+        samples = found.setdefault((language, target), [])
+        if len(samples) < per_pair:
+            samples.append(duration_ms / 1000)
+    for samples in found.values():
+        samples.reverse()  # oldest first, as the estimator appends
+    return found
+
+
+def count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(builds)).scalar_one())
+
+
+def expired(conn: Connection, *, ended_before: float | None, keep: int | None) -> list[str]:
+    """Ids of finished builds past retention: ended before a time, or beyond the newest ``keep``."""
+    finished: ColumnElement[bool] = builds.c.status.in_(FINISHED)
+    ids: set[str] = set()
+    if ended_before is not None:
+        query = select(builds.c.id).where(finished, builds.c.ended_at < ended_before)
+        ids.update(conn.execute(query).scalars())
+    if keep is not None:
+        query = (
+            select(builds.c.id)
+            .where(finished)
+            .order_by(builds.c.created_at.desc(), builds.c.id.desc())
+            .offset(keep)
+        )
+        ids.update(conn.execute(query).scalars())
+    return sorted(ids)
+
+
+def delete_builds(conn: Connection, ids: Sequence[str]) -> int:
+    removed = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        removed += int(conn.execute(delete(builds).where(builds.c.id.in_(chunk))).rowcount or 0)
+    return removed

@@ -1,0 +1,127 @@
+"""One SQLAlchemy Engine per database URL, the schema created on open, errors translated once.
+
+SQLite (the default, ``<cache_dir>/../pf.db``, i.e. ``.pf/pf.db``) runs in WAL mode with
+``synchronous=NORMAL``: readers never wait for the writer and a commit costs no fsync,
+at the price of the last few commits on a power cut (the service batches writes, so it
+would lose them anyway). Every SQLAlchemy error becomes a StoreError here, most
+specific first, so no third-party exception leaves ``pf.store``. Imports SQLAlchemy,
+config and errors only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
+from sqlalchemy.engine import make_url
+
+from pf.config import Settings
+from pf.errors import StoreError
+from pf.store.schema import metadata
+
+_BUSY_TIMEOUT_MS = 10_000
+_HINT = "check PF_DATABASE_URL, and that the database file and its directory are writable"
+
+
+def default_url(settings: Settings) -> str:
+    """PF_DATABASE_URL, or the SQLite file ``pf.db`` beside the cache directory."""
+    if settings.database_url:
+        return settings.database_url
+    return f"sqlite:///{(settings.cache_dir.parent / 'pf.db').resolve()}"
+
+
+@contextmanager
+def translate(what: str) -> Iterator[None]:
+    """Turn SQLAlchemy and driver errors raised in the block into StoreError."""
+    try:
+        yield
+    except exc.IntegrityError as error:
+        raise StoreError(f"{what}: constraint violated: {error.orig}", hint=_HINT) from error
+    except exc.OperationalError as error:
+        raise StoreError(f"{what}: database unavailable: {error.orig}", hint=_HINT) from error
+    except exc.DBAPIError as error:
+        raise StoreError(f"{what}: database error: {error.orig}", hint=_HINT) from error
+    except exc.SQLAlchemyError as error:
+        raise StoreError(f"{what}: {error}", hint=_HINT) from error
+    except sqlite3.Error as error:  # raised by pragmas run outside SQLAlchemy's wrapping
+        raise StoreError(f"{what}: {error}", hint=_HINT) from error
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+class Database:
+    """An Engine for one URL with the schema in place. ``open()`` does the blocking work."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise StoreError("the build database is not open", hint="this is a bug in pf")
+        return self._engine
+
+    @property
+    def is_open(self) -> bool:
+        return self._engine is not None
+
+    def open(self) -> None:
+        """Create the engine and the tables (idempotent)."""
+        with self._lock:
+            if self._engine is not None:
+                return
+            with translate(f"cannot open {self._display()}"):
+                url = make_url(self.url)
+                file = url.database if url.get_backend_name() == "sqlite" else None
+                if file and file != ":memory:":
+                    try:
+                        Path(file).parent.mkdir(parents=True, exist_ok=True)
+                    except OSError as error:
+                        raise StoreError(
+                            f"cannot create the directory of {file}: {error.strerror}",
+                            hint=_HINT,
+                        ) from error
+                engine = create_engine(url)
+                if url.get_backend_name() == "sqlite":
+                    event.listen(engine, "connect", _sqlite_pragmas)
+                metadata.create_all(engine)
+            self._engine = engine
+
+    def close(self) -> None:
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+    def _display(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @contextmanager
+    def begin(self, what: str) -> Iterator[Connection]:
+        """A connection in one transaction, committed at the end; errors as StoreError."""
+        with translate(what), self.engine.begin() as conn:
+            yield conn
+
+    def ping(self) -> bool:
+        """Whether a trivial query answers."""
+        try:
+            with self.begin("ping") as conn:
+                conn.execute(text("SELECT 1"))
+        except StoreError:
+            return False
+        return True

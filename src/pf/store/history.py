@@ -1,0 +1,103 @@
+"""The build history facade: build records and their logs, one unit of work per call.
+
+Store is what the engine holds: each method opens one transaction on the Database and
+calls the query functions of builds.py and logs.py, so the engine never sees a
+Connection. Writes come in batches (``write``) from a single writer thread; reads may
+come from any thread (SQLite WAL readers do not wait for the writer). Imports config,
+errors and the modules of this package only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pf.config import Settings
+from pf.store import builds, logs
+from pf.store.builds import BuildRow
+from pf.store.db import Database, default_url
+from pf.store.logs import LogLine
+
+
+class Store:
+    """Durable build records and logs behind one database URL.
+
+    Constructing one is cheap; ``open()`` connects and creates the schema (blocking)::
+
+        store = Store.for_settings(settings)
+        store.open()
+        store.write([row], [line])
+    """
+
+    def __init__(self, url: str) -> None:
+        self.db = Database(url)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Store:
+        """The store PF_DATABASE_URL names, or ``.pf/pf.db`` beside the cache."""
+        return cls(default_url(settings))
+
+    @property
+    def url(self) -> str:
+        return self.db.url
+
+    @property
+    def is_open(self) -> bool:
+        return self.db.is_open
+
+    def open(self) -> None:
+        self.db.open()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def ping(self) -> bool:
+        return self.db.is_open and self.db.ping()
+
+    def write(self, rows: Sequence[BuildRow], lines: Sequence[LogLine] = ()) -> None:
+        """Upsert ``rows`` and append ``lines`` in one transaction."""
+        with self.db.begin("cannot record builds") as conn:
+            builds.upsert(conn, rows)
+            logs.append(conn, lines)
+
+    def get(self, build_id: str) -> BuildRow | None:
+        with self.db.begin("cannot read a build") as conn:
+            return builds.get(conn, build_id)
+
+    def recent(
+        self,
+        limit: int,
+        *,
+        status: str | None = None,
+        language: str | None = None,
+        exclude: Sequence[str] = (),
+    ) -> list[BuildRow]:
+        with self.db.begin("cannot list builds") as conn:
+            return builds.recent(conn, limit, status=status, language=language, exclude=exclude)
+
+    def logs(self, build_id: str) -> list[LogLine]:
+        with self.db.begin("cannot read build logs") as conn:
+            return logs.read(conn, build_id)
+
+    def count(self) -> int:
+        with self.db.begin("cannot count builds") as conn:
+            return builds.count(conn)
+
+    def durations(self, per_pair: int) -> dict[tuple[str, str], list[float]]:
+        with self.db.begin("cannot read build durations") as conn:
+            return builds.durations(conn, per_pair)
+
+    def recover(self, now: float) -> tuple[int, list[BuildRow]]:
+        """After a stop: running builds become failed ("interrupted by restart").
+
+        Returns how many were marked, and the builds still queued, oldest first.
+        """
+        with self.db.begin("cannot recover builds") as conn:
+            interrupted = builds.mark_interrupted(conn, now)
+            return interrupted, builds.with_status(conn, builds.QUEUED)
+
+    def prune(self, *, ended_before: float | None, keep: int | None) -> int:
+        """Delete finished builds (and their logs) past retention; returns how many."""
+        with self.db.begin("cannot prune build history") as conn:
+            ids = builds.expired(conn, ended_before=ended_before, keep=keep)
+            logs.delete_for(conn, ids)
+            return builds.delete_builds(conn, ids)

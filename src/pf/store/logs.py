@@ -1,0 +1,99 @@
+"""Build logs: ordered output lines per build, bounded in lines and bytes.
+
+A LogBudget decides, line by line, what a build may keep: past PF_MAX_LOGS_PER_BUILD
+lines or PF_MAX_LOG_SIZE bytes it admits one marker line saying so, then nothing. The
+functions take a Connection and return frozen LogLines, never Rows. Imports the schema
+only.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import Connection, delete, select
+
+from pf.store.schema import logs
+
+STREAMS = ("stdout", "stderr", "pf")
+LEVELS = ("info", "warn", "error")
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a build's output; ``stream`` is stdout, stderr or pf (pf's own notes)."""
+
+    build_id: str
+    seq: int
+    ts: float
+    stream: str
+    level: str
+    text: str
+
+
+def cap_marker(max_lines: int, max_bytes: int) -> str:
+    return (
+        f"[log truncated: more than {max_lines} lines or {max_bytes} bytes; "
+        "the rest of this build's output was discarded]"
+    )
+
+
+class LogBudget:
+    """Admits a build's lines until its line or byte cap, then one marker line, then none.
+
+    Thread-safe: a compiler's stdout and stderr readers may call ``admit`` at once.
+    """
+
+    def __init__(self, max_lines: int, max_bytes: int) -> None:
+        self.max_lines = max_lines
+        self.max_bytes = max_bytes
+        self.lines = 0
+        self.size = 0
+        self.exhausted = False
+        self._lock = threading.Lock()
+
+    def admit(self, text: str) -> tuple[int, str] | None:
+        """``(seq, text)`` for the line to keep (maybe the marker), or None to drop it."""
+        size = len(text.encode("utf-8", errors="replace")) + 1
+        with self._lock:
+            if self.exhausted:
+                return None
+            seq = self.lines
+            self.lines += 1
+            if seq >= self.max_lines or self.size + size > self.max_bytes:
+                self.exhausted = True
+                return seq, cap_marker(self.max_lines, self.max_bytes)
+            self.size += size
+            return seq, text
+
+
+def append(conn: Connection, lines: Sequence[LogLine]) -> None:
+    if lines:
+        conn.execute(logs.insert(), [asdict(line) for line in lines])
+
+
+def read(conn: Connection, build_id: str) -> list[LogLine]:
+    """A build's lines in order."""
+    query = (
+        select(
+            logs.c.build_id,
+            logs.c.seq,
+            logs.c.ts,
+            logs.c.stream,
+            logs.c.level,
+            logs.c.text,
+        )
+        .where(logs.c.build_id == build_id)
+        .order_by(logs.c.seq)
+    )
+    return [LogLine(**m) for m in conn.execute(query).mappings()]
+
+
+def delete_for(conn: Connection, build_ids: Sequence[str]) -> int:
+    removed = 0
+    for start in range(0, len(build_ids), 500):
+        chunk = build_ids[start : start + 500]
+        result = conn.execute(delete(logs).where(logs.c.build_id.in_(chunk)))
+        removed += int(result.rowcount or 0)
+    return removed

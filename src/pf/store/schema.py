@@ -1,0 +1,77 @@
+"""Every table of the build history, in one MetaData; SQLAlchemy Core only.
+
+``builds`` holds one row per build or task run, ``logs`` its output lines in order.
+Times are epoch seconds (float); structured fields are JSON. Nothing outside
+``pf.store`` sees these tables: queries live in builds.py and logs.py and hand out
+frozen dataclasses. Imports SQLAlchemy only.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+builds = Table(
+    "builds",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("kind", String(16), nullable=False),  # 'compile' | 'task'
+    Column("language", String(32), nullable=False),
+    Column("target", String(32), nullable=False),
+    Column("project", String(255)),
+    Column("status", String(16), nullable=False),
+    Column("progress", Integer, nullable=False, default=0),
+    Column("phase", String(32)),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("duration_ms", Integer),
+    Column("error", Text),
+    Column("cached", Boolean, nullable=False, default=False),
+    Column("action_key", String(64)),
+    Column("options", JSON),
+    Column("artifacts", JSON),
+    Column("timings", JSON),
+    Column("diagnostics", JSON),
+    Column("task", String(255)),
+    Column("params", JSON),
+    # Inline sources of a POST /api/compile build, kept only while it is queued, so a
+    # restart can run it again; cleared when the build ends.
+    Column("sources", JSON),
+    Index(None, "created_at"),
+    Index(None, "status"),
+    Index(None, "language", "target", "ended_at"),
+)
+
+logs = Table(
+    "logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("build_id", String(128), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("stream", String(8), nullable=False),  # 'stdout' | 'stderr' | 'pf'
+    Column("level", String(8), nullable=False),  # 'info' | 'warn' | 'error'
+    Column("text", Text, nullable=False),
+    Index(None, "build_id", "seq"),
+)

@@ -1,0 +1,296 @@
+"""The build service's queue, cancellation, restarts and retention, with real compilers.
+
+A wrapper around wat2wasm (service_harness.install_wrapper) holds builds running for as
+long as a test needs, so "running" and "queued" are states the test arranges, not races.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from pf.config import load_settings
+from pf.engine.retention import prune_history
+from pf.engine.service import SHUTDOWN_REASON
+from pf.errors import QueueFull
+from pf.store import Store
+from tests.engine.service_harness import (
+    events_until_end,
+    install_wrapper,
+    make_projects,
+    process_gone,
+    running,
+    status_of,
+    wait_for,
+    wat,
+)
+
+
+@pytest.fixture
+def projects(tmp_path: Path) -> Path:
+    return make_projects(tmp_path, languages=("wat",))
+
+
+@pytest.fixture
+def one_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PF_JOBS", "1")
+
+
+def test_the_queue_is_bounded_and_a_queued_build_can_be_cancelled(
+    projects: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_worker: None
+) -> None:
+    monkeypatch.setenv("PF_MAX_QUEUE", "3")
+    wrapper = install_wrapper(tmp_path, monkeypatch)
+    wrapper.hang()
+
+    async def scenario() -> None:
+        async with running(projects, grace=0.1) as service:
+            busy = service.submit_compile("wat", "wasm", {"m.wat": wat(10)}, {})["buildId"]
+            await asyncio.to_thread(wrapper.child_pid)
+            queued = [
+                service.submit_compile("wat", "wasm", {"m.wat": wat(n)}, {})["buildId"]
+                for n in (11, 12, 13)
+            ]
+            assert service.queue_depth == 3 and service.active_builds == 1
+            with pytest.raises(QueueFull) as full:
+                service.submit_compile("wat", "wasm", {"m.wat": wat(14)}, {})
+            assert full.value.http_status == 503 and full.value.retry_after >= 1
+            assert "queue is full (3 builds waiting)" in full.value.message
+            with pytest.raises(QueueFull):
+                service.submit_all("wasm", None, {})
+            assert len(service.list_builds()) == 4  # nothing of the refused ones recorded
+
+            sub = service.subscribe()
+            cancelled = service.cancel(queued[0])
+            assert cancelled["status"] == "cancelled" and cancelled["endTime"] is not None
+            seen = await events_until_end(sub, queued[0])
+            assert seen[-1] == {"type": "build_cancelled", "buildId": queued[0]}
+            assert "build_progress" not in [e["type"] for e in seen]
+            assert service.queue_depth == 2
+            service.submit_compile("wat", "wasm", {"m.wat": wat(15)}, {})  # room again
+
+            starts = wrapper.start_count()
+            wrapper.release()
+            service.cancel(busy)
+            for build_id in queued[1:]:
+                assert (await wait_for(service, build_id))["status"] == "completed"
+            assert wrapper.start_count() >= starts + 2
+            assert status_of(service, queued[0]) == "cancelled"
+            assert service.cancel(queued[1])["status"] == "completed"  # finished: unchanged
+
+    asyncio.run(scenario())
+
+
+def test_cancelling_a_running_build_kills_its_process_group(
+    projects: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrapper = install_wrapper(tmp_path, monkeypatch)
+    wrapper.hang()
+
+    async def scenario() -> None:
+        async with running(projects) as service:
+            sub = service.subscribe()
+            build_id = service.submit_compile("wat", "wasm", {"m.wat": wat(20)}, {})["buildId"]
+            pid = await asyncio.to_thread(wrapper.child_pid)
+            assert status_of(service, build_id) == "running"
+            assert service.cancel(build_id)["status"] == "cancelled"
+            seen = await events_until_end(sub, build_id)
+            assert seen[-1] == {"type": "build_cancelled", "buildId": build_id}
+            record = await wait_for(service, build_id)
+            assert record["status"] == "cancelled" and record["error"] is None
+            assert record["endTime"] is not None and record["artifacts"] == []
+            assert process_gone(pid)
+            with pytest.raises(Exception, match="Build not found"):
+                service.cancel("wat-wasm-0-nothing")
+
+    asyncio.run(scenario())
+
+
+def test_a_cache_hit_is_answered_while_misses_wait(
+    projects: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_worker: None
+) -> None:
+    monkeypatch.setenv("PF_MAX_BUILDS", "1")  # finished builds evicted; running ones never
+    wrapper = install_wrapper(tmp_path, monkeypatch)
+
+    async def scenario() -> None:
+        async with running(projects, grace=0.1) as service:
+            warm = service.submit_compile("wat", "wasm", {"m.wat": wat(30)}, {})["buildId"]
+            await wait_for(service, warm)
+            wrapper.hang()
+            busy = service.submit_compile("wat", "wasm", {"m.wat": wat(31)}, {})["buildId"]
+            await asyncio.to_thread(wrapper.child_pid)
+            waiting = service.submit_compile("wat", "wasm", {"m.wat": wat(32)}, {})["buildId"]
+            sub = service.subscribe()
+            started = time.monotonic()
+            hit = service.submit_compile("wat", "wasm", {"m.wat": wat(30)}, {})
+            assert hit["eta"] is not None  # from the earlier build of wat -> wasm
+            record = await wait_for(service, hit["buildId"], timeout=5)
+            assert record["cached"] is True and time.monotonic() - started < 2
+            assert [e["type"] for e in await events_until_end(sub, hit["buildId"])] == [
+                "build_started",
+                "build_log",
+                "build_completed",
+            ]
+            assert status_of(service, busy) == "running"
+            assert status_of(service, waiting) == "queued"
+            assert [j.id for j in service.recent.newest_first()] == [hit["buildId"]]
+            service.cancel(waiting)
+            wrapper.release()
+            assert (await wait_for(service, busy))["status"] == "completed"
+            hits = REGISTRY.get_sample_value("pf_cache_requests_total", {"result": "hit"})
+            built = REGISTRY.get_sample_value(
+                "pf_builds_total", {"language": "wat", "target": "wasm", "status": "completed"}
+            )
+            assert hits is not None and hits >= 1 and built is not None and built >= 3
+
+    asyncio.run(scenario())
+
+
+def test_log_caps_keep_the_first_lines_and_one_marker(
+    projects: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PF_MAX_LOGS_PER_BUILD", "5")
+    install_wrapper(tmp_path, monkeypatch, lines=[f"chatter {i}" for i in range(40)])
+
+    async def scenario() -> None:
+        async with running(projects) as service:
+            sub = service.subscribe()
+            build_id = service.submit_compile("wat", "wasm", {"m.wat": wat(40)}, {})["buildId"]
+            seen = await events_until_end(sub, build_id)
+            assert (await wait_for(service, build_id))["status"] == "completed"
+            logs = service.logs(build_id) or []
+            assert [e["message"] for e in logs[:5]] == [f"chatter {i}" for i in range(5)]
+            assert len(logs) == 6 and logs[5]["stream"] == "pf"
+            assert logs[5]["message"].startswith("[log truncated: more than 5 lines")
+            published = [line for e in seen if e["type"] == "build_log" for line in e["lines"]]
+            assert [line["text"] for line in published] == [e["message"] for e in logs]
+
+    asyncio.run(scenario())
+
+
+def test_history_retention_deletes_the_oldest_builds_and_their_logs(
+    projects: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PF_MAX_HISTORY", "3")
+
+    async def scenario() -> None:
+        async with running(projects) as service:
+            ids = []
+            for n in range(5):
+                build_id = service.submit_compile("wat", "wasm", {"m.wat": wat(50 + n)}, {})
+                ids.append(build_id["buildId"])
+                await wait_for(service, ids[-1])
+            service.recorder.flush()
+            assert prune_history(service.store, service.settings) == 2
+            assert service.store.count() == 3
+            assert service.store.get(ids[0]) is None and service.store.logs(ids[0]) == []
+            assert service.store.logs(ids[4]) != []
+
+    asyncio.run(scenario())
+
+
+def test_a_graceful_stop_cancels_running_builds_and_keeps_queued_ones(
+    projects: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_worker: None
+) -> None:
+    wrapper = install_wrapper(tmp_path, monkeypatch)
+    wrapper.hang()
+
+    async def first_life() -> tuple[str, str, int]:
+        async with running(projects, grace=0.2) as service:
+            busy = service.submit_compile("wat", "wasm", {"m.wat": wat(60)}, {})["buildId"]
+            pid = await asyncio.to_thread(wrapper.child_pid)
+            waiting = service.submit_build("wat", "wasm", "demo", {})["buildId"]
+        return busy, waiting, pid
+
+    busy, waiting, pid = asyncio.run(first_life())
+    assert process_gone(pid)
+    wrapper.release()
+
+    async def second_life() -> None:
+        async with running(projects) as service:
+            stopped = service.get(busy)
+            assert stopped is not None
+            assert (stopped["status"], stopped["error"]) == ("cancelled", SHUTDOWN_REASON)
+            resumed = await wait_for(service, waiting)
+            assert resumed["status"] == "completed" and resumed["project"] == "demo"
+
+    asyncio.run(second_life())
+
+
+_CRASHING_SERVER = """
+import asyncio, json, sys, time
+from pathlib import Path
+from pf.config import load_settings
+from pf.engine.service import BuildService
+
+async def main():
+    service = BuildService(load_settings(), None, Path(sys.argv[1]))
+    await service.start()
+    done = service.submit_compile("wat", "wasm", {"ok.wat": sys.argv[2]}, {})["buildId"]
+    while service.get(done)["status"] != "completed":
+        await asyncio.sleep(0.01)
+    Path(sys.argv[5]).touch()  # from now on the wrapper hangs
+    busy = service.submit_compile("wat", "wasm", {"m.wat": sys.argv[3]}, {})["buildId"]
+    while not Path(sys.argv[6]).exists():  # the wrapper hangs in busy's compile
+        await asyncio.sleep(0.01)
+    queued = service.submit_compile("wat", "wasm", {"q.wat": sys.argv[4]}, {})["buildId"]
+    await asyncio.to_thread(service.recorder.flush)
+    print(json.dumps([done, busy, queued]), flush=True)
+    await asyncio.sleep(300)
+
+asyncio.run(main())
+"""
+
+
+def test_after_a_crash_history_survives_running_builds_fail_and_queued_ones_run(
+    projects: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_worker: None
+) -> None:
+    wrapper = install_wrapper(tmp_path, monkeypatch)
+    argv = [sys.executable, "-c", _CRASHING_SERVER, str(projects), wat(70), wat(71), wat(72)]
+    child = subprocess.Popen(
+        [*argv, str(wrapper.flag), str(wrapper.pidfile)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    try:
+        assert child.stdout is not None
+        done, busy, queued = json.loads(child.stdout.readline())
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        wrapper.release()  # the orphaned compiler lives on in its own session
+    before = Store.for_settings(load_settings())
+    before.open()
+    logs_before = before.logs(done)
+    before.close()
+    assert logs_before
+
+    async def after() -> None:
+        async with running(projects) as service:
+            record = service.get(done)
+            assert record is not None and record["status"] == "completed"
+            assert [e["message"] for e in service.logs(done) or []] == [
+                line.text for line in logs_before
+            ]
+            interrupted = service.get(busy)
+            assert interrupted is not None
+            assert (interrupted["status"], interrupted["error"]) == (
+                "failed",
+                "interrupted by restart",
+            )
+            resumed = await wait_for(service, queued)
+            assert resumed["status"] == "completed", (resumed, service.logs(queued))
+            assert resumed["artifacts"][0]["path"] == "q.wasm"
+
+    asyncio.run(after())

@@ -1,0 +1,172 @@
+"""The build history in a real SQLite file: records, logs, recovery, retention, errors."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from pf.config import load_settings
+from pf.errors import StoreError
+from pf.store import BuildRow, LogLine, Store, default_url
+
+
+def _row(build_id: str, status: str = "completed", **fields: object) -> BuildRow:
+    values: dict[str, object] = {
+        "id": build_id,
+        "kind": "compile",
+        "language": "c",
+        "target": "wasm",
+        "status": status,
+        "created_at": 1000.0,
+    }
+    values.update(fields)
+    return BuildRow(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    opened = Store(f"sqlite:///{tmp_path / 'state' / 'pf.db'}")
+    opened.open()
+    yield opened
+    opened.close()
+
+
+def test_default_url_is_pf_db_beside_the_cache(tmp_path: Path) -> None:
+    settings = load_settings()
+    assert default_url(settings) == f"sqlite:///{(tmp_path / 'pf.db').resolve()}"
+    env = {"PF_DATABASE_URL": "sqlite:////elsewhere/x.db"}
+    assert default_url(load_settings(environ=env)) == "sqlite:////elsewhere/x.db"
+
+
+def test_open_creates_the_schema_in_wal_mode(store: Store, tmp_path: Path) -> None:
+    store.write([_row("a")])
+    with sqlite3.connect(tmp_path / "state" / "pf.db") as conn:
+        tables = {name for (name,) in conn.execute("select name from sqlite_master")}
+        assert {"builds", "logs"} <= tables
+        assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_records_round_trip_with_their_structured_fields(store: Store) -> None:
+    row = _row(
+        "c-wasm-1",
+        project="demo",
+        started_at=1001.0,
+        ended_at=1002.5,
+        duration_ms=1500,
+        cached=True,
+        action_key="ab" * 32,
+        options={"opt_level": "s", "exports": ["add"]},
+        artifacts=({"name": "math.wasm", "kind": "wasm", "digest": "d" * 64, "size": 9},),
+        timings={"queued": 0.5, "compile": 1.0},
+        diagnostics=({"file": "a.c", "line": 1, "col": 2, "severity": "error", "message": "x"},),
+    )
+    store.write([row])
+    assert store.get("c-wasm-1") == row
+    assert store.get("missing") is None
+
+
+def test_the_last_write_of_a_build_wins_within_and_across_batches(store: Store) -> None:
+    store.write([_row("a", "queued"), _row("a", "running", progress=10)])
+    assert store.get("a") == _row("a", "running", progress=10)
+    store.write([_row("a", "failed", error="boom")])
+    stored = store.get("a")
+    assert stored is not None and (stored.status, stored.error) == ("failed", "boom")
+    assert store.count() == 1
+
+
+def test_recent_is_newest_first_and_filters(store: Store) -> None:
+    store.write(
+        [
+            _row("old", created_at=1.0),
+            _row("mid", created_at=2.0, language="rust", status="failed"),
+            _row("new", created_at=3.0),
+        ]
+    )
+    assert [r.id for r in store.recent(10)] == ["new", "mid", "old"]
+    assert [r.id for r in store.recent(1)] == ["new"]
+    assert [r.id for r in store.recent(10, status="failed")] == ["mid"]
+    assert [r.id for r in store.recent(10, language="c")] == ["new", "old"]
+    assert [r.id for r in store.recent(10, exclude=["new"])] == ["mid", "old"]
+
+
+def test_logs_come_back_in_order(store: Store) -> None:
+    lines = [LogLine("a", seq, 1000.0 + seq, "stdout", "info", f"line {seq}") for seq in range(5)]
+    store.write([_row("a")], list(reversed(lines)))
+    assert store.logs("a") == lines
+    assert store.logs("b") == []
+
+
+def test_recover_fails_running_builds_and_returns_queued_ones(store: Store) -> None:
+    store.write(
+        [
+            _row("run", "running", started_at=5.0),
+            _row("q2", "queued", created_at=2.0, sources={"a.wat": "(module)"}),
+            _row("q1", "queued", created_at=1.0),
+            _row("done", "completed"),
+        ]
+    )
+    interrupted, queued = store.recover(now=99.0)
+    assert interrupted == 1
+    assert [r.id for r in queued] == ["q1", "q2"]
+    assert queued[1].sources == {"a.wat": "(module)"}
+    failed = store.get("run")
+    assert failed is not None
+    assert (failed.status, failed.error, failed.ended_at) == (
+        "failed",
+        "interrupted by restart",
+        99.0,
+    )
+
+
+def test_prune_by_age_and_by_count_takes_the_logs_along(store: Store) -> None:
+    now = time.time()
+    rows = [_row(f"b{i}", created_at=now - 100 + i, ended_at=now - 100 + i) for i in range(6)] + [
+        _row("ancient", created_at=1.0, ended_at=2.0),
+        _row("busy", "running", created_at=0.5),
+    ]
+    lines = [LogLine(r.id, 0, now, "pf", "info", "x") for r in rows]
+    store.write(rows, lines)
+    assert store.prune(ended_before=now - 86_400, keep=None) == 1
+    assert store.get("ancient") is None and store.logs("ancient") == []
+    assert store.prune(ended_before=None, keep=4) == 2
+    assert {r.id for r in store.recent(100)} == {"b2", "b3", "b4", "b5", "busy"}
+    assert store.logs("b0") == [] and len(store.logs("b5")) == 1
+    assert store.get("busy") is not None  # running builds are never pruned
+
+
+def test_durations_are_per_pair_oldest_first_and_skip_cached_builds(store: Store) -> None:
+    store.write(
+        [
+            _row("a", ended_at=1.0, duration_ms=100),
+            _row("b", ended_at=2.0, duration_ms=300),
+            _row("c", ended_at=3.0, duration_ms=1, cached=True),
+            _row("d", ended_at=4.0, duration_ms=700, language="rust"),
+            _row("e", ended_at=5.0, duration_ms=None),
+        ]
+    )
+    assert store.durations(per_pair=5) == {("c", "wasm"): [0.1, 0.3], ("rust", "wasm"): [0.7]}
+    assert store.durations(per_pair=1) == {("c", "wasm"): [0.3], ("rust", "wasm"): [0.7]}
+
+
+def test_a_database_that_cannot_be_opened_is_a_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="cannot create the directory"):
+        Store(f"sqlite:///{blocker / 'sub' / 'pf.db'}").open()
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot open") as raised:
+        Store(f"sqlite:///{garbage}").open()
+    assert raised.value.hint and "PF_DATABASE_URL" in raised.value.hint
+
+
+def test_using_a_closed_store_is_a_store_error(tmp_path: Path) -> None:
+    closed = Store(f"sqlite:///{tmp_path / 'pf.db'}")
+    with pytest.raises(StoreError, match="not open"):
+        closed.get("x")
+    assert closed.ping() is False
+    closed.open()
+    assert closed.ping() is True
