@@ -21,6 +21,7 @@ check: setup
 
 bench: setup
 	$(VENV)/python bench/compile_bench.py
+	$(VENV)/python bench/tasks_bench.py
 
 clean:
 	rm -rf .pf

@@ -1,7 +1,11 @@
-"""Entry point: pick the subcommand, run it, and turn every PfError into a message and exit code.
+"""Entry point: pick the subcommand or task, run it, turn every PfError into a message and code.
 
 Subcommands are registered as import strings and imported only when chosen, so
-``pf --help`` and a cache hit never pay for modules they do not use.
+``pf --help``, ``pf list`` and a task run never pay for modules they do not use.
+Anything that is not a subcommand is a task of the Pfyfile (:mod:`pf.cli.run`).
+``list``, ``help`` and ``completion`` are always pf's; for the commands in
+:data:`COMMANDS`, a main-scope task of the same name in the Pfyfile wins (users'
+Pfyfiles commonly have a ``build`` task).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import importlib
 import sys
 
 from pf import __version__
-from pf.errors import PfError, UsageError
+from pf.errors import PfError
 
 TYPE_CHECKING = False  # start-up time matters here (pf list); names for the type checker only
 if TYPE_CHECKING:
@@ -23,23 +27,46 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "toolchains": ("pf.cli.toolchains:command", "show which tool serves each language and target"),
 }
 
+_TASK_COMMANDS = (
+    ("list [GROUP]", "list the Pfyfile's tasks with their parameters and descriptions"),
+    ("help TASK", "show one task in full (also: pf TASK --help)"),
+    ("completion SHELL", "print the bash or zsh completion script"),
+)
 
-def _suggest(name: str, choices: Sequence[str]) -> str | None:
-    import difflib
 
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-def _usage() -> str:
-    width = max(len(name) for name in COMMANDS)
-    lines = [f"pf {__version__} - polyglot compile runner", "", "usage: pf COMMAND [ARGS...]", ""]
+def usage() -> str:
+    """``pf --help``: how to run tasks, pf's commands and options."""
+    width = max(len(n) for n in [*COMMANDS, *(n for n, _ in _TASK_COMMANDS)])
+    lines = [
+        f"pf {__version__} - polyglot compile runner and task runner",
+        "",
+        "usage: pf [-f FILE] [-j N] [--force] TASK [key=value...] [TASK2 [key=value...]...]",
+        "       pf COMMAND [ARGS...]",
+        "",
+        "Tasks come from Pfyfile.pf (here or in a parent directory; -f FILE or PFY_FILE",
+        "name another), groups from Pfyfile.<group>.pf: `pf web build-rust`. Parameters:",
+        "key=value, --key=value, --key value, or -k value for a one-letter parameter.",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<{width}}  {summary}" for name, summary in _TASK_COMMANDS]
     lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
-    lines += ["", "Run 'pf COMMAND --help' for a command's options."]
+    lines += [
+        "",
+        "options:",
+        "  -f, --file FILE  use FILE instead of searching for Pfyfile.pf",
+        "  -j, --jobs N     run up to N independent tasks at once (default 1)",
+        "  --force          run tasks even when they are up to date",
+        "  -h, --help       this text; after a task name, that task's help",
+        "  -V, --version    pf's version",
+        "",
+        "Run 'pf COMMAND --help' for a command's options.",
+    ]
     return "\n".join(lines)
 
 
-def _load(name: str) -> Callable[[list[str]], int]:
+def load_command(name: str) -> Callable[[list[str]], int]:
+    """The function behind subcommand ``name``, imported now."""
     module_name, _, func = COMMANDS[name][0].partition(":")
     command: Callable[[list[str]], int] = getattr(importlib.import_module(module_name), func)
     return command
@@ -47,28 +74,40 @@ def _load(name: str) -> Callable[[list[str]], int]:
 
 def run(argv: Sequence[str]) -> int:
     args = list(argv)
-    if not args or args[0] in {"-h", "--help", "help"}:
-        print(_usage())
-        return 0
-    if args[0] in {"-V", "--version"}:
+    if args[:1] == ["--complete"]:
+        # Hidden: what the completion scripts call on every <TAB>.
+        from pf.cli.completion import complete
+
+        return complete(args[1:])
+    from pf.cli import run as tasks
+
+    options, rest = tasks.split_globals(args)
+    if options.version:
         print(f"pf {__version__}")
         return 0
-    name = args[0]
-    if name not in COMMANDS:
-        guess = _suggest(name, list(COMMANDS))
-        raise UsageError(
-            f"unknown command {name!r}",
-            hint=f"did you mean {guess!r}?" if guess else "run 'pf --help' for the commands",
-        )
-    return _load(name)(args[1:])
+    if rest and rest[0] not in tasks.ALWAYS_PF and rest[0] not in COMMANDS:
+        if tasks.is_pfyfile_arg(rest[0]):
+            # The legacy form `pf other.pf TASK ...`; alone, it lists that file's tasks.
+            options.file, rest = rest[0], rest[1:]
+            if not rest and not options.help:
+                return tasks.list_command([], options)
+    if not rest:
+        print(usage())
+        return 0
+    name = rest[0]
+    if name in tasks.ALWAYS_PF:
+        return tasks.BUILTINS[name](rest[1:], options)
+    if name in COMMANDS and not tasks.has_task(name, options):
+        return load_command(name)(rest[1:])
+    return tasks.run_tasks(rest, options)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from pf.cli.output import show_error
-
     try:
         code = run(sys.argv[1:] if argv is None else argv)
     except PfError as error:
+        from pf.cli.output import show_error
+
         show_error(error)
         code = error.exit_code
     except KeyboardInterrupt:

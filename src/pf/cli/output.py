@@ -35,7 +35,17 @@ def human_size(size: int) -> str:
 
 
 def show_error(error: PfError, stream: TextIO = sys.stderr) -> None:
-    """Render a PfError for a person: message, diagnostics or compiler output, hint."""
+    """Render a PfError for a person: message, diagnostics or compiler output, hint.
+
+    A Pfyfile error is rendered with its source line and a caret (pf.dsl.render).
+    """
+    from pf.dsl.errors import DslError  # cheap: pf.dsl.errors imports only pf.errors
+
+    if isinstance(error, DslError):
+        from pf.dsl.render import render
+
+        print(render(error, _colour_enabled(stream)), file=stream)
+        return
     print(f"{style('error', 'red', stream)}: {error.message}", file=stream)
     if isinstance(error, CompileFailed):
         for diagnostic in error.diagnostics:

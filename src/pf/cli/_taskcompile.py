@@ -1,0 +1,97 @@
+"""The engine behind the task verb ``compile``: a CompileCall -> one cached compile per language.
+
+pf.tasks may not import pf.engine (DESIGN.md's layers: the engine sits above tasks),
+so the CLI hands this function to the executor as its ``compile`` hook. It is
+imported only when a task reaches a ``compile`` line: the engine and the toolchain
+drivers cost tens of milliseconds that other tasks need not pay.
+
+Sources are grouped by language (from the extension, unless ``language=`` is given)
+and each group is one compile request, named relative to the group's common
+directory so diagnostics read ``c/math.c:3:5`` as with ``pf build``; the outputs are
+exported into ``out``. A relative ``PF_CACHE_DIR`` is taken relative to the
+Pfyfile's directory, beside the task state under ``.pf/``, wherever pf was started.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from pf.cli.output import human_size
+from pf.config import load_settings
+from pf.engine import BuildResult, compile_sources
+from pf.errors import UsageError
+from pf.tasks.executor import CompileCall
+from pf.toolchains import LANGUAGES, CompileRequest, Options, SourceFile, language_of
+
+# A crate root or main file leads, so it names the module (as pf.engine.projects does).
+_LEADERS = ("lib.rs", "main.rs")
+
+
+def _groups(call: CompileCall) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for path in call.sources:
+        language = call.language or language_of(path)
+        if language is None:
+            raise UsageError(
+                f"compile: cannot tell the language of {path} from its extension",
+                hint=f"add language= ({', '.join(LANGUAGES)})",
+            )
+        groups.setdefault(language, []).append(path)
+    return groups
+
+
+def _request(language: str, target: str, paths: list[str], options: Options) -> CompileRequest:
+    base = os.path.commonpath([os.path.dirname(p) for p in paths])
+    ranked = sorted(
+        paths,
+        key=lambda p: (
+            _LEADERS.index(os.path.basename(p))
+            if os.path.basename(p) in _LEADERS
+            else len(_LEADERS)
+        ),
+    )
+    files = []
+    for path in ranked:
+        try:
+            content = Path(path).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"compile: cannot read {path}: {exc.strerror or exc}") from exc
+        files.append(SourceFile(Path(os.path.relpath(path, base)).as_posix(), content))
+    return CompileRequest(language, target, tuple(files), options)
+
+
+def _lines(result: BuildResult, written: list[Path], cwd: str) -> list[str]:
+    how = "cache hit" if result.cached else f"{result.duration * 1000:.0f} ms"
+    lines = [f"{result.language} -> {result.target} ({how})"]
+    for path, artifact in zip(written, result.artifacts, strict=True):
+        shown = os.path.relpath(path, cwd)
+        lines.append(f"  {shown}  ({human_size(artifact.size)})")
+    lines += [f"  {diagnostic}" for diagnostic in result.diagnostics]
+    if result.note:
+        lines.append(f"  note: {result.note}")
+    return lines
+
+
+def compile_hook(call: CompileCall) -> list[str]:
+    """Compile ``call``'s sources through the engine's cache; the lines to print."""
+    settings = load_settings()
+    if not settings.cache_dir.is_absolute():
+        settings = replace(settings, cache_dir=Path(call.cwd) / settings.cache_dir)
+    options = Options.parse(call.options)
+    requests = [
+        _request(language, call.target, paths, options) for language, paths in _groups(call).items()
+    ]
+    out = Path(call.out)
+    if call.jobs and call.jobs > 1 and len(requests) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=call.jobs) as pool:
+            results = list(pool.map(lambda r: compile_sources(r, settings), requests))
+    else:
+        results = [compile_sources(request, settings) for request in requests]
+    lines: list[str] = []
+    for result in results:
+        lines += _lines(result, result.export(out), call.cwd)
+    return lines
