@@ -9,6 +9,8 @@ setup:
 
 run: setup
 	@$(VENV)/pf build demos/polyglot
+	@echo "pf serve: point a browser at http://127.0.0.1:8080/ (Ctrl-C stops)"
+	@$(VENV)/pf serve
 
 test: setup
 	$(VENV)/lint-imports

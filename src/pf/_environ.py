@@ -11,6 +11,7 @@ environment tasks inherit at the lowest precedence. Imports nothing from pf.
 from __future__ import annotations
 
 import os
+import sys
 
 #: The variable naming the Pfyfile to use instead of searching (as in the original pf).
 PFY_FILE = "PFY_FILE"
@@ -22,5 +23,13 @@ def pfy_file() -> str | None:
 
 
 def environ() -> dict[str, str]:
-    """A copy of the process environment: the bottom layer of every task's values."""
-    return dict(os.environ)
+    """A copy of the process environment: the bottom layer of every task's values.
+
+    The directory of the running pf's interpreter leads PATH, so a task that calls ``pf``
+    (``pf serve`` in web-dev) gets this pf, as make's ``$(MAKE)`` is the running make,
+    even when pf was started by path from a virtualenv that is not on PATH.
+    """
+    env = dict(os.environ)
+    bindir = os.path.dirname(sys.executable)
+    env["PATH"] = os.pathsep.join(p for p in (bindir, env.get("PATH")) if p)
+    return env

@@ -155,6 +155,7 @@ def test_completion_scripts_and_the_complete_helper(proj: Project) -> None:
         "compile",
         "build",
         "toolchains",
+        "serve",
         "prepare",
         "deploy",
         "b",

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compile": ("pf.cli.compile:command", "compile sources to wasm, LLVM IR or asm.js"),
     "build": ("pf.cli.build:command", "build every language of a project for every target"),
     "toolchains": ("pf.cli.toolchains:command", "show which tool serves each language and target"),
+    "serve": ("pf.cli.serve:command", "serve the build API, live logs, artifacts and the demo"),
 }
 
 _TASK_COMMANDS = (

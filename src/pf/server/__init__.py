@@ -1,4 +1,16 @@
 """pf serve: ASGI app translating HTTP and WebSocket requests into engine calls.
 
 Holds no business logic. Imports engine and everything below it.
+
+    app.py         create_app(): routes, middleware, error handlers, lifespan
+    api.py         REST handlers of API.md
+    schemas.py     request bodies and query strings: bounded reads, types, 4xx refusals
+    errors.py      every error as JSON {"error": message, ...}
+    ws.py          WebSocket clients: initial status, batched events, subscriptions, limits
+    middleware.py  request counting/timing and CORS (plain ASGI)
+    metrics.py     the Prometheus registry and GET /metrics
+    openapi.py     the OpenAPI document (GET /openapi.json)
+    logging.py     JSON log lines for the whole process
+    run.py         bind, wire store + service + app, run uvicorn (what `pf serve` calls)
+    static/        static files and artifact responses
 """

@@ -64,7 +64,7 @@ class SourceFile:
             not self.name
             or "\x00" in self.name
             or path.is_absolute()
-            or any(part in {"..", ""} for part in self.name.split("/"))
+            or any(part in {"..", ".", ""} for part in self.name.split("/"))
             or path.parts[0] in {OBJ_DIR, OUT_DIR}
         )
         if bad:

@@ -1,0 +1,97 @@
+"""``pf serve [--host H] [--port P] [--root DIR] [--projects DIR] [--backlog N]``.
+
+Parses the command line and starts the build service: everything in one process with
+embedded defaults (SQLite history under ``.pf/``, the filesystem cache, an in-process
+queue and event bus), nothing else to install or start. The server stack (Starlette,
+uvicorn, SQLAlchemy) is imported only when this command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pf.cli._argparse import ArgumentParser
+from pf.config import load_settings
+from pf.errors import UsageError
+
+_REPO = Path(__file__).resolve().parents[3]
+DEFAULT_PORT = 8080
+DEFAULT_BACKLOG = 2048
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def default_projects() -> Path:
+    """The repository's demos/ when pf runs from a checkout, else the working directory."""
+    demos = _REPO / "demos"
+    return demos if demos.is_dir() else Path.cwd()
+
+
+def default_root() -> Path:
+    """The bundled demo's web directory when pf runs from a checkout, else the working
+    directory."""
+    web = _REPO / "demos" / "polyglot" / "web"
+    return web if web.is_dir() else Path.cwd()
+
+
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="pf serve",
+        description="Serve the build API, WebSocket events, artifacts and the web demo.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port (0: any free port, logged)"
+    )
+    parser.add_argument("--root", type=Path, help="static files and web demo (default: demo web)")
+    parser.add_argument("--projects", type=Path, help="projects to build (default: demos/)")
+    parser.add_argument("--backlog", type=int, default=DEFAULT_BACKLOG, help="listen backlog")
+    parser.add_argument(
+        "--ws-ping-interval", type=float, default=20.0, help="seconds between WebSocket pings"
+    )
+    parser.add_argument(
+        "--ws-ping-timeout", type=float, default=20.0, help="seconds to wait for a pong"
+    )
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help="overrides PF_LOG_LEVEL")
+    return parser
+
+
+def command(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be from 0 to 65535, not {args.port}")
+    if args.backlog < 1:
+        raise UsageError(f"--backlog must be positive, not {args.backlog}")
+    if args.ws_ping_interval <= 0 or args.ws_ping_timeout <= 0:
+        raise UsageError("--ws-ping-interval and --ws-ping-timeout must be positive")
+    root = (args.root or default_root()).resolve()
+    projects = (args.projects or default_projects()).resolve()
+    for flag, path in (("--root", root), ("--projects", projects)):
+        if not path.is_dir():
+            raise UsageError(f"{flag} {path} is not a directory")
+    settings = load_settings(overrides={"log_level": args.log_level})
+    from pf.server import run
+
+    options = run.ServeOptions(
+        host=args.host,
+        port=args.port,
+        root=root,
+        projects=projects,
+        backlog=args.backlog,
+        ws_ping_interval=args.ws_ping_interval,
+        ws_ping_timeout=args.ws_ping_timeout,
+    )
+    code: int = run.serve(settings, options)
+    return code
+
+
+if __name__ == "__main__":  # python -m pf.cli.serve (tests; `pf serve` once registered)
+    import sys
+
+    from pf.cli.output import show_error
+    from pf.errors import PfError
+
+    try:
+        sys.exit(command(sys.argv[1:]))
+    except PfError as error:
+        show_error(error)
+        sys.exit(error.exit_code)

@@ -1,0 +1,328 @@
+"""REST handlers for every path of API.md: parse the request, call the build service, answer JSON.
+
+No business logic lives here: a handler validates its input through schemas.py, makes
+one BuildService call and shapes the answer with the original server's field names.
+Errors are raised, never answered by hand; errors.py turns them into JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pf import __version__
+from pf.errors import NotFound, ToolchainMissing
+from pf.server import schemas
+from pf.server.middleware import RequestStats
+from pf.toolchains import LANGUAGES, TARGETS, ToolSpec
+from pf.toolchains.matrix import matrix
+from pf.toolchains.probe import detect
+
+if TYPE_CHECKING:
+    from pf.config import Settings
+    from pf.engine.service import BuildService
+    from pf.server.ws import Hub
+
+SERVER_NAME = "pf-api-server"  # the original's value, which its clients display
+STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+NODE = ToolSpec("node", ("node", "nodejs"), "apt-get install nodejs", ("--version",), r"v(\S+)")
+_ARCH = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "i686": "ia32", "armv7l": "arm"}
+_SYSTEM_TTL = 30.0
+_LIST_TTL = 1.0
+
+
+def iso_now() -> str:
+    """Now as JavaScript's ``Date.toISOString()`` writes it: ``2024-05-01T12:00:00.000Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _service(request: Request) -> BuildService:
+    service: BuildService = request.app.state.service
+    return service
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _queued(record: dict[str, Any]) -> dict[str, Any]:
+    status = record["status"]
+    message = {
+        "queued": "Build queued successfully",
+        "completed": "Build answered from the cache",
+    }.get(status, f"Build {status}")
+    return {"buildId": record["buildId"], "status": status, "message": message}
+
+
+_HEALTH_HEAD = b'{"status":"ok","timestamp":"'
+_HEALTH_TAIL = f'","server":"{SERVER_NAME}","version":"{__version__}"}}'.encode()
+
+
+async def health(request: Request) -> Response:
+    # The hottest path of all (load balancers poll it): the body is assembled from bytes.
+    body = _HEALTH_HEAD + iso_now().encode() + _HEALTH_TAIL
+    return Response(body, media_type="application/json")
+
+
+def _toolchains(settings: Settings) -> dict[str, dict[str, dict[str, Any]]]:
+    table: dict[str, dict[str, dict[str, Any]]] = {lang: {} for lang in LANGUAGES}
+    for pair in matrix(settings):
+        entry = pair.to_dict()
+        del entry["language"], entry["target"]
+        table[pair.language][pair.target] = entry
+    return table
+
+
+def _node_version(settings: Settings) -> str | None:
+    try:
+        return f"v{detect(NODE, settings).version}"
+    except ToolchainMissing:
+        return None
+
+
+class SystemCache:
+    """Toolchain probes cost milliseconds; /api/system answers from a copy at most 30 s old."""
+
+    def __init__(self) -> None:
+        self.value: tuple[dict[str, Any], str | None] | None = None
+        self.at = 0.0
+        self.lock = asyncio.Lock()
+
+    async def get(self, settings: Settings) -> tuple[dict[str, Any], str | None]:
+        async with self.lock:
+            if self.value is not None and time.monotonic() - self.at <= _SYSTEM_TTL:
+                return self.value
+            value = await asyncio.to_thread(
+                lambda: (_toolchains(settings), _node_version(settings))
+            )
+            self.value, self.at = value, time.monotonic()
+            return value
+
+
+async def system(request: Request) -> Response:
+    cache: SystemCache = request.app.state.system_cache
+    toolchains, node = await cache.get(_settings(request))
+    machine = platform.machine().lower()
+    return JSONResponse(
+        {
+            "platform": sys.platform,
+            "arch": _ARCH.get(machine, machine),
+            "nodeVersion": node,
+            "pythonVersion": platform.python_version(),
+            "cwd": os.getcwd(),
+            "rootDir": str(request.app.state.root_dir),
+            "availableLanguages": list(LANGUAGES),
+            "buildTargets": list(TARGETS),
+            "toolchains": toolchains,
+        }
+    )
+
+
+async def ready(request: Request) -> Response:
+    """Readiness: the store answers, some toolchain serves a pair, and builds are accepted."""
+    body = await _service(request).readiness()
+    return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+
+async def projects(request: Request) -> Response:
+    return JSONResponse({"projects": await asyncio.to_thread(_service(request).projects)})
+
+
+async def modules(request: Request) -> Response:
+    return JSONResponse({"modules": await asyncio.to_thread(_service(request).modules)})
+
+
+async def build_all(request: Request) -> Response:
+    body = schemas.build_body(await schemas.read_json(request, _settings(request).max_body))
+    records = _service(request).submit_all(body.target, body.project, body.options)
+    _changed(request)
+    project = records[0]["project"] if records else body.project
+    return JSONResponse(
+        {
+            "message": f"{len(records)} builds queued",
+            "buildIds": [record["buildId"] for record in records],
+            "target": body.target,
+            "project": project,
+        }
+    )
+
+
+async def build_one(request: Request) -> Response:
+    language = request.path_params["language"]
+    body = schemas.build_body(await schemas.read_json(request, _settings(request).max_body))
+    record = _service(request).submit_build(language, body.target, body.project, body.options)
+    _changed(request)
+    return JSONResponse(_queued(record))
+
+
+async def compile_inline(request: Request) -> Response:
+    body = schemas.compile_body(await schemas.read_json(request, _settings(request).max_body))
+    record = _service(request).submit_compile(body.language, body.target, body.files, body.options)
+    _changed(request)
+    return JSONResponse(_queued(record), status_code=202)
+
+
+class ListCache:
+    """The last encoded build list, reused until any build event, submission or cancel
+    (each bumps the hub's generation) or for at most a second: a dashboard polling
+    /api/status costs one encoding per change, not one per request."""
+
+    def __init__(self) -> None:
+        self.key: tuple[object, ...] | None = None
+        self.body = b""
+        self.at = 0.0
+
+    def get(self, key: tuple[object, ...]) -> bytes | None:
+        if key == self.key and time.monotonic() - self.at < _LIST_TTL:
+            return self.body
+        return None
+
+    def put(self, key: tuple[object, ...], body: bytes) -> None:
+        self.key, self.body, self.at = key, body, time.monotonic()
+
+
+def _encode(content: object) -> bytes:
+    return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _changed(request: Request) -> None:
+    hub: Hub = request.app.state.hub
+    hub.generation += 1
+
+
+async def status(request: Request) -> Response:
+    service = _service(request)
+    build_id = request.query_params.get("buildId")
+    if build_id is not None:
+        record = service.get(build_id)
+        if record is None:
+            raise NotFound("Build not found")
+        return JSONResponse(record)
+    limit = schemas.limit_param(request)
+    state = schemas.filter_param(request, "status", STATUSES)
+    language = schemas.filter_param(request, "language", LANGUAGES)
+    cache: ListCache = request.app.state.list_cache
+    hub: Hub = request.app.state.hub
+    key = (hub.generation, limit, state, language)
+    body = cache.get(key)
+    if body is None:
+        builds = service.list_builds(limit=limit, status=state, language=language)
+        body = _encode({"builds": builds})
+        cache.put(key, body)
+    return Response(body, media_type="application/json")
+
+
+async def logs(request: Request) -> Response:
+    build_id = request.path_params["build_id"]
+    entries = await asyncio.to_thread(_service(request).logs, build_id)
+    if entries is None:
+        raise NotFound("Build logs not found")
+    return JSONResponse({"buildId": build_id, "logs": entries})
+
+
+async def build_detail(request: Request) -> Response:
+    record = _service(request).get(request.path_params["build_id"])
+    if record is None:
+        raise NotFound("Build not found")
+    return JSONResponse(record)
+
+
+async def build_cancel(request: Request) -> Response:
+    record = _service(request).cancel(request.path_params["build_id"])
+    _changed(request)
+    return JSONResponse(record)
+
+
+async def artifact(request: Request) -> Response:
+    from pf.server.static import file_response
+
+    build_id, path = request.path_params["build_id"], request.path_params["path"]
+    found = _service(request).artifact(build_id, path)
+    if found is None:
+        raise NotFound(f"Build {build_id} has no artifact {path!r}")
+    return await file_response(
+        request, found.path, etag=found.digest, immutable=True, name=found.name
+    )
+
+
+async def metrics_json(request: Request) -> Response:
+    stats: RequestStats = request.app.state.request_stats
+    hub: Hub = request.app.state.hub
+    body = {
+        "requestCount": stats.count,
+        "avgRequestTime": stats.average_ms,
+        **_service(request).metrics(),
+        "wsConnections": hub.connections,
+    }
+    return JSONResponse(body)
+
+
+async def module_file(request: Request) -> Response:
+    """``/wasm/<language>/<file>``, the original's URL of a built module: the latest build's
+    artifact, else whatever the web root holds at that path."""
+    from pf.server.static import file_response
+
+    language, name = request.path_params["language"], request.path_params["name"]
+    found = _service(request).module_file(language, name)
+    if found is None:
+        return _Delegate(request.app.state.static)
+    return await file_response(request, found.path, etag=found.digest, name=found.name)
+
+
+class _Delegate(Response):
+    """Hands the request to another ASGI app (the static files) unchanged."""
+
+    def __init__(self, app: ASGIApp | None) -> None:
+        self.app = app
+        self.status_code = 404
+        self.background = None
+        self.raw_headers = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is None:
+            raise NotFound(f"No module at {scope['path']}")
+        await self.app(scope, receive, send)
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/api/health", health, methods=["GET"]),
+    Route("/api/status", status, methods=["GET"]),
+    Route("/api/ready", ready, methods=["GET"]),
+    Route("/api/system", system, methods=["GET"]),
+    Route("/api/projects", projects, methods=["GET"]),
+    Route("/api/modules", modules, methods=["GET"]),
+    # Before /api/build/{language}: the original's route for "all" was shadowed by it.
+    Route("/api/build/all", build_all, methods=["POST"]),
+    Route("/api/build/{language}", build_one, methods=["POST"]),
+    Route("/api/compile", compile_inline, methods=["POST"]),
+    Route("/api/logs/{build_id}", logs, methods=["GET"]),
+    Route("/api/builds/{build_id}", build_detail, methods=["GET"]),
+    Route("/api/builds/{build_id}", build_cancel, methods=["DELETE"]),
+    Route("/api/builds/{build_id}/artifacts/{path:path}", artifact, methods=["GET"]),
+    Route("/api/metrics", metrics_json, methods=["GET"]),
+    Route("/wasm/{language}/{name:path}", module_file, methods=["GET"]),
+]
+
+
+async def unknown_api(request: Request) -> Response:
+    """Any other /api path: a JSON 404 (or 405 when the path exists for another method),
+    answered before the static files' SPA fallback could send index.html."""
+    from starlette.exceptions import HTTPException
+
+    for route in ROUTES:
+        match, _ = route.matches(request.scope)
+        if match is Match.PARTIAL:
+            raise HTTPException(405, "Method Not Allowed")
+    raise NotFound(f"No such endpoint: {request.method} {request.url.path}")

@@ -1,0 +1,96 @@
+"""The ASGI application of pf serve: routes, middleware, error handlers and lifespan.
+
+``create_app`` wires the pieces and owns their order: the REST routes of api.py, the
+OpenAPI document, Prometheus metrics and the WebSocket endpoints first, then a JSON
+404 for any other ``/api/...`` path, and the static files (with their SPA fallback)
+mounted last, so they only ever see non-API paths. The lifespan starts the build
+service and the WebSocket hub, and on shutdown stops the hub, then lets running
+builds finish within PF_SHUTDOWN_GRACE before the service cancels them.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.types import ASGIApp
+
+from pf.server import api
+from pf.server.errors import HANDLERS
+from pf.server.metrics import prometheus
+from pf.server.middleware import Cors, RequestMetrics, RequestStats
+from pf.server.openapi import openapi
+from pf.server.ws import Hub
+
+if TYPE_CHECKING:
+    from pf.config import Settings
+    from pf.engine.service import BuildService
+
+log = logging.getLogger("pf.server")
+
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def create_app(
+    settings: Settings,
+    service: BuildService,
+    static_app: ASGIApp | None = None,
+    *,
+    root_dir: Path | None = None,
+) -> Starlette:
+    """The pf serve application over ``service``; ``static_app`` serves every non-API path."""
+    hub = Hub(service, settings)
+    stats = RequestStats()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        hub.start()
+        # Everything alive now (modules, tables, the app) lives as long as the process:
+        # out of the collector's sight, full collections stay short (p99 latency).
+        gc.freeze()
+        log.info("build service started")
+        try:
+            yield
+        finally:
+            await hub.stop()
+            log.info("stopping the build service", extra={"grace": settings.shutdown_grace})
+            await service.stop(settings.shutdown_grace)
+
+    routes: list[BaseRoute] = [
+        *api.ROUTES,
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+        WebSocketRoute("/ws", hub.endpoint),
+        WebSocketRoute("/", hub.endpoint),  # the original's clients connect to the root
+        Route("/api", api.unknown_api, methods=_ALL_METHODS),
+        Route("/api/{rest:path}", api.unknown_api, methods=_ALL_METHODS),
+    ]
+    if static_app is not None:
+        routes.append(Mount("/", app=static_app))
+    middleware: list[Middleware] = [
+        Middleware(RequestMetrics, stats=stats),
+        Middleware(Cors, origin=settings.cors_origin),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers=HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = service
+    app.state.hub = hub
+    app.state.static = static_app  # file_response() serves artifacts through its file cache
+    app.state.request_stats = stats
+    app.state.system_cache = api.SystemCache()
+    app.state.list_cache = api.ListCache()
+    app.state.root_dir = root_dir or Path.cwd()
+    return app

@@ -1,0 +1,139 @@
+"""HTTP middleware of pf serve: request counting and timing, and the CORS policy.
+
+Both are plain ASGI (no per-request Request object), because every request pays for
+them: /api/health must stay above 10k requests a second on two cores. The request
+counters live here, beside what they count, and register with the one registry that
+server/metrics.py exposes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HTTP_REQUESTS = Counter(
+    "pf_http_requests_total", "HTTP requests answered, by method and status", ["method", "status"]
+)
+HTTP_DURATION = Histogram(
+    "pf_http_request_duration_seconds",
+    "Time from request to the end of the response",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+# Labels take only bounded values: an unknown method is counted as "other".
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+CORS_METHODS = ("GET", "HEAD", "POST", "DELETE", "OPTIONS")
+CORS_HEADERS = ("Content-Type", "Authorization", "If-None-Match", "Range")
+CORS_EXPOSE = ("ETag", "Retry-After", "Content-Length", "Accept-Ranges", "Content-Range")
+
+
+@dataclass
+class RequestStats:
+    """Totals for /api/metrics (requestCount, avgRequestTime)."""
+
+    count: int = 0
+    seconds: float = 0.0
+
+    @property
+    def average_ms(self) -> float:
+        return round(self.seconds / self.count * 1000, 3) if self.count else 0.0
+
+
+class RequestMetrics:
+    """Counts every HTTP request and times it to the last byte of its response."""
+
+    def __init__(self, app: ASGIApp, stats: RequestStats) -> None:
+        self.app = app
+        self.stats = stats
+        self._children: dict[tuple[str, int], Counter] = {}
+
+    def _count(self, method: str, status: int, elapsed: float) -> None:
+        self.stats.count += 1
+        self.stats.seconds += elapsed
+        key = (method if method in _METHODS else "other", status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = HTTP_REQUESTS.labels(key[0], str(status))
+        child.inc()
+        HTTP_DURATION.observe(elapsed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            self._count(scope["method"], status, time.perf_counter() - started)
+
+
+class Cors:
+    """CORS from PF_CORS_ORIGIN (comma-separated origins).
+
+    Unset (or "*"): any origin, without credentials. Named origins: only those, echoed
+    back, with credentials allowed. Requests without an Origin header (the common case:
+    curl, servers, same-origin pages) pass through untouched, which is why this is not
+    Starlette's CORSMiddleware: that one builds header objects for every request.
+    """
+
+    def __init__(self, app: ASGIApp, origin: str | None) -> None:
+        self.app = app
+        names = [o.strip() for o in (origin or "*").split(",") if o.strip()] or ["*"]
+        self.any = "*" in names
+        self.allowed = frozenset(name.encode("latin-1") for name in names)
+        common = [(b"access-control-expose-headers", ", ".join(CORS_EXPOSE).encode())]
+        if self.any:
+            common.append((b"access-control-allow-origin", b"*"))
+        else:
+            common.append((b"access-control-allow-credentials", b"true"))
+        self.common = common
+        self.preflight = [
+            (b"access-control-allow-methods", ", ".join(CORS_METHODS).encode()),
+            (b"access-control-allow-headers", ", ".join(CORS_HEADERS).encode()),
+            (b"access-control-max-age", b"600"),
+        ]
+
+    def _headers_for(self, origin: bytes) -> list[tuple[bytes, bytes]] | None:
+        if self.any:
+            return self.common
+        if origin in self.allowed:
+            return [*self.common, (b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        origin = preflight = None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value
+            elif name == b"access-control-request-method":
+                preflight = value
+        extra = self._headers_for(origin) if origin is not None else None
+        if extra is None:
+            await self.app(scope, receive, send)
+            return
+        if preflight is not None and scope["method"] == "OPTIONS":
+            headers = [*extra, *self.preflight, (b"content-length", b"0")]
+            await send({"type": "http.response.start", "status": 204, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)

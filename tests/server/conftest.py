@@ -1,0 +1,210 @@
+"""A real ``pf serve`` process on loopback, in its own directory with its own SQLite file.
+
+Each server gets a fresh work directory (a copy of the bundled demo projects, a web root,
+``.pf/`` state), binds port 0 and reports the port it got in its JSON log, so tests run
+in parallel (pytest -n auto) without ever sharing a port or a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMOS = ROOT / "demos"
+START_TIMEOUT = 30.0
+
+
+class Server:
+    """One ``pf serve`` process; ``start()`` returns once /api/health answers."""
+
+    def __init__(
+        self, workdir: Path, env: Mapping[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
+        self.workdir = workdir
+        self.projects = workdir / "projects"
+        self.web = workdir / "web"
+        self.log_path = workdir / "server.log"
+        self.extra_env = dict(env or {})
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        if not self.projects.exists():
+            shutil.copytree(DEMOS, self.projects)
+        self.web.mkdir(exist_ok=True)
+        (self.web / "index.html").write_text("<!doctype html><title>pf demo</title>\n")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PF_")}
+        env["PF_CACHE_DIR"] = str(self.workdir / ".pf" / "cache")
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> Server:
+        with self.log_path.open("ab") as log:
+            offset = log.tell()
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pf.cli.serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--root",
+                    str(self.web),
+                    "--projects",
+                    str(self.projects),
+                    *self.args,
+                ],
+                cwd=self.workdir,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.port = self._wait_port(offset)
+        self._wait_healthy()
+        return self
+
+    def log_lines(self, offset: int = 0) -> list[dict[str, object]]:
+        lines = []
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            for raw in log:
+                try:
+                    lines.append(json.loads(raw))
+                except ValueError:
+                    lines.append({"raw": raw.decode(errors="replace")})
+        return lines
+
+    def _wait_port(self, offset: int) -> int:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            for entry in self.log_lines(offset):
+                if entry.get("message") == "pf serve listening":
+                    return int(str(entry["port"]))
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pf serve exited early:\n{self.log_path.read_text()}")
+            time.sleep(0.05)
+        raise TimeoutError(f"pf serve did not start:\n{self.log_path.read_text()}")
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise TimeoutError(f"pf serve never became healthy:\n{self.log_path.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.proc = None
+        return code
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[type[Server]]:
+    """Factory for servers in this test's tmp_path; every one is stopped at the end."""
+    started: list[Server] = []
+
+    class _Server(Server):
+        def start(self) -> Server:
+            started.append(self)
+            return super().start()
+
+    yield _Server
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server shared by a test module (start-up costs about a second)."""
+    running = Server(tmp_path_factory.mktemp("serve")).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        yield http
+
+
+def wait_for(
+    http: httpx.Client, build_id: str, timeout: float = 60.0, until: tuple[str, ...] = ()
+) -> dict[str, object]:
+    """Poll a build until it finishes (or reaches one of ``until``); returns its record."""
+    done = until or ("completed", "failed", "cancelled")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record: dict[str, object] = http.get(f"/api/builds/{build_id}").json()
+        if record["status"] in done:
+            return record
+        time.sleep(0.05)
+    raise TimeoutError(f"build {build_id} did not reach {done}")
+
+
+def chatty_tool(
+    directory: Path,
+    real: str,
+    *,
+    lines: int = 0,
+    delay: float = 0.0,
+    hold: float = 0.0,
+    pidfile: Path | None = None,
+    width: int = 0,
+) -> Path:
+    """A compiler wrapper (pin it with PF_TOOL_<NAME>) that prints ``lines`` lines (padded
+    by ``width`` dots), each after a ``delay`` seconds pause, optionally holds a child
+    ``sleep`` for ``hold`` seconds (writing both pids to ``pidfile``), then execs the real
+    tool. ``--version`` goes straight to the tool so probing still reads its version."""
+    script = directory / f"chatty-{Path(real).name}-{lines}-{hold}-{width}.sh"
+    padding = "." * width
+    record = f'echo "$$ $!" >> {pidfile}' if pidfile else ":"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'case "$1" in --version|-v|-dumpversion) exec {real} "$@";; esac\n'
+        f"i=0; while [ $i -lt {lines} ]; do {f'sleep {delay};' if delay else ''}"
+        f' echo "progress line $i of a chatty compiler wrapper{padding}"; i=$((i+1)); done\n'
+        + (f"sleep {hold} & {record}; wait\n" if hold else "")
+        + f'exec {real} "$@"\n'
+    )
+    script.chmod(0o755)
+    return script
+
+
+def unique_c(tag: str = "") -> dict[str, str]:
+    """A C source no earlier build has seen, so it always runs the compiler."""
+    return {"main.c": f"/* {tag} {uuid.uuid4()} */\nint add(int a, int b) {{ return a + b; }}\n"}

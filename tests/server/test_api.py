@@ -1,0 +1,285 @@
+"""Every endpoint of API.md and every field, against a real pf serve on loopback."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import httpx
+import pytest
+
+from tests.server.conftest import Server, wait_for
+
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+RECORD_FIELDS = {
+    "buildId",
+    "language",
+    "target",
+    "project",
+    "status",
+    "startTime",
+    "endTime",
+    "duration",
+    "progress",
+    "error",
+    "cached",
+    "artifacts",
+    "phase",
+    "eta",
+    "timings",
+    "diagnostics",
+    "kind",
+    "createdTime",
+}
+
+
+@pytest.fixture(scope="module")
+def built(server: Server) -> dict[str, object]:
+    """One completed C build of the demo project, shared by the module's tests."""
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        answer = http.post("/api/build/c", json={"target": "wasm", "opt_level": "2"})
+        assert answer.status_code == 200, answer.text
+        record = wait_for(http, answer.json()["buildId"])
+    assert record["status"] == "completed", record
+    return record
+
+
+def test_health(client: httpx.Client) -> None:
+    answer = client.get("/api/health")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/json"
+    body = answer.json()
+    assert set(body) == {"status", "timestamp", "server", "version"}
+    assert body["status"] == "ok"
+    assert ISO.match(body["timestamp"])
+
+
+def test_ready_reports_store_and_toolchains(client: httpx.Client) -> None:
+    body = client.get("/api/ready").json()
+    assert body["ready"] is True
+    assert body["store"] == "ok"
+    assert body["toolchains"]["available"] == body["toolchains"]["total"] == 12
+
+
+def test_system(client: httpx.Client, server: Server) -> None:
+    body = client.get("/api/system").json()
+    assert body["platform"] == sys.platform
+    assert body["availableLanguages"] == ["rust", "c", "fortran", "wat"]
+    assert body["buildTargets"] == ["wasm", "llvm", "asm"]
+    assert body["nodeVersion"].startswith("v")
+    assert body["rootDir"] == str(server.web)
+    assert {"arch", "pythonVersion", "cwd"} <= set(body)
+    c_wasm = body["toolchains"]["c"]["wasm"]
+    assert c_wasm["available"] is True and c_wasm["tool"] == "clang" and c_wasm["version"]
+    assert set(body["toolchains"]) == {"rust", "c", "fortran", "wat"}
+    assert all(set(t) == {"wasm", "llvm", "asm"} for t in body["toolchains"].values())
+
+
+def test_projects(client: httpx.Client, server: Server) -> None:
+    projects = client.get("/api/projects").json()["projects"]
+    assert projects == [
+        {
+            "name": "polyglot",
+            "path": str(server.projects / "polyglot"),
+            "languages": ["rust", "c", "fortran", "wat"],
+        }
+    ]
+
+
+def test_build_record_has_every_field(built: dict[str, object]) -> None:
+    assert RECORD_FIELDS <= set(built)
+    assert built["language"] == "c" and built["target"] == "wasm"
+    assert built["project"] == "polyglot" and built["kind"] == "compile"
+    assert built["progress"] == 100 and built["error"] is None
+    assert re.match(r"^c-wasm-\d{13}-[0-9a-f]+$", str(built["buildId"]))
+    for key in ("startTime", "endTime", "createdTime"):
+        assert ISO.match(str(built[key])), key
+    assert isinstance(built["duration"], int | float)
+    assert set(built["timings"]) >= {"queued", "compile"}  # type: ignore[arg-type]
+    [artifact] = built["artifacts"]  # type: ignore[misc]
+    assert artifact["path"] == "math.wasm" and artifact["size"] > 0
+    assert re.fullmatch(r"[0-9a-f]{64}", artifact["digest"])
+    assert artifact["url"] == f"/api/builds/{built['buildId']}/artifacts/math.wasm"
+
+
+def test_submit_answer_and_status_views(client: httpx.Client, built: dict[str, object]) -> None:
+    answer = client.post("/api/build/wat", json={})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert set(body) == {"buildId", "status", "message"}
+    assert body["status"] in {"queued", "completed"}
+    wait_for(client, body["buildId"])
+    listing = client.get("/api/status").json()["builds"]
+    ids = [b["buildId"] for b in listing]
+    assert body["buildId"] in ids and built["buildId"] in ids
+    one = client.get("/api/status", params={"buildId": built["buildId"]})
+    assert one.status_code == 200 and one.json()["buildId"] == built["buildId"]
+    only_c = client.get("/api/status", params={"language": "c", "limit": 5}).json()["builds"]
+    assert only_c and all(b["language"] == "c" for b in only_c)
+    missing = client.get("/api/status", params={"buildId": "nope"})
+    assert missing.status_code == 404 and missing.json() == {
+        "error": "Build not found",
+        "code": "not-found",
+    }
+
+
+def test_build_detail_and_cancel_of_a_finished_build(
+    client: httpx.Client, built: dict[str, object]
+) -> None:
+    detail = client.get(f"/api/builds/{built['buildId']}")
+    assert detail.status_code == 200 and detail.json()["buildId"] == built["buildId"]
+    # Cancelling what already finished changes nothing.
+    cancelled = client.delete(f"/api/builds/{built['buildId']}")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "completed"
+    assert client.get("/api/builds/nope").status_code == 404
+    assert client.delete("/api/builds/nope").status_code == 404
+
+
+def test_logs(client: httpx.Client, built: dict[str, object]) -> None:
+    body = client.get(f"/api/logs/{built['buildId']}").json()
+    assert body["buildId"] == built["buildId"]
+    assert body["logs"], body
+    for entry in body["logs"]:
+        assert {"timestamp", "level", "message", "stdout", "stderr"} <= set(entry)
+        assert ISO.match(entry["timestamp"])
+    gone = client.get("/api/logs/nope")
+    assert gone.status_code == 404 and gone.json()["error"] == "Build logs not found"
+
+
+def test_artifact_download_with_strong_etag(client: httpx.Client, built: dict[str, object]) -> None:
+    [artifact] = built["artifacts"]  # type: ignore[misc]
+    answer = client.get(artifact["url"])
+    assert answer.status_code == 200
+    assert answer.content[:4] == b"\0asm" and len(answer.content) == artifact["size"]
+    assert answer.headers["content-type"] == "application/wasm"
+    assert answer.headers["etag"] == f'"{artifact["digest"]}"'
+    assert "immutable" in answer.headers["cache-control"]
+    again = client.get(artifact["url"], headers={"If-None-Match": answer.headers["etag"]})
+    assert again.status_code == 304
+    missing = client.get(f"/api/builds/{built['buildId']}/artifacts/other.wasm")
+    assert missing.status_code == 404 and "error" in missing.json()
+
+
+def test_modules_and_the_original_wasm_path(client: httpx.Client, built: dict[str, object]) -> None:
+    modules = client.get("/api/modules").json()["modules"]
+    c_files = next(m["files"] for m in modules if m["language"] == "c")
+    entry = next(f for f in c_files if f["name"] == "math.wasm")
+    assert {"name", "path", "size", "modified"} <= set(entry)
+    assert client.get(entry["path"]).content[:4] == b"\0asm"
+    legacy = client.get("/wasm/c/math.wasm")
+    assert legacy.status_code == 200 and legacy.content[:4] == b"\0asm"
+    assert client.get("/wasm/c/absent.wasm").status_code == 404
+
+
+def test_compile_inline_sources(client: httpx.Client) -> None:
+    source = "int twice(int x) { return 2 * x; }\n"
+    answer = client.post(
+        "/api/compile",
+        json={"language": "c", "target": "wasm", "files": {"twice.c": source}, "options": {}},
+    )
+    assert answer.status_code == 202, answer.text
+    record = wait_for(client, answer.json()["buildId"])
+    assert record["status"] == "completed" and record["project"] is None
+    [artifact] = record["artifacts"]  # type: ignore[misc]
+    assert client.get(artifact["url"]).content[:4] == b"\0asm"
+
+
+def test_compile_error_is_a_failed_build_with_diagnostics(client: httpx.Client) -> None:
+    answer = client.post(
+        "/api/compile", json={"language": "c", "files": {"bad.c": "int f( { return 1; }\n"}}
+    )
+    record = wait_for(client, answer.json()["buildId"])
+    assert record["status"] == "failed" and record["error"]
+    [first, *_] = record["diagnostics"]  # type: ignore[misc]
+    assert first["file"] == "bad.c" and first["line"] == 1
+
+
+def test_metrics_json(client: httpx.Client, built: dict[str, object]) -> None:
+    body = client.get("/api/metrics").json()
+    for key in (
+        "requestCount",
+        "avgRequestTime",
+        "buildCount",
+        "activeBuilds",
+        "queuedBuilds",
+        "cacheHits",
+        "cacheMisses",
+        "wsConnections",
+    ):
+        assert isinstance(body[key], int | float), key
+    assert body["requestCount"] > 0 and body["buildCount"] >= 1
+    assert body["memoryUsage"]["rss"] > 0
+
+
+def test_prometheus_metrics(client: httpx.Client, built: dict[str, object]) -> None:
+    answer = client.get("/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    text = answer.text
+    for name in (
+        "pf_http_requests_total",
+        "pf_http_request_duration_seconds_bucket",
+        "pf_builds_total",
+        "pf_queue_depth",
+        "pf_cache_requests_total",
+        "pf_ws_connections",
+        "process_resident_memory_bytes",
+    ):
+        assert name in text, name
+
+
+def test_openapi_document_lists_every_api_path(client: httpx.Client) -> None:
+    document = client.get("/openapi.json").json()
+    assert document["openapi"].startswith("3.")
+    assert set(document["paths"]) >= {
+        "/api/health",
+        "/api/system",
+        "/api/projects",
+        "/api/modules",
+        "/api/build/all",
+        "/api/build/{language}",
+        "/api/status",
+        "/api/logs/{buildId}",
+        "/api/compile",
+        "/api/builds/{buildId}",
+        "/api/builds/{buildId}/artifacts/{path}",
+        "/api/metrics",
+    }
+
+
+@pytest.mark.parametrize("path", ["/api/nope", "/api", "/api/build", "/api/builds/x/y"])
+def test_unknown_api_paths_are_json_404(client: httpx.Client, path: str) -> None:
+    answer = client.get(path)
+    assert answer.status_code == 404
+    assert answer.headers["content-type"] == "application/json"
+    assert "error" in answer.json()
+
+
+def test_wrong_method_is_json_405(client: httpx.Client) -> None:
+    answer = client.get("/api/build/c")
+    assert answer.status_code == 405 and answer.json()["error"] == "Method Not Allowed"
+
+
+def test_spa_fallback_is_only_for_non_api_paths(client: httpx.Client) -> None:
+    page = client.get("/some/client/route")
+    assert page.status_code == 200 and "pf demo" in page.text
+
+
+def test_cors_wildcard_without_credentials(client: httpx.Client) -> None:
+    answer = client.get("/api/health", headers={"Origin": "https://example.com"})
+    assert answer.headers["access-control-allow-origin"] == "*"
+    assert "access-control-allow-credentials" not in answer.headers
+    preflight = client.options(
+        "/api/build/c",
+        headers={"Origin": "https://example.com", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.status_code == 204
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    plain = client.get("/api/health")
+    assert "access-control-allow-origin" not in plain.headers
+
+
+def test_keep_alive_reuses_one_connection(server: Server) -> None:
+    with httpx.Client(base_url=server.url) as http:
+        for _ in range(3):
+            answer = http.get("/api/health")
+            assert answer.headers.get("connection") != "close"

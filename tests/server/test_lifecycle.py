@@ -1,0 +1,125 @@
+"""pf serve as a process: restarts keep history, signals stop it gracefully, logs are JSON."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pf.cli.serve import command
+from pf.errors import UsageError
+from tests.server.conftest import Server, chatty_tool, unique_c, wait_for
+
+CLANG = "/usr/bin/clang-14"
+# After a graceful stop uvicorn re-raises the signal it caught, so the exit status says
+# what stopped the process, as a shell and systemd expect.
+GRACEFUL = (0, -signal.SIGTERM)
+
+
+def test_restart_keeps_builds_and_logs(make_server: type[Server], tmp_path: Path) -> None:
+    first = make_server(tmp_path / "w").start()
+    with httpx.Client(base_url=first.url, timeout=60) as http:
+        build_id = http.post("/api/build/c", json={}).json()["buildId"]
+        before = wait_for(http, build_id)
+        logs_before = http.get(f"/api/logs/{build_id}").json()
+    assert first.stop() in GRACEFUL
+
+    second = make_server(tmp_path / "w").start()
+    with httpx.Client(base_url=second.url, timeout=60) as http:
+        after = http.get(f"/api/builds/{build_id}").json()
+        assert after == before
+        assert http.get(f"/api/logs/{build_id}").json() == logs_before
+        assert build_id in [b["buildId"] for b in http.get("/api/status").json()["builds"]]
+        [artifact] = after["artifacts"]
+        assert http.get(artifact["url"]).content[:4] == b"\0asm"
+
+
+def test_a_crash_fails_running_builds_and_requeues_queued_ones(
+    make_server: type[Server], tmp_path: Path
+) -> None:
+    slow = chatty_tool(tmp_path, CLANG, hold=3)
+    env = {"PF_JOBS": "1", "PF_CCACHE": "0", "PF_TOOL_CLANG": str(slow)}
+    crashing = make_server(tmp_path / "w", env=env).start()
+    with httpx.Client(base_url=crashing.url, timeout=30) as http:
+        post = {"language": "c", "files": unique_c("running")}
+        running = http.post("/api/compile", json=post).json()["buildId"]
+        wait_for(http, running, until=("running",))
+        post = {"language": "c", "files": unique_c("queued")}
+        queued = http.post("/api/compile", json=post).json()["buildId"]
+        time.sleep(0.3)  # recorded (the writer flushes every 50 ms)
+    crashing.stop(signal.SIGKILL)
+
+    restarted = make_server(tmp_path / "w", env={**env, "PF_TOOL_CLANG": CLANG}).start()
+    with httpx.Client(base_url=restarted.url, timeout=60) as http:
+        failed = http.get(f"/api/builds/{running}").json()
+        assert failed["status"] == "failed" and failed["error"] == "interrupted by restart"
+        assert wait_for(http, queued)["status"] == "completed"
+
+
+def test_sigterm_lets_running_builds_finish_within_the_grace_then_cancels(
+    make_server: type[Server], tmp_path: Path
+) -> None:
+    slow = chatty_tool(tmp_path, CLANG, hold=30)
+    env = {"PF_CCACHE": "0", "PF_TOOL_CLANG": str(slow), "PF_SHUTDOWN_GRACE": "1"}
+    server = make_server(tmp_path / "w", env=env).start()
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        post = {"language": "c", "files": unique_c("long")}
+        build_id = http.post("/api/compile", json=post).json()["buildId"]
+        wait_for(http, build_id, until=("running",))
+    started = time.monotonic()
+    assert server.stop(signal.SIGTERM) in GRACEFUL
+    assert time.monotonic() - started < 15
+    entries = server.log_lines()
+    assert all("timestamp" in e and "level" in e and "message" in e for e in entries), entries
+    messages = [str(e["message"]) for e in entries]
+    assert "stopping the build service" in messages
+    assert any(m.startswith("Finished server process") for m in messages)
+
+    again = make_server(tmp_path / "w").start()
+    with httpx.Client(base_url=again.url) as http:
+        record = http.get(f"/api/builds/{build_id}").json()
+    assert record["status"] == "cancelled", record
+
+
+def test_cors_origin_names_the_allowed_origins(make_server: type[Server], tmp_path: Path) -> None:
+    server = make_server(
+        tmp_path / "w", env={"PF_CORS_ORIGIN": "https://a.example, https://b.example"}
+    ).start()
+    with httpx.Client(base_url=server.url) as http:
+        allowed = http.get("/api/health", headers={"Origin": "https://b.example"})
+        assert allowed.headers["access-control-allow-origin"] == "https://b.example"
+        assert allowed.headers["access-control-allow-credentials"] == "true"
+        assert "Origin" in allowed.headers["vary"]
+        other = http.get("/api/health", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_debug_level_logs_each_request_as_json(make_server: type[Server], tmp_path: Path) -> None:
+    server = make_server(tmp_path / "w", env={"PF_LOG_LEVEL": "debug"}).start()
+    httpx.get(f"{server.url}/api/health?probe=1")
+    time.sleep(0.2)
+    access = [e for e in server.log_lines() if e.get("logger") == "uvicorn.access"]
+    assert any("/api/health?probe=1" in str(e["message"]) for e in access)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--port", "70000"], "--port must be from 0 to 65535"),
+        (["--backlog", "0"], "--backlog must be positive"),
+        (["--root", "/nonexistent/dir"], "is not a directory"),
+        (["--ws-ping-interval", "-1"], "must be positive"),
+        (["--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(argv: list[str], needle: str) -> None:
+    with pytest.raises(UsageError, match=needle):
+        command(argv)
+
+
+def test_a_port_in_use_is_a_clear_error(server: Server, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"cannot listen on 127\.0\.0\.1"):
+        command(["--port", str(server.port), "--root", str(tmp_path), "--projects", str(tmp_path)])
