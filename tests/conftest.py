@@ -19,6 +19,10 @@ def isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("PF_"):
             monkeypatch.delenv(name)
+    # `make test` runs pytest inside make: its variables would make the tests' own make
+    # runs print "Entering directory" lines a user's terminal never shows.
+    for name in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKE_TERMOUT", "MAKE_TERMERR"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PF_CACHE_DIR", str(tmp_path / "pf-cache"))
     monkeypatch.setenv("NO_COLOR", "1")
 

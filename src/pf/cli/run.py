@@ -386,7 +386,7 @@ def _reporter(prefix: bool) -> Reporter:
 
 def _compile(call: CompileCall) -> list[str]:
     # The engine and the toolchain drivers load only when a task reaches `compile`.
-    from pf.cli._taskcompile import compile_hook
+    from pf.engine.taskcompile import compile_hook
 
     return compile_hook(call)
 

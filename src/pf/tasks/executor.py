@@ -33,6 +33,7 @@ from pf.errors import PfError, UsageError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
     from typing import TextIO
@@ -49,6 +50,15 @@ if TYPE_CHECKING:
 
 #: Lines of a heredoc echoed before the rest is summarised.
 ECHO_LINES = 4
+
+
+def echo_lines(command: str) -> list[str]:
+    """How ``command`` is shown before it runs: ``$ first line``, then ``> `` continuations."""
+    lines = command.rstrip("\n").split("\n")
+    shown = [f"$ {lines[0]}"] + [f"> {line}" for line in lines[1:ECHO_LINES]]
+    if len(lines) > ECHO_LINES:
+        shown.append(f"> ... ({len(lines) - ECHO_LINES} more lines)")
+    return shown
 
 
 class CompileCall:
@@ -110,11 +120,7 @@ class Reporter:
     def echo(self, task: str, command: str) -> None:
         """Show ``command`` before it runs: ``$ command`` on stderr, continuation lines ``>``."""
         err = sys.stderr
-        lines = command.rstrip("\n").split("\n")
-        shown = [f"$ {lines[0]}"] + [f"> {line}" for line in lines[1:ECHO_LINES]]
-        if len(lines) > ECHO_LINES:
-            shown.append(f"> ... ({len(lines) - ECHO_LINES} more lines)")
-        for line in shown:
+        for line in echo_lines(command):
             self._write(err, task, self.paint(line, "cmd", err))
 
     def line(self, task: str, stream: str, text: str) -> None:
@@ -181,7 +187,9 @@ class Executor:
     ``environ`` is the process environment tasks start from; ``compile`` is the
     engine hook for ``compile`` lines (None: such a line is an error); ``jobs`` bounds
     the tasks run at once; ``force`` ignores up-to-date checks; ``settings`` returns
-    pf's Settings (loaded on first use: most tasks never need them).
+    pf's Settings (loaded on first use: most tasks never need them). Setting the
+    ``cancel`` Event kills the running command's process group and stops the run
+    (the run fails with that command's signal exit code, or 130 between commands).
 
     >>> Executor(pfyfile, environ=dict(os.environ)).run([Invocation(task, {})]).code
     0
@@ -197,8 +205,10 @@ class Executor:
         jobs: int = 1,
         force: bool = False,
         settings: Callable[[], Settings] | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.pfyfile = pfyfile
+        self.cancel = cancel
         self.environ = dict(environ)
         self.reporter = reporter or Reporter(prefix=jobs > 1)
         self.compile = compile
@@ -458,6 +468,7 @@ class _TaskRun:
             self.elevate(plan),
             on_line=self._on_line,
             on_step=self._on_step if echo_steps else None,
+            cancel=self.executor.cancel,
         )
         if not result.ok:
             raise _Stop(span, result.code)
@@ -486,7 +497,14 @@ class _TaskRun:
     # ------------------------------------------------------------------ statements
 
     def block(self, statements: Sequence[Statement]) -> None:
+        cancel = self.executor.cancel
         for statement in statements:
+            if cancel is not None and cancel.is_set():
+                # Checked per statement too: `env`, `if` and in-process verbs start no
+                # process for the sandbox to kill.
+                from pf.tasks.tools import CANCELLED_CODE
+
+                raise _Stop(statement.span, CANCELLED_CODE)
             try:
                 self.statement(statement)
             except PfError as error:
@@ -539,7 +557,7 @@ class _TaskRun:
 
             self.reporter.echo(self.name, test.left)
             plan = self.elevate(bash_plan(test.left, self.context()))
-            result = run_plan(plan, on_line=self._on_line)
+            result = run_plan(plan, on_line=self._on_line, cancel=self.executor.cancel)
             return result.ok
         left = self.text(test.left)
         if test.op == "set":

@@ -18,6 +18,7 @@ import os
 import re
 import shlex
 import shutil
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -385,6 +386,8 @@ def parse_list(value: str | None) -> list[str]:
 # Task commands run as long as the user wants (dev servers) and may need large address
 # spaces (node and go reserve tens of GiB of virtual memory); only capture stays capped.
 TASK_LIMITS = Limits(timeout=None, memory=None, file_size=None, processes=None)
+#: The exit code of a plan stopped by its ``cancel`` Event before a step (as for SIGINT).
+CANCELLED_CODE = 130
 
 StepSink = Callable[[Step], None]
 
@@ -441,22 +444,34 @@ def run_plan(
     limits: Limits = TASK_LIMITS,
     on_line: LineSink | None = None,
     on_step: StepSink | None = None,
+    cancel: threading.Event | None = None,
 ) -> PlanResult:
     """Apply ``plan`` in order; stop at the first failing command.
 
     ``on_step`` sees each step before it runs (the executor echoes ``describe()``),
     ``on_line`` gets every output line live. A filesystem step that fails raises
     :class:`StepFailed`; a command that fails ends the plan with its exit code.
+    Setting ``cancel`` kills the running command's process group and starts no
+    further step (pf serve's cancel of a task run).
     """
     completed: list[Completed] = []
     for step in plan.steps:
+        if cancel is not None and cancel.is_set():
+            return PlanResult(CANCELLED_CODE, tuple(completed), step)
         if on_step is not None:
             on_step(step)
         if isinstance(step, Say):
             if on_line is not None:
                 on_line("stdout", step.text)
         elif isinstance(step, Run):
-            done = run(step.argv, cwd=step.cwd, env=step.env, limits=limits, on_line=on_line)
+            done = run(
+                step.argv,
+                cwd=step.cwd,
+                env=step.env,
+                limits=limits,
+                on_line=on_line,
+                cancel=cancel,
+            )
             completed.append(done)
             if not done.ok:
                 return PlanResult(exit_code(done), tuple(completed), step)

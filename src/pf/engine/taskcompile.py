@@ -1,27 +1,35 @@
 """The engine behind the task verb ``compile``: a CompileCall -> one cached compile per language.
 
 pf.tasks may not import pf.engine (DESIGN.md's layers: the engine sits above tasks),
-so the CLI hands this function to the executor as its ``compile`` hook. It is
-imported only when a task reaches a ``compile`` line: the engine and the toolchain
-drivers cost tens of milliseconds that other tasks need not pay.
+so the caller hands :func:`compile_hook` to the executor as its ``compile`` hook: the
+CLI as it is, pf serve's task runs bound to the service's settings, action cache,
+cancel Event and live log (:func:`bind_hook`). The CLI imports this module only when
+a task reaches a ``compile`` line: the engine and the toolchain drivers cost tens of
+milliseconds that other tasks need not pay.
 
 Sources are grouped by language (from the extension, unless ``language=`` is given)
 and each group is one compile request, named relative to the group's common
 directory so diagnostics read ``c/math.c:3:5`` as with ``pf build``; the outputs are
-exported into ``out``. A relative ``PF_CACHE_DIR`` is taken relative to the
-Pfyfile's directory, beside the task state under ``.pf/``, wherever pf was started.
+exported into ``out``. Without Settings given, a relative ``PF_CACHE_DIR`` is taken
+relative to the Pfyfile's directory, beside the task state under ``.pf/``, wherever
+pf was started. Imports engine.compile, engine.cache, toolchains, tasks, config and
+errors.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
-from pf.cli.output import human_size
-from pf.config import load_settings
-from pf.engine import BuildResult, compile_sources
+from pf.config import Settings, load_settings
+from pf.engine.cache import ActionCache
+from pf.engine.compile import BuildResult, compile_sources
 from pf.errors import UsageError
+from pf.sandbox import LineSink
 from pf.tasks.executor import CompileCall
 from pf.toolchains import LANGUAGES, CompileRequest, Options, SourceFile, language_of
 
@@ -62,36 +70,73 @@ def _request(language: str, target: str, paths: list[str], options: Options) -> 
     return CompileRequest(language, target, tuple(files), options)
 
 
+def _size(size: int) -> str:
+    # pf.cli.output.human_size's rule; the CLI's start path must not import the engine
+    # for it, nor may the engine import the CLI.
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024 or unit == "MiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
 def _lines(result: BuildResult, written: list[Path], cwd: str) -> list[str]:
     how = "cache hit" if result.cached else f"{result.duration * 1000:.0f} ms"
     lines = [f"{result.language} -> {result.target} ({how})"]
     for path, artifact in zip(written, result.artifacts, strict=True):
         shown = os.path.relpath(path, cwd)
-        lines.append(f"  {shown}  ({human_size(artifact.size)})")
+        lines.append(f"  {shown}  ({_size(artifact.size)})")
     lines += [f"  {diagnostic}" for diagnostic in result.diagnostics]
     if result.note:
         lines.append(f"  note: {result.note}")
     return lines
 
 
-def compile_hook(call: CompileCall) -> list[str]:
-    """Compile ``call``'s sources through the engine's cache; the lines to print."""
-    settings = load_settings()
-    if not settings.cache_dir.is_absolute():
-        settings = replace(settings, cache_dir=Path(call.cwd) / settings.cache_dir)
+def compile_hook(
+    call: CompileCall,
+    *,
+    settings: Settings | None = None,
+    cache: ActionCache | None = None,
+    cancel: threading.Event | None = None,
+    on_line: LineSink | None = None,
+) -> list[str]:
+    """Compile ``call``'s sources through the engine's cache; the lines to print.
+
+    ``on_line`` receives the compilers' output live (the CLI prints only the summary
+    lines returned); ``cancel`` kills a running compile (BuildCancelled).
+    """
+    if settings is None:
+        settings = load_settings()
+        if not settings.cache_dir.is_absolute():
+            settings = replace(settings, cache_dir=Path(call.cwd) / settings.cache_dir)
     options = Options.parse(call.options)
     requests = [
         _request(language, call.target, paths, options) for language, paths in _groups(call).items()
     ]
     out = Path(call.out)
+
+    def one(request: CompileRequest) -> BuildResult:
+        return compile_sources(request, settings, cache=cache, on_line=on_line, cancel=cancel)
+
     if call.jobs and call.jobs > 1 and len(requests) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=call.jobs) as pool:
-            results = list(pool.map(lambda r: compile_sources(r, settings), requests))
+            results = list(pool.map(one, requests))
     else:
-        results = [compile_sources(request, settings) for request in requests]
+        results = [one(request) for request in requests]
     lines: list[str] = []
     for result in results:
         lines += _lines(result, result.export(out), call.cwd)
     return lines
+
+
+def bind_hook(
+    settings: Settings,
+    cache: ActionCache | None,
+    cancel: threading.Event | None,
+    on_line: LineSink | None,
+) -> Callable[[CompileCall], list[str]]:
+    """A ``compile`` hook for one task run of pf serve: its settings, cache, cancel and log."""
+    return partial(compile_hook, settings=settings, cache=cache, cancel=cancel, on_line=on_line)
