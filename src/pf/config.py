@@ -60,6 +60,11 @@ def _parse_positive_int(text: str) -> int:
     return value
 
 
+def _parse_optional_path(text: str) -> Path | None:
+    # Empty means unset, as the task runner's start path reads it (pf._environ).
+    return Path(text) if text else None
+
+
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -123,7 +128,7 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_procs": ("PF_MAX_PROCS", _parse_positive_int),
     "jobs": ("PF_JOBS", _parse_positive_int),
     "ccache": ("PF_CCACHE", _parse_bool),
-    "pfy_file": ("PFY_FILE", Path),
+    "pfy_file": ("PFY_FILE", _parse_optional_path),
     "database_url": ("PF_DATABASE_URL", str),
     "max_queue": ("PF_MAX_QUEUE", _parse_positive_int),
     "max_builds": ("PF_MAX_BUILDS", _parse_positive_int),

@@ -111,3 +111,36 @@ def test_output_and_exit_codes(tmp_path: Path) -> None:
     assert outcome.code == 4
     assert ("stdout", "t", "out") in recorder.events and ("stderr", "t", "err") in recorder.events
     assert ("stdout", "t", "never") not in recorder.events
+
+
+def test_cancel_kills_the_running_command_and_stops_the_run(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    cancel = threading.Event()
+    executor, recorder = _executor(
+        tmp_path,
+        "task t\n  shell echo started; sleep 30\n  shell echo never\nend\n",
+        cancel=cancel,
+    )
+    timer = threading.Timer(0.3, cancel.set)
+    timer.start()
+    started = time.monotonic()
+    outcome = _run(executor, "t")
+    assert time.monotonic() - started < 5
+    assert outcome.code == 137  # SIGKILL of the command's process group
+    assert outcome.failure is not None and outcome.failure.span is not None
+    assert outcome.failure.span.line == 2
+    assert ("stdout", "t", "started") in recorder.events
+    assert all(text != "never" for _, _, text in recorder.events)
+
+
+def test_a_cancelled_run_starts_no_further_statement(tmp_path: Path) -> None:
+    import threading
+
+    cancel = threading.Event()
+    cancel.set()
+    executor, recorder = _executor(tmp_path, "task t\n  shell echo hi\nend\n", cancel=cancel)
+    outcome = _run(executor, "t")
+    assert outcome.code == 130
+    assert recorder.events == []

@@ -4,6 +4,10 @@ Parses the command line and starts the build service: everything in one process 
 embedded defaults (SQLite history under ``.pf/``, the filesystem cache, an in-process
 queue and event bus), nothing else to install or start. The server stack (Starlette,
 uvicorn, SQLAlchemy) is imported only when this command runs.
+
+The tasks served at ``/api/tasks`` come from the Pfyfile ``PFY_FILE`` names, else
+``Pfyfile.pf`` in the ``--projects`` directory, else the nearest ``Pfyfile.pf`` from the
+working directory upward (as ``pf TASK`` finds one); see pf.engine.taskruns.
 """
 
 from __future__ import annotations
@@ -43,7 +47,11 @@ def _parser() -> ArgumentParser:
         "--port", type=int, default=DEFAULT_PORT, help="port (0: any free port, logged)"
     )
     parser.add_argument("--root", type=Path, help="static files and web demo (default: demo web)")
-    parser.add_argument("--projects", type=Path, help="projects to build (default: demos/)")
+    parser.add_argument(
+        "--projects",
+        type=Path,
+        help="projects to build; a Pfyfile.pf here serves /api/tasks (default: demos/)",
+    )
     parser.add_argument("--backlog", type=int, default=DEFAULT_BACKLOG, help="listen backlog")
     parser.add_argument(
         "--ws-ping-interval", type=float, default=20.0, help="seconds between WebSocket pings"

@@ -37,10 +37,11 @@ class Intake:
             project=project,
             options=options.to_dict(),
             created_at=time.time(),
-            budget=self._budget(),
+            budget=self.budget(),
         )
 
-    def _budget(self) -> LogBudget:
+    def budget(self) -> LogBudget:
+        """A fresh log budget for one job (PF_MAX_LOGS_PER_BUILD lines, PF_MAX_LOG_SIZE bytes)."""
         return LogBudget(self.settings.max_logs_per_build, self.settings.max_log_size)
 
     def build(
@@ -96,7 +97,7 @@ class Intake:
         else:
             found = self.projects.get(job.project)
             job.request = request_for(found, job.language, job.target, options)
-        job.budget = self._budget()
+        job.budget = self.budget()
         _plan(job)
 
 

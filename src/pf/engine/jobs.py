@@ -4,7 +4,9 @@ Worker threads change a job under its lock; readers take ``to_api()`` snapshots.
 finished job is frozen in practice: its API dict is computed once and reused, which is
 what keeps ``GET /api/status`` cheap. Build ids read ``<language>-<target>-<ms>-<suffix>``
 where the suffix joins a per-process counter and random bits, so ids never collide in
-one process and practically never across restarts.
+one process and practically never across restarts. A task run (kind ``task``) is a Job
+too, with language ``task`` and target the task's name (``web:build-rust``), so its
+ETA comes from earlier runs of the same task; its id reads ``task-<name>-<ms>-<suffix>``.
 
 Progress is a fixed scale over what a build actually does: 0 while queued, the driver's
 steps ("compile", "link", "optimise", "convert") spread evenly over 10..90 as each one
@@ -25,13 +27,16 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pf.engine.cache import Artifact
 from pf.store.blobs import BlobStore
 from pf.store.builds import CANCELLED, COMPLETED, FAILED, FINISHED, QUEUED, RUNNING, BuildRow
 from pf.store.logs import LogBudget
 from pf.toolchains import CompileRequest
+
+if TYPE_CHECKING:
+    from pf.engine.taskruns import TaskCall
 
 __all__ = [
     "CANCELLED",
@@ -46,6 +51,7 @@ __all__ = [
     "Job",
     "iso_time",
     "new_build_id",
+    "new_task_id",
     "step_progress",
 ]
 
@@ -56,6 +62,12 @@ def new_build_id(language: str, target: str) -> str:
     """``rust-wasm-1732838400123-0007a1b2c3``: unique under any number of concurrent calls."""
     millis = int(time.time() * 1000)
     return f"{language}-{target}-{millis}-{next(_counter) % 0x10000:04x}{secrets.token_hex(3)}"
+
+
+def new_task_id(task: str) -> str:
+    """``task-web:build-rust-1732838400123-0007a1b2c3``: as build ids, with the task's name."""
+    # Cut long names: the id must fit its column (128) with its time and suffix.
+    return new_build_id("task", task[:80])
 
 
 def iso_time(epoch: float | None) -> str | None:
@@ -138,6 +150,7 @@ class Job:
     options: Mapping[str, Any]
     created_at: float
     request: CompileRequest | None = None
+    call: TaskCall | None = None  # a task run's resolved task and parameters
     kind: str = "compile"
     steps: int = 1
     budget: LogBudget = field(default_factory=lambda: LogBudget(20_000, 4 << 20))

@@ -7,7 +7,9 @@ LogBudget) as they arrive. Every outcome goes through ``end``, which takes the j
 lock, refuses a second ending, writes the final record and event through the recorder
 and hands the job back to the service (``retire``). A cancel request wins over any
 other outcome: a build whose cancel Event is set ends ``cancelled`` even if its compiler
-finished first. Imports engine internals, store, toolchains and errors; never server.
+finished first. A task run (kind ``task``) skips the cache and runs the Pfyfile task
+through engine.taskruns instead of a compiler; the rest (log, events, end) is shared.
+Imports engine internals, store, toolchains, tasks and errors; never server.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from prometheus_client import Counter, Histogram
 
 from pf.config import Settings
-from pf.engine import events
+from pf.engine import events, taskruns
 from pf.engine.cache import ActionCache
 from pf.engine.compile import BuildResult, compile_sources, lookup
 from pf.engine.jobs import (
@@ -27,6 +29,7 @@ from pf.engine.jobs import (
     COMPLETED,
     DONE,
     FAILED,
+    FIRST_STEP,
     RUNNING,
     STORE,
     Estimator,
@@ -119,6 +122,8 @@ class Runner:
         if job.cancel.is_set():
             self.end(job, CANCELLED)
             return True
+        if job.kind == "task":
+            return False  # a task's effects are not cached: always run it
         assert job.request is not None
         try:
             result = lookup(job.request, self.settings, cache=self.cache)
@@ -146,6 +151,9 @@ class Runner:
         if job.cancel.is_set():
             self.end(job, CANCELLED)
             return
+        if job.kind == "task":
+            self._run_task(job)
+            return
         assert job.request is not None
         self._start(job, record=True)
         try:
@@ -167,6 +175,31 @@ class Runner:
             if not result.cached:
                 self._phase(job, "store", STORE)
             self.end(job, COMPLETED, result=result)
+
+    def _run_task(self, job: Job) -> None:
+        assert job.call is not None
+        self._start(job, record=True)
+        self._phase(job, "run", FIRST_STEP)
+        started = time.monotonic()
+        try:
+            outcome = taskruns.execute(
+                job.call,
+                self.settings,
+                self.cache,
+                job.cancel,
+                lambda stream, text: self.line(job, stream, text),
+            )
+        except PfError as error:
+            self.end(job, FAILED, error=error)
+        except Exception as error:
+            self._crash(job, error)
+        else:
+            with job.lock:
+                job.timings["run"] = time.monotonic() - started
+            if outcome.code == 0:
+                self.end(job, COMPLETED)
+            else:
+                self.end(job, FAILED, error=taskruns.failure(job.call, outcome))
 
     def _crash(self, job: Job, error: Exception) -> None:
         log.exception("pf: build %s failed inside pf", job.id)
@@ -220,6 +253,9 @@ class Runner:
                 job.duration_ms = round((now - job.started_at) * 1000)
             if status == COMPLETED and result is not None:
                 self._completed(job, result)
+            elif status == COMPLETED:  # a task run: nothing to store
+                job.progress = DONE
+                job.phase = "done"
             elif status == FAILED and error is not None:
                 job.error = error.message
                 if isinstance(error, CompileFailed):
@@ -227,7 +263,8 @@ class Runner:
             elif status == CANCELLED:
                 job.error = job.cancel_reason
         BUILDS.labels(job.language, job.target, status).inc()
-        if status == COMPLETED and result is not None and not result.cached:
+        # A task run (no result) ran for real, as a compile that missed the cache.
+        if status == COMPLETED and (result is None or not result.cached):
             seconds = (job.duration_ms or 0) / 1000
             BUILD_SECONDS.labels(job.language, job.target).observe(seconds)
             self.estimator.add(job.language, job.target, seconds)

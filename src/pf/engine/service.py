@@ -17,7 +17,12 @@ stopped are marked failed with error ``interrupted by restart``, because their
 compiler died with the process and re-running silently could loop on whatever killed
 it. A graceful stop lets running builds finish for ``grace`` seconds, then cancels them
 (error ``cancelled: pf serve shut down``); queued ones stay queued for the next start.
-Imports engine internals, store, toolchains, config and errors; never pf.server/pf.cli.
+
+Pfyfile task runs (``submit_task``, engine.taskruns) are jobs like any build: the same
+queue, workers, records, logs, events, cancellation and restart policy (a queued run
+runs again, its task looked up in the Pfyfile as it is then).
+Imports engine internals, store, toolchains, tasks, config and errors; never
+pf.server/pf.cli.
 """
 
 from __future__ import annotations
@@ -40,11 +45,12 @@ from pf.engine.catalog import Module, Modules, Projects
 from pf.engine.compile import BuildResult
 from pf.engine.events import EventBus, Subscription
 from pf.engine.intake import Intake
-from pf.engine.jobs import CANCELLED, COMPLETED, FAILED, Estimator, Job, iso_time
+from pf.engine.jobs import CANCELLED, COMPLETED, FAILED, Estimator, Job, iso_time, new_task_id
 from pf.engine.recorder import Recorder
 from pf.engine.retention import PRUNE_INTERVAL, RecentBuilds, prune_history, pruner
 from pf.engine.runner import Runner
 from pf.engine.scheduler import Scheduler
+from pf.engine.taskruns import Pfyfiles
 from pf.errors import NotFound, PfError, ServiceUnavailable
 from pf.store.history import Store
 
@@ -52,6 +58,7 @@ log = logging.getLogger("pf.engine")
 
 SHUTDOWN_REASON = "cancelled: pf serve shut down"
 _CANCEL_JOIN = 10.0
+_FRESH = 10.0  # seconds after its end during which a build's log may still be in flight
 
 
 class BuildService:
@@ -76,6 +83,7 @@ class BuildService:
         self.recent = RecentBuilds(settings.max_builds)
         self.catalog = Projects(projects_root)
         self.intake = Intake(settings, self.catalog)
+        self.pfyfiles = Pfyfiles(settings, projects_root)
         self.modules_index = Modules()
         self._active: dict[str, Job] = {}
         self._lock = threading.RLock()
@@ -126,7 +134,10 @@ class BuildService:
         for row in queued:
             job = Job.from_row(row, blobs)
             try:
-                self.intake.resume(job)
+                if job.kind == "task":
+                    self._resume_task(job)
+                else:
+                    self.intake.resume(job)
             except PfError as error:
                 self._runner.end(job, FAILED, error=error)
                 continue
@@ -201,6 +212,39 @@ class BuildService:
         self._accept([job])
         return job.to_api()
 
+    def submit_task(self, name: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """Queue a run of the Pfyfile task ``name`` (``task`` or ``group:task``).
+
+        Reads the Pfyfile (when it changed): call from a thread, not the event loop.
+        TaskNotFound (404), InvalidParameter (400), PfyfileInvalid (503).
+        """
+        self._check_accepting()
+        call = self.pfyfiles.call(name, params)
+        job = Job(
+            id=new_task_id(call.name),
+            language="task",
+            target=call.name,
+            project=None,
+            options={},
+            created_at=time.time(),
+            kind="task",
+            task=call.name,
+            params=dict(call.params),
+            budget=self.intake.budget(),
+        )
+        job.call = call
+        self._accept([job])
+        return job.to_api()
+
+    def tasks(self) -> dict[str, Any]:
+        """The tasks of the server's Pfyfile (engine.taskruns.Pfyfiles.listing); call from
+        a thread: it may parse the Pfyfile."""
+        return self.pfyfiles.listing()
+
+    def _resume_task(self, job: Job) -> None:
+        job.call = self.pfyfiles.call(job.task or job.target, dict(job.params or {}))
+        job.budget = self.intake.budget()
+
     def _check_accepting(self) -> None:
         if not self._accepting:
             raise ServiceUnavailable(
@@ -235,6 +279,7 @@ class BuildService:
 
     def _retire(self, job: Job, _result: BuildResult | None) -> None:
         job.request = None
+        job.call = None
         job.inline_sources = None
         with self._lock:
             self._active.pop(job.id, None)
@@ -308,9 +353,17 @@ class BuildService:
         return job.to_api()
 
     def logs(self, build_id: str) -> list[dict[str, Any]] | None:
-        """API.md's log entries of a build, in order; None if the build is unknown."""
-        if self._job(build_id) is None:
+        """API.md's log entries of a build, in order; None if the build is unknown.
+
+        Blocks up to a few ms for a build that just ended (call from a thread).
+        """
+        job = self._job(build_id)
+        if job is None:
             return None
+        if job.ended_at is not None and time.time() - job.ended_at < _FRESH:
+            # Its record says it ended before the writer thread may have stored its last
+            # lines: a client that saw "completed" must find them all.
+            self.recorder.flush(timeout=_CANCEL_JOIN)
         return [
             {
                 "timestamp": iso_time(line.ts),

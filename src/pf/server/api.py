@@ -212,7 +212,8 @@ async def status(request: Request) -> Response:
         return JSONResponse(record)
     limit = schemas.limit_param(request)
     state = schemas.filter_param(request, "status", STATUSES)
-    language = schemas.filter_param(request, "language", LANGUAGES)
+    # "task": the task runs, whose records carry language "task".
+    language = schemas.filter_param(request, "language", (*LANGUAGES, "task"))
     cache: ListCache = request.app.state.list_cache
     hub: Hub = request.app.state.hub
     key = (hub.generation, limit, state, language)
@@ -255,6 +256,20 @@ async def artifact(request: Request) -> Response:
     return await file_response(
         request, found.path, etag=found.digest, immutable=True, name=found.name
     )
+
+
+async def tasks(request: Request) -> Response:
+    """The tasks of the server's Pfyfile; parsing it (when it changed) runs off the loop."""
+    return JSONResponse(await asyncio.to_thread(_service(request).tasks))
+
+
+async def task_run(request: Request) -> Response:
+    """Queue a run of one Pfyfile task (``name`` or ``group:name``) with ``{params}``."""
+    params = schemas.task_params(await schemas.read_json(request, _settings(request).max_body))
+    name = request.path_params["name"]
+    record = await asyncio.to_thread(_service(request).submit_task, name, params)
+    _changed(request)
+    return JSONResponse(record, status_code=202)
 
 
 async def metrics_json(request: Request) -> Response:
@@ -311,6 +326,8 @@ ROUTES: list[BaseRoute] = [
     Route("/api/builds/{build_id}", build_detail, methods=["GET"]),
     Route("/api/builds/{build_id}", build_cancel, methods=["DELETE"]),
     Route("/api/builds/{build_id}/artifacts/{path:path}", artifact, methods=["GET"]),
+    Route("/api/tasks", tasks, methods=["GET"]),
+    Route("/api/tasks/{name}", task_run, methods=["POST"]),
     Route("/api/metrics", metrics_json, methods=["GET"]),
     Route("/wasm/{language}/{name:path}", module_file, methods=["GET"]),
 ]

@@ -92,8 +92,37 @@ SCHEMAS: dict[str, Schema] = {
             "artifacts": _list(_ref("Artifact")),
             "timings": _null({"type": "object", "additionalProperties": _NUM}),
             "diagnostics": _null(_list(_ref("Diagnostic"))),
+            "task": {**_null(_STR), "description": "a task run's task (kind task)"},
+            "params": {
+                "type": "object",
+                "additionalProperties": _STR,
+                "description": "a task run's parameters (kind task)",
+            },
         },
     ),
+    "Task": _obj(
+        ["id", "name", "group", "description", "params", "aliases"],
+        {
+            "id": {**_STR, "description": "what POST /api/tasks/{name} takes: name or group:name"},
+            "name": _STR,
+            "group": _null(_STR),
+            "description": _null(_STR),
+            "params": _list(_obj(["name", "default"], {"name": _STR, "default": _null(_STR)})),
+            "aliases": _list(_STR),
+        },
+    ),
+    "TaskRequest": {
+        "type": "object",
+        "properties": {
+            "params": {
+                "type": "object",
+                "additionalProperties": {"oneOf": [_STR, _NUM, _BOOL]},
+                "description": "parameter name -> value, as `pf TASK name=value`; only "
+                "parameters the task declares",
+            },
+        },
+        "additionalProperties": False,
+    },
     "Queued": _obj(
         ["buildId", "status", "message"],
         {"buildId": _STR, "status": {"type": "string", "enum": STATUSES}, "message": _STR},
@@ -141,7 +170,7 @@ _ERROR_CODES = {
     405: "Method not allowed",
     409: "Conflict with the build's state",
     413: "Request body above PF_MAX_BODY",
-    503: "Queue full or store unavailable (see Retry-After)",
+    503: "Queue full or store unavailable (see Retry-After), or the server's Pfyfile is invalid",
 }
 
 
@@ -271,6 +300,18 @@ _METRICS = _obj(
     },
 )
 
+_TASKS = _obj(
+    ["tasks"],
+    {
+        "pfyfile": {**_null(_STR), "description": "the Pfyfile read, or null when none"},
+        "tasks": _list(_ref("Task")),
+    },
+)
+_TASK_NAME = {
+    **_path_param("name"),
+    "description": "a main-scope task (or alias) by name, a group's as group:name",
+}
+
 PATHS: dict[str, Schema] = {
     "/api/health": {"get": _op("Liveness", _HEALTH)},
     "/api/ready": {
@@ -326,7 +367,7 @@ PATHS: dict[str, Schema] = {
                 _query("buildId", _STR),
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
                 _query("status", {"type": "string", "enum": STATUSES}),
-                _query("language", {"type": "string", "enum": list(LANGUAGES)}),
+                _query("language", {"type": "string", "enum": [*LANGUAGES, "task"]}),
             ],
         )
     },
@@ -355,6 +396,34 @@ PATHS: dict[str, Schema] = {
                 "416": {"description": "Range not satisfiable"},
                 **_errors(404),
             },
+        }
+    },
+    "/api/tasks": {
+        "get": {
+            **_op("Tasks of the server's Pfyfile", _TASKS, 503),
+            "description": "The Pfyfile is the one PFY_FILE names, else Pfyfile.pf in the "
+            "projects root, else the nearest Pfyfile.pf from the server's working directory "
+            "upward; none: an empty list. One that does not parse: 503 with the rendered "
+            "file:line:col message.",
+        }
+    },
+    "/api/tasks/{name}": {
+        "post": {
+            **_op(
+                "Run a Pfyfile task as a job",
+                _ref("Build"),
+                400,
+                404,
+                413,
+                503,
+                status=202,
+                params=[_TASK_NAME],
+                body=_ref("TaskRequest"),
+            ),
+            "description": "Queued as a build record of kind task (buildId task-<name>-...), "
+            "run through the same queue, workers, logs, events and cancellation "
+            "(DELETE /api/builds/{buildId}) as compiles. Unknown task: 404 with a "
+            "suggestion; a parameter the task does not declare: 400.",
         }
     },
     "/api/metrics": {"get": _op("Counters of requests, builds, cache and clients", _METRICS)},

@@ -131,13 +131,15 @@ def mark_interrupted(conn: Connection, now: float) -> int:
 
 
 def durations(conn: Connection, per_pair: int) -> dict[tuple[str, str], list[float]]:
-    """Seconds taken by the latest ``per_pair`` compiled (not cached) builds per pair."""
+    """Seconds taken by the latest ``per_pair`` compiled (not cached) builds per pair.
+
+    Task runs count too: their pair is ("task", task name), never a compile's.
+    """
     query = (
         select(builds.c.language, builds.c.target, builds.c.duration_ms)
         .where(
             builds.c.status == COMPLETED,
             builds.c.cached.is_(False),
-            builds.c.kind == "compile",
             builds.c.duration_ms.is_not(None),
         )
         .order_by(builds.c.ended_at.desc())

@@ -36,8 +36,8 @@ builds = Table(
     metadata,
     Column("id", String(128), primary_key=True),
     Column("kind", String(16), nullable=False),  # 'compile' | 'task'
-    Column("language", String(32), nullable=False),
-    Column("target", String(32), nullable=False),
+    Column("language", String(32), nullable=False),  # 'task' for a task run
+    Column("target", String(255), nullable=False),  # a task run's: the task's name
     Column("project", String(255)),
     Column("status", String(16), nullable=False),
     Column("progress", Integer, nullable=False, default=0),
