@@ -66,7 +66,9 @@ class Runner:
         recorder: Recorder,
         estimator: Estimator,
         retire: Callable[[Job, BuildResult | None], None],
+        index: Callable[[Job], None],
     ) -> None:
+        self.index = index
         self.settings = settings
         self.cache = cache
         self.recorder = recorder
@@ -246,7 +248,6 @@ class Runner:
         with job.lock:
             if job.finished:
                 return False
-            job.status = status
             job.ended_at = now
             job.eta = None
             if job.started_at is not None:
@@ -262,14 +263,18 @@ class Runner:
                     job.diagnostics = tuple(d.to_dict() for d in error.diagnostics)
             elif status == CANCELLED:
                 job.error = job.cancel_reason
+            if status == COMPLETED and job.project is not None:
+                # Before the status flips: whoever sees "completed" can fetch /wasm/... at once.
+                self.index(job)
+            job.status = status
         BUILDS.labels(job.language, job.target, status).inc()
         # A task run (no result) ran for real, as a compile that missed the cache.
         if status == COMPLETED and (result is None or not result.cached):
             seconds = (job.duration_ms or 0) / 1000
             BUILD_SECONDS.labels(job.language, job.target).observe(seconds)
             self.estimator.add(job.language, job.target, seconds)
-        self.recorder.record(job.to_row(), _final_event(job))
         self.retire(job, result)
+        self.recorder.record(job.to_row(), _final_event(job))
         return True
 
     def _completed(self, job: Job, result: BuildResult) -> None:

@@ -116,7 +116,12 @@ class BuildService:
         self.store.open()
         self._cache = ActionCache(self.settings.cache_dir, self.settings.cache_max_bytes)
         self._runner = Runner(
-            self.settings, self._cache, self.recorder, self.estimator, self._retire
+            self.settings,
+            self._cache,
+            self.recorder,
+            self.estimator,
+            self._retire,
+            self._index_modules,
         )
         interrupted, queued = self.store.recover(time.time())
         if interrupted:
@@ -127,7 +132,8 @@ class BuildService:
         finished = [j for j in finished if j.finished]
         self.recent.seed(finished)
         for job in finished:
-            self._index_modules(job)
+            if job.status == COMPLETED and job.project is not None:
+                self._index_modules(job)
         self.estimator.seed(self.store.durations(self.estimator.per_pair))
         self._history = self.store.count()
         resumed = []
@@ -284,14 +290,12 @@ class BuildService:
         with self._lock:
             self._active.pop(job.id, None)
             self.recent.add(job)
-        self._index_modules(job)
 
     def _index_modules(self, job: Job) -> None:
-        if job.status == COMPLETED and job.project is not None and job.ended_at is not None:
-            for artifact in job.artifacts:
-                self.modules_index.add(
-                    Module(job.language, job.target, job.id, artifact, job.ended_at)
-                )
+        """Make a completed project build's artifacts the latest /wasm/<lang>/<file>."""
+        assert job.ended_at is not None
+        for artifact in job.artifacts:
+            self.modules_index.add(Module(job.language, job.target, job.id, artifact, job.ended_at))
 
     # Queries ------------------------------------------------------------------------
 
