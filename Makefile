@@ -22,8 +22,10 @@ check: setup
 	$(VENV)/mypy
 
 bench: setup
+	@scripts/setup.sh bench
 	$(VENV)/python bench/compile_bench.py
 	$(VENV)/python bench/tasks_bench.py
+	$(VENV)/python bench/server_bench.py
 
 clean:
 	rm -rf .pf

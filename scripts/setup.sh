@@ -16,6 +16,9 @@ APT_PACKAGES=(
   rsync meson ninja-build
 )
 command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs)
+# `setup.sh bench` (make bench) adds the load generator and the static-file baseline of
+# bench/server_bench.py (Debian starts nginx's own service on port 80 when it installs it).
+if [[ "${1:-}" == "bench" ]]; then APT_PACKAGES+=(wrk nginx-light); fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -160,6 +160,9 @@ class Recorder:
             with self._cond:
                 self._written += len(batch)
                 self._cond.notify_all()
+            # Not held while waiting for the next batch: a burst's rows (thousands) would
+            # otherwise stay alive until then.
+            del batch
 
     def _run_chores(self) -> None:
         now = time.monotonic()
