@@ -9,8 +9,9 @@ import json
 import sys
 from pathlib import Path
 
+from pf._units import human_size
 from pf.cli._argparse import ArgumentParser
-from pf.cli.output import human_size, show_error, style
+from pf.cli.output import show_error, style
 from pf.config import load_settings
 from pf.engine import compile_sources
 from pf.engine.projects import discover, request_for

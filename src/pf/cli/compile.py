@@ -6,8 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+from pf._units import human_size
 from pf.cli._argparse import ArgumentParser
-from pf.cli.output import human_size, style
+from pf.cli.output import style
 from pf.config import load_settings
 from pf.engine import compile_sources
 from pf.errors import UsageError

@@ -25,15 +25,6 @@ def style(text: str, colour: str, stream: TextIO = sys.stdout) -> str:
     return f"\x1b[{_CODES[colour]}m{text}\x1b[0m"
 
 
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB"):
-        if value < 1024 or unit == "MiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
-
-
 def show_error(error: PfError, stream: TextIO = sys.stderr) -> None:
     """Render a PfError for a person: message, diagnostics or compiler output, hint.
 

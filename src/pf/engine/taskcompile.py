@@ -25,6 +25,7 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+from pf._units import human_size
 from pf.config import Settings, load_settings
 from pf.engine.cache import ActionCache
 from pf.engine.compile import BuildResult, compile_sources
@@ -70,23 +71,12 @@ def _request(language: str, target: str, paths: list[str], options: Options) -> 
     return CompileRequest(language, target, tuple(files), options)
 
 
-def _size(size: int) -> str:
-    # pf.cli.output.human_size's rule; the CLI's start path must not import the engine
-    # for it, nor may the engine import the CLI.
-    value = float(size)
-    for unit in ("B", "KiB", "MiB"):
-        if value < 1024 or unit == "MiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
-
-
 def _lines(result: BuildResult, written: list[Path], cwd: str) -> list[str]:
     how = "cache hit" if result.cached else f"{result.duration * 1000:.0f} ms"
     lines = [f"{result.language} -> {result.target} ({how})"]
     for path, artifact in zip(written, result.artifacts, strict=True):
         shown = os.path.relpath(path, cwd)
-        lines.append(f"  {shown}  ({_size(artifact.size)})")
+        lines.append(f"  {shown}  ({human_size(artifact.size)})")
     lines += [f"  {diagnostic}" for diagnostic in result.diagnostics]
     if result.note:
         lines.append(f"  note: {result.note}")
