@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pf.config import Settings
+from pf.dsl.suggest import MAX_DISTANCE, distance
 from pf.errors import PfError, ToolchainMissing, UsageError
 from pf.sandbox import Completed, Limits, LineSink, run
 
@@ -80,20 +81,10 @@ def _quoted(names: Sequence[str]) -> str:
 # ------------------------------------------------------------------- did you mean
 
 
-def _distance(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
-
-
 def suggest(word: str, choices: Iterable[str], limit: int = 3) -> list[str]:
     """Choices within edit distance 2 of ``word`` (STYLE.md rec. 7), closest first."""
-    scored = sorted((_distance(word.lower(), c.lower()), c) for c in set(choices))
-    return [c for d, c in scored if d <= 2][:limit]
+    scored = sorted((distance(word.lower(), c.lower()), c) for c in set(choices))
+    return [c for d, c in scored if d <= MAX_DISTANCE][:limit]
 
 
 # -------------------------------------------------------------------------- plans
