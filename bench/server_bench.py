@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pf.toolchains.wasmobj import encode_uleb
 from serverkit import (
     Connection,
     MiB,
@@ -114,18 +115,6 @@ ADD_MODULE = bytes.fromhex(
 )
 
 
-def _leb128(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def wasm_module(size: int = MiB) -> bytes:
     """A valid module exporting ``add``, padded by a custom section to exactly ``size``
     bytes of instruction-like filler (brotli leaves about a quarter, as of real code)."""
@@ -136,13 +125,13 @@ def wasm_module(size: int = MiB) -> bytes:
     while len(filler) < size:
         filler += b"".join(rng.choices(vocabulary, weights, k=4096))
     name = b"pf.bench.padding"
-    head = _leb128(len(name)) + name
+    head = encode_uleb(len(name)) + name
     # Section: id 0, payload size as LEB128; find the payload that makes the total exact.
     for size_len in range(1, 6):
         payload_len = size - len(ADD_MODULE) - 1 - size_len
-        if len(_leb128(payload_len)) == size_len:
+        if len(encode_uleb(payload_len)) == size_len:
             break
-    section = b"\x00" + _leb128(payload_len) + head + bytes(filler[: payload_len - len(head)])
+    section = b"\x00" + encode_uleb(payload_len) + head + bytes(filler[: payload_len - len(head)])
     module = ADD_MODULE + section
     assert len(module) == size
     return module

@@ -86,7 +86,8 @@ class _Reader:
         return self.take(self.uleb()).decode("utf-8", errors="replace")
 
 
-def _uleb(value: int) -> bytes:
+def encode_uleb(value: int) -> bytes:
+    """LEB128 encoding of an unsigned integer, as wasm sizes and counts are written."""
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -274,6 +275,6 @@ def narrow_exports(data: bytes, names: Sequence[str]) -> bytes:
             reader.uleb()
             if name in keep:
                 entries.append(data[entry_start : reader.pos])
-        body = _uleb(len(entries)) + b"".join(entries)
-        out += bytes([_EXPORT]) + _uleb(len(body)) + body
+        body = encode_uleb(len(entries)) + b"".join(entries)
+        out += bytes([_EXPORT]) + encode_uleb(len(body)) + body
     return bytes(out)
