@@ -163,3 +163,14 @@ def test_unknown_command_suggests_the_closest(tmp_path: Path) -> None:
     done = pf("compil", "x.c", cwd=tmp_path)
     assert done.returncode == 2
     assert "unknown command 'compil'" in done.stderr and "did you mean 'compile'?" in done.stderr
+
+
+def test_the_crate_root_leads_whatever_order_the_files_come_in(tmp_path: Path) -> None:
+    (tmp_path / "helper.rs").write_text("pub fn twice(x: i32) -> i32 { x * 2 }\n")
+    (tmp_path / "lib.rs").write_text(
+        'mod helper;\n#[no_mangle]\npub extern "C" fn quad(x: i32) -> i32 '
+        "{ helper::twice(helper::twice(x)) }\n"
+    )
+    done = pf("compile", "helper.rs", "lib.rs", "-o", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "lib.wasm").read_bytes()[:4] == b"\0asm"

@@ -11,6 +11,7 @@ from pf.cli._argparse import ArgumentParser
 from pf.cli.output import style
 from pf.config import load_settings
 from pf.engine import compile_sources
+from pf.engine.projects import lead_first
 from pf.errors import UsageError
 from pf.toolchains import LANGUAGES, TARGETS, CompileRequest, Options, SourceFile, language_of
 
@@ -29,7 +30,8 @@ def _split(items: list[str]) -> tuple[list[Path], dict[str, str]]:
 
 def _sources(paths: list[Path]) -> tuple[SourceFile, ...]:
     sources = []
-    for path in paths:
+    # `pf compile *.rs` lists helper.rs before lib.rs: the crate root must lead.
+    for path in map(Path, lead_first([str(p) for p in paths])):
         try:
             content = path.read_bytes()
         except OSError as exc:

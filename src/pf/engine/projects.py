@@ -30,12 +30,17 @@ class Project:
         return [lang for lang in LANGUAGES if lang in self.sources]
 
 
-def _order(names: list[str]) -> tuple[str, ...]:
-    def rank(name: str) -> tuple[int, str]:
-        base = PurePosixPath(name).name
-        return (_LEADERS.index(base) if base in _LEADERS else len(_LEADERS), name)
+def lead_first(names: list[str]) -> list[str]:
+    """``names`` with a crate root (lib.rs, main.rs) first, the rest in the given order.
 
-    return tuple(sorted(names, key=rank))
+    The first source names the module and is the crate root a Rust driver compiles.
+    """
+
+    def rank(name: str) -> int:
+        base = PurePosixPath(name).name
+        return _LEADERS.index(base) if base in _LEADERS else len(_LEADERS)
+
+    return sorted(names, key=rank)
 
 
 def discover(path: Path, name: str | None = None) -> Project:
@@ -50,7 +55,7 @@ def discover(path: Path, name: str | None = None) -> Project:
         language = language_of(file.name)
         if language and file.is_file() and not file.name.startswith("."):
             found.setdefault(language, []).append(relative.as_posix())
-    sources = {lang: _order(names) for lang, names in found.items()}
+    sources = {lang: tuple(lead_first(sorted(names))) for lang, names in found.items()}
     return Project(name or path.resolve().name, path, sources)
 
 

@@ -29,13 +29,11 @@ from pf._units import human_size
 from pf.config import Settings, load_settings
 from pf.engine.cache import ActionCache
 from pf.engine.compile import BuildResult, compile_sources
+from pf.engine.projects import lead_first
 from pf.errors import UsageError
 from pf.sandbox import LineSink
 from pf.tasks.executor import CompileCall
 from pf.toolchains import LANGUAGES, CompileRequest, Options, SourceFile, language_of
-
-# A crate root or main file leads, so it names the module (as pf.engine.projects does).
-_LEADERS = ("lib.rs", "main.rs")
 
 
 def _groups(call: CompileCall) -> dict[str, list[str]]:
@@ -53,16 +51,8 @@ def _groups(call: CompileCall) -> dict[str, list[str]]:
 
 def _request(language: str, target: str, paths: list[str], options: Options) -> CompileRequest:
     base = os.path.commonpath([os.path.dirname(p) for p in paths])
-    ranked = sorted(
-        paths,
-        key=lambda p: (
-            _LEADERS.index(os.path.basename(p))
-            if os.path.basename(p) in _LEADERS
-            else len(_LEADERS)
-        ),
-    )
     files = []
-    for path in ranked:
+    for path in lead_first(paths):
         try:
             content = Path(path).read_bytes()
         except OSError as exc:

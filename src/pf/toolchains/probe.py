@@ -117,6 +117,8 @@ def detect(spec: ToolSpec, settings: Settings) -> ToolInfo:
                 "version": _read_version(spec, binary, settings),
                 "digest": _digest(real),
             }
+            # The probe file only saves the next run a probe: a read-only cache directory
+            # costs speed, not correctness, and the compile itself reports it if it matters.
             with _lock, contextlib.suppress(OSError):
                 stored = _load(file)
                 stored[f"{spec.name}\0{real}"] = entry
