@@ -28,6 +28,8 @@ from pf.errors import QueueFull
 QUEUE_DEPTH = Gauge("pf_queue_depth", "Builds waiting for a worker (triage and run lanes)")
 
 TRIAGE_THREADS = 2
+# How long a cancel waits for a job to leave its cache check (normally milliseconds).
+_TRIAGE_WAIT = 2.0
 
 
 class Scheduler:
@@ -104,8 +106,16 @@ class Scheduler:
             self._work.notify_all()
 
     def remove(self, job: Job) -> bool:
-        """Take a queued job out of its lane; False when a thread already holds it."""
+        """Take a queued job out of its lane; False when a thread already holds it.
+
+        A job in its cache check is still queued to the caller: the check takes
+        milliseconds, so wait for it to place the job (or finish it, on a hit) rather
+        than treat the job as running.
+        """
+        deadline = time.monotonic() + _TRIAGE_WAIT
         with self._lock:
+            while job in self._triaging and (remaining := deadline - time.monotonic()) > 0:
+                self._idle.wait(remaining)
             for lane in (self._triage_lane, self._run_lane):
                 try:
                     lane.remove(job)
