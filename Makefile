@@ -12,7 +12,8 @@ run: setup
 	@echo "pf serve: point a browser at http://127.0.0.1:8080/ (Ctrl-C stops)"
 	@$(VENV)/pf serve
 
-test: setup
+test:
+	@scripts/setup.sh test
 	$(VENV)/lint-imports
 	$(VENV)/pytest -n auto -q -p no:cacheprovider
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install whatever is missing for pf on Debian 12: the toolchains (apt), node, a .venv
-# with pf and its dependencies. Idempotent, and quick when nothing is missing.
+# Install whatever is missing for pf on Debian 12: the toolchains (apt), node and npm, a
+# .venv with pf and its dependencies, the dashboard's pinned npm packages. Idempotent, and
+# quick when nothing is missing. `setup.sh test` adds the browser of tests/browser,
+# `setup.sh bench` the load generator and nginx of bench/server_bench.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,8 +18,10 @@ APT_PACKAGES=(
   rsync meson ninja-build
 )
 command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs)
-# `setup.sh bench` (make bench) adds the load generator and the static-file baseline of
-# bench/server_bench.py (Debian starts nginx's own service on port 80 when it installs it).
+command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
+# Debian's chromium is the browser Playwright drives (its own download is unreachable here).
+if [[ "${1:-}" == "test" ]]; then APT_PACKAGES+=(chromium); fi
+# Debian starts nginx's own service on port 80 when it installs it; the bench uses its own.
 if [[ "${1:-}" == "bench" ]]; then APT_PACKAGES+=(wrk nginx-light); fi
 
 missing=()
@@ -45,6 +49,15 @@ if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
   echo "setup: installing pf and its Python dependencies into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
   echo "$want" >"$stamp"
+fi
+# The dashboard's plotting library, pinned by its lock file and served by pf itself (never
+# from a CDN); reinstalled when the lock file changes.
+web=src/pf/server/web
+want=$(sha256sum "$web/package-lock.json" | cut -d' ' -f1)
+if [[ "$(cat "$web/node_modules/.pf-setup" 2>/dev/null)" != "$want" ]]; then
+  echo "setup: installing the dashboard's npm packages"
+  npm ci --prefix "$web" --no-audit --no-fund --silent
+  echo "$want" >"$web/node_modules/.pf-setup"
 fi
 # Bytecode up front: with PYTHONDONTWRITEBYTECODE set, every pf start would recompile
 # its modules (about 25 ms), more than `pf list` may take.

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp
 
@@ -36,6 +38,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("pf.server")
 
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# pf's own pages (dashboard, playground) and their scripts: package data, served at /_pf/
+# by the static app of run.py, the pages themselves at short URLs.
+WEB_DIR = Path(__file__).resolve().parent / "web"
+PAGES = {"/dashboard": "dashboard.html", "/playground": "playground.html"}
+
+
+async def _page(request: Request) -> Response:
+    from pf.server.static import file_response
+
+    return await file_response(request, WEB_DIR / PAGES[request.url.path])
 
 
 def create_app(
@@ -68,6 +80,7 @@ def create_app(
         *api.ROUTES,
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
+        *(Route(path, _page, methods=["GET", "HEAD"]) for path in PAGES),
         WebSocketRoute("/ws", hub.endpoint),
         WebSocketRoute("/", hub.endpoint),  # the original's clients connect to the root
         Route("/api", api.unknown_api, methods=_ALL_METHODS),

@@ -31,7 +31,7 @@ from websockets.server import ServerProtocol
 from pf.config import Settings
 from pf.engine.service import BuildService
 from pf.errors import UsageError
-from pf.server.app import create_app
+from pf.server.app import WEB_DIR, create_app
 from pf.server.logging import log_config
 from pf.server.static import Static
 from pf.store import Store
@@ -125,11 +125,16 @@ def bind(host: str, port: int, backlog: int) -> socket.socket:
 
 
 def static_app(root: Path, settings: Settings) -> Static:
-    """The web root at ``/`` with its SPA index (``/wasm/...`` included, as the original)."""
+    """The web root at ``/`` with its SPA index (``/wasm/...`` included, as the original),
+    and pf's own page scripts and styles at ``/_pf/`` with the npm packages setup installed
+    at ``/_pf/vendor/``."""
     index = root / "index.html"
-    return Static(
-        [("/", root)], spa_index=index if index.is_file() else None, cache_dir=settings.cache_dir
-    )
+    roots = [
+        ("/_pf/vendor/uplot", WEB_DIR / "node_modules" / "uplot" / "dist"),
+        ("/_pf", WEB_DIR),
+        ("/", root),
+    ]
+    return Static(roots, spa_index=index if index.is_file() else None, cache_dir=settings.cache_dir)
 
 
 def serve(settings: Settings, options: ServeOptions) -> int:
