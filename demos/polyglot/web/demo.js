@@ -219,7 +219,7 @@ class Section {
     this.setState(`build ${record.status}`, "failed");
     status.replaceChildren(
       `Build ${record.status}: ${record.error || "no error message"} — `,
-      h("a", { href: "/dashboard" }, "see its log on the dashboard"),
+      h("a", { href: `/dashboard#build=${record.buildId}` }, "see its log on the dashboard"),
     );
   }
 

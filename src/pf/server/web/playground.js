@@ -278,7 +278,9 @@ function message(text, kind = "") {
 }
 
 function clearResult() {
-  for (const id of ["diagnostics", "artifacts", "exports", "text-output", "log"]) $(id).hidden = true;
+  for (const id of ["diagnostics", "artifacts", "exports", "text-output", "log"]) {
+    $(id).hidden = true;
+  }
   $("meta").textContent = "";
   message(null);
 }
@@ -327,7 +329,7 @@ async function show(record, target) {
   $("meta").replaceChildren(
     meta.join(" · "),
     " · ",
-    h("a", { href: "/dashboard", title: record.buildId }, "dashboard"),
+    h("a", { href: `/dashboard#build=${record.buildId}`, title: record.buildId }, "dashboard"),
   );
   diagnostics = (record.diagnostics || []).filter((d) => !d.file || d.file === FILES[language]);
   renderGutter();
