@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 from playwright.sync_api import Locator, Page, expect
 
 from tests.browser.conftest import PageErrors, WebServer, no_horizontal_overflow
@@ -84,12 +85,35 @@ def test_a_missing_module_says_how_to_build_it_and_builds_it(
     shot(page, "demo-missing")
 
     hint.get_by_role("button", name="Build WAT").click()
-    expect(section.locator("[data-role=state]")).to_contain_text("loaded", timeout=60_000)
+    expect(section.locator("[data-role=state]")).to_contain_text("loaded")
     expect(hint).to_be_hidden()
     call(page, "wat", "add")
     expect(result(page, "wat", "add")).to_have_text("= 25")
     # The other languages still offer their build.
     expect(page.locator("#rust [data-role=missing]")).to_contain_text("pf web-build-rust")
+    expect(page.locator("#build-all")).to_be_visible()
+
+    # A build started elsewhere (here: the API, as the dashboard does) is followed too.
+    with httpx.Client(base_url=server.url) as http:
+        http.post("/api/build/c", json={"target": "wasm"}).raise_for_status()
+    expect(page.locator("#c [data-role=state]")).to_contain_text("loaded")
+    call(page, "c", "add")
+    expect(result(page, "c", "add")).to_have_text("= 42")
+
+
+def test_build_all_builds_every_missing_module(
+    server: WebServer, page: Page, page_errors: PageErrors
+) -> None:
+    page_errors.allow(r"HTTP 404: .*/wasm/")
+    page_errors.allow(r"status of 404")
+    page.goto("/")
+    expect(page.locator("#rust [data-role=state]")).to_have_text("not built")
+    page.locator("#build-all").get_by_role("button", name="Build all").click()
+    for language in ("rust", "wat", "c", "fortran"):
+        expect(page.locator(f"#{language} [data-role=state]")).to_contain_text("loaded")
+    expect(page.locator("#build-all")).to_be_hidden()
+    call(page, "rust", "fibonacci")
+    expect(result(page, "rust", "fibonacci")).to_have_text("= 55")
 
 
 def test_phone_width(built_server: WebServer, phone_page: Page, shot: Shot) -> None:

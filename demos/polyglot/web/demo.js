@@ -2,7 +2,7 @@
 // their exports, and builds a missing module through the API (POST /api/build/<language>),
 // following the build until it is done. Plain ES module, no build step.
 
-import { api, formatBytes, h } from "/_pf/common.js";
+import { api, connectEvents, connectionBanner, formatBytes, h } from "/_pf/common.js";
 import { Wasi } from "/_pf/wasi.js";
 
 const FINISHED = new Set(["completed", "failed", "cancelled"]);
@@ -90,15 +90,19 @@ class LoadedModule {
 }
 
 const trapOverlay = document.getElementById("trap");
+let trapReturn = null; // the element that had focus when the overlay opened
 
 function showTrap(where, error) {
   trapOverlay.querySelector("[data-role=message]").textContent = `${where}: ${error.message}`;
+  trapReturn = document.activeElement;
   trapOverlay.hidden = false;
   trapOverlay.focus();
 }
 
 function closeTrap() {
   trapOverlay.hidden = true;
+  trapReturn?.focus();
+  trapReturn = null;
 }
 
 trapOverlay.tabIndex = -1;
@@ -107,7 +111,10 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && !trapOverlay.hidden) closeTrap();
 });
 
-/** One language's card: loads its module, wires its forms, offers a build when missing. */
+/**
+ * One language's card: loads its module, wires its forms, offers a build when the module
+ * is missing, and follows any build of it (started here or elsewhere) to reload the module.
+ */
 class Section {
   constructor(node) {
     this.node = node;
@@ -115,9 +122,16 @@ class Section {
     this.url = `/wasm/${this.language}/${node.dataset.file}`;
     this.state = node.querySelector("[data-role=state]");
     this.missing = node.querySelector("[data-role=missing]");
-    this.forms = [...node.querySelectorAll("form.call")];
+    this.progress = h("progress", { max: 100, value: 0 });
+    this.buildStatus = h("span", { class: "muted", "data-role": "build-status" });
+    this.buildLine = h("div", { class: "build-line row", hidden: true });
+    this.buildLine.append(this.progress, this.buildStatus);
+    this.missing.before(this.buildLine);
     this.loaded = null;
-    for (const form of this.forms) {
+    this.loadedText = "";
+    this.loading = Promise.resolve();
+    this.tracking = null; // the build being followed: the newest one wins
+    for (const form of node.querySelectorAll("form.call")) {
       form.addEventListener("submit", (event) => {
         event.preventDefault();
         this.call(form);
@@ -125,50 +139,72 @@ class Section {
     }
   }
 
+  get isMissing() {
+    return this.node.dataset.state === "missing";
+  }
+
   setState(text, kind) {
     this.state.textContent = text;
     this.state.className = `module-state status status-${kind}`;
-    this.node.dataset.state = kind;
   }
 
   enable(on) {
     for (const button of this.node.querySelectorAll("form.call button")) button.disabled = !on;
   }
 
-  async load() {
-    this.setState("loading…", "queued");
-    this.enable(false);
+  /** (Re)loads the module; loads asked for while one runs happen after it, in order. */
+  load() {
+    this.loading = this.loading
+      .then(() => this.fetchModule())
+      .catch((error) => this.unavailable(`Loading ${this.url} failed: ${error}.`, "failed"));
+    return this.loading;
+  }
+
+  async fetchModule() {
+    this.node.dataset.state = "loading";
+    if (!this.loaded) this.setState("loading…", "queued");
     let response;
     try {
       response = await fetch(this.url, { cache: "no-cache" });
     } catch (error) {
-      this.setState("server unreachable", "failed");
+      this.unavailable(`pf serve did not answer (${error.message}).`, "server unreachable");
       return;
     }
     if (response.status === 404) {
-      this.showMissing();
+      this.loaded = null;
+      this.unavailable(`${this.url} has not been built yet.`);
       return;
     }
     try {
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       const bytes = await response.arrayBuffer();
       this.loaded = new LoadedModule(await WebAssembly.compile(bytes));
-      this.missing.hidden = true;
-      this.setState(`loaded · ${formatBytes(bytes.byteLength)}`, "completed");
-      this.enable(true);
+      this.loadedText = `loaded · ${formatBytes(bytes.byteLength)}`;
     } catch (error) {
-      this.setState("failed to load", "failed");
-      this.showMissing(`The module at ${this.url} could not be loaded: ${error.message}.`);
+      this.loaded = null;
+      this.unavailable(`The module at ${this.url} could not be loaded: ${error.message}.`);
+      return;
     }
+    this.node.dataset.state = "loaded";
+    this.missing.hidden = true;
+    this.setState(this.loadedText, "completed");
+    this.enable(true);
+    updateBuildAll();
   }
 
-  showMissing(reason) {
-    this.setState("not built", "cancelled");
-    const button = h("button", { class: "primary", type: "button", "data-role": "build" });
-    button.textContent = `Build ${NAMES[this.language]}`;
-    button.addEventListener("click", () => this.build(button));
+  /** No usable module: says why and how to build it, with a button that does. */
+  unavailable(reason, label = "not built") {
+    this.node.dataset.state = "missing";
+    this.setState(label, "cancelled");
+    this.enable(false);
+    const button = h(
+      "button",
+      { class: "primary", type: "button", "data-role": "build", disabled: this.tracking !== null },
+      `Build ${NAMES[this.language]}`,
+    );
+    button.addEventListener("click", () => this.build());
     this.missing.replaceChildren(
-      h("p", {}, reason || `${this.url} has not been built yet.`),
+      h("p", {}, reason),
       h(
         "p",
         {},
@@ -178,49 +214,72 @@ class Section {
         h("code", {}, `pf web-build-${this.language}`),
         " (this one), or here:",
       ),
-      h(
-        "div",
-        { class: "row" },
-        button,
-        h("progress", { max: 100, value: 0, hidden: true }),
-        h("span", { class: "muted", "data-role": "build-status" }),
-      ),
+      button,
     );
     this.missing.hidden = false;
+    updateBuildAll();
   }
 
-  async build(button) {
-    const progress = this.missing.querySelector("progress");
-    const status = this.missing.querySelector("[data-role=build-status]");
-    button.disabled = true;
-    progress.hidden = false;
-    progress.value = 0;
-    status.textContent = "queued…";
-    let record;
+  async build() {
+    this.setBuilding(true);
+    this.buildStatus.textContent = "asking pf serve…";
     try {
       const answer = await api("POST", `/api/build/${this.language}`, { target: "wasm" });
-      record = await follow(answer.buildId, (current) => {
-        progress.value = current.progress || 0;
-        status.textContent = `${current.status}…`;
-        this.setState(`building · ${current.progress || 0}%`, "running");
-      });
+      await this.track(answer.buildId);
     } catch (error) {
-      status.textContent = `build request failed: ${error.message}`;
-      this.setState("not built", "failed");
-      button.disabled = false;
+      this.buildFailed(`build request failed: ${error.message}`);
+    }
+  }
+
+  setBuilding(on) {
+    this.buildLine.hidden = !on;
+    this.progress.hidden = !on;
+    for (const button of this.node.querySelectorAll("[data-role=build]")) button.disabled = on;
+  }
+
+  /** Follows a build of this module until it ends, then loads what it built. */
+  async track(buildId) {
+    if (this.tracking === buildId) return;
+    this.tracking = buildId;
+    this.setBuilding(true);
+    this.progress.value = 0;
+    let record;
+    try {
+      record = await follow(
+        buildId,
+        (current) => {
+          const percent = current.progress || 0;
+          this.progress.value = percent;
+          this.buildStatus.textContent = `build ${current.status} · ${percent}%`;
+          if (!this.loaded) this.setState(`building · ${percent}%`, "running");
+        },
+        () => this.tracking === buildId,
+      );
+    } catch (error) {
+      if (this.tracking === buildId) this.buildFailed(`Lost track of the build: ${error.message}`);
       return;
     }
+    if (this.tracking !== buildId) return; // a newer build took over
+    this.tracking = null;
     if (record.status === "completed") {
+      this.setBuilding(false);
       await this.load();
-      return;
+    } else {
+      this.buildFailed(
+        `Build ${record.status}: ${record.error || "no error message"} — `,
+        h("a", { href: `/dashboard#build=${buildId}` }, "see its log on the dashboard"),
+      );
     }
-    progress.hidden = true;
-    button.disabled = false;
-    this.setState(`build ${record.status}`, "failed");
-    status.replaceChildren(
-      `Build ${record.status}: ${record.error || "no error message"} — `,
-      h("a", { href: `/dashboard#build=${record.buildId}` }, "see its log on the dashboard"),
-    );
+  }
+
+  buildFailed(...message) {
+    this.tracking = null;
+    this.setBuilding(false);
+    this.buildLine.hidden = false;
+    this.progress.hidden = true;
+    this.buildStatus.replaceChildren(...message);
+    if (this.loaded) this.setState(this.loadedText, "completed");
+    else this.setState("build failed", "failed");
   }
 
   call(form) {
@@ -243,16 +302,73 @@ class Section {
   }
 }
 
-/** Polls a build until it finishes; `onChange(record)` sees every state on the way. */
-async function follow(buildId, onChange) {
+/**
+ * Polls a build until it finishes; `onChange(record)` sees every state on the way.
+ * Stops early (answering null) once `wanted()` turns false.
+ */
+async function follow(buildId, onChange, wanted = () => true) {
   for (;;) {
     const record = await api("GET", `/api/builds/${encodeURIComponent(buildId)}`);
+    if (!wanted()) return null;
     onChange(record);
     if (FINISHED.has(record.status)) return record;
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
 }
 
-for (const node of document.querySelectorAll("section.lang")) {
-  new Section(node).load();
+const sections = new Map(
+  [...document.querySelectorAll("section.lang")].map((node) => {
+    const section = new Section(node);
+    return [section.language, section];
+  }),
+);
+
+// "Build all": offered while any module is missing.
+const buildAllBox = document.getElementById("build-all");
+const buildAllButton = buildAllBox.querySelector("button");
+
+function updateBuildAll() {
+  buildAllBox.hidden = ![...sections.values()].some((section) => section.isMissing);
 }
+
+buildAllButton.addEventListener("click", async () => {
+  buildAllButton.disabled = true;
+  const status = buildAllBox.querySelector("[data-role=status]");
+  try {
+    const answer = await api("POST", "/api/build/all", { target: "wasm" });
+    status.textContent = `${answer.buildIds.length} builds queued`;
+    await Promise.all(
+      answer.buildIds.map(async (id) => {
+        const record = await api("GET", `/api/builds/${encodeURIComponent(id)}`);
+        await sections.get(record.language)?.track(id);
+      }),
+    );
+    status.textContent = "";
+  } catch (error) {
+    status.textContent = `build request failed: ${error.message}`;
+  } finally {
+    buildAllButton.disabled = false;
+  }
+});
+
+// Builds started elsewhere (the dashboard, another tab) are followed too: the page
+// reloads a module when a build of it completes.
+function isDemoBuild(build) {
+  return build.target === "wasm" && Boolean(build.project) && sections.has(build.language);
+}
+
+function onMessage(message) {
+  if (message.type === "initial_status") {
+    // After a (re)connection: builds that ran or finished while the page was not listening.
+    for (const build of message.builds.filter(isDemoBuild)) {
+      const section = sections.get(build.language);
+      if (!FINISHED.has(build.status)) section.track(build.buildId);
+      else if (build.status === "completed" && section.isMissing) section.load();
+    }
+  } else if (message.type === "build_started" && isDemoBuild(message)) {
+    sections.get(message.language).track(message.buildId);
+  }
+}
+
+for (const section of sections.values()) section.load();
+connectEvents({ onMessage, onState: connectionBanner() });
