@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,3 +117,27 @@ def test_phone_width_and_a_wat_trap(server: WebServer, phone_page: Page) -> None
     )
     expect(call(export(phone_page, "add"), "10", "15")).to_have_text("= 25")
     assert no_horizontal_overflow(phone_page)
+
+
+def test_the_editor_indents_and_keeps_drafts(server: WebServer, page: Page) -> None:
+    page.goto("/playground")
+    source = page.locator("#source")
+    source.fill("int f(void) {\n")
+    source.press("End")
+    source.press("Tab")
+    source.press_sequentially("return 1;")
+    expect(source).to_have_value("int f(void) {\n    return 1;")
+    expect(page.locator(".gutter-lines div")).to_have_count(2)
+    source.press("Escape")
+    source.press("Tab")  # after Escape, Tab leaves the editor
+    expect(source).not_to_be_focused()
+
+    page.locator("select[name=language]").select_option("wat")
+    expect(source).to_have_value(re.compile(r"^;; A hand-written module"))
+    page.locator("select[name=language]").select_option("c")
+    expect(source).to_have_value("int f(void) {\n    return 1;")
+    page.reload()
+    expect(page.locator("select[name=language]")).to_have_value("c")
+    expect(source).to_have_value("int f(void) {\n    return 1;")
+    page.get_by_role("button", name="Reset example").click()
+    expect(source).to_have_value(re.compile(r"^/\* Every function is exported"))

@@ -89,9 +89,25 @@ const gutter = editor.querySelector(".gutter-lines");
 const highlights = editor.querySelector(".highlights");
 const messages = editor.querySelector(".messages");
 
-/** The text per language, so switching language and back keeps what was typed. */
-const drafts = { ...EXAMPLES };
+/** The browser's storage, or null where a privacy setting turns it off. */
+function storage() {
+  try {
+    return window.localStorage;
+  } catch {
+    return null;
+  }
+}
+const STORED = "pf.playground";
+
+/** The text per language (kept across language switches and reloads) and the language. */
+const saved = JSON.parse(storage()?.getItem(STORED) ?? "{}");
+const drafts = { ...EXAMPLES, ...saved.drafts };
+if (FILES[saved.language]) form.elements.language.value = saved.language;
 let language = form.elements.language.value;
+
+function save() {
+  storage()?.setItem(STORED, JSON.stringify({ language, drafts }));
+}
 let diagnostics = [];
 let generation = 0; // a newer compile makes an older one's answers stale
 
@@ -196,17 +212,39 @@ function goTo(line, col = 1) {
 
 source.addEventListener("input", () => {
   drafts[language] = source.value;
+  save();
   renderGutter();
   renderDiagnosticsInEditor();
 });
 source.addEventListener("scroll", syncScroll);
 for (const event of ["keyup", "click", "select"]) source.addEventListener(event, showCursor);
+// Tab indents (to the next multiple of TAB columns); Escape, then Tab, leaves the editor,
+// so keyboard users are never trapped in it.
+let tabLeaves = false;
 source.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
     event.preventDefault();
     form.requestSubmit();
+  } else if (event.key === "Tab" && !event.shiftKey && !tabLeaves && !modified(event)) {
+    event.preventDefault();
+    const start = source.value.lastIndexOf("\n", source.selectionStart - 1) + 1;
+    const column = width(source.value.slice(start, source.selectionStart));
+    insert(" ".repeat(TAB - (column % TAB)));
   }
+  tabLeaves = event.key === "Escape";
 });
+
+function modified(event) {
+  return event.ctrlKey || event.metaKey || event.altKey;
+}
+
+/** Types `text` at the caret as the user would, so undo still works. */
+function insert(text) {
+  if (!document.execCommand("insertText", false, text)) {
+    source.setRangeText(text, source.selectionStart, source.selectionEnd, "end");
+    source.dispatchEvent(new Event("input"));
+  }
+}
 
 function setSource(text) {
   source.value = text;
@@ -220,6 +258,7 @@ function setSource(text) {
 
 form.elements.language.addEventListener("change", () => {
   language = form.elements.language.value;
+  save();
   $("file-name").textContent = FILES[language];
   setSource(drafts[language]);
   markToolchains();
@@ -227,6 +266,7 @@ form.elements.language.addEventListener("change", () => {
 
 $("reset-example").addEventListener("click", () => {
   drafts[language] = EXAMPLES[language];
+  save();
   setSource(EXAMPLES[language]);
 });
 
@@ -243,10 +283,13 @@ function markToolchains() {
   }
 }
 
-api("GET", "/api/system").then((system) => {
-  toolchains = system.toolchains;
-  markToolchains();
-});
+api("GET", "/api/system").then(
+  (system) => {
+    toolchains = system.toolchains;
+    markToolchains();
+  },
+  (error) => message(`Could not ask pf serve which toolchains it has: ${error.message}`, "fail"),
+);
 
 function options() {
   const f = form.elements;
