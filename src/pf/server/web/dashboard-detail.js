@@ -8,7 +8,7 @@
 
 import { api, formatBytes, formatMs, h } from "/_pf/common.js";
 import { TERMINAL, durationMs, etaLeft } from "/_pf/dashboard-store.js";
-import { buildLabel, canRebuild, formatEta, formatTimings } from "/_pf/dashboard-list.js";
+import { buildLabel, canRebuild, clockTime, formatEta, formatTimings } from "/_pf/dashboard-list.js";
 
 const MAX_LOG_LINES = 5000; // kept in the DOM; older lines are dropped from the view
 const STREAM_LABEL = { stdout: "out", stderr: "err", pf: "pf" };
@@ -21,7 +21,7 @@ function sameFile(a, b) {
 }
 
 function isoClock(iso) {
-  return iso ? new Date(iso).toLocaleTimeString([], { hour12: false }) : "–";
+  return iso ? clockTime(Date.parse(iso)) : "–";
 }
 
 function optionsText(options) {
@@ -188,7 +188,10 @@ export class Detail {
   }
 
   tick(record) {
-    if (record && record.status === "running") this._progress(record);
+    if (record && record.status === "running") {
+      this._progress(record);
+      if (this.durationFact) this.durationFact.textContent = formatMs(durationMs(record));
+    }
   }
 
   _record(record) {
@@ -214,7 +217,9 @@ export class Detail {
       ["Options", optionsText(record.options) || "defaults"],
     ];
     if (record.kind === "task") facts.unshift(["Task", record.task || "–"]);
-    this.facts.replaceChildren(...facts.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+    const cells = facts.map(([k, v]) => [k, h("dd", {}, v)]);
+    this.durationFact = cells.find(([k]) => k === "Duration")[1];
+    this.facts.replaceChildren(...cells.flatMap(([k, dd]) => [h("dt", {}, k), dd]));
     this._diagnostics(record.diagnostics || []);
     this._artifacts(record);
   }

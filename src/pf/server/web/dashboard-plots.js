@@ -30,6 +30,16 @@ function axes(yLabel, format) {
   ];
 }
 
+/** An x range over the data of at least `span` seconds, ending at the newest point. */
+function timeRange(span) {
+  return (plot) => {
+    const xs = plot.data[0];
+    const last = xs.length ? xs[xs.length - 1] : Date.now() / 1000;
+    const first = xs.length ? xs[0] : last;
+    return [Math.min(first, last - span), last + (last - first) * 0.02];
+  };
+}
+
 function endSeconds(record) {
   const ms = Date.parse(record.endTime);
   return Number.isNaN(ms) ? null : ms / 1000;
@@ -57,8 +67,10 @@ export class Plots {
     this.queue = new Chart(
       queue,
       {
-        // At least the last minute, so the first samples do not span years.
-        scales: { x: { time: true, range: (_, min, max) => [Math.min(min ?? max, max - 60), max] }, y: { range: (_, min, max) => [0, Math.max(4, max)] } },
+        scales: {
+          x: { time: true, range: timeRange(60) },
+          y: { range: (_, min, max) => [0, Math.max(4, max ?? 0)] },
+        },
         axes: axes("builds", (v) => String(v)),
         series: [
           {},
@@ -122,6 +134,7 @@ export class Plots {
   }
 
   _durations(builds) {
+    this.nodes.durations.toggleAttribute("data-empty", builds.length === 0);
     const languages = [...new Set(builds.map((r) => r.language))].sort();
     const xs = [];
     const ys = languages.map(() => []);
@@ -138,7 +151,7 @@ export class Plots {
       this.durations = new Chart(
         this.nodes.durations,
         {
-          scales: { x: { time: true } },
+          scales: { x: { time: true, range: timeRange(60) } },
           axes: axes("ms", (v) => formatMs(v)),
           series: [
             {},
@@ -160,6 +173,7 @@ export class Plots {
   }
 
   _cache(builds) {
+    this.nodes.cache.toggleAttribute("data-empty", builds.length === 0);
     const xs = [];
     const ratio = [];
     let hits = 0;
@@ -176,7 +190,7 @@ export class Plots {
       this.cache = new Chart(
         this.nodes.cache,
         {
-          scales: { x: { time: true }, y: { range: [0, 100] } },
+          scales: { x: { time: true, range: timeRange(60) }, y: { range: [0, 100] } },
           axes: axes("%", (v) => `${v}%`),
           series: [
             {},

@@ -129,6 +129,7 @@ export class BuildStore {
     switch (event.type) {
       case "build_started": {
         if (current) return;
+        const created = createdMs({ buildId: id });
         this._set(
           {
             buildId: id,
@@ -140,7 +141,7 @@ export class BuildStore {
             progress: 0,
             phase: "queued",
             eta: null,
-            createdTime: null,
+            createdTime: new Date(created).toISOString(),
             startTime: null,
             endTime: null,
             duration: null,
@@ -150,7 +151,7 @@ export class BuildStore {
             timings: {},
             diagnostics: [],
             options: {},
-            _created: createdMs({ buildId: id }),
+            _created: created,
             _partial: true, // fields beyond the event's are still unknown
           },
           undefined,

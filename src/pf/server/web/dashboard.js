@@ -10,6 +10,7 @@ import { Detail } from "/_pf/dashboard-detail.js";
 const HISTORY_LIMIT = 1000; // the most /api/status lists at once
 const FETCH_ONE_BY_ONE = 8; // past this many finished builds, one list request instead
 const TICK_MS = 1000;
+const FINISHED_DELAY_MS = 200; // finished builds are fetched together
 const PLOT_EVERY_MS = 1000;
 
 const $ = (id) => document.getElementById(id);
@@ -164,7 +165,7 @@ async function loadHistory() {
 /** A finished build's record (duration, timings, artifacts) is fetched once it ends. */
 store.onFinished = (id) => {
   finished.add(id);
-  finishedTimer ??= setTimeout(fetchFinished, 150);
+  finishedTimer ??= setTimeout(fetchFinished, FINISHED_DELAY_MS);
 };
 store.onLog = (id, lines) => {
   if (detail.lines(id, lines)) schedule();
@@ -172,14 +173,21 @@ store.onLog = (id, lines) => {
 
 async function fetchFinished() {
   finishedTimer = null;
-  const ids = [...finished];
+  const ids = [...finished].filter((id) => store.get(id));
   finished.clear();
   try {
-    if (ids.length > FETCH_ONE_BY_ONE) {
-      await loadHistory();
-    } else {
+    if (ids.length <= FETCH_ONE_BY_ONE) {
       const records = await Promise.all(ids.map((id) => api("GET", `/api/builds/${encodeURIComponent(id)}`)));
       store.merge(records);
+    } else {
+      // Many at once: one list of the newest builds that reaches back to the oldest of them.
+      const wanted = new Set(ids);
+      let deepest = 0;
+      store.order.forEach((record, at) => {
+        if (wanted.has(record.buildId)) deepest = at;
+      });
+      const { builds } = await api("GET", `/api/status?limit=${Math.min(HISTORY_LIMIT, deepest + 16)}`);
+      store.merge(builds);
     }
   } catch (error) {
     say(`Could not load finished builds: ${error.message}`, true);
