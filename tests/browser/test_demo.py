@@ -11,6 +11,9 @@ from playwright.sync_api import Locator, Page, expect
 from tests.browser.conftest import PageErrors, WebServer, no_horizontal_overflow
 
 Shot = Callable[[Page, str], Path]
+# Upper bounds for waits on a compiler or a reconnection (a cold machine compiles slowly).
+BUILD = 60_000
+RECONNECT = 20_000
 
 
 def call(page: Page, language: str, function: str) -> None:
@@ -85,7 +88,7 @@ def test_a_missing_module_says_how_to_build_it_and_builds_it(
     shot(page, "demo-missing")
 
     hint.get_by_role("button", name="Build WAT").click()
-    expect(section.locator("[data-role=state]")).to_contain_text("loaded")
+    expect(section.locator("[data-role=state]")).to_contain_text("loaded", timeout=BUILD)
     expect(hint).to_be_hidden()
     call(page, "wat", "add")
     expect(result(page, "wat", "add")).to_have_text("= 25")
@@ -96,7 +99,7 @@ def test_a_missing_module_says_how_to_build_it_and_builds_it(
     # A build started elsewhere (here: the API, as the dashboard does) is followed too.
     with httpx.Client(base_url=server.url) as http:
         http.post("/api/build/c", json={"target": "wasm"}).raise_for_status()
-    expect(page.locator("#c [data-role=state]")).to_contain_text("loaded")
+    expect(page.locator("#c [data-role=state]")).to_contain_text("loaded", timeout=BUILD)
     call(page, "c", "add")
     expect(result(page, "c", "add")).to_have_text("= 42")
 
@@ -110,7 +113,9 @@ def test_build_all_builds_every_missing_module(
     expect(page.locator("#rust [data-role=state]")).to_have_text("not built")
     page.locator("#build-all").get_by_role("button", name="Build all").click()
     for language in ("rust", "wat", "c", "fortran"):
-        expect(page.locator(f"#{language} [data-role=state]")).to_contain_text("loaded")
+        expect(page.locator(f"#{language} [data-role=state]")).to_contain_text(
+            "loaded", timeout=BUILD
+        )
     expect(page.locator("#build-all")).to_be_hidden()
     call(page, "rust", "fibonacci")
     expect(result(page, "rust", "fibonacci")).to_have_text("= 55")
@@ -128,3 +133,25 @@ def test_phone_width(built_server: WebServer, phone_page: Page, shot: Shot) -> N
     expect(phone_page.locator("#trap")).to_be_hidden()
     assert no_horizontal_overflow(phone_page)
     shot(phone_page, "demo-phone")
+
+
+def test_a_dropped_connection_is_shown_and_followed_again(
+    server: WebServer, page: Page, page_errors: PageErrors
+) -> None:
+    page_errors.allow(r"HTTP 404: .*/wasm/")
+    page_errors.allow(r"status of 404")
+    page_errors.allow(r"WebSocket connection to .* failed")
+    page.goto("/")
+    expect(page.locator("#c [data-role=state]")).to_have_text("not built")
+    banner = page.locator(".pf-banner")
+    port = server.port
+    server.stop()
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("lost")
+    server.args = (*server.args, "--port", str(port))
+    server.start()
+    expect(banner).to_be_hidden(timeout=RECONNECT)
+
+    with httpx.Client(base_url=server.url) as http:
+        http.post("/api/build/c", json={"target": "wasm"}).raise_for_status()
+    expect(page.locator("#c [data-role=state]")).to_contain_text("loaded", timeout=BUILD)

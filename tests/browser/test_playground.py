@@ -11,6 +11,7 @@ from playwright.sync_api import Locator, Page, expect
 from tests.browser.conftest import WebServer, no_horizontal_overflow
 
 Shot = Callable[[Page, str], Path]
+COMPILE = 60_000  # upper bound for a wait on a compiler (a cold machine compiles slowly)
 
 BROKEN = """\
 int add(int a, int b) {
@@ -55,7 +56,7 @@ def test_an_error_shows_at_its_line_then_the_fixed_function_runs(
 ) -> None:
     page.goto("/playground")
     compile_source(page, BROKEN)
-    expect(page.locator("#status")).to_have_text("failed")
+    expect(page.locator("#status")).to_have_text("failed", timeout=COMPILE)
 
     marker = page.locator(".gutter [data-line='3']")
     expect(marker).to_have_class("mark error")
@@ -74,7 +75,7 @@ def test_an_error_shows_at_its_line_then_the_fixed_function_runs(
     shot(page, "playground-diagnostics")
 
     compile_source(page, FIXED)
-    expect(page.locator("#status")).to_have_text("completed")
+    expect(page.locator("#status")).to_have_text("completed", timeout=COMPILE)
     expect(page.locator(".gutter .mark")).to_have_count(0)
     expect(export(page, "add")).to_contain_text("add(i32, i32) → i32")
     expect(call(export(page, "halve"), "84")).to_have_text("= 42")
@@ -88,12 +89,12 @@ def test_llvm_ir_and_asm_js_show_the_produced_text(server: WebServer, page: Page
     page.goto("/playground")
     compile_source(page, FIXED, target="llvm")
     text = page.locator("#text-output")
-    expect(text).to_contain_text("define")
+    expect(text).to_contain_text("define", timeout=COMPILE)
     expect(text).to_contain_text("@add(")
     expect(page.locator("#artifacts")).to_contain_text("main.ll")
 
     compile_source(page, FIXED, target="asm")
-    expect(text).to_contain_text("export var add")
+    expect(text).to_contain_text("export var add", timeout=COMPILE)
     expect(page.locator("#artifacts")).to_contain_text("main.mjs")
     expect(page.locator("#exports")).to_be_hidden()
 
@@ -104,7 +105,7 @@ def test_rust_exports_keep_their_types(server: WebServer, page: Page) -> None:
     expect(page.locator("#file-name")).to_have_text("lib.rs")
     page.locator("#compile").click()  # the Rust example as it is
     fibonacci = export(page, "fibonacci")
-    expect(fibonacci).to_contain_text("fibonacci(i32) → i64")
+    expect(fibonacci).to_contain_text("fibonacci(i32) → i64", timeout=COMPILE)
     expect(call(fibonacci, "90")).to_have_text("= 2880067194370816120")
 
 
