@@ -97,6 +97,7 @@ def test_build_all_streams_logs_before_completion(
 ) -> None:
     open_dashboard(page)
     page.evaluate(RECORD_LOG_LINES)
+    page.locator("#f-opt").select_option("s")
     page.get_by_role("button", name="Build all").click()
     expect(page.locator("#build-message")).to_contain_text("4 builds queued")
     row(page, "c → wasm").locator("button.b-open").click()
@@ -117,6 +118,7 @@ def test_build_all_streams_logs_before_completion(
     expect(detail).to_have_attribute("data-status", "completed")
     expect(log.locator("li", has_text=OPENED)).to_be_visible()
     expect(log.locator("li", has_text="built math.wasm")).to_be_visible()
+    expect(detail.locator(".facts")).to_contain_text("opt_level=s")
 
     seen = page.evaluate("window.logLinesSeen")
     status_when_shown = {line["text"]: line["status"] for line in seen}
@@ -231,7 +233,9 @@ def test_filters_by_language_and_status(server: GatedServer, page: Page) -> None
     expect(highlighted).to_have_attribute("data-stream", "stderr")
 
 
-def test_phone_width_has_no_horizontal_overflow(server: GatedServer, phone_page: Page) -> None:
+def test_phone_width_has_no_horizontal_overflow(
+    server: GatedServer, phone_page: Page, shot: Callable[[Page, str], Path]
+) -> None:
     server.gate.touch()
     server.build_all()
     page = phone_page
@@ -244,6 +248,22 @@ def test_phone_width_has_no_horizontal_overflow(server: GatedServer, phone_page:
     expect(detail.locator(".artifact-table")).to_be_visible()
     expect(detail.locator("ol.log li").first).to_be_visible()
     assert no_horizontal_overflow(page)
+
+    # Rebuilding an unchanged build is answered from the cache, and the view follows it.
+    first = detail.locator(".d-id").text_content()
+    detail.get_by_role("button", name="Rebuild").click()
+    expect(detail.locator(".d-id")).not_to_have_text(first or "")
+    expect(detail).to_have_attribute("data-status", "completed")
+    expect(detail.locator(".d-head .badge", has_text="cached")).to_be_visible()
+    expect(row(page, "rust → wasm").locator(".b-cached")).to_have_count(2)
+    expect(row(page, "rust → wasm").locator(".b-cached").first).to_be_visible()
+    # rust's lib.wasm is big enough to be sent compressed.
+    expect(detail.locator(".artifact-table td").nth(3)).to_have_text(
+        re.compile(r"\d.* (br|gzip) \(\d+%\)")
+    )
+    assert no_horizontal_overflow(page)
+
     detail.get_by_role("button", name="Close build details").click()
     expect(detail).to_be_hidden()
     assert no_horizontal_overflow(page)
+    shot(page, "dashboard-phone")

@@ -8,13 +8,21 @@
 
 import { api, formatBytes, formatMs, h } from "/_pf/common.js";
 import { TERMINAL, durationMs, etaLeft } from "/_pf/dashboard-store.js";
-import { buildLabel, canRebuild, clockTime, formatEta, formatTimings } from "/_pf/dashboard-list.js";
+import {
+  buildLabel,
+  canRebuild,
+  clockTime,
+  formatEta,
+  formatTimings,
+} from "/_pf/dashboard-list.js";
 
 const MAX_LOG_LINES = 5000; // kept in the DOM; older lines are dropped from the view
 const STREAM_LABEL = { stdout: "out", stderr: "err", pf: "pf" };
 // file:line[:col] as compilers print it: "main.c:2:15: error", "  --> src/lib.rs:3:5".
 const LOCATION = /(?:^|-->\s*|\s)((?:[\w.+-]+\/)*[\w.+-]+\.[A-Za-z][\w]*):(\d+)(?::(\d+))?/;
 const compressedSizes = new Map(); // artifact url -> {size, coding}
+const COMPRESS_FROM = 512; // pf serve sends smaller files as they are
+const COMPRESS_ATTEMPTS = 4;
 
 function sameFile(a, b) {
   return a === b || a.endsWith(`/${b}`) || b.endsWith(`/${a}`);
@@ -54,7 +62,11 @@ export class Detail {
     this.cached = h("span", { class: "badge", hidden: true }, "cached");
     this.idText = h("code", { class: "d-id" });
     this.fill = h("span", { class: "bar-fill" });
-    this.bar = h("span", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }, this.fill);
+    this.bar = h(
+      "span",
+      { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 },
+      this.fill,
+    );
     this.progressText = h("span", { class: "muted" });
     this.facts = h("dl", { class: "facts" });
     this.error = h("p", { class: "d-error fail", hidden: true });
@@ -71,7 +83,16 @@ export class Detail {
       h(
         "div",
         { class: "d-head" },
-        h("button", { type: "button", class: "d-close", "data-action": "close", "aria-label": "Close build details" }, "← Back"),
+        h(
+          "button",
+          {
+            type: "button",
+            class: "d-close",
+            "data-action": "close",
+            "aria-label": "Close build details",
+          },
+          "← Back",
+        ),
         this.title,
         this.status,
         this.cached,
@@ -100,8 +121,10 @@ export class Detail {
       const action = target.dataset.action;
       if (action === "close") this.onClose();
       else if (action === "cancel" || action === "rebuild") this.onAction(action, this.id);
-      else if (action === "diagnostic") this.showLogLine(target.dataset.file, Number(target.dataset.line));
-      else if (target.dataset.loc) this.showDiagnostic(target.dataset.file, Number(target.dataset.line));
+      else if (action === "diagnostic")
+        this.showLogLine(target.dataset.file, Number(target.dataset.line));
+      else if (target.dataset.loc)
+        this.showDiagnostic(target.dataset.file, Number(target.dataset.line));
     });
   }
 
@@ -172,7 +195,8 @@ export class Detail {
       }
       return true;
     }
-    if (this.logState === "fetching" || this.logState === "subscribing") this.buffered.push(...lines);
+    if (this.logState === "fetching" || this.logState === "subscribing")
+      this.buffered.push(...lines);
     return false;
   }
 
@@ -279,7 +303,11 @@ export class Detail {
     this.shown.artifacts = key;
     if (artifacts.length === 0) {
       this.artifacts.replaceChildren(
-        h("p", { class: "muted" }, TERMINAL.has(record.status) ? "No artifacts." : "Not built yet."),
+        h(
+          "p",
+          { class: "muted" },
+          TERMINAL.has(record.status) ? "No artifacts." : "Not built yet.",
+        ),
       );
       return;
     }
@@ -302,7 +330,18 @@ export class Detail {
         h(
           "table",
           { class: "artifact-table" },
-          h("thead", {}, h("tr", {}, h("th", {}, "File"), h("th", {}, "Kind"), h("th", {}, "Size"), h("th", {}, "Compressed"))),
+          h(
+            "thead",
+            {},
+            h(
+              "tr",
+              {},
+              h("th", {}, "File"),
+              h("th", {}, "Kind"),
+              h("th", {}, "Size"),
+              h("th", {}, "Compressed"),
+            ),
+          ),
           h("tbody", {}, ...rows),
         ),
       ),
@@ -310,7 +349,8 @@ export class Detail {
   }
 
   /** The size pf serve sends the artifact in (brotli or gzip), from a HEAD request. */
-  async _compressed(artifact, cell) {
+  async _compressed(artifact, cell, attempt = 1) {
+    if (!cell.isConnected && attempt > 1) return; // the view moved on
     let known = compressedSizes.get(artifact.url);
     if (!known) {
       let answer;
@@ -326,11 +366,18 @@ export class Detail {
       }
       const coding = answer.headers.get("content-encoding");
       known = { coding, size: Number(answer.headers.get("content-length")) };
-      // Variants are made in the background: an uncompressed answer may just be early.
       if (coding) compressedSizes.set(artifact.url, known);
     }
     if (!known.coding) {
-      cell.textContent = artifact.size < 512 ? "– (too small)" : "– (not yet)";
+      if (artifact.size < COMPRESS_FROM) {
+        cell.textContent = "– (too small)";
+      } else if (attempt < COMPRESS_ATTEMPTS) {
+        // The server makes compressed variants in the background after the first request.
+        cell.textContent = "…";
+        setTimeout(() => this._compressed(artifact, cell, attempt + 1), 500 * attempt);
+      } else {
+        cell.textContent = "– (sent as is)";
+      }
       return;
     }
     const ratio = Math.round((100 * known.size) / Math.max(artifact.size, 1));

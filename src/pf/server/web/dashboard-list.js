@@ -29,7 +29,12 @@ export function buildLabel(record) {
 }
 
 // One formatter for every row: toLocaleTimeString builds a new one per call (slow).
-const CLOCK = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+const CLOCK = new Intl.DateTimeFormat([], {
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  hourCycle: "h23",
+});
 
 /** A build's submission time of day, "14:03:07". */
 export function clockTime(ms) {
@@ -46,18 +51,35 @@ class Row {
     this.project = h("span", { class: "b-project muted" });
     this.when = h("time", { class: "b-when muted" });
     this.fill = h("span", { class: "bar-fill" });
-    this.bar = h("span", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }, this.fill);
+    this.bar = h(
+      "span",
+      { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 },
+      this.fill,
+    );
     this.eta = h("span", { class: "b-eta muted" });
     this.duration = h("span", { class: "b-duration" });
     this.timings = h("span", { class: "timings" });
-    this.cancel = h("button", { type: "button", class: "small", "data-action": "cancel", hidden: true }, "Cancel");
-    this.rebuild = h("button", { type: "button", class: "small", "data-action": "rebuild", hidden: true }, "Rebuild");
+    this.cancel = h(
+      "button",
+      { type: "button", class: "small", "data-action": "cancel", hidden: true },
+      "Cancel",
+    );
+    this.rebuild = h(
+      "button",
+      { type: "button", class: "small", "data-action": "rebuild", hidden: true },
+      "Rebuild",
+    );
     this.node = h(
       "li",
       { class: "build", "data-id": id },
       h(
         "button",
-        { type: "button", class: "b-open", "data-action": "open", "aria-label": `Show build ${id}` },
+        {
+          type: "button",
+          class: "b-open",
+          "data-action": "open",
+          title: `Show build ${id}`,
+        },
         this.label,
         this.status,
         this.cached,
@@ -101,7 +123,9 @@ class Row {
     const etaText = [phase, formatEta(eta)].filter(Boolean).join(" · ");
     this._field("eta", etaText, (v) => (this.eta.textContent = v));
     this._field("duration", formatMs(durationMs(record)), (v) => (this.duration.textContent = v));
-    this._field("timings", JSON.stringify(record.timings || {}), () => this._timings(record.timings));
+    this._field("timings", JSON.stringify(record.timings || {}), () =>
+      this._timings(record.timings),
+    );
     this._field("rebuild", active ? false : canRebuild(record), (v) => (this.rebuild.hidden = !v));
   }
 
@@ -184,7 +208,8 @@ export class BuildList {
   tick(store) {
     for (const id of this.visible) {
       const record = store.get(id);
-      if (record && record.status === "running") this.rows.get(id)?.update(record, id === this.selected);
+      if (record && record.status === "running")
+        this.rows.get(id)?.update(record, id === this.selected);
     }
   }
 

@@ -49,7 +49,9 @@ class Chart {
   constructor(node, options, data) {
     this.node = node;
     this.plot = new uPlot({ ...options, width: this._width(), height: HEIGHT }, data, node);
-    new ResizeObserver(() => this.plot.setSize({ width: this._width(), height: HEIGHT })).observe(node);
+    new ResizeObserver(() => this.plot.setSize({ width: this._width(), height: HEIGHT })).observe(
+      node,
+    );
   }
 
   _width() {
@@ -74,8 +76,18 @@ export class Plots {
         axes: axes("builds", (v) => String(v)),
         series: [
           {},
-          { label: "queued", stroke: cssVar("--warn", "#e67700"), width: 2, paths: uPlot.paths.stepped({ align: 1 }) },
-          { label: "running", stroke: cssVar("--run", "#1971c2"), width: 2, paths: uPlot.paths.stepped({ align: 1 }) },
+          {
+            label: "queued",
+            stroke: cssVar("--warn", "#e67700"),
+            width: 2,
+            paths: uPlot.paths.stepped({ align: 1 }),
+          },
+          {
+            label: "running",
+            stroke: cssVar("--run", "#1971c2"),
+            width: 2,
+            paths: uPlot.paths.stepped({ align: 1 }),
+          },
         ],
       },
       [[], [], []],
@@ -120,7 +132,14 @@ export class Plots {
       ["server RSS", formatBytes(m.memoryUsage?.rss)],
     ];
     this.stats.replaceChildren(
-      ...tiles.map(([label, value]) => h("div", { class: "stat" }, h("span", { class: "stat-value" }, String(value)), h("span", { class: "muted" }, label))),
+      ...tiles.map(([label, value]) =>
+        h(
+          "div",
+          { class: "stat" },
+          h("span", { class: "stat-value" }, String(value)),
+          h("span", { class: "muted" }, label),
+        ),
+      ),
     );
   }
 
@@ -143,7 +162,9 @@ export class Plots {
       const x = endSeconds(record);
       if (x === null) continue;
       xs.push(x);
-      ys.forEach((series, i) => series.push(i === index.get(record.language) ? record.duration : null));
+      ys.forEach((series, i) =>
+        series.push(i === index.get(record.language) ? record.duration : null),
+      );
     }
     if (!this.durations || languages.join() !== this.languages.join()) {
       this.languages = languages;

@@ -112,7 +112,10 @@ export class BuildStore {
     if (current && !authoritative) {
       const before = RANK[current.status] ?? 0;
       const after = RANK[record.status] ?? 0;
-      if (after < before || (after === before && (record.progress ?? 0) < (current.progress ?? 0))) {
+      if (
+        after < before ||
+        (after === before && (record.progress ?? 0) < (current.progress ?? 0))
+      ) {
         return;
       }
     }
@@ -182,11 +185,15 @@ export class BuildStore {
       default: {
         const status = END_EVENTS[event.type];
         if (!status) return;
-        const base = current || { buildId: id, _created: createdMs({ buildId: id }), _partial: true };
+        const base = current || {
+          buildId: id,
+          _created: createdMs({ buildId: id }),
+          _partial: true,
+        };
         const next = {
           ...base,
           status,
-          progress: status === "completed" ? 100 : base.progress ?? 0,
+          progress: status === "completed" ? 100 : (base.progress ?? 0),
           eta: null,
           cached: event.cached ?? base.cached ?? false,
           error: event.error ?? base.error ?? null,

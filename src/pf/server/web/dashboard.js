@@ -19,6 +19,7 @@ const params = new URLSearchParams(location.search);
 const filters = { language: params.get("language") || "", status: params.get("status") || "" };
 
 let events = null;
+let connected = false;
 let following = null; // the build whose log lines the server sends us
 let frameWanted = false;
 let redrawAll = false;
@@ -93,7 +94,12 @@ function drawCounts() {
     ...STATUSES.filter((s) => counts[s]).map((s) =>
       h(
         "button",
-        { type: "button", class: `count status status-${s}`, "data-status": s, title: `Show ${s} builds` },
+        {
+          type: "button",
+          class: `count status status-${s}`,
+          "data-status": s,
+          title: `Show ${s} builds`,
+        },
         `${counts[s]} ${s}`,
       ),
     ),
@@ -125,19 +131,26 @@ function onState(state, seconds) {
   const live = $("live");
   live.dataset.state = state;
   live.textContent = { open: "live", connecting: "connecting", closed: "offline" }[state];
-  if (state === "open") {
+  connected = state === "open";
+  if (connected) {
     // A new connection streams every build's log lines until told otherwise.
     following = null;
-    events.send({ type: "subscribe", buildIds: [] });
+    send({ type: "subscribe", buildIds: [] });
     detail.resubscribe();
   }
 }
 
+/** Sends on the open connection only: every (re)connection subscribes afresh, so a
+ * message queued while offline would only undo that. */
+function send(message) {
+  if (connected) events.send(message);
+}
+
 /** Sends only the log lines of build `id` from now on. */
 function follow(id) {
-  if (following && following !== id) events.send({ type: "unsubscribe", buildIds: [following] });
+  if (following && following !== id) send({ type: "unsubscribe", buildIds: [following] });
   following = id;
-  events.send({ type: "subscribe", buildIds: [id] });
+  send({ type: "subscribe", buildIds: [id] });
 }
 
 async function resync(builds) {
@@ -154,8 +167,9 @@ async function resync(builds) {
 }
 
 /** The newest builds from the history; returns their ids. */
-async function loadHistory() {
-  const { builds } = await api("GET", `/api/status?limit=${HISTORY_LIMIT}`);
+async function loadHistory(query = {}) {
+  const search = new URLSearchParams({ limit: HISTORY_LIMIT, ...query });
+  const { builds } = await api("GET", `/api/status?${search}`);
   store.merge(builds);
   plotsDirty = true;
   schedule();
@@ -177,7 +191,9 @@ async function fetchFinished() {
   finished.clear();
   try {
     if (ids.length <= FETCH_ONE_BY_ONE) {
-      const records = await Promise.all(ids.map((id) => api("GET", `/api/builds/${encodeURIComponent(id)}`)));
+      const records = await Promise.all(
+        ids.map((id) => api("GET", `/api/builds/${encodeURIComponent(id)}`)),
+      );
       store.merge(records);
     } else {
       // Many at once: one list of the newest builds that reaches back to the oldest of them.
@@ -186,7 +202,10 @@ async function fetchFinished() {
       store.order.forEach((record, at) => {
         if (wanted.has(record.buildId)) deepest = at;
       });
-      const { builds } = await api("GET", `/api/status?limit=${Math.min(HISTORY_LIMIT, deepest + 16)}`);
+      const { builds } = await api(
+        "GET",
+        `/api/status?limit=${Math.min(HISTORY_LIMIT, deepest + 16)}`,
+      );
       store.merge(builds);
     }
   } catch (error) {
@@ -208,7 +227,7 @@ function select(id) {
   const previous = detail.id;
   if (previous === id) return;
   if (previous && following === previous) {
-    events.send({ type: "unsubscribe", buildIds: [previous] });
+    send({ type: "unsubscribe", buildIds: [previous] });
     following = null;
   }
   list.select(id);
@@ -253,9 +272,13 @@ async function act(action, id) {
 
 function rebuild(record) {
   if (record.kind === "task") {
-    return api("POST", `/api/tasks/${encodeURIComponent(record.task)}`, { params: record.params || {} });
+    return api("POST", `/api/tasks/${encodeURIComponent(record.task)}`, {
+      params: record.params || {},
+    });
   }
-  const options = Object.fromEntries(Object.entries(record.options || {}).filter(([, v]) => v !== null));
+  const options = Object.fromEntries(
+    Object.entries(record.options || {}).filter(([, v]) => v !== null),
+  );
   return api("POST", `/api/build/${encodeURIComponent(record.language)}`, {
     ...options,
     target: record.target,
@@ -269,7 +292,10 @@ let system = null;
 let projects = [];
 
 async function loadForm() {
-  [system, { projects }] = await Promise.all([api("GET", "/api/system"), api("GET", "/api/projects")]);
+  [system, { projects }] = await Promise.all([
+    api("GET", "/api/system"),
+    api("GET", "/api/projects"),
+  ]);
   const project = $("f-project");
   project.replaceChildren(...projects.map((p) => h("option", { value: p.name }, p.name)));
   $("f-target").replaceChildren(...system.buildTargets.map((t) => h("option", { value: t }, t)));
@@ -296,7 +322,10 @@ function targetsForLanguage() {
   for (const option of $("f-target").options) {
     const pair = pairs[option.value];
     option.disabled = Boolean(pair && !pair.available);
-    option.title = pair && !pair.available ? pair.reason || "no toolchain" : `${pair?.tool ?? ""} ${pair?.version ?? ""}`;
+    option.title =
+      pair && !pair.available
+        ? pair.reason || "no toolchain"
+        : `${pair?.tool ?? ""} ${pair?.version ?? ""}`;
   }
   $("build-one").textContent = language ? `Build ${language}` : "Build language";
   $("build-one").disabled = !language;
@@ -358,6 +387,16 @@ function setFilter(name, value) {
   else url.searchParams.delete(name);
   window.history.replaceState(null, "", url);
   schedule(true);
+  loadFiltered();
+}
+
+/** The newest builds that pass the filters, which may be older than the history loaded. */
+function loadFiltered() {
+  const query = {};
+  if (filters.language) query.language = filters.language;
+  if (STATUSES.includes(filters.status)) query.status = filters.status;
+  if (Object.keys(query).length === 0) return;
+  loadHistory(query).catch((error) => say(`Could not load the builds: ${error.message}`, true));
 }
 
 $("filter-status").value = filters.status;
@@ -384,6 +423,7 @@ const linked = /^#build=(.+)$/.exec(location.hash);
 if (linked) select(decodeURIComponent(linked[1]));
 loadForm().catch((error) => say(`Could not load the build options: ${error.message}`, true));
 loadHistory().catch((error) => say(`Could not load the build history: ${error.message}`, true));
+loadFiltered();
 import("/_pf/dashboard-plots.js")
   .then(({ Plots }) => {
     plots = new Plots({
