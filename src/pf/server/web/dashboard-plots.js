@@ -15,7 +15,8 @@ const LANGUAGE_COLOURS = {
 };
 const HIT_WINDOW = 20; // builds in the rolling cache hit ratio
 const MAX_SAMPLES = 300; // queue-depth samples kept (10 minutes at the poll interval)
-const POLL_MS = 2000;
+const POLL_BUSY_MS = 1000; // while builds are queued or running
+const POLL_IDLE_MS = 5000;
 
 function cssVar(name, fallback) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
@@ -94,22 +95,43 @@ export class Plots {
     );
     this.samples = [[], [], []];
     this.timer = null;
+    this.nextAt = 0;
+    this.polledAt = 0;
+    this.busy = () => false;
   }
 
-  /** Polls /api/metrics while the page is visible. */
-  start() {
-    const poll = async () => {
-      this.timer = null;
-      if (!document.hidden) {
-        try {
-          this._metrics(await api("GET", "/api/metrics"));
-        } catch (error) {
-          this.stats.dataset.error = error.message; // the connection banner tells the user
-        }
+  /** Polls /api/metrics while the page is visible, faster while `busy()` says builds run. */
+  start(busy) {
+    this.busy = busy;
+    this._poll();
+  }
+
+  async _poll() {
+    this.timer = null;
+    this.polledAt = performance.now();
+    let active = false;
+    if (!document.hidden) {
+      try {
+        const metrics = await api("GET", "/api/metrics");
+        this._metrics(metrics);
+        active = metrics.queuedBuilds + metrics.activeBuilds > 0;
+      } catch (error) {
+        this.stats.dataset.error = error.message; // the connection banner tells the user
       }
-      this.timer = setTimeout(poll, POLL_MS);
-    };
-    poll();
+    }
+    this._next(active || this.busy() ? POLL_BUSY_MS : POLL_IDLE_MS);
+  }
+
+  _next(wait) {
+    this.nextAt = performance.now() + wait;
+    this.timer = setTimeout(() => this._poll(), wait);
+  }
+
+  /** Builds started or ended: poll at the busy pace from now on. */
+  nudge() {
+    if (this.timer === null || this.nextAt - performance.now() <= POLL_BUSY_MS) return;
+    clearTimeout(this.timer);
+    this._next(Math.max(0, this.polledAt + POLL_BUSY_MS - performance.now()));
   }
 
   _metrics(m) {

@@ -121,6 +121,7 @@ function onMessage(message) {
       break;
     default:
       store.apply(message);
+      if (message.type !== "build_log" && message.type !== "build_progress") plots?.nudge();
   }
   schedule();
 }
@@ -432,7 +433,7 @@ import("/_pf/dashboard-plots.js")
       queue: $("plot-queue"),
       stats: $("stats"),
     });
-    plots.start();
+    plots.start(() => running || store.order.some((r) => r.status === "queued"));
     plotsDirty = true;
     schedule();
   })
