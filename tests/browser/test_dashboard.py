@@ -37,6 +37,14 @@ RECORD_LOG_LINES = """() => {
 }"""
 
 
+@pytest.fixture(autouse=True)
+def patient_expect() -> Iterator[None]:
+    """Builds are real compiles on a shared machine: wait for them longer than 5 s."""
+    expect.set_options(timeout=20_000)
+    yield
+    expect.set_options(timeout=5_000)
+
+
 class GatedServer(WebServer):
     """pf serve whose C compiles wait for ``gate`` to exist."""
 

@@ -137,6 +137,7 @@ export class BuildStore {
           {
             buildId: id,
             kind: event.language === "task" ? "task" : "compile",
+            task: event.language === "task" ? event.target : undefined, // a task run's name
             language: event.language,
             target: event.target,
             project: event.project,
