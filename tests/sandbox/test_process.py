@@ -110,3 +110,112 @@ def test_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
     )
     assert done.cancelled and not done.ok and not done.timed_out
     assert _gone(int(pidfile.read_text()))
+
+
+@pytest.fixture(params=["prlimit", "preexec"])
+def limiter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways the limits are set: util-linux prlimit, or pf's own hook where it is absent."""
+    import pf.sandbox.process as process
+
+    if request.param == "prlimit":
+        assert process._PRLIMIT is not None, "util-linux prlimit is installed on Debian"
+    else:
+        monkeypatch.setattr(process, "_PRLIMIT", None)
+    return str(request.param)
+
+
+def _limits_seen(text: str) -> dict[str, str]:
+    # /proc/self/limits: "Max cpu time   <soft>   <hard>   <units>"
+    seen = {}
+    for line in text.splitlines()[1:]:
+        name, soft = line[:26].strip(), line[26:47].strip()
+        seen[name] = soft
+    return seen
+
+
+def test_the_limits_apply_to_the_command_itself(tmp_path: Path, limiter: str) -> None:
+    limits = Limits(timeout=10, memory=1024**3, file_size=4096, processes=500)
+    done = run(["/bin/cat", "/proc/self/limits"], cwd=tmp_path, env=ENV, limits=limits)
+    assert done.ok, done.stderr
+    seen = _limits_seen(done.stdout)
+    assert seen["Max cpu time"] == "41"
+    assert seen["Max address space"] == str(1024**3)
+    assert seen["Max file size"] == "4096"
+    assert seen["Max processes"] == "500"
+    assert seen["Max core file size"] == "0"
+
+
+def test_the_file_size_limit_stops_a_runaway_write(tmp_path: Path, limiter: str) -> None:
+    done = run(
+        ["/bin/dd", "if=/dev/zero", "of=big", "bs=1M", "count=8"],
+        cwd=tmp_path,
+        env=ENV,
+        limits=Limits(file_size=1024**2),
+    )
+    assert done.code != 0
+    assert (tmp_path / "big").stat().st_size <= 1024**2
+
+
+def test_the_command_sees_its_own_argv_and_exit_code(tmp_path: Path, limiter: str) -> None:
+    script = 'echo "$0" "$@"; exit 7'
+    done = run(["/bin/bash", "-c", script, "name", "a b"], cwd=tmp_path, env=ENV)
+    assert done.code == 7
+    assert done.stdout == "name a b\n"
+    assert done.argv == ("/bin/bash", "-c", script, "name", "a b")
+
+
+@pytest.mark.parametrize(
+    ("program", "reason"),
+    [
+        ("no-such-tool-here", "No such file or directory"),
+        ("./missing", "No such file or directory"),
+        ("./data.txt", "Permission denied"),
+    ],
+)
+def test_a_program_that_cannot_run_is_a_sandbox_error(
+    tmp_path: Path, limiter: str, program: str, reason: str
+) -> None:
+    (tmp_path / "data.txt").write_text("not a program")
+    with pytest.raises(SandboxError, match=f"cannot run {program}: {reason}"):
+        run([program], cwd=tmp_path, env=ENV)
+
+
+def test_a_relative_program_is_found_from_the_working_directory(
+    tmp_path: Path, limiter: str
+) -> None:
+    tool = tmp_path / "tool.sh"
+    tool.write_text("#!/bin/sh\necho ran\n")
+    tool.chmod(0o755)
+    done = run(["./tool.sh"], cwd=tmp_path, env=ENV)
+    assert done.ok and done.stdout == "ran\n"
+
+
+def test_long_lines_and_an_unterminated_last_line_arrive_whole(tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+    code = "import sys\nsys.stdout.write('x' * 200000 + '\\nlast')\nsys.stderr.write('e\\n')"
+    done = run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=ENV,
+        on_line=lambda stream, text: seen.append((stream, text)),
+    )
+    assert done.ok
+    out = [text for stream, text in seen if stream == "stdout"]
+    # A line longer than 64 KiB comes in 64 KiB pieces; nothing is lost or reordered.
+    assert "".join(out) == "x" * 200000 + "last"
+    assert out[-1] == "last" and all(len(piece) <= 64 * 1024 for piece in out)
+    assert ("stderr", "e") in seen
+    assert done.stdout == "x" * 200000 + "\nlast"
+
+
+def test_a_grandchild_holding_the_pipes_does_not_hold_the_run(tmp_path: Path) -> None:
+    # setsid puts the grandchild outside the group pf kills; it keeps stdout open.
+    pidfile = tmp_path / "grandchild.pid"
+    script = f"setsid sleep 30 & echo $! > {pidfile}; echo started"
+    started = time.monotonic()
+    try:
+        done = run(["/bin/bash", "-c", script], cwd=tmp_path, env=ENV)
+    finally:
+        os.kill(int(pidfile.read_text()), 9)
+    assert done.ok and done.stdout == "started\n"
+    assert time.monotonic() - started < 20
