@@ -7,6 +7,7 @@ observed, not inferred.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import stat
@@ -211,3 +212,75 @@ def _wait_for(path: Path) -> None:
         if path.exists() and path.read_text().strip():
             return
         threading.Event().wait(0.05)
+
+
+HELLO_F90 = b'program hello\n  print *, "hello", 1\nend program hello\n'
+TWICE_F90 = b"""integer(c_int) function twice(n) bind(C, name="twice")
+  use iso_c_binding
+  integer(c_int), value :: n
+  twice = 2 * n
+end function twice
+"""
+
+
+@pytest.fixture
+def counted_clang19(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Route clang-19 (Fortran's wasm back end) through a logging wrapper."""
+    log = tmp_path / "clang-19.log"
+    log.touch()
+    wrapper = tmp_path / "clang-19"
+    wrapper.write_text(
+        f'#!/bin/bash\n[ "$1" = --version ] || echo "$*" >> {log}\nexec /usr/bin/clang-19 "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PF_TOOL_CLANG_19", str(wrapper))
+    return log
+
+
+def _fortran(source: bytes, target: str = "wasm") -> CompileRequest:
+    return CompileRequest("fortran", target, (SourceFile("prog.f90", source),))
+
+
+def _runtime_builds(log: Path) -> int:
+    return sum("pf_fortran_rt.c" in line for line in log.read_text().splitlines())
+
+
+def test_the_fortran_runtime_is_built_once_for_every_program_and_target(
+    counted_clang19: Path,
+) -> None:
+    settings = load_settings()
+    results = [
+        compile_sources(_fortran(HELLO_F90), settings),
+        compile_sources(_fortran(TWICE_F90), settings),
+        compile_sources(_fortran(TWICE_F90, "asm"), settings),
+    ]
+    assert not any(r.cached for r in results)
+    assert _runtime_builds(counted_clang19) == 1
+
+
+def test_a_damaged_prebuilt_runtime_is_rebuilt_not_linked(counted_clang19: Path) -> None:
+    settings = load_settings()
+    compile_sources(_fortran(HELLO_F90), settings)
+    manifests = [
+        m
+        for m in (settings.cache_dir / "ac").glob("*/*.json")
+        if "pf_fortran_rt.o" in m.read_text()
+    ]
+    assert len(manifests) == 1
+    digest = json.loads(manifests[0].read_text())["outputs"][0]["digest"]
+    blob = settings.cache_dir / "cas" / digest[:2] / digest
+    blob.chmod(0o644)
+    blob.write_bytes(b"\0asm damaged")
+    rebuilt = compile_sources(_fortran(TWICE_F90), settings)
+    assert not rebuilt.cached
+    assert _runtime_builds(counted_clang19) == 2
+    assert blob.read_bytes() != b"\0asm damaged"
+
+
+def test_a_finished_pf_process_leaves_no_scratch_directory(tmp_path: Path) -> None:
+    source = tmp_path / "add.c"
+    source.write_bytes(ADD_C)
+    argv = [sys.executable, "-m", "pf", "compile", str(source), "-o", str(tmp_path / "o")]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert list((tmp_path / "pf-cache" / "tmp").iterdir()) == []

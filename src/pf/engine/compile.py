@@ -7,11 +7,13 @@ whatever absolute scratch path a tool prints anyway is masked before anyone sees
 
 from __future__ import annotations
 
+import atexit
+import queue
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from pf.engine.keys import action_key
 from pf.engine.singleflight import flight
 from pf.errors import BuildCancelled, BuildTimeout, CompileFailed, Diagnostic
 from pf.sandbox import Completed, Limits, LineSink, run
-from pf.toolchains import CompileRequest, Driver, Plan, Run, ToolInfo, driver_for
+from pf.toolchains import CompileRequest, Driver, Plan, Run, SourceFile, ToolInfo, driver_for
 from pf.toolchains.base import OBJ_DIR, OUT_DIR
 from pf.toolchains.diagnostics import mask_paths
 from pf.toolchains.probe import detect, locate
@@ -95,15 +97,89 @@ def _failure(driver: Driver, step: Run, done: Completed, scratch: str) -> Compil
     )
 
 
+@dataclass(frozen=True)
+class _Action:
+    """A plan ready to run: its tools, its inputs, its prebuilt inputs and its key."""
+
+    what: str
+    plan: Plan
+    tools: dict[str, ToolInfo]
+    inputs: tuple[SourceFile, ...]
+    prebuilt: tuple[_Action, ...]
+    key: str
+
+
+def _action(
+    driver: Driver,
+    target: str,
+    what: str,
+    plan: Plan,
+    inputs: tuple[SourceFile, ...],
+    settings: Settings,
+) -> _Action:
+    tools = {spec.name: detect(spec, settings) for spec in plan.tools}
+    # A prebuilt input's key names it, not the request's target: the same runtime
+    # object serves every target that links it.
+    prebuilt = tuple(
+        _action(driver, item.name, item.name, item.plan, item.plan.extra_inputs, settings)
+        for item in plan.prebuilt
+    )
+    key = action_key(
+        driver.id,
+        target,
+        tools.values(),
+        plan,
+        _tool_env(plan),
+        inputs,
+        [p.key for p in prebuilt],
+    )
+    return _Action(what, plan, tools, inputs, prebuilt, key)
+
+
+class _Sweeper:
+    """Deletes finished scratch directories on a thread of its own.
+
+    Removing a scratch dir (a few unlinks and rmdirs) takes 3-6 ms on a disk mounted
+    with ``discard``, and nothing waits for it: the outputs are in the store by then.
+    So the result goes back at once and one daemon thread deletes behind it; the
+    interpreter waits for that thread's queue at exit, so a finished ``pf`` process
+    leaves no scratch dir behind.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Path] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def discard(self, path: Path) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._work, name="pf-scratch-sweeper", daemon=True
+                )
+                self._thread.start()
+                atexit.register(self._queue.join)
+        self._queue.put(path)
+
+    def _work(self) -> None:
+        while True:
+            path = self._queue.get()
+            try:
+                shutil.rmtree(path, ignore_errors=True)
+            finally:
+                self._queue.task_done()
+
+
+_sweeper = _Sweeper()
+
+
 class _Execution:
-    """One run of a plan in a scratch directory."""
+    """One run of an action's plan in a scratch directory."""
 
     def __init__(
         self,
         driver: Driver,
-        request: CompileRequest,
-        plan: Plan,
-        tools: dict[str, ToolInfo],
+        action: _Action,
         settings: Settings,
         on_line: LineSink | None,
         on_phase: PhaseSink | None,
@@ -113,9 +189,7 @@ class _Execution:
         self.ccache_dir = ccache_dir
         self.cancel = cancel
         self.driver = driver
-        self.request = request
-        self.plan = plan
-        self.tools = tools
+        self.action = action
         self.settings = settings
         self.on_line = on_line
         self.on_phase = on_phase
@@ -131,45 +205,69 @@ class _Execution:
 
         return sink
 
-    def _argv(self, step: Run, ccache: str | None) -> list[str]:
-        argv = [self.tools[step.argv[0]].path, *step.argv[1:]]
-        if step.ccache and ccache is not None:
-            argv.insert(0, ccache)
-        return argv
+    def _env(self) -> tuple[dict[str, str], str | None]:
+        env = {**self.settings.base_env, **_tool_env(self.action.plan)}
+        ccache = locate(CCACHE, self.settings) if self.settings.ccache else None
+        if ccache:
+            env.setdefault("CCACHE_DIR", str(self.ccache_dir))
+            # Depend mode skips ccache's extra preprocessor run on a miss (drivers pass
+            # -MD); scratch sources are always freshly written, so their mtimes say
+            # nothing. The inode cache saves re-hashing the same system headers on every
+            # miss (keyed by device, inode, size and times, so a changed header is seen).
+            env.update(
+                CCACHE_DEPEND="1",
+                CCACHE_SLOPPINESS="include_file_mtime,include_file_ctime",
+                CCACHE_INODECACHE="1",
+            )
+        return env, ccache
 
-    def execute(self, scratch: Path) -> list[tuple[str, str, Path]]:
-        for source in (*self.request.sources, *self.plan.extra_inputs):
+    def _argv(
+        self, step: Run, ccache: str | None, env: dict[str, str]
+    ) -> tuple[list[str], dict[str, str]]:
+        tool = self.action.tools[step.argv[0]]
+        argv = [tool.path, *step.argv[1:]]
+        if not (step.ccache and ccache is not None):
+            return argv, env
+        # pf has digested the compiler's binary already: ccache hashing that digest is
+        # exact and spares it a stat of the compiler (its default, mtime) per compile.
+        return [ccache, *argv], {**env, "CCACHE_COMPILERCHECK": f"string:{tool.digest}"}
+
+    def execute(
+        self, scratch: Path, prebuilt: Sequence[tuple[Plan, Entry]]
+    ) -> list[tuple[str, str, Path]]:
+        for source in self.action.inputs:
             path = scratch / source.name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(source.content)
         (scratch / OBJ_DIR).mkdir(exist_ok=True)
         (scratch / OUT_DIR).mkdir(exist_ok=True)
-        env = {**self.settings.base_env, **_tool_env(self.plan)}
-        ccache = locate(CCACHE, self.settings) if self.settings.ccache else None
-        if ccache:
-            env.setdefault("CCACHE_DIR", str(self.ccache_dir))
-            # Depend mode skips ccache's extra preprocessor run on a miss (drivers pass
-            # -MD); scratch sources are always freshly written, so their mtimes say nothing.
-            env.update(CCACHE_DEPEND="1", CCACHE_SLOPPINESS="include_file_mtime,include_file_ctime")
+        for plan, entry in prebuilt:
+            for output, artifact in zip(plan.outputs, entry.artifacts, strict=True):
+                placed = scratch / output.path
+                placed.parent.mkdir(parents=True, exist_ok=True)
+                # A copy, not a link: a tool writing to its input must not reach the store.
+                shutil.copyfile(artifact.path, placed)
+        env, ccache = self._env()
         limits = Limits.from_settings(self.settings)
         sink = self._sink(str(scratch))
-        for step in self.plan.steps:
+        for step in self.action.plan.steps:
             if self.cancel is not None and self.cancel.is_set():
-                raise BuildCancelled(f"{self.request.language} -> {self.request.target} build")
+                raise BuildCancelled(self.action.what)
             if self.on_phase is not None:
                 self.on_phase(step.label)
             started = time.monotonic()
             if isinstance(step, Run):
+                argv, step_env = self._argv(step, ccache, env)
                 done = run(
-                    self._argv(step, ccache),
+                    argv,
                     cwd=scratch,
-                    env=env,
+                    env=step_env,
                     limits=limits,
                     on_line=sink,
                     cancel=self.cancel,
                 )
                 if done.cancelled:
-                    raise BuildCancelled(f"{self.request.language} -> {self.request.target} build")
+                    raise BuildCancelled(self.action.what)
                 if done.timed_out:
                     what = f"{step.label} ({step.argv[0]})"
                     raise BuildTimeout(what, self.settings.build_timeout)
@@ -181,7 +279,7 @@ class _Execution:
                 time.monotonic() - started
             )
         outputs = []
-        for output in self.plan.outputs:
+        for output in self.action.plan.outputs:
             produced = scratch / output.path
             if not produced.is_file():
                 raise CompileFailed(
@@ -215,21 +313,82 @@ def _result(
     )
 
 
-def _prepare(
-    request: CompileRequest, settings: Settings
-) -> tuple[Driver, Plan, dict[str, ToolInfo], str]:
+def _prepare(request: CompileRequest, settings: Settings) -> tuple[Driver, _Action]:
     driver = driver_for(request.language, request.target)
     plan = driver.plan(request)
-    tools = {spec.name: detect(spec, settings) for spec in plan.tools}
-    key = action_key(
-        driver.id,
-        request.target,
-        tools.values(),
-        plan,
-        _tool_env(plan),
-        (*request.sources, *plan.extra_inputs),
-    )
-    return driver, plan, tools, key
+    what = f"{request.language} -> {request.target} build"
+    inputs = (*request.sources, *plan.extra_inputs)
+    return driver, _action(driver, request.target, what, plan, inputs, settings)
+
+
+class _Builder:
+    """Runs the actions of one compile that missed the cache, and stores what they made."""
+
+    def __init__(
+        self,
+        driver: Driver,
+        settings: Settings,
+        cache: ActionCache,
+        on_line: LineSink | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.driver = driver
+        self.settings = settings
+        self.cache = cache
+        self.on_line = on_line
+        self.cancel = cancel
+        self.timings: dict[str, float] = {}
+
+    def prebuilt(self, action: _Action) -> Entry:
+        """The cached outputs of a prebuilt input, built now if this is the first need."""
+        entry = self.cache.lookup(action.key)
+        if entry is not None:
+            return entry
+        with flight(self.cache.root / "locks", action.key):
+            entry = self.cache.lookup(action.key)
+            if entry is not None:
+                return entry
+            # Its phases are not the request's steps (progress counts those), so only
+            # its output lines are passed on.
+            return self.build(action, [], None)
+
+    def build(
+        self,
+        action: _Action,
+        prebuilt: Sequence[tuple[Plan, Entry]],
+        on_phase: PhaseSink | None,
+    ) -> Entry:
+        started = time.monotonic()
+        execution = _Execution(
+            self.driver,
+            action,
+            self.settings,
+            self.on_line,
+            on_phase,
+            self.cache.root.resolve() / "ccache",
+            self.cancel,
+        )
+        scratch = Path(tempfile.mkdtemp(prefix="build-", dir=self.cache.root / "tmp"))
+        try:
+            outputs = execution.execute(scratch, prebuilt)
+            stored = time.monotonic()
+            diagnostics = self.driver.diagnostics(
+                "\n".join(text for stream, text in execution.log if stream == "stderr")
+            )
+            entry = self.cache.store(
+                action.key,
+                outputs,
+                execution.log,
+                [d.to_dict() for d in diagnostics],
+                action.plan.note,
+                stored - started,
+            )
+            execution.timings["store"] = time.monotonic() - stored
+        finally:
+            _sweeper.discard(scratch)
+        for label, seconds in execution.timings.items():
+            self.timings[label] = self.timings.get(label, 0.0) + seconds
+        return entry
 
 
 def lookup(
@@ -242,12 +401,12 @@ def lookup(
     compiler would start (bad request, missing toolchain).
     """
     started = time.monotonic()
-    _driver, _plan, tools, key = _prepare(request, settings)
+    _driver, action = _prepare(request, settings)
     cache = cache or ActionCache(settings.cache_dir, settings.cache_max_bytes)
-    entry = cache.lookup(key)
+    entry = cache.lookup(action.key)
     if entry is None:
         return None
-    return _result(request, entry, True, tools, time.monotonic() - started, {})
+    return _result(request, entry, True, action.tools, time.monotonic() - started, {})
 
 
 def compile_sources(
@@ -267,42 +426,18 @@ def compile_sources(
     BuildCancelled when ``cancel`` is set while it runs (its process group is killed).
     """
     started = time.monotonic()
-    driver, plan, tools, key = _prepare(request, settings)
+    driver, action = _prepare(request, settings)
     cache = cache or ActionCache(settings.cache_dir, settings.cache_max_bytes)
-    entry = cache.lookup(key)
+    entry = cache.lookup(action.key)
     if entry is not None:
-        return _result(request, entry, True, tools, time.monotonic() - started, {})
-    with flight(cache.root / "locks", key):
-        entry = cache.lookup(key)
+        return _result(request, entry, True, action.tools, time.monotonic() - started, {})
+    builder = _Builder(driver, settings, cache, on_line, cancel)
+    # Prebuilt inputs are fetched before this action's single-flight lock is taken:
+    # their own locks may share its lock file, and flock does not nest.
+    prebuilt = [(p.plan, builder.prebuilt(p)) for p in action.prebuilt]
+    with flight(cache.root / "locks", action.key):
+        entry = cache.lookup(action.key)
         if entry is not None:
-            return _result(request, entry, True, tools, time.monotonic() - started, {})
-        execution = _Execution(
-            driver,
-            request,
-            plan,
-            tools,
-            settings,
-            on_line,
-            on_phase,
-            cache.root.resolve() / "ccache",
-            cancel,
-        )
-        scratch = Path(tempfile.mkdtemp(prefix="build-", dir=cache.root / "tmp"))
-        try:
-            outputs = execution.execute(scratch)
-            stored = time.monotonic()
-            diagnostics = driver.diagnostics(
-                "\n".join(text for stream, text in execution.log if stream == "stderr")
-            )
-            entry = cache.store(
-                key,
-                outputs,
-                execution.log,
-                [d.to_dict() for d in diagnostics],
-                plan.note,
-                stored - started,
-            )
-            execution.timings["store"] = time.monotonic() - stored
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return _result(request, entry, False, tools, time.monotonic() - started, execution.timings)
+            return _result(request, entry, True, action.tools, time.monotonic() - started, {})
+        entry = builder.build(action, prebuilt, on_phase)
+    return _result(request, entry, False, action.tools, time.monotonic() - started, builder.timings)

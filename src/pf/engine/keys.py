@@ -2,7 +2,8 @@
 
 The key covers the driver id, every tool's name, version and binary digest, the argv of
 every step (argv holds no temporary paths, see toolchains.base), the environment the
-tools read, and each input's name and content digest. The encoding is canonical JSON,
+tools read, each input's name and content digest, and the keys of the prebuilt inputs
+(which cover their own tools, steps and inputs the same way). The encoding is canonical JSON,
 so the same action always gives the same key and no two fields can run together.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from pf.toolchains import Plan, SourceFile, ToolInfo
 
 # Bump when the manifest layout or the meaning of a key changes.
-KEY_VERSION = 1
+KEY_VERSION = 2
 
 
 def action_key(
@@ -25,6 +26,7 @@ def action_key(
     plan: Plan,
     env: Mapping[str, str],
     inputs: Iterable[SourceFile],
+    prebuilt: Iterable[str] = (),
 ) -> str:
     document = {
         "v": KEY_VERSION,
@@ -35,6 +37,7 @@ def action_key(
         "outputs": [[o.path, o.kind] for o in plan.outputs],
         "env": sorted(env.items()),
         "inputs": sorted((s.name, hashlib.sha256(s.content).hexdigest()) for s in inputs),
+        "prebuilt": sorted(prebuilt),
     }
     encoded = json.dumps(document, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(encoded.encode()).hexdigest()

@@ -235,11 +235,28 @@ class Plan:
     steps: tuple[Step, ...]
     outputs: tuple[Output, ...]
     tools: tuple[ToolSpec, ...]
-    # Files the driver adds to the scratch dir (e.g. a runtime); digested like sources.
+    # Files the driver adds to the scratch dir; digested like sources.
     extra_inputs: tuple[SourceFile, ...] = ()
     # Environment the tools read, beyond the fixed base environment.
     env: Mapping[str, str] = field(default_factory=dict)
     note: str | None = None
+    # Inputs built by actions of their own (e.g. a runtime library), placed in the
+    # scratch dir before the steps run.
+    prebuilt: tuple[Prebuilt, ...] = ()
+
+
+@dataclass(frozen=True)
+class Prebuilt:
+    """An input that is the same for every request needing it, such as a runtime library.
+
+    Its ``plan`` is an action of its own, cached like a compile: it runs on the first
+    request that needs it (per toolchain version and plan) and is taken from the cache
+    afterwards, so a compile does not rebuild it. Its outputs are copied into the
+    requesting plan's scratch dir at their own paths. ``name`` says what it is.
+    """
+
+    name: str
+    plan: Plan
 
 
 class Driver(Protocol):

@@ -3,9 +3,10 @@
 No packaged compiler targets Fortran -> wasm (TOOLCHAINS.md), so the wasm route is:
 ``flang-new-19 -S -emit-llvm`` (x86_64 IR) -> a Transform that rewrites the target
 triple/datalayout to wasm32 -> clang-19 with wasi-libc -> wasm-ld. Debian ships
-libFortranRuntime for x86_64 only; ``runtime/pf_fortran_rt.c`` (compiled to wasm as an
-extra input) implements the part flang calls for list-directed PRINT of scalars, program
-start and STOP. Any other runtime entry point is refused before linking with a message
+libFortranRuntime for x86_64 only; ``runtime/pf_fortran_rt.c`` implements the part flang
+calls for list-directed PRINT of scalars, program start and STOP. It is compiled to a
+wasm object once per clang-19 (a Prebuilt action, which the engine caches), not on
+every compile. Any other runtime entry point is refused before linking with a message
 naming the Fortran feature, at the user's line where flang records it.
 
 The same Transform masks the scratch directory out of the IR (flang embeds the absolute
@@ -30,6 +31,7 @@ from pf.toolchains.base import (
     CompileRequest,
     Output,
     Plan,
+    Prebuilt,
     Run,
     SourceFile,
     Step,
@@ -333,6 +335,22 @@ def _write_exports(
     return run
 
 
+def runtime_prebuilt() -> Prebuilt:
+    """pf's runtime as a wasm32 object: built once per clang-19 and runtime source, then
+    taken from the action cache, as a packaged libFortranRuntime would be installed once."""
+    compile_runtime = Run(
+        "compile",
+        (tools.CLANG19.name, TRIPLE, "-O2", "-c", RUNTIME_SOURCE, "-o", RUNTIME_OBJECT),
+    )
+    plan = Plan(
+        steps=(compile_runtime,),
+        outputs=(Output(RUNTIME_OBJECT, "object"),),
+        tools=(tools.CLANG19,),
+        extra_inputs=(SourceFile(RUNTIME_SOURCE, runtime_source()),),
+    )
+    return Prebuilt("pf Fortran runtime", plan)
+
+
 class FortranDriver:
     """flang-19 to LLVM IR; to wasm (and asm.js) through retargeted IR and pf's runtime."""
 
@@ -424,9 +442,6 @@ class FortranDriver:
                     (tools.CLANG19.name, TRIPLE, clang_opt, *debug, "-c", wasm_ir, "-o", obj),
                 )
             )
-        depend = ("-MD", "-MF", f"{RUNTIME_OBJECT}.d")  # ccache depend mode, see c.py
-        runtime = (tools.CLANG19.name, TRIPLE, "-O2", *depend, "-c", RUNTIME_SOURCE)
-        steps.append(Run("compile", (*runtime, "-o", RUNTIME_OBJECT), ccache=True))
         # The export choice is not in any argv, so it goes into the Transform's name (cache key).
         which = "all" if options.exports is None else ",".join(options.exports)
         steps.append(
@@ -466,7 +481,7 @@ class FortranDriver:
             steps=tuple(steps),
             outputs=(output,),
             tools=tuple(used),
-            extra_inputs=(SourceFile(RUNTIME_SOURCE, runtime_source()),),
+            prebuilt=(runtime_prebuilt(),),
             note="Fortran via flang-19 IR retargeted to wasm32 with pf's minimal runtime "
             "(list-directed PRINT of scalars, STOP)",
         )
