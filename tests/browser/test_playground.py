@@ -142,3 +142,14 @@ def test_the_editor_indents_and_keeps_drafts(server: WebServer, page: Page) -> N
     expect(source).to_have_value("int f(void) {\n    return 1;")
     page.get_by_role("button", name="Reset example").click()
     expect(source).to_have_value(re.compile(r"^/\* Every function is exported"))
+
+
+def test_a_c_program_runs_as_a_wasi_command(server: WebServer, page: Page) -> None:
+    page.goto("/playground")
+    compile_source(
+        page, '#include <stdio.h>\nint main(void) { printf("hi %d\\n", 42); return 3; }\n'
+    )
+    run = export(page, "_start")
+    run.get_by_role("button", name="Run").click(timeout=COMPILE)
+    expect(run.locator("output")).to_have_text("exit code 3")
+    expect(run.locator("pre.stdout")).to_have_text("hi 42\n")

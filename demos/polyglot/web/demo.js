@@ -56,6 +56,7 @@ function greet(exports, name) {
   // Read the memory only now: the calls above may have grown (and so replaced) its buffer.
   const memory = new Uint8Array(exports.memory.buffer);
   const end = memory.indexOf(0, reply);
+  if (end < 0) throw new Error("greet's reply has no terminating NUL");
   const text = new TextDecoder().decode(memory.subarray(reply, end));
   exports.dealloc(reply, end - reply + 1);
   return text;
