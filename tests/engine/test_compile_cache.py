@@ -284,3 +284,17 @@ def test_a_finished_pf_process_leaves_no_scratch_directory(tmp_path: Path) -> No
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert list((tmp_path / "pf-cache" / "tmp").iterdir()) == []
+
+
+def test_stores_past_the_bound_evict_the_least_recently_used(tmp_path: Path) -> None:
+    cache = ActionCache(tmp_path / "cache", max_bytes=2500)
+    keys = [f"{i:064x}" for i in range(5)]
+    for i, key in enumerate(keys):
+        output = tmp_path / f"out{i}"
+        output.write_bytes(bytes([i]) * 1000)
+        cache.store(key, [("out.wasm", "wasm", output)], [], [], None, 0.0)
+        stored = sum(p.stat().st_size for p in (tmp_path / "cache" / "cas").glob("*/*"))
+        assert stored <= 2500
+    assert cache.lookup(keys[-1]) is not None
+    assert cache.lookup(keys[0]) is None
+    assert cache.stats.evicted >= 3

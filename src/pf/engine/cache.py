@@ -1,14 +1,22 @@
 """The action cache: action key -> manifest of outputs and captured logs, bounded in bytes.
 
 Layout under the cache directory: ``ac/<kk>/<key>.json`` manifests, ``cas/`` blobs
-(store.BlobStore), ``tmp/`` scratch directories. A manifest is written only after all
-its blobs are in place, and by atomic rename, so a reader sees a whole entry or none.
+(store.BlobStore), ``tmp/`` scratch directories, ``usage.json`` the bytes in ``cas/``.
+A manifest is written only after all its blobs are in place, and by atomic rename, so a
+reader sees a whole entry or none.
 A lookup verifies every blob's size and digest; an entry with a damaged or missing
 blob is dropped and reported as a miss, so it is rebuilt and never served.
 
 Recency is the manifest's mtime, refreshed on each hit. When the store grows past
 ``max_bytes``, the least recently used entries are removed, and their blobs with them
 unless another entry still refers to them. Failed compiles are never stored.
+
+Measuring the store means a stat of every blob: 25-50 ms for 3,000 blobs, too much to
+pay on every compile that misses. So ``usage.json`` keeps the running total: each store
+adds its bytes to it under the evict lock, and only when the total passes the bound (or
+the last full measurement is ten minutes old, which corrects for other writers such as
+a damaged blob removed at lookup) is the store measured again, and evicted. A blob
+stored twice is counted twice, which only brings the next measurement forward.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +35,9 @@ from typing import Any
 
 from pf.errors import CacheError
 from pf.store import BlobStore
+
+# How old the last full measurement of the store may get before stores measure again.
+_MEASURE_INTERVAL = 600.0
 
 
 @dataclass(frozen=True)
@@ -134,8 +146,10 @@ class ActionCache:
     ) -> Entry:
         """Store outputs ``(name, kind, file)`` and the logs under ``key``; returns the entry."""
         artifacts = []
+        added = 0
         for name, kind, file in outputs:
             digest, size = self.blobs.put_file(file)
+            added += size
             artifacts.append(Artifact(name, kind, digest, size, self.blobs.path(digest)))
         document = {
             "key": key,
@@ -154,7 +168,7 @@ class ActionCache:
         with os.fdopen(fd, "w") as handle:
             json.dump(document, handle)
         os.replace(tmp, manifest)
-        self.evict()
+        self._account(added)
         return Entry(key, tuple(artifacts), tuple(log), tuple(diagnostics), note, duration)
 
     @contextlib.contextmanager
@@ -166,7 +180,31 @@ class ActionCache:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _usage(self) -> int:
+    def _account(self, added: int) -> None:
+        """Add ``added`` bytes to the running total; measure and evict past the bound."""
+        with self._exclusive():
+            usage, measured = self._read_usage()
+            if usage is None or time.time() - measured > _MEASURE_INTERVAL:
+                usage, measured = self._measure(), time.time()
+            else:
+                usage += added
+            if usage > self.max_bytes:
+                usage, measured = self._measure(), time.time()
+                usage -= self._evict(usage)
+            self._write_usage(usage, measured)
+
+    def _read_usage(self) -> tuple[int | None, float]:
+        try:
+            data = json.loads((self.root / "usage.json").read_bytes())
+            return int(data["bytes"]), float(data["measured"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None, 0.0  # not written yet, or a write cut short: measure again
+
+    def _write_usage(self, usage: int, measured: float) -> None:
+        # Only ever read and written under the evict lock, so it is rewritten in place.
+        (self.root / "usage.json").write_text(json.dumps({"bytes": usage, "measured": measured}))
+
+    def _measure(self) -> int:
         total = 0
         for shard in os.scandir(self.root / "cas"):
             if shard.is_dir():
@@ -176,33 +214,37 @@ class ActionCache:
     def evict(self) -> int:
         """Drop least recently used entries until blobs fit ``max_bytes``; returns bytes freed."""
         with self._exclusive():
-            usage = self._usage()
-            if usage <= self.max_bytes:
-                return 0
-            entries: list[tuple[float, Path, list[str]]] = []
-            refs: dict[str, int] = {}
-            for shard in (self.root / "ac").iterdir():
-                for manifest in shard.glob("*.json"):
-                    try:
-                        digests = [
-                            o["digest"] for o in json.loads(manifest.read_bytes())["outputs"]
-                        ]
-                        mtime = manifest.stat().st_mtime
-                    except (OSError, ValueError, KeyError):
-                        manifest.unlink(missing_ok=True)
-                        continue
-                    entries.append((mtime, manifest, digests))
-                    for digest in digests:
-                        refs[digest] = refs.get(digest, 0) + 1
-            entries.sort()
-            freed = 0
-            for _mtime, manifest, digests in entries:
-                if usage - freed <= self.max_bytes:
-                    break
-                manifest.unlink(missing_ok=True)
-                self._count("evicted")
+            usage = self._measure()
+            freed = self._evict(usage)
+            self._write_usage(usage - freed, time.time())
+        return freed
+
+    def _evict(self, usage: int) -> int:
+        """Remove least recently used entries (under the evict lock) from ``usage`` bytes."""
+        if usage <= self.max_bytes:
+            return 0
+        entries: list[tuple[float, Path, list[str]]] = []
+        refs: dict[str, int] = {}
+        for shard in (self.root / "ac").iterdir():
+            for manifest in shard.glob("*.json"):
+                try:
+                    digests = [o["digest"] for o in json.loads(manifest.read_bytes())["outputs"]]
+                    mtime = manifest.stat().st_mtime
+                except (OSError, ValueError, KeyError):
+                    manifest.unlink(missing_ok=True)
+                    continue
+                entries.append((mtime, manifest, digests))
                 for digest in digests:
-                    refs[digest] -= 1
-                    if refs[digest] == 0:
-                        freed += self.blobs.discard(digest)
-            return freed
+                    refs[digest] = refs.get(digest, 0) + 1
+        entries.sort()
+        freed = 0
+        for _mtime, manifest, digests in entries:
+            if usage - freed <= self.max_bytes:
+                break
+            manifest.unlink(missing_ok=True)
+            self._count("evicted")
+            for digest in digests:
+                refs[digest] -= 1
+                if refs[digest] == 0:
+                    freed += self.blobs.discard(digest)
+        return freed
