@@ -257,8 +257,9 @@ def run(
     assert proc.stdout is not None and proc.stderr is not None
     wait = _Wait(limits, started, cancel)
     expired = stopped = False
-    pidfd = os.pidfd_open(proc.pid)
+    pidfd = -1
     try:
+        pidfd = os.pidfd_open(proc.pid)
         with selectors.DefaultSelector() as selector:
             selector.register(proc.stdout, selectors.EVENT_READ, out)
             selector.register(proc.stderr, selectors.EVENT_READ, err)
@@ -296,7 +297,8 @@ def run(
     finally:
         _kill_group(proc.pid)
         proc.wait()
-        os.close(pidfd)
+        if pidfd >= 0:
+            os.close(pidfd)
         proc.stdout.close()
         proc.stderr.close()
     out.close()
