@@ -76,8 +76,6 @@ def test_a_missing_module_says_how_to_build_it_and_builds_it(
     server: WebServer, page: Page, page_errors: PageErrors, shot: Shot
 ) -> None:
     # Nothing is built on this server yet: every module answers 404 until built.
-    page_errors.allow(r"HTTP 404: .*/wasm/")
-    page_errors.allow(r"status of 404")
     page.goto("/")
     section = page.locator("#wat")
     expect(section.locator("[data-role=state]")).to_have_text("not built")
@@ -107,8 +105,6 @@ def test_a_missing_module_says_how_to_build_it_and_builds_it(
 def test_build_all_builds_every_missing_module(
     server: WebServer, page: Page, page_errors: PageErrors
 ) -> None:
-    page_errors.allow(r"HTTP 404: .*/wasm/")
-    page_errors.allow(r"status of 404")
     page.goto("/")
     expect(page.locator("#rust [data-role=state]")).to_have_text("not built")
     page.locator("#build-all").get_by_role("button", name="Build all").click()
@@ -138,8 +134,6 @@ def test_phone_width(built_server: WebServer, phone_page: Page, shot: Shot) -> N
 def test_a_dropped_connection_is_shown_and_followed_again(
     server: WebServer, page: Page, page_errors: PageErrors
 ) -> None:
-    page_errors.allow(r"HTTP 404: .*/wasm/")
-    page_errors.allow(r"status of 404")
     page_errors.allow(r"WebSocket connection to .* failed")
     page.goto("/")
     expect(page.locator("#c [data-role=state]")).to_have_text("not built")

@@ -171,6 +171,21 @@ def test_modules_and_the_original_wasm_path(client: httpx.Client, built: dict[st
     assert client.get("/wasm/c/absent.wasm").status_code == 404
 
 
+def test_modules_lists_web_root_files_the_server_did_not_build(
+    client: httpx.Client, server: Server
+) -> None:
+    prebuilt = server.web / "wasm" / "wat" / "prebuilt.wasm"
+    prebuilt.parent.mkdir(parents=True, exist_ok=True)
+    prebuilt.write_bytes(b"\0asm\1\0\0\0")
+    (prebuilt.parent / ".hidden.wasm").write_bytes(b"\0asm\1\0\0\0")
+    modules = client.get("/api/modules").json()["modules"]
+    wat_files = next(m["files"] for m in modules if m["language"] == "wat")
+    entry = next(f for f in wat_files if f["name"] == "prebuilt.wasm")
+    assert entry["path"] == "/wasm/wat/prebuilt.wasm" and entry["size"] == 8
+    assert not any(f["name"] == ".hidden.wasm" for f in wat_files)
+    assert client.get(entry["path"]).content == b"\0asm\1\0\0\0"
+
+
 def test_compile_inline_sources(client: httpx.Client) -> None:
     source = "int twice(int x) { return 2 * x; }\n"
     answer = client.post(

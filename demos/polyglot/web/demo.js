@@ -112,6 +112,13 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && !trapOverlay.hidden) closeTrap();
 });
 
+/** Whether pf serve has `name` of `language` at /wasm/<language>/<name> (GET /api/modules). */
+async function isBuilt(language, name) {
+  const { modules } = await api("GET", "/api/modules");
+  const entry = modules.find((m) => m.language === language);
+  return Boolean(entry && entry.files.some((f) => f.name === name));
+}
+
 /**
  * One language's card: loads its module, wires its forms, offers a build when the module
  * is missing, and follows any build of it (started here or elsewhere) to reload the module.
@@ -166,6 +173,12 @@ class Section {
     if (!this.loaded) this.setState("loading…", "queued");
     let response;
     try {
+      // Asking first keeps a missing module from costing a 404 (a console error).
+      if (!(await isBuilt(this.language, this.url.split("/").pop()))) {
+        this.loaded = null;
+        this.unavailable(`${this.url} has not been built yet.`);
+        return;
+      }
       response = await fetch(this.url, { cache: "no-cache" });
     } catch (error) {
       this.unavailable(`pf serve did not answer (${error.message}).`, "server unreachable");

@@ -14,6 +14,7 @@ import platform
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -22,6 +23,7 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pf import __version__
+from pf.engine.jobs import iso_time
 from pf.errors import NotFound, ToolchainMissing
 from pf.server import schemas
 from pf.server.middleware import RequestStats
@@ -141,7 +143,38 @@ async def projects(request: Request) -> Response:
 
 
 async def modules(request: Request) -> Response:
-    return JSONResponse({"modules": await asyncio.to_thread(_service(request).modules)})
+    """The builds' latest modules, then whatever else the web root holds under ``wasm/``
+    (``pf build`` output served before the server built anything): every path a page
+    can fetch, so it never has to probe with a request that 404s."""
+    root: Path = request.app.state.root_dir
+    service = _service(request)
+    return JSONResponse(
+        {"modules": await asyncio.to_thread(_modules_with_web_root, service.modules(), root)}
+    )
+
+
+def _modules_with_web_root(built: list[dict[str, Any]], root: Path) -> list[dict[str, Any]]:
+    by_language = {entry["language"]: entry for entry in built}
+    for language in LANGUAGES:
+        try:
+            found = sorted(os.scandir(root / "wasm" / language), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        entry = by_language.setdefault(language, {"language": language, "files": []})
+        names = {f["name"] for f in entry["files"]}
+        for item in found:
+            if item.name.startswith(".") or item.name in names or not item.is_file():
+                continue
+            stat = item.stat()
+            entry["files"].append(
+                {
+                    "name": item.name,
+                    "path": f"/wasm/{language}/{item.name}",
+                    "size": stat.st_size,
+                    "modified": iso_time(stat.st_mtime),
+                }
+            )
+    return [by_language[language] for language in LANGUAGES if language in by_language]
 
 
 async def build_all(request: Request) -> Response:
