@@ -309,6 +309,72 @@ def test_a_client_that_stops_reading_is_dropped_without_delaying_others(
         stalled.close()
 
 
+def _read_frames(sock: socket.socket, until: bytes, timeout: float = 60) -> list[Event]:
+    """Every message from a raw socket (uncompressed) until one holding ``until``."""
+    sock.settimeout(timeout)
+    messages = []
+    while True:
+        _, opcode, payload = _frame(sock)
+        assert opcode == 1, payload
+        message = json.loads(payload)
+        messages.extend(message["updates"] if message["type"] == "batch" else [message])
+        if until in payload:
+            return messages
+
+
+def test_a_client_that_reads_late_gets_every_message_in_order(
+    make_server: type[Server], tmp_path: Path
+) -> None:
+    # 3 MB of log lines per clang run while the client reads nothing: more than the socket buffers
+    # usually take for a peer with a small receive window, less than the 4 MiB a client
+    # may have queued besides.
+    wrapper = chatty_tool(tmp_path, CLANG, lines=3000, width=1000)
+    server = make_server(
+        tmp_path / "w",
+        env={"PF_TOOL_CLANG": str(wrapper), "PF_CCACHE": "0", "PF_MAX_LOG_SIZE": "16M"},
+    ).start()
+    late = _raw_websocket(server.port, rcvbuf=4096)
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            build = http.post("/api/compile", json={"language": "c", "files": unique_c("late")})
+            build_id = build.json()["buildId"]
+            assert wait_for(http, build_id)["status"] == "completed"
+            assert http.get("/api/metrics").json()["wsConnections"] == 1  # not dropped
+        messages = _read_frames(late, b'"build_completed"')
+    finally:
+        late.close()
+    assert messages[0]["type"] == "initial_status"
+    mine = [m for m in messages if m.get("buildId") == build_id]
+    assert next(m["type"] for m in mine if m["type"] != "build_log") == "build_started"
+    assert mine[-1]["type"] == "build_completed"
+    texts = [line["text"] for m in mine if m["type"] == "build_log" for line in m["lines"]]
+    numbered = [t.split()[2] for t in texts if t.startswith("progress line ")]
+    runs = len(numbered) // 3000  # once per clang step of the build
+    assert runs >= 1 and numbered == [str(n) for n in range(3000)] * runs
+
+
+def test_compressing_and_plain_clients_get_the_same_message(chatty: Server) -> None:
+    # initial_status with a few builds is over 1 KiB: compressed for a client that
+    # negotiated permessage-deflate, plain for one that did not, same text for both.
+    with httpx.Client(base_url=chatty.url) as http:
+        for _ in range(3):
+            wait_for(http, http.post("/api/build/wat", json={}).json()["buildId"])
+    deflating = _raw_websocket(chatty.port, extensions="permessage-deflate")
+    plain = _raw_websocket(chatty.port)
+    try:
+        deflating.settimeout(10)
+        plain.settimeout(10)
+        compressed, _, payload = _frame(deflating)
+        uncompressed, _, text = _frame(plain)
+    finally:
+        deflating.close()
+        plain.close()
+    assert compressed and not uncompressed
+    assert len(text) > 1024
+    inflated = zlib.decompressobj(wbits=-15).decompress(payload + b"\x00\x00\xff\xff")
+    assert json.loads(inflated) == json.loads(text)
+
+
 def test_heartbeat_closes_a_peer_that_never_answers_pings(
     make_server: type[Server], tmp_path: Path
 ) -> None:

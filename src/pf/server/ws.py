@@ -1,19 +1,30 @@
 """WebSocket clients of pf serve (``/ws`` and ``/``): initial status, build events, batching.
 
 Strategy. One Hub holds the only subscription to the engine's event bus and fans each
-batch of events out to every client, so an event is encoded to JSON once, not once per
-client. Batching is leading-edge: an event that arrives after a quiet window is sent at
-once, and events that follow within PF_WS_BATCH_MS are collected and sent together as
+batch of events out to every client. A message is encoded once for all clients: its JSON
+text, its UTF-8 bytes, and its WebSocket frame (plain, or compressed for clients that
+negotiated permessage-deflate) are made by the first client that needs them and the same
+bytes are written to every other (Outgoing). The writes are synchronous, straight into
+each connection's transport through the Wire that pf serve's WebSocket protocol
+(server/run.py) puts in the ASGI scope as the ``pf.wire`` extension: no task, no await
+and no frame encoding per client, which is what keeps POST -> ``build_started`` fast
+with 1,000 clients on two cores. The hub therefore needs that protocol; under another
+ASGI server a connection is closed with 1011.
+
+Batching is leading-edge: an event that arrives after a quiet window is sent at once,
+and events that follow within PF_WS_BATCH_MS are collected and sent together as
 ``{"type": "batch", "updates": [...]}`` at the end of the window (a window holding one
 event sends it as itself). Lifecycle events (started, completed, failed, cancelled)
 shorten the window to URGENT_WINDOW, so POST -> build_started stays fast under a
 stream of log lines while the stream itself is still batched.
 
-Every client has a bounded queue of encoded messages (PF_WS_SEND_QUEUE messages, and
-at most MAX_PENDING characters) drained by its own writer; a client whose queue is
-full is dropped, so a reader that stalls never delays the others. Ping/pong, the
-incoming frame cap and permessage-deflate are uvicorn's (configured by pf serve). The
-connection limit (PF_MAX_WS_CONNECTIONS) closes newcomers with 1008.
+A client whose transport is full (the peer reads slower than we write) gets a queue of
+messages, at most PF_WS_SEND_QUEUE of them and MAX_PENDING bytes, drained by a task that
+exists only while the queue does; a client whose queue overflows is dropped with 1008,
+so a reader that stalls never delays the others. An idle client costs no task of its
+own beyond the connection's. Ping/pong, the incoming frame cap and permessage-deflate
+are uvicorn's (configured by pf serve). The connection limit (PF_MAX_WS_CONNECTIONS)
+closes newcomers with 1008.
 
 Client messages: ``{"type": "subscribe", "buildIds": [...]}`` limits build_log
 messages to those builds (added to earlier subscriptions), ``{"type": "unsubscribe",
@@ -27,8 +38,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import Counter, Gauge
 from starlette.websockets import WebSocket
@@ -45,34 +57,67 @@ WS_CLOSED = Counter(
     "pf_ws_closed_total", "WebSocket connections closed by the server, by reason", ["reason"]
 )
 
+WIRE = "pf.wire"  # the ASGI scope extension {"wire": Wire} of pf serve's protocol
 POLICY_VIOLATION = 1008
 GOING_AWAY = 1001
+INTERNAL_ERROR = 1011
 INITIAL_BUILDS = 100  # builds listed in initial_status, newest first
+INITIAL_TTL = 1.0  # seconds an unchanged initial_status is reused (as /api/status's list)
 MAX_SUBSCRIBED = 1000  # build ids one client may follow
 MAX_MESSAGE = 256 * 1024  # a batch is split past this many characters
-MAX_PENDING = 4 * 1024 * 1024  # characters queued for one client before it is dropped
+MAX_PENDING = 4 * 1024 * 1024  # bytes queued for one client before it is dropped
 # Lifecycle events wait at most this long (POST -> build_started must stay fast under
 # load); progress and log lines wait out the whole PF_WS_BATCH_MS window.
 URGENT = frozenset({"build_started", "build_completed", "build_failed", "build_cancelled"})
 URGENT_WINDOW = 0.01
-_CLOSE_TIMEOUT = 1.0
 
 
-def _messages(parts: list[str]) -> list[str]:
+class Outgoing:
+    """One message for any number of clients: its UTF-8 bytes, and a frame per wire
+    format (``frames``, filled by the Wires that send it), each made once."""
+
+    __slots__ = ("data", "frames")
+
+    def __init__(self, text: str) -> None:
+        self.data = text.encode()
+        self.frames: dict[object, bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+class Wire(Protocol):
+    """Synchronous writes to one WebSocket connection (server/run.py's protocol)."""
+
+    def writable(self) -> bool:
+        """Open, and the transport takes more without passing its high-water mark."""
+
+    async def wait_writable(self) -> bool:
+        """Wait until writable (True) or closed (False)."""
+
+    def send(self, message: Outgoing) -> None:
+        """Write ``message`` as one text frame; nothing once the connection is closing."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake now: the app's next receive() is the disconnect,
+        and a peer that never answers is cut off after a timeout."""
+
+
+def _messages(parts: list[str]) -> list[Outgoing]:
     """Encoded events as WebSocket messages: one event as itself, more as batches of at
     most MAX_MESSAGE bytes (a burst of log lines must not become one huge frame)."""
     if len(parts) <= 1:
-        return parts
-    messages: list[str] = []
+        return [Outgoing(part) for part in parts]
+    messages: list[Outgoing] = []
     group: list[str] = []
     size = 0
     for part in parts:
         if group and size + len(part) > MAX_MESSAGE:
-            messages.append(_batch(group))
+            messages.append(Outgoing(_batch(group)))
             group, size = [], 0
         group.append(part)
         size += len(part) + 1
-    messages.append(_batch(group))
+    messages.append(Outgoing(_batch(group)))
     return messages
 
 
@@ -98,57 +143,71 @@ def _batch(group: list[str]) -> str:
     return '{"type":"batch","updates":[' + ",".join(group) + "]}"
 
 
+def _dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 class Client:
-    """One connected WebSocket: its log filter and its bounded queue of encoded messages."""
+    """One connected WebSocket: its log filter, and its queue while its transport is full."""
 
-    __slots__ = ("closing", "filter", "limit", "pending", "size", "wake", "websocket", "writer")
+    __slots__ = ("closing", "drainer", "filter", "limit", "pending", "size", "wire")
 
-    def __init__(self, websocket: WebSocket, limit: int) -> None:
-        self.websocket = websocket
+    def __init__(self, wire: Wire, limit: int) -> None:
+        self.wire = wire
         self.limit = limit
-        self.pending: deque[str] = deque()
-        self.size = 0  # characters waiting in ``pending``
-        self.wake = asyncio.Event()
+        self.pending: deque[Outgoing] | None = None  # only while the transport is full
+        self.size = 0  # bytes waiting in ``pending``
+        self.drainer: asyncio.Task[None] | None = None
         self.filter: frozenset[str] | None = None  # None: every build's logs
         self.closing: tuple[int, str] | None = None  # set when the server ends the connection
-        self.writer: asyncio.Task[None] | None = None
 
-    def offer(self, text: str) -> None:
-        """Queue a message, or drop the client when its queue is full."""
+    def offer(self, message: Outgoing) -> None:
+        """Send a message now, or queue it behind earlier ones; drop the client when its
+        queue is full."""
         if self.closing is not None:
             return
-        if len(self.pending) >= self.limit or self.size + len(text) > MAX_PENDING:
+        if self.pending is None:
+            if self.wire.writable():
+                self.wire.send(message)
+                return
+            self.pending = deque()
+            self.drainer = asyncio.get_running_loop().create_task(self._drain())
+        if len(self.pending) >= self.limit or self.size + len(message) > MAX_PENDING:
             WS_CLOSED.labels("slow").inc()
             self.end(POLICY_VIOLATION, "too slow: send queue full")
             return
-        self.pending.append(text)
-        self.size += len(text)
-        WS_MESSAGES.inc()
-        self.wake.set()
+        self.pending.append(message)
+        self.size += len(message)
+
+    async def _drain(self) -> None:
+        """Write the queue in order as the transport empties, then go away."""
+        pending = self.pending
+        assert pending is not None
+        while pending:
+            if not await self.wire.wait_writable():
+                return  # closed: the reader sees the disconnect
+            while pending and self.wire.writable():
+                message = pending.popleft()
+                self.size -= len(message)
+                self.wire.send(message)
+        self.pending = None
+        self.drainer = None
 
     def end(self, code: int, reason: str) -> None:
-        """Stop writing to this client, even in the middle of a blocked send."""
+        """Stop writing to this client and close it, even while its transport is full."""
         if self.closing is None:
             self.closing = (code, reason)
-            self.pending.clear()
+            self.pending = None
             self.size = 0
-            if self.writer is not None:
-                self.writer.cancel()
+            if self.drainer is not None:
+                self.drainer.cancel()
+                self.drainer = None
+            self.wire.close(code, reason)
 
-    async def write(self) -> None:
-        """Send queued messages in order until the server ends the connection."""
+    async def read(self, websocket: WebSocket) -> None:
+        """Apply the client's messages until it disconnects (or the server closed it)."""
         while True:
-            await self.wake.wait()
-            self.wake.clear()
-            while self.pending:
-                text = self.pending.popleft()
-                self.size -= len(text)
-                await self.websocket.send_text(text)
-
-    async def read(self) -> None:
-        """Apply the client's messages until it disconnects."""
-        while True:
-            message = await self.websocket.receive()
+            message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
@@ -156,7 +215,7 @@ class Client:
                 text = (message.get("bytes") or b"").decode("utf-8", "replace")
             reply = self.handle(text)
             if reply is not None:
-                self.offer(json.dumps(reply, separators=(",", ":")))
+                self.offer(Outgoing(_dumps(reply)))
 
     def handle(self, text: str) -> dict[str, Any] | None:
         try:
@@ -194,6 +253,7 @@ class Hub:
         # Bumped by every event (and by the API on submissions): cached answers that
         # list builds are valid only while it stays the same.
         self.generation = 0
+        self._initial: tuple[int, float, Outgoing] | None = None
         self._batch: list[dict[str, Any]] = []
         self._ready = asyncio.Event()
         self._urgent = False  # the batch holds a lifecycle event
@@ -263,25 +323,27 @@ class Hub:
         return min(self.window, URGENT_WINDOW) if self._urgent else self.window
 
     def broadcast(self, events: list[dict[str, Any]]) -> None:
-        """Queue ``events`` to every client, build_log filtered by its subscriptions.
+        """Send ``events`` to every client, build_log filtered by its subscriptions.
 
-        Each event is encoded once; clients with the same filter share the messages.
+        Each event is encoded once; clients with the same filter share the messages,
+        down to the bytes of their frames.
         """
         if not self.clients or not events:
             return
         parts: list[str] = []
         split: list[dict[str, Any]] = []
         for event in events:
-            text = json.dumps(event, separators=(",", ":"))
+            text = _dumps(event)
             if len(text) > MAX_MESSAGE and event["type"] == "build_log":
                 for piece in _split_log(event):
-                    parts.append(json.dumps(piece, separators=(",", ":")))
+                    parts.append(_dumps(piece))
                     split.append(piece)
             else:
                 parts.append(text)
                 split.append(event)
         events = split
-        messages: dict[frozenset[str] | None, list[str]] = {}
+        messages: dict[frozenset[str] | None, list[Outgoing]] = {}
+        sent = 0
         for client in list(self.clients):
             key = client.filter
             chosen = messages.get(key)
@@ -297,51 +359,44 @@ class Hub:
                         ]
                     )
                 messages[key] = chosen
-            for text in chosen:
-                client.offer(text)
+            for message in chosen:
+                client.offer(message)
+            sent += len(chosen)
+        WS_MESSAGES.inc(sent)
 
-    def initial_status(self) -> str:
+    def initial_status(self) -> Outgoing:
+        """The initial_status message, shared by the clients that connect while no build
+        changed (a reconnecting crowd costs one listing and one encoding)."""
+        now = time.monotonic()
+        cached = self._initial
+        if cached is not None and cached[0] == self.generation and now - cached[1] < INITIAL_TTL:
+            return cached[2]
         builds = self.service.list_builds(limit=INITIAL_BUILDS)
-        return json.dumps({"type": "initial_status", "builds": builds}, separators=(",", ":"))
+        message = Outgoing(_dumps({"type": "initial_status", "builds": builds}))
+        self._initial = (self.generation, now, message)
+        return message
 
     async def endpoint(self, websocket: WebSocket) -> None:
+        wire: Wire | None = websocket.scope.get("extensions", {}).get(WIRE, {}).get("wire")
         await websocket.accept()
+        if wire is None:
+            log.error("WebSocket served without pf serve's protocol (no %s extension)", WIRE)
+            await websocket.close(INTERNAL_ERROR, "WebSocket events need pf serve")
+            return
         if len(self.clients) >= self.max_clients:
             WS_CLOSED.labels("limit").inc()
             await websocket.close(POLICY_VIOLATION, "too many WebSocket connections")
             return
-        client = Client(websocket, self.queue_limit)
+        client = Client(wire, self.queue_limit)
         # Registered and given its initial status with no await in between, so no event
         # can fall between the snapshot and the stream.
         self.clients.add(client)
         WS_CONNECTIONS.inc()
         try:
-            client.pending.append(self.initial_status())
-            client.wake.set()
-            await self._serve(client)
+            client.offer(self.initial_status())
+            await client.read(websocket)
         finally:
-            self._forget(client)
-        if client.closing is not None:
-            # A stalled client may never take our close frame: give it a moment, then
-            # let uvicorn close the transport.
-            code, reason = client.closing
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.websocket.close(code, reason), _CLOSE_TIMEOUT)
-
-    def _forget(self, client: Client) -> None:
-        if client in self.clients:
             self.clients.discard(client)
             WS_CONNECTIONS.dec()
-
-    async def _serve(self, client: Client) -> None:
-        reader = asyncio.create_task(client.read())
-        client.writer = writer = asyncio.create_task(client.write())
-        try:
-            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (reader, writer):
-                task.cancel()
-            for task in (reader, writer):
-                # Disconnects surface here as whatever the send or receive raised.
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            if client.drainer is not None:
+                client.drainer.cancel()
