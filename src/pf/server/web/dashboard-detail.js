@@ -57,7 +57,7 @@ export class Detail {
   }
 
   _build() {
-    this.title = h("h2", { id: "detail-title" });
+    this.title = h("h2", { id: "detail-title", tabindex: "-1" });
     this.status = h("span", { class: "status" });
     this.cached = h("span", { class: "badge", hidden: true }, "cached");
     this.idText = h("code", { class: "d-id" });
@@ -145,6 +145,7 @@ export class Detail {
       this.logState = "idle";
       return;
     }
+    this.title.focus({ preventScroll: true }); // keyboard and screen-reader users follow
     this.resubscribe();
   }
 

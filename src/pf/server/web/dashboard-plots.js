@@ -50,9 +50,15 @@ class Chart {
   constructor(node, options, data) {
     this.node = node;
     this.plot = new uPlot({ ...options, width: this._width(), height: HEIGHT }, data, node);
-    new ResizeObserver(() => this.plot.setSize({ width: this._width(), height: HEIGHT })).observe(
-      node,
+    this.resize = new ResizeObserver(() =>
+      this.plot.setSize({ width: this._width(), height: HEIGHT }),
     );
+    this.resize.observe(node);
+  }
+
+  destroy() {
+    this.resize.disconnect();
+    this.plot.destroy();
   }
 
   _width() {
@@ -190,7 +196,7 @@ export class Plots {
     }
     if (!this.durations || languages.join() !== this.languages.join()) {
       this.languages = languages;
-      this.durations?.plot.destroy();
+      this.durations?.destroy();
       this.durations = new Chart(
         this.nodes.durations,
         {
