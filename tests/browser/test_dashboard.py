@@ -275,3 +275,25 @@ def test_phone_width_has_no_horizontal_overflow(
     expect(detail).to_be_hidden()
     assert no_horizontal_overflow(page)
     shot(page, "dashboard-phone")
+
+
+def test_hundreds_of_builds_show_in_a_bounded_list(server: GatedServer, page: Page) -> None:
+    count = 250  # more than the 200 rows the list draws at first
+    open_dashboard(page)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        ids = [http.post("/api/build/wat", json={}).json()["buildId"] for _ in range(count)]
+    counts = page.locator("#counts [data-status=completed]")
+    expect(counts).to_have_text(f"{count} completed")
+    rows = page.locator("li.build")
+    expect(rows).to_have_count(200)
+    footer = page.locator("#list-footer")
+    expect(footer).to_contain_text(f"Showing 200 of {count} builds")
+    expect(rows.first).to_have_attribute("data-id", ids[-1])  # newest first
+    footer.get_by_role("button", name="Show more").click()
+    expect(rows).to_have_count(count)
+    expect(rows.last).to_have_attribute("data-id", ids[0])
+    with httpx.Client(base_url=server.url) as http:
+        builds = http.get("/api/status", params={"limit": count}).json()["builds"]
+    cached = sum(1 for build in builds if build["cached"])
+    assert cached >= count - 2  # all but the first compile or two are cache hits
+    expect(page.locator("li.build .b-cached:visible")).to_have_count(cached)
