@@ -229,7 +229,8 @@ class _Execution:
         if not (step.ccache and ccache is not None):
             return argv, env
         # pf has digested the compiler's binary already: ccache hashing that digest is
-        # exact and spares it a stat of the compiler (its default, mtime) per compile.
+        # exact (its default compares mtime and size) and costs it a quarter fewer
+        # instructions per call (callgrind, ccache 4.7).
         return [ccache, *argv], {**env, "CCACHE_COMPILERCHECK": f"string:{tool.digest}"}
 
     def execute(
