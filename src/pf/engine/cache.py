@@ -1,7 +1,7 @@
 """The action cache: action key -> manifest of outputs and captured logs, bounded in bytes.
 
 Layout under the cache directory: ``ac/<kk>/<key>.json`` manifests, ``cas/`` blobs
-(store.BlobStore), ``tmp/`` scratch directories, ``usage.json`` the bytes in ``cas/``.
+(store.BlobStore), ``tmp/`` scratch directories, ``locks/`` single-flight and evict locks.
 A manifest is written only after all its blobs are in place, and by atomic rename, so a
 reader sees a whole entry or none.
 A lookup verifies every blob's size and digest; an entry with a damaged or missing
@@ -12,8 +12,8 @@ Recency is the manifest's mtime, refreshed on each hit. When the store grows pas
 unless another entry still refers to them. Failed compiles are never stored.
 
 Measuring the store means a stat of every blob: 25-50 ms for 3,000 blobs, too much to
-pay on every compile that misses. So ``usage.json`` keeps the running total: each store
-adds its bytes to it under the evict lock, and only when the total passes the bound (or
+pay on every compile that misses. So the evict lock file keeps a running total: each
+store adds its bytes to it under that lock, and only when the total passes the bound (or
 the last full measurement is ten minutes old, which corrects for other writers such as
 a damaged blob removed at lookup) is the store measured again, and evicted. A blob
 stored twice is counted twice, which only brings the next measurement forward.
@@ -172,18 +172,19 @@ class ActionCache:
         return Entry(key, tuple(artifacts), tuple(log), tuple(diagnostics), note, duration)
 
     @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        with (self.root / "locks" / "evict.lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _exclusive(self) -> Iterator[int]:
+        """Hold the evict lock; yields the lock file's descriptor, which holds the total."""
+        fd = os.open(self.root / "locks" / "evict.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield fd
+        finally:
+            os.close(fd)  # releases the lock
 
     def _account(self, added: int) -> None:
         """Add ``added`` bytes to the running total; measure and evict past the bound."""
-        with self._exclusive():
-            usage, measured = self._read_usage()
+        with self._exclusive() as fd:
+            usage, measured = _read_usage(fd)
             if usage is None or time.time() - measured > _MEASURE_INTERVAL:
                 usage, measured = self._measure(), time.time()
             else:
@@ -191,18 +192,7 @@ class ActionCache:
             if usage > self.max_bytes:
                 usage, measured = self._measure(), time.time()
                 usage -= self._evict(usage)
-            self._write_usage(usage, measured)
-
-    def _read_usage(self) -> tuple[int | None, float]:
-        try:
-            data = json.loads((self.root / "usage.json").read_bytes())
-            return int(data["bytes"]), float(data["measured"])
-        except (FileNotFoundError, ValueError, KeyError, TypeError):
-            return None, 0.0  # not written yet, or a write cut short: measure again
-
-    def _write_usage(self, usage: int, measured: float) -> None:
-        # Only ever read and written under the evict lock, so it is rewritten in place.
-        (self.root / "usage.json").write_text(json.dumps({"bytes": usage, "measured": measured}))
+            _write_usage(fd, usage, measured)
 
     def _measure(self) -> int:
         total = 0
@@ -213,10 +203,10 @@ class ActionCache:
 
     def evict(self) -> int:
         """Drop least recently used entries until blobs fit ``max_bytes``; returns bytes freed."""
-        with self._exclusive():
+        with self._exclusive() as fd:
             usage = self._measure()
             freed = self._evict(usage)
-            self._write_usage(usage - freed, time.time())
+            _write_usage(fd, usage - freed, time.time())
         return freed
 
     def _evict(self, usage: int) -> int:
@@ -248,3 +238,19 @@ class ActionCache:
                 if refs[digest] == 0:
                     freed += self.blobs.discard(digest)
         return freed
+
+
+# The running total lives in the evict lock file, read and written only under its lock,
+# so one open serves both.
+def _read_usage(fd: int) -> tuple[int | None, float]:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0))
+        return int(data["bytes"]), float(data["measured"])
+    except (ValueError, KeyError, TypeError):
+        return None, 0.0  # empty (never written), or a write cut short: measure again
+
+
+def _write_usage(fd: int, usage: int, measured: float) -> None:
+    data = json.dumps({"bytes": usage, "measured": measured}).encode()
+    os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
