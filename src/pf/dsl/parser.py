@@ -52,6 +52,10 @@ from pf.dsl.verbs import (
     TOP_LEVEL,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 def _task_name_ok(name: str) -> bool:
     return (
@@ -88,45 +92,46 @@ def _dedent(lines: list[str]) -> list[str]:
 
 
 _NO_META = Meta()
+_NAMES: dict[str, bool] = {}  # the same few parameter names recur on every task
+
+
+def _param_name_ok(name: str) -> bool:
+    known = _NAMES.get(name)
+    if known is None:
+        known = is_name(name)
+        if len(_NAMES) < 4096:
+            _NAMES[name] = known
+    return known
 
 
 class _TaskState:
-    """What the parser accumulates for the task being read."""
+    """What the parser accumulates for the task being read (lists made on first use)."""
 
-    __slots__ = (
-        "describe",
-        "examples",
-        "generates",
-        "lang",
-        "name",
-        "needs",
-        "notes",
-        "sources",
-        "synopsis",
-        "tags",
-    )
+    __slots__ = ("generates", "lang", "meta", "name", "needs", "sources")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.lang: str | None = None  # sticky shell_lang, applied in text order
-        self.describe: list[str] = []
-        self.synopsis: list[str] = []
-        self.examples: list[str] = []
-        self.notes: list[str] = []
-        self.tags: list[str] = []
-        self.needs: list[Ref] = []
-        self.sources: list[str] = []
-        self.generates: list[str] = []
+        self.meta: dict[str, list[str]] | None = None  # describe, synopsis, ... -> texts
+        self.needs: list[Ref] | None = None
+        self.sources: list[str] | None = None
+        self.generates: list[str] | None = None
 
-    def meta(self) -> Meta:
-        if not (self.describe or self.synopsis or self.examples or self.notes or self.tags):
+    def task_meta(self) -> Meta:
+        meta = self.meta
+        if meta is None:
             return _NO_META
-        return Meta(
-            "\n".join(self.describe) if self.describe else None,
-            "\n".join(self.synopsis) if self.synopsis else None,
-            tuple(self.examples),
-            tuple(self.notes),
-            tuple(self.tags),
+        describe = meta.get("describe")
+        synopsis = meta.get("synopsis")
+        return new(
+            Meta,
+            (
+                "\n".join(describe) if describe else None,
+                "\n".join(synopsis) if synopsis else None,
+                tuple(meta.get("example", ())),
+                tuple(meta.get("note", ())),
+                tuple(meta.get("tag", ())),
+            ),
         )
 
 
@@ -141,29 +146,29 @@ class Parser:
 
     def parse_file(self) -> FileAst:
         items: list[Item] = []
-        while (line := self.reader.next()) is not None:
-            verb, a, r = line.verb, line.start, line.rest
-            b = a + len(verb)
+        next_line = self.reader.next
+        while (line := next_line()) is not None:
+            verb = line.verb
             if verb == "task":
-                items.append(self._task(line, a, b, r))
+                items.append(self._task(line))
             elif verb == "include":
-                items.append(self._include(line, r))
+                items.append(self._include(line, line.rest))
             elif verb == "env":
-                items.append(self._env(line, a, r))
+                items.append(self._env(line))
             elif verb == "hosts":
-                items.append(self._hosts(line, a, r))
+                items.append(self._hosts(line, line.rest))
             elif verb == "end":
-                raise DslError(line.span(a, b), "stray-end")
+                raise DslError(line.verb_span(), "stray-end")
             elif verb == "else":
-                raise DslError(line.span(a, b), "stray-else")
+                raise DslError(line.verb_span(), "stray-else")
             elif verb in TASK_VERBS:
-                raise DslError(line.span(a, b), "verb-outside-task", {"verb": verb})
+                raise DslError(line.verb_span(), "verb-outside-task", {"verb": verb})
             else:
                 facts = {"word": verb}
                 guess = suggest(verb, TOP_LEVEL)
                 if guess:
                     facts["suggestion"] = guess
-                raise DslError(line.span(a, b), "unknown-statement", facts)
+                raise DslError(line.verb_span(), "unknown-statement", facts)
         return FileAst(self.source, tuple(items))
 
     def _include(self, line: Line, r: int) -> Include:
@@ -178,7 +183,7 @@ class Parser:
             )
         return Include(found[0].text, line.span(found[0].start, found[0].end))
 
-    def _hosts(self, line: Line, a: int, r: int) -> HostsDecl:
+    def _hosts(self, line: Line, r: int) -> HostsDecl:
         rest = line.text[r:]
         eq = rest.find("=")
         name = rest[:eq].strip() if eq != -1 else ""
@@ -194,9 +199,8 @@ class Parser:
 
     # ------------------------------------------------------------ tasks
 
-    def _task(self, line: Line, a: int, b: int, r: int) -> TaskDef:
-        text = line.text
-        end = line.end
+    def _task(self, line: Line) -> TaskDef:
+        text, a, r, end = line.text, line.start, line.rest, line.end
         aliases: list[Ref] = []
         # The usual header ends with its alias list: cut it off by hand rather than
         # through the general list syntax (headers are a third of all lines).
@@ -204,55 +208,69 @@ class Parser:
         if (
             bracket > r
             and text[bracket - 1] in " \t"
-            and not any(q in text[bracket:end] for q in "\"'")
+            and '"' not in text[bracket:end]
+            and "'" not in text[bracket:end]
         ):
             aliases = self._aliases(line, bracket + 1, end - 1)
             found = words(line, r, bracket, keys=True, lists=True)
         elif r < end and " " not in text[r:end] and "\t" not in text[r:end]:
-            found = [new(Word, (text[r:end], r, end, None, None, True))]  # `task NAME`
+            found = [Word(text[r:end], r, end, None, None, True)]  # `task NAME`
         else:
             found = words(line, r, keys=True, lists=True)
         if not found:
-            raise self._missing_name(line, r)
+            raise DslError(line.span(r, r), "missing-task-name")
         first = found[0]
         name = text[first.start : first.end]
         name_span = line.span(first.start, first.end)
-        if first.key is not None or first.items is not None or not first.bare:
+        if (
+            first.key is not None
+            or first.items is not None
+            or not first.bare
+            or not _task_name_ok(name)
+        ):
             raise DslError(name_span, "invalid-task-name", {"name": name})
-        if not _task_name_ok(name):
-            raise DslError(name_span, "invalid-task-name", {"name": name})
+        params: tuple[Param, ...] = ()
+        if len(found) > 1:
+            params = self._params(line, found, aliases)
+        state = _TaskState(name)
+        body = self._block(state, "task", line, None)[0]
+        needs = state.needs
+        sources = state.sources
+        generates = state.generates
+        return new(
+            TaskDef,
+            (
+                name,
+                name_span,
+                params,
+                tuple(aliases),
+                _NO_META if state.meta is None else state.task_meta(),
+                () if needs is None else tuple(needs),
+                () if sources is None else tuple(sources),
+                () if generates is None else tuple(generates),
+                tuple(body),
+                line.span(a, end),
+            ),
+        )
+
+    def _params(self, line: Line, found: list[Word], aliases: list[Ref]) -> tuple[Param, ...]:
+        """The header's words after the name: parameters, and ``[alias ...]`` lists."""
         params: list[Param] = []
         seen: dict[str, Span] = {}
         for word in found[1:]:
-            span = line.span(word.start, word.end)
-            if word.items is not None and word.key is None:
-                aliases += self._aliases(line, word.start + 1, word.end - 1)
+            start, stop, key, items = word.start, word.end, word.key, word.items
+            span = line.span(start, stop)
+            if items is not None and key is None:
+                aliases += self._aliases(line, start + 1, stop - 1)
                 continue
-            pname = word.key if word.key is not None else word.text
-            if word.items is not None or not is_name(pname) or (word.key is None and not word.bare):
-                raise DslError(span, "invalid-parameter", {"text": text[word.start : word.end]})
+            pname = word.text if key is None else key
+            if items is not None or not _param_name_ok(pname) or (key is None and not word.bare):
+                raise DslError(span, "invalid-parameter", {"text": line.text[start:stop]})
             if pname in seen:
                 raise DslError(span, "duplicate-parameter", {"name": pname}, (seen[pname],))
             seen[pname] = span
-            params.append(Param(pname, word.text if word.key is not None else None, span))
-        state = _TaskState(name)
-        opener = line.span(a, b)
-        body, _ = self._block(state, f"task {name}", opener, None)
-        return TaskDef(
-            name,
-            name_span,
-            tuple(params),
-            tuple(aliases),
-            state.meta(),
-            tuple(state.needs),
-            tuple(state.sources),
-            tuple(state.generates),
-            tuple(body),
-            line.statement_span(),
-        )
-
-    def _missing_name(self, line: Line, r: int) -> DslError:
-        return DslError(line.span(r, r), "missing-task-name")
+            params.append(new(Param, (pname, None if key is None else word.text, span)))
+        return tuple(params)
 
     def _aliases(self, line: Line, at: int, end: int) -> list[Ref]:
         """``[alias bc|alias=buildc]`` between ``at`` and ``end``: names, each with its span."""
@@ -274,72 +292,82 @@ class Parser:
                     line.span(lead, lead + max(len(body), 1)), "invalid-alias", {"text": body}
                 )
             name_at = lead + len(body) - len(name)
-            out.append(Ref(name, line.span(name_at, name_at + len(name))))
+            out.append(new(Ref, (name, line.span(name_at, name_at + len(name)))))
             at = stop + 1
         return out
 
     def _block(
-        self, state: _TaskState, kind: str, opener: Span, inside: str | None
+        self, state: _TaskState, kind: str, opener: Line, inside: str | None
     ) -> tuple[list[Statement], str]:
-        """Statements up to the ``end`` (or ``else``) closing this block; returns which."""
+        """Statements up to the ``end`` (or ``else``) closing this block; returns which.
+
+        ``opener`` is the line that opened the block (``task``, ``if`` or ``for``),
+        where a missing ``end`` is reported.
+        """
         body: list[Statement] = []
-        reader = self.reader
-        while (line := reader.next()) is not None:
-            verb, a, r = line.verb, line.start, line.rest
-            b = a + len(verb)
+        append = body.append
+        next_line = self.reader.next
+        statements = _STATEMENTS
+        while (line := next_line()) is not None:
+            verb = line.verb
             if verb == "end":
-                if r < line.end:
-                    self._nothing_after(line, "end", r)
+                if line.rest < line.end:
+                    self._nothing_after(line, "end", line.rest)
                 return body, "end"
-            if verb == "else":
-                if inside == "else":
-                    raise DslError(line.span(a, b), "duplicate-else")
-                if inside != "if":
-                    raise DslError(line.span(a, b), "stray-else")
-                self._nothing_after(line, "else", r)
-                return body, "else"
-            if verb == "task":
-                raise DslError(
-                    opener, "missing-end", {"block": kind, "next": "task"}, (line.span(a, b),)
-                )
-            if verb in ("include", "hosts"):
-                raise DslError(
-                    line.span(a, b), "top-level-only", {"verb": verb, "task": state.name}
-                )
-            if verb == "shell":
-                body.append(self._shell(state, line, a, r))
-            elif verb in GENERIC_VERBS:
-                body.append(self._verb(line, verb, a, r))
-            elif verb == "env":
-                body.append(self._env(line, a, r))
-            elif verb == "if":
-                body.append(self._if(state, line, a, b, r))
-            elif verb == "for":
-                body.append(self._for(state, line, a, b, r))
-            elif verb == "shell_lang":
-                body.append(self._shell_lang(state, line, a, r))
-            elif verb in DECLARATIONS:
+            parse = statements.get(verb)
+            if parse is not None:
+                append(parse(self, state, line))
+                continue
+            declare = _DECLARATIONS.get(verb)
+            if declare is not None:
                 if inside is not None:
                     block = "if" if inside == "else" else inside
                     raise DslError(
-                        line.span(a, b), "declaration-in-block", {"verb": verb, "block": block}
+                        line.verb_span(), "declaration-in-block", {"verb": verb, "block": block}
                     )
-                self._declaration(state, line, verb, r)
-            else:
-                facts = {"verb": verb}
-                guess = suggest(verb, TASK_VERBS)
-                if guess:
-                    facts["suggestion"] = guess
-                raise DslError(line.span(a, b), "unknown-verb", facts)
-        raise DslError(opener, "missing-end", {"block": kind, "next": ""})
+                declare(self, state, line)
+                continue
+            if verb == "else":
+                if inside == "else":
+                    raise DslError(line.verb_span(), "duplicate-else")
+                if inside != "if":
+                    raise DslError(line.verb_span(), "stray-else")
+                self._nothing_after(line, "else", line.rest)
+                return body, "else"
+            if verb == "task":
+                raise self._unclosed(state, kind, opener, "task", (line.verb_span(),))
+            if verb in ("include", "hosts"):
+                raise DslError(
+                    line.verb_span(), "top-level-only", {"verb": verb, "task": state.name}
+                )
+            facts = {"verb": verb}
+            guess = suggest(verb, TASK_VERBS)
+            if guess:
+                facts["suggestion"] = guess
+            raise DslError(line.verb_span(), "unknown-verb", facts)
+        raise self._unclosed(state, kind, opener, "", ())
+
+    @staticmethod
+    def _unclosed(
+        state: _TaskState, kind: str, opener: Line, next_verb: str, related: tuple[Span, ...]
+    ) -> DslError:
+        block = f"task {state.name}" if kind == "task" else kind
+        return DslError(
+            opener.verb_span(), "missing-end", {"block": block, "next": next_verb}, related
+        )
 
     # ------------------------------------------------------------ statements
+    # Each takes (state, line) and is found through _STATEMENTS or _DECLARATIONS.
 
-    def _shell(self, state: _TaskState, line: Line, a: int, r: int) -> Shell:
-        text = line.text
-        span = line.statement_span()
+    def _shell(self, state: _TaskState, line: Line) -> Shell:
+        text, a, r, end = line.text, line.start, line.rest, line.end
+        span = line.span(a, end)
+        code = text[r:end]
+        if code[-1:].isspace():  # blanks other than space and tab end the line too
+            code = code.rstrip()
+        if code and code[0] not in "[<@":  # the common `shell CMD`: nothing more to look at
+            return new(Shell, (code, state.lang, span, None, (), False))
         code_at = r
-        code = text[r:].rstrip()
         lang = state.lang
         if code[:5].lower() == "[lang":
             close = code.find("]")
@@ -360,7 +388,7 @@ class Parser:
                 delimiter = delimiter[1:-1]
             if delimiter and delimiter.split()[0] == delimiter:
                 body = self._heredoc(line, code_at, len(code), delimiter)
-                return Shell(body, lang, span, heredoc=True)
+                return new(Shell, (body, lang, span, None, (), True))
         if code[0] == "@":
             found = words(line, code_at, keys=False, lists=False)
             path = found[0].text[1:]
@@ -376,7 +404,7 @@ class Parser:
             if rest_words and rest_words[0].bare and rest_words[0].text == "--":
                 rest_words = rest_words[1:]
             return Shell("", lang, span, file=path, args=tuple(w.text for w in rest_words))
-        return Shell(code, lang, span)
+        return new(Shell, (code, lang, span, None, (), False))
 
     def _heredoc(self, line: Line, at: int, width: int, delimiter: str) -> str:
         body: list[str] = []
@@ -387,7 +415,8 @@ class Parser:
             body.append(raw[0])
         raise DslError(line.span(at, at + width), "unterminated-heredoc", {"delimiter": delimiter})
 
-    def _shell_lang(self, state: _TaskState, line: Line, a: int, r: int) -> ShellLang:
+    def _shell_lang(self, state: _TaskState, line: Line) -> ShellLang:
+        r = line.rest
         found = words(line, r, keys=False, lists=False)
         if not found:
             raise self._missing(
@@ -403,14 +432,18 @@ class Parser:
         state.lang = None if name == "default" else name
         return ShellLang(state.lang, line.statement_span())
 
-    def _env(self, line: Line, a: int, r: int) -> Env:
+    def _env_statement(self, state: _TaskState, line: Line) -> Env:
+        return self._env(line)
+
+    def _env(self, line: Line) -> Env:
+        r = line.rest
         found = words(line, r, keys=True, lists=True)
         if not found:
             raise self._missing(line, r, "env", "KEY=VALUE pairs", 'write `env KEY=VALUE K2="v w"`')
         pairs: list[tuple[str, str]] = []
         for word in found:
-            key = word.key
-            if key is None or word.items is not None or not is_name(key):
+            key, items = word.key, word.items
+            if key is None or items is not None or not _param_name_ok(key):
                 span = line.span(word.start, word.end)
                 if key is None:
                     raise DslError(
@@ -418,7 +451,7 @@ class Parser:
                         "expected-key-value",
                         {"word": line.text[word.start : word.end], "verb": "env"},
                     )
-                if word.items is not None:
+                if items is not None:
                     raise DslError(span, "list-not-allowed")
                 raise DslError(
                     span,
@@ -430,12 +463,13 @@ class Parser:
                     },
                 )
             pairs.append((key, word.text))
-        return Env(tuple(pairs), line.statement_span())
+        return new(Env, (tuple(pairs), line.statement_span()))
 
-    def _if(self, state: _TaskState, line: Line, a: int, b: int, r: int) -> If:
+    def _if(self, state: _TaskState, line: Line) -> If:
         text = line.text
+        r = line.rest
         rest = text[r:].rstrip()
-        test_span = line.span(r, r + len(rest)) if rest else line.span(r, r)
+        test_span = line.span(r, r + len(rest))
         test: Test
         if rest.startswith("`"):
             command = rest[1:-1].strip() if len(rest) >= 2 and rest.endswith("`") else ""
@@ -450,90 +484,106 @@ class Parser:
                 test = Test(found[1].text, found[0].text, found[2].text, test_span)
             else:
                 raise DslError(test_span, "invalid-condition")
-        opener = line.span(a, b)
-        body, end = self._block(state, "if", opener, "if")
+        body, end = self._block(state, "if", line, "if")
         orelse: list[Statement] = []
         if end == "else":
-            orelse, _ = self._block(state, "if", opener, "else")
-        return If(test, tuple(body), tuple(orelse), line.statement_span())
+            orelse = self._block(state, "if", line, "else")[0]
+        return new(If, (test, tuple(body), tuple(orelse), line.statement_span()))
 
-    def _for(self, state: _TaskState, line: Line, a: int, b: int, r: int) -> For:
+    def _for(self, state: _TaskState, line: Line) -> For:
+        r = line.rest
         found = words(line, r, keys=False, lists=True)
         end = line.end
-        bad = DslError(line.span(r, end) if end > r else line.span(a, b), "invalid-for")
         if len(found) < 3 or not found[0].bare or not is_name(found[0].text):
-            raise bad
+            raise self._invalid_for(line)
         if not found[1].bare or found[1].text != "in":
-            raise bad
+            raise self._invalid_for(line)
         values = found[2:]
         items: tuple[str, ...] | None = None
         source: str | None = None
         if len(values) == 1 and values[0].items is not None:
             items = values[0].items
         elif any(v.items is not None for v in values):
-            raise bad
+            raise self._invalid_for(line)
         elif len(values) == 1 and "$" in values[0].text:
             source = values[0].text
         else:
             items = tuple(v.text for v in values)
-        opener = line.span(a, b)
-        body, _ = self._block(state, "for", opener, "for")
-        return For(found[0].text, items, source, tuple(body), line.statement_span())
+        body = self._block(state, "for", line, "for")[0]
+        return new(For, (found[0].text, items, source, tuple(body), line.span(line.start, end)))
 
-    def _declaration(self, state: _TaskState, line: Line, verb: str, r: int) -> None:
-        if verb in METADATA:
-            text = line.text[r:].strip()
-            if not text:
-                raise self._missing(line, r, verb, "a text", f"write `{verb} TEXT`")
-            if verb == "describe":
-                state.describe.append(_unquote(text))
-            elif verb == "synopsis":
-                state.synopsis.append(_unquote(text))
-            elif verb == "example":
-                state.examples.append(_unquote(text))
-            elif verb == "note":
-                state.notes.append(_unquote(text))
-            else:
-                state.tags += text.split()
-            return
+    @staticmethod
+    def _invalid_for(line: Line) -> DslError:
+        r, end = line.rest, line.end
+        return DslError(line.span(r, end) if end > r else line.verb_span(), "invalid-for")
+
+    def _metadata(self, state: _TaskState, line: Line) -> None:
+        verb, r = line.verb, line.rest
+        text = line.text[r:].strip()
+        if not text:
+            raise self._missing(line, r, verb, "a text", f"write `{verb} TEXT`")
+        meta = state.meta
+        if meta is None:
+            meta = state.meta = {}
+        if verb == "tag":
+            meta.setdefault(verb, []).extend(text.split())
+        else:
+            meta.setdefault(verb, []).append(_unquote(text))
+
+    def _needs(self, state: _TaskState, line: Line) -> None:
+        found = self._patterns(line, "task names")
+        needs = state.needs
+        if needs is None:
+            needs = state.needs = []
+        for word in found:
+            span = line.span(word.start, word.end)
+            name = word.text
+            group, _, task = name.rpartition(":")
+            if (
+                not word.bare
+                or not task
+                or not _task_name_ok(task)
+                or (group and not _task_name_ok(group))
+            ):
+                raise DslError(
+                    span,
+                    "invalid-argument",
+                    {
+                        "what": "`needs` takes task names",
+                        "word": line.text[word.start : word.end],
+                        "usage": "write `needs build test` or `needs web:build`",
+                    },
+                )
+            needs.append(new(Ref, (name, span)))
+
+    def _sources(self, state: _TaskState, line: Line) -> None:
+        found = self._patterns(line, "file patterns")
+        if state.sources is None:
+            state.sources = []
+        state.sources += [w.text for w in found]
+
+    def _generates(self, state: _TaskState, line: Line) -> None:
+        found = self._patterns(line, "file patterns")
+        if state.generates is None:
+            state.generates = []
+        state.generates += [w.text for w in found]
+
+    def _patterns(self, line: Line, what: str) -> list[Word]:
+        verb, r = line.verb, line.rest
         found = words(line, r, keys=False, lists=False)
         if not found:
-            what = "task names" if verb == "needs" else "file patterns"
             raise self._missing(line, r, verb, what, f"write `{verb} a b`")
-        if verb == "needs":
-            for word in found:
-                span = line.span(word.start, word.end)
-                name = word.text
-                group, _, task = name.rpartition(":")
-                if (
-                    not word.bare
-                    or not task
-                    or not _task_name_ok(task)
-                    or (group and not _task_name_ok(group))
-                ):
-                    raise DslError(
-                        span,
-                        "invalid-argument",
-                        {
-                            "what": "`needs` takes task names",
-                            "word": line.text[word.start : word.end],
-                            "usage": "write `needs build test` or `needs web:build`",
-                        },
-                    )
-                state.needs.append(Ref(name, span))
-        elif verb == "sources":
-            state.sources += [w.text for w in found]
-        else:
-            state.generates += [w.text for w in found]
+        return found
 
-    def _verb(self, line: Line, verb: str, a: int, r: int) -> Verb:
+    def _verb(self, state: _TaskState, line: Line) -> Verb:
+        verb = line.verb
         args: list[str] = []
         kwargs: dict[str, Value] = {}
-        found = words(line, r, keys=True, lists=True)
+        found = words(line, line.rest, keys=True, lists=True)
         for word in found:
-            key = word.key
+            key, items = word.key, word.items
             if key is None:
-                if word.items is not None:
+                if items is not None:
                     raise DslError(line.span(word.start, word.end), "list-not-allowed")
                 args.append(word.text)
             elif key in kwargs:
@@ -545,7 +595,7 @@ class Parser:
                     (line.span(first.start, first.end),),
                 )
             else:
-                kwargs[key] = word.items if word.items is not None else word.text
+                kwargs[key] = word.text if items is None else items
         arity = ARITY.get(verb)
         if arity is not None:
             if len(args) < arity[0]:
@@ -565,7 +615,7 @@ class Parser:
             for key in ("src", "dest"):
                 if key not in kwargs:
                     raise self._missing(line, line.end, "sync", f"`{key}=`", SYNC_USAGE)
-        return Verb(verb, tuple(args), kwargs, line.statement_span(), (line, found))
+        return new(Verb, (verb, tuple(args), kwargs, line.statement_span(), (line, found)))
 
     # ------------------------------------------------------------ helpers
 
@@ -593,6 +643,25 @@ class Parser:
             raise DslError(
                 line.span(r, r + len(word)), "trailing-words", {"verb": verb, "word": word}
             )
+
+
+#: How each statement verb is read inside a task (by the verb of the line).
+_STATEMENTS: dict[str, Callable[[Parser, _TaskState, Line], Statement]] = {
+    "shell": Parser._shell,
+    "env": Parser._env_statement,
+    "if": Parser._if,
+    "for": Parser._for,
+    "shell_lang": Parser._shell_lang,
+    **dict.fromkeys(GENERIC_VERBS, Parser._verb),
+}
+#: Declarations: hoisted onto the task, only at the top level of its body.
+_DECLARATIONS: dict[str, Callable[[Parser, _TaskState, Line], None]] = {
+    **dict.fromkeys(METADATA, Parser._metadata),
+    "needs": Parser._needs,
+    "sources": Parser._sources,
+    "generates": Parser._generates,
+}
+assert set(_DECLARATIONS) == set(DECLARATIONS)
 
 
 def parse_source(source: Source) -> FileAst:
