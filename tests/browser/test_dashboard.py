@@ -297,3 +297,43 @@ def test_hundreds_of_builds_show_in_a_bounded_list(server: GatedServer, page: Pa
     cached = sum(1 for build in builds if build["cached"])
     assert cached >= count - 2  # all but the first compile or two are cache hits
     expect(page.locator("li.build .b-cached:visible")).to_have_count(cached)
+
+
+def test_fetched_and_streamed_log_lines_meet_without_copies(
+    server: GatedServer, page: Page
+) -> None:
+    """The log view's seam: lines streamed after the fetch may repeat its last lines."""
+    page.goto("/dashboard")
+    results = page.evaluate(
+        """async () => {
+            const { Seam } = await import("/_pf/dashboard-detail.js");
+            const line = (text) => ({ stream: "stdout", text });
+            const run = (fetched, batches, force = false) => {
+                const seam = new Seam();
+                seam.fetched(fetched.map(line));
+                let fresh = null;
+                for (const batch of batches) {
+                    seam.stream(batch.map(line));
+                    fresh = seam.settle(false);
+                }
+                if (fresh === null && force) fresh = seam.settle(true);
+                return fresh && fresh.map((l) => l.text);
+            };
+            return {
+                lagging: run(["a", "b", "c"], [["b"], ["c", "d"]]),
+                all_new: run(["a", "b"], [["c", "d"]]),
+                nothing_fetched: run([], [["a"]]),
+                all_copies: run(["a", "b", "c"], [["b", "c"]]),
+                undecided: run(["a", "b", "c"], [["a", "b"]]),
+                undecided_forced: run(["a", "b", "c"], [["a", "b"]], true),
+            };
+        }"""
+    )
+    assert results == {
+        "lagging": ["d"],
+        "all_new": ["c", "d"],
+        "nothing_fetched": ["a"],
+        "all_copies": [],
+        "undecided": None,  # "a", "b" might be followed by "c": wait for more
+        "undecided_forced": [],
+    }

@@ -23,6 +23,9 @@ const LOCATION = /(?:^|-->\s*|\s)((?:[\w.+-]+\/)*[\w.+-]+\.[A-Za-z][\w]*):(\d+)(
 const compressedSizes = new Map(); // artifact url -> {size, coding}
 const COMPRESS_FROM = 512; // pf serve sends smaller files as they are
 const COMPRESS_ATTEMPTS = 4;
+// After this long, streamed lines can no longer be copies of fetched ones (the server
+// batches events for 100 ms by default).
+const SEAM_MS = 2000;
 
 function sameFile(a, b) {
   return a === b || a.endsWith(`/${b}`) || b.endsWith(`/${a}`);
@@ -47,8 +50,9 @@ export class Detail {
     this.onAction = onAction;
     this.subscribe = subscribe;
     this.id = null;
-    this.logState = "idle"; // subscribing -> fetching -> live
-    this.buffered = [];
+    this.logState = "idle"; // subscribing -> fetching -> seam -> live
+    this.seam = null;
+    this.seamTimer = null;
     this.pendingLines = [];
     this.lineCount = 0;
     this.dropped = 0;
@@ -139,8 +143,8 @@ export class Detail {
     this.lineCount = 0;
     this.dropped = 0;
     this.pendingLines = [];
-    this.buffered = [];
     this.artifacts.replaceChildren();
+    this._endSeam();
     if (id === null) {
       this.logState = "idle";
       return;
@@ -152,8 +156,8 @@ export class Detail {
   /** (Re)starts following the log: after opening, and after every reconnection. */
   resubscribe() {
     if (this.id === null) return;
+    this._endSeam();
     this.logState = "subscribing";
-    this.buffered = [];
     this.logNote.textContent = "loading…";
     this.subscribe(this.id);
   }
@@ -163,42 +167,76 @@ export class Detail {
     const id = this.id;
     if (this.logState !== "subscribing" || !ids.includes(id)) return;
     this.logState = "fetching";
+    this.seam = new Seam();
     let logs;
     try {
       ({ logs } = await api("GET", `/api/logs/${encodeURIComponent(id)}`));
     } catch (error) {
-      if (this.id === id) this.logNote.textContent = `log unavailable: ${error.message}`;
+      if (this.id !== id || this.logState !== "fetching") return;
+      this._endSeam();
+      this.logState = "idle";
+      this.logNote.textContent = `log unavailable: ${error.message}`;
       return;
     }
     if (this.id !== id || this.logState !== "fetching") return;
     const fetched = logs.map((entry) => ({ stream: entry.stream, text: entry.message }));
-    const fresh = this.buffered.slice(overlap(fetched, this.buffered));
     this.log.replaceChildren();
     this.lineCount = 0;
     this.dropped = 0;
-    this.pendingLines = [...fetched, ...fresh];
-    this.buffered = [];
-    this.logState = "live";
+    this.pendingLines = [...fetched];
+    this.logState = "seam";
     this.logNote.textContent = "";
+    this.seam.fetched(fetched);
+    this.seamTimer = setTimeout(() => {
+      if (this.seam && this._settle(true)) this.redraw();
+    }, SEAM_MS);
+    this._settle(false);
     this.redraw();
+  }
+
+  /** Moves the streamed lines past the seam into the view once the seam is known. */
+  _settle(force) {
+    const fresh = this.seam.settle(force);
+    if (fresh === null) return false;
+    this._endSeam();
+    this.logState = "live";
+    this._queue(fresh);
+    return true;
+  }
+
+  _endSeam() {
+    clearTimeout(this.seamTimer);
+    this.seam = null;
+  }
+
+  _queue(lines) {
+    this.pendingLines.push(...lines);
+    // No frames run in a background tab: keep only what the view could show.
+    if (this.pendingLines.length > 2 * MAX_LOG_LINES) {
+      const excess = this.pendingLines.length - MAX_LOG_LINES;
+      this.pendingLines.splice(0, excess);
+      this.dropped += excess;
+    }
   }
 
   /** Lines streamed for a build; returns whether the view wants a frame. */
   lines(id, lines) {
     if (id !== this.id) return false;
-    if (this.logState === "live") {
-      this.pendingLines.push(...lines);
-      // No frames run in a background tab: keep only what the view could show.
-      if (this.pendingLines.length > 2 * MAX_LOG_LINES) {
-        const excess = this.pendingLines.length - MAX_LOG_LINES;
-        this.pendingLines.splice(0, excess);
-        this.dropped += excess;
-      }
-      return true;
+    switch (this.logState) {
+      case "live":
+        this._queue(lines);
+        return true;
+      case "fetching":
+        this.seam.stream(lines);
+        return false;
+      case "seam":
+        this.seam.stream(lines);
+        return this._settle(false);
+      default:
+        // Before the acknowledgement: these lines were sent before the subscription took
+        // effect, so the fetch that follows it returns them.
+        return false;
     }
-    if (this.logState === "fetching" || this.logState === "subscribing")
-      this.buffered.push(...lines);
-    return false;
   }
 
   /** Draws the record's changes and the lines that arrived since the last frame. */
@@ -466,17 +504,50 @@ export class Detail {
   }
 }
 
-/** How many of `streamed`'s first lines end `fetched` (the seam of the two sources). */
-export function overlap(fetched, streamed) {
-  const most = Math.min(fetched.length, streamed.length);
-  for (let k = most; k > 0; k -= 1) {
-    let same = true;
-    for (let i = 0; i < k && same; i += 1) {
-      const a = fetched[fetched.length - k + i];
-      const b = streamed[i];
-      same = a.text === b.text && a.stream === b.stream;
-    }
-    if (same) return k;
+/**
+ * Where the fetched log and the streamed lines meet.
+ *
+ * The server stores a line before it publishes it, and the page fetches only after the
+ * server acknowledged the subscription; so the fetch holds every line streamed before,
+ * and the stream holds every line published after. A line may be in both: published
+ * (and stored) just before the fetch, it can still be waiting in the server's batching
+ * window and arrive afterwards. The stream's first k lines are then the fetch's last k,
+ * for an unknown k. Each candidate k is checked against the lines as they arrive; once
+ * no candidate is longer than what arrived (or SEAM_MS passed), the longest consistent
+ * overlap is dropped. Lines carry no sequence number, so a genuinely repeated line at
+ * the seam is the one ambiguity left.
+ */
+export class Seam {
+  constructor() {
+    this.tail = []; // the fetched lines
+    this.streamed = [];
+    this.candidates = null; // overlaps k still consistent; null until the fetch is in
+    this.checked = 0; // streamed lines checked against every candidate
   }
-  return 0;
+
+  fetched(lines) {
+    this.tail = lines;
+    this.candidates = Array.from({ length: lines.length }, (_, i) => i + 1);
+  }
+
+  stream(lines) {
+    this.streamed.push(...lines);
+  }
+
+  /** The streamed lines that are not in the fetch, or null while that is undecided. */
+  settle(force) {
+    const n = this.tail.length;
+    const m = this.streamed.length;
+    const same = (a, b) => a.text === b.text && a.stream === b.stream;
+    this.candidates = this.candidates.filter((k) => {
+      for (let i = this.checked; i < Math.min(k, m); i += 1) {
+        if (!same(this.streamed[i], this.tail[n - k + i])) return false;
+      }
+      return true;
+    });
+    this.checked = m;
+    const longest = this.candidates.length ? this.candidates[this.candidates.length - 1] : 0;
+    if (longest > m && !force) return null;
+    return this.streamed.slice(Math.min(longest, m));
+  }
 }
