@@ -170,11 +170,13 @@ def read(main_path: str) -> Listing | None:
                 groups.append(_unescape(rest))
             elif kind == "T":
                 fields = rest.split("\t")
-                group, name, file, aliases, describe = (_unescape(f) for f in fields[:5])
+                if "\\" in rest:  # escapes are rare: unescape only the lines that have one
+                    fields = [_unescape(f) for f in fields]
+                group, name, file, aliases, describe = fields[:5]
                 params: list[tuple[str, str | None]] = []
                 for item in fields[5:]:
                     key, eq, default = item.partition("=")
-                    params.append((_unescape(key), _unescape(default) if eq else None))
+                    params.append((key, default if eq else None))
                 entries.append(
                     Entry(
                         group or None,
@@ -208,7 +210,10 @@ def write(listing: Listing, files: tuple[str, ...], parsed_ns: int) -> None:
         for e in listing.entries:
             fields = [e.group or "", e.name, e.file, ",".join(e.aliases), e.describe]
             fields += [k if d is None else f"{k}={d}" for k, d in e.params]
-            lines.append("T\t" + "\t".join(_escape(f) for f in fields))
+            line = "\t".join(fields)
+            if "\\" in line or "\n" in line or "\r" in line or line.count("\t") >= len(fields):
+                line = "\t".join([_escape(f) for f in fields])
+            lines.append("T\t" + line)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         temp = f"{path}.{os.getpid()}.tmp"
         with open(temp, "w", encoding="utf-8") as handle:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import os
 
+from pf.dsl._record import new
 from pf.dsl.ast import Env, FileAst, HostsDecl, Include, TaskDef
 from pf.dsl.errors import DslError
 from pf.dsl.model import Pfyfile, Task, TaskKey, display_name
@@ -128,7 +129,9 @@ class _Analyzer:
         first: dict[TaskKey, Span] = {}
         for group, tdef, path in self.defs:
             key = (group, tdef.name)
-            self._claim(first, key, tdef.name_span)
+            if key in first:
+                self._claim(first, key, tdef.name_span)
+            first[key] = tdef.name_span
             tasks[key] = tdef
             owner[key] = (group, path)
             for ref in tdef.aliases:
@@ -141,25 +144,31 @@ class _Analyzer:
         edges: dict[TaskKey, list[tuple[TaskKey, Span]]] = {}
         for key, tdef in tasks.items():
             group, path = owner[key]
-            needs: list[TaskKey] = []
-            edges[key] = []
-            for ref in tdef.needs:
-                target = _need(key, ref.name, ref.span, groups, tasks, aliases)
-                if target not in needs:
-                    needs.append(target)
-                    edges[key].append((target, ref.span))
-            resolved[key] = Task(
-                tdef.name,
-                group,
-                tdef.params,
-                tuple(r.name for r in tdef.aliases),
-                tdef.meta,
-                tuple(needs),
-                tdef.sources,
-                tdef.generates,
-                tdef.body,
-                tdef.span,
-                path,
+            needs: tuple[TaskKey, ...] = ()
+            if tdef.needs:
+                found: list[TaskKey] = []
+                edges[key] = out = []
+                for ref in tdef.needs:
+                    target = _need(key, ref.name, ref.span, groups, tasks, aliases)
+                    if target not in found:
+                        found.append(target)
+                        out.append((target, ref.span))
+                needs = tuple(found)
+            resolved[key] = new(
+                Task,
+                (
+                    tdef.name,
+                    group,
+                    tdef.params,
+                    tuple([r.name for r in tdef.aliases]) if tdef.aliases else (),
+                    tdef.meta,
+                    needs,
+                    tdef.sources,
+                    tdef.generates,
+                    tdef.body,
+                    tdef.span,
+                    path,
+                ),
             )
         _check_cycles(edges)
         return Pfyfile(
@@ -218,7 +227,10 @@ def _need(
 
 
 def _check_cycles(edges: dict[TaskKey, list[tuple[TaskKey, Span]]]) -> None:
-    """Raise at the ``needs`` entry that closes a dependency cycle, with the chain."""
+    """Raise at the ``needs`` entry that closes a dependency cycle, with the chain.
+
+    ``edges`` holds only tasks that need something: a task missing from it is a leaf.
+    """
     done: set[TaskKey] = set()
     for root in edges:
         if root in done:
@@ -243,6 +255,9 @@ def _check_cycles(edges: dict[TaskKey, list[tuple[TaskKey, Span]]]) -> None:
                     {"chain": " -> ".join(display_name(k) for k in chain)},
                 )
             if target in done:
+                continue
+            if target not in edges:
+                done.add(target)
                 continue
             path.append(target)
             on_path.add(target)

@@ -173,7 +173,20 @@ class Reader:
             if text[-1] != "\\":
                 self._at = at
                 self._offset = offset
-                return _line(self.source, text, at, here, None, parts)
+                # _line, inlined: this is the path of nearly every line.
+                n = len(text)
+                verb = parts[0]
+                return Line(
+                    self.source,
+                    text,
+                    at,
+                    here,
+                    None,
+                    text.find(verb),
+                    verb,
+                    n - len(parts[1]) if len(parts) == 2 else n,
+                    len(text.rstrip()) if text[-1] in " \t" else n,
+                )
             lineno = at
             segments = [(0, lineno, here, 0)]
             text = text[:-1]
