@@ -104,38 +104,19 @@ class Line:
         return self.span(self.start, self.end)
 
 
-def _line(
-    source: Source,
-    text: str,
-    lineno: int,
-    offset: int,
-    segments: list[tuple[int, int, int, int]] | None,
-    parts: list[str],
-) -> Line:
-    """The Line of ``text``; ``parts`` is ``text.split(None, 1)``, its verb and the rest."""
-    n = len(text)
-    verb = parts[0]
-    return Line(
-        source,
-        text,
-        lineno,
-        offset,
-        segments,
-        # The first occurrence of the verb is where it stands: only blanks precede it.
-        text.find(verb),
-        verb,
-        n - len(parts[1]) if len(parts) == 2 else n,
-        len(text.rstrip()) if text[-1] in " \t" else n,
-    )
+class Reader(Line):
+    """Reads logical lines (comments and blanks skipped) and raw lines (heredocs).
 
+    The reader is a cursor: it *is* the current logical line, so reading one
+    allocates nothing (a Pfyfile has thousands and the parser keeps almost none).
+    :meth:`advance` moves to the next line and returns its verb; :meth:`line`
+    copies the current line for a node that keeps it; :meth:`next` does both.
+    """
 
-class Reader:
-    """Hands out logical lines (comments and blanks skipped) and raw lines (heredocs)."""
-
-    __slots__ = ("_at", "_lines", "_offset", "source")
+    __slots__ = ("_at", "_lines", "_offset")
 
     def __init__(self, source: Source) -> None:
-        self.source = source
+        super().__init__(source, "", 0, 0, None, 0, "", 0, 0)
         self._lines = source.text.split("\n")
         self._at = 0
         self._offset = 0
@@ -150,8 +131,26 @@ class Reader:
         self._offset += len(text) + 1
         return (text[:-1] if text[-1:] == "\r" else text), self._at, offset
 
+    def line(self) -> Line:
+        """A copy of the current line, for a node that keeps it."""
+        return Line(
+            self.source,
+            self.text,
+            self.lineno,
+            self.offset,
+            self.segments,
+            self.start,
+            self.verb,
+            self.rest,
+            self.end,
+        )
+
     def next(self) -> Line | None:
         """The next logical line that is not blank and not a ``#`` comment."""
+        return None if self.advance() is None else self.line()
+
+    def advance(self) -> str | None:
+        """Move to the next logical line; its verb, or None at the end of the text."""
         lines = self._lines
         n = len(lines)
         at = self._at
@@ -170,47 +169,43 @@ class Reader:
                 parts = text.split(None, 1)
                 if not parts:
                     continue
-            if text[-1] != "\\":
-                self._at = at
-                self._offset = offset
-                # _line, inlined: this is the path of nearly every line.
-                n = len(text)
-                verb = parts[0]
-                return Line(
-                    self.source,
-                    text,
-                    at,
-                    here,
-                    None,
-                    text.find(verb),
-                    verb,
-                    n - len(parts[1]) if len(parts) == 2 else n,
-                    len(text.rstrip()) if text[-1] in " \t" else n,
-                )
             lineno = at
-            segments = [(0, lineno, here, 0)]
-            text = text[:-1]
-            while at < n:
-                part = lines[at]
-                part_offset = offset
-                offset += len(part) + 1
-                at += 1
-                if part[-1:] == "\r":
-                    part = part[:-1]
-                body = part.lstrip()
-                lead = len(part) - len(body)
-                segments.append((len(text), at, part_offset + lead, lead))
-                if body.endswith("\\"):
-                    text += body[:-1]
+            segments = None
+            if text[-1] == "\\":
+                segments = [(0, lineno, here, 0)]
+                text = text[:-1]
+                while at < n:
+                    part = lines[at]
+                    part_offset = offset
+                    offset += len(part) + 1
+                    at += 1
+                    if part[-1:] == "\r":
+                        part = part[:-1]
+                    body = part.lstrip()
+                    lead = len(part) - len(body)
+                    segments.append((len(text), at, part_offset + lead, lead))
+                    if body.endswith("\\"):
+                        text += body[:-1]
+                        continue
+                    text += body
+                    break
+                parts = text.split(None, 1)
+                if not parts:  # a lone `\` continued into nothing
                     continue
-                text += body
-                break
             self._at = at
             self._offset = offset
-            parts = text.split(None, 1)
-            if not parts:  # a lone `\` continued into nothing
-                continue
-            return _line(self.source, text, lineno, here, segments, parts)
+            size = len(text)
+            verb = parts[0]
+            self.text = text
+            self.lineno = lineno
+            self.offset = here
+            self.segments = segments
+            # The first occurrence of the verb is where it stands: only blanks precede it.
+            self.start = text.find(verb)
+            self.verb = verb
+            self.rest = size - len(parts[1]) if len(parts) == 2 else size
+            self.end = len(text.rstrip()) if text[-1] in " \t" else size
+            return verb
         self._at = at
         self._offset = offset
         return None

@@ -146,9 +146,9 @@ class Parser:
 
     def parse_file(self) -> FileAst:
         items: list[Item] = []
-        next_line = self.reader.next
-        while (line := next_line()) is not None:
-            verb = line.verb
+        line = self.reader
+        advance = line.advance
+        while (verb := advance()) is not None:
             if verb == "task":
                 items.append(self._task(line))
             elif verb == "include":
@@ -202,6 +202,7 @@ class Parser:
     def _task(self, line: Line) -> TaskDef:
         text, a, r, end = line.text, line.start, line.rest, line.end
         aliases: list[Ref] = []
+        found: list[Word] = []
         # The usual header ends with its alias list: cut it off by hand rather than
         # through the general list syntax (headers are a third of all lines).
         bracket = text.rfind("[", r, end) if text[end - 1] == "]" else -1
@@ -214,26 +215,27 @@ class Parser:
             aliases = self._aliases(line, bracket + 1, end - 1)
             found = words(line, r, bracket, keys=True, lists=True)
         elif r < end and " " not in text[r:end] and "\t" not in text[r:end]:
-            found = [Word(text[r:end], r, end, None, None, True)]  # `task NAME`
+            pass  # `task NAME`: the name is text[r:end]
         else:
             found = words(line, r, keys=True, lists=True)
-        if not found:
-            raise DslError(line.span(r, r), "missing-task-name")
-        first = found[0]
-        name = text[first.start : first.end]
-        name_span = line.span(first.start, first.end)
-        if (
-            first.key is not None
-            or first.items is not None
-            or not first.bare
-            or not _task_name_ok(name)
-        ):
+            if not found:
+                raise DslError(line.span(r, r), "missing-task-name")
+        if found:
+            first = found[0]
+            start, stop = first.start, first.end
+            odd = first.key is not None or first.items is not None or not first.bare
+        else:
+            start, stop, odd = r, end, False
+        name = text[start:stop]
+        name_span = line.span(start, stop)
+        if odd or not _task_name_ok(name):
             raise DslError(name_span, "invalid-task-name", {"name": name})
         params: tuple[Param, ...] = ()
         if len(found) > 1:
             params = self._params(line, found, aliases)
+        span = line.span(a, end)
         state = _TaskState(name)
-        body = self._block(state, "task", line, None)[0]
+        body = self._block(state, "task", span, None)[0]
         needs = state.needs
         sources = state.sources
         generates = state.generates
@@ -243,13 +245,13 @@ class Parser:
                 name,
                 name_span,
                 params,
-                tuple(aliases),
+                tuple(aliases) if aliases else (),
                 _NO_META if state.meta is None else state.task_meta(),
                 () if needs is None else tuple(needs),
                 () if sources is None else tuple(sources),
                 () if generates is None else tuple(generates),
                 tuple(body),
-                line.span(a, end),
+                span,
             ),
         )
 
@@ -297,19 +299,19 @@ class Parser:
         return out
 
     def _block(
-        self, state: _TaskState, kind: str, opener: Line, inside: str | None
+        self, state: _TaskState, kind: str, opener: Span, inside: str | None
     ) -> tuple[list[Statement], str]:
         """Statements up to the ``end`` (or ``else``) closing this block; returns which.
 
-        ``opener`` is the line that opened the block (``task``, ``if`` or ``for``),
-        where a missing ``end`` is reported.
+        ``opener`` is the statement span of the line that opened the block (``task``,
+        ``if`` or ``for``); a missing ``end`` is reported at its verb.
         """
         body: list[Statement] = []
         append = body.append
-        next_line = self.reader.next
+        line = self.reader
+        advance = line.advance
         statements = _STATEMENTS
-        while (line := next_line()) is not None:
-            verb = line.verb
+        while (verb := advance()) is not None:
             if verb == "end":
                 if line.rest < line.end:
                     self._nothing_after(line, "end", line.rest)
@@ -349,12 +351,16 @@ class Parser:
 
     @staticmethod
     def _unclosed(
-        state: _TaskState, kind: str, opener: Line, next_verb: str, related: tuple[Span, ...]
+        state: _TaskState, kind: str, opener: Span, next_verb: str, related: tuple[Span, ...]
     ) -> DslError:
         block = f"task {state.name}" if kind == "task" else kind
-        return DslError(
-            opener.verb_span(), "missing-end", {"block": block, "next": next_verb}, related
+        # The verb starts the statement span: cut that down to the verb, as
+        # Line.verb_span would (one span less to build per block).
+        verb = new(
+            Span,
+            (opener.source, opener.line, opener.col, opener.offset, min(len(kind), opener.length)),
         )
+        return DslError(verb, "missing-end", {"block": block, "next": next_verb}, related)
 
     # ------------------------------------------------------------ statements
     # Each takes (state, line) and is found through _STATEMENTS or _DECLARATIONS.
@@ -484,11 +490,12 @@ class Parser:
                 test = Test(found[1].text, found[0].text, found[2].text, test_span)
             else:
                 raise DslError(test_span, "invalid-condition")
-        body, end = self._block(state, "if", line, "if")
+        span = line.statement_span()
+        body, end = self._block(state, "if", span, "if")
         orelse: list[Statement] = []
         if end == "else":
-            orelse = self._block(state, "if", line, "else")[0]
-        return new(If, (test, tuple(body), tuple(orelse), line.statement_span()))
+            orelse = self._block(state, "if", span, "else")[0]
+        return new(If, (test, tuple(body), tuple(orelse), span))
 
     def _for(self, state: _TaskState, line: Line) -> For:
         r = line.rest
@@ -509,8 +516,9 @@ class Parser:
             source = values[0].text
         else:
             items = tuple(v.text for v in values)
-        body = self._block(state, "for", line, "for")[0]
-        return new(For, (found[0].text, items, source, tuple(body), line.span(line.start, end)))
+        span = line.span(line.start, end)
+        body = self._block(state, "for", span, "for")[0]
+        return new(For, (found[0].text, items, source, tuple(body), span))
 
     @staticmethod
     def _invalid_for(line: Line) -> DslError:
@@ -615,7 +623,8 @@ class Parser:
             for key in ("src", "dest"):
                 if key not in kwargs:
                     raise self._missing(line, line.end, "sync", f"`{key}=`", SYNC_USAGE)
-        return new(Verb, (verb, tuple(args), kwargs, line.statement_span(), (line, found)))
+        where = (self.reader.line(), found)  # the reader moves on: keep a copy of the line
+        return new(Verb, (verb, tuple(args), kwargs, line.statement_span(), where))
 
     # ------------------------------------------------------------ helpers
 
