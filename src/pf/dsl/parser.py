@@ -72,6 +72,42 @@ def _unquote(text: str) -> str:
     return text
 
 
+def _simple_params(line: Line, at: int, stop: int) -> tuple[Param, ...] | None:
+    """The parameters in ``text[at:stop]`` if all are plain: ``k``, ``k=v`` or ``k="v"``.
+
+    Nearly every header is written so; its words need no general scan. None for
+    anything else (a tab, an escape, a list, a quoted blank, a bad or repeated
+    name), which :meth:`Parser._params` then reads, and reports if wrong.
+    """
+    text = line.text
+    rest = text[at:stop]
+    if "\t" in rest or "\\" in rest or "'" in rest or "[" in rest:
+        return None
+    params: list[Param] = []
+    names: list[str] = []
+    at -= 1
+    for part in rest.split(" "):
+        at += 1
+        if not part:
+            continue
+        end = at + len(part)
+        eq = part.find("=")
+        if eq == -1:
+            name, value = part, None
+        else:
+            name, value = part[:eq], part[eq + 1 :]
+            if '"' in value:
+                if len(value) < 2 or value[0] != '"' or value[-1] != '"' or value.count('"') != 2:
+                    return None
+                value = value[1:-1]
+        if '"' in name or not _param_name_ok(name) or name in names:
+            return None
+        names.append(name)
+        params.append(new(Param, (name, value, line.span(at, end))))
+        at = end
+    return tuple(params)
+
+
 def _dedent(lines: list[str]) -> list[str]:
     """Remove the indentation common to the non-blank lines (heredoc bodies)."""
     margin: str | None = None
@@ -232,7 +268,8 @@ class Parser:
             raise DslError(name_span, "invalid-task-name", {"name": name})
         params: tuple[Param, ...] = ()
         if len(found) > 1:
-            params = self._params(line, found, aliases)
+            simple = _simple_params(line, stop, bracket if aliases else end)
+            params = self._params(line, found, aliases) if simple is None else simple
         span = line.span(a, end)
         state = _TaskState(name)
         body = self._block(state, "task", span, None)[0]
