@@ -238,10 +238,10 @@ class Parser:
     def _task(self, line: Line) -> TaskDef:
         text, a, r, end = line.text, line.start, line.rest, line.end
         aliases: list[Ref] = []
-        found: list[Word] = []
         # The usual header ends with its alias list: cut it off by hand rather than
         # through the general list syntax (headers are a third of all lines).
         bracket = text.rfind("[", r, end) if text[end - 1] == "]" else -1
+        stop = len(text)
         if (
             bracket > r
             and text[bracket - 1] in " \t"
@@ -249,27 +249,20 @@ class Parser:
             and "'" not in text[bracket:end]
         ):
             aliases = self._aliases(line, bracket + 1, end - 1)
-            found = words(line, r, bracket, keys=True, lists=True)
-        elif r < end and " " not in text[r:end] and "\t" not in text[r:end]:
-            pass  # `task NAME`: the name is text[r:end]
+            stop = bracket
+        # The usual name and parameters are plain words: take them without the
+        # general word scan, which reads (and reports) everything else.
+        cut = text.find(" ", r, stop)
+        if cut == -1:
+            cut = stop
+        name = text[r:cut]
+        params: tuple[Param, ...] | None = None
+        if name and _task_name_ok(name):
+            params = _simple_params(line, cut, stop)
+        if params is not None:
+            name_span = line.span(r, cut)
         else:
-            found = words(line, r, keys=True, lists=True)
-            if not found:
-                raise DslError(line.span(r, r), "missing-task-name")
-        if found:
-            first = found[0]
-            start, stop = first.start, first.end
-            odd = first.key is not None or first.items is not None or not first.bare
-        else:
-            start, stop, odd = r, end, False
-        name = text[start:stop]
-        name_span = line.span(start, stop)
-        if odd or not _task_name_ok(name):
-            raise DslError(name_span, "invalid-task-name", {"name": name})
-        params: tuple[Param, ...] = ()
-        if len(found) > 1:
-            simple = _simple_params(line, stop, bracket if aliases else end)
-            params = self._params(line, found, aliases) if simple is None else simple
+            name, name_span, params = self._header(line, stop, aliases)
         span = line.span(a, end)
         state = _TaskState(name)
         body = self._block(state, "task", span, None)[0]
@@ -291,6 +284,37 @@ class Parser:
                 span,
             ),
         )
+
+    def _header(
+        self, line: Line, stop: int, aliases: list[Ref]
+    ) -> tuple[str, Span, tuple[Param, ...]]:
+        """Name and parameters of a header read word by word, with every error reported.
+
+        ``stop`` is where the alias list begins (the end of the text if there is none).
+        """
+        text, r, end = line.text, line.rest, line.end
+        if stop < len(text):
+            found = words(line, r, stop, keys=True, lists=True)
+        elif r < end and " " not in text[r:end] and "\t" not in text[r:end]:
+            found = [Word(text[r:end], r, end, None, None, True)]  # `task NAME` as written
+        else:
+            found = words(line, r, keys=True, lists=True)
+        if not found:
+            raise DslError(line.span(r, r), "missing-task-name")
+        first = found[0]
+        name = text[first.start : first.end]
+        name_span = line.span(first.start, first.end)
+        if (
+            first.key is not None
+            or first.items is not None
+            or not first.bare
+            or not _task_name_ok(name)
+        ):
+            raise DslError(name_span, "invalid-task-name", {"name": name})
+        params: tuple[Param, ...] = ()
+        if len(found) > 1:
+            params = self._params(line, found, aliases)
+        return name, name_span, params
 
     def _params(self, line: Line, found: list[Word], aliases: list[Ref]) -> tuple[Param, ...]:
         """The header's words after the name: parameters, and ``[alias ...]`` lists."""
