@@ -158,8 +158,12 @@ class _Sweeper:
                     target=self._work, name="pf-scratch-sweeper", daemon=True
                 )
                 self._thread.start()
-                atexit.register(self._queue.join)
+                atexit.register(self.wait)
         self._queue.put(path)
+
+    def wait(self) -> None:
+        """Return once every scratch dir handed over so far is deleted."""
+        self._queue.join()
 
     def _work(self) -> None:
         while True:
