@@ -108,6 +108,33 @@ def _simple_params(line: Line, at: int, stop: int) -> tuple[Param, ...] | None:
     return tuple(params)
 
 
+def _simple_env(text: str, at: int) -> tuple[tuple[str, str], ...] | None:
+    """The pairs of ``env K=V K2="v"`` from ``at`` if all are plain, else None.
+
+    As for :func:`_simple_params`: the usual line needs no general word scan; any
+    other form (or a mistake) is left to :meth:`Parser._env`'s.
+    """
+    rest = text[at:]
+    if "\t" in rest or "\\" in rest or "'" in rest or "[" in rest:
+        return None
+    pairs: list[tuple[str, str]] = []
+    for part in rest.split(" "):
+        if not part:
+            continue
+        eq = part.find("=")
+        if eq <= 0:
+            return None
+        key, value = part[:eq], part[eq + 1 :]
+        if '"' in value:
+            if len(value) < 2 or value[0] != '"' or value[-1] != '"' or value.count('"') != 2:
+                return None
+            value = value[1:-1]
+        if '"' in key or not _param_name_ok(key):
+            return None
+        pairs.append((key, value))
+    return tuple(pairs) if pairs else None
+
+
 def _dedent(lines: list[str]) -> list[str]:
     """Remove the indentation common to the non-blank lines (heredoc bodies)."""
     margin: str | None = None
@@ -504,6 +531,9 @@ class Parser:
 
     def _env(self, line: Line) -> Env:
         r = line.rest
+        simple = _simple_env(line.text, r)
+        if simple is not None:
+            return new(Env, (simple, line.statement_span()))
         found = words(line, r, keys=True, lists=True)
         if not found:
             raise self._missing(line, r, "env", "KEY=VALUE pairs", 'write `env KEY=VALUE K2="v w"`')
