@@ -155,6 +155,41 @@ def test_a_cache_hit_is_answered_while_misses_wait(
     asyncio.run(scenario())
 
 
+def test_a_cache_hit_is_answered_by_its_submission_once_the_queue_is_half_full(
+    projects: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_worker: None
+) -> None:
+    monkeypatch.setenv("PF_MAX_QUEUE", "4")
+    wrapper = install_wrapper(tmp_path, monkeypatch)
+
+    async def scenario() -> None:
+        async with running(projects, grace=0.1) as service:
+            warm = service.submit_compile("wat", "wasm", {"m.wat": wat(40)}, {})["buildId"]
+            await wait_for(service, warm)
+            early = service.submit_compile("wat", "wasm", {"m.wat": wat(40)}, {})
+            assert early["status"] == "queued"  # room in the queue: a triage thread answers
+            await wait_for(service, early["buildId"])
+            wrapper.hang()
+            busy = service.submit_compile("wat", "wasm", {"m.wat": wat(41)}, {})["buildId"]
+            await asyncio.to_thread(wrapper.child_pid)
+            waiting = [
+                service.submit_compile("wat", "wasm", {"m.wat": wat(n)}, {})["buildId"]
+                for n in (42, 43)
+            ]
+            hit = service.submit_compile("wat", "wasm", {"m.wat": wat(40)}, {})
+            assert (hit["status"], hit["cached"]) == ("completed", True)
+            # A miss looked up the same way waits in the queue as any other.
+            miss = service.submit_compile("wat", "wasm", {"m.wat": wat(44)}, {})["buildId"]
+            last = service.submit_compile("wat", "wasm", {"m.wat": wat(45)}, {})["buildId"]
+            assert [status_of(service, b) for b in (*waiting, miss, last)] == ["queued"] * 4
+            with pytest.raises(QueueFull):  # the bound still holds
+                service.submit_compile("wat", "wasm", {"m.wat": wat(40)}, {})
+            wrapper.release()
+            for build in (busy, *waiting, miss, last):
+                assert (await wait_for(service, build))["status"] == "completed"
+
+    asyncio.run(scenario())
+
+
 def test_log_caps_keep_the_first_lines_and_one_marker(
     projects: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,7 +19,15 @@ from pf.engine.jobs import Job, new_build_id
 from pf.engine.projects import request_for
 from pf.errors import RequestError, UnsupportedTarget
 from pf.store.logs import LogBudget
-from pf.toolchains import TARGETS, CompileRequest, Options, SourceFile, driver_for, get_driver
+from pf.toolchains import (
+    TARGETS,
+    CompileRequest,
+    Options,
+    Plan,
+    SourceFile,
+    driver_for,
+    get_driver,
+)
 
 
 class Intake:
@@ -102,7 +110,17 @@ class Intake:
 
 
 def _plan(job: Job) -> None:
-    # The plan validates options against what the driver can honour (InvalidOption), and
-    # its length spreads the progress of the build's steps.
+    # The plan validates options against what the driver can honour (InvalidOption), its
+    # length spreads the progress of the build's steps, and its tools tell the service
+    # whether a cache lookup could have to probe one (BuildService._accept).
     assert job.request is not None
-    job.steps = len(driver_for(job.language, job.target).plan(job.request).steps)
+    plan = driver_for(job.language, job.target).plan(job.request)
+    job.steps = len(plan.steps)
+    job.tools = _tool_names(plan)
+
+
+def _tool_names(plan: Plan) -> tuple[str, ...]:
+    names = {spec.name for spec in plan.tools}
+    for item in plan.prebuilt:
+        names.update(_tool_names(item.plan))
+    return tuple(sorted(names))

@@ -95,13 +95,17 @@ class Scheduler:
         if depth + count > self.max_queue:
             raise QueueFull(self.max_queue, self._retry_after(depth))
 
-    def submit(self, jobs: Sequence[Job], *, force: bool = False) -> None:
-        """Queue ``jobs`` (all or none); ``force`` skips the bound (jobs resumed at start)."""
+    def submit(self, jobs: Sequence[Job], *, force: bool = False, triaged: bool = False) -> None:
+        """Queue ``jobs`` (all or none); ``force`` skips the bound (jobs resumed at start,
+        or already counted by ``check``); ``triaged`` jobs are known cache misses and go
+        straight to the run lane."""
+        if not jobs:
+            return
         with self._lock:
             depth = self.depth
             if not force and depth + len(jobs) > self.max_queue:
                 raise QueueFull(self.max_queue, self._retry_after(depth))
-            self._triage_lane.extend(jobs)
+            (self._run_lane if triaged else self._triage_lane).extend(jobs)
             QUEUE_DEPTH.set(self.depth)
             self._work.notify_all()
 

@@ -4,7 +4,10 @@ Strategy: a submission is validated on the caller's thread (language, target, op
 project, and the driver's plan, so every client mistake is a 4xx before anything is
 queued), becomes a Job, and is recorded and announced (``build_started``) before the
 Scheduler sees it. From there worker threads own it: a triage thread answers cache hits
-at once, PF_JOBS build threads run the misses (runner.py). Every write and event goes
+at once, PF_JOBS build threads run the misses (runner.py). Once the queue is half full
+the triage threads have fallen behind (they share the GIL with the event loop), and a
+submission is looked up in the cache by the submitting call itself: a hit is answered
+then and there, a miss goes straight to the build threads. Every write and event goes
 through the Recorder's single writer thread, in order. Live jobs sit in ``_active`` and
 are never evicted; finished ones move to a bounded RecentBuilds, and anything older is
 read back from the store. Every public method is cheap and non-blocking enough to call
@@ -90,6 +93,7 @@ class BuildService:
         self._accepting = False
         self._started = False
         self._history = 0
+        self._probed: set[str] = set()  # tools a cache lookup has probed (see _accept)
         self._cache: ActionCache | None = None
         self._runner: Runner | None = None
         self.scheduler = Scheduler(
@@ -267,7 +271,23 @@ class BuildService:
                 started = events.build_started(job.id, job.language, job.target, job.project)
                 self.recorder.record(job.to_row(), started if announce else None)
             self._history += 0 if force else len(jobs)
+        if force or self.scheduler.depth * 2 < self.settings.max_queue:
             self.scheduler.submit(jobs, force=True)
+            return
+        # The queue is half full: the triage threads, which share the GIL with this
+        # loop, fell behind. Look the compiles up here instead, so a flood of cache hits
+        # is answered as it comes rather than filling the queue (with every queued job's
+        # memory, which the allocator keeps after the flood) until misses get 503s.
+        # Only compiles whose tools were probed before: a probe runs the tool.
+        misses: list[Job] = []
+        others: list[Job] = []
+        for job in jobs:
+            if job.kind != "compile" or not self._probed.issuperset(job.tools):
+                others.append(job)
+            elif not self._triage(job):
+                misses.append(job)
+        self.scheduler.submit(misses, force=True, triaged=True)
+        self.scheduler.submit(others, force=True)
 
     def _retry_after(self, depth: int) -> int:
         typical = self.estimator.typical() or 5.0
@@ -277,7 +297,12 @@ class BuildService:
 
     def _triage(self, job: Job) -> bool:
         assert self._runner is not None
-        return self._runner.triage(job)
+        done = self._runner.triage(job)
+        if job.kind == "compile" and job.status != FAILED:
+            # Its tools were probed (found, versions read, binaries digested): a lookup
+            # needing only those is a few stats and small reads from now on.
+            self._probed.update(job.tools)
+        return done
 
     def _run(self, job: Job) -> None:
         assert self._runner is not None
