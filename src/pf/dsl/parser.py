@@ -285,7 +285,7 @@ class Parser:
         name = text[r:cut]
         params: tuple[Param, ...] | None = None
         if name and _task_name_ok(name):
-            params = _simple_params(line, cut, stop)
+            params = _simple_params(line, cut, stop) if cut < end else ()
         if params is not None:
             name_span = line.span(r, cut)
         else:
