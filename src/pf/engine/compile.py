@@ -177,6 +177,18 @@ class _Sweeper:
 _sweeper = _Sweeper()
 
 
+# How pf runs ccache. Depend mode skips ccache's extra preprocessor run on a miss (drivers
+# pass -MD); scratch sources are always freshly written, so their mtimes say nothing. The
+# inode cache saves re-hashing the same system headers on every miss (keyed by device,
+# inode, size and times, so a changed header is seen): 4.5M instead of 6.4M instructions
+# per miss of a wasm2c file (callgrind).
+CCACHE_ENV = {
+    "CCACHE_DEPEND": "1",
+    "CCACHE_SLOPPINESS": "include_file_mtime,include_file_ctime",
+    "CCACHE_INODECACHE": "1",
+}
+
+
 class _Execution:
     """One run of an action's plan in a scratch directory."""
 
@@ -214,16 +226,7 @@ class _Execution:
         ccache = locate(CCACHE, self.settings) if self.settings.ccache else None
         if ccache:
             env.setdefault("CCACHE_DIR", str(self.ccache_dir))
-            # Depend mode skips ccache's extra preprocessor run on a miss (drivers pass
-            # -MD); scratch sources are always freshly written, so their mtimes say
-            # nothing. The inode cache saves re-hashing the same system headers on every
-            # miss (keyed by device, inode, size and times, so a changed header is seen):
-            # 4.5M instead of 6.4M instructions per miss of a wasm2c file (callgrind).
-            env.update(
-                CCACHE_DEPEND="1",
-                CCACHE_SLOPPINESS="include_file_mtime,include_file_ctime",
-                CCACHE_INODECACHE="1",
-            )
+            env.update(CCACHE_ENV)
         return env, ccache
 
     def _argv(self, step: Run, ccache: str | None) -> list[str]:
