@@ -185,6 +185,8 @@ class _TaskState:
         if meta is None:
             return _NO_META
         describe = meta.get("describe")
+        if len(meta) == 1 and describe is not None and len(describe) == 1:
+            return new(Meta, (describe[0], None, (), (), ()))  # the usual: one `describe`
         synopsis = meta.get("synopsis")
         return new(
             Meta,
@@ -621,13 +623,14 @@ class Parser:
         text = line.text[r:].strip()
         if not text:
             raise self._missing(line, r, verb, "a text", f"write `{verb} TEXT`")
+        values = text.split() if verb == "tag" else [_unquote(text)]
         meta = state.meta
         if meta is None:
-            meta = state.meta = {}
-        if verb == "tag":
-            meta.setdefault(verb, []).extend(text.split())
+            state.meta = {verb: values}
+        elif verb in meta:
+            meta[verb] += values
         else:
-            meta.setdefault(verb, []).append(_unquote(text))
+            meta[verb] = values
 
     def _needs(self, state: _TaskState, line: Line) -> None:
         found = self._patterns(line, "task names")
