@@ -1,9 +1,10 @@
 """What ``pf list`` and shell completion show, cached so they need not parse the Pfyfile each time.
 
-Parsing a large Pfyfile in a fresh process costs more than the whole budget of
-``pf list`` (issue 3: <= 2.5x a bare interpreter; 500 tasks take 15-30 ms to parse
-here), and completion runs on every <TAB>. What they show is small: each task's
-group, name, file, parameters with defaults, aliases and first description line.
+Parsing a large Pfyfile in a fresh process costs as much again as the rest of
+``pf list`` (issue 3: <= 2.5x a bare interpreter, cold or not; importing pf.dsl and
+parsing 500 tasks take 12-15 ms here), and completion runs on every <TAB>. What
+they show is small: each task's group, name, file, parameters with defaults,
+aliases and first description line.
 After a parse that listing is written to ``.pf/list-<Pfyfile name>.cache`` beside
 the main Pfyfile, and later calls read it back instead of parsing, as long as pf's
 version, the size, mtime and inode of every file the parse read, and the set of

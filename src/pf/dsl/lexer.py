@@ -8,9 +8,10 @@ takes the raw rest of its line), so the lexer hands the parser *logical lines*
 rather than a token stream. A continued line is joined just's way — the
 backslash, the newline and the next line's leading blanks are removed — and
 keeps a segment map so that every position in the joined text maps back to its
-physical line and column. Words are only cut where the parser asks (never for
-``shell``), with a fast path for lines without quotes, escapes or brackets, which
-is nearly every line of a real Pfyfile.
+physical line and column. The :class:`Reader` is a cursor that *is* the current
+line, so thousands of lines cost no object each. Words are only cut where the
+parser asks (never for ``shell``), with a fast path for lines without quotes,
+escapes or brackets, which is nearly every line of a real Pfyfile.
 """
 
 from __future__ import annotations
