@@ -165,14 +165,16 @@ class Reader(Line):
             parts = text.split(None, 1)
             if not parts or parts[0][0] == "#":
                 continue
-            if text[-1] == "\r":
+            last = text[-1]
+            if last == "\r":
                 text = text[:-1]
                 parts = text.split(None, 1)
                 if not parts:
                     continue
+                last = text[-1]
             lineno = at
             segments = None
-            if text[-1] == "\\":
+            if last == "\\":
                 segments = [(0, lineno, here, 0)]
                 text = text[:-1]
                 while at < n:
@@ -193,6 +195,7 @@ class Reader(Line):
                 parts = text.split(None, 1)
                 if not parts:  # a lone `\` continued into nothing
                     continue
+                last = text[-1]
             self._at = at
             self._offset = offset
             size = len(text)
@@ -205,7 +208,7 @@ class Reader(Line):
             self.start = text.find(verb)
             self.verb = verb
             self.rest = size - len(parts[1]) if len(parts) == 2 else size
-            self.end = len(text.rstrip()) if text[-1] in " \t" else size
+            self.end = len(text.rstrip()) if last == " " or last == "\t" else size
             return verb
         self._at = at
         self._offset = offset
