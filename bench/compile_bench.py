@@ -25,6 +25,7 @@ hit <= 150 ms; hit >= 20x faster than cold.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import resource
 import shutil
@@ -159,7 +160,13 @@ def main() -> None:
     print(f"pf compile benchmark - {os.cpu_count()} cores, median of {RUNS} runs")
     print(header)
     print("-" * len(header))
-    worst = {"overhead": 0.0, "own": 0.0, "warm": 0.0, "process": 0.0, "ratio": float("inf")}
+    worst = {
+        "overhead": -math.inf,
+        "own": -math.inf,
+        "warm": 0.0,
+        "process": 0.0,
+        "ratio": float("inf"),
+    }
     ccache = locate(CCACHE, settings) if settings.ccache else None
     try:
         for language in project.languages:
