@@ -16,11 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, Response, sync_playwright
 
-from tests.server.conftest import DEMOS, Server, chatty_tool, wait_for
+from pf.toolchains import LANGUAGES
+from tests.server.conftest import DEMOS, Server, wait_for
 
-__all__ = ["PageErrors", "Server", "chatty_tool", "wait_for"]
+__all__ = ["LANGUAGES", "PageErrors", "WebServer", "no_horizontal_overflow"]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -35,7 +36,6 @@ CHROMIUM_FLAGS = [
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 PHONE = {"width": 390, "height": 844}
-LANGUAGES = ("rust", "c", "fortran", "wat")
 
 
 class WebServer(Server):
@@ -81,11 +81,9 @@ class PageErrors:
         page.on("console", lambda m: m.type == "error" and self.seen.append(f"console: {m.text}"))
         page.on("pageerror", lambda e: self.seen.append(f"pageerror: {e}"))
 
-        def on_response(response: object) -> None:
-            status = getattr(response, "status", 0)
-            url = str(getattr(response, "url", ""))
-            if status >= 400 and url.startswith(self.origin):
-                self.seen.append(f"HTTP {status}: {url}")
+        def on_response(response: Response) -> None:
+            if response.status >= 400 and response.url.startswith(self.origin):
+                self.seen.append(f"HTTP {response.status}: {response.url}")
 
         page.on("response", on_response)
 
