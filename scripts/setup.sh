@@ -16,6 +16,7 @@ APT_PACKAGES=(
   clang-19 lld-19 flang-19 libclang-rt-19-dev-wasm32 llvm-19
   wabt binaryen ccache
   rsync meson ninja-build
+  python3.11-venv
 )
 command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs)
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
@@ -37,11 +38,24 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-PYTHON=${PYTHON:-python3.11}
+# Debian's own python3.11 comes first: it is built with profile-guided optimisation and
+# LTO, and runs pf's parser and server 15-20% faster than a plain source build (such as
+# pyenv's default) on this machine. A .venv made from another interpreter is remade.
+if [[ -z "${PYTHON:-}" ]]; then
+  PYTHON=python3.11
+  [[ -x /usr/bin/python3.11 ]] && PYTHON=/usr/bin/python3.11
+fi
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+base=$(readlink -f "$(command -v "$PYTHON")")
+if [[ -x .venv/bin/python && "$(readlink -f .venv/bin/python)" != "$base" ]]; then
+  echo "setup: .venv was made from $(readlink -f .venv/bin/python), remaking it with $base"
+  rm -rf .venv
+fi
 if [[ ! -x .venv/bin/python ]]; then
-  echo "setup: creating .venv with $PYTHON"
+  echo "setup: creating .venv with $base"
   "$PYTHON" -m venv .venv
+  # pip 23.0's console-script launcher imports `re` (~5 ms on every `pf` start).
+  .venv/bin/python -m pip install -q --disable-pip-version-check 'pip>=24'
 fi
 stamp=.venv/.pf-setup
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)

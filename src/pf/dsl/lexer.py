@@ -114,23 +114,22 @@ class Reader(Line):
     copies the current line for a node that keeps it; :meth:`next` does both.
     """
 
-    __slots__ = ("_at", "_lines", "_offset")
+    __slots__ = ("_lines", "_offset")
 
     def __init__(self, source: Source) -> None:
         super().__init__(source, "", 0, 0, None, 0, "", 0, 0)
-        self._lines = source.text.split("\n")
-        self._at = 0
+        # One iterator of (line number, text) for the whole file: advancing it costs
+        # no index bookkeeping, and enumerate reuses its pair when nobody keeps it.
+        self._lines = enumerate(source.text.split("\n"), 1)
         self._offset = 0
 
     def raw(self) -> tuple[str, int, int] | None:
         """The next physical line as written: ``(text, line number, offset)``."""
-        if self._at >= len(self._lines):
-            return None
-        text = self._lines[self._at]
-        self._at += 1
-        offset = self._offset
-        self._offset += len(text) + 1
-        return (text[:-1] if text[-1:] == "\r" else text), self._at, offset
+        for lineno, text in self._lines:
+            offset = self._offset
+            self._offset += len(text) + 1
+            return (text[:-1] if text[-1:] == "\r" else text), lineno, offset
+        return None
 
     def line(self) -> Line:
         """A copy of the current line, for a node that keeps it."""
@@ -153,14 +152,10 @@ class Reader(Line):
     def advance(self) -> str | None:
         """Move to the next logical line; its verb, or None at the end of the text."""
         lines = self._lines
-        n = len(lines)
-        at = self._at
         offset = self._offset
-        while at < n:
-            text = lines[at]
+        for lineno, text in lines:
             here = offset
             offset += len(text) + 1
-            at += 1
             # One split finds blank lines, comments and the verb: no lstrip copy per line.
             parts = text.split(None, 1)
             if not parts or parts[0][0] == "#":
@@ -172,16 +167,13 @@ class Reader(Line):
                 if not parts:
                     continue
                 last = text[-1]
-            lineno = at
             segments = None
             if last == "\\":
                 segments = [(0, lineno, here, 0)]
                 text = text[:-1]
-                while at < n:
-                    part = lines[at]
+                for at, part in lines:
                     part_offset = offset
                     offset += len(part) + 1
-                    at += 1
                     if part[-1:] == "\r":
                         part = part[:-1]
                     body = part.lstrip()
@@ -196,7 +188,6 @@ class Reader(Line):
                 if not parts:  # a lone `\` continued into nothing
                     continue
                 last = text[-1]
-            self._at = at
             self._offset = offset
             size = len(text)
             verb = parts[0]
@@ -210,7 +201,6 @@ class Reader(Line):
             self.rest = size - len(parts[1]) if len(parts) == 2 else size
             self.end = len(text.rstrip()) if last == " " or last == "\t" else size
             return verb
-        self._at = at
         self._offset = offset
         return None
 
