@@ -151,9 +151,8 @@ class Reader(Line):
 
     def advance(self) -> str | None:
         """Move to the next logical line; its verb, or None at the end of the text."""
-        lines = self._lines
         offset = self._offset
-        for lineno, text in lines:
+        for lineno, text in self._lines:
             here = offset
             offset += len(text) + 1
             # One split finds blank lines, comments and the verb: no lstrip copy per line.
@@ -161,35 +160,16 @@ class Reader(Line):
             if not parts or parts[0][0] == "#":
                 continue
             last = text[-1]
-            if last == "\r":
-                text = text[:-1]
-                parts = text.split(None, 1)
-                if not parts:
-                    continue
-                last = text[-1]
             segments = None
-            if last == "\\":
-                segments = [(0, lineno, here, 0)]
-                text = text[:-1]
-                for at, part in lines:
-                    part_offset = offset
-                    offset += len(part) + 1
-                    if part[-1:] == "\r":
-                        part = part[:-1]
-                    body = part.lstrip()
-                    lead = len(part) - len(body)
-                    segments.append((len(text), at, part_offset + lead, lead))
-                    if body.endswith("\\"):
-                        text += body[:-1]
-                        continue
-                    text += body
-                    break
-                parts = text.split(None, 1)
-                if not parts:  # a lone `\` continued into nothing
+            if last in "\r\\":  # rare: a CRLF line, or one continued with `\`
+                self._offset = offset
+                found = self._join(text, lineno, here)
+                offset = self._offset
+                if found is None:
                     continue
+                text, parts, segments = found
                 last = text[-1]
             self._offset = offset
-            size = len(text)
             verb = parts[0]
             self.text = text
             self.lineno = lineno
@@ -198,11 +178,46 @@ class Reader(Line):
             # The first occurrence of the verb is where it stands: only blanks precede it.
             self.start = text.find(verb)
             self.verb = verb
+            size = len(text)
             self.rest = size - len(parts[1]) if len(parts) == 2 else size
-            self.end = len(text.rstrip()) if last == " " or last == "\t" else size
+            self.end = len(text.rstrip()) if last in " \t" else size
             return verb
         self._offset = offset
         return None
+
+    def _join(
+        self, text: str, lineno: int, offset: int
+    ) -> tuple[str, list[str], list[tuple[int, int, int, int]] | None] | None:
+        """Finish a logical line whose first part ``text`` ends in CR or ``\\``.
+
+        Returns its text, that text split at its first blank, and its segments (None
+        when it is one physical line); None when it holds only blanks.
+        """
+        if text[-1] == "\r":
+            text = text[:-1]
+            if not text.strip():
+                return None
+        if text[-1:] != "\\":
+            return text, text.split(None, 1), None
+        segments = [(0, lineno, offset, 0)]
+        text = text[:-1]
+        for at, part in self._lines:
+            part_offset = self._offset
+            self._offset += len(part) + 1
+            if part[-1:] == "\r":
+                part = part[:-1]
+            body = part.lstrip()
+            lead = len(part) - len(body)
+            segments.append((len(text), at, part_offset + lead, lead))
+            if body.endswith("\\"):
+                text += body[:-1]
+                continue
+            text += body
+            break
+        parts = text.split(None, 1)
+        if not parts:  # a lone `\` continued into nothing
+            return None
+        return text, parts, segments
 
 
 class Word:

@@ -83,6 +83,8 @@ def _simple_params(line: Line, at: int, stop: int) -> tuple[Param, ...] | None:
     rest = text[at:stop]
     if "\t" in rest or "\\" in rest or "'" in rest or "[" in rest:
         return None
+    source, lineno, offset = line.source, line.lineno, line.offset
+    single = line.segments is None
     params: list[Param] = []
     names: list[str] = []
     at -= 1
@@ -90,22 +92,40 @@ def _simple_params(line: Line, at: int, stop: int) -> tuple[Param, ...] | None:
         at += 1
         if not part:
             continue
-        end = at + len(part)
-        eq = part.find("=")
-        if eq == -1:
-            name, value = part, None
-        else:
-            name, value = part[:eq], part[eq + 1 :]
-            if '"' in value:
-                if len(value) < 2 or value[0] != '"' or value[-1] != '"' or value.count('"') != 2:
-                    return None
-                value = value[1:-1]
-        if '"' in name or not _param_name_ok(name) or name in names:
+        pair = _PARAMS.get(part)
+        if pair is None:
+            pair = _param_word(part)
+            if len(_PARAMS) < 4096:
+                _PARAMS[part] = pair
+        if not pair or pair[0] in names:
             return None
+        name = pair[0]
         names.append(name)
-        params.append(new(Param, (name, value, line.span(at, end))))
+        end = at + len(part)
+        span = (
+            new(Span, (source, lineno, at + 1, offset + at, end - at))
+            if single
+            else line.span(at, end)
+        )
+        params.append(new(Param, (name, pair[1], span)))
         at = end
     return tuple(params)
+
+
+def _param_word(part: str) -> tuple[str, str | None] | tuple[()]:
+    """``(name, default)`` of a plain parameter word, or ``()`` if it is not one."""
+    eq = part.find("=")
+    if eq == -1:
+        name, value = part, None
+    else:
+        name, value = part[:eq], part[eq + 1 :]
+        if '"' in value:
+            if len(value) < 2 or value[0] != '"' or value[-1] != '"' or value.count('"') != 2:
+                return ()
+            value = value[1:-1]
+    if '"' in name or not _param_name_ok(name):
+        return ()
+    return name, value
 
 
 def _simple_env(text: str, at: int) -> tuple[tuple[str, str], ...] | None:
@@ -156,6 +176,8 @@ def _dedent(lines: list[str]) -> list[str]:
 
 _NO_META = Meta()
 _NAMES: dict[str, bool] = {}  # the same few parameter names recur on every task
+# Parameter words recur too (`opt_level="2"` on many headers): each word -> _param_word's answer.
+_PARAMS: dict[str, tuple[str, str | None] | tuple[()]] = {}
 
 
 def _param_name_ok(name: str) -> bool:
@@ -170,11 +192,13 @@ def _param_name_ok(name: str) -> bool:
 class _TaskState:
     """What the parser accumulates for the task being read (lists made on first use)."""
 
-    __slots__ = ("generates", "lang", "meta", "name", "needs", "sources")
+    __slots__ = ("describe", "generates", "lang", "meta", "name", "needs", "sources")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.lang: str | None = None  # sticky shell_lang, applied in text order
+        # The usual metadata is one `describe`, kept as is; any more goes to ``meta``.
+        self.describe: str | None = None
         self.meta: dict[str, list[str]] | None = None  # describe, synopsis, ... -> texts
         self.needs: list[Ref] | None = None
         self.sources: list[str] | None = None
@@ -183,10 +207,9 @@ class _TaskState:
     def task_meta(self) -> Meta:
         meta = self.meta
         if meta is None:
-            return _NO_META
+            one = self.describe
+            return _NO_META if one is None else new(Meta, (one, None, (), (), ()))
         describe = meta.get("describe")
-        if len(meta) == 1 and describe is not None and len(describe) == 1:
-            return new(Meta, (describe[0], None, (), (), ()))  # the usual: one `describe`
         synopsis = meta.get("synopsis")
         return new(
             Meta,
@@ -288,11 +311,16 @@ class Parser:
         params: tuple[Param, ...] | None = None
         if name and _task_name_ok(name):
             params = _simple_params(line, cut, stop) if cut < end else ()
-        if params is not None:
-            name_span = line.span(r, cut)
-        else:
+        if params is None:
             name, name_span, params = self._header(line, stop, aliases)
-        span = line.span(a, end)
+            span = line.span(a, end)
+        elif line.segments is None:  # one physical line: spans without Line.span's search
+            source, lineno, offset = line.source, line.lineno, line.offset
+            name_span = new(Span, (source, lineno, r + 1, offset + r, cut - r))
+            span = new(Span, (source, lineno, a + 1, offset + a, end - a))
+        else:
+            name_span = line.span(r, cut)
+            span = line.span(a, end)
         state = _TaskState(name)
         body = self._block(state, "task", span, None)[0]
         needs = state.needs
@@ -305,7 +333,7 @@ class Parser:
                 name_span,
                 params,
                 tuple(aliases) if aliases else (),
-                _NO_META if state.meta is None else state.task_meta(),
+                state.task_meta(),
                 () if needs is None else tuple(needs),
                 () if sources is None else tuple(sources),
                 () if generates is None else tuple(generates),
@@ -623,11 +651,14 @@ class Parser:
         text = line.text[r:].strip()
         if not text:
             raise self._missing(line, r, verb, "a text", f"write `{verb} TEXT`")
-        values = text.split() if verb == "tag" else [_unquote(text)]
         meta = state.meta
         if meta is None:
-            state.meta = {verb: values}
-        elif verb in meta:
+            if verb == "describe" and state.describe is None:
+                state.describe = _unquote(text)
+                return
+            meta = state.meta = {} if state.describe is None else {"describe": [state.describe]}
+        values = text.split() if verb == "tag" else [_unquote(text)]
+        if verb in meta:
             meta[verb] += values
         else:
             meta[verb] = values
