@@ -54,11 +54,23 @@ def read_text(path: str, span: Span | None) -> str:
         raise DslError(span, "read-error", {"path": path, "reason": reason}) from None
 
 
+def _identity(path: str) -> tuple[int, int] | str:
+    """Which file ``path`` is: device and inode (one stat; realpath lstats every directory).
+
+    The absolute path stands in for a file that cannot be read; reading it says why.
+    """
+    try:
+        status = os.stat(path)
+    except OSError:
+        return os.path.abspath(path)
+    return (status.st_dev, status.st_ino)
+
+
 class _Analyzer:
     def __init__(self) -> None:
-        self.loaded: set[str] = set()
+        self.loaded: set[tuple[int, int] | str] = set()
         self.files: list[str] = []
-        self.stack: list[tuple[str, str]] = []  # (identity, display path) being loaded
+        self.stack: list[tuple[tuple[int, int] | str, str]] = []  # (identity, shown) being loaded
         self.defs: list[tuple[str | None, TaskDef, str]] = []  # (group, def, file)
         self.env: dict[str, str] = {}
         self.group_env: dict[str, dict[str, str]] = {}
@@ -67,8 +79,8 @@ class _Analyzer:
 
     def load(self, path: str, text: str | None, group: str | None, via: Span | None) -> None:
         try:
-            identity = os.path.realpath(path)
-        except (OSError, ValueError) as exc:  # a NUL byte in the path
+            identity = _identity(path)
+        except ValueError as exc:  # a NUL byte in the path
             raise DslError(via, "read-error", {"path": path, "reason": str(exc)}) from None
         for k, (seen, _) in enumerate(self.stack):
             if seen == identity:
