@@ -53,6 +53,12 @@ def _parse(pfyfile, *words: str) -> tuple[list[tuple[str, dict[str, str]]], Flag
         (["web:build-rust", "test"], [("web:build-rust", {}), (":test", {})]),
         (["web"], [(":web", {})]),  # no task of the group follows: the top-level task
         (["build", "--jobs", "4"], [(":build", {"jobs": "4"})]),  # the task's own `jobs`
+        # A negative number after `--key` is its value; any other `-x` is an option.
+        (["build", "--target", "-1", "test"], [(":build", {"target": "-1"}), (":test", {})]),
+        (["build", "--target", "-0.5"], [(":build", {"target": "-0.5"})]),
+        (["build", "--target", "-.5"], [(":build", {"target": "-.5"})]),
+        (["build", "--release", "-o", "-2"], [(":build", {"release": "true", "o": "-2"})]),
+        (["build", "--release", "--target=-1"], [(":build", {"release": "true", "target": "-1"})]),
     ],
 )
 def test_forms(pfyfile, words: list[str], expected: list[tuple[str, dict[str, str]]]) -> None:  # type: ignore[no-untyped-def]
@@ -84,6 +90,8 @@ def test_pf_flags_after_a_task(pfyfile) -> None:  # type: ignore[no-untyped-def]
         (["x=1"], "parameter `x=1` comes before any task name", None),
         (["build", "-x"], "`-x` needs a value: write `-x VALUE`", None),
         (["build", "-xyz"], "unknown option `-xyz`", None),
+        (["build", "--target", "-1e5"], "unknown option `-1e5`", None),
+        (["build", "--target", "-1.2.3"], "unknown option `-1.2.3`", None),
         (["build", "1a=2"], "invalid parameter `1a=2`", None),
         (["build", "-j", "0"], "-j/--jobs takes a positive number, got '0'", None),
         (["--forse", "test"], "unknown option `--forse`", "did you mean `--force`?"),

@@ -61,6 +61,16 @@ def parse_jobs(text: str) -> int:
     raise UsageError(f"-j/--jobs takes a positive number, got {text!r}")
 
 
+def _is_negative_number(word: str) -> bool:
+    # argparse's test (`-1`, `-0.5`, `-.5`), so `--key -1` reads as it would there.
+    if not word.startswith("-") or not word.isascii():
+        return False
+    whole, dot, fraction = word[1:].partition(".")
+    if dot:
+        return fraction.isdigit() and (whole == "" or whole.isdigit())
+    return whole.isdigit()
+
+
 def unknown_task(
     pfyfile: Pfyfile, name: str, group: str | None, extra: Sequence[str] = ()
 ) -> UsageError:
@@ -185,8 +195,11 @@ def parse_invocations(
                 raise UsageError(f"invalid parameter `{word}`", hint="write `--name=value`")
             if not eq:
                 # `--key value`; a bare `--key` at the end or before another option is a
-                # boolean switch, as `release=true`.
-                if at + 1 < n and not words[at + 1].startswith("-"):
+                # boolean switch, as `release=true`. A negative number is a value: pf
+                # has no option that looks like one.
+                if at + 1 < n and (
+                    not words[at + 1].startswith("-") or _is_negative_number(words[at + 1])
+                ):
                     value = words[at + 1]
                     at += 1
                 else:
