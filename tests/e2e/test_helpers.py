@@ -94,6 +94,50 @@ def test_make_helper_with_variables_and_targets(project: Project) -> None:
     assert "$ make -j2 WHO=you greet other" in done.stderr
 
 
+# autoconf's conventions in miniature: unknown `--options` are an error, upper-case
+# `VAR=value` arguments set variables; the Makefile it writes uses them.
+CONFIGURE = r"""#!/bin/sh
+prefix=/usr/local docs=no static=yes CC=cc CFLAGS=
+for arg in "$@"; do
+  case $arg in
+    --prefix=*) prefix=${arg#--prefix=} ;;
+    --enable-docs) docs=yes ;;
+    --disable-docs) docs=no ;;
+    --enable-static) static=yes ;;
+    --disable-static) static=no ;;
+    -*) echo "configure: error: unrecognized option: \`$arg'" >&2; exit 1 ;;
+    [A-Z_]*=*) eval "${arg%%=*}=\${arg#*=}" ;;
+    *) echo "configure: error: invalid argument: \`$arg'" >&2; exit 1 ;;
+  esac
+done
+printf '%s\n' "$@" > configure.args
+echo "prefix=$prefix docs=$docs static=$static" > config.txt
+printf 'hello: hello.c\n\t%s %s -o hello hello.c\n' "$CC" "$CFLAGS" > Makefile
+"""
+
+
+@needs_tool("make", "gcc")
+def test_configure_passes_variables_as_arguments_then_make_builds(project: Project) -> None:
+    project.write("configure", CONFIGURE, mode=0o755)
+    project.write("hello.c", HELLO_C % "configure")
+    project.pfyfile(
+        """
+        task build cc="gcc"
+          configure prefix=/opt/x docs=true static=false CC=$cc CFLAGS="-O2 -g" jobs=2
+          shell ./hello
+        end
+        """
+    )
+    done = project.run("build")
+    assert done.returncode == 0, done.stderr
+    assert (project.root / "configure.args").read_text().splitlines() == [
+        *("--prefix=/opt/x", "--enable-docs", "--disable-static", "CC=gcc", "CFLAGS=-O2 -g")
+    ]
+    assert (project.root / "config.txt").read_text() == "prefix=/opt/x docs=yes static=no\n"
+    assert "$ make -j2" in done.stderr
+    assert done.stdout.splitlines() == ["gcc -O2 -g -o hello hello.c", "hello from configure"]
+
+
 def test_autobuild_without_a_build_system_says_what_it_looked_for(project: Project) -> None:
     project.write("empty/readme.txt", "nothing to build\n")
     _autobuild(project, "empty")

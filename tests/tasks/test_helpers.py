@@ -207,6 +207,22 @@ def test_configure_recipe(ctx: Context, work: Path) -> None:
     assert HELPER_VERBS["configure"](["make=false"], ctx).argvs == [["./configure"]]
 
 
+def test_configure_passes_variables_as_plain_arguments_after_the_options(
+    ctx: Context, work: Path
+) -> None:
+    (work / "configure").write_text("#!/bin/sh\n")
+    words = [
+        *("CC=gcc", "prefix=/opt/x", "CFLAGS=-O2 -g", "docs=true", "PKG_CONFIG_PATH=/p"),
+        *("_X1=y", "LD_=z", "Mixed=1", "_=u", "_1=v", "make=false"),
+    ]
+    assert HELPER_VERBS["configure"](words, ctx).argvs == [
+        [
+            *("./configure", "--prefix=/opt/x", "--enable-docs", "--Mixed=1", "--_=u", "--_1=v"),
+            *("CC=gcc", "CFLAGS=-O2 -g", "PKG_CONFIG_PATH=/p", "_X1=y", "LD_=z"),
+        ]
+    ]
+
+
 def test_configure_from_configure_ac(ctx: Context, work: Path) -> None:
     (work / "configure.ac").write_text("AC_INIT([x], [1])\n")
     plan = HELPER_VERBS["configure"]([], _pinned(ctx, "autoreconf"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,18 +219,31 @@ def go_build_plan(
     return Plan((ctx.command([*argv, *packages]),))
 
 
+# autoconf's convention: upper-case names (CC, CFLAGS, PKG_CONFIG_PATH) are variables
+# that a configure script takes as plain `VAR=value` arguments; options are lower-case.
+_VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+
+def _is_variable(key: str) -> bool:
+    # isupper(): at least one letter, so `_` or `_1` stay options.
+    return _VARIABLE.fullmatch(key) is not None and key.isupper()
+
+
 def configure_plan(
     script: str = "./configure",
     *,
     prefix: str | None = None,
     features: Mapping[str, str] | None = None,
+    variables: Mapping[str, str] | None = None,
     jobs: int | None = None,
     make: bool = True,
     ctx: Context,
 ) -> Plan:
-    """``./configure [--prefix=P] [--enable-f|--disable-f|--k=v]`` then ``make [-jN]``.
+    """``./configure [--prefix=P] [--enable-f|--disable-f|--k=v]… [VAR=v…]`` then ``make [-jN]``.
 
-    Without a configure script but with ``configure.ac``, ``autoreconf -fi`` makes one.
+    ``variables`` (``CC``, ``CFLAGS``, ...) go after the options as plain ``VAR=value``
+    arguments, which is how autoconf's scripts take them. Without a configure script but
+    with ``configure.ac``, ``autoreconf -fi`` makes one.
     """
     steps: list[Run] = []
     script_path = ctx.resolve(script)
@@ -248,6 +262,7 @@ def configure_plan(
             argv.append(f"--disable-{key}")
         else:
             argv.append(f"--{key}={value}")
+    argv += [f"{key}={value}" for key, value in (variables or {}).items()]
     steps.append(ctx.command(argv))
     if make:
         steps.extend(make_plan(jobs=jobs, ctx=ctx).runs)
@@ -520,10 +535,12 @@ def _verb_go_build(words: Sequence[str], ctx: Context) -> Plan:
 
 def _verb_configure(words: Sequence[str], ctx: Context) -> Plan:
     args = split_args(words)
+    extra = args.extra({"prefix", "jobs", "make"})
     return configure_plan(
         args.positional[0] if args.positional else "./configure",
         prefix=args.get("prefix"),
-        features=args.extra({"prefix", "jobs", "make"}),
+        features={k: v for k, v in extra.items() if not _is_variable(k)},
+        variables={k: v for k, v in extra.items() if _is_variable(k)},
         jobs=_jobs("configure", args),
         make=parse_bool("configure", "make", args.get("make"), default=True),
         ctx=ctx,
