@@ -114,4 +114,4 @@ def test_unknown_language_is_a_usage_error_with_a_suggestion(project: Project) -
     project.pfyfile("task t\n  shell [lang:pyhton] print(1)\nend\n")
     done = project.run("t")
     assert done.returncode == 2
-    assert "unknown language 'pyhton'" in done.stderr and "did you mean" in done.stderr
+    assert "unknown language `pyhton`" in done.stderr and "did you mean `python`?" in done.stderr

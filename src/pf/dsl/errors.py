@@ -101,6 +101,11 @@ MESSAGES: dict[str, tuple[str, str | None, str | None]] = {
         "for example `shell [lang:python] print(1)`",
         None,
     ),
+    "unknown-language": (
+        "unknown language `{name}`",
+        "the languages are {known} (PFYFILE.md lists their aliases), and `default` for bash",
+        None,
+    ),
     "invalid-hosts": (
         "cannot read this host list",
         "write `hosts NAME = user@host:22, host2`",

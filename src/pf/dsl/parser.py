@@ -46,6 +46,8 @@ from pf.dsl.verbs import (
     ARITY,
     DECLARATIONS,
     GENERIC_VERBS,
+    LANGUAGE_NAMES,
+    LANGUAGES,
     METADATA,
     SYNC_USAGE,
     TASK_VERBS,
@@ -500,6 +502,10 @@ class Parser:
             if not tag or tag.split()[0] != tag:
                 word = code[: close + 1] if close != -1 else code.split()[0]
                 raise DslError(line.span(r, r + len(word)), "invalid-lang-tag", {"word": word})
+            if tag not in LANGUAGE_NAMES:
+                name = code[6:close].strip()  # as written, after `[lang:`
+                at = r + code.rfind(name, 0, close)
+                raise self._unknown_language(line, at, at + len(name), name)
             lang = tag
             rest = code[close + 1 :]
             code = rest.lstrip()
@@ -552,7 +558,10 @@ class Parser:
             )
         if len(found) > 1:
             raise self._trailing(line, "shell_lang", found[1])
-        name = found[0].text.lower()
+        word = found[0]
+        name = word.text.lower()
+        if name not in LANGUAGE_NAMES:
+            raise self._unknown_language(line, word.start, word.end, word.text)
         state.lang = None if name == "default" else name
         return ShellLang(state.lang, line.statement_span())
 
@@ -769,6 +778,15 @@ class Parser:
             "trailing-words",
             {"verb": verb, "word": line.text[word.start : word.end]},
         )
+
+    @staticmethod
+    def _unknown_language(line: Line, start: int, end: int, name: str) -> DslError:
+        # Caught here, before anything runs, rather than by the executor halfway through.
+        facts = {"name": name, "known": ", ".join(LANGUAGES)}
+        guess = suggest(name.lower(), LANGUAGE_NAMES)
+        if guess:
+            facts["suggestion"] = guess
+        return DslError(line.span(start, end), "unknown-language", facts)
 
     def _nothing_after(self, line: Line, verb: str, r: int) -> None:
         rest = line.text[r:].rstrip()

@@ -42,3 +42,23 @@ ARITY: dict[str, tuple[int, str, str]] = {
     "service": (2, "an action and a service name", "write `service ACTION NAME`"),
 }
 SYNC_USAGE = "write `sync src=PATH dest=PATH [host= user= port=] [excludes=[..]] [delete] [dry]`"
+
+#: The languages of `shell_lang NAME` and `shell [lang:NAME]` (PFYFILE.md): name -> aliases,
+#: all lower case. pf.tasks.polyglot runs them and takes its names from here.
+LANGUAGES: dict[str, tuple[str, ...]] = {
+    "bash": ("shell", "bash5"),
+    "sh": ("posix", "dash"),
+    "python": ("py", "python3"),
+    "node": ("js", "javascript", "nodejs"),
+    "perl": ("pl",),
+    "ruby": ("rb",),
+    "c": ("gcc", "c99", "c11"),
+    "cpp": ("c++", "cxx", "cc", "g++", "clang++"),
+    "rust": ("rs", "rustc"),
+    "fortran": ("f90", "f95", "gfortran", "fortran90", "flang"),
+    "go": ("golang",),
+}
+#: Every word a language may be written as; `default` selects plain bash lines again.
+LANGUAGE_NAMES = frozenset(
+    ("default", *LANGUAGES, *(alias for aliases in LANGUAGES.values() for alias in aliases))
+)

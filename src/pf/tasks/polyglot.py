@@ -1,5 +1,6 @@
 """``shell`` and its languages: plain bash lines, ``[lang:X]`` one-liners, ``@file -- args``
-and heredoc blocks, as plans. Imports only ``pf.tasks.tools`` (and through it config).
+and heredoc blocks, as plans. Imports ``pf.tasks.tools`` (and through it config), and the
+language names from ``pf.dsl.verbs``, where the parser checks them.
 
 A plain ``shell`` line goes to ``bash -c`` unchanged (PFYFILE.md: pipes, ``&&`` and
 ``${x:-d}`` are bash's business). Polyglot code is written to a file in a scratch
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pf.dsl.verbs import LANGUAGES as NAMES
 from pf.tasks.tools import (
     BadArgument,
     Context,
@@ -38,7 +40,10 @@ CompileArgv = Callable[[str, str, str], tuple[str, ...]]
 
 @dataclass(frozen=True)
 class Language:
-    """One polyglot language: its tool, file suffix and, if compiled, how to compile."""
+    """One polyglot language: its tool, file suffix and, if compiled, how to compile.
+
+    Its name and aliases are the DSL's (:data:`pf.dsl.verbs.LANGUAGES`).
+    """
 
     name: str
     aliases: tuple[str, ...]
@@ -68,18 +73,16 @@ def _go(compiler: str, src: str, out: str) -> tuple[str, ...]:
 
 
 LANGUAGES: tuple[Language, ...] = (
-    Language("bash", ("shell", "bash5"), ".sh", Tool.apt("bash")),
-    Language("sh", ("posix", "dash"), ".sh", Tool.apt("sh", "dash")),
-    Language("python", ("py", "python3"), ".py", Tool.apt("python3", None, "python3", "python")),
-    Language(
-        "node", ("js", "javascript", "nodejs"), ".js", Tool.apt("node", "nodejs", "node", "nodejs")
-    ),
-    Language("perl", ("pl",), ".pl", Tool.apt("perl")),
-    Language("ruby", ("rb",), ".rb", Tool.apt("ruby")),
-    Language("c", ("gcc", "c99", "c11"), ".c", Tool.apt("gcc", None, "gcc", "cc", "clang"), _cc),
+    Language("bash", NAMES["bash"], ".sh", Tool.apt("bash")),
+    Language("sh", NAMES["sh"], ".sh", Tool.apt("sh", "dash")),
+    Language("python", NAMES["python"], ".py", Tool.apt("python3", None, "python3", "python")),
+    Language("node", NAMES["node"], ".js", Tool.apt("node", "nodejs", "node", "nodejs")),
+    Language("perl", NAMES["perl"], ".pl", Tool.apt("perl")),
+    Language("ruby", NAMES["ruby"], ".rb", Tool.apt("ruby")),
+    Language("c", NAMES["c"], ".c", Tool.apt("gcc", None, "gcc", "cc", "clang"), _cc),
     Language(
         "cpp",
-        ("c++", "cxx", "cc", "g++", "clang++"),
+        NAMES["cpp"],
         ".cpp",
         Tool.apt("g++", None, "g++", "c++", "clang++"),
         _o2,
@@ -87,7 +90,7 @@ LANGUAGES: tuple[Language, ...] = (
     # rustup's toolchain when PATH lacks it (issue 3: host code may use rustup 1.95).
     Language(
         "rust",
-        ("rs", "rustc"),
+        NAMES["rust"],
         ".rs",
         Tool(
             "rustc",
@@ -100,12 +103,12 @@ LANGUAGES: tuple[Language, ...] = (
     # executables too, so Fortran snippets run without gfortran.
     Language(
         "fortran",
-        ("f90", "f95", "gfortran", "fortran90", "flang"),
+        NAMES["fortran"],
         ".f90",
         Tool.apt("gfortran", None, "gfortran", "flang-new-19", "flang-new", "flang"),
         _o2,
     ),
-    Language("go", ("golang",), ".go", Tool.apt("go", "golang-go"), _go),
+    Language("go", NAMES["go"], ".go", Tool.apt("go", "golang-go"), _go),
 )
 
 _BY_NAME: dict[str, Language] = {
