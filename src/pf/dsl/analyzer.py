@@ -37,11 +37,17 @@ def _scope(group: str | None) -> str:
     return "the main scope" if group is None else f"group `{group}`"
 
 
+def _without_bom(text: str) -> str:
+    # A leading BOM is no part of the text, as utf-8-sig would have it (that codec is
+    # a Python module to import; one comparison does).
+    return text[1:] if text[:1] == "\ufeff" else text
+
+
 def read_text(path: str, span: Span | None) -> str:
     """The file's text, or a DslError at ``span`` (the ``include``) saying why not."""
     try:
         with open(path, encoding="utf-8") as handle:
-            return handle.read()
+            return _without_bom(handle.read())
     except FileNotFoundError:
         if span is not None:
             directory = os.path.dirname(span.path) or "."
@@ -284,7 +290,7 @@ def analyze(path: str, text: str | None = None, *, siblings: bool = True) -> Pfy
     gc.disable()
     try:
         analyzer = _Analyzer()
-        analyzer.load(path, text, None, None)
+        analyzer.load(path, None if text is None else _without_bom(text), None, None)
         if siblings:
             analyzer.siblings(path)
         return analyzer.resolve(path)
