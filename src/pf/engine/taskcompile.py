@@ -10,7 +10,8 @@ milliseconds that other tasks need not pay.
 Sources are grouped by language (from the extension, unless ``language=`` is given)
 and each group is one compile request, named relative to the group's common
 directory so diagnostics read ``c/math.c:3:5`` as with ``pf build``; the outputs are
-exported into ``out``. Without Settings given, a relative ``PF_CACHE_DIR`` is taken
+exported into ``out``, and two groups whose outputs share a name are refused before
+either compiles. Without Settings given, a relative ``PF_CACHE_DIR`` is taken
 relative to the Pfyfile's directory, beside the task state under ``.pf/``, wherever
 pf was started. Imports engine.compile, engine.cache, toolchains, tasks, config and
 errors.
@@ -33,10 +34,18 @@ from pf.engine.projects import lead_first
 from pf.errors import UsageError
 from pf.sandbox import LineSink
 from pf.tasks.executor import CompileCall
-from pf.toolchains import LANGUAGES, CompileRequest, Options, SourceFile, language_of
+from pf.toolchains import (
+    LANGUAGES,
+    CompileRequest,
+    Options,
+    SourceFile,
+    driver_for,
+    language_of,
+)
 
 
 def _groups(call: CompileCall) -> dict[str, list[str]]:
+    """The sources by language, each group's lead (the file naming its outputs) first."""
     groups: dict[str, list[str]] = {}
     for path in call.sources:
         language = call.language or language_of(path)
@@ -46,19 +55,42 @@ def _groups(call: CompileCall) -> dict[str, list[str]]:
                 hint=f"add language= ({', '.join(LANGUAGES)})",
             )
         groups.setdefault(language, []).append(path)
-    return groups
+    return {language: lead_first(paths) for language, paths in groups.items()}
 
 
 def _request(language: str, target: str, paths: list[str], options: Options) -> CompileRequest:
     base = os.path.commonpath([os.path.dirname(p) for p in paths])
     files = []
-    for path in lead_first(paths):
+    for path in paths:
         try:
             content = Path(path).read_bytes()
         except OSError as exc:
             raise UsageError(f"compile: cannot read {path}: {exc.strerror or exc}") from exc
         files.append(SourceFile(Path(os.path.relpath(path, base)).as_posix(), content))
     return CompileRequest(language, target, tuple(files), options)
+
+
+def _refuse_shared_outputs(
+    groups: dict[str, list[str]], requests: list[CompileRequest], call: CompileCall
+) -> None:
+    """A usage error when two languages' compiles would write the same file into ``out``.
+
+    Checked before anything compiles: exporting both would leave only the one that
+    finished last, and with ``jobs=`` which one that is depends on timing.
+    """
+    writers: dict[str, str] = {}
+    for paths, request in zip(groups.values(), requests, strict=True):
+        lead = paths[0]
+        for output in driver_for(request.language, request.target).plan(request).outputs:
+            first = writers.setdefault(output.name, lead)
+            if first != lead:
+                shown = [os.path.relpath(p, call.cwd) for p in (first, lead)]
+                written = os.path.relpath(os.path.join(call.out, output.name), call.cwd)
+                raise UsageError(
+                    f"compile: {shown[0]} and {shown[1]} would both write {written}",
+                    hint="give them different names, or put them on separate compile "
+                    "lines with their own out=",
+                )
 
 
 def _lines(result: BuildResult, written: list[Path], cwd: str) -> list[str]:
@@ -91,9 +123,11 @@ def compile_hook(
         if not settings.cache_dir.is_absolute():
             settings = replace(settings, cache_dir=Path(call.cwd) / settings.cache_dir)
     options = Options.parse(call.options)
+    groups = _groups(call)
     requests = [
-        _request(language, call.target, paths, options) for language, paths in _groups(call).items()
+        _request(language, call.target, paths, options) for language, paths in groups.items()
     ]
+    _refuse_shared_outputs(groups, requests, call)
     out = Path(call.out)
 
     def one(request: CompileRequest) -> BuildResult:
