@@ -204,8 +204,14 @@ def find_or_fail(options: Globals) -> str:
             f"no {PFYFILE} in {os.getcwd()} or any parent directory",
             hint="create one, or name one with -f FILE or PFY_FILE=FILE",
         )
-    if not os.path.isfile(path):
+    if os.path.isdir(path):
+        raise UsageError(
+            f"Pfyfile `{path}` is a directory",
+            hint=f"name the file: -f {os.path.join(path, PFYFILE)}",
+        )
+    if not os.path.exists(path):
         raise UsageError(f"Pfyfile `{path}` does not exist")
+    # Anything else that can be read will do: `-f /dev/null`, `-f <(generate-tasks)`.
     return path
 
 
@@ -381,7 +387,8 @@ def _reporter(prefix: bool) -> Reporter:
         def paint(self, text: str, colour: str, stream: TextIO) -> str:
             return style(text, "cyan" if colour == "cmd" else "dim", stream)
 
-    return Painted(prefix)
+    # One task at a time: commands get pf's own terminal, stdin and output, as in make.
+    return Painted(prefix, attach=not prefix)
 
 
 def _compile(call: CompileCall) -> list[str]:

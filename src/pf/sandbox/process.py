@@ -16,7 +16,12 @@ capture buffer capped at ``Limits.max_output`` bytes per stream. Past the cap, c
 lines are dropped and a single visible marker records the truncation; the sink keeps
 receiving lines (whoever listens applies its own bound). At the deadline or on cancel
 the whole group is killed; after a normal exit the group is killed too, so a straggling
-grandchild cannot hold the pipes open. Imports only config-level modules.
+grandchild cannot hold the pipes open.
+
+:func:`run_attached` is the other way to run a command, the task runner's when one task
+runs at a time: on pf's own stdin, stdout and stderr, in a process group of its own
+that holds pf's terminal meanwhile, as a shell runs a foreground job. Imports only
+config-level modules.
 """
 
 from __future__ import annotations
@@ -184,11 +189,24 @@ def _check_program(program: str, cwd: Path, env: Mapping[str, str]) -> None:
 
 
 def _spawn(
-    argv: Sequence[str], cwd: Path, env: Mapping[str, str], limits: Limits
+    argv: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    limits: Limits,
+    *,
+    attached: bool = False,
+    terminal: int | None = None,
 ) -> subprocess.Popen[bytes]:
+    """Start ``argv`` under ``limits`` in a process group of its own.
+
+    Captured (the default): no stdin, both outputs piped, a session of its own.
+    ``attached``: pf's own stdin, stdout and stderr; with ``terminal`` (pf's controlling
+    terminal, pf in its foreground) the group is made the terminal's foreground group
+    before the command starts, so it can read the terminal and Ctrl-C reaches it.
+    """
     values = _limit_values(limits)
     command = list(argv)
-    preexec = None
+    steps: list[Callable[[], None]] = []
     if _PRLIMIT is not None:
         _check_program(argv[0], cwd, env)
         # --name=value sets soft and hard; `--` ends prlimit's options, so the command
@@ -196,21 +214,75 @@ def _spawn(
         options = [f"{_PRLIMIT_OPTIONS[which]}={value}" for which, value in values]
         command = [_PRLIMIT, *options, "--", *argv]
     else:
-        preexec = _limit_in_child(values)
+        steps.append(_limit_in_child(values))
+    if terminal is not None:
+        steps.append(_foreground_in_child(terminal))
+    preexec = None if not steps else steps[0] if len(steps) == 1 else _all(steps)
+    stream = None if attached else subprocess.PIPE
     try:
         return subprocess.Popen(
             command,
             cwd=cwd,
             env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
+            stdin=None if attached else subprocess.DEVNULL,
+            stdout=stream,
+            stderr=stream,
+            start_new_session=not attached,
+            process_group=0 if attached else None,
             preexec_fn=preexec,
             close_fds=True,
         )
     except OSError as exc:
         raise SandboxError(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
+    except subprocess.SubprocessError as exc:  # a step before exec failed (the terminal)
+        raise SandboxError(f"cannot run {argv[0]}: {exc}") from exc
+
+
+def _all(steps: list[Callable[[], None]]) -> Callable[[], None]:
+    def run_all() -> None:
+        for step in steps:
+            step()
+
+    return run_all
+
+
+def _foreground_in_child(terminal: int) -> Callable[[], None]:
+    def take() -> None:
+        # Before exec, so the command never runs in the background of its terminal (a
+        # read there would stop it). A background group asking for the terminal gets
+        # SIGTTOU unless it blocks it; the mask would outlive exec, so it is restored.
+        os.setpgid(0, 0)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+        os.tcsetpgrp(terminal, os.getpgrp())
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    return take
+
+
+def _foreground_terminal() -> int | None:
+    """A descriptor of pf's controlling terminal if pf is in its foreground, else None."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None  # no controlling terminal: a pipe, cron, CI
+    try:
+        if os.tcgetpgrp(fd) == os.getpgrp():
+            return fd
+    except OSError:
+        pass  # not a terminal after all: treated as none
+    os.close(fd)
+    return None
+
+
+def _take_terminal(terminal: int) -> None:
+    """Make pf's group the terminal's foreground again (pf is in the background now)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+    try:
+        os.tcsetpgrp(terminal, os.getpgrp())
+    except OSError:
+        pass  # the terminal hung up: there is nothing left to give back
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _kill_group(pgid: int) -> None:
@@ -314,3 +386,67 @@ def run(
         truncated=out.truncated or err.truncated,
         lines=tuple(order),
     )
+
+
+def run_attached(
+    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], limits: Limits = DEFAULT_LIMITS
+) -> Completed:
+    """Run ``argv`` on pf's own stdin, stdout and stderr, as make and just run commands.
+
+    What the command writes reaches pf's output byte for byte and a terminal stays a
+    terminal (tools keep their colours and prompts). It runs in a process group of its
+    own: when pf has a controlling terminal and is in its foreground, that group gets the
+    terminal while it runs (Ctrl-C and Ctrl-Z reach the command, as in a shell), and pf
+    takes it back after. When the command stops (Ctrl-Z), pf stops too and continues it
+    when continued itself. When pf is interrupted or terminated, or the command fails,
+    the whole group is killed; a background process left behind by a command that
+    succeeded is left alone, as make and just leave it. There is no timeout: the user
+    is at the terminal.
+    """
+    if not argv:
+        raise SandboxError("nothing to run: empty command")
+    if limits.timeout is not None:
+        raise SandboxError("an attached command cannot have a timeout")
+    started = time.monotonic()
+    terminal = _foreground_terminal()
+    try:
+        proc = _spawn(argv, cwd, env, limits, attached=True, terminal=terminal)
+        try:
+            proc.returncode = _wait_in_foreground(proc.pid, terminal)
+        finally:
+            if proc.returncode is None:  # pf was interrupted or terminated while it ran
+                _kill_group(proc.pid)
+                proc.wait()
+        if proc.returncode != 0:
+            # Failed or killed (Ctrl-C, which background jobs ignore): what it left
+            # running goes with it. After success, a started server stays up.
+            _kill_group(proc.pid)
+    finally:
+        if terminal is not None:
+            _take_terminal(terminal)
+            os.close(terminal)
+    return Completed(
+        argv=tuple(argv),
+        code=proc.returncode,
+        stdout="",
+        stderr="",
+        duration=time.monotonic() - started,
+    )
+
+
+def _wait_in_foreground(pid: int, terminal: int | None) -> int:
+    """Wait for ``pid``'s exit code; when it is stopped (Ctrl-Z), stop pf too, as a job."""
+    while True:
+        _, status = os.waitpid(pid, os.WUNTRACED)
+        if not os.WIFSTOPPED(status):
+            return os.waitstatus_to_exitcode(status)
+        # pf's shell only sees pf: stop pf as well, so it gets its terminal back, and
+        # carry on with the command when pf is continued (`fg`).
+        if terminal is not None:
+            _take_terminal(terminal)
+        os.kill(os.getpid(), signal.SIGSTOP)
+        # Continued: in the foreground (`fg`) the terminal goes back to the command; in
+        # the background (`bg`) it stays with the shell, as for any background job.
+        if terminal is not None and os.tcgetpgrp(terminal) == os.getpgrp():
+            os.tcsetpgrp(terminal, pid)
+        os.killpg(pid, signal.SIGCONT)

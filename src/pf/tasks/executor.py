@@ -101,10 +101,13 @@ class Reporter:
     to add colour through :meth:`paint`.
     """
 
-    def __init__(self, prefix: bool = False) -> None:
+    def __init__(self, prefix: bool = False, attach: bool = False) -> None:
         import threading  # cheap, and only this object needs a lock at start-up
 
         self.prefix = prefix
+        # Commands write to pf's own stdout/stderr and read its stdin, as make and just
+        # run them (the CLI, one task at a time): :meth:`line` then sees only pf's own.
+        self.attach = attach
         self._lock = threading.Lock()
 
     def paint(self, text: str, colour: str, stream: TextIO) -> str:
@@ -422,6 +425,10 @@ class _TaskRun:
         # Command-line parameters win over the task's own `env` lines (PFYFILE.md).
         self.fixed = fixed
         self.reporter = executor.reporter
+        # Attached only where nothing else runs at once and nobody may cancel the run.
+        self.attached = (
+            executor.reporter.attach and not executor.reporter.prefix and executor.cancel is None
+        )
         self._scratch: str | None = None
 
     def close(self) -> None:
@@ -469,6 +476,7 @@ class _TaskRun:
             on_line=self._on_line,
             on_step=self._on_step if echo_steps else None,
             cancel=self.executor.cancel,
+            attached=self.attached,
         )
         if not result.ok:
             raise _Stop(span, result.code)
@@ -537,7 +545,11 @@ class _TaskRun:
             path = self.text(stmt.file)
             args = [self.text(a) for a in stmt.args]
             lang = _language_of_file(path) if stmt.lang is None or not tag else stmt.lang
-            self.reporter.echo(self.name, " ".join([f"[lang:{lang}] @{path}", *args]))
+            import shlex
+
+            # As written: the tag only if there was one, arguments quoted as a shell would.
+            given = f" -- {shlex.join(args)}" if args else ""
+            self.reporter.echo(self.name, f"{tag}@{path}{given}")
             plan = file_plan(lang, path, args, ctx=ctx, scratch=self.scratch())
         else:
             if stmt.heredoc:
@@ -557,7 +569,12 @@ class _TaskRun:
 
             self.reporter.echo(self.name, test.left)
             plan = self.elevate(bash_plan(test.left, self.context()))
-            result = run_plan(plan, on_line=self._on_line, cancel=self.executor.cancel)
+            result = run_plan(
+                plan,
+                on_line=self._on_line,
+                cancel=self.executor.cancel,
+                attached=self.attached,
+            )
             return result.ok
         left = self.text(test.left)
         if test.op == "set":

@@ -26,7 +26,7 @@ from pathlib import Path
 from pf.config import Settings
 from pf.dsl.suggest import MAX_DISTANCE, distance
 from pf.errors import PfError, ToolchainMissing, UsageError
-from pf.sandbox import Completed, Limits, LineSink, run
+from pf.sandbox import Completed, Limits, LineSink, run, run_attached
 
 # ---------------------------------------------------------------------------- errors
 
@@ -436,6 +436,7 @@ def run_plan(
     on_line: LineSink | None = None,
     on_step: StepSink | None = None,
     cancel: threading.Event | None = None,
+    attached: bool = False,
 ) -> PlanResult:
     """Apply ``plan`` in order; stop at the first failing command.
 
@@ -443,8 +444,12 @@ def run_plan(
     ``on_line`` gets every output line live. A filesystem step that fails raises
     :class:`StepFailed`; a command that fails ends the plan with its exit code.
     Setting ``cancel`` kills the running command's process group and starts no
-    further step (pf serve's cancel of a task run).
+    further step (pf serve's cancel of a task run). ``attached`` runs commands on
+    pf's own stdin, stdout and stderr instead (:func:`pf.sandbox.run_attached`: the
+    CLI running one task at a time); ``on_line`` then gets only pf's own lines.
     """
+    if attached and cancel is not None:
+        raise ValueError("an attached plan cannot be cancelled: its user is at the terminal")
     completed: list[Completed] = []
     for step in plan.steps:
         if cancel is not None and cancel.is_set():
@@ -455,14 +460,17 @@ def run_plan(
             if on_line is not None:
                 on_line("stdout", step.text)
         elif isinstance(step, Run):
-            done = run(
-                step.argv,
-                cwd=step.cwd,
-                env=step.env,
-                limits=limits,
-                on_line=on_line,
-                cancel=cancel,
-            )
+            if attached:
+                done = run_attached(step.argv, cwd=step.cwd, env=step.env, limits=limits)
+            else:
+                done = run(
+                    step.argv,
+                    cwd=step.cwd,
+                    env=step.env,
+                    limits=limits,
+                    on_line=on_line,
+                    cancel=cancel,
+                )
             completed.append(done)
             if not done.ok:
                 return PlanResult(exit_code(done), tuple(completed), step)
