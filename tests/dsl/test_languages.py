@@ -146,6 +146,13 @@ def test_unknown_language_is_a_parse_error(
     assert error.exit_code == 2
 
 
+def test_an_empty_language_is_a_missing_one() -> None:
+    with pytest.raises(DslError) as caught:
+        parse_text('task t\n  shell_lang ""\nend\n')
+    assert caught.value.kind == "missing-argument"
+    assert caught.value.message == "`shell_lang` needs a language"
+
+
 def test_the_caret_sits_under_the_language_word() -> None:
     with pytest.raises(DslError) as caught:
         parse_text("task t\n  shell [lang:pyhton] print(1)\nend\n", "Pfyfile.pf")

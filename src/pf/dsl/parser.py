@@ -548,7 +548,7 @@ class Parser:
     def _shell_lang(self, state: _TaskState, line: Line) -> ShellLang:
         r = line.rest
         found = words(line, r, keys=False, lists=False)
-        if not found:
+        if not found or not found[0].text:  # `shell_lang ""` names no language either
             raise self._missing(
                 line,
                 r,
