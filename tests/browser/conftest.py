@@ -91,7 +91,10 @@ class PageErrors:
         return [e for e in self.seen if not any(p.search(e) for p in self.allowed)]
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: while Playwright's sync driver is open it keeps an event
+# loop running on the main thread, and the tests of other packages that a worker runs
+# afterwards (asyncio.run in tests/server) must not find one.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run `scripts/setup.sh test` (apt chromium)")
@@ -99,7 +102,7 @@ def playwright() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     launched = playwright.chromium.launch(
         executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True

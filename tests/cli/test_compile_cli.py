@@ -81,6 +81,16 @@ def test_unknown_extension_asks_for_the_language(tmp_path: Path) -> None:
     assert "--language (rust, c, fortran, wat)" in done.stderr
 
 
+def test_sources_of_two_languages_are_refused_before_compiling(tmp_path: Path) -> None:
+    (tmp_path / "add.c").write_text("int add(int a, int b) { return a + b; }\n")
+    (tmp_path / "add.wat").write_text('(module (func (export "add") (result i32) i32.const 1))\n')
+    (tmp_path / "add.h").write_text("int add(int a, int b);\n")
+    done = pf("compile", "add.c", "add.h", "add.wat", "-o", "out", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "add.c is c but add.wat is wat: one `pf compile` compiles one language" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_compile_error_shows_the_users_file_line_and_column(tmp_path: Path) -> None:
     (tmp_path / "bad.c").write_text("int add(int a, int b) {\n  return a +;\n}\n")
     done = pf("compile", "bad.c", cwd=tmp_path)

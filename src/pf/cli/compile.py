@@ -67,6 +67,15 @@ def command(argv: list[str]) -> int:
             f"cannot tell the language of {paths[0]} from its extension",
             hint=f"pass --language ({', '.join(LANGUAGES)})",
         )
+    if args.language is None:
+        # One compile is one language: a .wat beside a .c would be fed to clang as C.
+        others = [p for p in paths if language_of(p.name) not in (None, language)]
+        if others:
+            raise UsageError(
+                f"{paths[0]} is {language} but {others[0]} is {language_of(others[0].name)}:"
+                " one `pf compile` compiles one language",
+                hint="run `pf compile` once per language, or `pf build DIR` for a whole project",
+            )
     request = CompileRequest(language, args.target, _sources(paths), Options.parse(raw_options))
     settings = load_settings()
 
