@@ -17,7 +17,7 @@ from pf.dsl._record import new
 from pf.dsl.ast import Env, FileAst, HostsDecl, Include, TaskDef
 from pf.dsl.errors import DslError
 from pf.dsl.model import Pfyfile, Task, TaskKey, display_name
-from pf.dsl.parser import parse_source
+from pf.dsl.parser import WordMemo, parse_source
 from pf.dsl.source import Source, Span
 from pf.dsl.suggest import suggest
 
@@ -82,6 +82,7 @@ class _Analyzer:
         self.group_env: dict[str, dict[str, str]] = {}
         self.hosts: dict[str, tuple[str, ...]] = {}
         self.host_spans: dict[str, Span] = {}
+        self.memo: WordMemo = {}  # shared by the files of this one parse
 
     def load(self, path: str, text: str | None, group: str | None, via: Span | None) -> None:
         try:
@@ -99,7 +100,7 @@ class _Analyzer:
             text = read_text(path, via)
         self.loaded.add(identity)
         self.files.append(path)
-        tree = parse_source(Source(path, text))
+        tree = parse_source(Source(path, text), self.memo)
         self.stack.append((identity, path))
         self._items(tree, path, group)
         self.stack.pop()

@@ -225,12 +225,26 @@ class _TaskState:
         )
 
 
+#: The words of lines already read, by (text, start, keys, lists): one parse of several
+#: files keeps one, as the same lines recur across tasks (`make all jobs=$jobs`).
+WordMemo = dict[tuple[str, int, bool, bool], list[Word]]
+
+
 class Parser:
     """Parses one file; use :func:`parse_source`."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, memo: WordMemo | None = None) -> None:
         self.source = source
         self.reader = Reader(source)
+        self._memo: WordMemo = {} if memo is None else memo
+
+    def _words(self, line: Line, start: int, keys: bool, lists: bool) -> list[Word]:
+        """:func:`pf.dsl.lexer.words` from ``start``, cut once per distinct line (read-only)."""
+        key = (line.text, start, keys, lists)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = words(line, start, keys=keys, lists=lists)
+        return found
 
     # ------------------------------------------------------------ top level
 
@@ -613,7 +627,7 @@ class Parser:
                 raise DslError(test_span, "invalid-condition")
             test = Test("cmd", command, None, test_span)
         else:
-            found = words(line, r, keys=False, lists=False)
+            found = self._words(line, r, False, False)
             if len(found) == 1:
                 test = Test("set", found[0].text, None, test_span)
             elif len(found) == 3 and found[1].bare and found[1].text in ("==", "!="):
@@ -629,7 +643,7 @@ class Parser:
 
     def _for(self, state: _TaskState, line: Line) -> For:
         r = line.rest
-        found = words(line, r, keys=False, lists=True)
+        found = self._words(line, r, False, True)
         end = line.end
         if len(found) < 3 or not found[0].bare or not is_name(found[0].text):
             raise self._invalid_for(line)
@@ -712,7 +726,7 @@ class Parser:
 
     def _patterns(self, line: Line, what: str) -> list[Word]:
         verb, r = line.verb, line.rest
-        found = words(line, r, keys=False, lists=False)
+        found = self._words(line, r, False, False)
         if not found:
             raise self._missing(line, r, verb, what, f"write `{verb} a b`")
         return found
@@ -721,7 +735,7 @@ class Parser:
         verb = line.verb
         args: list[str] = []
         kwargs: dict[str, Value] = {}
-        found = words(line, line.rest, keys=True, lists=True)
+        found = self._words(line, line.rest, True, True)
         for word in found:
             key, items = word.key, word.items
             if key is None:
@@ -816,6 +830,9 @@ _DECLARATIONS: dict[str, Callable[[Parser, _TaskState, Line], None]] = {
 assert set(_DECLARATIONS) == set(DECLARATIONS)
 
 
-def parse_source(source: Source) -> FileAst:
-    """Parse one file's text (no includes followed) into its syntax tree."""
-    return Parser(source).parse_file()
+def parse_source(source: Source, memo: WordMemo | None = None) -> FileAst:
+    """Parse one file's text (no includes followed) into its syntax tree.
+
+    Files parsed together may share ``memo`` (a dict, empty at first).
+    """
+    return Parser(source, memo).parse_file()
