@@ -47,6 +47,9 @@ end
 task pauses
   shell echo napping; sleep 1; echo finished
 end
+task halts
+  shell echo $$ > shell.txt; echo started; sleep 1; echo done
+end
 task script
   shell [lang:python] @show.py -- a "b c" d
 end
@@ -196,6 +199,21 @@ def test_ctrl_z_stops_pf_with_the_command_until_continued(
     os.kill(term.proc.pid, signal.SIGCONT)  # what the shell's `fg` does
     assert term.read_until(b"failed in").count(b"finished\r\n") == 2
     assert term.proc.wait(timeout=10) == 0
+
+
+def test_kill_stop_of_the_command_does_not_stop_pf(tasks: Project) -> None:
+    with subprocess.Popen(
+        [PF, "halts"], cwd=tasks.root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"started\n"
+        shell = int((tasks.root / "shell.txt").read_text())
+        os.kill(shell, signal.SIGSTOP)  # a debugger's stop, not the terminal's Ctrl-Z
+        time.sleep(0.3)
+        assert os.waitpid(proc.pid, os.WNOHANG | os.WUNTRACED) == (0, 0)  # pf runs on
+        os.kill(shell, signal.SIGCONT)
+        assert proc.stdout.read() == b"done\n"
+        assert proc.wait(timeout=10) == 0
 
 
 def test_sigterm_to_pf_takes_the_command_down(tasks: Project) -> None:

@@ -274,15 +274,43 @@ def _foreground_terminal() -> int | None:
     return None
 
 
-def _take_terminal(terminal: int) -> None:
-    """Make pf's group the terminal's foreground again (pf is in the background now)."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
-    try:
-        os.tcsetpgrp(terminal, os.getpgrp())
-    except OSError:
-        pass  # the terminal hung up: there is nothing left to give back
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+class _Terminal:
+    """pf's controlling terminal, lent to a command's process group while it runs.
+
+    ``fd`` is set when pf is in the terminal's foreground (then the command gets the
+    terminal before it starts); pf takes it back when the command stops or ends.
+    """
+
+    def __init__(self) -> None:
+        self.fd = _foreground_terminal()
+        self.lent = self.fd is not None
+
+    def give(self, pgid: int) -> None:
+        """Lend the terminal to ``pgid`` if pf is in its foreground now (`fg`, not `bg`)."""
+        if self.fd is None:  # pf may have started in the background and been brought forward
+            self.fd = _foreground_terminal()
+        if self.fd is not None and os.tcgetpgrp(self.fd) == os.getpgrp():
+            os.tcsetpgrp(self.fd, pgid)
+            self.lent = True
+
+    def take(self) -> None:
+        """Make pf's group the foreground again (pf is in the background meanwhile)."""
+        if self.fd is None or not self.lent:
+            return
+        self.lent = False
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+        try:
+            os.tcsetpgrp(self.fd, os.getpgrp())
+        except OSError:
+            pass  # the terminal hung up: there is nothing left to give back
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def close(self) -> None:
+        self.take()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _kill_group(pgid: int) -> None:
@@ -408,11 +436,11 @@ def run_attached(
     if limits.timeout is not None:
         raise SandboxError("an attached command cannot have a timeout")
     started = time.monotonic()
-    terminal = _foreground_terminal()
+    terminal = _Terminal()
     try:
-        proc = _spawn(argv, cwd, env, limits, attached=True, terminal=terminal)
+        proc = _spawn(argv, cwd, env, limits, attached=True, terminal=terminal.fd)
         try:
-            proc.returncode = _wait_in_foreground(proc.pid, terminal)
+            proc.returncode = _wait_as_job(proc.pid, terminal)
         finally:
             if proc.returncode is None:  # pf was interrupted or terminated while it ran
                 _kill_group(proc.pid)
@@ -422,9 +450,7 @@ def run_attached(
             # running goes with it. After success, a started server stays up.
             _kill_group(proc.pid)
     finally:
-        if terminal is not None:
-            _take_terminal(terminal)
-            os.close(terminal)
+        terminal.close()
     return Completed(
         argv=tuple(argv),
         code=proc.returncode,
@@ -434,19 +460,17 @@ def run_attached(
     )
 
 
-def _wait_in_foreground(pid: int, terminal: int | None) -> int:
-    """Wait for ``pid``'s exit code; when it is stopped (Ctrl-Z), stop pf too, as a job."""
+def _wait_as_job(pid: int, terminal: _Terminal) -> int:
+    """Wait for ``pid``'s exit code, stopping pf with it as a shell's job would stop."""
     while True:
         _, status = os.waitpid(pid, os.WUNTRACED)
         if not os.WIFSTOPPED(status):
             return os.waitstatus_to_exitcode(status)
-        # pf's shell only sees pf: stop pf as well, so it gets its terminal back, and
-        # carry on with the command when pf is continued (`fg`).
-        if terminal is not None:
-            _take_terminal(terminal)
+        if os.WSTOPSIG(status) == signal.SIGSTOP:
+            continue  # `kill -STOP` or a debugger: whoever stopped it continues it
+        # Ctrl-Z, or the terminal used from the background: pf's shell only sees pf, so
+        # pf stops too (the shell takes the terminal back) and carries on when continued.
+        terminal.take()
         os.kill(os.getpid(), signal.SIGSTOP)
-        # Continued: in the foreground (`fg`) the terminal goes back to the command; in
-        # the background (`bg`) it stays with the shell, as for any background job.
-        if terminal is not None and os.tcgetpgrp(terminal) == os.getpgrp():
-            os.tcsetpgrp(terminal, pid)
+        terminal.give(pid)
         os.killpg(pid, signal.SIGCONT)
