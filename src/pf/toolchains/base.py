@@ -243,6 +243,10 @@ class Plan:
     # Inputs built by actions of their own (e.g. a runtime library), placed in the
     # scratch dir before the steps run.
     prebuilt: tuple[Prebuilt, ...] = ()
+    # Make-style dependency files the steps write (paths relative to the scratch dir,
+    # e.g. clang's `-MD -MF x.d`, rustc's `--emit=dep-info=x.d`): the files they list
+    # beyond the request's own inputs are what a cached result also depends on.
+    depfiles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
