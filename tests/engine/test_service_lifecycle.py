@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 
 from pf.config import load_settings
 from pf.engine.retention import prune_history
-from pf.engine.service import SHUTDOWN_REASON
+from pf.engine.service import SHUTDOWN_REASON, BuildFinished
 from pf.errors import QueueFull
 from pf.store import Store
 from tests.engine.service_harness import (
@@ -85,7 +85,10 @@ def test_the_queue_is_bounded_and_a_queued_build_can_be_cancelled(
                 assert (await wait_for(service, build_id))["status"] == "completed"
             assert wrapper.start_count() >= starts + 2
             assert status_of(service, queued[0]) == "cancelled"
-            assert service.cancel(queued[1])["status"] == "completed"  # finished: unchanged
+            with pytest.raises(BuildFinished, match="already finished \\(completed\\)") as late:
+                service.cancel(queued[1])
+            assert late.value.http_status == 409
+            assert status_of(service, queued[1]) == "completed"
 
     asyncio.run(scenario())
 
@@ -181,8 +184,11 @@ def test_a_cache_hit_is_answered_by_its_submission_once_the_queue_is_half_full(
             miss = service.submit_compile("wat", "wasm", {"m.wat": wat(44)}, {})["buildId"]
             last = service.submit_compile("wat", "wasm", {"m.wat": wat(45)}, {})["buildId"]
             assert [status_of(service, b) for b in (*waiting, miss, last)] == ["queued"] * 4
-            with pytest.raises(QueueFull):  # the bound still holds
-                service.submit_compile("wat", "wasm", {"m.wat": wat(40)}, {})
+            # The queue is full: a hit is still answered, a miss is refused.
+            full = service.submit_compile("wat", "wasm", {"m.wat": wat(40)}, {})
+            assert (full["status"], full["cached"]) == ("completed", True)
+            with pytest.raises(QueueFull):
+                service.submit_compile("wat", "wasm", {"m.wat": wat(46)}, {})
             wrapper.release()
             for build in (busy, *waiting, miss, last):
                 assert (await wait_for(service, build))["status"] == "completed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -50,13 +51,25 @@ def test_a_crash_fails_running_builds_and_requeues_queued_ones(
         post = {"language": "c", "files": unique_c("queued")}
         queued = http.post("/api/compile", json=post).json()["buildId"]
         time.sleep(0.3)  # recorded (the writer flushes every 50 ms)
+        alive = http.get(f"/api/builds/{running}").json()
     crashing.stop(signal.SIGKILL)
+    killed_at = datetime.now(UTC)
 
     restarted = make_server(tmp_path / "w", env={**env, "PF_TOOL_CLANG": CLANG}).start()
     with httpx.Client(base_url=restarted.url, timeout=60) as http:
         failed = http.get(f"/api/builds/{running}").json()
         assert failed["status"] == "failed" and failed["error"] == "interrupted by restart"
+        # Where it had got to, and when it was last known alive (not the restart).
+        assert alive["progress"] > 0 and alive["phase"] != "queued", alive
+        assert (failed["progress"], failed["phase"]) == (alive["progress"], alive["phase"])
+        started, ended = _time(failed["startTime"]), _time(failed["endTime"])
+        assert started <= ended <= killed_at
+        assert abs(failed["duration"] - (ended - started).total_seconds() * 1000) <= 1
         assert wait_for(http, queued)["status"] == "completed"
+
+
+def _time(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
 def test_sigterm_lets_running_builds_finish_within_the_grace_then_cancels(

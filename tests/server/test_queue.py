@@ -74,6 +74,10 @@ def test_queue_bound_answers_503_with_retry_after_and_cancel_works(
         def compile_c(tag: str) -> httpx.Response:
             return http.post("/api/compile", json={"language": "c", "files": unique_c(tag)})
 
+        # A WAT build (no clang involved) whose outputs are in the cache from now on.
+        first = http.post("/api/build/wat", json={}).json()["buildId"]
+        assert wait_for(http, first)["status"] == "completed"
+
         running = compile_c("running").json()["buildId"]
         wait_for(http, running, until=("running",))
         wrapper_pid, sleep_pid = _pids(pidfile)
@@ -87,6 +91,13 @@ def test_queue_bound_answers_503_with_retry_after_and_cancel_works(
         assert "queue is full" in refused.json()["error"]
         all_refused = http.post("/api/build/all", json={})
         assert all_refused.status_code == 503 and "retry-after" in all_refused.headers
+
+        # A hit needs no place in the queue: answered even though the queue is full.
+        hit = http.post("/api/build/wat", json={})
+        assert hit.status_code == 200, hit.text
+        assert hit.json()["status"] == "completed"
+        record = http.get(f"/api/builds/{hit.json()['buildId']}").json()
+        assert record["status"] == "completed" and record["cached"] is True
 
         # A queued build is cancelled at once; it never starts.
         dropped = http.delete(f"/api/builds/{queued[0]}").json()

@@ -102,23 +102,30 @@ def test_logs_come_back_in_order(store: Store) -> None:
 def test_recover_fails_running_builds_and_returns_queued_ones(store: Store) -> None:
     store.write(
         [
-            _row("run", "running", started_at=5.0),
+            _row("run", "running", started_at=5.0, progress=10, phase="compile"),
+            _row("quiet", "running", started_at=7.0),
             _row("q2", "queued", created_at=2.0, sources={"a.wat": "(module)"}),
             _row("q1", "queued", created_at=1.0),
             _row("done", "completed"),
-        ]
+        ],
+        [LogLine("run", 0, 6.5, "stdout", "info", "compiling")],
     )
     interrupted, queued = store.recover(now=99.0)
-    assert interrupted == 1
+    assert interrupted == 2
     assert [r.id for r in queued] == ["q1", "q2"]
     assert queued[1].sources == {"a.wat": "(module)"}
     failed = store.get("run")
     assert failed is not None
-    assert (failed.status, failed.error, failed.ended_at) == (
+    # It ends at its last sign of life (its last line), where it had got to.
+    assert (failed.status, failed.error, failed.ended_at, failed.duration_ms) == (
         "failed",
         "interrupted by restart",
-        99.0,
+        6.5,
+        1500,
     )
+    assert (failed.progress, failed.phase) == (10, "compile")
+    quiet = store.get("quiet")
+    assert quiet is not None and (quiet.ended_at, quiet.duration_ms) == (7.0, 0)
 
 
 def test_prune_by_age_and_by_count_takes_the_logs_along(store: Store) -> None:

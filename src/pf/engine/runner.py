@@ -50,7 +50,10 @@ BUILD_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
 )
 CACHE_REQUESTS = Counter(
-    "pf_cache_requests_total", "Action cache lookups made before queueing a build", ["result"]
+    "pf_cache_requests_total",
+    "Compile builds that started, by whether the cache answered them (hit) or a compiler "
+    "ran (miss)",
+    ["result"],
 )
 
 _LEVELS = {"stdout": "info", "stderr": "warn"}
@@ -115,7 +118,10 @@ class Runner:
             job.progress = progress
             job.eta = self.estimator.eta(job.language, job.target, job.elapsed(now))
             event = events.build_progress(job.id, RUNNING, progress, label, job.eta)
-        self.recorder.event(event)
+        # Stored, not only announced: a build that dies with the process keeps the phase
+        # it reached. A few rows per compile, batched by the writer thread; cache hits
+        # never come here.
+        self.recorder.record(job.to_row(), event)
 
     # The two lanes ----------------------------------------------------------------
 
@@ -126,26 +132,37 @@ class Runner:
             return True
         if job.kind == "task":
             return False  # a task's effects are not cached: always run it
-        assert job.request is not None
         try:
-            result = lookup(job.request, self.settings, cache=self.cache)
-        except PfError as error:
-            self.end(job, FAILED, error=error)
-            return True
+            found = self.look_up(job)
         except Exception as error:
             self._crash(job, error)
             return True
-        if result is None:
-            CACHE_REQUESTS.labels("miss").inc()
-            self.misses += 1
-            if job.cancel.is_set():  # cancelled while it was looked up: end it now
-                self.end(job, CANCELLED)
-                return True
+        if found is None and job.cancel.is_set():  # cancelled while it was looked up
+            self.end(job, CANCELLED)
+            return True
+        return self.answer(job, found)
+
+    def look_up(self, job: Job) -> BuildResult | PfError | None:
+        """A compile job's cached result, the error its lookup met, or None on a miss.
+
+        Runs no compiler (its tools may be probed); ends nothing: ``answer`` does.
+        """
+        assert job.request is not None
+        try:
+            return lookup(job.request, self.settings, cache=self.cache)
+        except PfError as error:
+            return error
+
+    def answer(self, job: Job, found: BuildResult | PfError | None) -> bool:
+        """End ``job`` as its lookup ``found`` it: completed from the cache, or failed;
+        False on a miss (the job still has to run)."""
+        if found is None:
             return False
-        CACHE_REQUESTS.labels("hit").inc()
-        self.hits += 1
+        if isinstance(found, PfError):
+            self.end(job, FAILED, error=found)
+            return True
         self._start(job, record=False)
-        self.end(job, COMPLETED, result=result)
+        self.end(job, COMPLETED, result=found)
         return True
 
     def run(self, job: Job) -> None:
@@ -268,6 +285,8 @@ class Runner:
                 self.index(job)
             job.status = status
         BUILDS.labels(job.language, job.target, status).inc()
+        if job.kind == "compile" and job.started_at is not None:
+            self._count_lookup(job.cached)
         # A task run (no result) ran for real, as a compile that missed the cache.
         if status == COMPLETED and (result is None or not result.cached):
             seconds = (job.duration_ms or 0) / 1000
@@ -276,6 +295,16 @@ class Runner:
         self.retire(job, result)
         self.recorder.record(job.to_row(), _final_event(job))
         return True
+
+    def _count_lookup(self, hit: bool) -> None:
+        # Counted by how the build ended, as its record's ``cached`` says: a build that
+        # waited behind an identical one and took its outputs (single-flight) is a hit.
+        if hit:
+            self.hits += 1
+            CACHE_REQUESTS.labels("hit").inc()
+        else:
+            self.misses += 1
+            CACHE_REQUESTS.labels("miss").inc()
 
     def _completed(self, job: Job, result: BuildResult) -> None:
         job.progress = DONE

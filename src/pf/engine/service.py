@@ -64,6 +64,20 @@ _CANCEL_JOIN = 10.0
 _FRESH = 10.0  # seconds after its end during which a build's log may still be in flight
 
 
+class BuildFinished(PfError):
+    """A cancel of a build that already ended (HTTP 409, as the OpenAPI document says)."""
+
+    code = "conflict"
+    http_status = 409
+
+    def __init__(self, build_id: str, status: str) -> None:
+        super().__init__(
+            f"Build {build_id} already finished ({status}): there is nothing to cancel",
+            hint="only queued and running builds can be cancelled",
+        )
+        self.status = status
+
+
 class BuildService:
     """Builds on request: queue, run, record, stream. See the module docstring.
 
@@ -262,32 +276,55 @@ class BuildService:
             )
 
     def _accept(self, jobs: list[Job], *, force: bool = False, announce: bool = True) -> None:
+        if force or self.scheduler.depth * 2 < self.settings.max_queue:
+            self._enqueue(jobs, force=force, announce=announce)
+            self.scheduler.submit(jobs, force=True)
+            return
+        # The queue is half full: the triage threads, which share the GIL with this
+        # loop, fell behind. Look the compiles up here instead, so a flood of cache hits
+        # is answered as it comes rather than filling the queue (with every queued job's
+        # memory, which the allocator keeps after the flood) until misses get 503s, and
+        # a hit is answered even when the queue is full: only what must wait counts
+        # against the bound. Below half full the lookup stays off this path (answering
+        # every hit here halved the submission rate). Only compiles whose tools were
+        # probed before: a probe runs the tool.
+        assert self._runner is not None
+        found: dict[Job, BuildResult | PfError] = {}
+        others: list[Job] = []
+        misses: list[Job] = []
+        for job in jobs:
+            if job.kind != "compile" or not self._probed.issuperset(job.tools):
+                others.append(job)
+            elif (result := self._runner.look_up(job)) is not None:
+                found[job] = result
+            else:
+                misses.append(job)
+        self._enqueue(jobs, waiting=len(others) + len(misses))
+        for job, result in found.items():
+            self._runner.answer(job, result)
+        self.scheduler.submit(misses, force=True, triaged=True)
+        self.scheduler.submit(others, force=True)
+
+    def _enqueue(
+        self,
+        jobs: list[Job],
+        *,
+        force: bool = False,
+        announce: bool = True,
+        waiting: int | None = None,
+    ) -> None:
+        """Record and announce ``jobs`` unless ``waiting`` of them (default: all) do not fit
+        the queue (QueueFull, nothing recorded); ``force`` skips the bound."""
         with self._lock:
-            if not force:
-                self.scheduler.check(len(jobs))
+            count = len(jobs) if waiting is None else waiting
+            if not force and count:
+                self.scheduler.check(count)
             for job in jobs:
                 self._active[job.id] = job
                 job.eta = self.estimator.eta(job.language, job.target, None)
                 started = events.build_started(job.id, job.language, job.target, job.project)
                 self.recorder.record(job.to_row(), started if announce else None)
             self._history += 0 if force else len(jobs)
-        if force or self.scheduler.depth * 2 < self.settings.max_queue:
-            self.scheduler.submit(jobs, force=True)
-            return
-        # The queue is half full: the triage threads, which share the GIL with this
-        # loop, fell behind. Look the compiles up here instead, so a flood of cache hits
-        # is answered as it comes rather than filling the queue (with every queued job's
-        # memory, which the allocator keeps after the flood) until misses get 503s.
-        # Only compiles whose tools were probed before: a probe runs the tool.
-        misses: list[Job] = []
-        others: list[Job] = []
-        for job in jobs:
-            if job.kind != "compile" or not self._probed.issuperset(job.tools):
-                others.append(job)
-            elif not self._triage(job):
-                misses.append(job)
-        self.scheduler.submit(misses, force=True, triaged=True)
-        self.scheduler.submit(others, force=True)
 
     def _retry_after(self, depth: int) -> int:
         typical = self.estimator.typical() or 5.0
@@ -366,14 +403,14 @@ class BuildService:
 
     def cancel(self, build_id: str) -> dict[str, Any]:
         """Cancel a queued build (dropped at once) or a running one (its process group is
-        killed); a finished build is returned unchanged. NotFound for an unknown id."""
+        killed). NotFound for an unknown id, BuildFinished (409) for one that ended."""
         with self._lock:
             job = self._active.get(build_id)
         if job is None:
             record = self.get(build_id)
             if record is None:
                 raise NotFound(f"Build not found: {build_id}")
-            return record
+            raise BuildFinished(build_id, record["status"])
         if self.scheduler.remove(job):
             assert self._runner is not None
             self._runner.end(job, CANCELLED)

@@ -120,14 +120,35 @@ def with_status(conn: Connection, status: str) -> list[BuildRow]:
     return [_row(m) for m in conn.execute(query).mappings()]
 
 
-def mark_interrupted(conn: Connection, now: float) -> int:
-    """Builds left running by a stopped process become failed; returns how many."""
-    result = conn.execute(
-        update(builds)
-        .where(builds.c.status == RUNNING)
-        .values(status=FAILED, error=INTERRUPTED, ended_at=now, sources=None)
-    )
-    return int(result.rowcount or 0)
+def mark_interrupted(conn: Connection, last_seen: Mapping[str, float], now: float) -> int:
+    """Builds left running by a stopped process become failed; returns how many.
+
+    Each one ends at its last sign of life: the latest of its start and ``last_seen``
+    (its last log line), else ``now``; its progress and phase stay as last stored.
+    """
+    running = conn.execute(
+        select(builds.c.id, builds.c.started_at).where(builds.c.status == RUNNING)
+    ).all()
+    for build_id, started_at in running:
+        seen = [t for t in (started_at, last_seen.get(build_id)) if t is not None]
+        ended_at = max(seen) if seen else now
+        duration = round((ended_at - started_at) * 1000) if started_at is not None else None
+        conn.execute(
+            update(builds)
+            .where(builds.c.id == build_id)
+            .values(
+                status=FAILED,
+                error=INTERRUPTED,
+                ended_at=ended_at,
+                duration_ms=duration,
+                sources=None,
+            )
+        )
+    return len(running)
+
+
+def running_ids(conn: Connection) -> list[str]:
+    return list(conn.execute(select(builds.c.id).where(builds.c.status == RUNNING)).scalars())
 
 
 def durations(conn: Connection, per_pair: int) -> dict[tuple[str, str], list[float]]:

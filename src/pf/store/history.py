@@ -92,7 +92,8 @@ class Store:
         Returns how many were marked, and the builds still queued, oldest first.
         """
         with self.db.begin("cannot recover builds") as conn:
-            interrupted = builds.mark_interrupted(conn, now)
+            last_seen = logs.last_times(conn, builds.running_ids(conn))
+            interrupted = builds.mark_interrupted(conn, last_seen, now)
             return interrupted, builds.with_status(conn, builds.QUEUED)
 
     def prune(self, *, ended_before: float | None, keep: int | None) -> int:

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, func, select
 
 from pf.store.schema import logs
 
@@ -88,6 +88,18 @@ def read(conn: Connection, build_id: str) -> list[LogLine]:
         .order_by(logs.c.seq)
     )
     return [LogLine(**m) for m in conn.execute(query).mappings()]
+
+
+def last_times(conn: Connection, build_ids: Sequence[str]) -> dict[str, float]:
+    """The time of each build's last stored line (builds without lines are absent)."""
+    if not build_ids:
+        return {}
+    query = (
+        select(logs.c.build_id, func.max(logs.c.ts))
+        .where(logs.c.build_id.in_(build_ids))
+        .group_by(logs.c.build_id)
+    )
+    return {build_id: float(ts) for build_id, ts in conn.execute(query)}
 
 
 def delete_for(conn: Connection, build_ids: Sequence[str]) -> int:
