@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 
 import httpx
 import pytest
 
-from tests.server.conftest import Server, wait_for
+from tests.server.conftest import Server, unique_c, wait_for
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 RECORD_FIELDS = {
@@ -128,9 +129,12 @@ def test_build_detail_and_cancel_of_a_finished_build(
 ) -> None:
     detail = client.get(f"/api/builds/{built['buildId']}")
     assert detail.status_code == 200 and detail.json()["buildId"] == built["buildId"]
-    # Cancelling what already finished changes nothing.
-    cancelled = client.delete(f"/api/builds/{built['buildId']}")
-    assert cancelled.status_code == 200 and cancelled.json()["status"] == "completed"
+    # Cancelling what already finished is a conflict with its state, and changes nothing.
+    late = client.delete(f"/api/builds/{built['buildId']}")
+    assert late.status_code == 409 and late.headers["content-type"] == "application/json"
+    assert late.json()["code"] == "conflict"
+    assert "already finished (completed)" in late.json()["error"]
+    assert client.get(f"/api/builds/{built['buildId']}").json() == detail.json()
     assert client.get("/api/builds/nope").status_code == 404
     assert client.delete("/api/builds/nope").status_code == 404
 
@@ -160,6 +164,17 @@ def test_artifact_download_with_strong_etag(client: httpx.Client, built: dict[st
     assert missing.status_code == 404 and "error" in missing.json()
 
 
+def test_unsatisfiable_artifact_range_is_a_json_416(
+    client: httpx.Client, built: dict[str, object]
+) -> None:
+    [artifact] = built["artifacts"]  # type: ignore[misc]
+    answer = client.get(artifact["url"], headers={"Range": "bytes=999999-"})
+    assert answer.status_code == 416
+    assert answer.headers["content-range"] == f"bytes */{artifact['size']}"
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json()["code"] == "range-not-satisfiable"
+
+
 def test_modules_and_the_original_wasm_path(client: httpx.Client, built: dict[str, object]) -> None:
     modules = client.get("/api/modules").json()["modules"]
     c_files = next(m["files"] for m in modules if m["language"] == "c")
@@ -184,6 +199,24 @@ def test_modules_lists_web_root_files_the_server_did_not_build(
     assert entry["path"] == "/wasm/wat/prebuilt.wasm" and entry["size"] == 8
     assert not any(f["name"] == ".hidden.wasm" for f in wat_files)
     assert client.get(entry["path"]).content == b"\0asm\1\0\0\0"
+
+
+def test_modules_never_lists_a_symlink_leading_out_of_the_web_root(
+    client: httpx.Client, server: Server
+) -> None:
+    outside = server.workdir / "secret.txt"
+    outside.write_text("not for the web " * 100)
+    folder = server.web / "wasm" / "c"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "evil.wasm").symlink_to(outside)
+    (folder / "real.wasm").write_bytes(b"\0asm\1\0\0\0")
+    (folder / "alias.wasm").symlink_to(folder / "real.wasm")  # inside the root: served
+    modules = client.get("/api/modules").json()["modules"]
+    c_files = {f["name"]: f for f in next(m["files"] for m in modules if m["language"] == "c")}
+    assert "evil.wasm" not in c_files
+    assert client.get("/wasm/c/evil.wasm").status_code == 404  # as the static files refuse it
+    assert c_files["alias.wasm"]["size"] == 8
+    assert client.get("/wasm/c/alias.wasm").content == b"\0asm\1\0\0\0"
 
 
 def test_compile_inline_sources(client: httpx.Client) -> None:
@@ -269,9 +302,61 @@ def test_unknown_api_paths_are_json_404(client: httpx.Client, path: str) -> None
     assert "error" in answer.json()
 
 
-def test_wrong_method_is_json_405(client: httpx.Client) -> None:
-    answer = client.get("/api/build/c")
-    assert answer.status_code == 405 and answer.json()["error"] == "Method Not Allowed"
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/api/build/c", "POST"),
+        ("POST", "/api/health", "GET, HEAD"),
+        ("PUT", "/api/builds/some-id", "DELETE, GET, HEAD"),
+        # Methods outside every route's list are 405s too, never the static files' 404.
+        ("TRACE", "/api/health", "GET, HEAD"),
+        ("PROPFIND", "/api/compile", "POST"),
+    ],
+)
+def test_wrong_method_is_json_405_with_allow(
+    client: httpx.Client, method: str, path: str, allow: str
+) -> None:
+    answer = client.request(method, path)
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == allow
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"error": "Method Not Allowed", "code": "method-not-allowed"}
+
+
+def test_metrics_count_cache_hits_as_the_records_say(client: httpx.Client, server: Server) -> None:
+    def counters() -> tuple[int, int, float, float]:
+        body = client.get("/api/metrics").json()
+        text = client.get("/metrics").text
+
+        def sample(result: str) -> float:
+            pattern = rf'^pf_cache_requests_total{{result="{result}"}} (\S+)$'
+            found = re.search(pattern, text, re.MULTILINE)
+            return float(found.group(1)) if found else 0.0
+
+        return body["cacheHits"], body["cacheMisses"], sample("hit"), sample("miss")
+
+    before = counters()
+    files = unique_c("forty")
+
+    async def submit() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=40)
+        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as http:
+            return await asyncio.gather(
+                *(
+                    http.post("/api/compile", json={"language": "c", "files": files})
+                    for _ in range(40)
+                )
+            )
+
+    answers = asyncio.run(submit())
+    assert {a.status_code for a in answers} == {202}
+    records = [wait_for(client, a.json()["buildId"]) for a in answers]
+    assert {r["status"] for r in records} == {"completed"}
+    hits = sum(1 for r in records if r["cached"])
+    misses = len(records) - hits
+    assert misses >= 1  # the first one, at least, ran the compiler
+    after = counters()
+    assert [a - b for a, b in zip(after, before, strict=True)] == [hits, misses, hits, misses]
 
 
 def test_spa_fallback_is_only_for_non_api_paths(client: httpx.Client) -> None:

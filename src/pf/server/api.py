@@ -154,6 +154,9 @@ async def modules(request: Request) -> Response:
 
 
 def _modules_with_web_root(built: list[dict[str, Any]], root: Path) -> list[dict[str, Any]]:
+    # As the static files: a file whose real path (symlinks followed) leaves the web root
+    # is not served, so it is not listed either (nor is anything said of its target).
+    inside = os.path.realpath(root).rstrip("/") + "/"
     by_language = {entry["language"]: entry for entry in built}
     for language in LANGUAGES:
         try:
@@ -165,7 +168,10 @@ def _modules_with_web_root(built: list[dict[str, Any]], root: Path) -> list[dict
         for item in found:
             if item.name.startswith(".") or item.name in names or not item.is_file():
                 continue
-            stat = item.stat()
+            real = os.path.realpath(item.path)
+            if not real.startswith(inside):
+                continue
+            stat = os.stat(real)
             entry["files"].append(
                 {
                     "name": item.name,
@@ -366,13 +372,23 @@ ROUTES: list[BaseRoute] = [
 ]
 
 
-async def unknown_api(request: Request) -> Response:
-    """Any other /api path: a JSON 404 (or 405 when the path exists for another method),
-    answered before the static files' SPA fallback could send index.html."""
-    from starlette.exceptions import HTTPException
+class UnknownApi:
+    """Any other /api path: a JSON 404 (or 405 with ``Allow`` when the path exists for
+    other methods), answered before the static files' SPA fallback could send index.html.
 
-    for route in ROUTES:
-        match, _ = route.matches(request.scope)
-        if match is Match.PARTIAL:
-            raise HTTPException(405, "Method Not Allowed")
-    raise NotFound(f"No such endpoint: {request.method} {request.url.path}")
+    An ASGI object, not a function: Starlette gives a function's route only GET unless
+    methods are listed, and any list leaves some method (TRACE, PROPFIND) to fall
+    through to the static files; an ASGI object's route takes every method."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from starlette.exceptions import HTTPException
+
+        allowed: set[str] = set()
+        for route in ROUTES:
+            match, _ = route.matches(scope)
+            if match is not Match.NONE and isinstance(route, Route) and route.methods:
+                allowed |= route.methods
+        if allowed:
+            headers = {"Allow": ", ".join(sorted(allowed))}
+            raise HTTPException(405, "Method Not Allowed", headers=headers)
+        raise NotFound(f"No such endpoint: {scope['method']} {scope['path']}")

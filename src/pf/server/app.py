@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pf.server")
 
-_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # pf's own pages (dashboard, playground) and their scripts: package data, served at /_pf/
 # by the static app of run.py, the pages themselves at short URLs.
 WEB_DIR = Path(__file__).resolve().parent / "web"
@@ -83,8 +82,9 @@ def create_app(
         *(Route(path, _page, methods=["GET", "HEAD"]) for path in PAGES),
         WebSocketRoute("/ws", hub.endpoint),
         WebSocketRoute("/", hub.endpoint),  # the original's clients connect to the root
-        Route("/api", api.unknown_api, methods=_ALL_METHODS),
-        Route("/api/{rest:path}", api.unknown_api, methods=_ALL_METHODS),
+        # Every method (TRACE, PROPFIND, ...): none may fall through to the static files.
+        Route("/api", api.UnknownApi()),
+        Route("/api/{rest:path}", api.UnknownApi()),
     ]
     if static_app is not None:
         routes.append(Mount("/", app=static_app))

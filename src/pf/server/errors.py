@@ -3,8 +3,8 @@
 A PfError keeps its own status (``http_status``), ``code``, ``hint`` and compiler
 ``diagnostics``; Starlette's HTTPException (404 for an unknown path, 405) becomes the
 same shape; anything else is our bug: logged with its traceback, answered 500 with no
-detail. The errors only the HTTP layer can raise (body too large, conflict) live
-here too. Imports pf.errors only.
+detail. The error only the HTTP layer can raise (body too large) lives here too.
+Imports pf.errors only.
 """
 
 from __future__ import annotations
@@ -33,13 +33,6 @@ class PayloadTooLarge(PfError):
             f"request body is larger than {limit} bytes",
             hint="raise PF_MAX_BODY to accept larger requests",
         )
-
-
-class Conflict(PfError):
-    """The request cannot apply to a build in its current state (HTTP 409)."""
-
-    code = "conflict"
-    http_status = 409
 
 
 def error_body(message: str, code: str | None = None, hint: str | None = None) -> dict[str, Any]:
@@ -71,9 +64,12 @@ async def _pf_error(request: Request, exc: Exception) -> Response:
     return pf_error_response(exc)
 
 
+_HTTP_CODES = {404: "not-found", 405: "method-not-allowed"}
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = "not-found" if exc.status_code == 404 else None
+    code = _HTTP_CODES.get(exc.status_code)
     message = "Not found" if exc.status_code == 404 else str(exc.detail)
     return JSONResponse(error_body(message, code), status_code=exc.status_code, headers=exc.headers)
 

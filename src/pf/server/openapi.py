@@ -170,6 +170,7 @@ _ERROR_CODES = {
     405: "Method not allowed",
     409: "Conflict with the build's state",
     413: "Request body above PF_MAX_BODY",
+    416: "Range not satisfiable (Content-Range: bytes */size)",
     503: "Queue full or store unavailable (see Retry-After), or the server's Pfyfile is invalid",
 }
 
@@ -393,8 +394,7 @@ PATHS: dict[str, Schema] = {
                 },
                 "206": {"description": "A range of the artifact"},
                 "304": {"description": "Not modified"},
-                "416": {"description": "Range not satisfiable"},
-                **_errors(404),
+                **_errors(404, 416),
             },
         }
     },

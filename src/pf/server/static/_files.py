@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import re
 import stat
@@ -254,8 +255,7 @@ class FileServer:
             try:
                 wanted = parse_range(rng.decode("latin-1"), rep.size)
             except Unsatisfiable:
-                extra = [(b"content-range", f"bytes */{rep.size}".encode())]
-                await _send_empty(send, 416, [*extra, (b"content-length", b"0"), *ISOLATION])
+                await _unsatisfiable(send, scope["path"], rep.size)
                 return True
             if wanted is not None:
                 start, end = wanted
@@ -462,6 +462,20 @@ async def _disconnected(receive: Receive) -> None:
     with contextlib.suppress(Exception):  # whatever breaks receive() ends the watch, quietly
         while (await receive())["type"] != "http.disconnect":
             pass
+
+
+async def _unsatisfiable(send: Send, url_path: str, size: int) -> None:
+    """416 with ``Content-Range: bytes */size``; under /api with a JSON error body, as
+    every /api answer is JSON (API.md)."""
+    headers = [(b"content-range", f"bytes */{size}".encode()), *ISOLATION]
+    body = b""
+    if url_path == "/api" or url_path.startswith("/api/"):
+        message = f"Range not satisfiable: the file has {size} bytes"
+        body = json.dumps({"error": message, "code": "range-not-satisfiable"}).encode()
+        headers.append((b"content-type", b"application/json"))
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": 416, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _send_empty(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
