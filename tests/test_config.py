@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from pf.config import GiB, MiB, load_settings
+from pf.config import GiB, MiB, Settings, load_settings
 from pf.errors import ConfigError
 
 
@@ -55,3 +56,65 @@ def test_tool_pins_and_base_environment(tmp_path: Path) -> None:
     assert settings.tools == {"clang": "/opt/clang"}
     assert settings.base_env["PATH"] == "/bin"
     assert "SECRET" not in settings.base_env
+
+
+# Every numeric setting, by its environment variable: none may be nan, infinite, zero,
+# negative or beyond what the system calls it reaches can take.
+NUMERIC = {
+    "build_timeout": "PF_BUILD_TIMEOUT",
+    "max_buffer": "PF_MAX_BUFFER",
+    "cache_max_bytes": "PF_CACHE_MAX_BYTES",
+    "max_memory": "PF_MAX_MEMORY",
+    "max_file_size": "PF_MAX_FILE_SIZE",
+    "max_procs": "PF_MAX_PROCS",
+    "jobs": "PF_JOBS",
+    "max_queue": "PF_MAX_QUEUE",
+    "max_builds": "PF_MAX_BUILDS",
+    "max_logs_per_build": "PF_MAX_LOGS_PER_BUILD",
+    "max_log_size": "PF_MAX_LOG_SIZE",
+    "history_days": "PF_HISTORY_DAYS",
+    "max_history": "PF_MAX_HISTORY",
+    "max_body": "PF_MAX_BODY",
+    "ws_batch_ms": "PF_WS_BATCH_MS",
+    "max_ws_connections": "PF_MAX_WS_CONNECTIONS",
+    "ws_send_queue": "PF_WS_SEND_QUEUE",
+    "ws_max_size": "PF_WS_MAX_SIZE",
+    "shutdown_grace": "PF_SHUTDOWN_GRACE",
+}
+BAD_NUMBERS = ["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e999", "-1", "0", "1e30", "abc"]
+
+
+def test_the_table_covers_every_numeric_setting() -> None:
+    assert set(NUMERIC) == {f.name for f in fields(Settings) if f.type in ("int", "float")}
+
+
+@pytest.mark.parametrize("value", BAD_NUMBERS)
+@pytest.mark.parametrize("name", NUMERIC)
+def test_numeric_settings_refuse_non_finite_and_out_of_range_values(
+    name: str, value: str, tmp_path: Path
+) -> None:
+    env_name = NUMERIC[name]
+    with pytest.raises(ConfigError, match=f"invalid value for {name} \\({env_name}\\)"):
+        load_settings(environ={env_name: value}, toml_path=tmp_path / "absent.toml")
+    toml = tmp_path / "pf.toml"
+    toml.write_text(f'[pf]\n{name} = "{value}"\n')
+    with pytest.raises(ConfigError, match=f"{toml}: invalid value for {name}"):
+        load_settings(environ={}, toml_path=toml)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"PF_BUILD_TIMEOUT": "2000000"}, ("build_timeout", 2_000_000.0)),
+        ({"PF_SHUTDOWN_GRACE": "0.5"}, ("shutdown_grace", 0.5)),
+        ({"PF_HISTORY_DAYS": "36500"}, ("history_days", 36_500.0)),
+        ({"PF_MAX_MEMORY": "1.5G"}, ("max_memory", 3 * GiB // 2)),
+        ({"PF_MAX_PROCS": str(2**60)}, ("max_procs", 2**60)),
+    ],
+)
+def test_values_up_to_the_limits_are_accepted(
+    env: dict[str, str], expected: tuple[str, float], tmp_path: Path
+) -> None:
+    settings = load_settings(environ=env, toml_path=tmp_path / "absent.toml")
+    name, value = expected
+    assert getattr(settings, name) == value

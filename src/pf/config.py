@@ -7,6 +7,7 @@ where it came from, for ``pf config``. Imports nothing from pf but its errors.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -35,21 +36,54 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(f"expected true or false, got {text!r}")
 
 
+# The largest size or count pf accepts: limits become rlimits and SQLite integers, which
+# take 64 bits; beyond this a typo of many zeros fails later, inside a system call.
+MAX_INTEGER = 2**60
+# The longest wait pf accepts, in seconds: waits on selectors take a 32-bit millisecond
+# timeout (about 24.8 days), and a longer one raises OverflowError mid-build.
+MAX_SECONDS = 2_000_000.0
+MAX_DAYS = 36_500  # history kept for a century is history kept for ever
+
+
+def _finite(text: str) -> float:
+    # float() accepts "nan" and "inf" (and "1e999", which is inf): no limit or duration
+    # can be either, and they would reach arithmetic and system calls that raise.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _at_most(value: int, text: str) -> int:
+    if value > MAX_INTEGER:
+        raise ValueError(f"expected at most {MAX_INTEGER}, got {text!r}")
+    return value
+
+
 def _parse_size(text: str) -> int:
     """Parse ``1048576``, ``512K``, ``64M`` or ``2G`` into bytes."""
     stripped = text.strip().upper().removesuffix("B").removesuffix("I")
     scale = {"K": 1024, "M": MiB, "G": GiB}.get(stripped[-1:], 1)
     number = stripped[:-1] if scale != 1 else stripped
-    value = int(float(number) * scale)
+    value = int(_finite(number) * scale)
     if value <= 0:
         raise ValueError(f"expected a positive size, got {text!r}")
+    return _at_most(value, text)
+
+
+def _parse_seconds(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise ValueError(f"expected a positive number, got {text!r}")
+    if value > MAX_SECONDS:
+        raise ValueError(f"expected at most {MAX_SECONDS:g} seconds, got {text!r}")
     return value
 
 
-def _parse_positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError(f"expected a positive number, got {text!r}")
+def _parse_days(text: str) -> float:
+    value = _finite(text)
+    if not 0 < value <= MAX_DAYS:
+        raise ValueError(f"expected a number of days above 0 and at most {MAX_DAYS}, got {text!r}")
     return value
 
 
@@ -57,7 +91,7 @@ def _parse_positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise ValueError(f"expected a positive integer, got {text!r}")
-    return value
+    return _at_most(value, text)
 
 
 def _parse_optional_path(text: str) -> Path | None:
@@ -119,7 +153,7 @@ class Settings:
 
 # Setting name -> (environment variable, parser).
 _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "build_timeout": ("PF_BUILD_TIMEOUT", _parse_positive_float),
+    "build_timeout": ("PF_BUILD_TIMEOUT", _parse_seconds),
     "max_buffer": ("PF_MAX_BUFFER", _parse_size),
     "cache_dir": ("PF_CACHE_DIR", Path),
     "cache_max_bytes": ("PF_CACHE_MAX_BYTES", _parse_size),
@@ -134,7 +168,7 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_builds": ("PF_MAX_BUILDS", _parse_positive_int),
     "max_logs_per_build": ("PF_MAX_LOGS_PER_BUILD", _parse_positive_int),
     "max_log_size": ("PF_MAX_LOG_SIZE", _parse_size),
-    "history_days": ("PF_HISTORY_DAYS", _parse_positive_float),
+    "history_days": ("PF_HISTORY_DAYS", _parse_days),
     "max_history": ("PF_MAX_HISTORY", _parse_positive_int),
     "max_body": ("PF_MAX_BODY", _parse_size),
     "ws_batch_ms": ("PF_WS_BATCH_MS", _parse_positive_int),
@@ -143,7 +177,7 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ws_max_size": ("PF_WS_MAX_SIZE", _parse_size),
     "log_level": ("PF_LOG_LEVEL", _parse_log_level),
     "cors_origin": ("PF_CORS_ORIGIN", str),
-    "shutdown_grace": ("PF_SHUTDOWN_GRACE", _parse_positive_float),
+    "shutdown_grace": ("PF_SHUTDOWN_GRACE", _parse_seconds),
 }
 
 _TOOL_PREFIX = "PF_TOOL_"
