@@ -10,6 +10,17 @@ from pathlib import Path
 from tests.conftest import DEMO
 
 
+def pf_build(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pf", "build", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def test_the_bundled_demo_builds_for_every_language_and_target(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "pf", "build", str(DEMO), "-o", str(tmp_path / "web"), "--json"],
@@ -44,3 +55,55 @@ def test_a_project_without_that_language_is_a_clear_error(tmp_path: Path) -> Non
     assert done.returncode == 2
     assert f"project {tmp_path.name} has no rust sources" in done.stderr
     assert "hint: it has: c" in done.stderr
+
+
+def test_a_directory_without_sources_is_a_usage_error_listing_the_extensions(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not a source\n")
+    done = pf_build("empty", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "error: no sources of any language were found under empty" in done.stderr
+    assert ".rs (rust), .c .h (c), .f .for" in done.stderr and ".wat .wast (wat)" in done.stderr
+    assert "built 0" not in done.stdout
+
+
+def test_failures_are_records_in_the_json_list(tmp_path: Path) -> None:
+    (tmp_path / "good.wat").write_text('(module (func (export "one") (result i32) i32.const 1))\n')
+    (tmp_path / "bad.c").write_text("int add(int a, int b) {\n  return a +;\n}\n")
+    done = pf_build(".", "--target", "wasm", "--json", cwd=tmp_path)
+    assert done.returncode == 1
+    records = {r["language"]: r for r in json.loads(done.stdout)}
+    assert records["wat"]["status"] == "completed"
+    failed = records["c"]
+    assert (failed["status"], failed["target"]) == ("failed", "wasm")
+    assert failed["error"] == "compile failed: clang exited with code 1"
+    assert {
+        "file": "bad.c",
+        "line": 2,
+        "col": 13,
+        "severity": "error",
+        "message": "expected expression",
+    } in failed["diagnostics"]
+    assert "c -> wasm: error: compile failed" in done.stderr
+
+
+def test_key_value_options_may_follow_flags(tmp_path: Path) -> None:
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "math.c").write_text(
+        "int add(int a, int b) { return a + b; }\nint sub(int a, int b) { return a - b; }\n"
+    )
+    done = pf_build("demo", "--target", "wasm", "opt_level=3", "exports=add", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "built 1 of 1 for project demo" in done.stdout
+    assert (tmp_path / "demo" / "web" / "wasm" / "c" / "math.wasm").exists()
+
+
+def test_an_output_path_that_is_a_file_is_refused_before_building(tmp_path: Path) -> None:
+    (tmp_path / "add.c").write_text("int add(int a, int b) { return a + b; }\n")
+    (tmp_path / "web").write_text("a file\n")
+    done = pf_build(".", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "error: cannot write outputs to web: web exists and is not a directory" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import wasmtime
 
 from tests.conftest import DEMO
 
@@ -33,6 +34,11 @@ def _script(path: Path, body: str) -> str:
     path.write_text("#!/bin/bash\n" + body)
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return str(path)
+
+
+def _functions(wasm: Path) -> set[str]:
+    module = wasmtime.Module(wasmtime.Engine(), wasm.read_bytes())
+    return {e.name for e in module.exports if isinstance(e.type, wasmtime.FuncType)}
 
 
 def test_compile_prints_artifacts_cache_state_and_time(tmp_path: Path) -> None:
@@ -184,3 +190,80 @@ def test_the_crate_root_leads_whatever_order_the_files_come_in(tmp_path: Path) -
     done = pf("compile", "helper.rs", "lib.rs", "-o", "out", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "lib.wasm").read_bytes()[:4] == b"\0asm"
+
+
+def test_key_value_options_may_follow_any_flag(tmp_path: Path) -> None:
+    done = pf(
+        "compile", str(DEMO / "c" / "math.c"), "--json", "-o", "out", "exports=add", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["status"] == "completed" and record["error"] is None
+    exported = _functions(tmp_path / "out" / "math.wasm")
+    assert "add" in exported and "checked_div" not in exported
+
+
+def test_json_prints_the_record_of_a_failed_compile(tmp_path: Path) -> None:
+    (tmp_path / "bad.c").write_text("int add(int a, int b) {\n  return a +;\n}\n")
+    done = pf("compile", "bad.c", "--json", cwd=tmp_path)
+    assert done.returncode == 1
+    record = json.loads(done.stdout)
+    assert record["status"] == "failed"
+    assert (record["language"], record["target"], record["code"]) == ("c", "wasm", "compile-failed")
+    assert record["error"] == "compile failed: clang exited with code 1"
+    assert record["artifacts"] == [] and record["outputs"] == []
+    assert {
+        "file": "bad.c",
+        "line": 2,
+        "col": 13,
+        "severity": "error",
+        "message": "expected expression",
+    } in record["diagnostics"]
+    assert "bad.c:2:13: error: expected expression" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        (
+            "/dev/null/x",
+            "cannot write outputs to /dev/null/x: /dev/null exists and is not a directory",
+        ),
+        ("add.c", "cannot write outputs to add.c: add.c exists and is not a directory"),
+        ("od", "cannot write od/add.wasm: Is a directory"),
+    ],
+)
+def test_a_bad_output_path_is_a_usage_error_naming_it(
+    output: str, message: str, tmp_path: Path
+) -> None:
+    (tmp_path / "add.c").write_text("int add(int a, int b) { return a + b; }\n")
+    (tmp_path / "od" / "add.wasm").mkdir(parents=True)
+    done = pf("compile", "add.c", "-o", output, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"error: {message}" in done.stderr
+    assert "hint: choose another output directory with -o" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("language", "source", "exports"),
+    [
+        ("c", "int add(int a, int b) { return a + b; }\n", ["add"]),
+        ("wat", '(module (func (export "one") (result i32) i32.const 1))\n', ["one"]),
+    ],
+)
+def test_language_overrides_the_extension(
+    language: str, source: str, exports: list[str], tmp_path: Path
+) -> None:
+    (tmp_path / "x.txt").write_text(source)
+    done = pf("compile", "--language", language, "x.txt", "-o", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert set(exports) <= _functions(tmp_path / "out" / "x.wasm")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e300"])
+def test_a_bad_build_timeout_is_a_config_error_before_compiling(value: str, tmp_path: Path) -> None:
+    done = pf("compile", str(DEMO / "c" / "math.c"), cwd=tmp_path, env={"PF_BUILD_TIMEOUT": value})
+    assert done.returncode == 1
+    assert "error: PF_BUILD_TIMEOUT: invalid value for build_timeout" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "math.wasm").exists()

@@ -1,4 +1,4 @@
-"""``pf build [PROJECT] [--language L|all] [--target T|all] [-o DIR] [key=value ...]``.
+"""``pf build [PROJECT] [--language L|all] [--target T|all] [-o DIR] [--json] [key=value ...]``.
 
 Builds every language of a project for the chosen targets and prints what it built.
 """
@@ -7,16 +7,26 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 from pf._units import human_size
+from pf.cli import _outputs
 from pf.cli._argparse import ArgumentParser
 from pf.cli.output import show_error, style
 from pf.config import load_settings
 from pf.engine import compile_sources
 from pf.engine.projects import discover, request_for
 from pf.errors import PfError, UsageError
-from pf.toolchains import LANGUAGES, TARGETS, Options
+from pf.toolchains import EXTENSIONS, LANGUAGES, TARGETS, Options
+
+
+def _looked_for() -> str:
+    """``.rs (rust), .c .h (c), ...``: the extensions pf build recognises, by language."""
+    by_language = {
+        lang: [ext for ext, of in EXTENSIONS.items() if of == lang] for lang in LANGUAGES
+    }
+    return ", ".join(f"{' '.join(exts)} ({lang})" for lang, exts in by_language.items())
 
 
 def command(argv: list[str]) -> int:
@@ -26,31 +36,40 @@ def command(argv: list[str]) -> int:
     parser.add_argument("--target", "-t", default="all", choices=[*TARGETS, "all"])
     parser.add_argument("-o", "--output", type=Path, help="output directory (default PROJECT/web)")
     parser.add_argument("--json", action="store_true", help="print the build records as JSON")
-    args = parser.parse_args(argv)
+    # Intermixed: `pf build demo --target wasm opt_level=3` has a key=value after a flag.
+    args = parser.parse_intermixed_args(argv)
     options = {k: v for k, _, v in (i.partition("=") for i in args.items if "=" in i)}
     places = [i for i in args.items if "=" not in i]
     if len(places) > 1:
         raise UsageError("give at most one project directory")
     project = discover(Path(places[0] if places else "."))
+    if not project.sources:
+        raise UsageError(
+            f"no sources of any language were found under {project.path}",
+            hint=f"pf build looks for {_looked_for()}",
+        )
     parsed = Options.parse(options)
     languages = project.languages if args.language == "all" else [args.language]
     targets = list(TARGETS) if args.target == "all" else [args.target]
     output = args.output or project.path / "web"
+    _outputs.check_output_dir(output)
     settings = load_settings()
-    records, failures = [], 0
+    records: list[dict[str, object]] = []
+    failures = 0
     for language in languages:
         for target in targets:
             request = request_for(project, language, target, parsed)
+            started = time.monotonic()
             try:
                 result = compile_sources(request, settings)
             except PfError as error:
                 failures += 1
+                records.append(_outputs.failed(language, target, error, time.monotonic() - started))
                 print(f"{language} -> {target}: ", end="", file=sys.stderr)
                 show_error(error)
                 continue
-            written = result.export(output / target / language)
-            record = {**result.to_dict(), "outputs": [str(p) for p in written]}
-            records.append(record)
+            written = _outputs.export(result, output / target / language)
+            records.append(_outputs.completed(result, written))
             if not args.json:
                 how = (
                     style("cached", "green")
@@ -65,5 +84,6 @@ def command(argv: list[str]) -> int:
     if args.json:
         print(json.dumps(records, indent=2))
     else:
-        print(f"built {len(records)} of {len(records) + failures} for project {project.name}")
+        built = len(records) - failures
+        print(f"built {built} of {len(records)} for project {project.name}")
     return 1 if failures else 0

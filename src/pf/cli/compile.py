@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 from pf._units import human_size
+from pf.cli import _outputs
 from pf.cli._argparse import ArgumentParser
 from pf.cli.output import style
 from pf.config import load_settings
 from pf.engine import compile_sources
 from pf.engine.projects import lead_first
-from pf.errors import UsageError
+from pf.errors import PfError, UsageError
 from pf.toolchains import LANGUAGES, TARGETS, CompileRequest, Options, SourceFile, language_of
 
 
@@ -57,7 +59,8 @@ def command(argv: list[str]) -> int:
     parser.add_argument("-o", "--output", type=Path, default=Path("."), help="output directory")
     parser.add_argument("--json", action="store_true", help="print the build record as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="show compiler output live")
-    args = parser.parse_args(argv)
+    # Intermixed: `pf compile lib.rs --target llvm opt_level=s` has a key=value after a flag.
+    args = parser.parse_intermixed_args(argv)
     paths, raw_options = _split(args.items)
     if not paths:
         raise UsageError("no source files given")
@@ -78,16 +81,22 @@ def command(argv: list[str]) -> int:
             )
     request = CompileRequest(language, args.target, _sources(paths), Options.parse(raw_options))
     settings = load_settings()
+    _outputs.check_output_dir(args.output)
 
     def live(stream: str, text: str) -> None:
         print(text, file=sys.stderr if stream == "stderr" else sys.stdout)
 
-    result = compile_sources(request, settings, on_line=live if args.verbose else None)
-    written = result.export(args.output)
+    started = time.monotonic()
+    try:
+        result = compile_sources(request, settings, on_line=live if args.verbose else None)
+    except PfError as error:
+        if args.json:
+            failed = _outputs.failed(language, args.target, error, time.monotonic() - started)
+            print(json.dumps(failed, indent=2))
+        raise
+    written = _outputs.export(result, args.output)
     if args.json:
-        record = result.to_dict()
-        record["outputs"] = [str(p) for p in written]
-        print(json.dumps(record, indent=2))
+        print(json.dumps(_outputs.completed(result, written), indent=2))
         return 0
     for diagnostic in result.diagnostics:
         print(style(str(diagnostic), "yellow", sys.stderr), file=sys.stderr)
