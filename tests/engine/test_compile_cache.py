@@ -157,8 +157,16 @@ def test_least_recently_used_entries_are_evicted_past_the_bound(counted: Path) -
     settings = load_settings()
     sources = [f"int f{i}(int a) {{ return a * {i}; }}\n".encode() for i in range(4)]
     results = [compile_sources(_request(src), settings) for src in sources]
-    size = max(r.artifacts[0].size for r in results)
-    # Touch the first entry so that it is the most recently used, then shrink the bound.
+    # An entry's bytes are its blob's and its manifest's.
+    manifests = {m.stem: m.stat().st_size for m in (settings.cache_dir / "ac").glob("*/*.json")}
+    size = max(r.artifacts[0].size + manifests[r.key] for r in results)
+    # An hour later, use the first entry again so that it is the most recently used,
+    # then shrink the bound.
+    for path in (settings.cache_dir / "ac").glob("*/*.json"):
+        os.utime(path, (path.stat().st_atime, path.stat().st_mtime - 3600))
+    for result in results:
+        blob = result.artifacts[0].path
+        os.utime(blob, (blob.stat().st_atime, blob.stat().st_mtime - 3600))
     compile_sources(_request(sources[0]), settings)
     cache = ActionCache(settings.cache_dir, max_bytes=size * 2)
     cache.evict()

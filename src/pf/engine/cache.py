@@ -3,41 +3,77 @@
 Layout under the cache directory: ``ac/<kk>/<key>.json`` manifests, ``cas/`` blobs
 (store.BlobStore), ``tmp/`` scratch directories, ``locks/`` single-flight and evict locks.
 A manifest is written only after all its blobs are in place, and by atomic rename, so a
-reader sees a whole entry or none.
-A lookup verifies every blob's size and digest; an entry with a damaged or missing
-blob is dropped and reported as a miss, so it is rebuilt and never served.
+reader sees a whole entry or none. Files are created with the modes the user's umask
+allows, so a cache can be shared by a group.
+A lookup validates the manifest's shape (an output name is a plain file name, so it
+cannot point an export outside its directory), verifies every blob's size and digest,
+and re-hashes every file outside the request the compile read (see ``deps``). A
+malformed entry, or one with a damaged or missing blob, is dropped and reported as a
+miss, so it is rebuilt and never served; one whose dependencies changed is a miss
+that the rebuild replaces.
 
-Recency is the manifest's mtime, refreshed on each hit. When the store grows past
-``max_bytes``, the least recently used entries are removed, and their blobs with them
-unless another entry still refers to them. Failed compiles are never stored.
+Recency is a file's mtime, refreshed on each hit for the manifest and its blobs alike.
+When the store (manifests and blobs) grows past ``max_bytes``, the least recently used
+files are removed, manifests and blobs alike and without reading any manifest: a
+manifest whose blob went first is a miss at its next lookup, and a blob no manifest
+still names ages out on its own. Files pinned by this process (the entry just stored,
+prebuilt inputs a running build still copies) are never removed, so a result larger
+than the whole bound is still delivered, and goes at the next eviction. Failed
+compiles are never stored.
 
-Measuring the store means a stat of every blob: 25-50 ms for 3,000 blobs, too much to
+Measuring the store means a stat of every file: 25-50 ms for 3,000 blobs, too much to
 pay on every compile that misses. So the evict lock file keeps a running total: each
 store adds its bytes to it under that lock, and only when the total passes the bound (or
 the last full measurement is ten minutes old, which corrects for other writers such as
 a damaged blob removed at lookup) is the store measured again, and evicted. A blob
-stored twice is counted twice, which only brings the next measurement forward.
+stored twice is counted twice, which only brings the next measurement forward. Each
+measurement also removes scratch directories and temporary files that builds killed
+mid-way (``kill -9``) left behind: a live build holds a lock on its scratch directory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import re
+import shutil
 import tempfile
 import threading
 import time
+import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pf.errors import CacheError
-from pf.store import BlobStore
+from pf.store import BlobStore, digest_file
 
 # How old the last full measurement of the store may get before stores measure again.
 _MEASURE_INTERVAL = 600.0
+# A scratch dir or temporary file this old, whose build holds no lock on it, is left over
+# from a killed build. The age covers the moment between a scratch dir's creation and
+# its lock; nothing else depends on it.
+_STALE_AGE = 600.0
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_STREAMS = frozenset({"stdout", "stderr"})
+_DIAGNOSTIC_FIELDS = {"file": str, "line": int, "col": int, "severity": str, "message": str}
+_TMP_PREFIX = ".tmp-"
+# Recency finer than this does not change which entries an eviction picks in practice.
+_TOUCH_INTERVAL = 60.0
+SCRATCH_PREFIX = "build-"
+
+
+def not_writable(root: Path, exc: OSError) -> CacheError:
+    """The error for a cache directory this user cannot write to."""
+    return CacheError(
+        f"cannot write to the cache directory {root}: {exc.strerror or exc}",
+        hint="make it writable by this user, or set PF_CACHE_DIR to a directory you can write",
+    )
 
 
 @dataclass(frozen=True)
@@ -83,6 +119,7 @@ class ActionCache:
         self.blobs = BlobStore(root / "cas")
         self.stats = CacheStats()
         self._stats_lock = threading.Lock()
+        self._pins: Counter[Path] = Counter()
         try:
             for sub in ("ac", "cas", "tmp", "locks"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
@@ -99,39 +136,57 @@ class ActionCache:
         with self._stats_lock:
             setattr(self.stats, name, getattr(self.stats, name) + 1)
 
+    def _drop(self, manifest: Path) -> None:
+        self._count("corrupt")
+        self._count("misses")
+        # In a cache this user may only read, the entry stays; it is still never served.
+        with contextlib.suppress(OSError):
+            manifest.unlink()
+
     def lookup(self, key: str) -> Entry | None:
         """The verified entry for ``key``, or None on a miss (or a damaged entry, now removed)."""
         manifest = self._manifest(key)
         try:
-            data = json.loads(manifest.read_bytes())
-        except FileNotFoundError:
+            raw, mtime = _read(manifest)
+            data = _valid(json.loads(raw), key)
+        except (FileNotFoundError, PermissionError):
+            # An entry another user left unreadable is no entry for this one.
             self._count("misses")
             return None
         except ValueError:
-            manifest.unlink(missing_ok=True)
-            self._count("corrupt")
-            self._count("misses")
+            self._drop(manifest)
             return None
-        artifacts = []
-        for item in data["outputs"]:
-            path = self.blobs.verified(item["digest"], item["size"])
-            if path is None:
-                manifest.unlink(missing_ok=True)
-                self._count("corrupt")
+        if data is None:
+            self._drop(manifest)
+            return None
+        for path, digest in data["deps"]:
+            try:
+                changed = digest_file(Path(path)) != digest
+            except OSError:
+                changed = True
+            if changed:
                 self._count("misses")
                 return None
+        artifacts = []
+        for item in data["outputs"]:
+            blob = self.blobs.verified(item["digest"], item["size"])
+            if blob is None:
+                self._drop(manifest)
+                return None
             artifacts.append(
-                Artifact(item["name"], item["kind"], item["digest"], item["size"], path)
+                Artifact(item["name"], item["kind"], item["digest"], item["size"], blob)
             )
-        with contextlib.suppress(FileNotFoundError):
-            os.utime(manifest)
+        # An entry and its blobs were touched together: if the entry was used a moment
+        # ago, so were they, and a hit spares two inode writes (about 8 us).
+        if time.time() - mtime > _TOUCH_INTERVAL:
+            _touch(manifest, *(a.path for a in artifacts))
         self._count("hits")
         return Entry(
             key=key,
             artifacts=tuple(artifacts),
             log=tuple((stream, text) for stream, text in data["log"]),
             diagnostics=tuple(data["diagnostics"]),
-            note=data.get("note"),
+            note=data["note"],
             duration=float(data["duration"]),
         )
 
@@ -143,38 +198,92 @@ class ActionCache:
         diagnostics: Sequence[dict[str, Any]],
         note: str | None,
         duration: float,
+        deps: Sequence[tuple[str, str]] = (),
     ) -> Entry:
-        """Store outputs ``(name, kind, file)`` and the logs under ``key``; returns the entry."""
-        artifacts = []
-        added = 0
-        for name, kind, file in outputs:
-            digest, size = self.blobs.put_file(file)
-            added += size
-            artifacts.append(Artifact(name, kind, digest, size, self.blobs.path(digest)))
-        document = {
-            "key": key,
-            "outputs": [
-                {"name": a.name, "kind": a.kind, "digest": a.digest, "size": a.size}
-                for a in artifacts
-            ],
-            "log": [list(pair) for pair in log],
-            "diagnostics": list(diagnostics),
-            "note": note,
-            "duration": duration,
-        }
+        """Store outputs ``(name, kind, file)`` and the logs under ``key``; returns the entry.
+
+        ``deps`` are ``(absolute path, sha256)`` of files outside the request that the
+        compile read: a later lookup is a hit only while each still has that digest.
+        The eviction this store may start never removes what it stored, so the caller
+        can export it even when it is larger than the whole bound.
+        """
         manifest = self._manifest(key)
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=manifest.parent, prefix=".tmp-")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(document, handle)
-        os.replace(tmp, manifest)
-        self._account(added)
+        try:
+            artifacts = []
+            added = 0
+            for name, kind, file in outputs:
+                digest, size = self.blobs.put_file(file)
+                added += size
+                artifacts.append(Artifact(name, kind, digest, size, self.blobs.path(digest)))
+            document = {
+                "key": key,
+                "outputs": [
+                    {"name": a.name, "kind": a.kind, "digest": a.digest, "size": a.size}
+                    for a in artifacts
+                ],
+                "log": [list(pair) for pair in log],
+                "diagnostics": list(diagnostics),
+                "note": note,
+                "duration": duration,
+                "deps": [list(dep) for dep in deps],
+            }
+            encoded = json.dumps(document).encode()
+            added += len(encoded)
+            manifest.parent.mkdir(parents=True, exist_ok=True)
+            _write_new(manifest, encoded)
+            # A blob already stored keeps its old mtime: it is used again now.
+            _touch(*(a.path for a in artifacts))
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise not_writable(self.root, exc) from exc
+            raise
+        with self.pinned(manifest, *(a.path for a in artifacts)):
+            self._account(added)
         return Entry(key, tuple(artifacts), tuple(log), tuple(diagnostics), note, duration)
+
+    @contextlib.contextmanager
+    def pinned(self, *paths: Path) -> Iterator[None]:
+        """Keep ``paths`` from eviction by this cache object for the duration of the block."""
+        with self._stats_lock:
+            self._pins.update(paths)
+        try:
+            yield
+        finally:
+            with self._stats_lock:
+                self._pins.subtract(paths)
+                for path in paths:
+                    if self._pins[path] <= 0:
+                        del self._pins[path]
+
+    def pin_entry(self, entry: Entry) -> contextlib.AbstractContextManager[None]:
+        """Keep an entry's blobs and manifest from eviction by this cache object meanwhile."""
+        return self.pinned(self._manifest(entry.key), *(a.path for a in entry.artifacts))
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A new scratch directory under ``tmp/``, locked while the block runs.
+
+        The caller removes it; one that a killed build leaves is removed by a later
+        measurement once stale, as its lock died with the build.
+        """
+        try:
+            path = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=self.root / "tmp"))
+        except OSError as exc:
+            raise not_writable(self.root, exc) from exc
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield path
+        finally:
+            os.close(fd)
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[int]:
         """Hold the evict lock; yields the lock file's descriptor, which holds the total."""
-        fd = os.open(self.root / "locks" / "evict.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.root / "locks" / "evict.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise not_writable(self.root, exc) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield fd
@@ -190,54 +299,194 @@ class ActionCache:
             else:
                 usage += added
             if usage > self.max_bytes:
-                usage, measured = self._measure(), time.time()
-                usage -= self._evict(usage)
+                files = self._scan()
+                usage, measured = sum(size for _, size, _ in files), time.time()
+                usage -= self._evict(files, usage)
             _write_usage(fd, usage, measured)
 
+    def _scan(self) -> list[tuple[float, int, Path]]:
+        """``(mtime, size, path)`` of every manifest and blob; sweeps what killed builds left."""
+        self._sweep_scratch()
+        now = time.time()
+        files = []
+        for area in ("ac", "cas"):
+            for shard in os.scandir(self.root / area):
+                if not shard.is_dir():
+                    continue
+                for entry in os.scandir(shard.path):
+                    try:
+                        info = entry.stat()
+                    except FileNotFoundError:
+                        continue  # removed meanwhile by a lookup or another process
+                    if entry.name.startswith(_TMP_PREFIX):
+                        # Being written now, or left by a writer that was killed.
+                        if now - info.st_mtime > _STALE_AGE:
+                            with contextlib.suppress(FileNotFoundError):
+                                os.unlink(entry.path)
+                        continue
+                    files.append((info.st_mtime, info.st_size, Path(entry.path)))
+        return files
+
     def _measure(self) -> int:
-        total = 0
-        for shard in os.scandir(self.root / "cas"):
-            if shard.is_dir():
-                total += sum(e.stat().st_size for e in os.scandir(shard.path) if e.is_file())
-        return total
+        return sum(size for _, size, _ in self._scan())
+
+    def _sweep_scratch(self) -> None:
+        """Remove stale scratch dirs that no live build holds a lock on."""
+        now = time.time()
+        for entry in os.scandir(self.root / "tmp"):
+            if not entry.name.startswith(SCRATCH_PREFIX):
+                continue
+            try:
+                if now - entry.stat().st_mtime <= _STALE_AGE:
+                    continue
+                fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live build
+            else:
+                shutil.rmtree(entry.path, ignore_errors=True)
+            finally:
+                os.close(fd)
 
     def evict(self) -> int:
-        """Drop least recently used entries until blobs fit ``max_bytes``; returns bytes freed."""
+        """Drop least recently used files until the store fits ``max_bytes``; returns the bytes."""
         with self._exclusive() as fd:
-            usage = self._measure()
-            freed = self._evict(usage)
+            files = self._scan()
+            usage = sum(size for _, size, _ in files)
+            freed = self._evict(files, usage)
             _write_usage(fd, usage - freed, time.time())
         return freed
 
-    def _evict(self, usage: int) -> int:
-        """Remove least recently used entries (under the evict lock) from ``usage`` bytes."""
+    def _evict(self, files: list[tuple[float, int, Path]], usage: int) -> int:
+        """Remove least recently used files (under the evict lock) from ``usage`` bytes."""
         if usage <= self.max_bytes:
             return 0
-        entries: list[tuple[float, Path, list[str]]] = []
-        refs: dict[str, int] = {}
-        for shard in (self.root / "ac").iterdir():
-            for manifest in shard.glob("*.json"):
-                try:
-                    digests = [o["digest"] for o in json.loads(manifest.read_bytes())["outputs"]]
-                    mtime = manifest.stat().st_mtime
-                except (OSError, ValueError, KeyError):
-                    manifest.unlink(missing_ok=True)
-                    continue
-                entries.append((mtime, manifest, digests))
-                for digest in digests:
-                    refs[digest] = refs.get(digest, 0) + 1
-        entries.sort()
+        with self._stats_lock:
+            pinned = set(self._pins)
+        files.sort()
         freed = 0
-        for _mtime, manifest, digests in entries:
+        for _mtime, size, path in files:
             if usage - freed <= self.max_bytes:
                 break
-            manifest.unlink(missing_ok=True)
-            self._count("evicted")
-            for digest in digests:
-                refs[digest] -= 1
-                if refs[digest] == 0:
-                    freed += self.blobs.discard(digest)
+            if path in pinned:
+                continue
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            freed += size
+            if path.suffix == ".json":
+                self._count("evicted")
         return freed
+
+
+def _read(path: Path) -> tuple[bytes, float]:
+    """A file's bytes and its mtime, from one open."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        info = os.fstat(fd)
+        chunks = []
+        while chunk := os.read(fd, max(info.st_size, 1 << 16)):
+            chunks.append(chunk)
+        return b"".join(chunks), info.st_mtime
+    finally:
+        os.close(fd)
+
+
+def _touch(*paths: Path) -> None:
+    """Mark files used now, for eviction's recency.
+
+    Best effort: in a cache this user may only read (or files another user created),
+    a hit is still served, only its recency is not recorded.
+    """
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.utime(path)
+
+
+def _write_new(target: Path, data: bytes) -> None:
+    """Write ``target`` whole by atomic rename, with the mode the umask allows (mkstemp's
+    is 0600, which would keep a cache from being shared)."""
+    tmp = target.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _plain_name(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and value not in {"", ".", ".."}
+        and "/" not in value
+        and "\x00" not in value
+    )
+
+
+def _valid(data: object, key: str) -> dict[str, Any] | None:
+    """``data`` if it is a well-formed manifest for ``key``, else None."""
+    if not isinstance(data, dict) or data.get("key") != key:
+        return None
+    outputs, log, diagnostics, deps = (
+        data.get("outputs"),
+        data.get("log"),
+        data.get("diagnostics"),
+        data.get("deps"),
+    )
+    if not (
+        isinstance(outputs, list)
+        and isinstance(log, list)
+        and isinstance(diagnostics, list)
+        and isinstance(deps, list)
+        and (data.get("note") is None or isinstance(data["note"], str))
+        and type(data.get("duration")) in (int, float)
+    ):
+        return None
+    for item in outputs:
+        if not (
+            isinstance(item, dict)
+            and _plain_name(item.get("name"))
+            and isinstance(item.get("kind"), str)
+            and isinstance(item.get("digest"), str)
+            and _DIGEST.fullmatch(item["digest"])
+            and type(item.get("size")) is int
+            and item["size"] >= 0
+        ):
+            return None
+    for pair in log:
+        if not (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and pair[0] in _STREAMS
+            and isinstance(pair[1], str)
+        ):
+            return None
+    for diagnostic in diagnostics:
+        if not (
+            isinstance(diagnostic, dict)
+            and diagnostic.keys() == _DIAGNOSTIC_FIELDS.keys()
+            and all(type(diagnostic[k]) is t for k, t in _DIAGNOSTIC_FIELDS.items())
+        ):
+            return None
+    for dep in deps:
+        if not (
+            isinstance(dep, list)
+            and len(dep) == 2
+            and isinstance(dep[0], str)
+            and os.path.isabs(dep[0])
+            and isinstance(dep[1], str)
+            and _DIGEST.fullmatch(dep[1])
+        ):
+            return None
+    return data
 
 
 # The running total lives in the evict lock file, read and written only under its lock,

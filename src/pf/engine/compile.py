@@ -8,9 +8,9 @@ whatever absolute scratch path a tool prints anyway is masked before anyone sees
 from __future__ import annotations
 
 import atexit
+import contextlib
 import queue
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from pf.config import Settings
+from pf.engine import depfiles
 from pf.engine.cache import ActionCache, Artifact, Entry
 from pf.engine.keys import action_key
 from pf.engine.singleflight import flight
 from pf.errors import BuildCancelled, BuildTimeout, CompileFailed, Diagnostic
-from pf.sandbox import Completed, Limits, LineSink, run
+from pf.sandbox import Completed, Limits, LineSink, run, truncation_marker
+from pf.store import digest_file
 from pf.toolchains import CompileRequest, Driver, Plan, Run, SourceFile, ToolInfo, driver_for
 from pf.toolchains.base import OBJ_DIR, OUT_DIR
 from pf.toolchains.diagnostics import mask_paths
@@ -211,11 +213,25 @@ class _Execution:
         self.on_phase = on_phase
         self.log: list[tuple[str, str]] = []
         self.timings: dict[str, float] = {}
+        # Bytes of each stream kept in the log, which goes into the build record and the
+        # manifest: capped like the sandbox's capture, with its marker. Listeners still
+        # receive every line.
+        self._kept = {"stdout": 0, "stderr": 0}
+        self._cut: set[str] = set()
 
     def _sink(self, scratch: str) -> LineSink:
+        limit = self.settings.max_buffer
+
         def sink(stream: str, text: str) -> None:
             masked = mask_paths(text, scratch)
-            self.log.append((stream, masked))
+            if stream not in self._cut:
+                size = self._kept.get(stream, 0) + len(masked.encode()) + 1
+                if size > limit:
+                    self._cut.add(stream)
+                    self.log.append((stream, truncation_marker(limit)))
+                else:
+                    self._kept[stream] = size
+                    self.log.append((stream, masked))
             if self.on_line is not None:
                 self.on_line(stream, masked)
 
@@ -290,6 +306,29 @@ class _Execution:
                 )
             outputs.append((output.name, output.kind, produced))
         return outputs
+
+    def dependencies(self, scratch: Path) -> list[tuple[str, str]]:
+        """``(path, digest)`` of the files outside the request this run read, from the
+        plan's dependency files; system and toolchain files are left out."""
+        plan = self.action.plan
+        if not plan.depfiles:
+            return []
+        missing = [name for name in plan.depfiles if not (scratch / name).is_file()]
+        if missing:
+            raise CompileFailed(
+                f"the toolchain reported success but wrote no dependency file {missing[0]}",
+                hint="this is a bug in pf, please report it",
+            )
+        excluded = depfiles.SYSTEM_PREFIXES + depfiles.toolchain_prefixes(
+            tool.path for tool in self.action.tools.values()
+        )
+        found = []
+        for path in depfiles.external(scratch, plan.depfiles, excluded):
+            try:
+                found.append((str(path), digest_file(path)))
+            except OSError:
+                continue  # gone already (a generated file): nothing to compare later
+        return found
 
 
 def _result(
@@ -370,24 +409,26 @@ class _Builder:
             self.cache.root.resolve() / "ccache",
             self.cancel,
         )
-        scratch = Path(tempfile.mkdtemp(prefix="build-", dir=self.cache.root / "tmp"))
-        try:
-            outputs = execution.execute(scratch, prebuilt)
-            stored = time.monotonic()
-            diagnostics = self.driver.diagnostics(
-                "\n".join(text for stream, text in execution.log if stream == "stderr")
-            )
-            entry = self.cache.store(
-                action.key,
-                outputs,
-                execution.log,
-                [d.to_dict() for d in diagnostics],
-                action.plan.note,
-                stored - started,
-            )
-            execution.timings["store"] = time.monotonic() - stored
-        finally:
-            _sweeper.discard(scratch)
+        with self.cache.scratch() as scratch:
+            try:
+                outputs = execution.execute(scratch, prebuilt)
+                stored = time.monotonic()
+                deps = execution.dependencies(scratch)
+                diagnostics = self.driver.diagnostics(
+                    "\n".join(text for stream, text in execution.log if stream == "stderr")
+                )
+                entry = self.cache.store(
+                    action.key,
+                    outputs,
+                    execution.log,
+                    [d.to_dict() for d in diagnostics],
+                    action.plan.note,
+                    stored - started,
+                    deps,
+                )
+                execution.timings["store"] = time.monotonic() - stored
+            finally:
+                _sweeper.discard(scratch)
         for label, seconds in execution.timings.items():
             self.timings[label] = self.timings.get(label, 0.0) + seconds
         return entry
@@ -436,10 +477,16 @@ def compile_sources(
     builder = _Builder(driver, settings, cache, on_line, cancel)
     # Prebuilt inputs are fetched before this action's single-flight lock is taken:
     # their own locks may share its lock file, and flock does not nest.
-    prebuilt = [(p.plan, builder.prebuilt(p)) for p in action.prebuilt]
-    with flight(cache.root / "locks", action.key):
-        entry = cache.lookup(action.key)
-        if entry is not None:
-            return _result(request, entry, True, action.tools, time.monotonic() - started, {})
-        entry = builder.build(action, prebuilt, on_phase)
+    with contextlib.ExitStack() as pins:
+        prebuilt = []
+        for item in action.prebuilt:
+            prebuilt_entry = builder.prebuilt(item)
+            # It must stay until copied in, whatever the stores after it evict.
+            pins.enter_context(cache.pin_entry(prebuilt_entry))
+            prebuilt.append((item.plan, prebuilt_entry))
+        with flight(cache.root / "locks", action.key):
+            entry = cache.lookup(action.key)
+            if entry is not None:
+                return _result(request, entry, True, action.tools, time.monotonic() - started, {})
+            entry = builder.build(action, prebuilt, on_phase)
     return _result(request, entry, False, action.tools, time.monotonic() - started, builder.timings)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from pf.toolchains import Plan, SourceFile, ToolInfo
 
 # Bump when the manifest layout or the meaning of a key changes.
-KEY_VERSION = 2
+KEY_VERSION = 3
 
 
 def action_key(
