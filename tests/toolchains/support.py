@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import wasmtime
 
-from pf.config import Settings
+from pf.config import Settings, load_settings
 from pf.engine import BuildResult, compile_sources
-from pf.toolchains import CompileRequest, Options, SourceFile
+from pf.toolchains import CompileRequest, Options, Plan, Run, SourceFile, get_driver
+from pf.toolchains.probe import locate
+
+
+def fresh_settings(root: Path) -> Settings:
+    """Settings whose cache (and everything else pf keeps) lives under ``root``."""
+    return load_settings(
+        environ={"PATH": os.environ.get("PATH", os.defpath), "HOME": str(root)},
+        overrides={"cache_dir": root / "cache"},
+        toml_path=root / "absent.toml",
+    )
 
 
 def compile_files(
@@ -52,3 +64,25 @@ def instantiate(
 def function_exports(path: Path) -> set[str]:
     module = wasmtime.Module.from_file(wasmtime.Engine(), str(path))
     return {e.name for e in module.exports if isinstance(e.type, wasmtime.FuncType)}
+
+
+def run_plan(request: CompileRequest, settings: Settings, scratch: Path) -> Plan:
+    """Run a driver's plan in ``scratch`` with the real tools, outside the engine, and keep
+    what the steps wrote there (the engine deletes its scratch dir)."""
+    plan = get_driver(request.language).plan(request)
+    assert not plan.prebuilt, "prebuilt inputs are the engine's to place"
+    for source in (*request.sources, *plan.extra_inputs):
+        (scratch / source.name).parent.mkdir(parents=True, exist_ok=True)
+        (scratch / source.name).write_bytes(source.content)
+    (scratch / "obj").mkdir(exist_ok=True)
+    (scratch / "out").mkdir(exist_ok=True)
+    binaries = {spec.name: locate(spec, settings) for spec in plan.tools}
+    env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C.UTF-8", **plan.env}
+    for step in plan.steps:
+        if isinstance(step, Run):
+            binary = binaries[step.argv[0]]
+            assert binary, f"{step.argv[0]} is not installed"
+            subprocess.run([binary, *step.argv[1:]], cwd=scratch, env=env, check=True)
+        else:
+            step.func(scratch)
+    return plan
