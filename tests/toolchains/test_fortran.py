@@ -184,6 +184,12 @@ def test_exports_option_narrows(settings: Settings) -> None:
         build(settings, "wasm", {"lib.f90": LIB}, exports="add,nope")
 
 
+def test_a_missing_export_lists_only_the_programs_own_functions(settings: Settings) -> None:
+    with pytest.raises(CompileFailed) as caught:
+        build(settings, "wasm", {"hello.f90": DEMO.read_bytes()}, exports="nope")
+    assert caught.value.message.endswith("Functions it defines: add, dsum, fact")
+
+
 @pytest.mark.parametrize("opt_level", ["0", "3", "s", "z"])
 def test_opt_levels(settings: Settings, opt_level: str) -> None:
     out = build(settings, "wasm", {"lib.f90": LIB}, opt_level=opt_level)

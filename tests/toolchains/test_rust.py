@@ -301,10 +301,34 @@ def test_bad_option_values_are_refused(options: dict[str, str]) -> None:
         request("wasm", **options)
 
 
-def test_a_request_needs_a_rust_source() -> None:
-    sources = (SourceFile("notes.txt", b"hi"),)
-    with pytest.raises(RequestError, match=r"\.rs source"):
-        RustDriver().plan(CompileRequest("rust", "wasm", sources))
+def test_the_first_rs_file_is_the_crate_root_else_the_first_file() -> None:
+    def root(*names: str) -> str:
+        sources = tuple(SourceFile(name, b"") for name in names)
+        (compile_step,) = [
+            s
+            for s in RustDriver().plan(CompileRequest("rust", "wasm", sources)).steps
+            if s.label == "compile"
+        ]
+        return compile_step.describe()[-1]
+
+    assert root("notes.txt", "lib.rs") == "lib.rs"
+    assert root("LIB.RS") == "LIB.RS"
+    assert root("notes.txt") == "notes.txt"
+
+
+def test_a_request_needs_a_source() -> None:
+    with pytest.raises(RequestError, match="needs a source file"):
+        RustDriver().plan(CompileRequest("rust", "wasm", ()))
+
+
+def test_an_unreadable_crate_root_is_reported_without_an_empty_location(
+    settings: Settings,
+) -> None:
+    with pytest.raises(CompileFailed) as caught:
+        compile_files(settings, "rust", "wasm", {"garbage.rs": bytes(range(128, 256))})
+    (error,) = [d for d in caught.value.diagnostics if d.severity == "error"]
+    assert (error.file, error.line) == ("rustc", 0)
+    assert str(error).startswith("rustc: error: couldn't read garbage.rs")
 
 
 @pytest.mark.parametrize("target", ["wasm", "llvm", "asm"])

@@ -29,6 +29,10 @@ _OMP_HEADERS = (
     "/usr/lib/llvm-14/include/openmp/omp.h",
 )
 _OMP_PACKAGE = "libomp-14-dev"
+# Every compile names its language: clang would take "x.C" for C++ and refuse "x.txt".
+AS_C = ("-x", "c")
+DEBUG_DIR = "-fdebug-compilation-dir=."
+_HEADER_SUFFIXES = {".h"}
 
 
 def _omp_header_installed() -> bool:
@@ -61,15 +65,48 @@ def optimise_steps(
     return (step,), ir
 
 
+def debug_flags(request: CompileRequest) -> tuple[str, ...]:
+    """``-g`` for clang compiles, with the compilation directory recorded as ``.``.
+
+    Steps run in a fresh scratch dir with sources named relatively; without the
+    directory flag its random path would land in DW_AT_comp_dir / DIFile, and two builds
+    of the same request would differ.
+    """
+    return ("-g", DEBUG_DIR) if request.options.debug else ()
+
+
+def ccache_env(request: CompileRequest) -> dict[str, str]:
+    """With ``-g`` ccache hashes the working directory, a new scratch dir per build, so it
+    would never hit; ``-fdebug-compilation-dir=.`` keeps that directory out of the
+    output, so leaving it out of the hash is sound."""
+    return {"CCACHE_NOHASHDIR": "1"} if request.options.debug else {}
+
+
 def optimise_flags(request: CompileRequest) -> tuple[str, ...]:
     """Clang flags for IR output: at -O0 clang marks functions optnone, which would make
     ``opt`` skip them, so the attribute is dropped when passes will run."""
     flags = [f"-O{request.options.opt_level}"]
     if request.options.passes is not None and request.options.opt_level == "0":
         flags += ["-Xclang", "-disable-O0-optnone"]
-    if request.options.debug:
-        flags.append("-g")
-    return tuple(flags)
+    return (*flags, *debug_flags(request))
+
+
+def c_sources(request: CompileRequest) -> list[str]:
+    """The sources to compile as C: the ``.c`` files (any case), or, when there are none
+    (the request's language was given for other names), every file but headers."""
+    names = [s.name for s in request.sources]
+    chosen = [n for n in names if _suffix(n) == ".c"]
+    if not chosen:
+        chosen = [n for n in names if _suffix(n) not in _HEADER_SUFFIXES]
+    if not chosen:
+        raise RequestError(
+            "A C request needs a .c source file to compile: headers (.h) alone have no code"
+        )
+    return chosen
+
+
+def _suffix(name: str) -> str:
+    return PurePosixPath(name).suffix.lower()
 
 
 def _obj_name(index: int, source: str, suffix: str) -> str:
@@ -92,9 +129,7 @@ class CDriver:
         return (tools.CLANG,)
 
     def plan(self, request: CompileRequest) -> Plan:
-        sources = [s.name for s in request.sources if PurePosixPath(s.name).suffix == ".c"]
-        if not sources:
-            raise RequestError("A C request needs at least one .c source file")
+        sources = c_sources(request)
         refuse_passes(request)
         self._check_parallel(request)
         if request.target == "llvm":
@@ -126,13 +161,28 @@ class CDriver:
             flags.append("-g")
         steps: list[Step] = []
         objects: list[str] = []
+        depfiles: list[str] = []
         for index, source in enumerate(sources):
             obj = _obj_name(index, source, ".o")
             objects.append(obj)
             # -MD lets ccache run in depend mode: on a miss it reads the dependency file
             # instead of running the preprocessor a second time (+5 ms, not +40 ms).
             depfile = _obj_name(index, source, ".d")
-            compile_argv = ("clang", *flags, "-MD", "-MF", depfile, "-c", source, "-o", obj)
+            depfiles.append(depfile)
+            compile_argv = (
+                "clang",
+                TRIPLE,
+                f"-O{options.opt_level}",
+                *debug_flags(request),
+                "-MD",
+                "-MF",
+                depfile,
+                "-c",
+                *AS_C,
+                source,
+                "-o",
+                obj,
+            )
             steps.append(Run("compile", compile_argv, ccache=True))
 
         narrowed = options.exports
@@ -151,10 +201,17 @@ class CDriver:
             wasm = Output(f"obj/{request.stem}.wasm", "wasm")
         link = ("clang", *flags, *objects, f"@{EXPORTS_RSP}", *strip, "-o", wasm.path)
         steps.append(Run("link", link))
+        output = wasm
         if request.target == "asm":
-            convert, js = tools.wasm2js_step(wasm.path, request.stem)
-            return Plan(steps=(*steps, convert), outputs=(js,), tools=self.tools("asm"))
-        return Plan(steps=tuple(steps), outputs=(wasm,), tools=self.tools("wasm"))
+            convert, output = tools.wasm2js_step(wasm.path, request.stem)
+            steps.append(convert)
+        return Plan(
+            steps=tuple(steps),
+            outputs=(output,),
+            tools=self.tools(request.target),
+            env=ccache_env(request),
+            depfiles=tuple(depfiles),
+        )
 
     def _plan_llvm(self, request: CompileRequest, sources: list[str]) -> Plan:
         flags = [TRIPLE, "-S", "-emit-llvm", *optimise_flags(request)]
@@ -163,17 +220,19 @@ class CDriver:
         opt_steps, ir = optimise_steps(request, f"obj/{request.stem}.linked.ll")
         steps: list[Step] = []
         used = [tools.CLANG]
+        depfiles: list[str] = []
         if len(sources) == 1:
-            depend = ("-MD", "-MF", f"obj/{request.stem}.d")
-            steps.append(
-                Run("compile", ("clang", *flags, *depend, sources[0], "-o", ir), ccache=True)
-            )
+            depfiles.append(f"obj/{request.stem}.d")
+            depend = ("-MD", "-MF", depfiles[0])
+            argv = ("clang", *flags, *depend, *AS_C, sources[0], "-o", ir)
+            steps.append(Run("compile", argv, ccache=True))
         else:
             # One IR module per request: compile each file, then llvm-link them together.
             parts = [_obj_name(i, s, ".ll") for i, s in enumerate(sources)]
             for index, (source, part) in enumerate(zip(sources, parts, strict=True)):
-                depend = ("-MD", "-MF", _obj_name(index, source, ".d"))
-                argv = ("clang", *flags, *depend, source, "-o", part)
+                depfiles.append(_obj_name(index, source, ".d"))
+                depend = ("-MD", "-MF", depfiles[-1])
+                argv = ("clang", *flags, *depend, *AS_C, source, "-o", part)
                 steps.append(Run("compile", argv, ccache=True))
             steps.append(Run("link", ("llvm-link", "-S", *parts, "-o", ir)))
             used.append(tools.LLVM_LINK)
@@ -186,7 +245,9 @@ class CDriver:
             steps=(*steps, *opt_steps),
             outputs=(Output(f"out/{request.stem}.ll", "llvm"),),
             tools=tuple(used),
+            env=ccache_env(request),
             note=note,
+            depfiles=tuple(depfiles),
         )
 
     def diagnostics(self, stderr: str) -> list[Diagnostic]:

@@ -25,6 +25,7 @@ _RUST_HEAD = re.compile(
     r"^(?P<severity>error|warning|note|help)(?:\[(?P<code>\w+)\])?:\s*(?P<message>.*)$"
 )
 _RUST_TALLY = re.compile(r"^(aborting due to|\d+ warnings? emitted)")
+_RUSTC = "rustc"
 _RUST_LOC = re.compile(r"^\s*-->\s*(?P<file>.+?):(?P<line>\d+):(?P<col>\d+)\s*$")
 
 
@@ -68,7 +69,11 @@ def parse_gcc_style(stderr: str) -> list[Diagnostic]:
 
 
 def parse_rustc(stderr: str) -> list[Diagnostic]:
-    """Diagnostics in rustc's human format (a header line, then `` --> file:line:col``)."""
+    """Diagnostics in rustc's human format (a header line, then `` --> file:line:col``).
+
+    A message with no location (an unreadable crate root, a bad flag) is rustc's own,
+    so it is filed under ``rustc``, as clang's are under ``clang``.
+    """
     found: list[Diagnostic] = []
     pending: tuple[str, str] | None = None
     for raw in stderr.splitlines():
@@ -76,7 +81,7 @@ def parse_rustc(stderr: str) -> list[Diagnostic]:
         head = _RUST_HEAD.match(line)
         if head:
             if pending and pending[0] in {"error", "warning"}:
-                found.append(Diagnostic("", 0, 0, pending[0], pending[1]))
+                found.append(Diagnostic(_RUSTC, 0, 0, pending[0], pending[1]))
             message = head["message"]
             if head["code"]:
                 message = f"{message} [{head['code']}]"
@@ -95,7 +100,7 @@ def parse_rustc(stderr: str) -> list[Diagnostic]:
             )
             pending = None
     if pending and pending[0] in {"error", "warning"}:
-        found.append(Diagnostic("", 0, 0, pending[0], pending[1]))
+        found.append(Diagnostic(_RUSTC, 0, 0, pending[0], pending[1]))
     # Closing tallies ("aborting due to previous error", "2 warnings emitted") are
     # summaries, not diagnostics of their own.
     return [d for d in found if not _RUST_TALLY.match(d.message)]

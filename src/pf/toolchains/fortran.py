@@ -212,7 +212,7 @@ def mask_scratch(text: str, scratch: Path) -> str:
     """Remove the scratch directory from IR, including from flang's path string constants.
 
     flang names a string constant ``_QQclX<hex of its bytes>`` (or a hash when long), so a
-    changed constant gets a new length and, when hex-named, a new name.
+    changed constant gets a new length and the hex name of its new bytes.
     """
     prefixes = sorted({str(scratch), str(scratch.resolve())}, key=len, reverse=True)
 
@@ -229,7 +229,10 @@ def mask_scratch(text: str, scratch: Path) -> str:
         if new == data:
             return match[0]
         name = match["name"]
-        if name == f"_QQclX{data.hex().upper()}":
+        if name.startswith("_QQclX"):
+            # Short constants are named by their hex, long ones by a hash of their
+            # bytes; either way the name came from the scratch path, so it is renamed
+            # after the masked bytes, or two builds would differ in it.
             renamed = f"_QQclX{new.hex().upper()}"
             if f"@{renamed} " not in text:
                 renames[name] = renamed
@@ -237,7 +240,7 @@ def mask_scratch(text: str, scratch: Path) -> str:
 
     text = _BYTES.sub(rewrite, text)
     for old, new_name in renames.items():
-        text = re.sub(rf"{old}(?![0-9A-F])", new_name, text)
+        text = re.sub(rf"{old}(?![0-9A-Fa-f])", new_name, text)
     for prefix in prefixes:
         text = text.replace(prefix + "/", "").replace(prefix, ".")
     return text
@@ -324,15 +327,15 @@ def _write_exports(
     objects: Sequence[str], narrowed: tuple[str, ...] | None
 ) -> Callable[[Path], None]:
     def run(scratch: Path) -> None:
-        if narrowed is None:
-            visible = wasmobj.exported_functions(scratch / obj for obj in objects)
-            # flang's own symbols (_QQmain, module procedures _QM...P...) are not an API.
-            chosen = tuple(n for n in visible if not n.startswith("_Q") and n != FORTRAN_MAIN)
-        else:
-            chosen = narrowed
-        wasmobj.write_export_file(scratch, objects, chosen, dest=EXPORTS_RSP)
+        wasmobj.write_export_file(scratch, objects, narrowed, dest=EXPORTS_RSP, public=_public)
 
     return run
+
+
+def _public(symbol: str) -> bool:
+    # flang's own symbols (_QQmain, module procedures _QM...P...) and pf's renamed main
+    # are not an API.
+    return not symbol.startswith("_Q") and symbol != FORTRAN_MAIN
 
 
 def runtime_prebuilt() -> Prebuilt:
@@ -379,7 +382,9 @@ class FortranDriver:
                 "OpenMP needs a threads runtime (libomp) that does not exist for wasm32; "
                 "use target 'llvm' for OpenMP IR (flang -fopenmp)",
             )
-        sources = _ordered([s for s in request.sources if language_of(s.name) == "fortran"])
+        named = [s for s in request.sources if language_of(s.name) == "fortran"]
+        # With no Fortran suffix anywhere, the language was given for other names.
+        sources = _ordered(named or request.sources)
         if not sources:
             raise RequestError("no Fortran source (.f, .f90, ...) in the request")
         if request.target == "llvm":
@@ -393,6 +398,9 @@ class FortranDriver:
             argv.append("-g")
         if options.parallel:
             argv.append("-fopenmp")
+        if language_of(source.name) != "fortran":
+            # flang reads other names as linker input; free form is the modern default.
+            argv += ["-x", "f95"]
         # .mod files go to obj/, where later files of the same request find them.
         argv += ["-module-dir", "obj", source.name, "-o", out]
         return Run("compile", tuple(argv))
@@ -408,7 +416,7 @@ class FortranDriver:
         steps: list[Step] = [
             self._flang(request, s, ir) for s, ir in zip(sources, irs, strict=True)
         ]
-        steps.append(Transform("compile", "fortran-mask-scratch-v1", _mask_files(irs)))
+        steps.append(Transform("compile", "fortran-mask-scratch-v2", _mask_files(irs)))
         used: list[ToolSpec] = [tools.FLANG]
         ir = irs[0]
         if len(irs) > 1:
@@ -434,7 +442,7 @@ class FortranDriver:
         steps: list[Step] = [
             self._flang(request, s, host) for s, (_, host, _) in zip(sources, units, strict=True)
         ]
-        steps.append(Transform("compile", "fortran-retarget-wasm32-v1", _retarget_files(units)))
+        steps.append(Transform("compile", "fortran-retarget-wasm32-v2", _retarget_files(units)))
         for (_, _, wasm_ir), obj in zip(units, objects, strict=True):
             steps.append(
                 Run(

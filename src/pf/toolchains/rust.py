@@ -13,11 +13,20 @@ Imports base, tools, diagnostics and errors.
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from pf.errors import Diagnostic, InvalidOption, RequestError
 from pf.toolchains import tools
-from pf.toolchains.base import CompileRequest, Options, Output, Plan, Run, Step, ToolSpec
+from pf.toolchains.base import (
+    CompileRequest,
+    Options,
+    Output,
+    Plan,
+    Run,
+    Step,
+    ToolSpec,
+    Transform,
+)
 from pf.toolchains.diagnostics import parse_gcc_style, parse_rustc
 
 TRIPLE = "wasm32-unknown-unknown"
@@ -42,23 +51,43 @@ _LINK_FLAGS = (
 # rustc's own mapping of opt-level to lld's -O (string merging, not codegen).
 _LLD_OPT = {"0": "-O0", "1": "-O1"}
 
+REMAP_RSP = "obj/remap.rsp"
+
 _MISSING_EXPORT = re.compile(r"^symbol exported via --export not found: (?P<name>\S+)$")
 
 
 def _crate_name(root: str) -> str:
-    # rustc derives the crate name from the file stem and rejects '-' or a leading digit.
-    name = re.sub(r"\W", "_", PurePosixPath(root).stem, flags=re.ASCII)
+    # rustc derives the crate name from the file stem and rejects '-' or a leading digit;
+    # lower case spares an upper-case file name (MAIN.RS) the non-snake-case warning.
+    name = re.sub(r"\W", "_", PurePosixPath(root).stem.lower(), flags=re.ASCII)
     return name if name and not name[0].isdigit() else f"_{name}"
 
 
 def _crate_root(request: CompileRequest) -> str:
+    """The first ``.rs`` file (any case); with none, the first file: the language was given."""
     for source in request.sources:
-        if PurePosixPath(source.name).suffix == ".rs":
+        if PurePosixPath(source.name).suffix.lower() == ".rs":
             return source.name
+    if request.sources:
+        return request.sources[0].name
     raise RequestError(
-        "A Rust request needs a .rs source file: the first one is the crate root, "
+        "A Rust request needs a source file: the first .rs file is the crate root, "
         "the others are modules it declares with `mod`"
     )
+
+
+def _remap_scratch(scratch: Path) -> None:
+    """Write ``--remap-path-prefix`` for the scratch dir into REMAP_RSP.
+
+    rustc records its working directory (a new scratch dir per build) in debug info;
+    only the remap flag, which needs the absolute path, takes it out, and argv holds
+    no absolute paths, so the flag reaches rustc through an @file written here.
+    """
+    prefixes = dict.fromkeys((str(scratch), str(scratch.resolve())))
+    (scratch / REMAP_RSP).write_text("".join(f"--remap-path-prefix={p}=.\n" for p in prefixes))
+
+
+_REMAP = Transform("compile", "rust-remap-scratch-v1", _remap_scratch)
 
 
 def _check_options(request: CompileRequest) -> None:
@@ -96,8 +125,12 @@ def _rustc_flags(root: str, options: Options) -> tuple[str, ...]:
         "codegen-units=1",
     ]
     if options.debug:
-        flags.append("-g")
+        flags += ["-g", f"@{REMAP_RSP}"]
     return tuple(flags)
+
+
+def _debug_steps(options: Options) -> tuple[Step, ...]:
+    return (_REMAP,) if options.debug else ()
 
 
 class RustDriver:
@@ -124,14 +157,14 @@ class RustDriver:
     def _plan_wasm(self, request: CompileRequest, root: str) -> Plan:
         options = request.options
         crate = _crate_name(root)
-        obj, archive = f"obj/{crate}.o", f"obj/lib{crate}.a"
+        obj, archive, depfile = f"obj/{crate}.o", f"obj/lib{crate}.a", f"obj/{crate}.d"
         compile_argv = (
             tools.RUSTC.name,
             *_rustc_flags(root, options),
             "--crate-type=staticlib",
             "--out-dir",
             "obj",
-            f"--emit=obj={obj},link={archive}",
+            f"--emit=obj={obj},link={archive},dep-info={depfile}",
             root,
         )
         if options.exports is None:
@@ -154,17 +187,25 @@ class RustDriver:
             "-o",
             wasm.path,
         )
-        steps: list[Step] = [Run("compile", compile_argv), Run("link", link_argv)]
-        if not asm:
-            return Plan(steps=tuple(steps), outputs=(wasm,), tools=self.tools("wasm"))
-        convert, js = tools.wasm2js_step(wasm.path, request.stem)
-        return Plan(steps=(*steps, convert), outputs=(js,), tools=self.tools("asm"))
+        steps = [*_debug_steps(options), Run("compile", compile_argv), Run("link", link_argv)]
+        output = wasm
+        if asm:
+            convert, output = tools.wasm2js_step(wasm.path, request.stem)
+            steps.append(convert)
+        return Plan(
+            steps=tuple(steps),
+            outputs=(output,),
+            tools=self.tools(request.target),
+            depfiles=(depfile,),
+        )
 
     def _plan_llvm(self, request: CompileRequest, root: str) -> Plan:
         options = request.options
         final = f"out/{request.stem}.ll"
         ir = final if options.passes is None else f"obj/{request.stem}.ll"
+        depfile = f"obj/{_crate_name(root)}.d"
         steps: list[Step] = [
+            *_debug_steps(options),
             Run(
                 "compile",
                 (
@@ -173,10 +214,10 @@ class RustDriver:
                     "--crate-type=cdylib",
                     "--out-dir",
                     "obj",
-                    f"--emit=llvm-ir={ir}",
+                    f"--emit=llvm-ir={ir},dep-info={depfile}",
                     root,
                 ),
-            )
+            ),
         ]
         used = [tools.RUSTC]
         if options.passes is not None:
@@ -194,6 +235,7 @@ class RustDriver:
             outputs=(Output(final, "llvm"),),
             tools=tuple(used),
             note=note,
+            depfiles=(depfile,),
         )
 
     def diagnostics(self, stderr: str) -> list[Diagnostic]:

@@ -18,7 +18,7 @@ Format reference: WebAssembly tool-conventions, Linking.md (symbol table, versio
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,6 +217,7 @@ def write_export_file(
     narrowed: tuple[str, ...] | None,
     dest: str = "obj/exports.rsp",
     library_flags: Sequence[str] = (),
+    public: Callable[[str], bool] = lambda name: True,
 ) -> list[str]:
     """Write a clang response file exporting the chosen functions; return their names.
 
@@ -224,11 +225,12 @@ def write_export_file(
     function is exported; otherwise exactly the named ones, each of which must be
     defined (else CompileFailed naming it and listing what exists). ``library_flags``
     go into the file only when no object defines ``main`` (e.g. ``-mexec-model=reactor``),
-    since that is known only after compiling.
+    since that is known only after compiling. Functions ``public`` rejects (a compiler's
+    internal symbols) are neither exported by default nor offered in the error.
     """
     paths = [scratch / obj for obj in objects]
     symbols = _read_all(paths)
-    available = sorted({name for s in symbols for name in s.functions})
+    available = sorted({name for s in symbols for name in s.functions if public(name)})
     if narrowed is None:
         chosen = available
     else:

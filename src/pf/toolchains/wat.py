@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from pf.errors import Diagnostic, InvalidOption, RequestError
 from pf.toolchains import tools, wasmobj
 from pf.toolchains.base import CompileRequest, Output, Plan, Run, Step, ToolSpec, Transform
-from pf.toolchains.c import optimise_flags, optimise_steps, refuse_passes
+from pf.toolchains.c import ccache_env, optimise_flags, optimise_steps, refuse_passes
 from pf.toolchains.diagnostics import parse_gcc_style
 
 _SUFFIXES = {".wat", ".wast"}
@@ -41,7 +41,9 @@ class WatDriver:
         return (tools.WAT2WASM,)
 
     def plan(self, request: CompileRequest) -> Plan:
-        sources = [s.name for s in request.sources if PurePosixPath(s.name).suffix in _SUFFIXES]
+        names = [s.name for s in request.sources]
+        # Other names are WAT too when none has a WAT suffix: the language was given.
+        sources = [n for n in names if PurePosixPath(n).suffix.lower() in _SUFFIXES] or names
         if len(sources) != 1:
             raise RequestError(
                 f"A WAT request compiles exactly one module: give one .wat file, not {len(sources)}"
@@ -85,7 +87,8 @@ class WatDriver:
         c_file = f"obj/{stem}.c"
         steps.append(Run("convert", ("wasm2c", f"--module-name={stem}", wasm, "-o", c_file)))
         opt_steps, ir = optimise_steps(request, f"obj/{stem}.ll")
-        depend = ("-MD", "-MF", f"obj/{stem}.d")  # ccache depend mode, see c.py
+        depfile = f"obj/{stem}.d"
+        depend = ("-MD", "-MF", depfile)  # ccache depend mode, see c.py
         compile_ir = (
             "clang",
             "-S",
@@ -102,7 +105,9 @@ class WatDriver:
             steps=(*steps, *opt_steps),
             outputs=(Output(f"out/{stem}.ll", "llvm"),),
             tools=used,
+            env=ccache_env(request),
             note=LLVM_NOTE,
+            depfiles=(depfile,),
         )
 
     def diagnostics(self, stderr: str) -> list[Diagnostic]:
