@@ -245,11 +245,6 @@ def test_a_bad_output_path_is_a_usage_error_naming_it(
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the C and WAT drivers' source checks (toolchains/c.py, wat.py) still go by the"
-    " .c/.wat extension, not the requested language; helper C is changing them",
-)
 @pytest.mark.parametrize(
     ("language", "source", "exports"),
     [
