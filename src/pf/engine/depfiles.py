@@ -12,10 +12,16 @@ for, as ccache's ``system_headers`` sloppiness.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 SYSTEM_PREFIXES = ("/usr/", "/lib/", "/lib64/")
+
+
+# A word runs to the next unescaped blank; the escapes are undone after.
+_WORD = re.compile(r"(?:[^ \t\\]+|\\[ \t#:]|\\)+")
+_ESCAPE = re.compile(r"\\([ \t#:])|\$\$")
 
 
 def parse(text: str) -> list[str]:
@@ -24,45 +30,20 @@ def parse(text: str) -> list[str]:
     for line in text.replace("\\\r\n", " ").replace("\\\n", " ").splitlines():
         if line.lstrip().startswith("#"):
             continue
-        words = _words(line)
+        words = _WORD.findall(line) if "\\" in line else line.split()
         # The target list ends at the first word that ends in an unescaped colon.
-        for index, (_word, colon) in enumerate(words):
-            if colon:
-                for dep, _ in words[index + 1 :]:
-                    if dep:
-                        seen.setdefault(dep)
+        for index, word in enumerate(words):
+            if word.endswith(":") and not word.endswith("\\:"):
+                for dep in words[index + 1 :]:
+                    seen.setdefault(
+                        _ESCAPE.sub(_unescape, dep) if "\\" in dep or "$" in dep else dep
+                    )
                 break
     return list(seen)
 
 
-def _words(line: str) -> list[tuple[str, bool]]:
-    """The line's words unescaped, each with whether an unescaped ':' closed it."""
-    words: list[tuple[str, bool]] = []
-    current: list[str] = []
-    i = 0
-    while i < len(line):
-        char = line[i]
-        if char == "\\" and i + 1 < len(line) and line[i + 1] in " \t#:\\":
-            current.append(line[i + 1])
-            i += 2
-            continue
-        if char == "$" and line[i + 1 : i + 2] == "$":
-            current.append("$")
-            i += 2
-            continue
-        if char in " \t":
-            if current:
-                words.append(("".join(current), False))
-                current = []
-        elif char == ":" and (i + 1 == len(line) or line[i + 1] in " \t"):
-            words.append(("".join(current), True))
-            current = []
-        else:
-            current.append(char)
-        i += 1
-    if current:
-        words.append(("".join(current), False))
-    return words
+def _unescape(match: re.Match[str]) -> str:
+    return match.group(1) or "$"
 
 
 def toolchain_prefixes(tool_paths: Iterable[str]) -> tuple[str, ...]:
