@@ -275,3 +275,17 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(proj: Project) -> Non
     coloured = _on_a_terminal(proj, "prepare", no_color=False)
     assert "\x1b[36m$ echo prepare\x1b[0m" in coloured
     assert "\x1b[" not in _on_a_terminal(proj, "prepare", no_color=True)
+
+
+def test_a_reader_that_went_away_ends_pf_quietly(proj: Project) -> None:
+    # `pf list | head -1` once the reader has gone: no traceback, the SIGPIPE status.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [PF, "list"], cwd=proj.root, stdout=write_end, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141
+    assert done.stderr == ""

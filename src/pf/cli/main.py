@@ -10,6 +10,7 @@ Pfyfiles commonly have a ``build`` task).
 
 from __future__ import annotations
 
+import os
 import sys
 
 from pf import __version__
@@ -115,4 +116,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
+    except BrokenPipeError:
+        # The reader went away (`pf list | head -1`): stop quietly, as a program killed by
+        # SIGPIPE does; stdout goes nowhere so that the flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 128 + 13
     sys.exit(code)
