@@ -106,6 +106,16 @@ def test_a_compile_error_shows_the_users_file_line_and_column(tmp_path: Path) ->
     assert not (tmp_path / "bad.wasm").exists()
 
 
+def test_diagnostics_keep_the_directory_the_user_typed(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "bad.c").write_text("int add(int a, int b) {\n  return a +;\n}\n")
+    done = pf("compile", "sub/bad.c", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "  sub/bad.c:2:13: error: expected expression" in done.stderr
+    outside = pf("compile", "../sub/bad.c", cwd=tmp_path / "sub")
+    assert "  bad.c:2:13: error: expected expression" in outside.stderr  # no `..` in names
+
+
 def test_a_missing_toolchain_names_its_install_command(tmp_path: Path) -> None:
     done = pf(
         "compile", str(DEMO / "c" / "math.c"), cwd=tmp_path, env={"PF_TOOL_CLANG": "/nowhere/clang"}

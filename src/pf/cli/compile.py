@@ -16,6 +16,7 @@ from pf.engine import compile_sources
 from pf.engine.projects import lead_first
 from pf.errors import PfError, UsageError
 from pf.toolchains import LANGUAGES, TARGETS, CompileRequest, Options, SourceFile, language_of
+from pf.toolchains.base import OBJ_DIR, OUT_DIR
 
 
 def _split(items: list[str]) -> tuple[list[Path], dict[str, str]]:
@@ -30,6 +31,14 @@ def _split(items: list[str]) -> tuple[list[Path], dict[str, str]]:
     return paths, options
 
 
+def _name(path: Path) -> str:
+    """The name a source is compiled and reported under: as typed (``sub/bad.c``, so that
+    diagnostics point at it) when that is a plain relative path, else its base name."""
+    if path.is_absolute() or ".." in path.parts or path.parts[0] in (OBJ_DIR, OUT_DIR):
+        return path.name  # not a name the scratch dir can hold as it is
+    return path.as_posix()
+
+
 def _sources(paths: list[Path]) -> tuple[SourceFile, ...]:
     sources = []
     # `pf compile *.rs` lists helper.rs before lib.rs: the crate root must lead.
@@ -38,8 +47,7 @@ def _sources(paths: list[Path]) -> tuple[SourceFile, ...]:
             content = path.read_bytes()
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        # Sources keep their base names so diagnostics point at what the user typed.
-        sources.append(SourceFile(path.name, content))
+        sources.append(SourceFile(_name(path), content))
     names = [s.name for s in sources]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
