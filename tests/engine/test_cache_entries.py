@@ -146,7 +146,9 @@ def test_a_read_only_cache_serves_hits_and_refuses_misses_clearly(
     source.write_bytes(ADD_C)
     out = tmp_path / "out"
     pf = [sys.executable, "-m", "pf", "compile"]
-    first = subprocess.run([*pf, str(source)], capture_output=True, text=True, check=False)
+    first = subprocess.run(
+        [*pf, str(source), "-o", str(out)], capture_output=True, text=True, check=False
+    )
     assert first.returncode == 0, first.stderr
     cache_dir = load_settings().cache_dir
     starts = len(counted.read_text().splitlines())
