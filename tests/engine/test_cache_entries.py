@@ -23,21 +23,6 @@ from pf.toolchains import CompileRequest, SourceFile
 ADD_C = b"int add(int a, int b) { return a + b; }\n"
 
 
-@pytest.fixture
-def counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Route clang through a wrapper that logs each start; returns the log."""
-    log = tmp_path / "clang.log"
-    log.touch()
-    wrapper = tmp_path / "clang"
-    wrapper.write_text(
-        f'#!/bin/bash\n[ "$1" = --version ] || echo "$*" >> {log}\nexec /usr/bin/clang-14 "$@"\n'
-    )
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("PF_TOOL_CLANG", str(wrapper))
-    monkeypatch.setenv("PF_CCACHE", "0")
-    return log
-
-
 def _request(source: bytes = ADD_C) -> CompileRequest:
     return CompileRequest("c", "wasm", (SourceFile("add.c", source),))
 

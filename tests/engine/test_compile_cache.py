@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import stat
 import subprocess
 import sys
 import threading
@@ -22,30 +21,9 @@ from pf.config import load_settings
 from pf.engine import ActionCache, compile_sources
 from pf.errors import BuildCancelled, CompileFailed
 from pf.toolchains import CompileRequest, Options, SourceFile
+from tests.engine.conftest import counting_wrapper
 
 ADD_C = b"int add(int a, int b) { return a + b; }\n"
-
-
-def _wrapper(path: Path, log: Path, version: str | None = None) -> Path:
-    fake_version = f'if [ "$1" = --version ]; then echo "clang version {version}"; exit 0; fi\n'
-    path.write_text(
-        "#!/bin/bash\n"
-        + (fake_version if version else "")
-        + f'[ "$1" = --version ] || echo "$*" >> {log}\n'
-        + 'exec /usr/bin/clang-14 "$@"\n'
-    )
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return path
-
-
-@pytest.fixture
-def counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Route clang through a counting wrapper; returns the log of compiler starts."""
-    log = tmp_path / "clang.log"
-    log.touch()
-    monkeypatch.setenv("PF_TOOL_CLANG", str(_wrapper(tmp_path / "clang", log)))
-    monkeypatch.setenv("PF_CCACHE", "0")
-    return log
 
 
 def _starts(log: Path) -> int:
@@ -82,7 +60,7 @@ def test_a_changed_toolchain_version_misses(
     counted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = compile_sources(_request(), load_settings())
-    other = _wrapper(tmp_path / "clang-next", counted, version="99.1.0")
+    other = counting_wrapper(tmp_path / "clang-next", counted, version="99.1.0")
     monkeypatch.setenv("PF_TOOL_CLANG", str(other))
     second = compile_sources(_request(), load_settings())
     assert not second.cached
@@ -236,11 +214,7 @@ def counted_clang19(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Route clang-19 (Fortran's wasm back end) through a logging wrapper."""
     log = tmp_path / "clang-19.log"
     log.touch()
-    wrapper = tmp_path / "clang-19"
-    wrapper.write_text(
-        f'#!/bin/bash\n[ "$1" = --version ] || echo "$*" >> {log}\nexec /usr/bin/clang-19 "$@"\n'
-    )
-    wrapper.chmod(0o755)
+    wrapper = counting_wrapper(tmp_path / "clang-19", log, real="/usr/bin/clang-19")
     monkeypatch.setenv("PF_TOOL_CLANG_19", str(wrapper))
     return log
 

@@ -73,19 +73,12 @@ class _WithDepfile:
 
 
 @pytest.fixture
-def counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    log = tmp_path / "clang.log"
-    log.touch()
-    wrapper = tmp_path / "clang"
-    wrapper.write_text(
-        f'#!/bin/bash\n[ "$1" = --version ] || echo "$*" >> {log}\nexec /usr/bin/clang-14 "$@"\n'
-    )
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("PF_TOOL_CLANG", str(wrapper))
+def counted(counted: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The counting clang, with every C plan writing the depfile this file's tests read."""
     monkeypatch.setattr(
         engine_compile, "driver_for", lambda lang, target: _WithDepfile(driver_for(lang, target))
     )
-    return log
+    return counted
 
 
 def _starts(log: Path) -> int:
