@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,10 +18,11 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy.engine import make_url
 
 from pf.config import load_settings
 from pf.engine.retention import prune_history
-from pf.engine.service import SHUTDOWN_REASON, BuildFinished
+from pf.engine.service import SHUTDOWN_REASON, BuildFinished, WriterBehind
 from pf.errors import QueueFull
 from pf.store import Store
 from tests.engine.service_harness import (
@@ -335,3 +337,35 @@ def test_after_a_crash_history_survives_running_builds_fail_and_queued_ones_run(
             assert resumed["artifacts"][0]["path"] == "q.wasm"
 
     asyncio.run(after())
+
+
+def test_a_writer_held_up_by_a_locked_database_bounds_what_is_accepted(
+    projects: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PF_MAX_QUEUE", "2")  # the writer may fall 16 items behind
+
+    async def scenario() -> None:
+        async with running(projects) as service:
+            first = service.submit_compile("wat", "wasm", {"m.wat": wat(1)}, {})["buildId"]
+            assert (await wait_for(service, first))["status"] == "completed"
+            database = Path(make_url(service.store.url).database or "")
+            # Another process's exclusive transaction: the writer waits on it, as on a
+            # database that is locked or too slow, while cache hits keep arriving.
+            locker = sqlite3.connect(database, isolation_level=None)
+            locker.execute("BEGIN EXCLUSIVE")
+            try:
+                with pytest.raises(WriterBehind) as behind:
+                    for _ in range(200):
+                        service.submit_compile("wat", "wasm", {"m.wat": wat(1)}, {})
+                        await asyncio.sleep(0.01)
+                assert behind.value.http_status == 503 and behind.value.retry_after == 1
+                assert 16 <= service.recorder.backlog < 200
+                assert "records wait for the database" in behind.value.message
+            finally:
+                locker.execute("ROLLBACK")
+                locker.close()
+            assert await asyncio.to_thread(service.recorder.flush)
+            again = service.submit_compile("wat", "wasm", {"m.wat": wat(1)}, {})["buildId"]
+            assert (await wait_for(service, again))["cached"] is True
+
+    asyncio.run(scenario())

@@ -47,11 +47,15 @@ class Recorder:
         bus: EventBus,
         interval: float = FLUSH_INTERVAL,
         max_lines: int = FLUSH_LINES,
+        max_backlog: int = 0,
     ) -> None:
         self.store = store
         self.bus = bus
         self.interval = interval
         self.max_lines = max_lines
+        # Items waiting for the writer past which the service takes no new builds (0: no
+        # bound); nothing already accepted is ever dropped for it.
+        self.max_backlog = max_backlog
         self._items: list[tuple[str, Any]] = []
         self._lines = 0
         self._urgent = False
@@ -86,6 +90,15 @@ class Recorder:
             # The first item wakes the writer too: it starts the batch's interval timer.
             if first or urgent or self._lines >= self.max_lines:
                 self._cond.notify_all()
+
+    @property
+    def backlog(self) -> int:
+        """Records, lines and events waiting for the writer."""
+        return len(self._items)
+
+    def behind(self) -> bool:
+        """Whether the writer has fallen ``max_backlog`` items behind."""
+        return 0 < self.max_backlog <= len(self._items)
 
     def record(self, row: BuildRow, event: Event | None = None) -> None:
         """Store ``row`` and then publish ``event`` (if any)."""

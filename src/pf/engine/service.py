@@ -78,6 +78,19 @@ class BuildFinished(PfError):
         self.status = status
 
 
+class WriterBehind(ServiceUnavailable):
+    """The database writer is too far behind to take more builds now (HTTP 503)."""
+
+    code = "writer-behind"
+
+    def __init__(self, backlog: int) -> None:
+        super().__init__(
+            f"pf is still recording earlier builds ({backlog} records wait for the database)",
+            retry_after=1,
+            hint="retry in 1 s; if this lasts, the database is locked or too slow",
+        )
+
+
 class BuildService:
     """Builds on request: queue, run, record, stream. See the module docstring.
 
@@ -95,7 +108,9 @@ class BuildService:
         self.store = store if store is not None else Store.for_settings(settings)
         self.projects_root = projects_root
         self.bus = EventBus(settings.ws_send_queue)
-        self.recorder = Recorder(self.store, self.bus)
+        # Each build is a handful of records, lines and events: eight per queue slot keeps
+        # the writer's backlog (and its memory) bounded by PF_MAX_QUEUE as well.
+        self.recorder = Recorder(self.store, self.bus, max_backlog=8 * settings.max_queue)
         self.estimator = Estimator()
         self.recent = RecentBuilds(settings.max_builds)
         self.catalog = Projects(projects_root)
@@ -317,6 +332,8 @@ class BuildService:
         the queue (QueueFull, nothing recorded); ``force`` skips the bound."""
         with self._lock:
             count = len(jobs) if waiting is None else waiting
+            if not force and self.recorder.behind():
+                raise WriterBehind(self.recorder.backlog)
             if not force and count:
                 self.scheduler.check(count)
             for job in jobs:
