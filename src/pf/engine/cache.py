@@ -293,16 +293,16 @@ class ActionCache:
     def _account(self, added: int) -> None:
         """Add ``added`` bytes to the running total; measure and evict past the bound."""
         with self._exclusive() as fd:
-            usage, measured = _read_usage(fd)
-            if usage is None or time.time() - measured > _MEASURE_INTERVAL:
-                usage, measured = self._measure(), time.time()
-            else:
-                usage += added
-            if usage > self.max_bytes:
-                files = self._scan()
-                usage, measured = sum(size for _, size, _ in files), time.time()
-                usage -= self._evict(files, usage)
-            _write_usage(fd, usage, measured)
+            known, measured = _read_usage(fd)
+            fresh = time.time() - measured <= _MEASURE_INTERVAL
+            if known is not None and fresh and known + added <= self.max_bytes:
+                _write_usage(fd, known + added, measured)
+                return
+            # Unknown, stale or past the bound: count once (the running total drifts),
+            # and evict from that count.
+            files = self._scan()
+            usage = sum(size for _, size, _ in files)
+            _write_usage(fd, usage - self._evict(files, usage), time.time())
 
     def _scan(self) -> list[tuple[float, int, Path]]:
         """``(mtime, size, path)`` of every manifest and blob; sweeps what killed builds left."""
@@ -326,9 +326,6 @@ class ActionCache:
                         continue
                     files.append((info.st_mtime, info.st_size, Path(entry.path)))
         return files
-
-    def _measure(self) -> int:
-        return sum(size for _, size, _ in self._scan())
 
     def _sweep_scratch(self) -> None:
         """Remove stale scratch dirs that no live build holds a lock on."""
