@@ -249,9 +249,9 @@ def _all(steps: list[Callable[[], None]]) -> Callable[[], None]:
 def _foreground_in_child(terminal: int) -> Callable[[], None]:
     def take() -> None:
         # Before exec, so the command never runs in the background of its terminal (a
-        # read there would stop it). A background group asking for the terminal gets
-        # SIGTTOU unless it blocks it; the mask would outlive exec, so it is restored.
-        os.setpgid(0, 0)
+        # read there would stop it); Popen's process_group made the group already. A
+        # background group asking for the terminal gets SIGTTOU unless it blocks it; the
+        # mask would outlive exec, so it is restored.
         old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
         os.tcsetpgrp(terminal, os.getpgrp())
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
