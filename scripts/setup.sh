@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 # The toolchain matrix of TOOLCHAINS.md: clang 14 + wasi-libc (C), Debian rustc 1.63 with
 # its wasm32 std (Rust; lld-14 is only recommended by it, so named), flang 19 + clang 19
 # (Fortran), wabt (WAT, wasm2c), binaryen (wasm2js), llvm 14/19 (opt, llvm-as), ccache;
-# rsync and meson/ninja for the task runner's sync and build helpers.
+# rsync and meson/ninja for the task runner's sync and build helpers; bubblewrap, the
+# sandbox every compile runs in.
 APT_PACKAGES=(
   clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 llvm-14
   rustc libstd-rust-dev-wasm32
@@ -17,6 +18,7 @@ APT_PACKAGES=(
   wabt binaryen ccache
   rsync meson ninja-build
   python3.11-venv
+  bubblewrap
 )
 command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs)
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)

@@ -25,6 +25,10 @@ DEFAULT_CACHE_MAX_BYTES = 2 * GiB
 DEFAULT_MAX_MEMORY = 8 * GiB
 DEFAULT_MAX_FILE_SIZE = 512 * MiB
 DEFAULT_MAX_PROCS = 4096
+DEFAULT_MAX_OPEN_FILES = 1024
+# nobody/nogroup on Debian: a uid that owns nothing, so a compile can touch nothing.
+DEFAULT_SANDBOX_UID = 65534
+SANDBOXES = ("bwrap", "off")
 
 
 def _parse_bool(text: str) -> bool:
@@ -94,6 +98,28 @@ def _parse_positive_int(text: str) -> int:
     return _at_most(value, text)
 
 
+def _parse_non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"expected 0 or a positive integer, got {text!r}")
+    return _at_most(value, text)
+
+
+def _parse_list(text: str) -> tuple[str, ...]:
+    """A comma-separated list; empty items are dropped."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _parse_sandbox(text: str) -> str:
+    value = text.strip().lower()
+    value = {"on": "bwrap", "1": "bwrap", "true": "bwrap", "0": "off", "false": "off"}.get(
+        value, value
+    )
+    if value not in SANDBOXES:
+        raise ValueError(f"expected one of {', '.join(SANDBOXES)}, got {text!r}")
+    return value
+
+
 def _parse_optional_path(text: str) -> Path | None:
     # Empty means unset, as the task runner's start path reads it (pf._environ).
     return Path(text) if text else None
@@ -140,6 +166,26 @@ class Settings:
     log_level: str = "info"
     cors_origin: str | None = None
     shutdown_grace: float = 30.0
+    # Containment of untrusted compiles.
+    sandbox: str = "bwrap"  # "off" only where user namespaces are unavailable
+    sandbox_uid: int = DEFAULT_SANDBOX_UID  # compilers run as this uid/gid when pf is root
+    max_open_files: int = DEFAULT_MAX_OPEN_FILES
+    api_build_timeout: float = 30.0  # compiles submitted over HTTP: shorter than CLI builds
+    # Who may call the API and from where.
+    cors_origins: tuple[str, ...] = ()  # empty: same-origin only
+    allowed_hosts: tuple[str, ...] = ()  # Host names beyond the bound address and localhost
+    session_ttl: float = 12 * 3600.0  # the dashboard's session cookie
+    # Abuse limits, per client (a token, else an address).
+    rate_limit: int = 300  # submissions per minute; 0 turns the limit off
+    rate_burst: int = 100
+    # HTTP connection limits.
+    max_headers: int = 100
+    max_header_size: int = 16 * 1024  # request line and headers together
+    header_timeout: float = 10.0  # to receive a request's headers
+    keepalive_timeout: float = 5.0  # idle time between requests on a connection
+    max_connections: int = 4096
+    # Readiness: below this much free space where builds write, pf says it is not ready.
+    min_free_disk: int = 256 * MiB
     # Tool paths pinned by the user (PF_TOOL_CLANG=/opt/clang/bin/clang), by tool name.
     tools: Mapping[str, str] = field(default_factory=dict)
     # The environment every tool starts from: the few variables compilers read, with a
@@ -178,6 +224,21 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "log_level": ("PF_LOG_LEVEL", _parse_log_level),
     "cors_origin": ("PF_CORS_ORIGIN", str),
     "shutdown_grace": ("PF_SHUTDOWN_GRACE", _parse_seconds),
+    "sandbox": ("PF_SANDBOX", _parse_sandbox),
+    "sandbox_uid": ("PF_SANDBOX_UID", _parse_positive_int),
+    "max_open_files": ("PF_MAX_OPEN_FILES", _parse_positive_int),
+    "api_build_timeout": ("PF_API_BUILD_TIMEOUT", _parse_seconds),
+    "cors_origins": ("PF_CORS_ORIGINS", _parse_list),
+    "allowed_hosts": ("PF_ALLOWED_HOSTS", _parse_list),
+    "session_ttl": ("PF_SESSION_TTL", _parse_seconds),
+    "rate_limit": ("PF_RATE_LIMIT", _parse_non_negative_int),
+    "rate_burst": ("PF_RATE_BURST", _parse_positive_int),
+    "max_headers": ("PF_MAX_HEADERS", _parse_positive_int),
+    "max_header_size": ("PF_MAX_HEADER_SIZE", _parse_size),
+    "header_timeout": ("PF_HEADER_TIMEOUT", _parse_seconds),
+    "keepalive_timeout": ("PF_KEEPALIVE_TIMEOUT", _parse_seconds),
+    "max_connections": ("PF_MAX_CONNECTIONS", _parse_positive_int),
+    "min_free_disk": ("PF_MIN_FREE_DISK", _parse_size),
 }
 
 _TOOL_PREFIX = "PF_TOOL_"
@@ -186,8 +247,10 @@ _PASSED_THROUGH = ("PATH", "HOME", "TMPDIR", "USER", "CCACHE_DIR")
 
 def _parse(name: str, raw: object, where: str) -> Any:
     env_name, parser = _SOURCES[name]
+    # pf.toml may give a list where the environment gives a comma-separated string.
+    text = ",".join(map(str, raw)) if isinstance(raw, list) else str(raw)
     try:
-        return parser(str(raw))
+        return parser(text)
     except (ValueError, IndexError) as exc:
         raise ConfigError(f"{where}: invalid value for {name} ({env_name}): {exc}") from exc
 
