@@ -159,6 +159,9 @@ class Job:
     tools: tuple[str, ...] = ()  # the tools its plan runs (prebuilt inputs' included)
     budget: LogBudget = field(default_factory=lambda: LogBudget(20_000, 4 << 20))
     inline_sources: Mapping[str, str] | None = None
+    # Who submitted it: "token:<name>" or "addr:<address>" (empty when not known, e.g.
+    # the CLI). Fair scheduling and "cancel your own builds" key on it.
+    client: str = ""
     status: str = QUEUED
     progress: int = 0
     phase: str | None = "queued"

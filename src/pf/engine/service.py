@@ -221,20 +221,34 @@ class BuildService:
     # Submissions --------------------------------------------------------------------
 
     def submit_build(
-        self, language: str, target: str, project: str | None, options: Mapping[str, object]
+        self,
+        language: str,
+        target: str,
+        project: str | None,
+        options: Mapping[str, object],
+        *,
+        client: str = "",
     ) -> dict[str, Any]:
         """Queue a build of one language of a project; returns its record (status queued)."""
         self._check_accepting()
         job = self.intake.build(language, target, project, options)
+        job.client = client
         self._accept([job])
         return job.to_api()
 
     def submit_all(
-        self, target: str, project: str | None, options: Mapping[str, object]
+        self,
+        target: str,
+        project: str | None,
+        options: Mapping[str, object],
+        *,
+        client: str = "",
     ) -> list[dict[str, Any]]:
         """Queue one build per language of the project whose driver serves ``target``."""
         self._check_accepting()
         jobs = self.intake.all(target, project, options)
+        for job in jobs:
+            job.client = client
         self._accept(jobs)
         return [job.to_api() for job in jobs]
 
@@ -244,14 +258,19 @@ class BuildService:
         target: str,
         files: Mapping[str, str],
         options: Mapping[str, object],
+        *,
+        client: str = "",
     ) -> dict[str, Any]:
         """Queue a compile of sources sent inline (POST /api/compile)."""
         self._check_accepting()
         job = self.intake.inline(language, target, files, options)
+        job.client = client
         self._accept([job])
         return job.to_api()
 
-    def submit_task(self, name: str, params: Mapping[str, str]) -> dict[str, Any]:
+    def submit_task(
+        self, name: str, params: Mapping[str, str], *, client: str = ""
+    ) -> dict[str, Any]:
         """Queue a run of the Pfyfile task ``name`` (``task`` or ``group:task``).
 
         Reads the Pfyfile (when it changed): call from a thread, not the event loop.
@@ -270,6 +289,7 @@ class BuildService:
             task=call.name,
             params=dict(call.params),
             budget=self.intake.budget(),
+            client=client,
         )
         job.call = call
         self._accept([job])

@@ -54,6 +54,16 @@ def _service(request: Request) -> BuildService:
     return service
 
 
+def client_of(request: Request) -> str:
+    """Who is asking, for fair scheduling and build ownership: the authenticated client
+    the auth middleware put in the scope, else the peer's address."""
+    client: str | None = request.scope.get("pf.client")
+    if client is not None:
+        return client
+    peer = request.scope.get("client")
+    return f"addr:{peer[0]}" if peer else "addr:unknown"
+
+
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -185,7 +195,9 @@ def _modules_with_web_root(built: list[dict[str, Any]], root: Path) -> list[dict
 
 async def build_all(request: Request) -> Response:
     body = schemas.build_body(await schemas.read_json(request, _settings(request).max_body))
-    records = _service(request).submit_all(body.target, body.project, body.options)
+    records = _service(request).submit_all(
+        body.target, body.project, body.options, client=client_of(request)
+    )
     _changed(request)
     project = records[0]["project"] if records else body.project
     return JSONResponse(
@@ -201,14 +213,18 @@ async def build_all(request: Request) -> Response:
 async def build_one(request: Request) -> Response:
     language = request.path_params["language"]
     body = schemas.build_body(await schemas.read_json(request, _settings(request).max_body))
-    record = _service(request).submit_build(language, body.target, body.project, body.options)
+    record = _service(request).submit_build(
+        language, body.target, body.project, body.options, client=client_of(request)
+    )
     _changed(request)
     return JSONResponse(_queued(record))
 
 
 async def compile_inline(request: Request) -> Response:
     body = schemas.compile_body(await schemas.read_json(request, _settings(request).max_body))
-    record = _service(request).submit_compile(body.language, body.target, body.files, body.options)
+    record = _service(request).submit_compile(
+        body.language, body.target, body.files, body.options, client=client_of(request)
+    )
     _changed(request)
     return JSONResponse(_queued(record), status_code=202)
 
@@ -306,7 +322,8 @@ async def task_run(request: Request) -> Response:
     """Queue a run of one Pfyfile task (``name`` or ``group:name``) with ``{params}``."""
     params = schemas.task_params(await schemas.read_json(request, _settings(request).max_body))
     name = request.path_params["name"]
-    record = await asyncio.to_thread(_service(request).submit_task, name, params)
+    submit = _service(request).submit_task
+    record = await asyncio.to_thread(submit, name, params, client=client_of(request))
     _changed(request)
     return JSONResponse(record, status_code=202)
 
