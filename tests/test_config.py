@@ -80,12 +80,48 @@ NUMERIC = {
     "ws_send_queue": "PF_WS_SEND_QUEUE",
     "ws_max_size": "PF_WS_MAX_SIZE",
     "shutdown_grace": "PF_SHUTDOWN_GRACE",
+    "sandbox_uid": "PF_SANDBOX_UID",
+    "max_open_files": "PF_MAX_OPEN_FILES",
+    "api_build_timeout": "PF_API_BUILD_TIMEOUT",
+    "session_ttl": "PF_SESSION_TTL",
+    "rate_burst": "PF_RATE_BURST",
+    "max_headers": "PF_MAX_HEADERS",
+    "max_header_size": "PF_MAX_HEADER_SIZE",
+    "header_timeout": "PF_HEADER_TIMEOUT",
+    "keepalive_timeout": "PF_KEEPALIVE_TIMEOUT",
+    "max_connections": "PF_MAX_CONNECTIONS",
+    "min_free_disk": "PF_MIN_FREE_DISK",
 }
+# Numeric settings where 0 means "off": every other bad number is still refused.
+ZERO_MEANS_OFF = {"rate_limit": "PF_RATE_LIMIT"}
 BAD_NUMBERS = ["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e999", "-1", "0", "1e30", "abc"]
 
 
 def test_the_table_covers_every_numeric_setting() -> None:
-    assert set(NUMERIC) == {f.name for f in fields(Settings) if f.type in ("int", "float")}
+    numeric = {f.name for f in fields(Settings) if f.type in ("int", "float")}
+    assert set(NUMERIC) | set(ZERO_MEANS_OFF) == numeric
+
+
+@pytest.mark.parametrize("value", [v for v in BAD_NUMBERS if v != "0"])
+def test_zero_means_off_settings_refuse_other_bad_numbers(value: str, tmp_path: Path) -> None:
+    for name, env_name in ZERO_MEANS_OFF.items():
+        with pytest.raises(ConfigError, match=f"invalid value for {name} \\({env_name}\\)"):
+            load_settings(environ={env_name: value}, toml_path=tmp_path / "absent.toml")
+        assert getattr(load_settings(environ={env_name: "0"}, toml_path=tmp_path / "x"), name) == 0
+
+
+def test_list_and_choice_settings(tmp_path: Path) -> None:
+    toml = tmp_path / "pf.toml"
+    toml.write_text('[pf]\nallowed_hosts = ["pf.example", "build.example"]\n')
+    settings = load_settings(
+        environ={"PF_CORS_ORIGINS": " https://a.example, ,https://b.example", "PF_SANDBOX": "on"},
+        toml_path=toml,
+    )
+    assert settings.allowed_hosts == ("pf.example", "build.example")
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    assert settings.sandbox == "bwrap"
+    with pytest.raises(ConfigError, match="PF_SANDBOX"):
+        load_settings(environ={"PF_SANDBOX": "docker"}, toml_path=tmp_path / "absent.toml")
 
 
 @pytest.mark.parametrize("value", BAD_NUMBERS)
