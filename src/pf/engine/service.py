@@ -355,7 +355,7 @@ class BuildService:
             if not force and self.recorder.behind():
                 raise WriterBehind(self.recorder.backlog)
             if not force and count:
-                self.scheduler.check(count)
+                self.scheduler.check(count, jobs[0].client if jobs else "")
             for job in jobs:
                 self._active[job.id] = job
                 job.eta = self.estimator.eta(job.language, job.target, None)
