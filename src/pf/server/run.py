@@ -281,6 +281,9 @@ def serve(settings: Settings, options: ServeOptions) -> int:
     """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 when start-up failed."""
     sock = bind(options.host, options.port, options.backlog)  # fail fast on a taken port
     store = Store.for_settings(settings)
+    # Before uvicorn: a database pf cannot use is one line from the CLI, not a traceback
+    # from the lifespan (the service's start finds the store open).
+    store.open()
     service = BuildService(settings, store, options.projects)
     app = create_app(settings, service, static_app(options.root, settings), root_dir=options.root)
     config = uvicorn.Config(
