@@ -2,7 +2,9 @@
 
 The server is uvicorn with uvloop and httptools, and its sans-I/O websockets layer for
 ping/pong heartbeats, the incoming frame cap and permessage-deflate with bounded window
-bits. Keep-alive is on; the listen backlog is an option; logs are JSON lines at
+bits. Request heads are bounded in headers and bytes (431) and in time (408), idle
+connections close after PF_KEEPALIVE_TIMEOUT, and past PF_MAX_CONNECTIONS a request is
+answered 503 (HttpProtocol). The listen backlog is an option; logs are JSON lines at
 PF_LOG_LEVEL. SIGTERM or SIGINT stops accepting connections, closes WebSockets (1012),
 waits for open requests, then the lifespan lets running builds finish within
 PF_SHUTDOWN_GRACE seconds before the service cancels them. Everything heavy is imported
