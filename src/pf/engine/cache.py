@@ -50,7 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pf.errors import CacheError
+from pf.engine.diskspace import DiskFull, is_disk_full
+from pf.errors import CacheError, PfError
 from pf.store import BlobStore, digest_file
 
 # How old the last full measurement of the store may get before stores measure again.
@@ -68,8 +69,10 @@ _TOUCH_INTERVAL = 60.0
 SCRATCH_PREFIX = "build-"
 
 
-def not_writable(root: Path, exc: OSError) -> CacheError:
-    """The error for a cache directory this user cannot write to."""
+def not_writable(root: Path, exc: OSError) -> PfError:
+    """The error for a cache directory this user cannot write to (or that is full)."""
+    if is_disk_full(exc):
+        return DiskFull("to its cache directory (PF_CACHE_DIR)")
     return CacheError(
         f"cannot write to the cache directory {root}: {exc.strerror or exc}",
         hint="make it writable by this user, or set PF_CACHE_DIR to a directory you can write",
@@ -234,7 +237,9 @@ class ActionCache:
             # A blob already stored keeps its old mtime: it is used again now.
             _touch(*(a.path for a in artifacts))
         except OSError as exc:
-            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            # The blob or manifest being written was a temporary file, removed on the
+            # way out: what is in the cache is whole, the entry is simply not stored.
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or is_disk_full(exc):
                 raise not_writable(self.root, exc) from exc
             raise
         with self.pinned(manifest, *(a.path for a in artifacts)):

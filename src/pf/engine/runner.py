@@ -24,6 +24,7 @@ from pf.config import Settings
 from pf.engine import events, taskruns
 from pf.engine.cache import ActionCache
 from pf.engine.compile import BuildResult, compile_sources, lookup
+from pf.engine.diskspace import DiskFull, is_disk_full
 from pf.engine.jobs import (
     CANCELLED,
     COMPLETED,
@@ -135,7 +136,7 @@ class Runner:
         try:
             found = self.look_up(job)
         except Exception as error:
-            self._crash(job, error)
+            self._fail(job, error)
             return True
         if found is None and job.cancel.is_set():  # cancelled while it was looked up
             self.end(job, CANCELLED)
@@ -189,7 +190,7 @@ class Runner:
         except PfError as error:
             self.end(job, FAILED, error=error)
         except Exception as error:
-            self._crash(job, error)
+            self._fail(job, error)
         else:
             if not result.cached:
                 self._phase(job, "store", STORE)
@@ -211,7 +212,7 @@ class Runner:
         except PfError as error:
             self.end(job, FAILED, error=error)
         except Exception as error:
-            self._crash(job, error)
+            self._fail(job, error)
         else:
             with job.lock:
                 job.timings["run"] = time.monotonic() - started
@@ -219,6 +220,15 @@ class Runner:
                 self.end(job, COMPLETED)
             else:
                 self.end(job, FAILED, error=taskruns.failure(job.call, outcome))
+
+    def _fail(self, job: Job, error: Exception) -> None:
+        """End ``job`` failed by an exception that is not a PfError: a full disk is the
+        user's to know about, anything else is a bug in pf."""
+        if is_disk_full(error):
+            log.warning("pf: build %s: no space left on device: %s", job.id, error)
+            self.end(job, FAILED, error=DiskFull("this build's files"))
+            return
+        self._crash(job, error)
 
     def _crash(self, job: Job, error: Exception) -> None:
         log.exception("pf: build %s failed inside pf", job.id)

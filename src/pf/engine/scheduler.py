@@ -10,6 +10,17 @@ taking it out of its lane; a job already in a thread is cancelled by its Event (
 service owns that part). Identical misses that reach two runners at once share one
 compile through the engine's single-flight lock. ``close`` stops both lanes from handing
 out work; what is still queued stays queued (the store keeps it for the next start).
+
+Fairness: a job belongs to its client (``Job.client``: a token's name or an address;
+``""`` for the CLI and for jobs resumed at start, one client together). Each lane keeps
+one FIFO per client and hands the next job to the client it served least recently
+(a client new to the lane first), so a client with one compile waits for at most one
+job of each other client, not for all of them. And a client may hold only its share of
+the queue, ``max(max_queue // 4, 2 * jobs)`` jobs: past it ``check`` raises ShareFull
+(429 with a Retry-After), so at least four clients can always queue work whatever one
+of them sends, and a client alone still keeps every build thread busy. Jobs of no
+known client (``""``: resumed at start, or submitted in-process by the operator) are
+bounded by the queue alone: every HTTP submission names its client.
 Imports engine.jobs, errors and prometheus_client only.
 """
 
@@ -18,18 +29,120 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import Gauge
 
 from pf.engine.jobs import Job
-from pf.errors import QueueFull
+from pf.errors import QueueFull, ServiceUnavailable
 
 QUEUE_DEPTH = Gauge("pf_queue_depth", "Builds waiting for a worker (triage and run lanes)")
 
 TRIAGE_THREADS = 2
 # How long a cancel waits for a job to leave its cache check (normally milliseconds).
 _TRIAGE_WAIT = 2.0
+
+
+def client_share(jobs: int, max_queue: int) -> int:
+    """The most jobs one client may have queued (see the module docstring)."""
+    return min(max_queue, max(max_queue // 4, 2 * jobs))
+
+
+class ShareFull(ServiceUnavailable):
+    """A client already holds its share of the queue (HTTP 429, Retry-After)."""
+
+    code = "queue-share-full"
+    http_status = 429
+
+    def __init__(self, share: int, retry_after: int) -> None:
+        super().__init__(
+            f"you already have {share} builds waiting, your share of the build queue",
+            retry_after=retry_after,
+            hint=f"retry in {retry_after} s, once some of your builds have started",
+        )
+        self.share = share
+
+
+class _FairLane:
+    """One lane: a FIFO of jobs per client, handed out to the least recently served client.
+
+    ``_served`` remembers, per client with jobs queued or held here, the turn it was last
+    served (0: not yet); a client with neither is forgotten, so the lane's memory is
+    bounded by its jobs. Not thread-safe: the Scheduler's lock guards it.
+    """
+
+    def __init__(self) -> None:
+        self._queues: dict[str, deque[Job]] = {}
+        self._held: dict[str, int] = {}
+        self._served: dict[str, int] = {}
+        self._turn = 0
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[Job]:
+        for queue in self._queues.values():
+            yield from queue
+
+    def count(self, client: str) -> int:
+        queue = self._queues.get(client)
+        return len(queue) if queue is not None else 0
+
+    def extend(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            queue = self._queues.get(job.client)
+            if queue is None:
+                queue = self._queues[job.client] = deque()
+                self._served.setdefault(job.client, 0)
+            queue.append(job)
+            self._size += 1
+
+    def take(self) -> Job:
+        """The next job, of the client served least recently (arrival order among ties);
+        the lane counts it as held until ``release``. The lane must not be empty."""
+        served = self._served
+        # Linear in the clients with queued work: at most PF_MAX_QUEUE, and a handful
+        # in practice, against a take per build.
+        client = min(self._queues, key=served.__getitem__)
+        queue = self._queues[client]
+        job = queue.popleft()
+        if not queue:
+            del self._queues[client]
+        self._size -= 1
+        self._turn += 1
+        served[client] = self._turn
+        self._held[client] = self._held.get(client, 0) + 1
+        return job
+
+    def release(self, job: Job) -> None:
+        """A job that ``take`` handed out is done with this lane."""
+        client = job.client
+        left = self._held[client] - 1
+        if left:
+            self._held[client] = left
+        else:
+            del self._held[client]
+            self._forget(client)
+
+    def discard(self, job: Job) -> bool:
+        """Take a queued job out; False if it is not queued here."""
+        queue = self._queues.get(job.client)
+        if queue is None:
+            return False
+        try:
+            queue.remove(job)
+        except ValueError:
+            return False
+        self._size -= 1
+        if not queue:
+            del self._queues[job.client]
+            self._forget(job.client)
+        return True
+
+    def _forget(self, client: str) -> None:
+        if client not in self._queues and client not in self._held:
+            self._served.pop(client, None)
 
 
 class Scheduler:
@@ -50,6 +163,7 @@ class Scheduler:
     ) -> None:
         self.jobs = jobs
         self.max_queue = max_queue
+        self.share = client_share(jobs, max_queue)
         self._triage = triage
         self._run = run
         self._retry_after = retry_after
@@ -57,8 +171,8 @@ class Scheduler:
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)
-        self._triage_lane: deque[Job] = deque()
-        self._run_lane: deque[Job] = deque()
+        self._triage_lane = _FairLane()
+        self._run_lane = _FairLane()
         self._triaging: set[Job] = set()
         self._running: set[Job] = set()
         self._threads: list[threading.Thread] = []
@@ -88,23 +202,33 @@ class Scheduler:
         with self._lock:
             return list(self._running | self._triaging)
 
-    def check(self, count: int) -> None:
-        """Raise QueueFull unless ``count`` more jobs fit."""
-        with self._lock:
-            depth = self.depth
+    def _queued_by(self, client: str) -> int:
+        triaging = sum(1 for job in self._triaging if job.client == client)
+        return self._triage_lane.count(client) + triaging + self._run_lane.count(client)
+
+    def _check(self, count: int, client: str) -> None:
+        """Under the lock: QueueFull or ShareFull unless ``count`` more jobs of ``client`` fit."""
+        depth = self.depth
         if depth + count > self.max_queue:
             raise QueueFull(self.max_queue, self._retry_after(depth))
+        if client and self._queued_by(client) + count > self.share:
+            raise ShareFull(self.share, self._retry_after(depth))
+
+    def check(self, count: int, client: str = "") -> None:
+        """Raise QueueFull unless ``count`` more jobs fit the queue, ShareFull unless they
+        fit ``client``'s share of it."""
+        with self._lock:
+            self._check(count, client)
 
     def submit(self, jobs: Sequence[Job], *, force: bool = False, triaged: bool = False) -> None:
-        """Queue ``jobs`` (all or none); ``force`` skips the bound (jobs resumed at start,
-        or already counted by ``check``); ``triaged`` jobs are known cache misses and go
-        straight to the run lane."""
+        """Queue ``jobs`` (all or none, all of one client); ``force`` skips the bounds
+        (jobs resumed at start, or already counted by ``check``); ``triaged`` jobs are
+        known cache misses and go straight to the run lane."""
         if not jobs:
             return
         with self._lock:
-            depth = self.depth
-            if not force and depth + len(jobs) > self.max_queue:
-                raise QueueFull(self.max_queue, self._retry_after(depth))
+            if not force:
+                self._check(len(jobs), jobs[0].client)
             (self._run_lane if triaged else self._triage_lane).extend(jobs)
             QUEUE_DEPTH.set(self.depth)
             self._work.notify_all()
@@ -121,40 +245,40 @@ class Scheduler:
             while job in self._triaging and (remaining := deadline - time.monotonic()) > 0:
                 self._idle.wait(remaining)
             for lane in (self._triage_lane, self._run_lane):
-                try:
-                    lane.remove(job)
-                except ValueError:
-                    continue
-                QUEUE_DEPTH.set(self.depth)
-                return True
+                if lane.discard(job):
+                    QUEUE_DEPTH.set(self.depth)
+                    return True
         return False
 
-    def _take(self, lane: deque[Job], holding: set[Job]) -> Job | None:
+    def _take(self, lane: _FairLane, holding: set[Job]) -> Job | None:
         with self._lock:
             while not lane and not self._closed:
                 self._work.wait()
             if self._closed:
                 return None
-            job = lane.popleft()
+            job = lane.take()
             holding.add(job)
             return job
 
     def _serve_triage(self) -> None:
-        while (job := self._take(self._triage_lane, self._triaging)) is not None:
+        lane = self._triage_lane
+        while (job := self._take(lane, self._triaging)) is not None:
             done = True
             try:
                 done = self._triage(job)
             finally:
                 with self._lock:
                     self._triaging.discard(job)
+                    lane.release(job)
                     if not done:
-                        self._run_lane.append(job)
+                        self._run_lane.extend([job])
                         self._work.notify_all()
                     QUEUE_DEPTH.set(self.depth)
                     self._idle.notify_all()
 
     def _serve_runs(self) -> None:
-        while (job := self._take(self._run_lane, self._running)) is not None:
+        lane = self._run_lane
+        while (job := self._take(lane, self._running)) is not None:
             with self._lock:
                 QUEUE_DEPTH.set(self.depth)
             try:
@@ -162,6 +286,7 @@ class Scheduler:
             finally:
                 with self._lock:
                     self._running.discard(job)
+                    lane.release(job)
                     self._idle.notify_all()
 
     def close(self) -> None:

@@ -38,6 +38,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from pf.engine import events
 from pf.engine.cache import ActionCache, Artifact
 from pf.engine.catalog import Module, Modules, Projects
 from pf.engine.compile import BuildResult
+from pf.engine.diskspace import FreeSpace
 from pf.engine.events import EventBus, Subscription
 from pf.engine.intake import Intake
 from pf.engine.jobs import CANCELLED, COMPLETED, FAILED, Estimator, Job, iso_time, new_task_id
@@ -104,6 +106,12 @@ class BuildService:
     """
 
     def __init__(self, settings: Settings, store: Store | None, projects_root: Path) -> None:
+        # Whoever sends a build here waits on it over HTTP: it gets PF_API_BUILD_TIMEOUT,
+        # never more than PF_BUILD_TIMEOUT (which CLI builds keep), so no request holds
+        # a build thread for the whole of a slow CLI build's allowance.
+        settings = replace(
+            settings, build_timeout=min(settings.build_timeout, settings.api_build_timeout)
+        )
         self.settings = settings
         self.store = store if store is not None else Store.for_settings(settings)
         self.projects_root = projects_root
@@ -127,6 +135,11 @@ class BuildService:
         self._runner: Runner | None = None
         self.scheduler = Scheduler(
             settings.jobs, settings.max_queue, self._triage, self._run, self._retry_after
+        )
+        database = self.store.db.file
+        self.free_space = FreeSpace(
+            [settings.cache_dir, *([database.parent] if database is not None else [])],
+            settings.min_free_disk,
         )
 
     # Lifecycle ----------------------------------------------------------------------
@@ -205,18 +218,34 @@ class BuildService:
         self._started = False
 
     async def readiness(self) -> dict[str, Any]:
-        """Whether builds can be served: the store answers and some toolchain is usable."""
+        """Whether builds can be served: the store answers, some toolchain is usable, and
+        the cache and database have PF_MIN_FREE_DISK free; ``reason`` says why not."""
         from pf.toolchains.matrix import matrix
 
         store_ok = await asyncio.to_thread(self.store.ping)
         pairs = await asyncio.to_thread(matrix, self.settings)
         available = sum(1 for p in pairs if p.available)
-        return {
-            "ready": store_ok and available > 0 and self._accepting,
+        short = self.free_space.shortage()
+        reasons = [
+            reason
+            for failed, reason in (
+                (not self._accepting, "the build service is starting or shutting down"),
+                (not store_ok, "the build database does not answer"),
+                (available == 0, "no toolchain is usable"),
+                (short is not None, short),
+            )
+            if failed
+        ]
+        body: dict[str, Any] = {
+            "ready": not reasons,
             "accepting": self._accepting,
             "store": "ok" if store_ok else "unavailable",
             "toolchains": {"available": available, "total": len(pairs)},
+            "disk": "ok" if short is None else "low",
         }
+        if reasons:
+            body["reason"] = "; ".join(str(reason) for reason in reasons)
+        return body
 
     # Submissions --------------------------------------------------------------------
 
@@ -355,7 +384,7 @@ class BuildService:
             if not force and self.recorder.behind():
                 raise WriterBehind(self.recorder.backlog)
             if not force and count:
-                self.scheduler.check(count)
+                self.scheduler.check(count, jobs[0].client if jobs else "")
             for job in jobs:
                 self._active[job.id] = job
                 job.eta = self.estimator.eta(job.language, job.target, None)

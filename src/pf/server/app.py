@@ -29,6 +29,7 @@ from pf.server.errors import HANDLERS
 from pf.server.metrics import prometheus
 from pf.server.middleware import Cors, RequestMetrics, RequestStats
 from pf.server.openapi import openapi
+from pf.server.ratelimit import RateLimit
 from pf.server.ws import Hub
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ def create_app(
     middleware: list[Middleware] = [
         Middleware(RequestMetrics, stats=stats),
         Middleware(Cors, origin=settings.cors_origin),
+        Middleware(RateLimit, per_minute=settings.rate_limit, burst=settings.rate_burst),
     ]
     app = Starlette(
         routes=routes,

@@ -2,7 +2,9 @@
 
 The server is uvicorn with uvloop and httptools, and its sans-I/O websockets layer for
 ping/pong heartbeats, the incoming frame cap and permessage-deflate with bounded window
-bits. Keep-alive is on; the listen backlog is an option; logs are JSON lines at
+bits. Request heads are bounded in headers and bytes (431) and in time (408), idle
+connections close after PF_KEEPALIVE_TIMEOUT, and past PF_MAX_CONNECTIONS a request is
+answered 503 (HttpProtocol). The listen backlog is an option; logs are JSON lines at
 PF_LOG_LEVEL. SIGTERM or SIGINT stops accepting connections, closes WebSockets (1012),
 waits for open requests, then the lifespan lets running builds finish within
 PF_SHUTDOWN_GRACE seconds before the service cancels them. Everything heavy is imported
@@ -12,6 +14,7 @@ here and only here, so the CLI does not pay for it unless it serves.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import socket
@@ -20,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httptools
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.extensions.permessage_deflate import (
     PerMessageDeflate,
@@ -42,7 +47,6 @@ from pf.store import Store
 
 log = logging.getLogger("pf.server")
 
-KEEP_ALIVE_SECONDS = 5
 WS_WINDOW_BITS = 12  # a 4 KiB deflate window each way
 WS_COMPRESS_FROM = 1024  # smaller messages are sent as they are (API.md)
 CLOSE_TIMEOUT = 1.0  # seconds a closed-by-us peer has to answer before it is cut off
@@ -234,6 +238,167 @@ class _Wire:
         self._protocol.stop_writing(code, reason)
 
 
+class _HeadRefused(Exception):
+    """Raised in a parser callback to stop parsing a request head past its limits."""
+
+
+def _refusal(status: int, reason: bytes, code: str, message: str) -> bytes:
+    body = json.dumps({"error": message, "code": code}).encode()
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, reason),
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with bounded request heads and deadlines for them.
+
+    A request's line and headers together may take ``max_head_bytes`` bytes and
+    ``max_headers`` headers (else 431 ``headers-too-large`` and the connection closes,
+    before the parser has buffered more than one read), and must be complete within
+    ``head_timeout`` seconds of their first byte (else 408 and close: a client sending
+    a byte a second holds nothing for long). A connection that sends nothing at all is
+    closed after the keep-alive timeout, as an idle one between requests is.
+
+    It relies on these parts of uvicorn 0.54's HttpToolsProtocol (uvicorn is pinned):
+    ``data_received`` is replaced (it feeds ``self.parser`` and handles its upgrade and
+    error exceptions as uvicorn does); ``connection_made``, ``connection_lost``,
+    ``on_message_begin``, ``on_url``, ``on_header`` and ``on_headers_complete`` are
+    extended; ``timeout_keep_alive_task``/``timeout_keep_alive_handler`` are reused.
+    """
+
+    max_headers = 100
+    max_head_bytes = 16 * 1024
+    head_timeout = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head: int | None = None  # bytes of the request head so far (at most)
+        self._header_count = 0
+        self._chunk = 0
+        self._refused: bytes | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        self._unset_keepalive_if_required()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        if self._head is not None:
+            self._head += len(data)
+            if self._head > self.max_head_bytes:
+                self._refuse_head()
+                return
+        self._chunk = len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError:
+            if self._refused is not None:
+                self._refuse_head()
+                return
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+            return
+        # A head begun in this read and still incomplete counts the whole read: an upper
+        # bound, since the parser does not say where in the read the request began.
+        if self._head is not None and self._head > self.max_head_bytes:
+            self._refuse_head()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head = self._chunk
+        self._header_count = 0
+        self._head_timer = self.loop.call_later(self.head_timeout, self._head_too_slow)
+
+    def on_url(self, url: bytes) -> None:
+        self._over(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self.max_headers:
+            self._refused = b"too many headers"
+            raise _HeadRefused
+        self._over(len(name) + len(value))
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._head = None
+        self._stop_head_timer()
+        super().on_headers_complete()
+
+    def _over(self, size: int) -> None:
+        # Within one read: the head's pieces so far, exact, against the bound.
+        if self._head is not None and size > self.max_head_bytes:
+            self._refused = b"headers too large"
+            raise _HeadRefused
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _refuse_head(self) -> None:
+        self._close_with(
+            _refusal(
+                431,
+                b"Request Header Fields Too Large",
+                "headers-too-large",
+                f"the request's headers are too large: at most {self.max_headers} headers "
+                f"and {self.max_head_bytes} bytes with the request line",
+            )
+        )
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        self._close_with(
+            _refusal(
+                408,
+                b"Request Timeout",
+                "request-timeout",
+                f"the request's headers did not arrive within {self.head_timeout:g} s",
+            )
+        )
+
+    def _close_with(self, response: bytes) -> None:
+        self._head = None
+        self._stop_head_timer()
+        if not self.transport.is_closing():
+            self.transport.write(response)
+            self.transport.close()
+
+
+def http_protocol(settings: Settings) -> type[HttpProtocol]:
+    """The HTTP protocol class with PF_MAX_HEADERS, PF_MAX_HEADER_SIZE, PF_HEADER_TIMEOUT."""
+
+    class Bounded(HttpProtocol):
+        max_headers = settings.max_headers
+        max_head_bytes = settings.max_header_size
+        head_timeout = settings.header_timeout
+
+    return Bounded
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     """What ``pf serve`` was asked for on its command line."""
@@ -281,12 +446,15 @@ def serve(settings: Settings, options: ServeOptions) -> int:
     """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 when start-up failed."""
     sock = bind(options.host, options.port, options.backlog)  # fail fast on a taken port
     store = Store.for_settings(settings)
+    # Before uvicorn: a database pf cannot use is one line from the CLI, not a traceback
+    # from the lifespan (the service's start finds the store open).
+    store.open()
     service = BuildService(settings, store, options.projects)
     app = create_app(settings, service, static_app(options.root, settings), root_dir=options.root)
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(settings),
         ws=WebSocketProtocol,
         ws_max_size=settings.ws_max_size,
         ws_ping_interval=options.ws_ping_interval,
@@ -298,7 +466,9 @@ def serve(settings: Settings, options: ServeOptions) -> int:
         # logs are for debugging.
         access_log=settings.log_level == "debug",
         backlog=options.backlog,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_keep_alive=math.ceil(settings.keepalive_timeout),
+        # Past it, a request is answered 503 at once (idle connections count).
+        limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
         server_header=False,
         # pf reads neither the client's address nor the scheme: the middleware would

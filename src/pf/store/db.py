@@ -10,6 +10,7 @@ config and errors only.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -43,6 +44,12 @@ def translate(what: str) -> Iterator[None]:
     except exc.IntegrityError as error:
         raise StoreError(f"{what}: constraint violated: {error.orig}", hint=_HINT) from error
     except exc.OperationalError as error:
+        if _sqlite_code(error.orig) == sqlite3.SQLITE_FULL:
+            # SQLite rolled the transaction back: what was stored before stays whole.
+            raise StoreError(
+                f"{what}: no space left on device for the database",
+                hint="free space in the database's directory; nothing stored was damaged",
+            ) from error
         raise StoreError(f"{what}: database unavailable: {error.orig}", hint=_HINT) from error
     except exc.DBAPIError as error:
         raise StoreError(f"{what}: database error: {error.orig}", hint=_HINT) from error
@@ -50,6 +57,33 @@ def translate(what: str) -> Iterator[None]:
         raise StoreError(f"{what}: {error}", hint=_HINT) from error
     except sqlite3.Error as error:  # raised by pragmas run outside SQLAlchemy's wrapping
         raise StoreError(f"{what}: {error}", hint=_HINT) from error
+
+
+# SQLite's answers for a file that is not a database pf can use (as opposed to a busy
+# or full one): damaged or foreign bytes, cannot be opened, no permission.
+_UNUSABLE_FILE = frozenset(
+    {
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_READONLY,
+    }
+)
+
+
+def _sqlite_code(error: BaseException | None) -> int | None:
+    code = getattr(error, "sqlite_errorcode", None)
+    # Extended codes carry the primary code in their low byte.
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def unreadable(file: Path, reason: str) -> StoreError:
+    """The error for a SQLite file pf cannot use as its database: one line, what to do."""
+    return StoreError(
+        f"{file} is not a readable SQLite database ({reason}); move it aside to start "
+        "a new history, or restore a backup"
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -81,32 +115,64 @@ class Database:
         return self._engine is not None
 
     def open(self) -> None:
-        """Create the engine and the tables (idempotent)."""
+        """Create the engine and the tables (idempotent).
+
+        A SQLite file that is not a database (damaged, truncated, a directory in its
+        place, unreadable) is a StoreError naming the file and what to do about it.
+        """
         with self._lock:
             if self._engine is not None:
                 return
-            with translate(f"cannot open {self._display()}"):
-                url = make_url(self.url)
-                file = url.database if url.get_backend_name() == "sqlite" else None
-                if file and file != ":memory:":
-                    try:
-                        Path(file).parent.mkdir(parents=True, exist_ok=True)
-                    except OSError as error:
-                        raise StoreError(
-                            f"cannot create the directory of {file}: {error.strerror}",
-                            hint=_HINT,
-                        ) from error
-                engine = create_engine(url)
-                if url.get_backend_name() == "sqlite":
-                    event.listen(engine, "connect", _sqlite_pragmas)
-                metadata.create_all(engine)
-            self._engine = engine
+            file = self.file
+            if file is not None:
+                self._check_file(file)
+            try:
+                self._engine = self._create()
+            except StoreError as error:
+                cause = error.__cause__
+                if file is None or not isinstance(cause, exc.DBAPIError):
+                    raise
+                if _sqlite_code(cause.orig) not in _UNUSABLE_FILE:
+                    raise
+                raise unreadable(file, str(cause.orig)) from cause
+
+    def _check_file(self, file: Path) -> None:
+        if file.is_dir():
+            raise unreadable(file, "it is a directory")
+        if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+            raise unreadable(file, "permission denied")
+
+    def _create(self) -> Engine:
+        url = make_url(self.url)
+        with translate(f"cannot open {self._display()}"):
+            file = self.file
+            if file is not None:
+                try:
+                    file.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as error:
+                    raise StoreError(
+                        f"cannot create the directory of {file}: {error.strerror}",
+                        hint=_HINT,
+                    ) from error
+            engine = create_engine(url)
+            if url.get_backend_name() == "sqlite":
+                event.listen(engine, "connect", _sqlite_pragmas)
+            metadata.create_all(engine)
+        return engine
 
     def close(self) -> None:
         with self._lock:
             if self._engine is not None:
                 self._engine.dispose()
                 self._engine = None
+
+    @property
+    def file(self) -> Path | None:
+        """The SQLite file of this database; None for another backend or one in memory."""
+        url = make_url(self.url)
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return Path(url.database)
 
     def _display(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)

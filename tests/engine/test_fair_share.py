@@ -1,0 +1,193 @@
+"""Fair share of the scheduler: clients are served round-robin and hold only their share.
+
+A real Scheduler with its real threads; the run function blocks each job on an Event the
+test sets, so the test decides when a slot frees and watches which job takes it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from pf.engine.jobs import Job
+from pf.engine.scheduler import Scheduler, ShareFull, client_share
+from pf.errors import QueueFull
+
+WAIT = 10.0  # seconds any single step may take on a loaded machine before the test fails
+
+
+class Lane:
+    """A scheduler whose every job is a cache miss and runs until the test releases it."""
+
+    def __init__(self, jobs: int, max_queue: int) -> None:
+        self.started: queue.Queue[Job] = queue.Queue()
+        self.release: dict[str, threading.Event] = {}
+        # One triage thread: jobs reach the run lane in the order the triage lane hands
+        # them out, so the run lane's order is the test's to predict.
+        self.scheduler = Scheduler(
+            jobs,
+            max_queue,
+            triage=lambda job: False,
+            run=self._run,
+            retry_after=lambda _: 1,
+            triage_threads=1,
+        )
+        self._serial = 0
+
+    def _run(self, job: Job) -> None:
+        self.started.put(job)
+        if not self.release[job.id].wait(WAIT * 3):
+            raise AssertionError(f"{job.id} was never released")
+
+    def job(self, client: str) -> Job:
+        self._serial += 1
+        job = Job(
+            id=f"{client or 'cli'}-{self._serial}",
+            language="c",
+            target="wasm",
+            project=None,
+            options={},
+            created_at=time.time(),
+            client=client,
+        )
+        self.release[job.id] = threading.Event()
+        return job
+
+    def submit(self, client: str, count: int) -> list[Job]:
+        jobs = [self.job(client) for _ in range(count)]
+        for job in jobs:
+            self.scheduler.submit([job])
+        return jobs
+
+    def next_started(self) -> Job:
+        return self.started.get(timeout=WAIT)
+
+    def wait_queued_in_run_lane(self, count: int) -> None:
+        """Wait until the triage thread has moved ``count`` jobs on to the run lane."""
+        deadline = time.monotonic() + WAIT
+        while len(self.scheduler._run_lane) < count:
+            assert time.monotonic() < deadline, "the triage lane never emptied"
+            time.sleep(0.01)
+
+    def wait_in_run_lane(self, job: Job) -> None:
+        deadline = time.monotonic() + WAIT
+        while job not in list(self.scheduler._run_lane):
+            assert time.monotonic() < deadline, f"{job.id} never reached the run lane"
+            time.sleep(0.01)
+
+    def finish(self, job: Job) -> None:
+        self.release[job.id].set()
+
+
+@pytest.fixture
+def lane() -> Iterator[Lane]:
+    made = Lane(jobs=1, max_queue=100)
+    made.scheduler.start()
+    yield made
+    made.scheduler.close()
+    for event in made.release.values():
+        event.set()
+    made.scheduler.join(WAIT)
+
+
+def test_one_job_of_another_client_runs_at_the_next_free_slot(lane: Lane) -> None:
+    a_jobs = lane.submit("addr:a", 20)
+    first = lane.next_started()
+    assert first is a_jobs[0]
+    lane.wait_queued_in_run_lane(19)
+    (b_job,) = lane.submit("addr:b", 1)
+    lane.wait_queued_in_run_lane(20)
+    lane.finish(first)
+    assert lane.next_started() is b_job
+    lane.finish(b_job)
+    # Then A's, in the order A sent them.
+    for expected in a_jobs[1:4]:
+        started = lane.next_started()
+        assert started is expected
+        lane.finish(started)
+
+
+def test_clients_take_turns(lane: Lane) -> None:
+    holder = lane.submit("addr:holder", 1)[0]
+    assert lane.next_started() is holder
+    a_jobs = lane.submit("addr:a", 3)
+    b_jobs = lane.submit("addr:b", 3)
+    cli = lane.submit("", 2)  # the CLI and resumed jobs: one client together
+    lane.wait_queued_in_run_lane(8)
+    lane.finish(holder)
+    order = []
+    for _ in range(8):
+        job = lane.next_started()
+        order.append(job)
+        lane.finish(job)
+    assert order == [
+        a_jobs[0],
+        b_jobs[0],
+        cli[0],
+        a_jobs[1],
+        b_jobs[1],
+        cli[1],
+        *a_jobs[2:],
+        *b_jobs[2:],
+    ]
+
+
+def test_a_client_that_resubmits_does_not_starve_one_that_waits(lane: Lane) -> None:
+    """A client that queues its next job while its last one runs goes behind the others."""
+    waiting = lane.submit("addr:patient", 3)
+    lane.submit("addr:eager", 1)
+    started = []
+    job = lane.next_started()
+    for _ in range(5):
+        started.append(job)
+        if job.client == "addr:eager":
+            eager = lane.submit("addr:eager", 1)[0]  # while its last one still runs
+            lane.wait_in_run_lane(eager)
+        lane.finish(job)
+        job = lane.next_started()
+    lane.finish(job)
+    clients = [j.client for j in started]
+    assert clients.count("addr:patient") >= 2, clients
+    assert [j for j in started if j.client == "addr:patient"] == waiting[
+        : clients.count("addr:patient")
+    ]
+
+
+def test_a_client_holds_only_its_share_of_the_queue() -> None:
+    made = Lane(jobs=2, max_queue=40)  # not started: everything stays queued
+    share = client_share(2, 40)
+    assert share == 10
+    made.submit("addr:greedy", share)
+    with pytest.raises(ShareFull) as refused:
+        made.scheduler.submit([made.job("addr:greedy")])
+    assert refused.value.http_status == 429 and refused.value.retry_after >= 1
+    with pytest.raises(ShareFull):
+        made.scheduler.check(1, "addr:greedy")
+    # Others still get in, up to the whole queue.
+    for n in range(3):
+        made.submit(f"addr:other-{n}", share)
+    with pytest.raises(QueueFull):
+        made.scheduler.submit([made.job("addr:late")])
+    # A cancelled (removed) job gives its place back to its client.
+    greedy = [j for j in made.scheduler.queued() if j.client == "addr:greedy"]
+    assert made.scheduler.remove(greedy[0])
+    made.scheduler.check(1, "addr:greedy")
+    # Jobs of no known client (the operator's, in-process) are bounded by the queue alone.
+    made.scheduler.remove(greedy[1])
+    made.scheduler.submit([made.job("")])
+    made.scheduler.submit([made.job("")])
+    with pytest.raises(QueueFull):
+        made.scheduler.submit([made.job("")])
+    # Jobs resumed at start (force) are not refused.
+    made.scheduler.submit([made.job("") for _ in range(5)], force=True)
+    assert made.scheduler.depth == 40 + 5
+
+
+def test_a_lone_client_keeps_every_build_thread_busy() -> None:
+    assert client_share(jobs=1, max_queue=2) == 2
+    assert client_share(jobs=8, max_queue=1000) == 250
+    assert client_share(jobs=64, max_queue=100) == 100
