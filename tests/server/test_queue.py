@@ -15,7 +15,12 @@ from tests.server.conftest import Server, chatty_tool, unique_c, wait_for
 CLANG = "/usr/bin/clang-14"
 
 
-def test_200_concurrent_submissions_get_200_unique_ids(server: Server) -> None:
+def test_200_concurrent_submissions_get_200_unique_ids(
+    make_server: type[Server], tmp_path: Path
+) -> None:
+    # One client sending 200 at once: past the default burst of the per-client rate limit.
+    server = make_server(tmp_path / "serve", env={"PF_RATE_LIMIT": "0"}).start()
+
     async def submit_all() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=200)
         async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as http:
