@@ -35,10 +35,11 @@ from pf.config import Settings
 from pf.engine.service import BuildService
 from pf.errors import UsageError
 from pf.server.app import WEB_DIR, create_app
+from pf.server.auth import check_exposure
 from pf.server.logging import log_config
 from pf.server.static import Static
 from pf.server.ws import WIRE, Outgoing
-from pf.store import Store
+from pf.store import Store, TokenStore
 
 log = logging.getLogger("pf.server")
 
@@ -277,12 +278,23 @@ def static_app(root: Path, settings: Settings) -> Static:
     return Static(roots, spa_index=index if index.is_file() else None, cache_dir=settings.cache_dir)
 
 
-def serve(settings: Settings, options: ServeOptions) -> int:
-    """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 when start-up failed."""
-    sock = bind(options.host, options.port, options.backlog)  # fail fast on a taken port
+def serve(settings: Settings, options: ServeOptions, *, insecure_no_auth: bool = False) -> int:
+    """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 when start-up failed.
+
+    A non-loopback address is refused (UsageError) while no token exists, unless
+    ``insecure_no_auth``."""
     store = Store.for_settings(settings)
+    check_exposure(TokenStore(store.db), options.host, insecure_no_auth)
+    sock = bind(options.host, options.port, options.backlog)  # fail fast on a taken port
     service = BuildService(settings, store, options.projects)
-    app = create_app(settings, service, static_app(options.root, settings), root_dir=options.root)
+    app = create_app(
+        settings,
+        service,
+        static_app(options.root, settings),
+        root_dir=options.root,
+        bound_host=options.host,
+        insecure_no_auth=insecure_no_auth,
+    )
     config = uvicorn.Config(
         app,
         loop="uvloop",
