@@ -116,18 +116,14 @@ def is_loopback(host: str) -> bool:
 
 
 def check_exposure(tokens: TokenStore, host: str, insecure_no_auth: bool) -> None:
-    """Refuse to serve a non-loopback address while no token could authenticate anyone."""
+    """Refuse to serve a non-loopback address while no token could authenticate anyone
+    (pf serve warns of ``insecure_no_auth`` once its logging is set up)."""
     if is_loopback(host):
         return
     tokens.open()
     if tokens.list():
         return
     if insecure_no_auth:
-        log.warning(
-            "--insecure-no-auth: serving %s with no token; anyone who reaches it can run "
-            "builds and tasks",
-            host,
-        )
         return
     raise UsageError(
         f"refusing to serve {host} without authentication: run "

@@ -329,6 +329,12 @@ def serve(settings: Settings, options: ServeOptions, *, insecure_no_auth: bool =
             "database": store.url,
         },
     )
+    if insecure_no_auth:
+        log.warning(
+            "--insecure-no-auth: while no token exists, anyone who reaches this server can "
+            "run builds and tasks (pf token create NAME --scope admin closes it)",
+            extra={"url": f"http://{shown}:{port}"},
+        )
     server = uvicorn.Server(config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
