@@ -29,7 +29,7 @@ from starlette.types import ASGIApp
 from pf.server import api
 from pf.server.auth import Authenticate, Credentials, is_loopback
 from pf.server.errors import HANDLERS
-from pf.server.guard import Guard
+from pf.server.guard import Guard, check_origins
 from pf.server.metrics import prometheus
 from pf.server.middleware import RequestMetrics, RequestStats
 from pf.server.openapi import openapi
@@ -68,6 +68,7 @@ def create_app(
     ``bound_host`` is the address pf serve listens on: a Host header may name it, and
     while no token exists the API is open only on loopback (or with ``insecure_no_auth``).
     """
+    check_origins(settings.cors_origins)  # now, not at the first request
     hub = Hub(service, settings)
     stats = RequestStats()
     credentials = Credentials(TokenStore(service.store.db), settings.session_ttl)

@@ -118,6 +118,15 @@ async def refuse(
     await send({"type": f"{kind}.body", "body": body})
 
 
+def check_origins(cors_origins: tuple[str, ...]) -> None:
+    """Refuse PF_CORS_ORIGINS that would let any site call with the user's credentials."""
+    if "*" in cors_origins:
+        raise ConfigError(
+            "PF_CORS_ORIGINS cannot be '*': listed origins may send credentials, "
+            "so name each one (https://app.example.com)"
+        )
+
+
 def _json_media(value: bytes) -> bool:
     media, *params = value.split(b";")
     if media.strip().lower() != _JSON:
@@ -136,11 +145,7 @@ class Guard:
         allowed_hosts: tuple[str, ...],
         cors_origins: tuple[str, ...],
     ) -> None:
-        if "*" in cors_origins:
-            raise ConfigError(
-                "PF_CORS_ORIGINS cannot be '*': listed origins may send credentials, "
-                "so name each one (https://app.example.com)"
-            )
+        check_origins(cors_origins)
         self.app = app
         self.any_host = "*" in allowed_hosts
         names = {*LOCAL_HOSTS, *(h.strip().lower().strip("[]") for h in allowed_hosts)}
