@@ -164,7 +164,6 @@ class Settings:
     ws_send_queue: int = 1000  # events buffered per WebSocket client before it is dropped
     ws_max_size: int = 64 * 1024  # largest incoming WebSocket message
     log_level: str = "info"
-    cors_origin: str | None = None
     shutdown_grace: float = 30.0
     # Containment of untrusted compiles.
     sandbox: str = "bwrap"  # "off" only where user namespaces are unavailable
@@ -222,7 +221,6 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ws_send_queue": ("PF_WS_SEND_QUEUE", _parse_positive_int),
     "ws_max_size": ("PF_WS_MAX_SIZE", _parse_size),
     "log_level": ("PF_LOG_LEVEL", _parse_log_level),
-    "cors_origin": ("PF_CORS_ORIGIN", str),
     "shutdown_grace": ("PF_SHUTDOWN_GRACE", _parse_seconds),
     "sandbox": ("PF_SANDBOX", _parse_sandbox),
     "sandbox_uid": ("PF_SANDBOX_UID", _parse_positive_int),

@@ -19,6 +19,7 @@ Raise sites pass facts; the wording lives in the classes below.
     ├── CacheError                the cache directory cannot be used
     ├── StoreError                the build database cannot be used (HTTP 503)
     ├── NotFound                  no such build, project or artifact (HTTP 404)
+    ├── Forbidden                 the caller's token lacks the right to do this (HTTP 403)
     └── ServiceUnavailable        the build service cannot take work now (HTTP 503)
         └── QueueFull             the build queue is at PF_MAX_QUEUE (retry_after seconds)
 """
@@ -213,6 +214,13 @@ class StoreError(PfError):
 class NotFound(PfError):
     code = "not-found"
     http_status = 404
+
+
+class Forbidden(PfError):
+    """An authenticated caller asked for something its token may not do."""
+
+    code = "forbidden"
+    http_status = 403
 
 
 class ServiceUnavailable(PfError):

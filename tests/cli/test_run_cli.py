@@ -156,6 +156,7 @@ def test_completion_scripts_and_the_complete_helper(proj: Project) -> None:
         "build",
         "toolchains",
         "serve",
+        "token",
         "prepare",
         "deploy",
         "b",

@@ -97,9 +97,9 @@ def test_sigterm_lets_running_builds_finish_within_the_grace_then_cancels(
     assert record["status"] == "cancelled", record
 
 
-def test_cors_origin_names_the_allowed_origins(make_server: type[Server], tmp_path: Path) -> None:
+def test_cors_origins_names_the_allowed_origins(make_server: type[Server], tmp_path: Path) -> None:
     server = make_server(
-        tmp_path / "w", env={"PF_CORS_ORIGIN": "https://a.example, https://b.example"}
+        tmp_path / "w", env={"PF_CORS_ORIGINS": "https://a.example, https://b.example"}
     ).start()
     with httpx.Client(base_url=server.url) as http:
         allowed = http.get("/api/health", headers={"Origin": "https://b.example"})

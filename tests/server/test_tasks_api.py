@@ -163,7 +163,7 @@ def test_unknown_task_is_404_with_a_suggestion(client: httpx.Client) -> None:
     grouped = client.post("/api/tasks/build", json={})  # only group web has it
     assert grouped.status_code == 404
     assert "did you mean `web:build`?" in grouped.json()["error"]
-    assert client.post("/api/tasks/nothing-like-it").status_code == 404
+    assert client.post("/api/tasks/nothing-like-it", json={}).status_code == 404
 
 
 def test_bad_params_and_bodies_are_400(client: httpx.Client) -> None:
@@ -173,7 +173,10 @@ def test_bad_params_and_bodies_are_400(client: httpx.Client) -> None:
     assert client.post("/api/tasks/hello", json={"params": {"x": "1"}}).status_code == 400
     assert client.post("/api/tasks/greet", json={"params": {"who": [1]}}).status_code == 400
     assert client.post("/api/tasks/greet", json={"force": True}).status_code == 400
-    assert client.post("/api/tasks/greet", content=b"{nope").status_code == 400
+    nope = client.post(
+        "/api/tasks/greet", content=b"{nope", headers={"Content-Type": "application/json"}
+    )
+    assert nope.status_code == 400
     nul = client.post("/api/tasks/greet", json={"params": {"who": "a\u0000b"}})
     assert nul.status_code == 400
 

@@ -74,7 +74,7 @@ def test_invalid_json_is_400(client: httpx.Client, raw: bytes) -> None:
 
 
 def test_empty_body_means_defaults(client: httpx.Client) -> None:
-    answer = client.post("/api/build/wat")
+    answer = client.post("/api/build/wat", headers={"Content-Type": "application/json"})
     assert answer.status_code == 200, answer.text
 
 
@@ -133,13 +133,18 @@ def test_oversize_body_is_413(
             for _ in range(8):
                 yield b" " * 512
 
-        answer = http.post("/api/compile", content=chunks())
+        answer = http.post(
+            "/api/compile", content=chunks(), headers={"Content-Type": "application/json"}
+        )
         _error(answer, 413)
         assert http.get("/api/health").status_code == 200
 
 
 def test_a_lying_content_length_does_not_hang_or_crash(server: Server) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(b"POST /api/build/c HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}")
+        sock.sendall(
+            b"POST /api/build/c HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Content-Length: abc\r\n\r\n{}"
+        )
         reply = sock.recv(4096)
     assert reply.startswith(b"HTTP/1.1 400")

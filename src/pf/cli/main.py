@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("pf.cli.build:command", "build every language of a project for every target"),
     "toolchains": ("pf.cli.toolchains:command", "show which tool serves each language and target"),
     "serve": ("pf.cli.serve:command", "serve the build API, live logs, artifacts and the demo"),
+    "token": ("pf.cli.token:command", "create, list and revoke pf serve's API tokens"),
 }
 
 _TASK_COMMANDS = (

@@ -1,4 +1,4 @@
-"""``pf serve [--host H] [--port P] [--root DIR] [--projects DIR] [--backlog N]``.
+"""``pf serve [--host H] [--port P] [--root DIR] [--projects DIR] [--insecure-no-auth] ...``.
 
 Parses the command line and starts the build service: everything in one process with
 embedded defaults (SQLite history under ``.pf/``, the filesystem cache, an in-process
@@ -8,6 +8,9 @@ uvicorn, SQLAlchemy) is imported only when this command runs.
 The tasks served at ``/api/tasks`` come from the Pfyfile ``PFY_FILE`` names, else
 ``Pfyfile.pf`` in the ``--projects`` directory, else the nearest ``Pfyfile.pf`` from the
 working directory upward (as ``pf TASK`` finds one); see pf.engine.taskruns.
+
+Listening beyond loopback needs a token (``pf token create NAME --scope admin``) unless
+``--insecure-no-auth`` says otherwise; see pf.server.auth.
 """
 
 from __future__ import annotations
@@ -60,6 +63,12 @@ def _parser() -> ArgumentParser:
         "--ws-ping-timeout", type=float, default=20.0, help="seconds to wait for a pong"
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="overrides PF_LOG_LEVEL")
+    parser.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve a non-loopback --host even while no token exists (anyone who reaches "
+        "it can run builds and tasks)",
+    )
     return parser
 
 
@@ -88,7 +97,7 @@ def command(argv: list[str]) -> int:
         ws_ping_interval=args.ws_ping_interval,
         ws_ping_timeout=args.ws_ping_timeout,
     )
-    code: int = run.serve(settings, options)
+    code: int = run.serve(settings, options, insecure_no_auth=args.insecure_no_auth)
     return code
 
 

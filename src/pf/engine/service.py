@@ -56,7 +56,7 @@ from pf.engine.retention import PRUNE_INTERVAL, RecentBuilds, prune_history, pru
 from pf.engine.runner import Runner
 from pf.engine.scheduler import Scheduler
 from pf.engine.taskruns import Pfyfiles
-from pf.errors import NotFound, PfError, ServiceUnavailable
+from pf.errors import Forbidden, NotFound, PfError, ServiceUnavailable
 from pf.store.history import Store
 
 log = logging.getLogger("pf.engine")
@@ -467,9 +467,10 @@ class BuildService:
             records = [j.to_api() for j in merged]
         return records
 
-    def cancel(self, build_id: str) -> dict[str, Any]:
+    def cancel(self, build_id: str, *, by: str | None = None) -> dict[str, Any]:
         """Cancel a queued build (dropped at once) or a running one (its process group is
-        killed). NotFound for an unknown id, BuildFinished (409) for one that ended."""
+        killed). NotFound for an unknown id, BuildFinished (409) for one that ended;
+        with ``by`` (a client), Forbidden (403) for a build another client submitted."""
         with self._lock:
             job = self._active.get(build_id)
         if job is None:
@@ -477,6 +478,11 @@ class BuildService:
             if record is None:
                 raise NotFound(f"Build not found: {build_id}")
             raise BuildFinished(build_id, record["status"])
+        if by is not None and job.client != by:
+            raise Forbidden(
+                f"build {build_id} was submitted by another client: "
+                "a build token cancels only its own builds (an admin token cancels any)"
+            )
         if self.scheduler.remove(job):
             assert self._runner is not None
             self._runner.end(job, CANCELLED)

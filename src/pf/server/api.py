@@ -25,7 +25,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from pf import __version__
 from pf.engine.jobs import iso_time
 from pf.errors import NotFound, ToolchainMissing
-from pf.server import schemas
+from pf.server import schemas, session
+from pf.server.auth import Principal
 from pf.server.middleware import RequestStats
 from pf.toolchains import LANGUAGES, TARGETS, ToolSpec
 from pf.toolchains.matrix import matrix
@@ -296,7 +297,11 @@ async def build_detail(request: Request) -> Response:
 
 
 async def build_cancel(request: Request) -> Response:
-    record = _service(request).cancel(request.path_params["build_id"])
+    """Cancel a build: an admin (or anyone while the server is open) any build, a build
+    token only those it submitted."""
+    principal: Principal | None = request.scope.get("pf.principal")
+    by = None if principal is not None and principal.allows("admin") else client_of(request)
+    record = _service(request).cancel(request.path_params["build_id"], by=by)
     _changed(request)
     return JSONResponse(record)
 
@@ -386,6 +391,7 @@ ROUTES: list[BaseRoute] = [
     Route("/api/tasks/{name}", task_run, methods=["POST"]),
     Route("/api/metrics", metrics_json, methods=["GET"]),
     Route("/wasm/{language}/{name:path}", module_file, methods=["GET"]),
+    *session.ROUTES,
 ]
 
 

@@ -1,7 +1,7 @@
-"""HTTP middleware of pf serve: request counting and timing, and the CORS policy.
+"""HTTP middleware of pf serve: request counting and timing (CORS is guard.py's).
 
-Both are plain ASGI (no per-request Request object), because every request pays for
-them: /api/health must stay above 10k requests a second on two cores. The request
+Plain ASGI (no per-request Request object), because every request pays for it:
+/api/health must stay above 15k requests a second on two cores. The request
 counters live here, beside what they count, and register with the one registry that
 server/metrics.py exposes.
 """
@@ -24,9 +24,6 @@ HTTP_DURATION = Histogram(
 )
 # Labels take only bounded values: an unknown method is counted as "other".
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-CORS_METHODS = ("GET", "HEAD", "POST", "DELETE", "OPTIONS")
-CORS_HEADERS = ("Content-Type", "Authorization", "If-None-Match", "Range")
-CORS_EXPOSE = ("ETag", "Retry-After", "Content-Length", "Accept-Ranges", "Content-Range")
 
 
 @dataclass
@@ -76,64 +73,3 @@ class RequestMetrics:
             await self.app(scope, receive, send_counted)
         finally:
             self._count(scope["method"], status, time.perf_counter() - started)
-
-
-class Cors:
-    """CORS from PF_CORS_ORIGIN (comma-separated origins).
-
-    Unset (or "*"): any origin, without credentials. Named origins: only those, echoed
-    back, with credentials allowed. Requests without an Origin header (the common case:
-    curl, servers, same-origin pages) pass through untouched, which is why this is not
-    Starlette's CORSMiddleware: that one builds header objects for every request.
-    """
-
-    def __init__(self, app: ASGIApp, origin: str | None) -> None:
-        self.app = app
-        names = [o.strip() for o in (origin or "*").split(",") if o.strip()] or ["*"]
-        self.any = "*" in names
-        self.allowed = frozenset(name.encode("latin-1") for name in names)
-        common = [(b"access-control-expose-headers", ", ".join(CORS_EXPOSE).encode())]
-        if self.any:
-            common.append((b"access-control-allow-origin", b"*"))
-        else:
-            common.append((b"access-control-allow-credentials", b"true"))
-        self.common = common
-        self.preflight = [
-            (b"access-control-allow-methods", ", ".join(CORS_METHODS).encode()),
-            (b"access-control-allow-headers", ", ".join(CORS_HEADERS).encode()),
-            (b"access-control-max-age", b"600"),
-        ]
-
-    def _headers_for(self, origin: bytes) -> list[tuple[bytes, bytes]] | None:
-        if self.any:
-            return self.common
-        if origin in self.allowed:
-            return [*self.common, (b"access-control-allow-origin", origin), (b"vary", b"Origin")]
-        return None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        origin = preflight = None
-        for name, value in scope["headers"]:
-            if name == b"origin":
-                origin = value
-            elif name == b"access-control-request-method":
-                preflight = value
-        extra = self._headers_for(origin) if origin is not None else None
-        if extra is None:
-            await self.app(scope, receive, send)
-            return
-        if preflight is not None and scope["method"] == "OPTIONS":
-            headers = [*extra, *self.preflight, (b"content-length", b"0")]
-            await send({"type": "http.response.start", "status": 204, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return
-
-        async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
-
-        await self.app(scope, receive, send_with_cors)

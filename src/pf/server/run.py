@@ -40,10 +40,11 @@ from pf.config import Settings
 from pf.engine.service import BuildService
 from pf.errors import UsageError
 from pf.server.app import WEB_DIR, create_app
+from pf.server.auth import check_exposure
 from pf.server.logging import log_config
 from pf.server.static import Static
 from pf.server.ws import WIRE, Outgoing
-from pf.store import Store
+from pf.store import Store, TokenStore
 
 log = logging.getLogger("pf.server")
 
@@ -442,15 +443,26 @@ def static_app(root: Path, settings: Settings) -> Static:
     return Static(roots, spa_index=index if index.is_file() else None, cache_dir=settings.cache_dir)
 
 
-def serve(settings: Settings, options: ServeOptions) -> int:
-    """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 when start-up failed."""
-    sock = bind(options.host, options.port, options.backlog)  # fail fast on a taken port
+def serve(settings: Settings, options: ServeOptions, *, insecure_no_auth: bool = False) -> int:
+    """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 when start-up failed.
+
+    A non-loopback address is refused (UsageError) while no token exists, unless
+    ``insecure_no_auth``."""
     store = Store.for_settings(settings)
     # Before uvicorn: a database pf cannot use is one line from the CLI, not a traceback
     # from the lifespan (the service's start finds the store open).
     store.open()
+    check_exposure(TokenStore(store.db), options.host, insecure_no_auth)
+    sock = bind(options.host, options.port, options.backlog)  # fail fast on a taken port
     service = BuildService(settings, store, options.projects)
-    app = create_app(settings, service, static_app(options.root, settings), root_dir=options.root)
+    app = create_app(
+        settings,
+        service,
+        static_app(options.root, settings),
+        root_dir=options.root,
+        bound_host=options.host,
+        insecure_no_auth=insecure_no_auth,
+    )
     config = uvicorn.Config(
         app,
         loop="uvloop",
@@ -471,8 +483,8 @@ def serve(settings: Settings, options: ServeOptions) -> int:
         limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
         server_header=False,
-        # pf reads neither the client's address nor the scheme: the middleware would
-        # only cost every request and every WebSocket a call.
+        # X-Forwarded-For is not trusted: the rate limit and fair share tell clients
+        # apart by the socket's peer address (or their token), which no header can forge.
         proxy_headers=False,
     )
     host, port = sock.getsockname()[:2]
@@ -487,6 +499,12 @@ def serve(settings: Settings, options: ServeOptions) -> int:
             "database": store.url,
         },
     )
+    if insecure_no_auth:
+        log.warning(
+            "--insecure-no-auth: while no token exists, anyone who reaches this server can "
+            "run builds and tasks (pf token create NAME --scope admin closes it)",
+            extra={"url": f"http://{shown}:{port}"},
+        )
     server = uvicorn.Server(config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -1,4 +1,4 @@
-"""Durable state: content-addressed blobs, build records and their logs.
+"""Durable state: content-addressed blobs, build records and their logs, API tokens.
 
 The database names are loaded on first use (PEP 562 ``__getattr__``): SQLAlchemy costs
 ~230 ms to import, and ``pf compile``, which only needs the blob store, must not pay it.
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pf.store.db import Database, default_url
     from pf.store.history import Store
     from pf.store.logs import LogBudget, LogLine
+    from pf.store.tokens import Session, Token, TokenStore
 
 del TYPE_CHECKING  # not a public name of this package
 
@@ -24,7 +25,10 @@ _LAZY: dict[str, str] = {
     "Database": "pf.store.db",
     "LogBudget": "pf.store.logs",
     "LogLine": "pf.store.logs",
+    "Session": "pf.store.tokens",
     "Store": "pf.store.history",
+    "Token": "pf.store.tokens",
+    "TokenStore": "pf.store.tokens",
     "default_url": "pf.store.db",
 }
 
@@ -44,7 +48,10 @@ __all__ = [
     "Database",
     "LogBudget",
     "LogLine",
+    "Session",
     "Store",
+    "Token",
+    "TokenStore",
     "default_url",
     "digest_bytes",
     "digest_file",

@@ -1,9 +1,10 @@
-"""Every table of the build history, in one MetaData; SQLAlchemy Core only.
+"""Every table of pf's database, in one MetaData; SQLAlchemy Core only.
 
-``builds`` holds one row per build or task run, ``logs`` its output lines in order.
-Times are epoch seconds (float); structured fields are JSON. Nothing outside
-``pf.store`` sees these tables: queries live in builds.py and logs.py and hand out
-frozen dataclasses. Imports SQLAlchemy only.
+``builds`` holds one row per build or task run, ``logs`` its output lines in order;
+``tokens`` the API tokens and ``sessions`` the dashboard's sign-ins, both by the SHA-256
+of their secret only. Times are epoch seconds (float); structured fields are JSON.
+Nothing outside ``pf.store`` sees these tables: queries live in builds.py, logs.py and
+tokens.py and hand out frozen dataclasses. Imports SQLAlchemy only.
 """
 
 from __future__ import annotations
@@ -74,4 +75,28 @@ logs = Table(
     Column("level", String(8), nullable=False),  # 'info' | 'warn' | 'error'
     Column("text", Text, nullable=False),
     Index(None, "build_id", "seq"),
+)
+
+# An API token: the secret itself is shown once and never stored.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("scope", String(8), nullable=False),  # 'read' | 'build' | 'admin'
+    Column("hash", String(64), nullable=False, unique=True),  # SHA-256 hex of the secret
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float),
+)
+
+# A dashboard sign-in: a cookie exchanged for a token; it acts with the token's scope and
+# ends with it.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("hash", String(64), primary_key=True),  # SHA-256 hex of the cookie's value
+    Column("token", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index(None, "token"),
+    Index(None, "expires_at"),
 )

@@ -34,6 +34,7 @@ export async function api(method, path, body) {
     }
   }
   if (!response.ok) {
+    if (response.status === 401 && path !== "/api/session") showSignIn();
     const message = (data && data.error) || `${response.status} ${response.statusText}`;
     throw new ApiError(response.status, message, data);
   }
@@ -167,4 +168,68 @@ export function formatMs(ms) {
   if (ms < 1000) return `${Math.round(ms)} ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(2)} s`;
   return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
+}
+
+// Sign-in ------------------------------------------------------------------------------
+// Once pf serve has tokens, the API answers 401 until the page signs in: the token is
+// exchanged for an HttpOnly session cookie (POST /api/session), which the browser then
+// sends with every request and WebSocket handshake. The token itself is never stored.
+
+let signInShown = false;
+
+/** Shows the sign-in form (once per page): token -> POST /api/session -> reload. */
+export function showSignIn() {
+  if (signInShown) return;
+  signInShown = true;
+  const input = h("input", {
+    type: "password", name: "token", id: "pf-token", autocomplete: "off",
+    spellcheck: "false", placeholder: "pf_…", required: true, "aria-label": "API token",
+  });
+  const message = h("p", { class: "pf-signin-message", role: "alert" });
+  const form = h(
+    "form",
+    { class: "pf-signin card", id: "pf-signin" },
+    h("h2", {}, "Sign in"),
+    h("p", { class: "muted" }, "This pf serve needs a token (pf token create NAME --scope read)."),
+    input,
+    h("button", { type: "submit", class: "primary" }, "Sign in"),
+    message,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    message.textContent = "";
+    try {
+      await api("POST", "/api/session", { token: input.value.trim() });
+      location.reload();
+    } catch (error) {
+      message.textContent = error.status === 401 ? "That token is unknown or revoked." : error.message;
+    }
+  });
+  document.body.prepend(form);
+  input.focus();
+}
+
+/**
+ * Puts "signed in as NAME · Sign out" in the page's nav when a session is active, and
+ * the sign-in form when the API wants a token and the page has none.
+ */
+export async function sessionControls() {
+  let state;
+  try {
+    state = await api("GET", "/api/session");
+  } catch {
+    return; // the server is away: the connection banner says so
+  }
+  const nav = document.querySelector(".pf-nav");
+  if (state.authenticated && nav) {
+    const out = h("a", { href: "#", id: "pf-signout" }, "Sign out");
+    out.addEventListener("click", async (event) => {
+      event.preventDefault();
+      await api("DELETE", "/api/session");
+      location.reload();
+    });
+    nav.append(h("span", { class: "pf-user muted" }, `${state.name} (${state.scope})`), out);
+  } else if (state.authRequired && !state.authenticated) {
+    showSignIn();
+  }
 }

@@ -2,7 +2,7 @@
 // views. Events only change the store; the views draw the changes once per animation
 // frame, so a burst of events (or a `batch` of hundreds) costs one pass over the DOM.
 
-import { api, connectEvents, connectionBanner, h } from "/_pf/common.js";
+import { api, connectEvents, connectionBanner, h, sessionControls } from "/_pf/common.js";
 import { BuildStore, STATUSES, TERMINAL } from "/_pf/dashboard-store.js";
 import { BuildList } from "/_pf/dashboard-list.js";
 import { Detail } from "/_pf/dashboard-detail.js";
@@ -438,3 +438,5 @@ import("/_pf/dashboard-plots.js")
     schedule();
   })
   .catch((error) => say(`Plots unavailable: ${error.message}`, true));
+
+sessionControls();

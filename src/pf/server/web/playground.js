@@ -3,7 +3,7 @@
 // output is shown: callable exports for wasm, the text for LLVM IR and asm.js.
 // Plain ES module, no build step.
 
-import { api, formatBytes, formatMs, h } from "/_pf/common.js";
+import { api, formatBytes, formatMs, h, sessionControls } from "/_pf/common.js";
 import { Wasi } from "/_pf/wasi.js";
 
 const FINISHED = new Set(["completed", "failed", "cancelled"]);
@@ -657,3 +657,5 @@ function signaturesOf(bytes) {
 
 $("file-name").textContent = FILES[language];
 setSource(drafts[language]);
+
+sessionControls();
