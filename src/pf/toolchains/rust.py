@@ -29,9 +29,9 @@ from pf.toolchains.base import (
     ToolSpec,
     Transform,
     operand,
-    stem_of,
 )
 from pf.toolchains.diagnostics import parse_gcc_style, parse_rustc
+from pf.toolchains.names import bounded
 
 TRIPLE = "wasm32-unknown-unknown"
 EDITION = "2021"
@@ -56,6 +56,7 @@ _LINK_FLAGS = (
 _LLD_OPT = {"0": "-O0", "1": "-O1"}
 
 REMAP_RSP = "obj/remap.rsp"
+_CRATE_BYTES = 64
 
 _MISSING_EXPORT = re.compile(r"^symbol exported via --export not found: (?P<name>\S+)$")
 
@@ -63,7 +64,9 @@ _MISSING_EXPORT = re.compile(r"^symbol exported via --export not found: (?P<name
 def _crate_name(root: str) -> str:
     # rustc derives the crate name from the file stem and rejects '-' or a leading digit;
     # lower case spares an upper-case file name (MAIN.RS) the non-snake-case warning.
-    name = re.sub(r"\W", "_", stem_of(root).lower(), flags=re.ASCII)
+    # rustc names intermediates <crate>.<crate>.<hash>-cgu.0.rcgu.o: bounded, they fit.
+    stem = bounded(PurePosixPath(root).stem, _CRATE_BYTES)
+    name = re.sub(r"\W", "_", stem.lower(), flags=re.ASCII)
     return name if name and not name[0].isdigit() else f"_{name}"
 
 
