@@ -172,9 +172,18 @@ def test_plan_argv_is_relative_and_compiles_through_ccache() -> None:
     runs = [s for s in plan.steps if hasattr(s, "argv")]
     compiles = [s for s in runs if s.label == "compile"]
     assert all(s.ccache for s in compiles)
-    assert [s.argv[-1] for s in compiles] == ["obj/0_a.o", "obj/1_a.o"]
+    assert [s.argv[-3:] for s in compiles] == [
+        ("-o", "obj/0_a.o", "a.c"),
+        ("-o", "obj/1_a.o", "b/a.c"),
+    ]
     link = runs[-1].argv
-    assert "@obj/exports.rsp" in link and link[-1] == "out/a.wasm"
+    assert "@obj/exports.rsp" in link and link[-5:] == (
+        "-o",
+        "out/a.wasm",
+        "--",
+        "obj/0_a.o",
+        "obj/1_a.o",
+    )
     assert not any(arg.startswith("/") for s in runs for arg in s.argv)
 
 

@@ -66,10 +66,10 @@ def test_write_export_file(tmp_path: Path) -> None:
     chosen = wasmobj.write_export_file(tmp_path, ["obj/lib.o"], None, library_flags=flags)
     assert chosen == ["add", "calls_import", "data_ptr", "shown", "weak_fn"]
     lines = (tmp_path / "obj/exports.rsp").read_text().splitlines()
-    assert lines[0] == "-mexec-model=reactor" and lines[1] == "-Wl,--export=add"
+    assert lines[0] == '"-mexec-model=reactor"' and lines[1] == '"-Wl,--export=add"'
 
     assert wasmobj.write_export_file(tmp_path, ["obj/lib.o"], ("shown",), "obj/x.rsp") == ["shown"]
-    assert (tmp_path / "obj/x.rsp").read_text() == "-Wl,--export=shown\n"
+    assert (tmp_path / "obj/x.rsp").read_text() == '"-Wl,--export=shown"\n'
 
     with pytest.raises(CompileFailed, match=r"'helper'.*Functions it defines: add, calls_import"):
         wasmobj.write_export_file(tmp_path, ["obj/lib.o"], ("helper",))

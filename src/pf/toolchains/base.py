@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Protocol
 
-from pf.errors import Diagnostic, InvalidOption, RequestError
+from pf.errors import Diagnostic, InvalidOption
+from pf.toolchains.names import OBJ_DIR as OBJ_DIR
+from pf.toolchains.names import OUT_DIR as OUT_DIR
+from pf.toolchains.names import bounded, check_source_name, is_symbol, shown
 
 LANGUAGES: tuple[str, ...] = ("rust", "c", "fortran", "wat")
 TARGETS: tuple[str, ...] = ("wasm", "llvm", "asm")
@@ -37,10 +40,10 @@ EXTENSIONS: Mapping[str, str] = {
     ".wast": "wat",
 }
 
-OBJ_DIR = "obj"
-OUT_DIR = "out"
 
-_SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Ends the options of every tool that takes it. Response files are still expanded after
+# it, so a source name is also passed through ``operand``.
+END_OF_OPTIONS = "--"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -51,31 +54,39 @@ def language_of(path: str) -> str | None:
     return EXTENSIONS.get(suffix) or EXTENSIONS.get(suffix.lower())
 
 
+def operand(name: str) -> str:
+    """A source name as a tool operand that no tool can read as an option or a response file.
+
+    ``SourceFile`` already refuses names starting with ``-`` or ``@``; this keeps argv safe
+    on its own. ``--`` is not enough for either: clang, rustc and the LLVM tools expand
+    ``@file`` after it too, and clang's driver passes ``-name`` on to cc1, which reads it
+    as an option. ``./name`` is the same file and neither. Other names are kept as they
+    are, so diagnostics, ``__FILE__`` and debug info show the user's name.
+    """
+    return f"./{name}" if name.startswith(("-", "@")) else name
+
+
+def stem_of(name: str) -> str:
+    """The base name of files derived from ``name``, bounded so that they fit a file name."""
+    return bounded(PurePosixPath(name).stem)
+
+
 @dataclass(frozen=True)
 class SourceFile:
-    """One input file: its name as the user knows it (relative, POSIX) and its bytes."""
+    """One input file: its name as the user knows it (relative, POSIX) and its bytes.
+
+    The name is checked by ``names.check_source_name`` (RequestError naming the rule).
+    """
 
     name: str
     content: bytes
 
     def __post_init__(self) -> None:
-        path = PurePosixPath(self.name)
-        bad = (
-            not self.name
-            or "\x00" in self.name
-            or path.is_absolute()
-            or any(part in {"..", ".", ""} for part in self.name.split("/"))
-            or path.parts[0] in {OBJ_DIR, OUT_DIR}
-        )
-        if bad:
-            raise RequestError(
-                f"Invalid source file name {self.name!r}: use a relative path without '..' "
-                f"that does not start with {OBJ_DIR}/ or {OUT_DIR}/"
-            )
+        check_source_name(self.name)
 
     @property
     def stem(self) -> str:
-        return PurePosixPath(self.name).stem
+        return stem_of(self.name)
 
 
 def _parse_bool(name: str, value: object) -> bool:
@@ -87,6 +98,35 @@ def _parse_bool(name: str, value: object) -> bool:
     if text in _FALSE:
         return False
     raise InvalidOption(name, f"{value!r} is not a boolean", ["true", "false"])
+
+
+# Pipeline text only: no '/', so a pass parameter cannot name a path, and no ';' or
+# spaces. It reaches opt as the one argv word ``-passes=<text>``.
+_PIPELINE = re.compile(r"[A-Za-z0-9_<>(),.=\-]+")
+_PIPELINE_WORD = re.compile(r"[<>(),]")
+# Passes that write .dot files (dot-*, *-dot) or start a graph viewer program (view-*),
+# and parameters naming a file to read (memprof-use<profile-filename=...>).
+_SIDE_EFFECT_PASS = re.compile(r"^(?:view-|dot-)|-dot$|^[^=]*file[^=]*=")
+
+
+def _parse_passes(name: str, value: object) -> str:
+    text = str(value).strip()
+    words = _PIPELINE_WORD.split(text)
+    # Every pass name and parameter starts with a letter or digit, never '-' or '.'.
+    if not _PIPELINE.fullmatch(text) or any(w and not w[0].isalnum() for w in words):
+        raise InvalidOption(
+            name,
+            f"{shown(str(value))} is not an LLVM pass pipeline "
+            "(e.g. 'default<O2>' or 'mem2reg,instcombine')",
+        )
+    for word in words:
+        if _SIDE_EFFECT_PASS.search(word):
+            raise InvalidOption(
+                name,
+                f"{word!r} writes files, starts a program or reads a file; "
+                "only passes that transform the IR are run",
+            )
+    return text
 
 
 @dataclass(frozen=True)
@@ -120,20 +160,17 @@ class Options:
             elif name in {"parallel", "debug"}:
                 values[name] = _parse_bool(name, value)
             elif name == "passes":
-                text = str(value).strip()
-                if not text or not re.fullmatch(r"[A-Za-z0-9_<>(),.=\-]+", text):
-                    raise InvalidOption(
-                        name,
-                        f"{value!r} is not an LLVM pass pipeline "
-                        "(e.g. 'default<O2>' or 'mem2reg,instcombine')",
-                    )
-                values[name] = text
+                values[name] = _parse_passes(name, value)
             elif name == "exports":
                 items = value if isinstance(value, list | tuple) else str(value).split(",")
                 symbols = tuple(str(item).strip() for item in items if str(item).strip())
                 for symbol in symbols:
-                    if not _SYMBOL.match(symbol):
-                        raise InvalidOption(name, f"{symbol!r} is not a symbol name")
+                    if not is_symbol(symbol):
+                        raise InvalidOption(
+                            name,
+                            f"{shown(symbol)} is not a symbol name "
+                            "(letters, digits and '_', not starting with a digit)",
+                        )
                 values[name] = symbols
             else:
                 raise InvalidOption(name, "unknown option", cls.NAMES)

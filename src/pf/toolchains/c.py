@@ -1,9 +1,15 @@
 """The C driver: Debian clang 14 + wasm-ld + wasi-libc to wasm, LLVM 14 IR and asm.js.
 
-Owns the argv for each C target. What a module exports and whether it is a WASI command
-(has ``main``) or a library ("reactor") is only known after compiling, so a Transform
-reads the objects' symbol tables (``wasmobj``) and writes ``obj/exports.rsp``, which the
-link argv names as ``@obj/exports.rsp``. Imports base, tools, wasmobj, diagnostics, errors.
+Owns the argv for each C target: options first, then the operands, sources through
+``base.operand`` (never read as an option or @file). The link puts ``--`` before its
+operands; compiles do not, because they run through ccache, which in depend mode
+(Debian's 4.7) appends a flag of its own after the operands, where ``--`` would make
+clang read it as a file name.
+
+What a module exports and whether it is a WASI command (has ``main``) or a library
+("reactor") is only known after compiling, so a Transform reads the objects' symbol
+tables (``wasmobj``) and writes ``obj/exports.rsp`` (checked names, quoted words), which
+the link argv names as ``@obj/exports.rsp``. Imports base, tools, wasmobj, diagnostics, errors.
 """
 
 from __future__ import annotations
@@ -14,7 +20,18 @@ from pathlib import Path, PurePosixPath
 
 from pf.errors import Diagnostic, InvalidOption, RequestError
 from pf.toolchains import tools, wasmobj
-from pf.toolchains.base import CompileRequest, Output, Plan, Run, Step, ToolSpec, Transform
+from pf.toolchains.base import (
+    END_OF_OPTIONS,
+    CompileRequest,
+    Output,
+    Plan,
+    Run,
+    Step,
+    ToolSpec,
+    Transform,
+    operand,
+    stem_of,
+)
 from pf.toolchains.diagnostics import parse_gcc_style
 
 TRIPLE = "--target=wasm32-wasi"
@@ -61,7 +78,7 @@ def optimise_steps(
     passes = request.options.passes
     if passes is None:
         return (), final
-    step = Run("optimise", (opt.name, f"-passes={passes}", "-S", ir, "-o", final))
+    step = Run("optimise", (opt.name, f"-passes={passes}", "-S", "-o", final, END_OF_OPTIONS, ir))
     return (step,), ir
 
 
@@ -111,7 +128,7 @@ def _suffix(name: str) -> str:
 
 def _obj_name(index: int, source: str, suffix: str) -> str:
     # Indexed so that "a/x.c" and "b/x.c" cannot collide in the flat obj/ dir.
-    return f"obj/{index}_{PurePosixPath(source).stem}{suffix}"
+    return f"obj/{index}_{stem_of(source)}{suffix}"
 
 
 class CDriver:
@@ -179,9 +196,9 @@ class CDriver:
                 depfile,
                 "-c",
                 *AS_C,
-                source,
                 "-o",
                 obj,
+                operand(source),
             )
             steps.append(Run("compile", compile_argv, ccache=True))
 
@@ -194,12 +211,21 @@ class CDriver:
 
         # The name is part of the cache key, so it carries what the function depends on.
         which = "*" if narrowed is None else ",".join(narrowed)
-        steps.append(Transform("link", f"c-exports-v1:{which}", write_exports))
+        steps.append(Transform("link", f"c-exports-v2:{which}", write_exports))
         strip = () if options.debug else ("-Wl,--strip-all",)
         wasm = Output(f"out/{request.stem}.wasm", "wasm")
         if request.target == "asm":
             wasm = Output(f"obj/{request.stem}.wasm", "wasm")
-        link = ("clang", *flags, *objects, f"@{EXPORTS_RSP}", *strip, "-o", wasm.path)
+        link = (
+            "clang",
+            *flags,
+            f"@{EXPORTS_RSP}",
+            *strip,
+            "-o",
+            wasm.path,
+            END_OF_OPTIONS,
+            *objects,
+        )
         steps.append(Run("link", link))
         output = wasm
         if request.target == "asm":
@@ -224,7 +250,7 @@ class CDriver:
         if len(sources) == 1:
             depfiles.append(f"obj/{request.stem}.d")
             depend = ("-MD", "-MF", depfiles[0])
-            argv = ("clang", *flags, *depend, *AS_C, sources[0], "-o", ir)
+            argv = ("clang", *flags, *depend, *AS_C, "-o", ir, operand(sources[0]))
             steps.append(Run("compile", argv, ccache=True))
         else:
             # One IR module per request: compile each file, then llvm-link them together.
@@ -232,9 +258,17 @@ class CDriver:
             for index, (source, part) in enumerate(zip(sources, parts, strict=True)):
                 depfiles.append(_obj_name(index, source, ".d"))
                 depend = ("-MD", "-MF", depfiles[-1])
-                argv = ("clang", *flags, *depend, *AS_C, source, "-o", part)
+                argv = (
+                    "clang",
+                    *flags,
+                    *depend,
+                    *AS_C,
+                    "-o",
+                    part,
+                    operand(source),
+                )
                 steps.append(Run("compile", argv, ccache=True))
-            steps.append(Run("link", ("llvm-link", "-S", *parts, "-o", ir)))
+            steps.append(Run("link", ("llvm-link", "-S", "-o", ir, END_OF_OPTIONS, *parts)))
             used.append(tools.LLVM_LINK)
         if opt_steps:
             used.append(tools.OPT)

@@ -20,14 +20,16 @@ symbol tables (``wasmobj``). Imports base, tools, wasmobj, diagnostics and error
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.resources
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pf.errors import CompileFailed, Diagnostic, InvalidOption, RequestError
-from pf.toolchains import tools, wasmobj
+from pf.toolchains import response, tools, wasmobj
 from pf.toolchains.base import (
+    END_OF_OPTIONS,
     CompileRequest,
     Output,
     Plan,
@@ -38,8 +40,10 @@ from pf.toolchains.base import (
     ToolSpec,
     Transform,
     language_of,
+    operand,
 )
 from pf.toolchains.diagnostics import parse_gcc_style
+from pf.toolchains.names import MAX_STEM_BYTES, bounded
 
 TRIPLE = "--target=wasm32-wasi"
 WASM32_TRIPLE = "wasm32-unknown-wasi"
@@ -164,8 +168,16 @@ _HINT = (
 
 
 def _flat(name: str) -> str:
-    """One scratch file name per source, also for sources in subdirectories."""
-    return name.replace("/", "__")
+    """One scratch file name per source, also for sources in subdirectories.
+
+    A name too long to take suffixes (``.host.ll``) within one file name is cut, and a
+    digest of the whole name keeps two such names apart.
+    """
+    flat = name.replace("/", "__")
+    if bounded(flat) == flat:
+        return flat
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+    return f"{bounded(flat, MAX_STEM_BYTES - 17)}-{digest}"
 
 
 def _source_of_object(path: str) -> str:
@@ -317,8 +329,7 @@ def _retarget_files(units: Sequence[tuple[str, str, str]]) -> Callable[[Path], N
                 log="\n".join(str(d) for d in problems),
                 hint=_HINT,
             )
-        flags = () if program else LIBRARY_FLAGS
-        (scratch / MODE_RSP).write_text("".join(f"{flag}\n" for flag in flags))
+        response.write_gnu(scratch / MODE_RSP, () if program else LIBRARY_FLAGS)
 
     return run
 
@@ -343,7 +354,16 @@ def runtime_prebuilt() -> Prebuilt:
     taken from the action cache, as a packaged libFortranRuntime would be installed once."""
     compile_runtime = Run(
         "compile",
-        (tools.CLANG19.name, TRIPLE, "-O2", "-c", RUNTIME_SOURCE, "-o", RUNTIME_OBJECT),
+        (
+            tools.CLANG19.name,
+            TRIPLE,
+            "-O2",
+            "-c",
+            "-o",
+            RUNTIME_OBJECT,
+            END_OF_OPTIONS,
+            RUNTIME_SOURCE,
+        ),
     )
     plan = Plan(
         steps=(compile_runtime,),
@@ -402,7 +422,8 @@ class FortranDriver:
             # flang reads other names as linker input; free form is the modern default.
             argv += ["-x", "f95"]
         # .mod files go to obj/, where later files of the same request find them.
-        argv += ["-module-dir", "obj", source.name, "-o", out]
+        # flang-new takes no "--"; operand() keeps the source name from reading as a flag.
+        argv += ["-module-dir", "obj", "-o", out, operand(source.name)]
         return Run("compile", tuple(argv))
 
     def _llvm_plan(self, request: CompileRequest, sources: Sequence[SourceFile]) -> Plan:
@@ -421,11 +442,15 @@ class FortranDriver:
         ir = irs[0]
         if len(irs) > 1:
             ir = final if passes is None else "obj/linked.ll"
-            steps.append(Run("link", (tools.LLVM_LINK19.name, "-S", *irs, "-o", ir)))
+            link = (tools.LLVM_LINK19.name, "-S", "-o", ir, END_OF_OPTIONS, *irs)
+            steps.append(Run("link", link))
             used.append(tools.LLVM_LINK19)
         if passes is not None:
             steps.append(
-                Run("optimise", (tools.OPT19.name, f"-passes={passes}", "-S", ir, "-o", final))
+                Run(
+                    "optimise",
+                    (tools.OPT19.name, f"-passes={passes}", "-S", "-o", final, END_OF_OPTIONS, ir),
+                )
             )
             used.append(tools.OPT19)
         return Plan(steps=tuple(steps), outputs=(Output(final, "llvm"),), tools=tuple(used))
@@ -442,19 +467,29 @@ class FortranDriver:
         steps: list[Step] = [
             self._flang(request, s, host) for s, (_, host, _) in zip(sources, units, strict=True)
         ]
-        steps.append(Transform("compile", "fortran-retarget-wasm32-v2", _retarget_files(units)))
+        steps.append(Transform("compile", "fortran-retarget-wasm32-v3", _retarget_files(units)))
         for (_, _, wasm_ir), obj in zip(units, objects, strict=True):
             steps.append(
                 Run(
                     "compile",
-                    (tools.CLANG19.name, TRIPLE, clang_opt, *debug, "-c", wasm_ir, "-o", obj),
+                    (
+                        tools.CLANG19.name,
+                        TRIPLE,
+                        clang_opt,
+                        *debug,
+                        "-c",
+                        "-o",
+                        obj,
+                        END_OF_OPTIONS,
+                        wasm_ir,
+                    ),
                 )
             )
         # The export choice is not in any argv, so it goes into the Transform's name (cache key).
         which = "all" if options.exports is None else ",".join(options.exports)
         steps.append(
             Transform(
-                "link", f"fortran-exports-v1:{which}", _write_exports(objects, options.exports)
+                "link", f"fortran-exports-v2:{which}", _write_exports(objects, options.exports)
             )
         )
         wasm = (
@@ -472,10 +507,11 @@ class FortranDriver:
                     *strip,
                     f"@{MODE_RSP}",
                     f"@{EXPORTS_RSP}",
-                    *objects,
-                    RUNTIME_OBJECT,
                     "-o",
                     wasm,
+                    END_OF_OPTIONS,
+                    *objects,
+                    RUNTIME_OBJECT,
                 ),
             )
         )

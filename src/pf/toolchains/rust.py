@@ -7,7 +7,8 @@ staticlib (the crate's object plus std, alloc and the allocator shim) and links 
 rust-lld, lld 14, the linker rustc itself would call, passing rustc's own wasm flags but
 its own exports: ``--export-dynamic`` (every ``#[no_mangle] pub extern "C"`` function)
 or one ``--export`` per requested name, which lld refuses when the name is not defined.
-Imports base, tools, diagnostics and errors.
+Every module's export names are checked (``wasmobj.check_symbols``) after the link.
+Imports base, tools, response, wasmobj, diagnostics and errors.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import re
 from pathlib import Path, PurePosixPath
 
 from pf.errors import Diagnostic, InvalidOption, RequestError
-from pf.toolchains import tools
+from pf.toolchains import response, tools, wasmobj
 from pf.toolchains.base import (
+    END_OF_OPTIONS,
     CompileRequest,
     Options,
     Output,
@@ -26,8 +28,10 @@ from pf.toolchains.base import (
     Step,
     ToolSpec,
     Transform,
+    operand,
 )
 from pf.toolchains.diagnostics import parse_gcc_style, parse_rustc
+from pf.toolchains.names import bounded
 
 TRIPLE = "wasm32-unknown-unknown"
 EDITION = "2021"
@@ -52,6 +56,7 @@ _LINK_FLAGS = (
 _LLD_OPT = {"0": "-O0", "1": "-O1"}
 
 REMAP_RSP = "obj/remap.rsp"
+_CRATE_BYTES = 64
 
 _MISSING_EXPORT = re.compile(r"^symbol exported via --export not found: (?P<name>\S+)$")
 
@@ -59,7 +64,9 @@ _MISSING_EXPORT = re.compile(r"^symbol exported via --export not found: (?P<name
 def _crate_name(root: str) -> str:
     # rustc derives the crate name from the file stem and rejects '-' or a leading digit;
     # lower case spares an upper-case file name (MAIN.RS) the non-snake-case warning.
-    name = re.sub(r"\W", "_", PurePosixPath(root).stem.lower(), flags=re.ASCII)
+    # rustc names intermediates <crate>.<crate>.<hash>-cgu.0.rcgu.o: bounded, they fit.
+    stem = bounded(PurePosixPath(root).stem, _CRATE_BYTES)
+    name = re.sub(r"\W", "_", stem.lower(), flags=re.ASCII)
     return name if name and not name[0].isdigit() else f"_{name}"
 
 
@@ -84,10 +91,20 @@ def _remap_scratch(scratch: Path) -> None:
     no absolute paths, so the flag reaches rustc through an @file written here.
     """
     prefixes = dict.fromkeys((str(scratch), str(scratch.resolve())))
-    (scratch / REMAP_RSP).write_text("".join(f"--remap-path-prefix={p}=.\n" for p in prefixes))
+    response.write_lines(scratch / REMAP_RSP, [f"--remap-path-prefix={p}=." for p in prefixes])
 
 
-_REMAP = Transform("compile", "rust-remap-scratch-v1", _remap_scratch)
+_REMAP = Transform("compile", "rust-remap-scratch-v2", _remap_scratch)
+
+
+def _check_exports(wasm: str) -> Transform:
+    """Refuse a module exporting a name that is not an identifier: ``#[export_name]``
+    takes any string, which the asm.js conversion and every caller would have to carry."""
+
+    def check(scratch: Path) -> None:
+        wasmobj.check_symbols(wasmobj.module_exports((scratch / wasm).read_bytes()))
+
+    return Transform("link", "rust-check-export-names-v1", check)
 
 
 def _check_options(request: CompileRequest) -> None:
@@ -165,7 +182,8 @@ class RustDriver:
             "--out-dir",
             "obj",
             f"--emit=obj={obj},link={archive},dep-info={depfile}",
-            root,
+            END_OF_OPTIONS,
+            operand(root),
         )
         if options.exports is None:
             exports: tuple[str, ...] = ("--export-dynamic",)
@@ -175,7 +193,8 @@ class RustDriver:
         asm = request.target == "asm"
         wasm = Output(f"{'obj' if asm else 'out'}/{request.stem}.wasm", "wasm")
         # The crate's object is named first so --export-dynamic sees its symbols; the
-        # archive then supplies std and the allocator shim, member by member.
+        # archive then supplies std and the allocator shim, member by member. rust-lld
+        # takes no "--"; its operands are pf's own obj/ paths.
         link_argv = (
             tools.RUST_LLD.name,
             *_LINK_FLAGS,
@@ -187,7 +206,12 @@ class RustDriver:
             "-o",
             wasm.path,
         )
-        steps = [*_debug_steps(options), Run("compile", compile_argv), Run("link", link_argv)]
+        steps = [
+            *_debug_steps(options),
+            Run("compile", compile_argv),
+            Run("link", link_argv),
+            _check_exports(wasm.path),
+        ]
         output = wasm
         if asm:
             convert, output = tools.wasm2js_step(wasm.path, request.stem)
@@ -215,7 +239,8 @@ class RustDriver:
                     "--out-dir",
                     "obj",
                     f"--emit=llvm-ir={ir},dep-info={depfile}",
-                    root,
+                    END_OF_OPTIONS,
+                    operand(root),
                 ),
             ),
         ]
@@ -223,7 +248,16 @@ class RustDriver:
         if options.passes is not None:
             steps.append(
                 Run(
-                    "optimise", (tools.OPT.name, "-S", f"-passes={options.passes}", ir, "-o", final)
+                    "optimise",
+                    (
+                        tools.OPT.name,
+                        "-S",
+                        f"-passes={options.passes}",
+                        "-o",
+                        final,
+                        END_OF_OPTIONS,
+                        ir,
+                    ),
                 )
             )
             used.append(tools.OPT)

@@ -3,7 +3,9 @@
 Owns two small jobs that need no tool: listing the defined, externally visible
 functions of relocatable wasm objects (``clang --target=wasm32* -c``, clang 14 or 19;
 the "linking" custom section's symbol table), and narrowing the export section of a
-finished module. Imports only ``pf.errors``.
+finished module. Object bytes are the request's (its sources shape them), so malformed
+ones raise ``WasmFormatError``, a CompileFailed. Imports ``pf.errors``, ``names`` and
+``response``.
 
 API used by the C and Fortran drivers::
 
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pf.errors import CompileFailed
+from pf.toolchains.names import is_symbol, shown
+from pf.toolchains.response import write_gnu
 
 _MAGIC = b"\x00asm\x01\x00\x00\x00"
 _CUSTOM = 0
@@ -44,8 +48,13 @@ MAIN_SYMBOLS: frozenset[str] = frozenset(
 )
 
 
-class WasmFormatError(ValueError):
-    """The bytes are not a wasm object/module this reader understands."""
+class WasmFormatError(CompileFailed):
+    """The bytes are not a wasm object/module this reader understands.
+
+    A compile failure: the objects come from compiling the request's sources, which can
+    shape their bytes (custom sections, symbol names), so a malformed one is the
+    request's, reported like a compiler's error rather than as a crash.
+    """
 
 
 class _Reader:
@@ -53,6 +62,14 @@ class _Reader:
         self.data = data
         self.pos = pos
         self.end = len(data) if end is None else end
+        if not 0 <= pos <= self.end <= len(data):
+            raise WasmFormatError("section runs past the end of data")
+
+    def sub(self, size: int) -> _Reader:
+        """A reader of the next ``size`` bytes; this reader moves past them."""
+        start = self.pos
+        self.take(size)
+        return _Reader(self.data, start, self.pos)
 
     def done(self) -> bool:
         return self.pos >= self.end
@@ -141,11 +158,9 @@ def read_symbols(data: bytes) -> ObjectSymbols:
             raise WasmFormatError(f"unsupported linking section version {version}")
         while not reader.done():
             kind = reader.byte()
-            size = reader.uleb()
-            sub_end = reader.pos + size
+            subsection = reader.sub(reader.uleb())
             if kind == _SYMBOL_TABLE:
-                functions.extend(_symbol_table(_Reader(data, reader.pos, sub_end)))
-            reader.pos = sub_end
+                functions.extend(_symbol_table(subsection))
     if not found_linking:
         raise WasmFormatError("no 'linking' section: not a relocatable object (use clang -c)")
     names = tuple(dict.fromkeys(functions))
@@ -186,7 +201,7 @@ def _read_all(paths: Iterable[Path]) -> list[ObjectSymbols]:
         try:
             found.append(read_symbols(path.read_bytes()))
         except WasmFormatError as exc:
-            raise WasmFormatError(f"{path.name}: {exc}") from exc
+            raise WasmFormatError(f"cannot read the compiled object {path.name}: {exc}") from exc
     return found
 
 
@@ -200,10 +215,29 @@ def defines_main(paths: Iterable[Path]) -> bool:
     return any(symbols.has_main for symbols in _read_all(paths))
 
 
+def check_symbols(names: Iterable[str]) -> None:
+    """Refuse exported names that are not identifiers (``names.SYMBOL``), naming them.
+
+    Such a name can only come from an explicit label (C ``__asm__("...")``, Fortran
+    ``bind(C, name="...")``, Rust ``#[export_name = "..."]``). It is refused rather than
+    left unexported: a module silently missing a function the source exports is harder
+    to understand than an error that says which name to change.
+    """
+    bad = [name for name in names if not is_symbol(name)]
+    if bad:
+        raise CompileFailed(
+            f"cannot export {', '.join(shown(name) for name in bad)}: an exported function "
+            "needs an identifier name (letters, digits and '_', not starting with a digit)",
+            hint="rename the function's label (C __asm__, Fortran bind(C, name=), "
+            "Rust #[export_name]), or list the functions to export in the 'exports' option",
+        )
+
+
 def _check_exist(wanted: Sequence[str], available: Sequence[str], what: str) -> None:
     missing = [name for name in wanted if name not in available]
     if missing:
-        have = ", ".join(available) if available else "none"
+        listed = [name if is_symbol(name) else shown(name) for name in available]
+        have = ", ".join(listed) if listed else "none"
         raise CompileFailed(
             f"exports names {', '.join(repr(m) for m in missing)}, which the {what} "
             f"does not define. Functions it defines: {have}",
@@ -221,6 +255,9 @@ def write_export_file(
 ) -> list[str]:
     """Write a clang response file exporting the chosen functions; return their names.
 
+    Every chosen name must be an identifier (``check_symbols``), and every word is
+    quoted (``response.write_gnu``), so nothing in the file becomes a flag of its own.
+
     ``objects`` are paths relative to ``scratch``. With ``narrowed`` None every visible
     function is exported; otherwise exactly the named ones, each of which must be
     defined (else CompileFailed naming it and listing what exists). ``library_flags``
@@ -236,9 +273,10 @@ def write_export_file(
     else:
         _check_exist(narrowed, available, "program")
         chosen = list(dict.fromkeys(narrowed))
-    lines = [] if any(s.has_main for s in symbols) else list(library_flags)
-    lines += [f"-Wl,--export={name}" for name in chosen]
-    (scratch / dest).write_text("".join(f"{line}\n" for line in lines))
+    check_symbols(chosen)
+    words = [] if any(s.has_main for s in symbols) else list(library_flags)
+    words += [f"-Wl,--export={name}" for name in chosen]
+    write_gnu(scratch / dest, words)
     return chosen
 
 

@@ -1,8 +1,9 @@
 """The WAT driver: wabt wat2wasm to wasm; then binaryen wasm2js (asm) or wasm2c + clang (llvm).
 
-Owns the argv for each WAT target. A WAT file is exactly one module, so a request holds
-one ``.wat``. ``exports`` is honoured by dropping the other entries of the module's export
-section (``wasmobj.narrow_exports``); the module's own exports are otherwise what they are.
+Owns the argv for each WAT target: options, ``--``, operands (the source via ``operand``).
+A WAT file is exactly one module, so a request holds one ``.wat``. ``exports`` is
+honoured by dropping the other entries of the module's export section
+(``wasmobj.narrow_exports``); the module's own exports are otherwise what they are.
 Imports base, tools, wasmobj, c (shared opt helpers), diagnostics, errors.
 """
 
@@ -12,11 +13,22 @@ from pathlib import Path, PurePosixPath
 
 from pf.errors import Diagnostic, InvalidOption, RequestError
 from pf.toolchains import tools, wasmobj
-from pf.toolchains.base import CompileRequest, Output, Plan, Run, Step, ToolSpec, Transform
+from pf.toolchains.base import (
+    END_OF_OPTIONS,
+    CompileRequest,
+    Output,
+    Plan,
+    Run,
+    Step,
+    ToolSpec,
+    Transform,
+    operand,
+)
 from pf.toolchains.c import ccache_env, optimise_flags, optimise_steps, refuse_passes
 from pf.toolchains.diagnostics import parse_gcc_style
 
 _SUFFIXES = {".wat", ".wast"}
+WASM2C_SOURCE = "obj/module.c"
 
 LLVM_NOTE = (
     "WAT has no direct LLVM front end: this is host-triple LLVM 14 IR of the C that wasm2c "
@@ -61,10 +73,9 @@ class WatDriver:
         final_wasm = request.target == "wasm"
         narrowed = options.exports
         raw = f"out/{stem}.wasm" if final_wasm and narrowed is None else f"obj/{stem}.wasm"
-        assemble = ["wat2wasm", sources[0], "-o", raw]
-        if options.debug:
-            assemble.insert(1, "--debug-names")
-        steps: list[Step] = [Run("compile", tuple(assemble))]
+        debug = ("--debug-names",) if options.debug else ()
+        assemble = ("wat2wasm", *debug, "-o", raw, END_OF_OPTIONS, operand(sources[0]))
+        steps: list[Step] = [Run("compile", assemble)]
         wasm = raw
         if narrowed is not None:
             wasm = f"out/{stem}.wasm" if final_wasm else f"obj/{stem}.narrow.wasm"
@@ -80,12 +91,14 @@ class WatDriver:
 
     def _plan_llvm(self, request: CompileRequest, steps: list[Step], wasm: str) -> Plan:
         stem = request.stem
-        # wasm2c writes obj/<stem>.c and obj/<stem>.h; the .c includes the .h by its
+        # wasm2c writes obj/module.c and obj/module.h; the .c includes the .h by its
         # own directory and wasm-rt.h from /usr/include, so a host-triple clang finds both.
-        # The module name is pinned to the stem: wasm2c would otherwise take it from a
-        # name section (only with debug) or the intermediate file name.
-        c_file = f"obj/{stem}.c"
-        steps.append(Run("convert", ("wasm2c", f"--module-name={stem}", wasm, "-o", c_file)))
+        # The file name is pf's own: wasm2c writes it into an #include line unescaped.
+        # The module name is pinned to the stem, which wasm2c mangles into identifiers:
+        # it would otherwise take it from a name section (only with debug) or the file.
+        c_file = WASM2C_SOURCE
+        convert = ("wasm2c", f"--module-name={stem}", "-o", c_file, END_OF_OPTIONS, wasm)
+        steps.append(Run("convert", convert))
         opt_steps, ir = optimise_steps(request, f"obj/{stem}.ll")
         depfile = f"obj/{stem}.d"
         depend = ("-MD", "-MF", depfile)  # ccache depend mode, see c.py
@@ -95,9 +108,9 @@ class WatDriver:
             "-emit-llvm",
             *optimise_flags(request),
             *depend,
-            c_file,
             "-o",
             ir,
+            c_file,  # pf's own name; no "--" under ccache (see c.py)
         )
         steps.append(Run("compile", compile_ir, ccache=True))
         used = self.tools("llvm") if opt_steps else self.tools("llvm")[:-1]
