@@ -546,7 +546,8 @@ def limit_param(request: Request) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
+    # Length first: int() of thousands of digits raises (CPython's digit limit).
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidBody(f"query parameter 'limit' must be an integer from 1 to {MAX_LIMIT}")
     return int(raw)
 
