@@ -271,14 +271,12 @@ _SESSION_DOC = (
 PATHS: dict[str, Schema] = {
     "/api/health": {"get": _op("getHealth", "Liveness", _HEALTH, scope=None)},
     "/api/ready": {
-        "get": {
-            **_op(
-                "getReady",
-                "Readiness: the store answers and toolchains are installed",
-                _READY,
-                scope=None,
-            ),
-        }
+        "get": _op(
+            "getReady",
+            "Readiness: the store answers and toolchains are installed",
+            _READY,
+            scope=None,
+        )
     },
     "/api/session": {
         "get": _op(
@@ -429,6 +427,8 @@ PATHS: dict[str, Schema] = {
         "get": _op("getOpenApi", "This document", {"type": "object"}, scope=None),
     },
 }
+# Not ready is an answer, not an error: the same body, with 503.
+PATHS["/api/ready"]["get"]["responses"]["503"] = _json(_READY, "Not ready")
 PATHS["/metrics"]["get"]["responses"]["200"] = {
     "description": "Prometheus text exposition format",
     "content": {"text/plain": {"schema": STR}},
