@@ -1,29 +1,54 @@
-"""Schemathesis fuzzes /openapi.json against a real server: no 5xx, every answer matches."""
+"""The served OpenAPI document is the contract: schemathesis, as a user runs it, finds
+nothing against a real server; and the document's bodies are the validators' own."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
+from pf.server import schemas
 from pf.server.openapi import DOCUMENT
 from tests.server.conftest import Server
 
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
+SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+
+# Every check and every phase (examples, coverage, fuzzing with positive and negative
+# data, stateful along the document's links), bounded and seeded so a run is the same
+# run on every machine. Two checks do not apply, each for a stated reason; submissions
+# may answer 400 to a schema-valid body for what only a driver knows.
+CONFIG = """
+seed = 20261206
+workers = 2
+request-timeout = 30
+max-failures = 40
+
+[generation]
+deterministic = true
+max-examples = 30
+database = "none"
+
+[[operations]]
+include-operation-id = ["buildAll", "buildLanguage", "compile", "runTask"]
+# A driver refuses what it cannot honour (parallel without OpenMP, passes outside target
+# llvm), and the toolchains own the file name rule: 400 naming the option or file.
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "404", "409", "429", "503"]
+"""
+
+EXCLUDED_CHECKS = (
+    # DELETE /api/builds/{id} cancels a build; its record stays readable (API.md), so a
+    # cancelled build that still answers GET is the contract, not a stale resource.
+    "use_after_free",
+    # Open mode (loopback, no token created): every operation answers without
+    # credentials by design, so there is no authentication for this check to find ignored.
+    "ignored_auth",
+)
+# Described for the authentication layer; tested here once that layer serves them.
+NOT_YET_SERVED = ("getSession", "createSession", "deleteSession")
 
 
 @pytest.fixture(scope="module")
@@ -36,20 +61,59 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop()
 
 
-# The document pf serves, loaded in-process: schemathesis' fixture-based (lazy) loader
-# does not run under pytest 9. test_served_document_is_this_one ties the two together.
-schema = schemathesis.openapi.from_dict(DOCUMENT)
-
-
 def test_served_document_is_this_one(fuzzed: Server) -> None:
-    assert httpx.get(f"{fuzzed.url}/openapi.json").json() == DOCUMENT
+    answer = httpx.get(f"{fuzzed.url}/openapi.json")
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == DOCUMENT
 
 
-@schema.parametrize()
-@settings(
-    max_examples=12,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
-def test_every_operation_answers_as_documented(case: schemathesis.Case, fuzzed: Server) -> None:
-    case.call_and_validate(base_url=fuzzed.url, checks=CHECKS, timeout=30)
+def test_request_bodies_are_the_validated_schemas() -> None:
+    published = DOCUMENT["components"]["schemas"]
+    for name, schema in schemas.REQUESTS.items():
+        assert published[name] is schema
+    for path in DOCUMENT["paths"].values():
+        for operation in path.values():
+            body = operation.get("requestBody")
+            if body is not None:
+                target = body["content"]["application/json"]["schema"]["$ref"]
+                assert target.rsplit("/", 1)[1] in schemas.REQUESTS
+
+
+def test_every_operation_is_described_with_its_scope_and_errors() -> None:
+    for path, item in DOCUMENT["paths"].items():
+        for method, operation in item.items():
+            codes = set(operation["responses"])
+            assert {"400", "431"} <= codes, (method, path)
+            assert "Scope:" in operation["description"] or operation.get("security") == [{}]
+            if "Scope:" in operation["description"]:
+                assert {"401", "403"} <= codes, (method, path)
+            if method in {"post", "delete"}:
+                assert "415" in codes, (method, path)
+
+
+def test_schemathesis_finds_nothing(fuzzed: Server, tmp_path: Path) -> None:
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
+    excluded = [arg for op in NOT_YET_SERVED for arg in ("--exclude-operation-id", op)]
+    run = subprocess.run(
+        [
+            str(SCHEMATHESIS),
+            "--config-file",
+            str(config),
+            "run",
+            f"{fuzzed.url}/openapi.json",
+            "--checks",
+            "all",
+            "--exclude-checks",
+            ",".join(EXCLUDED_CHECKS),
+            *excluded,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    report = run.stdout + run.stderr
+    assert run.returncode == 0, report
+    assert "Stateful" in report and "Coverage" in report, report

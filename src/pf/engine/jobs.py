@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from pf.engine.cache import Artifact
 from pf.store.blobs import BlobStore
@@ -288,7 +289,9 @@ class Job:
                     "kind": a.kind,
                     "size": a.size,
                     "digest": a.digest,
-                    "url": f"/api/builds/{self.id}/artifacts/{a.name}",
+                    # Percent-encoded part by part: a source's name becomes its output's,
+                    # and may hold spaces, '#', '?' or '%'.
+                    "url": f"/api/builds/{quote(self.id, safe='')}/artifacts/{quote(a.name)}",
                 }
                 for a in self.artifacts
             ],

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from pf.server.ws import Hub
 
 SERVER_NAME = "pf-api-server"  # the original's value, which its clients display
-STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 NODE = ToolSpec("node", ("node", "nodejs"), "apt-get install nodejs", ("--version",), r"v(\S+)")
 _ARCH = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "i686": "ia32", "armv7l": "arm"}
 _SYSTEM_TTL = 30.0
@@ -267,9 +266,9 @@ async def status(request: Request) -> Response:
             raise NotFound("Build not found")
         return JSONResponse(record)
     limit = schemas.limit_param(request)
-    state = schemas.filter_param(request, "status", STATUSES)
+    state = schemas.filter_param(request, "status", schemas.STATUS_FILTER)
     # "task": the task runs, whose records carry language "task".
-    language = schemas.filter_param(request, "language", (*LANGUAGES, "task"))
+    language = schemas.filter_param(request, "language", schemas.LANGUAGE_FILTER)
     cache: ListCache = request.app.state.list_cache
     hub: Hub = request.app.state.hub
     key = (hub.generation, limit, state, language)

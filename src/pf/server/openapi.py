@@ -1,9 +1,13 @@
-"""The OpenAPI 3.0 document of pf serve (``GET /openapi.json``), written by hand.
+"""The OpenAPI 3.1 document of pf serve (``GET /openapi.json``): paths, status codes,
+media types, security and links, over the body schemas of schemas.py.
 
-It describes exactly what api.py answers, errors included, and is what the tests and
-schemathesis check the server against: a field added to a response is added here in
-the same change. Nullable fields are marked, so a fuzzer's schema check holds for
-queued, running and finished builds alike.
+The bodies are not described here: ``components/schemas`` is schemas.COMPONENTS, the
+very dicts the handlers validate requests with, so the document and the validation
+cannot drift. What this module adds is what only HTTP knows: which operation answers
+which codes (errors included, each the Error schema), which media types, which headers
+(Retry-After, WWW-Authenticate), the scope an operation needs, and the links from a
+submission's buildId to the operations that read or cancel that build, which is what
+lets a stateful fuzzer follow a build through its life.
 """
 
 from __future__ import annotations
@@ -15,163 +19,54 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pf import __version__
-from pf.toolchains import LANGUAGES, TARGETS
+from pf.server.schemas import (
+    ANY_OBJ,
+    BOOL,
+    COMPONENTS,
+    INT,
+    LANGUAGE_FILTER,
+    LIMIT,
+    NUM,
+    STATUS_FILTER,
+    STR,
+    TIME,
+    Schema,
+    array,
+    null,
+    obj,
+    ref,
+)
+from pf.toolchains import LANGUAGES
 
-Schema = dict[str, Any]
-
-STATUSES = ["queued", "running", "completed", "failed", "cancelled"]
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _obj(required: list[str], props: dict[str, Schema], extra: bool = True) -> Schema:
-    return {
-        "type": "object",
-        "required": required,
-        "properties": props,
-        "additionalProperties": extra,
-    }
-
-
-def _null(schema: Schema) -> Schema:
-    return {**schema, "nullable": True}
-
-
-def _list(items: Schema) -> Schema:
-    return {"type": "array", "items": items}
-
-
-_STR: Schema = {"type": "string"}
-_INT: Schema = {"type": "integer"}
-_NUM: Schema = {"type": "number"}
-_BOOL: Schema = {"type": "boolean"}
-_ANY_OBJ: Schema = {"type": "object", "additionalProperties": True}
-_OPTION: Schema = {
-    "oneOf": [_STR, _NUM, _BOOL, _list(_STR)],
-    "description": "a compile option: opt_level (0-3, s, z), parallel, passes, exports, debug",
+_RETRY_AFTER: Schema = {
+    "description": "seconds to wait before trying again",
+    "schema": {"type": "integer", "minimum": 1},
 }
-
-SCHEMAS: dict[str, Schema] = {
-    "Error": _obj(
-        ["error"],
-        {
-            "error": {**_STR, "description": "what went wrong, in words"},
-            "code": {**_STR, "description": "stable kebab-case error code"},
-            "hint": _STR,
-            "diagnostics": _list(_ref("Diagnostic")),
-        },
+_ERRORS: dict[int, tuple[str, dict[str, Schema]]] = {
+    400: (
+        "Invalid request (JSON, types, names, options), or a Host header that is not "
+        "allowed (code bad-host)",
+        {},
     ),
-    "Diagnostic": _obj(
-        ["file", "line", "col", "severity", "message"],
-        {"file": _STR, "line": _INT, "col": _INT, "severity": _STR, "message": _STR},
+    401: (
+        "No valid token or session (code unauthorized)",
+        {"WWW-Authenticate": {"schema": {"type": "string"}}},
     ),
-    "Artifact": _obj(
-        ["path", "size", "digest"],
-        {"path": _STR, "size": _INT, "digest": _STR, "url": _STR, "kind": _STR},
+    403: ("The token's scope does not allow this operation (code forbidden)", {}),
+    404: ("Not found", {}),
+    409: ("Conflict with the build's state: it has already finished", {}),
+    413: ("Request body above PF_MAX_BODY", {}),
+    415: ("The body is not application/json (code unsupported-media-type)", {}),
+    416: ("Range not satisfiable (Content-Range: bytes */size)", {}),
+    429: (
+        "Too many submissions from this client (code rate-limited)",
+        {"Retry-After": _RETRY_AFTER},
     ),
-    "Build": _obj(
-        ["buildId", "status", "progress"],
-        {
-            "buildId": _STR,
-            "kind": {"type": "string", "enum": ["compile", "task"]},
-            "language": _null(_STR),
-            "target": _null(_STR),
-            "project": _null(_STR),
-            "status": {"type": "string", "enum": STATUSES},
-            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-            "phase": _null(_STR),
-            "eta": _null(_NUM),
-            "createdTime": _null(_STR),
-            "startTime": _null(_STR),
-            "endTime": _null(_STR),
-            "duration": _null(_NUM),
-            "error": _null(_STR),
-            "cached": _null(_BOOL),
-            "artifacts": _list(_ref("Artifact")),
-            "timings": _null({"type": "object", "additionalProperties": _NUM}),
-            "diagnostics": _null(_list(_ref("Diagnostic"))),
-            "task": {**_null(_STR), "description": "a task run's task (kind task)"},
-            "params": {
-                "type": "object",
-                "additionalProperties": _STR,
-                "description": "a task run's parameters (kind task)",
-            },
-        },
+    431: ("Request headers too large", {}),
+    503: (
+        "Queue full or store unavailable (see Retry-After), or the server's Pfyfile is invalid",
+        {"Retry-After": _RETRY_AFTER},
     ),
-    "Task": _obj(
-        ["id", "name", "group", "description", "params", "aliases"],
-        {
-            "id": {**_STR, "description": "what POST /api/tasks/{name} takes: name or group:name"},
-            "name": _STR,
-            "group": _null(_STR),
-            "description": _null(_STR),
-            "params": _list(_obj(["name", "default"], {"name": _STR, "default": _null(_STR)})),
-            "aliases": _list(_STR),
-        },
-    ),
-    "TaskRequest": {
-        "type": "object",
-        "properties": {
-            "params": {
-                "type": "object",
-                "additionalProperties": {"oneOf": [_STR, _NUM, _BOOL]},
-                "description": "parameter name -> value, as `pf TASK name=value`; only "
-                "parameters the task declares",
-            },
-        },
-        "additionalProperties": False,
-    },
-    "Queued": _obj(
-        ["buildId", "status", "message"],
-        {"buildId": _STR, "status": {"type": "string", "enum": STATUSES}, "message": _STR},
-    ),
-    "BuildRequest": {
-        "type": "object",
-        "properties": {
-            "target": {"type": "string", "enum": list(TARGETS), "default": "wasm"},
-            "project": {**_STR, "description": "a project under the projects root"},
-            "options": {"type": "object", "additionalProperties": _OPTION},
-        },
-        "additionalProperties": _OPTION,
-    },
-    "CompileRequest": {
-        "type": "object",
-        "required": ["language", "files"],
-        "properties": {
-            "language": {"type": "string", "enum": list(LANGUAGES)},
-            "target": {"type": "string", "enum": list(TARGETS), "default": "wasm"},
-            "files": {
-                "type": "object",
-                "minProperties": 1,
-                "additionalProperties": _STR,
-                "description": "source file name -> source text",
-            },
-            "options": {"type": "object", "additionalProperties": _OPTION},
-        },
-        "additionalProperties": False,
-    },
-    "LogEntry": _obj(
-        ["timestamp", "level", "message"],
-        {
-            "timestamp": _STR,
-            "level": _STR,
-            "message": _STR,
-            "stdout": _null(_STR),
-            "stderr": _null(_STR),
-        },
-    ),
-}
-
-_ERROR_CODES = {
-    400: "Invalid request (JSON, types, language, target or option)",
-    404: "Not found",
-    405: "Method not allowed",
-    409: "Conflict with the build's state",
-    413: "Request body above PF_MAX_BODY",
-    416: "Range not satisfiable (Content-Range: bytes */size)",
-    503: "Queue full or store unavailable (see Retry-After), or the server's Pfyfile is invalid",
 }
 
 
@@ -179,104 +74,136 @@ def _json(schema: Schema, description: str = "OK") -> Schema:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*codes: int) -> dict[str, Schema]:
-    return {str(code): _json(_ref("Error"), _ERROR_CODES[code]) for code in codes}
+def _error(code: int) -> Schema:
+    description, headers = _ERRORS[code]
+    answer = _json(ref("Error"), description)
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+def _links(pointer: str) -> dict[str, Schema]:
+    """From a submission's answer to the operations on the build it made."""
+    build_id = {"buildId": f"$response.body#{pointer}"}
+    return {
+        "GetBuild": {"operationId": "getBuild", "parameters": build_id},
+        "GetBuildLogs": {"operationId": "getBuildLogs", "parameters": build_id},
+        "CancelBuild": {"operationId": "cancelBuild", "parameters": build_id},
+        "GetStatusOfBuild": {"operationId": "getStatus", "parameters": build_id},
+    }
 
 
 def _op(
+    operation_id: str,
     summary: str,
     ok: Schema,
     *errors: int,
+    scope: str | None = "read",
     status: int = 200,
     params: list[Schema] | None = None,
-    body: Schema | None = None,
+    body: str | None = None,
+    links: str | None = None,
+    description: str = "",
 ) -> Schema:
+    """One operation. ``scope`` None: open to anyone; else the scope it needs (and so
+    401/403); every operation may answer 400 (bad Host) and 431; one with a body 413/415."""
+    codes = {400, 431, *errors}
+    if scope is not None:
+        codes |= {401, 403}
+    if body is not None:
+        codes |= {413, 415}
+    answer = _json(ok)
+    if links is not None:
+        answer["links"] = _links(links)
+    access = f"Scope: {scope}." if scope else "Open: no token needed."
     operation: Schema = {
+        "operationId": operation_id,
         "summary": summary,
-        "responses": {str(status): _json(ok), **_errors(*errors)},
+        "description": f"{description} {access}".strip(),
+        "responses": {str(status): answer, **{str(c): _error(c) for c in sorted(codes)}},
     }
+    if scope is None:
+        operation["security"] = [{}]
     if params:
         operation["parameters"] = params
     if body is not None:
         operation["requestBody"] = {
             "required": False,
-            "content": {"application/json": {"schema": body}},
+            "content": {"application/json": {"schema": ref(body)}},
         }
     return operation
 
 
-def _path_param(name: str, schema: Schema = _STR) -> Schema:
-    return {"name": name, "in": "path", "required": True, "schema": schema}
+def _path(name: str, schema: Schema = STR, description: str = "") -> Schema:
+    param: Schema = {"name": name, "in": "path", "required": True, "schema": schema}
+    if description:
+        param["description"] = description
+    return param
 
 
 def _query(name: str, schema: Schema) -> Schema:
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
-_BUILD_ID = _path_param("buildId")
-_HEALTH = _obj(
+_BUILD_ID = _path("buildId", {**STR, "maxLength": 256})
+_SUBMITS = (404, 429, 503)  # every submission: unknown project or task, rate limit, queue
+
+_HEALTH = obj(
     ["status", "timestamp", "server", "version"],
     {
         "status": {"type": "string", "enum": ["ok"]},
-        "timestamp": _STR,
-        "server": _STR,
-        "version": _STR,
+        "timestamp": TIME,
+        "server": STR,
+        "version": STR,
     },
+    False,
 )
-_SYSTEM = _obj(
+_SYSTEM = obj(
     ["platform", "arch", "nodeVersion", "pythonVersion", "cwd", "rootDir"],
     {
-        "platform": _STR,
-        "arch": _STR,
-        "nodeVersion": _null(_STR),
-        "pythonVersion": _STR,
-        "cwd": _STR,
-        "rootDir": _STR,
-        "availableLanguages": _list(_STR),
-        "buildTargets": _list(_STR),
-        "toolchains": {"type": "object", "additionalProperties": _ANY_OBJ},
+        "platform": STR,
+        "arch": STR,
+        "nodeVersion": null(STR),
+        "pythonVersion": STR,
+        "cwd": STR,
+        "rootDir": STR,
+        "availableLanguages": array(STR),
+        "buildTargets": array(STR),
+        "toolchains": {"type": "object", "additionalProperties": ANY_OBJ},
     },
 )
-_READY = _obj(
+_READY = obj(
     ["ready", "store", "toolchains"],
     {
-        "ready": _BOOL,
-        "accepting": _BOOL,
+        "ready": BOOL,
+        "accepting": BOOL,
         "store": {"type": "string", "enum": ["ok", "unavailable"]},
-        "toolchains": _obj(["available", "total"], {"available": _INT, "total": _INT}),
+        "toolchains": obj(["available", "total"], {"available": INT, "total": INT}),
     },
 )
-_PROJECTS = _obj(
+_PROJECTS = obj(
     ["projects"],
     {
-        "projects": _list(
-            _obj(
-                ["name", "path", "languages"],
-                {"name": _STR, "path": _STR, "languages": _list(_STR)},
-            )
+        "projects": array(
+            obj(["name", "path", "languages"], {"name": STR, "path": STR, "languages": array(STR)})
         )
     },
 )
-_MODULE_FILE = _obj(
-    ["name", "path", "size"], {"name": _STR, "path": _STR, "size": _INT, "modified": _null(_STR)}
+_MODULE_FILE = obj(
+    ["name", "path", "size"], {"name": STR, "path": STR, "size": INT, "modified": null(STR)}
 )
-_MODULES = _obj(
+_MODULES = obj(
     ["modules"],
-    {
-        "modules": _list(
-            _obj(["language", "files"], {"language": _STR, "files": _list(_MODULE_FILE)})
-        )
-    },
+    {"modules": array(obj(["language", "files"], {"language": STR, "files": array(_MODULE_FILE)}))},
 )
-_BUILD_ALL = _obj(
+_BUILD_ALL = obj(
     ["message", "buildIds", "target", "project"],
-    {"message": _STR, "buildIds": _list(_STR), "target": _STR, "project": _null(_STR)},
+    {"message": STR, "buildIds": array(STR), "target": STR, "project": null(STR)},
+    False,
 )
-_STATUS = {
-    "oneOf": [_obj(["builds"], {"builds": _list(_ref("Build"))}, extra=False), _ref("Build")],
-}
-_LOGS = _obj(["buildId", "logs"], {"buildId": _STR, "logs": _list(_ref("LogEntry"))})
-_METRICS = _obj(
+_STATUS = {"oneOf": [obj(["builds"], {"builds": array(ref("Build"))}, False), ref("Build")]}
+_LOGS = obj(["buildId", "logs"], {"buildId": STR, "logs": array(ref("LogEntry"))}, False)
+_METRICS = obj(
     [
         "requestCount",
         "avgRequestTime",
@@ -289,159 +216,260 @@ _METRICS = _obj(
         "memoryUsage",
     ],
     {
-        "requestCount": _INT,
-        "avgRequestTime": _NUM,
-        "buildCount": _INT,
-        "activeBuilds": _INT,
-        "queuedBuilds": _INT,
-        "cacheHits": _INT,
-        "cacheMisses": _INT,
-        "wsConnections": _INT,
-        "memoryUsage": {"type": "object", "additionalProperties": _INT},
+        "requestCount": INT,
+        "avgRequestTime": NUM,
+        "buildCount": INT,
+        "activeBuilds": INT,
+        "queuedBuilds": INT,
+        "cacheHits": INT,
+        "cacheMisses": INT,
+        "wsConnections": INT,
+        "memoryUsage": {"type": "object", "additionalProperties": INT},
     },
 )
-
-_TASKS = _obj(
+_TASKS = obj(
     ["tasks"],
     {
-        "pfyfile": {**_null(_STR), "description": "the Pfyfile read, or null when none"},
-        "tasks": _list(_ref("Task")),
+        "pfyfile": {**null(STR), "description": "the Pfyfile read, or null when none"},
+        "tasks": array(ref("Task")),
     },
 )
-_TASK_NAME = {
-    **_path_param("name"),
-    "description": "a main-scope task (or alias) by name, a group's as group:name",
+_BYTES: Schema = {"type": "string", "format": "binary"}
+# What file_response names an artifact's type by its suffix (.wasm, .js, .ll or .wat).
+_ARTIFACT_TYPES = ("application/wasm", "text/javascript", "text/plain", "application/octet-stream")
+_ARTIFACT = {
+    "get": {
+        **_op(
+            "getArtifact",
+            "An artifact's bytes, with its digest as a strong ETag",
+            {},
+            404,
+            416,
+            params=[
+                _BUILD_ID,
+                _path("path", description="the artifact's path, as its record's url spells it"),
+            ],
+        ),
+    }
 }
+_ARTIFACT["get"]["responses"]["200"] = {
+    "description": "The artifact, in its media type",
+    "content": {media: {"schema": _BYTES} for media in _ARTIFACT_TYPES},
+}
+_ARTIFACT["get"]["responses"]["206"] = {
+    "description": "A range of the artifact",
+    "headers": {"Content-Range": {"schema": {"type": "string"}}},
+    "content": {media: {"schema": _BYTES} for media in _ARTIFACT_TYPES},
+}
+_ARTIFACT["get"]["responses"]["304"] = {"description": "Not modified (If-None-Match)"}
+
+_SESSION_DOC = (
+    "The dashboard's sign-in: a token exchanged for an HttpOnly SameSite=Strict cookie "
+    "pf_session, sent back on later requests."
+)
 
 PATHS: dict[str, Schema] = {
-    "/api/health": {"get": _op("Liveness", _HEALTH)},
+    "/api/health": {"get": _op("getHealth", "Liveness", _HEALTH, scope=None)},
     "/api/ready": {
-        "get": {
-            **_op("Readiness: the store answers and toolchains are installed", _READY),
-            "responses": {"200": _json(_READY), "503": _json(_READY, "Not ready")},
-        }
+        "get": _op(
+            "getReady",
+            "Readiness: the store answers and toolchains are installed",
+            _READY,
+            scope=None,
+        )
     },
-    "/api/system": {"get": _op("Platform, runtimes and toolchains", _SYSTEM)},
-    "/api/projects": {"get": _op("Projects under the projects root", _PROJECTS)},
-    "/api/modules": {"get": _op("Built modules that can be fetched", _MODULES)},
+    "/api/session": {
+        "get": _op(
+            "getSession",
+            "Whether authentication is required and who is signed in",
+            ref("SessionState"),
+            scope=None,
+            description=_SESSION_DOC,
+        ),
+        "post": {
+            **_op(
+                "createSession",
+                "Sign in: exchange a token for a session cookie",
+                ref("Session"),
+                401,
+                scope=None,
+                body="SessionRequest",
+                description=_SESSION_DOC,
+            ),
+        },
+        "delete": _op(
+            "deleteSession",
+            "Sign out: the session cookie is cleared",
+            ref("SignedOut"),
+            415,
+            scope=None,
+            description=_SESSION_DOC,
+        ),
+    },
+    "/api/system": {"get": _op("getSystem", "Platform, runtimes and toolchains", _SYSTEM)},
+    "/api/projects": {"get": _op("getProjects", "Projects under the projects root", _PROJECTS)},
+    "/api/modules": {"get": _op("getModules", "Built modules that can be fetched", _MODULES)},
     "/api/build/all": {
         "post": _op(
+            "buildAll",
             "Build every language of a project that supports the target",
             _BUILD_ALL,
-            400,
-            404,
-            413,
-            503,
-            body=_ref("BuildRequest"),
-        )
+            *_SUBMITS,
+            scope="build",
+            body="BuildRequest",
+            links="/buildIds/0",
+        ),
     },
     "/api/build/{language}": {
         "post": _op(
+            "buildLanguage",
             "Build one language of a project",
-            _ref("Queued"),
-            400,
-            404,
-            413,
-            503,
-            params=[_path_param("language")],
-            body=_ref("BuildRequest"),
-        )
+            ref("Queued"),
+            *_SUBMITS,
+            scope="build",
+            body="BuildRequest",
+            links="/buildId",
+            params=[_path("language", {"type": "string", "enum": list(LANGUAGES)})],
+        ),
     },
     "/api/compile": {
         "post": _op(
+            "compile",
             "Compile sources sent in the body",
-            _ref("Queued"),
-            400,
-            413,
-            503,
+            ref("Queued"),
+            *_SUBMITS,
+            scope="build",
             status=202,
-            body=_ref("CompileRequest"),
-        )
+            body="CompileRequest",
+            links="/buildId",
+        ),
     },
     "/api/status": {
         "get": _op(
+            "getStatus",
             "Every recent build, or one with ?buildId=",
             _STATUS,
-            400,
             404,
             params=[
-                _query("buildId", _STR),
-                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                _query("status", {"type": "string", "enum": STATUSES}),
-                _query("language", {"type": "string", "enum": [*LANGUAGES, "task"]}),
+                _query("buildId", {**STR, "maxLength": 256}),
+                _query("limit", LIMIT),
+                _query("status", STATUS_FILTER),
+                _query("language", LANGUAGE_FILTER),
             ],
-        )
-    },
-    "/api/logs/{buildId}": {"get": _op("A build's log", _LOGS, 404, params=[_BUILD_ID])},
-    "/api/builds/{buildId}": {
-        "get": _op("One build", _ref("Build"), 404, params=[_BUILD_ID]),
-        "delete": _op(
-            "Cancel a queued or running build", _ref("Build"), 404, 409, params=[_BUILD_ID]
         ),
     },
-    "/api/builds/{buildId}/artifacts/{path}": {
-        "get": {
-            "summary": "An artifact's bytes, with its digest as a strong ETag",
-            "parameters": [_BUILD_ID, _path_param("path")],
-            "responses": {
-                "200": {
-                    "description": "The artifact",
-                    "content": {
-                        "application/octet-stream": {
-                            "schema": {"type": "string", "format": "binary"}
-                        }
-                    },
-                },
-                "206": {"description": "A range of the artifact"},
-                "304": {"description": "Not modified"},
-                **_errors(404, 416),
-            },
-        }
+    "/api/logs/{buildId}": {
+        "get": _op("getBuildLogs", "A build's log", _LOGS, 404, params=[_BUILD_ID]),
     },
+    "/api/builds/{buildId}": {
+        "get": _op("getBuild", "One build", ref("Build"), 404, params=[_BUILD_ID]),
+        "delete": _op(
+            "cancelBuild",
+            "Cancel a queued or running build",
+            ref("Build"),
+            404,
+            409,
+            415,
+            scope="build",
+            params=[_BUILD_ID],
+            description="The record answered shows status cancelled. Cancelling a build "
+            "that has finished (completed, failed, or already cancelled, so also a second "
+            "cancel) is 409 and changes nothing. A build scope cancels its own builds; "
+            "admin any.",
+        ),
+    },
+    "/api/builds/{buildId}/artifacts/{path}": _ARTIFACT,
     "/api/tasks": {
-        "get": {
-            **_op("Tasks of the server's Pfyfile", _TASKS, 503),
-            "description": "The Pfyfile is the one PFY_FILE names, else Pfyfile.pf in the "
-            "projects root, else the nearest Pfyfile.pf from the server's working directory "
-            "upward; none: an empty list. One that does not parse: 503 with the rendered "
-            "file:line:col message.",
-        }
+        "get": _op(
+            "getTasks",
+            "Tasks of the server's Pfyfile",
+            _TASKS,
+            503,
+            scope="admin",
+            description="The Pfyfile is the one PFY_FILE names, else Pfyfile.pf in "
+            "the projects root, else the nearest Pfyfile.pf from the server's "
+            "working directory upward; none: an empty list. One that does not "
+            "parse: 503 with the rendered file:line:col message.",
+        ),
     },
     "/api/tasks/{name}": {
-        "post": {
-            **_op(
-                "Run a Pfyfile task as a job",
-                _ref("Build"),
-                400,
-                404,
-                413,
-                503,
-                status=202,
-                params=[_TASK_NAME],
-                body=_ref("TaskRequest"),
-            ),
-            "description": "Queued as a build record of kind task (buildId task-<name>-...), "
+        "post": _op(
+            "runTask",
+            "Run a Pfyfile task as a job",
+            ref("Build"),
+            *_SUBMITS,
+            scope="admin",
+            status=202,
+            body="TaskRequest",
+            links="/buildId",
+            params=[
+                _path(
+                    "name",
+                    {**STR, "maxLength": 256},
+                    "a main-scope task (or alias) by name, a group's as group:name",
+                )
+            ],
+            description="Queued as a build record of kind task (buildId task-<name>-...), "
             "run through the same queue, workers, logs, events and cancellation "
             "(DELETE /api/builds/{buildId}) as compiles. Unknown task: 404 with a "
             "suggestion; a parameter the task does not declare: 400.",
+        ),
+    },
+    "/api/metrics": {
+        "get": _op("getMetrics", "Counters of requests, builds, cache and clients", _METRICS),
+    },
+    "/metrics": {
+        "get": {
+            **_op("getPrometheusMetrics", "Every metric in the Prometheus text format", {}),
         }
     },
-    "/api/metrics": {"get": _op("Counters of requests, builds, cache and clients", _METRICS)},
+    "/openapi.json": {
+        "get": _op("getOpenApi", "This document", {"type": "object"}, scope=None),
+    },
+}
+# Not ready is an answer, not an error: the same body, with 503.
+PATHS["/api/ready"]["get"]["responses"]["503"] = _json(_READY, "Not ready")
+PATHS["/metrics"]["get"]["responses"]["200"] = {
+    "description": "Prometheus text exposition format",
+    "content": {"text/plain": {"schema": STR}},
 }
 
 DOCUMENT: Schema = {
-    "openapi": "3.0.3",
+    "openapi": "3.1.0",
     "info": {
         "title": "pf serve",
         "version": __version__,
-        "description": "The polyglot build service: the original pf-web-poly-compile-helper-runner "
-        "API plus inline compiles, cancellation, artifacts, tasks and metrics. WebSocket "
-        "events on /ws (and /) are described in API.md.",
+        "description": "The polyglot build service: the original pf-web-poly-compile-helper-"
+        "runner API plus inline compiles, cancellation, artifacts, tasks and metrics. Every "
+        "/api answer is application/json, errors included ({error, code, hint?}). "
+        "WebSocket events on /ws (and /) are described in API.md.",
     },
+    "security": [{"bearerAuth": []}, {"cookieAuth": []}],
     "paths": PATHS,
-    "components": {"schemas": SCHEMAS},
+    "components": {
+        "schemas": COMPONENTS,
+        "securitySchemes": {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "a token from `pf token create NAME --scope read|build|admin`",
+            },
+            "cookieAuth": {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": "pf_session",
+                "description": "the session POST /api/session sets",
+            },
+        },
+    },
 }
 _BODY = json.dumps(DOCUMENT, separators=(",", ":")).encode()
+
+
+def document() -> dict[str, Any]:
+    """A fresh copy of the document (for tests and tools that may change it)."""
+    loaded: dict[str, Any] = json.loads(_BODY)
+    return loaded
 
 
 async def openapi(request: Request) -> Response:

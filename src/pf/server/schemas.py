@@ -1,32 +1,299 @@
-"""Request bodies and query strings: read within PF_MAX_BODY, parse, check types, or refuse.
+"""The HTTP contract's data: a JSON Schema for every request and response body, and the
+request validation that runs those very schemas.
 
-Every refusal is a PfError with a 4xx status and a message naming the field, so the
-handlers in api.py only see well-typed values. Option *values* are checked here for
-shape only (a scalar or a list of names); their meaning is checked by
-``Options.parse`` in the engine, which names the option and its allowed values.
+One definition per body: ``COMPONENTS`` is what openapi.py publishes under
+``components/schemas`` and what ``build_body``, ``compile_body`` and ``task_params``
+validate against, through validators compiled once at import (jsonschema-rs, draft
+2020-12, the dialect of OpenAPI 3.1). Why JSON Schema dicts and not models: the
+published document *is* the validator's input, with no generator in between whose
+output could differ from what a model accepts at run time (pydantic's lax coercions,
+msgspec's unions); jsonschema-rs already ships with schemathesis, validates a small
+body in microseconds, and reports each failure as a structured kind with its instance
+path, which is what turns it into a message naming the field.
+
+What a schema cannot say stays with the engine: whether a driver can honour an option
+(``parallel`` for wasm), a file name's full rule, a project that exists. Those refusals
+are 400 or 404 too, raised as typed errors by the layer that knows.
+
+Every refusal here is a RequestError (400) naming the field; strings holding a lone
+surrogate (``"\\ud800"``) are refused before anything can try to encode them.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import jsonschema_rs
 from starlette.requests import Request
 
-from pf.errors import InvalidOption, RequestError
+from pf.errors import InvalidOption, RequestError, UnsupportedLanguage, UnsupportedTarget
 from pf.server.errors import PayloadTooLarge
+from pf.toolchains import LANGUAGES, TARGETS
+from pf.toolchains.base import Options
+
+Schema = dict[str, Any]
 
 MAX_FILES = 256
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
-_BUILD_FIELDS = ("target", "project", "options")
+MAX_NAME = 255  # bytes in one file name part (NAME_MAX), characters here
+STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+SCOPES = ("read", "build", "admin")
 
 
 class InvalidBody(RequestError):
     code = "invalid-body"
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(required: list[str], props: dict[str, Schema], extra: bool | Schema = True) -> Schema:
+    return {
+        "type": "object",
+        "required": required,
+        "properties": props,
+        "additionalProperties": extra,
+    }
+
+
+def null(schema: Schema) -> Schema:
+    """``schema`` or null (OpenAPI 3.1 spells nullable as a type list)."""
+    kind = schema.get("type")
+    if kind is None:
+        return {"anyOf": [schema, {"type": "null"}]}
+    kinds = kind if isinstance(kind, list) else [kind]
+    return {**schema, "type": [*kinds, "null"]}
+
+
+def array(items: Schema) -> Schema:
+    return {"type": "array", "items": items}
+
+
+STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer"}
+NUM: Schema = {"type": "number"}
+BOOL: Schema = {"type": "boolean"}
+ANY_OBJ: Schema = {"type": "object", "additionalProperties": True}
+TIME: Schema = {"type": "string", "format": "date-time"}
+
+# The option values Options.parse accepts, as a schema; null means "the default". The
+# driver still decides whether it can honour a value (parallel needs OpenMP).
+_SYMBOL = "[A-Za-z_][A-Za-z0-9_]*"
+_FLAG: Schema = {
+    "enum": [True, False, "true", "false", "yes", "no", "on", "off", "1", "0", 1, 0, None],
+}
+OPTIONS: dict[str, Schema] = {
+    "opt_level": {
+        "type": ["string", "integer", "null"],
+        "pattern": "^[Oo]?[0-3sSzZ]$",
+        "minimum": 0,
+        "maximum": 3,
+        "description": "an optimisation level: 0, 1, 2, 3, s or z (O2 reads as 2)",
+    },
+    "parallel": {**_FLAG, "description": "a boolean: OpenMP (target llvm)"},
+    "passes": {
+        "type": ["string", "null"],
+        "pattern": r"^[A-Za-z0-9_<>(),.=\-]+$",
+        "maxLength": 1024,
+        "description": "an LLVM pass pipeline such as default<O2> or mem2reg,instcombine",
+    },
+    "exports": {
+        "anyOf": [
+            {"type": "string", "pattern": f"^{_SYMBOL}(,{_SYMBOL})*$", "maxLength": 4096},
+            {"type": "array", "items": {"type": "string", "pattern": f"^{_SYMBOL}$"}},
+            {"type": "null"},
+        ],
+        "description": "symbol names (a list, or comma-separated) the wasm module exports",
+    },
+    "debug": {**_FLAG, "description": "a boolean: keep debug information"},
+}
+assert tuple(OPTIONS) == Options.NAMES, "every option Options.parse takes has a schema"
+_OPTIONS_OBJECT: Schema = {
+    "type": "object",
+    "properties": OPTIONS,
+    "additionalProperties": False,
+}
+_TARGET: Schema = {"type": "string", "enum": list(TARGETS), "default": "wasm"}
+_LANGUAGE: Schema = {"type": "string", "enum": list(LANGUAGES)}
+_FILE_NAME = f"^[^/]{{1,{MAX_NAME}}}(/[^/]{{1,{MAX_NAME}}})*$"
+
+REQUESTS: dict[str, Schema] = {
+    "BuildRequest": {
+        "type": "object",
+        "description": "The original's flat body: options may sit beside target and "
+        "project, or inside options (which wins).",
+        "properties": {
+            "target": _TARGET,
+            "project": {
+                **null(STR),
+                "maxLength": MAX_NAME,
+                "description": "a project under the projects root (default: the first)",
+            },
+            "options": _OPTIONS_OBJECT,
+            **OPTIONS,
+        },
+        "additionalProperties": False,
+    },
+    "CompileRequest": {
+        "type": "object",
+        "required": ["language", "files"],
+        "properties": {
+            "language": _LANGUAGE,
+            "target": _TARGET,
+            "files": {
+                "type": "object",
+                "title": "source files",
+                "description": "source file name (relative, '/'-separated) -> source text",
+                "minProperties": 1,
+                "maxProperties": MAX_FILES,
+                "propertyNames": {"pattern": _FILE_NAME},
+                "additionalProperties": {"type": "string", "title": "source text"},
+            },
+            "options": _OPTIONS_OBJECT,
+        },
+        "additionalProperties": False,
+    },
+    "TaskRequest": {
+        "type": "object",
+        "properties": {
+            "params": {
+                "type": "object",
+                "description": "parameter name -> value, as `pf TASK name=value`; only "
+                "parameters the task declares",
+                "additionalProperties": {"type": ["string", "number", "boolean"]},
+            },
+        },
+        "additionalProperties": False,
+    },
+    "SessionRequest": obj(["token"], {"token": {**STR, "description": "an API token"}}, False),
+}
+
+RESPONSES: dict[str, Schema] = {
+    "Error": obj(
+        ["error"],
+        {
+            "error": {**STR, "description": "what went wrong, in words"},
+            "code": {**STR, "description": "stable kebab-case error code"},
+            "hint": STR,
+            "diagnostics": array(ref("Diagnostic")),
+        },
+        False,
+    ),
+    "Diagnostic": obj(
+        ["file", "line", "col", "severity", "message"],
+        {"file": STR, "line": INT, "col": INT, "severity": STR, "message": STR},
+    ),
+    "Artifact": obj(
+        ["path", "size", "digest", "url"],
+        {
+            "path": STR,
+            "size": INT,
+            "digest": STR,
+            "url": {**STR, "description": "where GET serves it: each path part percent-encoded"},
+            "kind": STR,
+        },
+    ),
+    "Build": obj(
+        ["buildId", "status", "progress"],
+        {
+            "buildId": STR,
+            "kind": {"type": "string", "enum": ["compile", "task"]},
+            "language": STR,
+            "target": STR,
+            "project": null(STR),
+            "status": {"type": "string", "enum": list(STATUSES)},
+            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+            "phase": null(STR),
+            "eta": null(NUM),
+            "createdTime": TIME,
+            "startTime": null(TIME),
+            "endTime": null(TIME),
+            "duration": null(NUM),
+            "error": null(STR),
+            "cached": BOOL,
+            "artifacts": array(ref("Artifact")),
+            "timings": {"type": "object", "additionalProperties": NUM},
+            "diagnostics": array(ref("Diagnostic")),
+            "options": ANY_OBJ,
+            "task": {**null(STR), "description": "a task run's task (kind task)"},
+            "params": {
+                "type": "object",
+                "additionalProperties": STR,
+                "description": "a task run's parameters (kind task)",
+            },
+        },
+    ),
+    "Queued": obj(
+        ["buildId", "status", "message"],
+        {"buildId": STR, "status": {"type": "string", "enum": list(STATUSES)}, "message": STR},
+        False,
+    ),
+    "LogEntry": obj(
+        ["timestamp", "level", "message"],
+        {"timestamp": STR, "level": STR, "message": STR, "stdout": null(STR), "stderr": null(STR)},
+    ),
+    "Task": obj(
+        ["id", "name", "group", "description", "params", "aliases"],
+        {
+            "id": {**STR, "description": "what POST /api/tasks/{name} takes: name or group:name"},
+            "name": STR,
+            "group": null(STR),
+            "description": null(STR),
+            "params": array(obj(["name", "default"], {"name": STR, "default": null(STR)})),
+            "aliases": array(STR),
+        },
+    ),
+    "Session": obj(
+        ["name", "scope", "expires"],
+        {"name": STR, "scope": {"type": "string", "enum": list(SCOPES)}, "expires": TIME},
+    ),
+    "SessionState": obj(
+        ["authRequired", "authenticated", "name", "scope"],
+        {
+            "authRequired": BOOL,
+            "authenticated": BOOL,
+            "name": null(STR),
+            "scope": null({"type": "string", "enum": list(SCOPES)}),
+        },
+    ),
+    "SignedOut": obj(["signedOut"], {"signedOut": {"type": "boolean", "const": True}}),
+}
+
+COMPONENTS: dict[str, Schema] = {**REQUESTS, **RESPONSES}
+
+# Query parameters: their schemas are published as they are, and read by the functions
+# below.
+LIMIT: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}
+STATUS_FILTER: Schema = {"type": "string", "enum": list(STATUSES)}
+LANGUAGE_FILTER: Schema = {"type": "string", "enum": [*LANGUAGES, "task"]}
+
+
+def _validator(name: str) -> jsonschema_rs.Validator:
+    root = {"$ref": f"#/components/schemas/{name}", "components": {"schemas": COMPONENTS}}
+    return jsonschema_rs.Draft202012Validator(root)
+
+
+_VALIDATORS = {name: _validator(name) for name in REQUESTS}
+# Escapes of U+D800..U+DFFF in the raw bytes: only then can json.loads yield a surrogate.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _reject_constant(name: str) -> float:
+    raise InvalidBody(f"invalid JSON body: {name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidBody(f"invalid JSON body: the number {text[:40]} is out of range")
+    return value
 
 
 async def read_json(request: Request, limit: int) -> object:
@@ -49,17 +316,59 @@ async def read_json(request: Request, limit: int) -> object:
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw)
+        data = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite)
     except RecursionError:
         raise InvalidBody("invalid JSON body: nested too deeply") from None
     except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
         raise InvalidBody(f"invalid JSON body: {exc}") from None
-
-
-def _object(data: object, what: str = "request body") -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise InvalidBody(f"{what} must be a JSON object, not {_kind(data)}")
+    if _SURROGATE_ESCAPE.search(raw):
+        _refuse_surrogates(data, ())
     return data
+
+
+def _refuse_surrogates(value: object, path: tuple[str, ...]) -> None:
+    """Refuse the first string (or key) holding a lone surrogate, naming where it is."""
+    if isinstance(value, str):
+        if not _encodable(value):
+            raise InvalidBody(
+                f"{_where(path)} holds a lone surrogate (a \\ud800-\\udfff escape that is "
+                "not half of a pair): it is not text"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_surrogates(key, path)
+            _refuse_surrogates(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_surrogates(item, (*path, str(index)))
+
+
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _where(path: tuple[str, ...]) -> str:
+    """How a message names a place in the body: ``field 'target'``, ``file 'a.c'``."""
+    if not path:
+        return "the request body"
+    if len(path) == 2 and path[0] in _CONTAINERS:
+        return f"{_CONTAINERS[path[0]]} {_short(path[1])}"
+    return f"field {_short('.'.join(path))}"
+
+
+_CONTAINERS = {"files": "file", "options": "option", "params": "parameter"}
+
+
+def _short(value: object) -> str:
+    """``repr`` cut to 80 characters (repr also escapes any surrogate)."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def _kind(value: object) -> str:
@@ -76,39 +385,112 @@ def _kind(value: object) -> str:
     return "an object"
 
 
-def _string(obj: Mapping[str, Any], name: str, default: str | None = None) -> str:
-    value = obj.get(name, default)
-    if value is None:
-        raise InvalidBody(f"field {name!r} is required")
-    if not isinstance(value, str):
-        raise InvalidBody(f"field {name!r} must be a string, not {_kind(value)}")
-    return value
+_TYPE_WORDS = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+    "object": "a JSON object",
+    "array": "an array",
+    "null": "null",
+}
 
 
-def _optional_string(obj: Mapping[str, Any], name: str) -> str | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidBody(f"field {name!r} must be a string, not {_kind(value)}")
-    return value
+def _expected(schema: Schema) -> str:
+    """What a schema asks for, in words: "a string", "a JSON object of source files"."""
+    if "enum" in schema and "type" in schema:
+        return "one of " + ", ".join(str(v) for v in schema["enum"])
+    kinds = schema.get("type", [])
+    words = " or ".join(_TYPE_WORDS[k] for k in (kinds if isinstance(kinds, list) else [kinds]))
+    title = schema.get("title")
+    return f"{words} of {title}" if title and words else words or "valid"
 
 
-def _option_value(name: str, value: object) -> object:
-    """Refuse shapes no option takes; the engine checks the values themselves."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidOption(name, f"{value!r} is not a finite number")
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return value
-    raise InvalidOption(
-        name, f"expected a string, number, boolean or list of strings, not {_kind(value)}"
-    )
+def _validate(name: str, data: object) -> dict[str, Any]:
+    validator = _VALIDATORS[name]
+    if validator.is_valid(data):
+        assert isinstance(data, dict)
+        return data
+    errors = sorted(validator.iter_errors(data), key=_rank)
+    raise _refusal(errors[0])
 
 
-def _options(raw: Mapping[str, Any]) -> dict[str, object]:
-    return {str(name): _option_value(str(name), value) for name, value in raw.items()}
+_KIND_ORDER = {"required": 0, "type": 1, "additionalProperties": 2, "propertyNames": 3}
+
+
+def _rank(error: jsonschema_rs.ValidationError) -> tuple[int, int]:
+    return len(error.instance_path), _KIND_ORDER.get(error.kind.name, 9)
+
+
+def _schema_at(path: list[str | int]) -> Schema:
+    node: Any = {"components": {"schemas": COMPONENTS}}
+    for step in path:
+        node = node[step]
+    return node if isinstance(node, dict) else {}
+
+
+def _refusal(error: jsonschema_rs.ValidationError) -> RequestError:
+    """The user's message for the first schema violation."""
+    path = tuple(str(step) for step in error.instance_path)
+    kind = error.kind.name
+    facts = error.kind.as_dict()
+    # The schema node the failed keyword belongs to (propertyNames' pattern is one deeper).
+    steps = list(error.schema_path)
+    cut = len(steps) - 1 - steps[::-1].index(kind) if kind in steps else len(steps) - 1
+    node = _schema_at(steps[:cut])
+    value = error.instance
+    if kind == "additionalProperties" and "opt_level" in node.get("properties", {}):
+        return InvalidOption(str(facts["unexpected"][0]), "unknown option", Options.NAMES)
+    option = _option_name(path)
+    if option is not None:
+        return InvalidOption(option, f"{_short(value)} is not {OPTIONS[option]['description']}")
+    where = _where(path)
+    if kind == "required":
+        name = str(facts["property"])
+        wanted = _expected(node["properties"][name])
+        return InvalidBody(f"field {name!r} is required: {name!r} must be {wanted}")
+    if kind == "additionalProperties":
+        unknown = str(facts["unexpected"][0])
+        allowed = ", ".join(node.get("properties", {}))
+        return InvalidBody(f"unknown field {_short(unknown)}; expected {allowed}")
+    if kind == "enum" and path == ("target",):
+        return UnsupportedTarget(str(value), TARGETS)
+    if kind == "enum" and path == ("language",):
+        return UnsupportedLanguage(str(value), LANGUAGES)
+    if kind == "minProperties":
+        least = "one" if facts["limit"] == 1 else facts["limit"]
+        noun = str(node.get("title", "entries")).removesuffix("s")
+        return InvalidBody(f"{where} must name at least {least} {noun}")
+    if kind == "maxProperties":
+        return InvalidBody(f"{where} holds more than {facts['limit']} {node.get('title')}")
+    if kind == "propertyNames":
+        return InvalidBody(
+            f"{where}: the name {_short(_bad_name(value))} is empty or has a part "
+            f"longer than {MAX_NAME} characters"
+        )
+    if kind == "maxLength":
+        return InvalidBody(f"{where} is longer than {facts['limit']} characters")
+    if kind == "type":
+        node = {key: node[key] for key in ("type", "title") if key in node}
+    return InvalidBody(f"{where} must be {_expected(node)}, not {_kind(value)}")
+
+
+def _option_name(path: tuple[str, ...]) -> str | None:
+    """The option a failure is about: a flat one (build bodies) or one inside options."""
+    if len(path) >= 1 and path[0] in OPTIONS:
+        return path[0]
+    if len(path) >= 2 and path[0] == "options" and path[1] in OPTIONS:
+        return path[1]
+    return None
+
+
+def _bad_name(names: object) -> str:
+    pattern = re.compile(_FILE_NAME)
+    if isinstance(names, dict):
+        for name in names:
+            if not pattern.match(name):
+                return str(name)
+    return ""
 
 
 @dataclass(frozen=True)
@@ -122,12 +504,10 @@ class BuildBody:
 
 def build_body(data: object) -> BuildBody:
     """``{target?, project?, <option>: value, ...}``; options may also come as ``options: {}``."""
-    obj = _object(data)
-    options = _options({k: v for k, v in obj.items() if k not in _BUILD_FIELDS})
-    nested = obj.get("options")
-    if nested is not None:
-        options.update(_options(_object(nested, "field 'options'")))
-    return BuildBody(_string(obj, "target", "wasm"), _optional_string(obj, "project"), options)
+    body = _validate("BuildRequest", data)
+    options = {k: v for k, v in body.items() if k in OPTIONS}
+    options.update(body.get("options") or {})
+    return BuildBody(body.get("target", "wasm"), body.get("project"), options)
 
 
 @dataclass(frozen=True)
@@ -141,59 +521,43 @@ class CompileBody:
 
 
 def compile_body(data: object) -> CompileBody:
-    obj = _object(data)
-    unknown = sorted(set(obj) - {"language", "target", "files", "options"})
-    if unknown:
-        raise InvalidBody(
-            f"unknown field {unknown[0]!r}; expected language, target, files, options"
-        )
-    files = _object(obj.get("files"), "field 'files'")
-    if not files:
-        raise InvalidBody("field 'files' must name at least one source file")
-    if len(files) > MAX_FILES:
-        raise InvalidBody(f"field 'files' holds {len(files)} files; at most {MAX_FILES}")
-    for name, text in files.items():
-        if not isinstance(text, str):
-            raise InvalidBody(f"file {name!r} must be a string of source text, not {_kind(text)}")
-    raw_options = obj.get("options")
-    options = _options(_object(raw_options, "field 'options'")) if raw_options is not None else {}
-    return CompileBody(_string(obj, "language"), _string(obj, "target", "wasm"), files, options)
+    body = _validate("CompileRequest", data)
+    return CompileBody(
+        body["language"], body.get("target", "wasm"), body["files"], body.get("options") or {}
+    )
 
 
 def task_params(data: object) -> dict[str, str]:
     """``POST /api/tasks/{name}``: ``{params: {name: value}}``, values as the CLI's key=value."""
-    obj = _object(data)
-    unknown = sorted(set(obj) - {"params"})
-    if unknown:
-        raise InvalidBody(f"unknown field {unknown[0]!r}; expected params")
-    raw = obj.get("params")
-    params = _object(raw, "field 'params'") if raw is not None else {}
-    out: dict[str, str] = {}
+    body = _validate("TaskRequest", data)
+    return dict(_param_words(body.get("params") or {}))
+
+
+def _param_words(params: dict[str, Any]) -> Iterator[tuple[str, str]]:
     for name, value in params.items():
         if isinstance(value, bool):
-            out[name] = "true" if value else "false"
-        elif isinstance(value, str | int) or (isinstance(value, float) and math.isfinite(value)):
-            out[name] = str(value)
+            yield name, "true" if value else "false"
         else:
-            raise InvalidBody(f"parameter {name!r} must be a string, number or boolean")
-    return out
+            yield name, str(value)
 
 
 def limit_param(request: Request) -> int:
-    """``?limit=N`` (1..1000, default 100)."""
+    """``?limit=N`` (LIMIT: 1..1000, default 100)."""
     raw = request.query_params.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
+    # Length first: int() of thousands of digits raises (CPython's digit limit).
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidBody(f"query parameter 'limit' must be an integer from 1 to {MAX_LIMIT}")
     return int(raw)
 
 
-def filter_param(request: Request, name: str, allowed: tuple[str, ...]) -> str | None:
-    """An optional query parameter that must be one of ``allowed``."""
+def filter_param(request: Request, name: str, schema: Schema) -> str | None:
+    """An optional query parameter that must be one of ``schema``'s enum."""
     value = request.query_params.get(name)
     if value is None:
         return None
+    allowed: list[str] = schema["enum"]
     if value not in allowed:
         raise InvalidBody(f"query parameter {name!r} must be one of: {', '.join(allowed)}")
     return value
