@@ -483,6 +483,10 @@ class BuildService:
                 f"build {build_id} was submitted by another client: "
                 "a build token cancels only its own builds (an admin token cancels any)"
             )
+        if job.cancel.is_set():
+            # Cancelled already, its processes being killed: the second cancel gets the
+            # answer it will get once the build has ended, not a second 200.
+            raise BuildFinished(build_id, CANCELLED)
         if self.scheduler.remove(job):
             assert self._runner is not None
             self._runner.end(job, CANCELLED)

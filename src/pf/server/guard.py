@@ -1,15 +1,12 @@
 """What a request must look like before pf serve reads it: its Host, its Origin, its body type.
 
-Three refusals keep other web sites out, whatever a token allows:
+Two refusals keep other web sites out, whatever a token allows (the third, a body
+that is not JSON, is schemas.read_json's: only a route that reads a body can tell):
 
 - **Host.** A DNS-rebinding page reaches the server under its own name; the Host header
   must name the bound address, ``localhost``, ``127.0.0.1``, ``[::1]`` or one of
   PF_ALLOWED_HOSTS (``*`` accepts any), port ignored, else 400 ``bad-host``. A request
   without Host (HTTP/1.0) is refused the same way.
-- **Body type.** A cross-site page can POST ``text/plain`` or a form without asking the
-  browser's leave (no CORS preflight); pf parses JSON only, so POST, PUT, PATCH and
-  DELETE under ``/api`` must say ``Content-Type: application/json`` (``charset=utf-8``
-  allowed), else 415; a DELETE without a body needs none.
 - **Origin.** CORS is same-origin unless PF_CORS_ORIGINS lists origins: those (and only
   those) are echoed with ``Vary: Origin`` and credentials allowed. A WebSocket handshake
   that carries an Origin (every browser's does) must come from an allowed host or a
@@ -28,12 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pf.errors import ConfigError, PfError
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
-STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CORS_METHODS = ("GET", "HEAD", "POST", "DELETE", "OPTIONS")
 CORS_HEADERS = ("Content-Type", "Authorization", "If-None-Match", "Range")
 CORS_EXPOSE = ("ETag", "Retry-After", "Content-Length", "Accept-Ranges", "Content-Range")
-_JSON = b"application/json"
-_CHARSETS = frozenset({b"charset=utf-8", b'charset="utf-8"'})
 _MAX_VERDICTS = 256  # distinct Host values remembered; a flood of new ones clears them
 
 
@@ -47,15 +41,6 @@ class BadHost(PfError):
             f"{what} served here: name this server by its bound address or localhost, "
             "or add the name to PF_ALLOWED_HOSTS"
         )
-
-
-class UnsupportedMediaType(PfError):
-    code = "unsupported-media-type"
-    http_status = 415
-
-    def __init__(self, method: str, given: str | None) -> None:
-        what = f"Content-Type {given!r}" if given is not None else "no Content-Type"
-        super().__init__(f"{method} requests take Content-Type: application/json, not {what}")
 
 
 class ForeignOrigin(PfError):
@@ -127,15 +112,8 @@ def check_origins(cors_origins: tuple[str, ...]) -> None:
         )
 
 
-def _json_media(value: bytes) -> bool:
-    media, *params = value.split(b";")
-    if media.strip().lower() != _JSON:
-        return False
-    return all(p.strip().lower() in _CHARSETS for p in params if p.strip())
-
-
 class Guard:
-    """Host, body-type, CORS and WebSocket-Origin checks around the whole app (see module)."""
+    """Host, CORS and WebSocket-Origin checks around the whole app (see module)."""
 
     def __init__(
         self,
@@ -191,21 +169,14 @@ class Guard:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        host = origin = content_type = preflight = None
-        has_body = False
+        host = origin = preflight = None
         for name, value in scope["headers"]:
             if name == b"host":
                 host = value
             elif name == b"origin":
                 origin = value
-            elif name == b"content-type":
-                content_type = value
             elif name == b"access-control-request-method":
                 preflight = value
-            elif name == b"content-length":
-                has_body = value.strip() not in (b"0", b"")
-            elif name == b"transfer-encoding":
-                has_body = True
         if host is None or not self.host_allowed(host):
             shown = host.decode("latin-1") if host is not None else None
             await refuse(scope, send, BadHost(shown))
@@ -222,15 +193,6 @@ class Guard:
             headers = [*cors, *self.preflight, (b"content-length", b"0")]
             await send({"type": "http.response.start", "status": 204, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
-            return
-        if (
-            method in STATE_CHANGING
-            and scope["path"].startswith("/api")
-            and (content_type is None or not _json_media(content_type))
-            and (method != "DELETE" or has_body or content_type is not None)
-        ):
-            given = content_type.decode("latin-1") if content_type is not None else None
-            await refuse(scope, send, UnsupportedMediaType(method, given), cors)
             return
         if cors is None:
             await self.app(scope, receive, send)

@@ -127,8 +127,10 @@ def _op(
     if params:
         operation["parameters"] = params
     if body is not None:
+        # Required: a POST without a JSON body is what a page on another site can send
+        # without a CORS preflight, so pf refuses it (415) even where {} is the body.
         operation["requestBody"] = {
-            "required": False,
+            "required": True,
             "content": {"application/json": {"schema": ref(body)}},
         }
     return operation
@@ -178,6 +180,9 @@ _READY = obj(
         "ready": BOOL,
         "accepting": BOOL,
         "store": {"type": "string", "enum": ["ok", "unavailable"]},
+        "disk": {"type": "string", "enum": ["ok", "low"]},
+        "sandbox": STR,
+        "reason": {**STR, "description": "why the server is not ready"},
         "toolchains": obj(["available", "total"], {"available": INT, "total": INT}),
     },
 )
@@ -301,7 +306,6 @@ PATHS: dict[str, Schema] = {
             "deleteSession",
             "Sign out: the session cookie is cleared",
             ref("SignedOut"),
-            415,
             scope=None,
             description=_SESSION_DOC,
         ),
@@ -369,7 +373,6 @@ PATHS: dict[str, Schema] = {
             ref("Build"),
             404,
             409,
-            415,
             scope="build",
             params=[_BUILD_ID],
             description="The record answered shows status cancelled. Cancelling a build "

@@ -31,7 +31,13 @@ from typing import Any
 import jsonschema_rs
 from starlette.requests import Request
 
-from pf.errors import InvalidOption, RequestError, UnsupportedLanguage, UnsupportedTarget
+from pf.errors import (
+    InvalidOption,
+    PfError,
+    RequestError,
+    UnsupportedLanguage,
+    UnsupportedTarget,
+)
 from pf.server.errors import PayloadTooLarge
 from pf.toolchains import LANGUAGES, TARGETS
 from pf.toolchains.base import Options
@@ -296,8 +302,35 @@ def _finite(text: str) -> float:
     return value
 
 
+class UnsupportedMediaType(PfError):
+    code = "unsupported-media-type"
+    http_status = 415
+
+    def __init__(self, method: str, given: str | None) -> None:
+        what = f"Content-Type {given!r}" if given is not None else "no Content-Type"
+        super().__init__(f"{method} requests take Content-Type: application/json, not {what}")
+
+
+_CHARSETS = frozenset({"charset=utf-8", 'charset="utf-8"'})
+
+
+def _json_media(value: str) -> bool:
+    media, *params = value.split(";")
+    if media.strip().lower() != "application/json":
+        return False
+    return all(p.strip().lower() in _CHARSETS for p in params if p.strip())
+
+
 async def read_json(request: Request, limit: int) -> object:
-    """The request's JSON body; an empty body reads as ``{}`` (as Express's parser did)."""
+    """The request's JSON body; an empty body reads as ``{}`` (as Express's parser did).
+
+    The body must be declared ``application/json``, even when empty: a page on another
+    site can send a form, ``text/plain`` or no body at all without a CORS preflight, and
+    such a request must change nothing (415).
+    """
+    content_type = request.headers.get("content-type")
+    if content_type is None or not _json_media(content_type):
+        raise UnsupportedMediaType(request.method, content_type)
     declared = request.headers.get("content-length")
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()):
