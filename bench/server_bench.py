@@ -1,4 +1,4 @@
-"""pf serve benchmark (issue 4): each figure beside a baseline measured in the same run.
+"""pf serve benchmark: each figure beside a baseline measured in the same run.
 
 Everything runs on loopback; every load is bounded in time and every process started
 here is stopped here. A wrk figure (wrk -t2 -c64 --latency; -t1 for /api/health, see
@@ -11,6 +11,9 @@ the runs themselves are listed under the table. Figures and targets:
                             a bare Node.js ``http`` hello server measured the same ways
   GET /api/status           req/s >= 3,000 with 100 real builds recorded (tiny WAT
                             modules compiled through POST /api/compile)
+  token required            /api/health and /api/status (wrk -t1) with a token in the
+                            store and on every request, within 10% of the same server
+                            open (no token); each mode measured twice, alternating
   1 MiB .wasm               a real module padded with a custom section to 1 MiB, in the
                             served root: >= 1,000 req/s with Accept-Encoding: br, and
                             uncompressed >= 50% of nginx's rate (nginx serving the same
@@ -277,6 +280,63 @@ def http_figures(rows: Callable[[Row], None]) -> None:
             )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _until_status(base: str, status: int) -> None:
+    """Tokens take effect within about a second of `pf token create` or `revoke`."""
+    deadline = time.monotonic() + 10
+    while asyncio.run(_get(base, "/api/status", {})).status != status:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"/api/status never answered {status}")
+        time.sleep(0.1)
+
+
+def auth_figures(rows: Callable[[Row], None]) -> None:
+    """/api/health and /api/status with a token required vs open, on one server with the
+    same 100 builds: open, then a token created (every request then carries it), then
+    revoked (open again) and created again, so both modes are measured twice."""
+    with PfServer(name="auth") as server:
+        outcome = asyncio.run(
+            closed_loop(
+                "127.0.0.1",
+                server.port,
+                lambda i: request_bytes("POST", "/api/compile", compile_body(i)),
+                total=STATUS_BUILDS,
+                connections=8,
+            )
+        )
+        if outcome.ok != STATUS_BUILDS:
+            raise RuntimeError(f"build submissions failed: {outcome.statuses}")
+        wait_idle(server.url)
+        figures: dict[tuple[str, str], list[Figure]] = {}
+        for attempt in range(2):
+            _until_status(server.url, 200)
+            for path in ("/api/health", "/api/status"):
+                figures.setdefault(("open", path), []).append(
+                    measure(f"pf {path} open", f"{server.url}{path}", threads=1)
+                )
+            name = f"bench-{attempt}"
+            token = server.pf("token", "create", name, "--scope", "read")
+            bearer = {"Authorization": f"Bearer {token}"}
+            _until_status(server.url, 401)
+            for path in ("/api/health", "/api/status"):
+                figures.setdefault(("token", path), []).append(
+                    measure(f"pf {path} token", f"{server.url}{path}", bearer, threads=1)
+                )
+            server.pf("token", "revoke", name)
+    for path in ("/api/health", "/api/status"):
+        open_rps = median([f.rps for f in figures[("open", path)]])
+        token_rps = median([f.rps for f in figures[("token", path)]])
+        failures = sum(f.failures for mode in ("open", "token") for f in figures[(mode, path)])
+        rows(
+            (
+                f"GET {path}, token required (wrk -t1)",
+                rate(token_rps),
+                f"open {rate(open_rps)} ({token_rps / open_rps - 1:+.1%})",
+                "within 10% of open",
+                token_rps >= 0.9 * open_rps and failures == 0,
+            )
+        )
 
 
 def _wait_brotli(url: str, timeout: float = 60.0) -> int:
@@ -550,6 +610,7 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="pf-bench-lua-"))
     try:
         http_figures(show)
+        auth_figures(show)
         submission_figures(show, scratch)
         websocket_figures(show)
         record_figures(show)

@@ -151,7 +151,8 @@ class PfServer:
     def rss_mb(self) -> float:
         return rss_mb(self.pid)
 
-    def start(self) -> PfServer:
+    def env(self) -> dict[str, str]:
+        """The server's environment; ``pf`` commands run with it reach its database."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PF")}
         env["PF_CACHE_DIR"] = str(self.dir / ".pf" / "cache")
         env["PF_DATABASE_URL"] = f"sqlite:///{self.dir / 'pf.db'}"
@@ -160,6 +161,17 @@ class PfServer:
         # per-client rate limit would measure itself.
         env["PF_RATE_LIMIT"] = "0"
         env.update(self.extra_env)
+        return env
+
+    def pf(self, *args: str) -> str:
+        """Run ``pf ARGS`` against this server's database; returns its stdout."""
+        done = subprocess.run(
+            [PF, *args], cwd=self.dir, env=self.env(), capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    def start(self) -> PfServer:
+        env = self.env()
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [
