@@ -128,7 +128,6 @@ _OPTIONS_OBJECT: Schema = {
 }
 _TARGET: Schema = {"type": "string", "enum": list(TARGETS), "default": "wasm"}
 _LANGUAGE: Schema = {"type": "string", "enum": list(LANGUAGES)}
-_FILE_NAME = f"^[^/]{{1,{MAX_NAME}}}(/[^/]{{1,{MAX_NAME}}})*$"
 
 REQUESTS: dict[str, Schema] = {
     "BuildRequest": {
@@ -156,10 +155,14 @@ REQUESTS: dict[str, Schema] = {
             "files": {
                 "type": "object",
                 "title": "source files",
-                "description": "source file name (relative, '/'-separated) -> source text",
+                # The file name rule has one home, the toolchains' SourceFile (bytes, NFC,
+                # leading '-' or '@'...), which names the rule a name breaks.
+                "description": "source file name -> source text. A name is relative and "
+                "'/'-separated, in Unicode NFC, without control characters, backslashes, "
+                "'.' or '..' parts, or parts starting with '-' or '@'; each part at most "
+                "255 bytes in UTF-8; not under obj/ or out/",
                 "minProperties": 1,
                 "maxProperties": MAX_FILES,
-                "propertyNames": {"pattern": _FILE_NAME},
                 "additionalProperties": {"type": "string", "title": "source text"},
             },
             "options": _OPTIONS_OBJECT,
@@ -448,7 +451,7 @@ def _validate(name: str, data: object) -> dict[str, Any]:
     raise _refusal(errors[0])
 
 
-_KIND_ORDER = {"required": 0, "type": 1, "additionalProperties": 2, "propertyNames": 3}
+_KIND_ORDER = {"required": 0, "type": 1, "additionalProperties": 2}
 
 
 def _rank(error: jsonschema_rs.ValidationError) -> tuple[int, int]:
@@ -467,7 +470,7 @@ def _refusal(error: jsonschema_rs.ValidationError) -> RequestError:
     path = tuple(str(step) for step in error.instance_path)
     kind = error.kind.name
     facts = error.kind.as_dict()
-    # The schema node the failed keyword belongs to (propertyNames' pattern is one deeper).
+    # The schema node the failed keyword belongs to.
     steps = list(error.schema_path)
     cut = len(steps) - 1 - steps[::-1].index(kind) if kind in steps else len(steps) - 1
     node = _schema_at(steps[:cut])
@@ -496,11 +499,6 @@ def _refusal(error: jsonschema_rs.ValidationError) -> RequestError:
         return InvalidBody(f"{where} must name at least {least} {noun}")
     if kind == "maxProperties":
         return InvalidBody(f"{where} holds more than {facts['limit']} {node.get('title')}")
-    if kind == "propertyNames":
-        return InvalidBody(
-            f"{where}: the name {_short(_bad_name(value))} is empty or has a part "
-            f"longer than {MAX_NAME} characters"
-        )
     if kind == "maxLength":
         return InvalidBody(f"{where} is longer than {facts['limit']} characters")
     if kind == "type":
@@ -515,15 +513,6 @@ def _option_name(path: tuple[str, ...]) -> str | None:
     if len(path) >= 2 and path[0] == "options" and path[1] in OPTIONS:
         return path[1]
     return None
-
-
-def _bad_name(names: object) -> str:
-    pattern = re.compile(_FILE_NAME)
-    if isinstance(names, dict):
-        for name in names:
-            if not pattern.match(name):
-                return str(name)
-    return ""
 
 
 @dataclass(frozen=True)
