@@ -36,7 +36,7 @@ from pathlib import Path
 from pf.config import Settings
 from pf.errors import SandboxUnavailable
 from pf.sandbox.limits import Limits
-from pf.sandbox.process import run
+from pf.sandbox.process import _check_program, run
 
 SYSTEM_DIR = "/usr"
 # Tools inside find only what /usr holds; pf names every tool by its absolute path.
@@ -269,7 +269,11 @@ def _start_time(pid: int) -> str | None:
     return text[text.rindex(b")") + 2 :].split()[19].decode()
 
 
-def _task_bwrap(argv: Sequence[str], env: Mapping[str, str], settings: Settings) -> Command:
+def _task_bwrap(
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str], settings: Settings
+) -> Command:
+    # Checked here, before bwrap would only print it: the same error as without it.
+    _check_program(argv[0], cwd, env)
     failure = probe(settings)
     if failure is not None:
         raise failure
@@ -294,17 +298,22 @@ def _task_bwrap(argv: Sequence[str], env: Mapping[str, str], settings: Settings)
     return Command(tuple(options), {**env, OWNER_VARIABLE: _owner()})
 
 
-def _task_off(argv: Sequence[str], env: Mapping[str, str], settings: Settings) -> Command:
+def _task_off(
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str], settings: Settings
+) -> Command:
     return Command(tuple(argv), {**env, OWNER_VARIABLE: _owner()})
 
 
-_TASK: dict[str, Callable[[Sequence[str], Mapping[str, str], Settings], Command]]
+_TASK: dict[str, Callable[[Sequence[str], Path, Mapping[str, str], Settings], Command]]
 _TASK = {"bwrap": _task_bwrap, "off": _task_off}
 
 
-def task_command(argv: Sequence[str], *, env: Mapping[str, str], settings: Settings) -> Command:
-    """``argv`` of a trusted task as pf serve runs it: tied to pf's life (see above)."""
-    return _TASK[settings.sandbox](argv, env, settings)
+def task_command(
+    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], settings: Settings
+) -> Command:
+    """``argv`` of a trusted task as pf serve runs it in ``cwd``: tied to pf's life (see
+    the module docstring). Raises SandboxUnavailable when bwrap is chosen but cannot start."""
+    return _TASK[settings.sandbox](argv, cwd, env, settings)
 
 
 def reap_orphans() -> int:
