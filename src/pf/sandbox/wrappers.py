@@ -163,7 +163,7 @@ def probe(settings: Settings) -> SandboxUnavailable | None:
         if key in _probed:
             return None
     done = run(
-        [*_isolated(bwrap, uid, ()), "--", "/usr/bin/true"],
+        [*_isolated(bwrap, uid, ()), "--remount-ro", "/", "--", "/usr/bin/true"],
         cwd=Path("/"),
         env={"PATH": INSIDE_PATH, "LC_ALL": "C.UTF-8"},
         limits=_PROBE_LIMITS,
@@ -224,7 +224,10 @@ def _compile_bwrap(
                 )
     writable = str(confinement.writable)
     options = _isolated(bwrap, uid, readonly)
-    options += ["--bind", writable, writable, "--chdir", writable, "--", *argv]
+    # The root is bwrap's own tmpfs: read-only once everything is mounted on it, so the
+    # scratch dir and the private /tmp are the only places a step can write.
+    options += ["--bind", writable, writable, "--remount-ro", "/", "--chdir", writable]
+    options += ["--", *argv]
     return Command(tuple(options), _inside_env(env))
 
 
