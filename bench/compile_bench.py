@@ -23,7 +23,9 @@ For every pair the same steps run three ways, median of several runs each:
 and ``pf compile`` as a whole process on a hit. Direct and cold runs alternate and compile
 equally edited sources, so both see the same machine load; the overhead column is the
 median of each cold run minus the direct run before it, and "cpu +" the same for CPU
-time (pf's process and the tools), which a busy machine disturbs less. Prints one table.
+time (pf's process and the tools), which a busy machine disturbs less; a confined tool's
+CPU time is not counted there (its processes are reaped inside bubblewrap's pid
+namespace, not by pf), so under PF_SANDBOX=bwrap that column understates. Prints one table.
 Issue targets: miss overhead <= 10 ms over direct; hit <= 5 ms in-process; whole-process
 hit <= 150 ms; hit >= 20x faster than cold; the sandbox adds <= 15 ms to a miss.
 """
