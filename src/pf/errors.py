@@ -16,6 +16,7 @@ Raise sites pass facts; the wording lives in the classes below.
     ├── BuildTimeout              a compile ran past PF_BUILD_TIMEOUT and was killed
     ├── BuildCancelled            a build was cancelled while it ran
     ├── SandboxError              a subprocess could not be started
+    │   └── SandboxUnavailable    the compile sandbox cannot start here (HTTP 503, fails closed)
     ├── CacheError                the cache directory cannot be used
     ├── StoreError                the build database cannot be used (HTTP 503)
     ├── NotFound                  no such build, project or artifact (HTTP 404)
@@ -200,6 +201,18 @@ class BuildCancelled(PfError):
 
 class SandboxError(PfError):
     code = "sandbox-error"
+
+
+class SandboxUnavailable(SandboxError):
+    """The compile sandbox (bubblewrap) cannot start: compiles are refused, not run bare."""
+
+    code = "sandbox-unavailable"
+    exit_code = 3
+    http_status = 503
+
+    def __init__(self, cause: str, fix: str) -> None:
+        super().__init__(f"compiles are refused: the sandbox cannot start: {cause}", hint=fix)
+        self.cause = cause
 
 
 class CacheError(PfError):

@@ -26,9 +26,14 @@ def counting_wrapper(
 
 @pytest.fixture
 def counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Route clang through a counting wrapper, ccache off; returns the log of compiler starts."""
+    """Route clang through a counting wrapper, ccache off; returns the log of compiler starts.
+
+    Unconfined (PF_SANDBOX=off): a confined compiler can write nothing outside its
+    scratch dir, so the wrapper could not keep its log.
+    """
     log = tmp_path / "clang.log"
     log.touch()
     monkeypatch.setenv("PF_TOOL_CLANG", str(counting_wrapper(tmp_path / "clang", log)))
     monkeypatch.setenv("PF_CCACHE", "0")
+    monkeypatch.setenv("PF_SANDBOX", "off")
     return log

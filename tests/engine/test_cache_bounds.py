@@ -70,6 +70,8 @@ def test_a_flooding_compiler_that_succeeds_keeps_a_capped_log(
     monkeypatch.setenv("PF_TOOL_CLANG", clang)
     monkeypatch.setenv("PF_MAX_BUFFER", "64K")
     monkeypatch.setenv("PF_CCACHE", "0")
+    # The wrapper lives in tmp_path, which the sandbox's uid cannot enter.
+    monkeypatch.setenv("PF_SANDBOX", "off")
     settings = load_settings()
     streamed: list[tuple[str, str]] = []
     request = CompileRequest("c", "wasm", (SourceFile("add.c", ADD_C),))
@@ -152,7 +154,9 @@ def test_scratch_dirs_of_killed_builds_are_removed_once_stale(tmp_path: Path) ->
     )
     source = tmp_path / "add.c"
     source.write_bytes(ADD_C)
-    env = {**os.environ, "PF_TOOL_CLANG": hang, "PF_CCACHE": "0"}
+    # Unconfined: the cache's own scratch dirs are what this is about, and the wrapper
+    # writes its pid outside the scratch dir.
+    env = {**os.environ, "PF_TOOL_CLANG": hang, "PF_CCACHE": "0", "PF_SANDBOX": "off"}
     pf = subprocess.Popen(
         [sys.executable, "-m", "pf", "compile", str(source)],
         cwd=tmp_path,

@@ -183,6 +183,8 @@ def test_cancelling_a_running_compile_kills_it_and_caches_nothing(
     hang.chmod(0o755)
     monkeypatch.setenv("PF_TOOL_CLANG", str(hang))
     monkeypatch.setenv("PF_CCACHE", "0")
+    # Unconfined: the wrapper writes its child's pid outside the scratch dir.
+    monkeypatch.setenv("PF_SANDBOX", "off")
     cancel = threading.Event()
     watcher = threading.Thread(target=lambda: (_wait_for(pidfile), cancel.set()), daemon=True)
     watcher.start()
@@ -216,6 +218,8 @@ def counted_clang19(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     log.touch()
     wrapper = counting_wrapper(tmp_path / "clang-19", log, real="/usr/bin/clang-19")
     monkeypatch.setenv("PF_TOOL_CLANG_19", str(wrapper))
+    # Unconfined: a confined wrapper could not write its log (see the `counted` fixture).
+    monkeypatch.setenv("PF_SANDBOX", "off")
     return log
 
 

@@ -3,17 +3,26 @@
 This is the only path by which pf runs a compiler. The scratch directory holds the
 sources under the user's own names, so argv and diagnostics carry no temporary paths;
 whatever absolute scratch path a tool prints anyway is masked before anyone sees it.
+
+Every step of a plan runs confined (pf.sandbox, ``PF_SANDBOX``): it sees the system's
+``/usr``, its tools' install prefixes and the scratch directory, which is the only place
+it may write. What it leaves there is hostile: before pf's own in-process steps read the
+scratch dir, and before outputs go to the store, the tree is checked, and a link or
+special file fails the build instead of being followed. Confined steps run without
+ccache, whose cache other builds share; the action cache still caches whole actions.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import queue
 import shutil
+import stat
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +33,18 @@ from pf.engine.cache import ActionCache, Artifact, Entry
 from pf.engine.keys import action_key
 from pf.engine.singleflight import flight
 from pf.errors import BuildCancelled, BuildTimeout, CompileFailed, Diagnostic
-from pf.sandbox import Completed, Limits, LineSink, run, truncation_marker
+from pf.sandbox import (
+    Completed,
+    Confinement,
+    Limits,
+    LineSink,
+    compile_command,
+    hand_over,
+    run,
+    sandbox_uid,
+    truncation_marker,
+    workspace,
+)
 from pf.store import digest_file
 from pf.toolchains import CompileRequest, Driver, Plan, Run, SourceFile, ToolInfo, driver_for
 from pf.toolchains.base import OBJ_DIR, OUT_DIR
@@ -126,12 +146,14 @@ def _action(
         _action(driver, item.name, item.name, item.plan, item.plan.extra_inputs, settings)
         for item in plan.prebuilt
     )
+    # The sandbox mode is part of the key: an unconfined run may have read host files
+    # (an #include of an absolute path), and its result must never answer a confined one.
     key = action_key(
         driver.id,
         target,
         tools.values(),
         plan,
-        _tool_env(plan),
+        {**_tool_env(plan), "pf-sandbox": settings.sandbox},
         inputs,
         [p.key for p in prebuilt],
     )
@@ -239,7 +261,10 @@ class _Execution:
 
     def _env(self) -> tuple[dict[str, str], str | None]:
         env = {**self.settings.base_env, **_tool_env(self.action.plan)}
-        ccache = locate(CCACHE, self.settings) if self.settings.ccache else None
+        # A confined compile must not write to a cache other builds read (poisoning
+        # across clients), so ccache only serves unconfined ones.
+        shared = self.settings.ccache and self.settings.sandbox == "off"
+        ccache = locate(CCACHE, self.settings) if shared else None
         if ccache:
             env.setdefault("CCACHE_DIR", str(self.ccache_dir))
             env.update(CCACHE_ENV)
@@ -269,17 +294,28 @@ class _Execution:
         env, ccache = self._env()
         limits = Limits.from_settings(self.settings)
         sink = self._sink(str(scratch))
+        confinement = Confinement(scratch, _visible(self.action.tools.values()))
+        uid = sandbox_uid(self.settings)
         for step in self.action.plan.steps:
             if self.cancel is not None and self.cancel.is_set():
                 raise BuildCancelled(self.action.what)
             if self.on_phase is not None:
                 self.on_phase(step.label)
             started = time.monotonic()
+            # Between steps nothing confined runs, so what is checked here stays so
+            # while pf reads it; what pf wrote goes to the sandbox's uid.
+            _check_scratch(scratch, uid, step.label)
             if isinstance(step, Run):
-                done = run(
+                command = compile_command(
                     self._argv(step, ccache),
-                    cwd=scratch,
                     env=env,
+                    confinement=confinement,
+                    settings=self.settings,
+                )
+                done = run(
+                    command.argv,
+                    cwd=scratch,
+                    env=command.env,
                     limits=limits,
                     on_line=sink,
                     cancel=self.cancel,
@@ -296,10 +332,11 @@ class _Execution:
             self.timings[step.label] = self.timings.get(step.label, 0.0) + (
                 time.monotonic() - started
             )
+        _check_scratch(scratch, uid, "store")
         outputs = []
         for output in self.action.plan.outputs:
             produced = scratch / output.path
-            if not produced.is_file():
+            if not _regular(produced):
                 raise CompileFailed(
                     f"the toolchain reported success but produced no {output.path}",
                     hint="this is a bug in pf, please report it",
@@ -319,6 +356,11 @@ class _Execution:
                 f"the toolchain reported success but wrote no dependency file {missing[0]}",
                 hint="this is a bug in pf, please report it",
             )
+        if self.settings.sandbox != "off":
+            # A confined compile could read nothing outside its tools and the scratch
+            # dir, and a path it names is one of its own view (its /tmp, its /proc),
+            # not the host's: there is nothing outside the request to compare later.
+            return []
         excluded = depfiles.SYSTEM_PREFIXES + depfiles.toolchain_prefixes(
             tool.path for tool in self.action.tools.values()
         )
@@ -329,6 +371,35 @@ class _Execution:
             except OSError:
                 continue  # gone already (a generated file): nothing to compare later
         return found
+
+
+def _visible(tools: Iterable[ToolInfo]) -> tuple[Path, ...]:
+    """What a confined step must see besides /usr: the install prefix of each tool that
+    lives in a ``bin`` directory elsewhere (a pinned /opt/x/bin/clang: /opt/x), or the
+    tool itself where it has no such prefix."""
+    found: dict[Path, None] = {}
+    for tool in tools:
+        for path in (tool.path, os.path.realpath(tool.path)):
+            prefix = depfiles.toolchain_prefixes([path])
+            found.setdefault(Path(prefix[0]) if prefix else Path(path))
+    return tuple(found)
+
+
+def _check_scratch(scratch: Path, uid: int | None, label: str) -> None:
+    unsafe = hand_over(scratch, uid)
+    if unsafe:
+        raise CompileFailed(
+            f"{label}: the toolchain left {unsafe[0]} in the build directory as a link or "
+            "special file, which pf does not follow",
+            hint="tools must write regular files; the build was stopped",
+        )
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _result(
@@ -380,6 +451,13 @@ class _Builder:
         self.cancel = cancel
         self.timings: dict[str, float] = {}
 
+    def _scratch(self) -> contextlib.AbstractContextManager[Path]:
+        # Confined steps run as the sandbox's uid, which must reach the scratch dir:
+        # the cache's own may sit below a directory only pf's user can enter.
+        if self.settings.sandbox == "off":
+            return self.cache.scratch()
+        return workspace(sandbox_uid(self.settings))
+
     def prebuilt(self, action: _Action) -> Entry:
         """The cached outputs of a prebuilt input, built now if this is the first need."""
         entry = self.cache.lookup(action.key)
@@ -409,7 +487,7 @@ class _Builder:
             self.cache.root.resolve() / "ccache",
             self.cancel,
         )
-        with self.cache.scratch() as scratch:
+        with self._scratch() as scratch:
             try:
                 outputs = execution.execute(scratch, prebuilt)
                 stored = time.monotonic()

@@ -16,14 +16,18 @@ undeclared ``sudo=true`` must not reach the commands). A run is the executor of
 pf.tasks on a worker thread, its reporter writing every echoed command (``$ cmd``,
 stream ``pf``) and output line into the job's log, its ``compile`` lines going through
 the service's action cache, and the job's cancel Event killing the running command's
-process group. Imports pf.tasks, pf.dsl, engine.taskcompile, config and errors.
+process group. Each command is wrapped so that it dies with the server, grandchildren
+included (pf.sandbox's task wrapper: a pid namespace of its own under bubblewrap, or a
+marker that the next start's reaping finds when the sandbox is off); a task is the
+operator's own command, so it keeps the host's filesystem. Imports pf.tasks, pf.dsl,
+engine.taskcompile, pf.sandbox, config and errors.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ from pf.dsl import DslError, Pfyfile, Task, display_name, parse_file, render, su
 from pf.engine.cache import ActionCache
 from pf.engine.taskcompile import bind_hook
 from pf.errors import NotFound, PfError, RequestError
+from pf.sandbox import task_command
 from pf.tasks.executor import Executor, Outcome, Reporter, echo_lines
 from pf.tasks.params import Invocation
 
@@ -213,6 +218,20 @@ def _check_params(task: Task, params: Mapping[str, str]) -> dict[str, str]:
     return dict(params)
 
 
+def _tied(
+    settings: Settings,
+) -> Callable[[Sequence[str], Path, Mapping[str, str]], tuple[Sequence[str], Mapping[str, str]]]:
+    """The wrapper that ties each command of a run to the server's life (pf.sandbox)."""
+
+    def wrap(
+        argv: Sequence[str], cwd: Path, env: Mapping[str, str]
+    ) -> tuple[Sequence[str], Mapping[str, str]]:
+        command = task_command(argv, cwd=cwd, env=env, settings=settings)
+        return command.argv, command.env
+
+    return wrap
+
+
 class LogReporter(Reporter):
     """The executor's output as log lines: echoed commands on stream ``pf``, output as is."""
 
@@ -246,6 +265,7 @@ def execute(
         compile=bind_hook(settings, cache, cancel, sink),
         settings=lambda: settings,
         cancel=cancel,
+        wrap=_tied(settings),
     )
     return executor.run([Invocation(call.task, dict(call.params))])
 

@@ -1,14 +1,38 @@
-"""Run one subprocess safely; knows nothing of builds. Imports config and errors only."""
+"""Run one subprocess safely, confined when it runs untrusted work; knows nothing of builds.
+
+Imports config and errors only.
+"""
 
 from pf.sandbox.limits import DEFAULT_LIMITS, Limits
 from pf.sandbox.process import Completed, LineSink, run, run_attached, truncation_marker
+from pf.sandbox.workspace import hand_over, workspace
+from pf.sandbox.wrappers import (
+    Command,
+    Confinement,
+    compile_command,
+    probe,
+    reap_orphans,
+    sandbox_uid,
+    task_command,
+    warning,
+)
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "Command",
     "Completed",
+    "Confinement",
     "Limits",
     "LineSink",
+    "compile_command",
+    "hand_over",
+    "probe",
+    "reap_orphans",
     "run",
     "run_attached",
+    "sandbox_uid",
+    "task_command",
     "truncation_marker",
+    "warning",
+    "workspace",
 ]

@@ -16,7 +16,8 @@ from pf.config import (
 
 @dataclass(frozen=True)
 class Limits:
-    """What one subprocess may use: wall time, captured output, CPU, memory, files, processes.
+    """What one subprocess may use: wall time, output, CPU, memory, file size, open files,
+    processes.
 
     None means no limit (task commands such as a dev server run as long as the user wants).
     """
@@ -26,6 +27,8 @@ class Limits:
     memory: int | None = DEFAULT_MAX_MEMORY
     file_size: int | None = DEFAULT_MAX_FILE_SIZE
     processes: int | None = DEFAULT_MAX_PROCS
+    # Unlimited unless asked for: task commands (watchers, bundlers) keep pf's own limit.
+    open_files: int | None = None
 
     @property
     def cpu_seconds(self) -> int | None:
@@ -41,6 +44,7 @@ class Limits:
             memory=settings.max_memory,
             file_size=settings.max_file_size,
             processes=settings.max_procs,
+            open_files=settings.max_open_files,
         )
 
 

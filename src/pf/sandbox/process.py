@@ -1,7 +1,8 @@
 """Run one subprocess under limits; the only place pf starts a process.
 
 Strategy: the child gets its own session (so its process group is ours to kill), an
-explicit environment, and rlimits on CPU, address space, file size and process count.
+explicit environment, and rlimits on CPU, address space, file size, open files and
+process count.
 The limits are set by util-linux's ``prlimit``, which the child execs first and which
 execs the command in the same process, limits in place: setting them in a Python
 ``preexec_fn`` instead would force a full ``fork`` of pf (no ``vfork``), which costs
@@ -56,6 +57,7 @@ _PRLIMIT_OPTIONS = {
     resource.RLIMIT_AS: "--as",
     resource.RLIMIT_FSIZE: "--fsize",
     resource.RLIMIT_NPROC: "--nproc",
+    resource.RLIMIT_NOFILE: "--nofile",
     resource.RLIMIT_CORE: "--core",
 }
 
@@ -143,6 +145,7 @@ def _limit_values(limits: Limits) -> list[tuple[int, int]]:
         (resource.RLIMIT_AS, limits.memory),
         (resource.RLIMIT_FSIZE, limits.file_size),
         (resource.RLIMIT_NPROC, limits.processes),
+        (resource.RLIMIT_NOFILE, limits.open_files),
         (resource.RLIMIT_CORE, 0),
     ):
         if value is None:

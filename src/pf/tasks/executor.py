@@ -47,6 +47,10 @@ if TYPE_CHECKING:
     from pf.tasks.uptodate import State
 
     CompileHook = Callable[["CompileCall"], list[str]]
+    # Rewrites one command (argv, cwd, env) before it runs: pf serve's lifetime wrapper.
+    CommandWrapper = Callable[
+        [Sequence[str], Path, Mapping[str, str]], tuple[Sequence[str], Mapping[str, str]]
+    ]
 
 #: Lines of a heredoc echoed before the rest is summarised.
 ECHO_LINES = 4
@@ -193,6 +197,8 @@ class Executor:
     pf's Settings (loaded on first use: most tasks never need them). Setting the
     ``cancel`` Event kills the running command's process group and stops the run
     (the run fails with that command's signal exit code, or 130 between commands).
+    ``wrap`` rewrites every command before it runs (pf serve ties its task runs to its
+    own life this way); None runs them as they are.
 
     >>> Executor(pfyfile, environ=dict(os.environ)).run([Invocation(task, {})]).code
     0
@@ -209,8 +215,10 @@ class Executor:
         force: bool = False,
         settings: Callable[[], Settings] | None = None,
         cancel: threading.Event | None = None,
+        wrap: CommandWrapper | None = None,
     ) -> None:
         self.pfyfile = pfyfile
+        self.wrap = wrap
         self.cancel = cancel
         self.environ = dict(environ)
         self.reporter = reporter or Reporter(prefix=jobs > 1)
@@ -482,22 +490,33 @@ class _TaskRun:
             raise _Stop(span, result.code)
 
     def elevate(self, plan: Plan) -> Plan:
-        """``plan`` with each command run through ``sudo -E [-u USER] --`` when asked for.
+        """``plan`` with each command run through ``sudo -E [-u USER] --`` when asked for,
+        then through the executor's ``wrap``.
 
         In-process steps (``directory``, ``copy``, polyglot sources) are pf's own and
         run as pf's user. Nothing changes for root without ``sudo_user``.
         """
-        if self.sudo is None or (not self.sudo and os.geteuid() == 0):
+        wrap = self.executor.wrap
+        sudo_wanted = self.sudo is not None and (bool(self.sudo) or os.geteuid() != 0)
+        if not sudo_wanted and wrap is None:
             return plan
         from dataclasses import replace
 
         from pf.tasks.tools import Plan, Run, Tool, find_tool
 
-        sudo = find_tool(Tool.apt("sudo"), self.context(), "sudo=true")
-        prefix = (sudo, "-E", *self.sudo, "--")
-        return Plan(
-            tuple(replace(s, argv=prefix + s.argv) if isinstance(s, Run) else s for s in plan.steps)
-        )
+        prefix: tuple[str, ...] = ()
+        if sudo_wanted:
+            sudo = find_tool(Tool.apt("sudo"), self.context(), "sudo=true")
+            prefix = (sudo, "-E", *(self.sudo or ()), "--")
+        steps = []
+        for step in plan.steps:
+            if isinstance(step, Run):
+                step = replace(step, argv=prefix + step.argv)
+                if wrap is not None:
+                    argv, env = wrap(step.argv, step.cwd, step.env)
+                    step = replace(step, argv=tuple(argv), env=env)
+            steps.append(step)
+        return Plan(tuple(steps))
 
     def text(self, raw: str) -> str:
         return interpolate(raw, self.values)
