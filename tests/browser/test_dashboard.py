@@ -52,6 +52,8 @@ class GatedServer(WebServer):
 
 
 def gated_clang(directory: Path, gate: Path) -> Path:
+    """A clang that waits for ``gate``, a file in the test's directory: the server that
+    pins it runs with PF_SANDBOX=off, since a confined compile cannot see that file."""
     script = directory / "gated-clang.sh"
     script.write_text(
         "#!/bin/sh\n"
@@ -77,6 +79,7 @@ def server(tmp_path: Path) -> Iterator[GatedServer]:
     running.extra_env.update(
         {
             "PF_TOOL_CLANG": str(gated_clang(tmp_path, running.gate)),
+            "PF_SANDBOX": "off",
             "PF_CCACHE": "0",
             "PF_SHUTDOWN_GRACE": "1",
             # One test submits 250 builds at once from one client, past the default burst.

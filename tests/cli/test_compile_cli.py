@@ -136,7 +136,7 @@ def test_a_hanging_compiler_is_killed_at_the_timeout(tmp_path: Path) -> None:
         "compile",
         str(DEMO / "c" / "math.c"),
         cwd=tmp_path,
-        env={"PF_TOOL_CLANG": hang, "PF_BUILD_TIMEOUT": "1", "PF_CCACHE": "0"},
+        env={"PF_TOOL_CLANG": hang, "PF_SANDBOX": "off", "PF_BUILD_TIMEOUT": "1", "PF_CCACHE": "0"},
     )
     assert done.returncode == 124
     assert "ran longer than 1 s and was stopped with its whole process group" in done.stderr
@@ -157,7 +157,7 @@ def test_a_flooding_compiler_is_capped_with_the_marker(tmp_path: Path) -> None:
         str(DEMO / "c" / "math.c"),
         "--json",
         cwd=tmp_path,
-        env={"PF_TOOL_CLANG": flood, "PF_MAX_BUFFER": "64K", "PF_CCACHE": "0"},
+        env={"PF_TOOL_CLANG": flood, "PF_SANDBOX": "off", "PF_MAX_BUFFER": "64K", "PF_CCACHE": "0"},
     )
     assert done.returncode == 1
     assert "[truncated: output exceeded 65536 bytes; the rest was discarded]" in done.stderr

@@ -189,7 +189,10 @@ def chatty_tool(
     """A compiler wrapper (pin it with PF_TOOL_<NAME>) that prints ``lines`` lines (padded
     by ``width`` dots), each after a ``delay`` seconds pause, optionally holds a child
     ``sleep`` for ``hold`` seconds (writing both pids to ``pidfile``), then execs the real
-    tool. ``--version`` goes straight to the tool so probing still reads its version."""
+    tool. ``--version`` goes straight to the tool so probing still reads its version.
+
+    The wrapper lives in the test's directory and writes there, which a confined compile
+    can neither reach nor see: a server that pins one runs with ``PF_SANDBOX=off``."""
     script = directory / f"chatty-{Path(real).name}-{lines}-{hold}-{width}.sh"
     padding = "." * width
     record = f'echo "$$ $!" >> {pidfile}' if pidfile else ":"

@@ -324,6 +324,7 @@ def held(make_server: type[Server], tmp_path: Path) -> Server:
             "PF_CCACHE": "0",
             "PF_SHUTDOWN_GRACE": "1",
             "PF_TOOL_CLANG": str(wrapper),
+            "PF_SANDBOX": "off",
         },
     ).start()
 

@@ -156,6 +156,7 @@ def held_server(make_server: type[Server], tmp_path: Path) -> Server:
             "PF_CCACHE": "0",
             "PF_SHUTDOWN_GRACE": "1",
             "PF_TOOL_CLANG": str(wrapper),
+            "PF_SANDBOX": "off",
         },
     )
     return server.start()

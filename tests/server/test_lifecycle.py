@@ -42,7 +42,7 @@ def test_a_crash_fails_running_builds_and_requeues_queued_ones(
     make_server: type[Server], tmp_path: Path
 ) -> None:
     slow = chatty_tool(tmp_path, CLANG, hold=3)
-    env = {"PF_JOBS": "1", "PF_CCACHE": "0", "PF_TOOL_CLANG": str(slow)}
+    env = {"PF_JOBS": "1", "PF_CCACHE": "0", "PF_TOOL_CLANG": str(slow), "PF_SANDBOX": "off"}
     crashing = make_server(tmp_path / "w", env=env).start()
     with httpx.Client(base_url=crashing.url, timeout=30) as http:
         post = {"language": "c", "files": unique_c("running")}
@@ -76,7 +76,12 @@ def test_sigterm_lets_running_builds_finish_within_the_grace_then_cancels(
     make_server: type[Server], tmp_path: Path
 ) -> None:
     slow = chatty_tool(tmp_path, CLANG, hold=30)
-    env = {"PF_CCACHE": "0", "PF_TOOL_CLANG": str(slow), "PF_SHUTDOWN_GRACE": "1"}
+    env = {
+        "PF_CCACHE": "0",
+        "PF_TOOL_CLANG": str(slow),
+        "PF_SANDBOX": "off",
+        "PF_SHUTDOWN_GRACE": "1",
+    }
     server = make_server(tmp_path / "w", env=env).start()
     with httpx.Client(base_url=server.url, timeout=30) as http:
         post = {"language": "c", "files": unique_c("long")}

@@ -65,6 +65,7 @@ def slow_server(make_server: type[Server], tmp_path: Path) -> tuple[Server, Path
             "PF_CCACHE": "0",
             "PF_SHUTDOWN_GRACE": "1",
             "PF_TOOL_CLANG": str(wrapper),
+            "PF_SANDBOX": "off",
         },
     )
     return server.start(), pidfile

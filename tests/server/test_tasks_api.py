@@ -8,7 +8,9 @@ has its own work directory, so the tests run in parallel.
 from __future__ import annotations
 
 import json
+import os
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,9 +45,9 @@ task fail code="3"
   shell echo never printed
 end
 
-task hold pidfile
-  describe Start a sleep in the background, write its pid and the shell's, wait
-  shell sleep 60 & echo "$$ $!" > $pidfile; wait
+task hold marker
+  describe Two shells holding a sleep each, the marker in their argv, one in the background
+  shell bash -c 'sleep 60; :' $marker & bash -c 'sleep 60; :' $marker; wait
 end
 
 task chain
@@ -102,7 +104,7 @@ def test_list_has_every_task_with_params_aliases_and_groups(client: httpx.Client
         "params": [{"name": "who", "default": "world"}, {"name": "times", "default": "1"}],
         "aliases": ["hi"],
     }
-    assert by_id["hold"]["params"] == [{"name": "pidfile", "default": None}]
+    assert by_id["hold"]["params"] == [{"name": "marker", "default": None}]
     assert by_id["web:build"]["group"] == "web"
     assert by_id["web:build"]["name"] == "build"
 
@@ -227,34 +229,39 @@ def test_output_lines_arrive_over_websocket_while_the_task_runs(
     assert ended - first_tick > 0.8
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+def _marked(marker: str) -> list[int]:
+    """The pids whose argv holds ``marker`` as a word. Task commands run in a pid
+    namespace of their own, so the pids they could report are not the host's."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if marker.encode() in argv:
+            found.append(int(entry.name))
+    return found
 
 
-def test_cancel_kills_the_running_commands_process_group(
-    client: httpx.Client, tmp_path: Path
-) -> None:
-    pidfile = tmp_path / "pids"
-    queued = _run(client, "hold", pidfile=str(pidfile))
+def test_cancel_kills_the_running_commands_process_group(client: httpx.Client) -> None:
+    marker = f"pf-hold-{uuid.uuid4().hex}"
+    queued = _run(client, "hold", marker=marker)
     deadline = time.monotonic() + 20
-    while not (pidfile.exists() and len(pidfile.read_text().split()) == 2):
+    while len(_marked(marker)) < 2:
         assert time.monotonic() < deadline, "the task never started"
         time.sleep(0.05)
-    pids = [int(p) for p in pidfile.read_text().split()]
-    assert all(_alive(pid) for pid in pids)
     assert client.get(f"/api/builds/{queued['buildId']}").json()["status"] == "running"
     response = client.delete(f"/api/builds/{queued['buildId']}")
     assert response.status_code == 200
     record = wait_for(client, queued["buildId"], timeout=20)
     assert record["status"] == "cancelled"
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while _marked(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(pid) for pid in pids)
+    assert _marked(marker) == []
 
 
 def test_missing_and_broken_pfyfile_then_restart_keeps_and_resumes_task_runs(
@@ -286,8 +293,7 @@ def test_missing_and_broken_pfyfile_then_restart_keeps_and_resumes_task_runs(
         assert record["status"] == "completed"
         logs = _messages(client, queued["buildId"])
         # Running at the stop: cancelled after the grace. Queued behind it: runs again.
-        pidfile = tmp_path / "pids"
-        held = _run(client, "hold", pidfile=str(pidfile))
+        held = _run(client, "hold", marker=f"pf-hold-{uuid.uuid4().hex}")
         wait_for(client, held["buildId"], until=("running",))
         waiting = _run(client, "greet", who="again")
         assert client.get(f"/api/builds/{waiting['buildId']}").json()["status"] == "queued"

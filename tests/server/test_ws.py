@@ -80,7 +80,12 @@ def chatty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     wrapper = chatty_tool(work, CLANG, lines=4, delay=0.25)
     server = Server(
         work / "server",
-        env={"PF_TOOL_CLANG": str(wrapper), "PF_CCACHE": "0", "PF_SHUTDOWN_GRACE": "1"},
+        env={
+            "PF_TOOL_CLANG": str(wrapper),
+            "PF_SANDBOX": "off",
+            "PF_CCACHE": "0",
+            "PF_SHUTDOWN_GRACE": "1",
+        },
     ).start()
     yield server
     server.stop()
@@ -276,6 +281,7 @@ def test_a_client_that_stops_reading_is_dropped_without_delaying_others(
         tmp_path / "w",
         env={
             "PF_TOOL_CLANG": str(wrapper),
+            "PF_SANDBOX": "off",
             "PF_CCACHE": "0",
             "PF_WS_BATCH_MS": "5",
             "PF_WS_SEND_QUEUE": "64",
@@ -331,7 +337,12 @@ def test_a_client_that_reads_late_gets_every_message_in_order(
     wrapper = chatty_tool(tmp_path, CLANG, lines=3000, width=1000)
     server = make_server(
         tmp_path / "w",
-        env={"PF_TOOL_CLANG": str(wrapper), "PF_CCACHE": "0", "PF_MAX_LOG_SIZE": "16M"},
+        env={
+            "PF_TOOL_CLANG": str(wrapper),
+            "PF_SANDBOX": "off",
+            "PF_CCACHE": "0",
+            "PF_MAX_LOG_SIZE": "16M",
+        },
     ).start()
     late = _raw_websocket(server.port, rcvbuf=4096)
     try:

@@ -42,6 +42,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pf import sandbox
 from pf.config import Settings
 from pf.engine import events
 from pf.engine.cache import ActionCache, Artifact
@@ -226,6 +227,9 @@ class BuildService:
         pairs = await asyncio.to_thread(matrix, self.settings)
         available = sum(1 for p in pairs if p.available)
         short = self.free_space.shortage()
+        # Compiles are refused while the sandbox cannot start (it fails closed).
+        unconfinable = await asyncio.to_thread(sandbox.probe, self.settings)
+        confinement = None if unconfinable is None else f"{unconfinable} ({unconfinable.hint})"
         reasons = [
             reason
             for failed, reason in (
@@ -233,6 +237,7 @@ class BuildService:
                 (not store_ok, "the build database does not answer"),
                 (available == 0, "no toolchain is usable"),
                 (short is not None, short),
+                (confinement is not None, confinement),
             )
             if failed
         ]
@@ -242,6 +247,7 @@ class BuildService:
             "store": "ok" if store_ok else "unavailable",
             "toolchains": {"available": available, "total": len(pairs)},
             "disk": "ok" if short is None else "low",
+            "sandbox": self.settings.sandbox if unconfinable is None else "unavailable",
         }
         if reasons:
             body["reason"] = "; ".join(str(reason) for reason in reasons)

@@ -36,6 +36,7 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from pf import sandbox
 from pf.config import Settings
 from pf.engine.service import BuildService
 from pf.errors import UsageError
@@ -499,6 +500,20 @@ def serve(settings: Settings, options: ServeOptions, *, insecure_no_auth: bool =
             "database": store.url,
         },
     )
+    reaped = sandbox.reap_orphans()
+    if reaped:
+        log.warning(
+            "killed task processes a pf serve that was killed left running",
+            extra={"processes": reaped},
+        )
+    unconfined = sandbox.warning(settings)
+    if unconfined is not None:
+        log.warning(unconfined)
+    unconfinable = sandbox.probe(settings)
+    if unconfinable is not None:
+        # Fail closed: the server runs (history, artifacts, tasks) but refuses compiles,
+        # and /api/ready says why.
+        log.error(f"compiles will be refused: {unconfinable}", extra={"hint": unconfinable.hint})
     if insecure_no_auth:
         log.warning(
             "--insecure-no-auth: while no token exists, anyone who reaches this server can "
