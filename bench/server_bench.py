@@ -177,6 +177,22 @@ def measure(name: str, url: str, headers: dict[str, str] | None = None, threads:
     )
 
 
+def record_status_builds(server: PfServer) -> None:
+    """STATUS_BUILDS real builds: distinct WAT modules, each a real wat2wasm run."""
+    outcome = asyncio.run(
+        closed_loop(
+            "127.0.0.1",
+            server.port,
+            lambda i: request_bytes("POST", "/api/compile", compile_body(i)),
+            total=STATUS_BUILDS,
+            connections=8,
+        )
+    )
+    if outcome.ok != STATUS_BUILDS:
+        raise RuntimeError(f"build submissions failed: {outcome.statuses}")
+    wait_idle(server.url)
+
+
 def http_figures(rows: Callable[[Row], None]) -> None:
     """/api/health and /api/status beside node hello; the 1 MiB wasm beside nginx."""
     scratch = Path(tempfile.mkdtemp(prefix="pf-bench-static-"))
@@ -229,19 +245,7 @@ def http_figures(rows: Callable[[Row], None]) -> None:
                 )
             )
 
-            # 100 real builds: distinct WAT modules, each a real wat2wasm run.
-            outcome = asyncio.run(
-                closed_loop(
-                    "127.0.0.1",
-                    server.port,
-                    lambda i: request_bytes("POST", "/api/compile", compile_body(i)),
-                    total=STATUS_BUILDS,
-                    connections=8,
-                )
-            )
-            if outcome.ok != STATUS_BUILDS:
-                raise RuntimeError(f"build submissions failed: {outcome.statuses}")
-            wait_idle(server.url)
+            record_status_builds(server)
             builds = get_json(server.url, "/api/status")["builds"]
             done = sum(1 for b in builds if b["status"] == "completed")
             status = measure("pf /api/status", f"{server.url}/api/status")
@@ -296,18 +300,7 @@ def auth_figures(rows: Callable[[Row], None]) -> None:
     same 100 builds: open, then a token created (every request then carries it), then
     revoked (open again) and created again, so both modes are measured twice."""
     with PfServer(name="auth") as server:
-        outcome = asyncio.run(
-            closed_loop(
-                "127.0.0.1",
-                server.port,
-                lambda i: request_bytes("POST", "/api/compile", compile_body(i)),
-                total=STATUS_BUILDS,
-                connections=8,
-            )
-        )
-        if outcome.ok != STATUS_BUILDS:
-            raise RuntimeError(f"build submissions failed: {outcome.statuses}")
-        wait_idle(server.url)
+        record_status_builds(server)
         figures: dict[tuple[str, str], list[Figure]] = {}
         for attempt in range(2):
             _until_status(server.url, 200)
@@ -465,7 +458,7 @@ def record_figures(rows: Callable[[Row], None]) -> None:
         (
             f"RSS after {large_n:,} recorded builds",
             f"{large:.1f} MB",
-            f"{change:+.1%} over {small_n:,}; {refused:,} 503s",
+            f"{change:+.1%} over {small_n:,}; {refused:,} 503s/429s",
             "flat: within +-10%",
             abs(change) <= 0.10,
         )
@@ -474,7 +467,8 @@ def record_figures(rows: Callable[[Row], None]) -> None:
 
 async def _submit(port: int, body: bytes, count: int, connections: int = 16) -> int:
     """Have ``count`` builds accepted over ``connections`` keep-alive connections; a 503
-    (queue full) is retried after RETRY_503 s. Returns the number of 503s."""
+    (queue full) or 429 (this one client's share of the queue is full) is retried after
+    RETRY_503 s. Returns the number of refusals."""
     raw = request_bytes("POST", "/api/compile", body)
     left = count
     refused = 0
@@ -485,7 +479,7 @@ async def _submit(port: int, body: bytes, count: int, connections: int = 16) -> 
         try:
             while left > 0:
                 left -= 1
-                while (answer := await conn.send(raw)).status == 503:
+                while (answer := await conn.send(raw)).status in (429, 503):
                     refused += 1
                     await asyncio.sleep(RETRY_503)
                 if answer.status >= 300:

@@ -75,6 +75,12 @@ if [[ "$(cat "$web/node_modules/.pf-setup" 2>/dev/null)" != "$want" ]]; then
   npm ci --prefix "$web" --no-audit --no-fund --silent
   echo "$want" >"$web/node_modules/.pf-setup"
 fi
+# The sandbox's launcher: limits and the drop to its uid in one exec instead of prlimit
+# and setpriv's two, about 1.3 ms less per confined compile step. pf works without it.
+confine=src/pf/sandbox/confine.c
+if [[ ! -x .venv/bin/pf-confine || $confine -nt .venv/bin/pf-confine ]]; then
+  clang-14 -O2 -Wall -Wextra -Werror -o .venv/bin/pf-confine "$confine"
+fi
 # Bytecode up front: with PYTHONDONTWRITEBYTECODE set, every pf start would recompile
 # its modules (about 25 ms), more than `pf list` may take.
 .venv/bin/python -m compileall -q src >/dev/null

@@ -30,3 +30,23 @@ def isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def settings() -> Settings:
     return load_settings()
+
+
+def pids_with_word(word: str, but: int = 0) -> list[int]:
+    """The pids whose argv holds ``word`` as one of its words (``but`` left out).
+
+    Processes that pf runs in a pid namespace of their own cannot report their host
+    pids, so tests find them by a marker word in their argv.
+    """
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == but:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if word.encode() in argv:
+            found.append(int(entry.name))
+    return found

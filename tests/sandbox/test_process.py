@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pf.errors import SandboxError
-from pf.sandbox import Limits, run, truncation_marker
+from pf.sandbox import Limits, process, run, truncation_marker
 
 ENV = {"PATH": os.defpath, "LC_ALL": "C.UTF-8"}
 
@@ -219,3 +220,48 @@ def test_a_grandchild_holding_the_pipes_does_not_hold_the_run(tmp_path: Path) ->
         os.kill(int(pidfile.read_text()), 9)
     assert done.ok and done.stdout == "started\n"
     assert time.monotonic() - started < 20
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another uid needs root")
+LAUNCHERS = ["pf-confine", "prlimit+setpriv"]
+
+
+@needs_root
+def test_setup_built_the_one_exec_launcher() -> None:
+    assert os.access(process._CONFINE, os.X_OK), "scripts/setup.sh builds .venv/bin/pf-confine"
+
+
+@needs_root
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_user_runs_the_command_as_that_uid_with_no_groups_and_its_limits(
+    launcher: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if launcher != "pf-confine":
+        monkeypatch.setattr(process, "_CONFINE", tmp_path / "absent")
+    script = "id -u; id -g; id -G; ulimit -n; ulimit -u; grep NoNewPrivs /proc/self/status"
+    done = run(
+        ["/bin/bash", "-c", script],
+        cwd=Path("/"),
+        env=ENV,
+        limits=Limits(timeout=20.0, processes=77, open_files=33),
+        user=65534,
+    )
+    assert done.ok, done.stderr
+    assert done.stdout.split() == ["65534", "65534", "65534", "33", "77", "NoNewPrivs:", "1"]
+
+
+@needs_root
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--uid=0", "--", "/usr/bin/true"],
+        ["--uid=65534", "--nofile=x", "--", "/usr/bin/true"],
+        ["--uid=65534", "--stack=1", "--", "/usr/bin/true"],
+        ["--nofile=1", "--", "/usr/bin/true"],
+        ["--uid=65534", "--", "true"],
+        ["--uid=65534"],
+    ],
+)
+def test_the_launcher_runs_nothing_it_was_not_told_exactly(argv: list[str]) -> None:
+    done = subprocess.run([process._CONFINE, *argv], capture_output=True, text=True, check=False)
+    assert done.returncode == 126 and done.stderr.startswith("pf-confine: ")

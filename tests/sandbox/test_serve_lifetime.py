@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import tempfile
@@ -14,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import pids_with_word
 from tests.server.conftest import Server, make_server, wait_for
 
 __all__ = ["make_server"]  # the fixture, imported for pytest
@@ -29,21 +29,6 @@ if [ "$1" = --version ]; then exec /usr/bin/clang-14 --version; fi
 bash -c 'sleep 300; :' {marker}
 exec /usr/bin/clang-14 "$@"
 """
-
-
-def _marked(marker: str) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
-                argv = handle.read().split(b"\0")
-        except OSError:
-            continue
-        if marker.encode() in argv:
-            found.append(int(entry.name))
-    return found
 
 
 def _wait(condition: object, what: str, within: float = 30.0) -> None:
@@ -82,17 +67,19 @@ def test_sigkill_of_the_server_ends_its_task_and_compile_processes(
             response = http.post("/api/tasks/hold", json={"params": {"marker": task_marker}})
             assert response.status_code == 202, response.text
             wait_for(http, response.json()["buildId"], until=("running",))
-            _wait(lambda: len(_marked(task_marker)) == 2, "the task's processes never started")
+            _wait(
+                lambda: len(pids_with_word(task_marker)) == 2, "the task's processes never started"
+            )
             post = {"language": "c", "files": {"slow.c": "int slow(void) { return 1; }\n"}}
             response = http.post("/api/compile", json=post)
             assert response.status_code in (200, 202), response.text
-            _wait(lambda: _marked(compile_marker), "the compile never started")
+            _wait(lambda: pids_with_word(compile_marker), "the compile never started")
     finally:
         server.stop(signal.SIGKILL)
     # Within a few seconds: bwrap dies with the server, and the kernel ends each pid
     # namespace with it, grandchildren included.
     _wait(
-        lambda: not _marked(task_marker) and not _marked(compile_marker),
-        f"left running: {_marked(task_marker) + _marked(compile_marker)}",
+        lambda: not pids_with_word(task_marker) and not pids_with_word(compile_marker),
+        f"left running: {pids_with_word(task_marker) + pids_with_word(compile_marker)}",
         within=5.0,
     )

@@ -31,6 +31,7 @@ from pf.sandbox import (
     workspace,
 )
 from pf.sandbox.wrappers import OWNER_VARIABLE
+from tests.conftest import pids_with_word
 
 ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
 SECRET = b"pf-sandbox-secret-7f3a9c"
@@ -74,7 +75,13 @@ def confined(
         confinement=Confinement(scratch, readonly),
         settings=settings,
     )
-    return run(command.argv, cwd=scratch, env=command.env, limits=limits or Limits(timeout=20.0))
+    return run(
+        command.argv,
+        cwd=scratch,
+        env=command.env,
+        limits=limits or Limits(timeout=20.0),
+        user=command.user,
+    )
 
 
 def test_the_probe_finds_a_working_bubblewrap(settings: Settings) -> None:
@@ -186,25 +193,9 @@ def test_a_fork_bomb_is_stopped_by_the_process_limit(scratch: Path, settings: Se
     assert "Resource temporarily unavailable" in done.stdout + done.stderr
 
 
-def _marked(marker: str, but: int = 0) -> list[int]:
-    """The pids whose argv holds ``marker`` as a word (``but`` left out)."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == but:
-            continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
-                argv = handle.read().split(b"\0")
-        except OSError:
-            continue
-        if marker.encode() in argv:
-            found.append(int(entry.name))
-    return found
-
-
 def _gone(marker: str, but: int = 0, within: float = 5.0) -> bool:
     deadline = time.monotonic() + within
-    while _marked(marker, but):
+    while pids_with_word(marker, but):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
@@ -227,7 +218,7 @@ PARENT = textwrap.dedent(
         settings=settings,
     )
     run(command.argv, cwd=scratch, env=command.env, limits=Limits(timeout=600.0),
-        on_line=lambda stream, text: print(text, flush=True))
+        on_line=lambda stream, text: print(text, flush=True), user=command.user)
     """
 )
 
@@ -243,7 +234,7 @@ def test_confined_processes_die_with_the_parent(scratch: Path) -> None:
     try:
         assert parent.stdout.readline() == b"started\n"
         deadline = time.monotonic() + 10
-        while not _marked(marker, but=parent.pid):
+        while not pids_with_word(marker, but=parent.pid):
             assert time.monotonic() < deadline, "the confined sleep never started"
             time.sleep(0.05)
     finally:

@@ -162,6 +162,23 @@ def client(server: Server) -> Iterator[httpx.Client]:
         yield http
 
 
+@pytest.fixture
+def held_server(make_server: type[Server], tmp_path: Path) -> Server:
+    """One build at a time, and every C compile holds for 30 s: builds stay queued or
+    running for as long as a test needs them to."""
+    wrapper = chatty_tool(tmp_path, "/usr/bin/clang-14", hold=30)
+    return make_server(
+        tmp_path / "work",
+        env={
+            "PF_JOBS": "1",
+            "PF_CCACHE": "0",
+            "PF_SHUTDOWN_GRACE": "1",
+            "PF_TOOL_CLANG": str(wrapper),
+            "PF_SANDBOX": "off",
+        },
+    ).start()
+
+
 def wait_for(
     http: httpx.Client, build_id: str, timeout: float = 60.0, until: tuple[str, ...] = ()
 ) -> dict[str, object]:

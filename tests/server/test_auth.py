@@ -19,7 +19,7 @@ from websockets.sync.client import connect
 from pf.config import load_settings
 from pf.engine.service import BuildService
 from pf.server.app import create_app
-from tests.server.conftest import Server, chatty_tool, unique_c, wait_for
+from tests.server.conftest import Server, unique_c, wait_for
 
 PFYFILE = """\
 task hello
@@ -313,28 +313,12 @@ def test_websocket_needs_a_token_or_cookie(guarded: tuple[Server, dict[str, str]
     assert refused.value.response.status_code == 401
 
 
-@pytest.fixture
-def held(make_server: type[Server], tmp_path: Path) -> Server:
-    """One build at a time; every C compile holds for 30 s (builds stay queued/running)."""
-    wrapper = chatty_tool(tmp_path, CLANG, hold=30)
-    return make_server(
-        tmp_path / "work",
-        env={
-            "PF_JOBS": "1",
-            "PF_CCACHE": "0",
-            "PF_SHUTDOWN_GRACE": "1",
-            "PF_TOOL_CLANG": str(wrapper),
-            "PF_SANDBOX": "off",
-        },
-    ).start()
-
-
-def test_a_build_token_cancels_its_own_builds_only(held: Server) -> None:
-    alice, bob = make_token(held, "alice", "build"), make_token(held, "bob", "build")
-    admin = make_token(held, "root", "admin")
+def test_a_build_token_cancels_its_own_builds_only(held_server: Server) -> None:
+    alice, bob = make_token(held_server, "alice", "build"), make_token(held_server, "bob", "build")
+    admin = make_token(held_server, "root", "admin")
     with (
-        httpx.Client(base_url=held.url, timeout=30) as http,
-        httpx.Client(base_url=held.url, timeout=30, headers=bearer(admin)) as root,
+        httpx.Client(base_url=held_server.url, timeout=30) as http,
+        httpx.Client(base_url=held_server.url, timeout=30, headers=bearer(admin)) as root,
     ):
         until_status(root, "/api/status", 200)
 

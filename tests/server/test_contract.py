@@ -6,12 +6,11 @@ a 5xx, and nothing refused is stored."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.server.conftest import Server, chatty_tool, unique_c, wait_for
+from tests.server.conftest import Server, unique_c, wait_for
 
 CLANG = "/usr/bin/clang-14"
 WAT = (
@@ -143,23 +142,6 @@ def test_media_types_are_the_documented_ones(client: httpx.Client) -> None:
     metrics = client.get("/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
     assert client.get("/api/health").headers["content-type"] == "application/json"
-
-
-@pytest.fixture
-def held_server(make_server: type[Server], tmp_path: Path) -> Server:
-    """One build at a time, and every C compile holds for 30 s: builds stay queued."""
-    wrapper = chatty_tool(tmp_path, CLANG, hold=30)
-    server = make_server(
-        tmp_path / "work",
-        env={
-            "PF_JOBS": "1",
-            "PF_CCACHE": "0",
-            "PF_SHUTDOWN_GRACE": "1",
-            "PF_TOOL_CLANG": str(wrapper),
-            "PF_SANDBOX": "off",
-        },
-    )
-    return server.start()
 
 
 def test_cancelling_twice_is_409_the_second_time(held_server: Server) -> None:

@@ -8,7 +8,6 @@ has its own work directory, so the tests run in parallel.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pytest
 from websockets.sync.client import connect
 from websockets.sync.connection import Connection
 
+from tests.conftest import pids_with_word
 from tests.server.conftest import Server, wait_for
 
 PFYFILE = """\
@@ -229,28 +229,11 @@ def test_output_lines_arrive_over_websocket_while_the_task_runs(
     assert ended - first_tick > 0.8
 
 
-def _marked(marker: str) -> list[int]:
-    """The pids whose argv holds ``marker`` as a word. Task commands run in a pid
-    namespace of their own, so the pids they could report are not the host's."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
-                argv = handle.read().split(b"\0")
-        except OSError:
-            continue
-        if marker.encode() in argv:
-            found.append(int(entry.name))
-    return found
-
-
 def test_cancel_kills_the_running_commands_process_group(client: httpx.Client) -> None:
     marker = f"pf-hold-{uuid.uuid4().hex}"
     queued = _run(client, "hold", marker=marker)
     deadline = time.monotonic() + 20
-    while len(_marked(marker)) < 2:
+    while len(pids_with_word(marker)) < 2:
         assert time.monotonic() < deadline, "the task never started"
         time.sleep(0.05)
     assert client.get(f"/api/builds/{queued['buildId']}").json()["status"] == "running"
@@ -259,9 +242,9 @@ def test_cancel_kills_the_running_commands_process_group(client: httpx.Client) -
     record = wait_for(client, queued["buildId"], timeout=20)
     assert record["status"] == "cancelled"
     deadline = time.monotonic() + 10
-    while _marked(marker) and time.monotonic() < deadline:
+    while pids_with_word(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _marked(marker) == []
+    assert pids_with_word(marker) == []
 
 
 def test_missing_and_broken_pfyfile_then_restart_keeps_and_resumes_task_runs(

@@ -319,6 +319,7 @@ class _Execution:
                     limits=limits,
                     on_line=sink,
                     cancel=self.cancel,
+                    user=command.user,
                 )
                 if done.cancelled:
                     raise BuildCancelled(self.action.what)

@@ -34,6 +34,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -172,6 +173,10 @@ def _prlimit() -> str | None:
 
 
 _PRLIMIT = _prlimit()
+# One exec that sets the limits and drops to another uid (setup builds it beside pf's
+# Python from confine.c); without it, prlimit execs setpriv, which execs the command.
+_CONFINE = Path(sys.executable).with_name("pf-confine")
+_SETPRIV = "/usr/bin/setpriv"
 
 
 def _check_program(program: str, cwd: Path, env: Mapping[str, str]) -> None:
@@ -199,6 +204,7 @@ def _spawn(
     *,
     attached: bool = False,
     terminal: int | None = None,
+    user: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` under ``limits`` in a process group of its own.
 
@@ -206,18 +212,29 @@ def _spawn(
     ``attached``: pf's own stdin, stdout and stderr; with ``terminal`` (pf's controlling
     terminal, pf in its foreground) the group is made the terminal's foreground group
     before the command starts, so it can read the terminal and Ctrl-C reaches it.
+    ``user``: the command runs as that uid and gid, with no groups and no new
+    privileges (pf must be root).
     """
     values = _limit_values(limits)
     command = list(argv)
     steps: list[Callable[[], None]] = []
-    if _PRLIMIT is not None:
+    drop = (
+        []
+        if user is None
+        else [_SETPRIV, f"--reuid={user}", f"--regid={user}", "--clear-groups", "--no-new-privs"]
+    )
+    # --name=value sets soft and hard; `--` ends the launcher's options, so the command
+    # runs in its process under exactly the argv it was given.
+    options = [f"{_PRLIMIT_OPTIONS[which]}={value}" for which, value in values]
+    if user is not None and os.access(_CONFINE, os.X_OK):
         _check_program(argv[0], cwd, env)
-        # --name=value sets soft and hard; `--` ends prlimit's options, so the command
-        # runs in prlimit's process under exactly the argv it was given.
-        options = [f"{_PRLIMIT_OPTIONS[which]}={value}" for which, value in values]
-        command = [_PRLIMIT, *options, "--", *argv]
+        command = [str(_CONFINE), f"--uid={user}", *options, "--", *argv]
+    elif _PRLIMIT is not None:
+        _check_program(argv[0], cwd, env)
+        command = [_PRLIMIT, *options, "--", *drop, *argv]
     else:
         steps.append(_limit_in_child(values))
+        command = [*drop, *argv]
     if terminal is not None:
         steps.append(_foreground_in_child(terminal))
     preexec = None if not steps else steps[0] if len(steps) == 1 else _all(steps)
@@ -345,8 +362,10 @@ def run(
     limits: Limits = DEFAULT_LIMITS,
     on_line: LineSink | None = None,
     cancel: threading.Event | None = None,
+    user: int | None = None,
 ) -> Completed:
-    """Run ``argv`` (a list, never a shell string) in ``cwd`` with exactly ``env``.
+    """Run ``argv`` (a list, never a shell string) in ``cwd`` with exactly ``env``,
+    as ``user`` (a uid, pf being root) when given.
 
     Setting ``cancel`` kills the process group within ``_CANCEL_POLL`` seconds.
     """
@@ -356,7 +375,7 @@ def run(
     out = _Capture("stdout", limits.max_output, on_line, order)
     err = _Capture("stderr", limits.max_output, on_line, order)
     started = time.monotonic()
-    proc = _spawn(argv, cwd, env, limits)
+    proc = _spawn(argv, cwd, env, limits, user=user)
     assert proc.stdout is not None and proc.stderr is not None
     wait = _Wait(limits, started, cancel)
     expired = stopped = False

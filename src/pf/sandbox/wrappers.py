@@ -6,8 +6,9 @@ Two purposes, each a dispatch table from the setting to a wrapper:
   runs it in bubblewrap with every namespace unshared (no network, its own pids, ipc,
   uts and mounts), a fresh ``/proc`` and ``/tmp``, a minimal ``/dev``, the system's
   ``/usr`` and the caller's extra read-only paths, and one writable directory, bound at
-  its own path: nothing else of the host exists inside. When pf is root it first drops
-  to ``Settings.sandbox_uid`` with setpriv (never root inside, so RLIMIT_NPROC holds).
+  its own path: nothing else of the host exists inside. When pf is root the command
+  runs as ``Settings.sandbox_uid`` (``Command.user``: process.run drops to it before
+  bwrap starts), never root inside, so RLIMIT_NPROC holds.
   ``off`` runs the command as it is, under the caller's rlimits only.
 - ``task_command``: trusted work (the operator's task commands run by pf serve) that
   must not outlive pf. ``bwrap`` gives it a pid namespace of its own on the host's
@@ -43,7 +44,6 @@ SYSTEM_DIR = "/usr"
 INSIDE_PATH = "/usr/bin:/bin"
 # A task run by pf serve carries this variable; its value names the server process.
 OWNER_VARIABLE = "PF_TASK_OWNER"
-_SETPRIV = "/usr/bin/setpriv"
 _TOP_LEVEL = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _PROBE_LIMITS = Limits(timeout=10.0, max_output=16 * 1024)
 _INSTALL = "install bubblewrap: apt-get install bubblewrap"
@@ -65,10 +65,12 @@ class Confinement:
 
 @dataclass(frozen=True)
 class Command:
-    """A command ready for :func:`pf.sandbox.run`: its argv and its environment."""
+    """A command ready for :func:`pf.sandbox.run`: its argv, its environment and the uid
+    it runs as (None: pf's own)."""
 
     argv: tuple[str, ...]
     env: dict[str, str]
+    user: int | None = None
 
 
 def sandbox_uid(settings: Settings) -> int | None:
@@ -101,17 +103,11 @@ def _top_level() -> tuple[str, ...]:
     return tuple(options)
 
 
-def _isolated(bwrap: str, uid: int | None, readonly: Sequence[Path]) -> list[str]:
-    prefix = (
-        []
-        if uid is None
-        else [_SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs"]
-    )
+def _isolated(bwrap: str, readonly: Sequence[Path]) -> list[str]:
     # --die-with-parent is PR_SET_PDEATHSIG, which fires when the *thread* that started
     # bwrap exits: pf starts compiles from long-lived worker threads, so it means "dies
     # with pf". --new-session keeps a tool from pushing input into pf's terminal.
     options = [
-        *prefix,
         bwrap,
         "--unshare-all",
         "--die-with-parent",
@@ -153,20 +149,16 @@ def probe(settings: Settings) -> SandboxUnavailable | None:
         )
         return SandboxUnavailable(cause, _INSTALL)
     uid = sandbox_uid(settings)
-    if uid is not None and not os.access(_SETPRIV, os.X_OK):
-        return SandboxUnavailable(
-            f"{_SETPRIV} is missing: pf needs it to drop root before bwrap",
-            "install it: apt-get install util-linux",
-        )
     key = (bwrap, uid)
     with _probe_lock:
         if key in _probed:
             return None
     done = run(
-        [*_isolated(bwrap, uid, ()), "--remount-ro", "/", "--", "/usr/bin/true"],
+        [*_isolated(bwrap, ()), "--remount-ro", "/", "--", "/usr/bin/true"],
         cwd=Path("/"),
         env={"PATH": INSIDE_PATH, "LC_ALL": "C.UTF-8"},
         limits=_PROBE_LIMITS,
+        user=uid,
     )
     if not done.ok:
         said = (done.stderr or done.stdout).strip().splitlines()
@@ -188,7 +180,7 @@ def warning(settings: Settings) -> str | None:
 
 
 def _reachable(path: Path, uid: int) -> bool:
-    """Whether ``uid`` (no groups, as setpriv leaves it) may traverse to ``path``."""
+    """Whether ``uid`` (with no groups, as the command runs) may traverse to ``path``."""
     for directory in path.parents:
         st = os.stat(directory)
         bit = stat.S_IXUSR if st.st_uid == uid else stat.S_IXOTH
@@ -223,12 +215,12 @@ def _compile_bwrap(
                     "or install the tool under /usr",
                 )
     writable = str(confinement.writable)
-    options = _isolated(bwrap, uid, readonly)
+    options = _isolated(bwrap, readonly)
     # The root is bwrap's own tmpfs: read-only once everything is mounted on it, so the
     # scratch dir and the private /tmp are the only places a step can write.
     options += ["--bind", writable, writable, "--remount-ro", "/", "--chdir", writable]
     options += ["--", *argv]
-    return Command(tuple(options), _inside_env(env))
+    return Command(tuple(options), _inside_env(env), uid)
 
 
 def _compile_off(
