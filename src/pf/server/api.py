@@ -28,6 +28,7 @@ from pf.errors import NotFound, ToolchainMissing
 from pf.server import schemas, session
 from pf.server.auth import Principal
 from pf.server.middleware import RequestStats
+from pf.server.ratelimit import client_key
 from pf.toolchains import LANGUAGES, TARGETS, ToolSpec
 from pf.toolchains.matrix import matrix
 from pf.toolchains.probe import detect
@@ -55,13 +56,9 @@ def _service(request: Request) -> BuildService:
 
 
 def client_of(request: Request) -> str:
-    """Who is asking, for fair scheduling and build ownership: the authenticated client
-    the auth middleware put in the scope, else the peer's address."""
-    client: str | None = request.scope.get("pf.client")
-    if client is not None:
-        return client
-    peer = request.scope.get("client")
-    return f"addr:{peer[0]}" if peer else "addr:unknown"
+    """Who is asking, for fair scheduling and build ownership: the rate limit's client
+    (the authenticated token, else the peer's address), so both count clients alike."""
+    return client_key(request.scope)
 
 
 def _settings(request: Request) -> Settings:

@@ -3,7 +3,7 @@
 Only the requests that queue work are limited (POST /api/build/..., /api/compile,
 /api/tasks/...): reads, artifacts and WebSockets are not. A client is the
 authenticated name the auth middleware put in ``scope["pf.client"]`` (it runs before
-this one), else the peer's address, the same rule as ``server.api.client_of``; IPv6
+this one), else the peer's address (``server.api.client_of`` asks this module); IPv6
 peers count per /64, since one host commonly holds a whole /64 and could otherwise
 send each request from a new address. Each bucket holds up to PF_RATE_BURST tokens
 and refills at PF_RATE_LIMIT a minute; a submission takes one, and one that finds
