@@ -458,7 +458,7 @@ def record_figures(rows: Callable[[Row], None]) -> None:
         (
             f"RSS after {large_n:,} recorded builds",
             f"{large:.1f} MB",
-            f"{change:+.1%} over {small_n:,}; {refused:,} 503s/429s",
+            f"{change:+.1%} over {small_n:,}; {refused:,} refused",
             "flat: within +-10%",
             abs(change) <= 0.10,
         )
