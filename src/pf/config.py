@@ -166,7 +166,7 @@ class Settings:
     max_body: int = 4 * MiB
     ws_batch_ms: int = 100
     max_ws_connections: int = 2000
-    ws_send_queue: int = 1000  # events buffered per WebSocket client before it is dropped
+    ws_send_queue: int = 1000  # messages queued per slow WebSocket client (server/ws.py)
     ws_max_size: int = 64 * 1024  # largest incoming WebSocket message
     # The project a build request without one gets; None: see engine.catalog.Projects.
     default_project: str | None = None
