@@ -569,7 +569,8 @@ NODE_CLIENTS = """\
 // pf bench: COUNT WebSocket clients on URL; each event is timestamped on receipt with
 // CLOCK_MONOTONIC (process.hrtime, the clock of Python's time.monotonic on Linux).
 // stdout: {"connected": n, "failed": m} once all have their initial_status; then, after
-// a line {"ids": [...], "timeout": s} on stdin, {"events": [per client {id: [[type, t]]}]}.
+// a line {"ids": [...], "timeout": s} on stdin, {"events": [per client {id: [[type, t]]}],
+// "batches": number of batch messages received}.
 const WebSocket = require('ws');
 const [url, countText] = process.argv.slice(2);
 const count = Number(countText);
@@ -577,7 +578,7 @@ const seen = Array.from({length: count}, () => new Map());
 const sockets = [];
 const TERMINAL = new Set(['build_completed', 'build_failed', 'build_cancelled']);
 const now = () => Number(process.hrtime.bigint()) / 1e9;
-let ready = 0, failed = 0, inflight = 0, next = 0;
+let ready = 0, failed = 0, inflight = 0, next = 0, batches = 0;
 
 function settle() {
   inflight--;
@@ -594,6 +595,7 @@ function open(index) {
     const t = now();
     const message = JSON.parse(data);
     const updates = message.type === 'batch' ? message.updates : [message];
+    if (message.type === 'batch') batches++;
     for (const update of updates) {
       if (update.buildId === undefined) continue;
       let list = seen[index].get(update.buildId);
@@ -623,7 +625,7 @@ process.stdin.on('data', (chunk) => {
     setTimeout(() => {
       const report = seen.map(
         (events) => Object.fromEntries(ids.map((id) => [id, events.get(id) || []])));
-      process.stdout.write(JSON.stringify({events: report}) + '\\n', () => {
+      process.stdout.write(JSON.stringify({events: report, batches}) + '\\n', () => {
         for (const ws of sockets) ws.terminate();
         process.exit(0);
       });
@@ -666,13 +668,15 @@ def node_ws_package() -> Iterator[Path | None]:
 class WsFleet:
     """``clients`` WebSocket clients on ``url`` spread over ``processes`` processes: node
     scripts using the ``ws`` package when ``node_dir`` holds it, else Python workers
-    (websockets). Every process is ended on exit, whatever happened."""
+    (websockets). ``batches`` counts the batch messages they received (a per-event
+    client gets none). Every process is ended on exit, whatever happened."""
 
     def __init__(self, url: str, clients: int, processes: int, node_dir: Path | None) -> None:
         self.url = url
         self.shares = [clients // processes + (i < clients % processes) for i in range(processes)]
         self.node_dir = node_dir
         self.kind = "node ws" if node_dir is not None else "python websockets"
+        self.batches = 0
         self._nodes: list[subprocess.Popen[bytes]] = []
         self._workers: list[Any] = []
         self._pipes: list[Any] = []
@@ -754,7 +758,11 @@ class WsFleet:
         reports: list[ClientEvents] = []
         for index in range(len(self.shares)):
             answer = self._receive(index, timeout + 60)
-            clients = answer["events"] if self.node_dir is not None else answer[1]
+            if self.node_dir is not None:
+                clients, batches = answer["events"], answer["batches"]
+            else:
+                _, clients, batches = answer
+            self.batches += batches
             for client in clients:
                 reports.append({k: [(t, float(at)) for t, at in v] for k, v in client.items()})
         return reports
@@ -767,8 +775,9 @@ def ws_worker(url: str, count: int, pipe: Any) -> None:
     Protocol: the worker sends ``("connected", n_ok, n_failed)`` once every client has
     its initial_status; the parent answers ``("ids", [buildId, ...], timeout)``; the
     worker waits until every client has a terminal event for each id (or the timeout),
-    a short grace for stragglers, then sends ``("events", clients)``: per client, a map
-    buildId -> [(type, monotonic arrival time), ...] for those ids, and exits.
+    a short grace for stragglers, then sends ``("events", clients, batches)``: per client,
+    a map buildId -> [(type, monotonic arrival time), ...] for those ids, and the number
+    of batch messages all of them received; and exits.
     """
     with contextlib.suppress(ImportError):
         import uvloop
@@ -782,6 +791,7 @@ async def _ws_main(url: str, count: int, pipe: Any) -> None:
 
     loop = asyncio.get_running_loop()
     seen: list[dict[str, list[tuple[str, float]]]] = [{} for _ in range(count)]
+    batches = [0]  # batch messages, counted by every client's reader
     ready = [asyncio.Event() for _ in range(count)]
     failed = 0
     gate = asyncio.Semaphore(32)  # connections opened at once
@@ -797,7 +807,7 @@ async def _ws_main(url: str, count: int, pipe: Any) -> None:
             ready[index].set()
             return
         async with ws:
-            reader = asyncio.ensure_future(_read(ws, seen[index], ready[index]))
+            reader = asyncio.ensure_future(_read(ws, seen[index], ready[index], batches))
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if not ready[index].is_set():  # closed before its initial_status
@@ -824,24 +834,27 @@ async def _ws_main(url: str, count: int, pipe: Any) -> None:
     report = [{i: events.get(i, []) for i in ids} for events in seen]
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
-    pipe.send(("events", report))
+    pipe.send(("events", report, batches[0]))
 
 
-async def _read(ws: Any, events: dict[str, list[tuple[str, float]]], ready: asyncio.Event) -> None:
+async def _read(
+    ws: Any, events: dict[str, list[tuple[str, float]]], ready: asyncio.Event, batches: list[int]
+) -> None:
     from websockets.exceptions import ConnectionClosed
 
     with contextlib.suppress(ConnectionClosed):
-        await _receive(ws, events, ready)
+        await _receive(ws, events, ready, batches)
 
 
 async def _receive(
-    ws: Any, events: dict[str, list[tuple[str, float]]], ready: asyncio.Event
+    ws: Any, events: dict[str, list[tuple[str, float]]], ready: asyncio.Event, batches: list[int]
 ) -> None:
     async for message in ws:
         now = time.monotonic()
         data = json.loads(message)
         kind = data.get("type")
         updates = data["updates"] if kind == "batch" else [data]
+        batches[0] += kind == "batch"
         for update in updates:
             build_id = update.get("buildId")
             if build_id is not None:

@@ -128,6 +128,11 @@ def _parse_optional_path(text: str) -> Path | None:
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
+def _parse_optional_name(text: str) -> str | None:
+    # Empty means unset, as for the optional paths.
+    return text.strip() or None
+
+
 def _parse_log_level(text: str) -> str:
     level = text.strip().lower()
     if level not in _LOG_LEVELS:
@@ -161,8 +166,10 @@ class Settings:
     max_body: int = 4 * MiB
     ws_batch_ms: int = 100
     max_ws_connections: int = 2000
-    ws_send_queue: int = 1000  # events buffered per WebSocket client before it is dropped
+    ws_send_queue: int = 1000  # messages queued per slow WebSocket client (server/ws.py)
     ws_max_size: int = 64 * 1024  # largest incoming WebSocket message
+    # The project a build request without one gets; None: see engine.catalog.Projects.
+    default_project: str | None = None
     log_level: str = "info"
     shutdown_grace: float = 30.0
     # Containment of untrusted compiles.
@@ -220,6 +227,7 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_ws_connections": ("PF_MAX_WS_CONNECTIONS", _parse_positive_int),
     "ws_send_queue": ("PF_WS_SEND_QUEUE", _parse_positive_int),
     "ws_max_size": ("PF_WS_MAX_SIZE", _parse_size),
+    "default_project": ("PF_DEFAULT_PROJECT", _parse_optional_name),
     "log_level": ("PF_LOG_LEVEL", _parse_log_level),
     "shutdown_grace": ("PF_SHUTDOWN_GRACE", _parse_seconds),
     "sandbox": ("PF_SANDBOX", _parse_sandbox),

@@ -1,4 +1,5 @@
-"""``pf serve [--host H] [--port P] [--root DIR] [--projects DIR] [--insecure-no-auth] ...``.
+"""``pf serve [--host H] [--port P] [--root DIR] [--projects DIR] [--default-project NAME]
+[--insecure-no-auth] ...``.
 
 Parses the command line and starts the build service: everything in one process with
 embedded defaults (SQLite history under ``.pf/``, the filesystem cache, an in-process
@@ -8,6 +9,9 @@ uvicorn, SQLAlchemy) is imported only when this command runs.
 The tasks served at ``/api/tasks`` come from the Pfyfile ``PFY_FILE`` names, else
 ``Pfyfile.pf`` in the ``--projects`` directory, else the nearest ``Pfyfile.pf`` from the
 working directory upward (as ``pf TASK`` finds one); see pf.engine.taskruns.
+
+A build request that names no project gets ``--default-project`` (PF_DEFAULT_PROJECT),
+checked here so a misspelt name stops the start; unset, pf.engine.catalog's rule applies.
 
 Listening beyond loopback needs a token (``pf token create NAME --scope admin``) unless
 ``--insecure-no-auth`` says otherwise; see pf.server.auth.
@@ -55,6 +59,12 @@ def _parser() -> ArgumentParser:
         type=Path,
         help="projects to build; a Pfyfile.pf here serves /api/tasks (default: demos/)",
     )
+    parser.add_argument(
+        "--default-project",
+        metavar="NAME",
+        help="project for build requests that name none (overrides PF_DEFAULT_PROJECT; "
+        "default: pf-web-polyglot-demo-plus-c if present, else the only project)",
+    )
     parser.add_argument("--backlog", type=int, default=DEFAULT_BACKLOG, help="listen backlog")
     parser.add_argument(
         "--ws-ping-interval", type=float, default=20.0, help="seconds between WebSocket pings"
@@ -85,7 +95,13 @@ def command(argv: list[str]) -> int:
     for flag, path in (("--root", root), ("--projects", projects)):
         if not path.is_dir():
             raise UsageError(f"{flag} {path} is not a directory")
-    settings = load_settings(overrides={"log_level": args.log_level})
+    settings = load_settings(
+        overrides={"log_level": args.log_level, "default_project": args.default_project or None}
+    )
+    if settings.default_project is not None:
+        from pf.engine.catalog import Projects
+
+        Projects(projects).check_default(settings.default_project)
     from pf.server import run
 
     options = run.ServeOptions(

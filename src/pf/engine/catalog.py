@@ -2,7 +2,11 @@
 
 Projects are the directories under the projects root that hold sources, or the root
 itself when it holds language directories or sources at its top. Scanning is cheap but
-not free, and every submission needs it, so a scan is reused for ``ttl`` seconds.
+not free, and every submission needs it, so a scan is reused for ``ttl`` seconds. A
+request that names no project gets the default one (``Projects.get``): the configured
+PF_DEFAULT_PROJECT, else the original's demo project when it is there, else the only
+project; with several and none of those, the request is refused with their names, never
+answered with whichever sorts first.
 Modules are the artifacts of the latest completed project build per (language, file
 name), the original's ``/wasm/<language>/<file>``; the index is bounded. Imports
 engine.projects and toolchains only; nothing here runs a build.
@@ -20,11 +24,13 @@ from typing import Any
 from pf.engine.cache import Artifact
 from pf.engine.jobs import iso_time
 from pf.engine.projects import Project, discover
-from pf.errors import NotFound, RequestError
+from pf.errors import NotFound, RequestError, UsageError
 from pf.toolchains import LANGUAGES, language_of
 
 PROJECT_TTL = 1.0
 MAX_MODULES = 1000
+# The original's clients send {target} without a project and meant its demo project.
+ORIGINAL_DEFAULT = "pf-web-polyglot-demo-plus-c"
 
 
 class Projects:
@@ -61,18 +67,52 @@ class Projects:
                 self._scanned = time.monotonic()
             return list(self._found.values())
 
-    def get(self, name: str | None) -> Project:
-        """The project called ``name``, or the default one for None; NotFound otherwise."""
+    def get(self, name: str | None, default: str | None = None) -> Project:
+        """The project called ``name``; for None, ``default`` when given, else the
+        original's demo project, else the only one. NotFound for an unknown name,
+        RequestError when several projects leave the choice open."""
         projects = self.all()
         if name is None:
+            if default is not None:
+                return self._named(default, projects)
             if not projects:
                 raise NotFound(f"no projects under {self.root}")
-            return projects[0]
+            found = _implicit(projects)
+            if found is None:
+                raise RequestError(
+                    f"no project given and {len(projects)} to choose from: {_names(projects)}",
+                    hint="name one in the request (project), or set PF_DEFAULT_PROJECT "
+                    "(pf serve --default-project)",
+                )
+            return found
+        return self._named(name, projects)
+
+    def check_default(self, name: str) -> None:
+        """Refuse a configured default project that does not exist (at start-up)."""
+        projects = self.all()
+        if not any(p.name == name for p in projects):
+            raise UsageError(
+                f"default project {name} is not under {self.root}",
+                hint=f"projects: {_names(projects)}",
+            )
+
+    def _named(self, name: str, projects: list[Project]) -> Project:
         for project in projects:
             if project.name == name:
                 return project
-        known = ", ".join(p.name for p in projects) or "none"
-        raise NotFound(f"Project not found: {name}. Available: {known}")
+        raise NotFound(f"Project not found: {name}. Available: {_names(projects)}")
+
+
+def _implicit(projects: list[Project]) -> Project | None:
+    """The project a request without one means, when that is unambiguous."""
+    for project in projects:
+        if project.name == ORIGINAL_DEFAULT:
+            return project
+    return projects[0] if len(projects) == 1 else None
+
+
+def _names(projects: list[Project]) -> str:
+    return ", ".join(p.name for p in projects) or "none"
 
 
 def _is_project(path: Path) -> bool:

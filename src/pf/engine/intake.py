@@ -2,10 +2,11 @@
 
 Checks run in the order a user fixes them: language and target (the exact API.md
 messages), options (InvalidOption names the option and its allowed values), the project
-(NotFound, so HTTP 404), its sources, and last the driver's plan, which refuses options
-the toolchain cannot honour. The sources are read here, so a build compiles what was on
-disk when it was asked for. ``resume`` rebuilds a job recorded as queued before a
-restart. Imports engine.jobs, engine.catalog, toolchains, store and config only.
+(NotFound, so HTTP 404; a request naming none gets PF_DEFAULT_PROJECT, else the
+catalog's default), its sources, and last the driver's plan, which refuses options the
+toolchain cannot honour. The sources are read here, so a build compiles what was on disk
+when it was asked for. ``resume`` rebuilds a job recorded as queued before a restart.
+Imports engine.jobs, engine.catalog, toolchains, store and config only.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class Intake:
         """One language of a project (None: the default project)."""
         driver_for(language, target)
         parsed = Options.parse(options)
-        found = self.projects.get(project)
+        found = self.projects.get(project, self.settings.default_project)
         job = self._job(language, target, found.name, parsed)
         job.request = request_for(found, language, target, parsed)
         _plan(job)
@@ -69,7 +70,7 @@ class Intake:
         if target not in TARGETS:
             raise UnsupportedTarget(target, TARGETS)
         parsed = Options.parse(options)
-        found = self.projects.get(project)
+        found = self.projects.get(project, self.settings.default_project)
         jobs = []
         for language in found.languages:
             if target in get_driver(language).targets:

@@ -11,20 +11,34 @@ and no frame encoding per client, which is what keeps POST -> ``build_started`` 
 with 1,000 clients on two cores. The hub therefore needs that protocol; under another
 ASGI server a connection is closed with 1011.
 
-Batching is leading-edge: an event that arrives after a quiet window is sent at once,
-and events that follow within PF_WS_BATCH_MS are collected and sent together as
-``{"type": "batch", "updates": [...]}`` at the end of the window (a window holding one
-event sends it as itself). Lifecycle events (started, completed, failed, cancelled)
-shorten the window to URGENT_WINDOW, so POST -> build_started stays fast under a
-stream of log lines while the stream itself is still batched.
+Two kinds of client. A client connects as the original's pages do and gets one message
+per event, each of a documented type (``build_started``, ``build_progress``...), never a
+``batch``. A client that opts in with the query parameter ``batch=1`` (``/ws?batch=1``;
+pf's dashboard does) gets the same events grouped: ``{"type": "batch", "updates":
+[...]}``, fewer and larger messages. Both are fed by the same flushes, so they see the
+same events at the same moments, and both share the per-event encodings where they can.
+
+Flushes are leading-edge: an event that arrives after a quiet window is sent at once,
+and events that follow within PF_WS_BATCH_MS are collected and sent together at the end
+of the window (a window holding one event sends it as itself, even to a batching
+client). Lifecycle events (started, completed, failed, cancelled) shorten the window to
+URGENT_WINDOW, so POST -> build_started stays fast under a stream of log lines while the
+stream itself is still batched.
 
 A client whose transport is full (the peer reads slower than we write) gets a queue of
 messages, at most PF_WS_SEND_QUEUE of them and MAX_PENDING bytes, drained by a task that
-exists only while the queue does; a client whose queue overflows is dropped with 1008,
-so a reader that stalls never delays the others. An idle client costs no task of its
-own beyond the connection's. Ping/pong, the incoming frame cap and permessage-deflate
-are uvicorn's (configured by pf serve). The connection limit (PF_MAX_WS_CONNECTIONS)
-closes newcomers with 1008.
+exists only while the queue does, so a reader that stalls never delays the others. When
+that queue is full, a per-event client sheds before it is dropped: its queued
+build_progress messages go first (a later progress or the build's end supersedes them),
+then the incoming progress or log message itself, then queued build_log lines to make
+room for a lifecycle event (the lost lines stay in the build's stored log). Only a
+client whose queue is full of lifecycle events is dropped with 1008, so no client misses
+a lifecycle event without being told by the close. A batching client's messages mix
+kinds and cannot be shed: it is dropped with 1008 when its queue overflows. Shed
+messages count in ``pf_ws_dropped_total``. An idle client costs no task of its own beyond
+the connection's. Ping/pong, the incoming frame cap and permessage-deflate are uvicorn's
+(configured by pf serve). The connection limit (PF_MAX_WS_CONNECTIONS) closes newcomers
+with 1008.
 
 Client messages: ``{"type": "subscribe", "buildIds": [...]}`` limits build_log
 messages to those builds (added to earlier subscriptions), ``{"type": "unsubscribe",
@@ -56,6 +70,9 @@ WS_MESSAGES = Counter("pf_ws_messages_total", "WebSocket messages queued to clie
 WS_CLOSED = Counter(
     "pf_ws_closed_total", "WebSocket connections closed by the server, by reason", ["reason"]
 )
+WS_DROPPED = Counter(
+    "pf_ws_dropped_total", "Events shed for slow per-event WebSocket clients, by type", ["type"]
+)
 
 WIRE = "pf.wire"  # the ASGI scope extension {"wire": Wire} of pf serve's protocol
 POLICY_VIOLATION = 1008
@@ -70,17 +87,24 @@ MAX_PENDING = 4 * 1024 * 1024  # bytes queued for one client before it is droppe
 # load); progress and log lines wait out the whole PF_WS_BATCH_MS window.
 URGENT = frozenset({"build_started", "build_completed", "build_failed", "build_cancelled"})
 URGENT_WINDOW = 0.01
+# What a slow per-event client may lose, in the order it is shed; 0: never shed.
+KEEP, PROGRESS, LOG = 0, 1, 2
+SHED = {"build_progress": PROGRESS, "build_log": LOG}
+SHED_NAMES = {PROGRESS: "build_progress", LOG: "build_log"}
+BATCH_VALUES = {"1": True, "true": True, "0": False, "false": False, "": False}
 
 
 class Outgoing:
     """One message for any number of clients: its UTF-8 bytes, and a frame per wire
-    format (``frames``, filled by the Wires that send it), each made once."""
+    format (``frames``, filled by the Wires that send it), each made once. ``shed`` says
+    whether a slow per-event client may lose it (PROGRESS, LOG) or not (KEEP)."""
 
-    __slots__ = ("data", "frames")
+    __slots__ = ("data", "frames", "shed")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, shed: int = KEEP) -> None:
         self.data = text.encode()
         self.frames: dict[object, bytes] = {}
+        self.shed = shed
 
     def __len__(self) -> int:
         return len(self.data)
@@ -148,13 +172,15 @@ def _dumps(value: object) -> str:
 
 
 class Client:
-    """One connected WebSocket: its log filter, and its queue while its transport is full."""
+    """One connected WebSocket: per-event or batching, its log filter, and its queue
+    while its transport is full."""
 
-    __slots__ = ("closing", "drainer", "filter", "limit", "pending", "size", "wire")
+    __slots__ = ("batch", "closing", "drainer", "filter", "limit", "pending", "size", "wire")
 
-    def __init__(self, wire: Wire, limit: int) -> None:
+    def __init__(self, wire: Wire, limit: int, batch: bool = False) -> None:
         self.wire = wire
         self.limit = limit
+        self.batch = batch  # asked for batches (?batch=1); else one message per event
         self.pending: deque[Outgoing] | None = None  # only while the transport is full
         self.size = 0  # bytes waiting in ``pending``
         self.drainer: asyncio.Task[None] | None = None
@@ -162,8 +188,8 @@ class Client:
         self.closing: tuple[int, str] | None = None  # set when the server ends the connection
 
     def offer(self, message: Outgoing) -> None:
-        """Send a message now, or queue it behind earlier ones; drop the client when its
-        queue is full."""
+        """Send a message now, or queue it behind earlier ones; when the queue is full,
+        shed what a per-event client may lose, and drop the client if that is not enough."""
         if self.closing is not None:
             return
         if self.pending is None:
@@ -172,12 +198,36 @@ class Client:
                 return
             self.pending = deque()
             self.drainer = asyncio.get_running_loop().create_task(self._drain())
-        if len(self.pending) >= self.limit or self.size + len(message) > MAX_PENDING:
+        if self._full(message) and not self.batch:
+            self._evict(PROGRESS)
+            if self._full(message) and message.shed != KEEP:
+                WS_DROPPED.labels(SHED_NAMES[message.shed]).inc()
+                return
+            if self._full(message):
+                self._evict(LOG)
+        if self._full(message):
             WS_CLOSED.labels("slow").inc()
             self.end(POLICY_VIOLATION, "too slow: send queue full")
             return
         self.pending.append(message)
         self.size += len(message)
+
+    def _full(self, message: Outgoing) -> bool:
+        assert self.pending is not None
+        return len(self.pending) >= self.limit or self.size + len(message) > MAX_PENDING
+
+    def _evict(self, shed: int) -> None:
+        """Remove the queued messages of one sheddable kind, in place (the drainer holds
+        the same deque)."""
+        pending = self.pending
+        assert pending is not None
+        kept = [m for m in pending if m.shed != shed]
+        lost = len(pending) - len(kept)
+        if lost:
+            WS_DROPPED.labels(SHED_NAMES[shed]).inc(lost)
+            pending.clear()
+            pending.extend(kept)
+            self.size = sum(len(m) for m in kept)
 
     async def _drain(self) -> None:
         """Write the queue in order as the transport empties, then go away."""
@@ -242,7 +292,7 @@ class Client:
 
 
 class Hub:
-    """Fans the engine's events out to every WebSocket client, in batches."""
+    """Fans the engine's events out to every WebSocket client, per event or in batches."""
 
     def __init__(self, service: BuildService, settings: Settings) -> None:
         self.service = service
@@ -323,10 +373,12 @@ class Hub:
         return min(self.window, URGENT_WINDOW) if self._urgent else self.window
 
     def broadcast(self, events: list[dict[str, Any]]) -> None:
-        """Send ``events`` to every client, build_log filtered by its subscriptions.
+        """Send ``events`` to every client, build_log filtered by its subscriptions: one
+        message per event, or batches for the clients that asked for them.
 
-        Each event is encoded once; clients with the same filter share the messages,
-        down to the bytes of their frames.
+        Each event is encoded once; clients of the same kind with the same filter share
+        the messages, and per-event clients share each event's message whatever their
+        filter, down to the bytes of their frames.
         """
         if not self.clients or not events:
             return
@@ -342,22 +394,29 @@ class Hub:
                 parts.append(text)
                 split.append(event)
         events = split
-        messages: dict[frozenset[str] | None, list[Outgoing]] = {}
+        messages: dict[tuple[frozenset[str] | None, bool], list[Outgoing]] = {}
+        singles: list[Outgoing] | None = None  # one per event, shared by per-event clients
         sent = 0
         for client in list(self.clients):
-            key = client.filter
+            key = (client.filter, client.batch)
             chosen = messages.get(key)
             if chosen is None:
-                if key is None:
-                    chosen = _messages(parts)
+                wanted = [
+                    i
+                    for i, event in enumerate(events)
+                    if client.filter is None
+                    or event["type"] != "build_log"
+                    or event["buildId"] in client.filter
+                ]
+                if client.batch:
+                    chosen = _messages([parts[i] for i in wanted])
                 else:
-                    chosen = _messages(
-                        [
-                            part
+                    if singles is None:
+                        singles = [
+                            Outgoing(part, SHED.get(event["type"], KEEP))
                             for part, event in zip(parts, events, strict=True)
-                            if event["type"] != "build_log" or event["buildId"] in key
                         ]
-                    )
+                    chosen = [singles[i] for i in wanted]
                 messages[key] = chosen
             for message in chosen:
                 client.offer(message)
@@ -383,11 +442,15 @@ class Hub:
             log.error("WebSocket served without pf serve's protocol (no %s extension)", WIRE)
             await websocket.close(INTERNAL_ERROR, "WebSocket events need pf serve")
             return
+        batch = BATCH_VALUES.get(websocket.query_params.get("batch", "").lower())
+        if batch is None:
+            await websocket.close(POLICY_VIOLATION, "batch must be 1 or 0")
+            return
         if len(self.clients) >= self.max_clients:
             WS_CLOSED.labels("limit").inc()
             await websocket.close(POLICY_VIOLATION, "too many WebSocket connections")
             return
-        client = Client(wire, self.queue_limit)
+        client = Client(wire, self.queue_limit, batch)
         # Registered and given its initial status with no await in between, so no event
         # can fall between the snapshot and the stream.
         self.clients.add(client)

@@ -45,13 +45,16 @@ export async function api(method, path, body) {
  * Follows the server's WebSocket events (API.md), reconnecting with exponential backoff
  * (0.5 s doubling to 10 s, with jitter) whenever the connection drops.
  *
- * onMessage(message) gets every message, a `batch` already unpacked into its updates;
+ * Asks for batches (`?batch=1`): pf's pages unpack them, where the original's pages
+ * need one message per event. onMessage(message) gets every message, a `batch` already
+ * unpacked into its updates;
  * after each (re)connection the server's first message is `initial_status`, which is
  * where a page resynchronises. onState(state, detail) gets "connecting", "open" or
  * "closed" (detail: seconds until the next attempt). Returns {send(obj), close()}.
  */
 export function connectEvents({ onMessage, onState = () => {}, path = "/ws" }) {
-  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const url = `${scheme}://${location.host}${path}?batch=1`;
   let socket = null;
   let delay = 500;
   let timer = null;
