@@ -6,7 +6,7 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import PageErrors, WebServer
-from tests.server.test_auth import bearer, make_token, until_status
+from tests.server.test_auth import make_token, until_status, wait_for_tokens
 
 
 def test_dashboard_signs_in_with_a_token_and_out_again(
@@ -15,7 +15,7 @@ def test_dashboard_signs_in_with_a_token_and_out_again(
     page_errors.allow(r"status of 401|/api/|/ws")  # refused until signed in, on purpose
     token = make_token(server, "alice", "build")
     with httpx.Client(base_url=server.url) as http:
-        until_status(http, "/api/status", 200, headers=bearer(token))
+        wait_for_tokens(http, token)
     page.goto("/dashboard")
     form = page.locator("#pf-signin")
     expect(form).to_be_visible()

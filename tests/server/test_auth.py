@@ -115,6 +115,15 @@ def until_status(http: httpx.Client, path: str, status: int, **kw: object) -> ht
         time.sleep(0.05)
 
 
+def wait_for_tokens(http: httpx.Client, *tokens: str) -> None:
+    """Until the server knows ``tokens``: first that some token exists (a request without
+    one is 401; while none exists every request passes, with or without a token), then
+    that each of these is one it has read."""
+    assert until_status(http, "/api/status", 401).status_code == 401
+    for token in tokens:
+        assert until_status(http, "/api/status", 200, headers=bearer(token)).status_code == 200
+
+
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
     """A server with a Pfyfile, one built artifact, and a token per scope."""
@@ -128,8 +137,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
         scope: make_token(running, f"t-{scope}", scope) for scope in ("read", "build", "admin")
     }
     with httpx.Client(base_url=running.url) as http:
-        for token in tokens.values():
-            until_status(http, "/api/status", 200, headers=bearer(token))
+        wait_for_tokens(http, *tokens.values())
     yield running, tokens
     running.stop()
 
@@ -320,7 +328,7 @@ def test_a_build_token_cancels_its_own_builds_only(held_server: Server) -> None:
         httpx.Client(base_url=held_server.url, timeout=30) as http,
         httpx.Client(base_url=held_server.url, timeout=30, headers=bearer(admin)) as root,
     ):
-        until_status(root, "/api/status", 200)
+        wait_for_tokens(http, alice, bob, admin)
 
         def compile_c(token: str, tag: str) -> str:
             answer = http.post(
