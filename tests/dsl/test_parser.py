@@ -413,10 +413,9 @@ def test_tree(text: str, dumped: str) -> None:
 ERRORS = [
     ("unknown-verb", "task a\n  shel echo\nend\n", 2, 3, 4, "unknown-verb"),
     ("unknown-top", "taks a\nend\n", 1, 1, 4, "unknown-statement"),
-    ("verb-outside", "shell echo\n", 1, 1, 5, "verb-outside-task"),
-    ("missing-end-task", "task a\n  shell x\n", 1, 1, 4, "missing-end"),
+    ("if-outside", "if $x\nend\n", 1, 1, 2, "verb-outside-task"),
     ("missing-end-if", "task a\n  if $x\n    shell y\n", 2, 3, 2, "missing-end"),
-    ("missing-end-for", "task a\n  for x in [a]\nend\n", 1, 1, 4, "missing-end"),
+    ("missing-end-for", "task a\n  for x in [a]\n", 2, 3, 3, "missing-end"),
     ("task-before-end", "task a\ntask b\nend\n", 1, 1, 4, "missing-end"),
     ("stray-end", "end\n", 1, 1, 3, "stray-end"),
     ("stray-else-top", "else\n", 1, 1, 4, "stray-else"),

@@ -11,9 +11,13 @@ raw rest of its line, so bash sees exactly what the author wrote; every other
 verb has its rest cut into words. Errors are raised at the first problem as
 :class:`DslError` with the exact span (the caret), never collected: a Pfyfile
 is fixed one mistake at a time, like just. A block that never closes is
-reported at the line that opened it. Declarations (metadata, ``needs``,
-``sources``, ``generates``) are hoisted onto the task; ``shell_lang`` is applied
-statically, in text order, to later ``shell`` lines.
+reported at the line that opened it, except a task still open at the end of the
+file, which the original pf accepted: that and the other constructs it tolerated
+(verbs and ``image`` outside tasks, ``[alias x]`` lines) are loaded as it meant
+them, each with a :class:`DslWarning` collected in ``Parser.warnings``.
+Declarations (metadata, ``needs``, ``sources``, ``generates``) are hoisted
+onto the task; ``shell_lang`` is applied statically, in text order, to later
+``shell`` lines.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from pf.dsl.ast import (
     Value,
     Verb,
 )
-from pf.dsl.errors import DslError
+from pf.dsl.errors import DslError, DslWarning
 from pf.dsl.lexer import Line, Reader, Word, is_name, words
 from pf.dsl.source import Source, Span
 from pf.dsl.suggest import suggest
@@ -194,10 +198,11 @@ def _param_name_ok(name: str) -> bool:
 class _TaskState:
     """What the parser accumulates for the task being read (lists made on first use)."""
 
-    __slots__ = ("describe", "generates", "lang", "meta", "name", "needs", "sources")
+    __slots__ = ("aliases", "describe", "generates", "lang", "meta", "name", "needs", "sources")
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.aliases: list[Ref] | None = None  # from `[alias x]` lines in the body
         self.lang: str | None = None  # sticky shell_lang, applied in text order
         # The usual metadata is one `describe`, kept as is; any more goes to ``meta``.
         self.describe: str | None = None
@@ -237,6 +242,8 @@ class Parser:
         self.source = source
         self.reader = Reader(source)
         self._memo: WordMemo = {} if memo is None else memo
+        #: What the original pf tolerated and this parse accepted, in text order.
+        self.warnings: list[DslError] = []
 
     def _words(self, line: Line, start: int, keys: bool, lists: bool) -> list[Word]:
         """:func:`pf.dsl.lexer.words` from ``start``, cut once per distinct line (read-only)."""
@@ -265,8 +272,21 @@ class Parser:
                 raise DslError(line.verb_span(), "stray-end")
             elif verb == "else":
                 raise DslError(line.verb_span(), "stray-else")
-            elif verb in TASK_VERBS:
+            elif verb in _OPENERS:
+                # Ignoring an `if` or `for` would leave its `end` stray: still an error.
                 raise DslError(line.verb_span(), "verb-outside-task", {"verb": verb})
+            elif verb in TASK_VERBS:
+                self.warnings.append(
+                    DslWarning(line.verb_span(), "ignored-outside-task", {"verb": verb})
+                )
+            elif verb == "image":
+                self.warnings.append(
+                    DslWarning(line.verb_span(), "ignored-statement", {"verb": verb})
+                )
+            elif verb.startswith("[alias"):
+                self.warnings.append(
+                    DslWarning(line.span(line.start, line.end), "alias-outside-task")
+                )
             else:
                 facts = {"word": verb}
                 guess = suggest(verb, TOP_LEVEL)
@@ -339,6 +359,8 @@ class Parser:
             span = line.span(a, end)
         state = _TaskState(name)
         body = self._block(state, "task", span, None)[0]
+        if state.aliases is not None:
+            aliases += state.aliases
         needs = state.needs
         sources = state.sources
         generates = state.generates
@@ -472,6 +494,9 @@ class Parser:
                 return body, "else"
             if verb == "task":
                 raise self._unclosed(state, kind, opener, "task", (line.verb_span(),))
+            if verb.startswith("[alias") and inside is None:
+                self._alias_line(state, line)
+                continue
             if verb in ("include", "hosts"):
                 raise DslError(
                     line.verb_span(), "top-level-only", {"verb": verb, "task": state.name}
@@ -481,20 +506,44 @@ class Parser:
             if guess:
                 facts["suggestion"] = guess
             raise DslError(line.verb_span(), "unknown-verb", facts)
+        if kind == "task":
+            self.warnings.append(
+                DslWarning(self._verb_of(opener, kind), "missing-end-at-eof", {"name": state.name})
+            )
+            return body, "end"
         raise self._unclosed(state, kind, opener, "", ())
+
+    def _alias_line(self, state: _TaskState, line: Line) -> None:
+        """``[alias x|alias=y]`` on a line of its own in a task: more names for it."""
+        text, a, end = line.text, line.start, line.end
+        if text[end - 1] != "]":
+            raise DslError(line.span(a, end), "invalid-alias", {"text": text[a:end]})
+        found = self._aliases(line, a + 1, end - 1)
+        if state.aliases is None:
+            state.aliases = found
+        else:
+            state.aliases += found
+
+    @staticmethod
+    def _verb_of(opener: Span, kind: str) -> Span:
+        # The verb starts the statement span: cut that down to the verb, as
+        # Line.verb_span would (one span less to build per block).
+        return new(
+            Span,
+            (opener.source, opener.line, opener.col, opener.offset, min(len(kind), opener.length)),
+        )
 
     @staticmethod
     def _unclosed(
         state: _TaskState, kind: str, opener: Span, next_verb: str, related: tuple[Span, ...]
     ) -> DslError:
         block = f"task {state.name}" if kind == "task" else kind
-        # The verb starts the statement span: cut that down to the verb, as
-        # Line.verb_span would (one span less to build per block).
-        verb = new(
-            Span,
-            (opener.source, opener.line, opener.col, opener.offset, min(len(kind), opener.length)),
+        return DslError(
+            Parser._verb_of(opener, kind),
+            "missing-end",
+            {"block": block, "next": next_verb},
+            related,
         )
-        return DslError(verb, "missing-end", {"block": block, "next": next_verb}, related)
 
     # ------------------------------------------------------------ statements
     # Each takes (state, line) and is found through _STATEMENTS or _DECLARATIONS.
@@ -830,9 +879,20 @@ _DECLARATIONS: dict[str, Callable[[Parser, _TaskState, Line], None]] = {
 assert set(_DECLARATIONS) == set(DECLARATIONS)
 
 
-def parse_source(source: Source, memo: WordMemo | None = None) -> FileAst:
+#: Verbs that open a block: outside a task they cannot be skipped alone.
+_OPENERS = frozenset(("if", "for"))
+
+
+def parse_source(
+    source: Source, memo: WordMemo | None = None, warnings: list[DslError] | None = None
+) -> FileAst:
     """Parse one file's text (no includes followed) into its syntax tree.
 
-    Files parsed together may share ``memo`` (a dict, empty at first).
+    Files parsed together may share ``memo`` (a dict, empty at first). The
+    warnings of the parse are appended to ``warnings`` when it is given.
     """
-    return Parser(source, memo).parse_file()
+    parser = Parser(source, memo)
+    tree = parser.parse_file()
+    if warnings is not None:
+        warnings += parser.warnings
+    return tree
