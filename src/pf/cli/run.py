@@ -187,7 +187,14 @@ def has_task(name: str, options: Globals) -> bool:
     if path is None or not os.path.isfile(path):
         return False
     try:
-        return listing.load(path).find(None, name) is not None
+        found = listing.load(path)
+        if found.find(None, name) is not None:
+            return True
+        # A main file left out of the load: its error, if it meant to define `name`.
+        left_out = [e for p, e in found.errors.items() if os.path.abspath(p) == found.path]
+        if left_out:
+            raise left_out[0]
+        return False
     except DslError:
         try:
             with open(path, encoding="utf-8", errors="replace") as handle:
