@@ -436,7 +436,7 @@ ERRORS = [
     ("missing-name", "task\nend\n", 1, 5, 0, "missing-task-name"),
     ("bad-name", "task a/b\nend\n", 1, 6, 3, "invalid-task-name"),
     ("dash-name", "task -a\nend\n", 1, 6, 2, "invalid-task-name"),
-    ("bad-param", "task a x-y=1\nend\n", 1, 8, 5, "invalid-parameter"),
+    ("bad-param", "task a x-=1\nend\n", 1, 8, 4, "invalid-parameter"),
     ("dup-param", "task a x=1 x=2\nend\n", 1, 12, 3, "duplicate-parameter"),
     ("bad-alias", "task a [alias b|c]\nend\n", 1, 17, 1, "invalid-alias"),
     ("bad-alias-glued", "task a [aliasb]\nend\n", 1, 9, 6, "invalid-alias"),

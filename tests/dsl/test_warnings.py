@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pf.dsl import DslError, parse_text, render
+from pf.dsl import DslError, Shell, parse_text, render
 from pf.dsl.errors import DslWarning
 
 # (id, text, [(line, col, width, kind)], tasks loaded): each warning's caret, in order.
@@ -31,6 +31,12 @@ WARNINGS = [
         [(5, 7, 1, "task-redefined")],
         ["b", "a"],
     ),
+    (
+        "hyphenated",
+        'task a remote-addr="" b-c-d port=1\nend\n',
+        [(1, 8, 14, "hyphenated-parameter"), (1, 23, 5, "hyphenated-parameter")],
+        ["a"],
+    ),
     ("clean", "task a [alias b]\n  shell x\nend\n", [], ["a"]),
 ]
 
@@ -48,6 +54,32 @@ def test_warning(text: str, expected: list[tuple[int, int, int, str]], tasks: li
         got.append((warning.span.line, warning.span.col, warning.span.length, warning.kind))
     assert got == expected
     assert [name for _, name in pf.tasks] == tasks
+
+
+@pytest.mark.parametrize(
+    ("line", "bash_reads"),
+    [
+        ('echo "$remote-addr:$port"', 'echo "${remote_addr}:$port"'),
+        ("echo ${remote-addr} ${remote-addr:-x}", "echo ${remote_addr} ${remote_addr:-x}"),
+        ("echo $remote-address $remote-addr-x", "echo $remote-address ${remote_addr}-x"),
+        ("echo $remote-addr-more", "echo ${remote_addr_more}"),
+        ("echo $remote", "echo $remote"),
+    ],
+)
+def test_shell_lines_read_hyphenated_parameters_by_their_sh_twin(
+    line: str, bash_reads: str
+) -> None:
+    pf = parse_text(f"task a remote-addr remote-addr-more port\n  shell {line}\nend\n")
+    [shell] = pf.tasks[None, "a"].body
+    assert isinstance(shell, Shell)
+    assert shell.code == bash_reads
+
+
+def test_other_languages_keep_hyphenated_names_as_written() -> None:
+    pf = parse_text("task a x-y\n  shell [lang:python] print('$x-y')\nend\n")
+    [shell] = pf.tasks[None, "a"].body
+    assert isinstance(shell, Shell)
+    assert shell.code == "print('$x-y')"
 
 
 def test_an_alias_line_in_a_task_adds_aliases() -> None:

@@ -183,3 +183,23 @@ def test_list_json_keeps_broken_files_on_stderr(project: Project) -> None:
     assert listed.returncode == 0
     assert [t["name"] for t in json.loads(listed.stdout)] == ["hello"]
     assert listed.stderr == UNKNOWN_VERB
+
+
+def test_hyphenated_parameters_reach_shell_lines_and_verbs(project: Project) -> None:
+    project.pfyfile(
+        """
+        task conn remote-addr="10.0.0.1" port=22
+          shell echo "$remote-addr:$port ${remote-addr}"
+          directory out/$remote-addr
+        end
+        """
+    )
+    ran = project.run("conn")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "10.0.0.1:22 10.0.0.1\n"
+    assert (project.root / "out" / "10.0.0.1").is_dir()
+    given = project.run("conn", "remote-addr=h", "--port", "2")
+    assert given.stdout == "h:2 h\n"
+    checked = project.run("check")
+    assert checked.returncode == 1
+    assert checked.stderr.startswith("warning: parameter `remote-addr` is not an sh name\n")

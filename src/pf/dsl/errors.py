@@ -90,6 +90,12 @@ MESSAGES: dict[str, tuple[str, str | None, str | None]] = {
         'write `name` or `name=default` (`name="a b"` for spaces); names are sh names',
         None,
     ),
+    "hyphenated-parameter": (
+        "parameter `{name}` is not an sh name",
+        "shell lines see it as `${{{twin}}}` (pf rewrites `${{{name}}}` there); "
+        "rename it `{twin}` to say so",
+        None,
+    ),
     "duplicate-parameter": (
         "parameter `{name}` is declared twice",
         None,
