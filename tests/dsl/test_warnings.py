@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pf.dsl import DslError, Shell, parse_text, render
-from pf.dsl.errors import DslWarning
+from pf.dsl import DslError, DslWarning, Shell, parse_text, render
 
 # (id, text, [(line, col, width, kind)], tasks loaded): each warning's caret, in order.
 WARNINGS = [

@@ -28,7 +28,7 @@ from pf.dsl.ast import (
     Verb,
 )
 from pf.dsl.dump import dump
-from pf.dsl.errors import DslError
+from pf.dsl.errors import DslError, DslWarning
 from pf.dsl.interpolate import interpolate
 from pf.dsl.model import Pfyfile, Task, TaskKey, display_name
 from pf.dsl.render import render
@@ -40,8 +40,11 @@ from pf.dsl.verbs import TASK_VERBS
 def parse_file(path: str | os.PathLike[str], *, siblings: bool = True) -> Pfyfile:
     """Read the Pfyfile at ``path`` with its includes and group files, resolved.
 
-    ``siblings`` also loads the ``Pfyfile.<group>.pf`` files beside it as groups.
-    Raises :class:`DslError` for anything wrong, including an unreadable file.
+    ``siblings`` also loads the ``Pfyfile.<group>.pf`` files beside it as groups;
+    then a file among them that cannot be loaded is left out, its error in
+    ``Pfyfile.errors``. Raises :class:`DslError` for anything else wrong: an
+    unreadable main file, a name clash or a cycle across files, or any error at
+    all without ``siblings``. Tolerated constructs are in ``Pfyfile.warnings``.
     """
     return _analyze(os.fspath(path), None, siblings=siblings)
 
@@ -60,6 +63,7 @@ def parse_text(
 __all__ = [
     "TASK_VERBS",
     "DslError",
+    "DslWarning",
     "Env",
     "For",
     "If",
