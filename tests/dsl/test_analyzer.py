@@ -313,3 +313,34 @@ def test_task_model_conveniences() -> None:
     assert task.aliases == ("tt",)
     assert pf.find(None, "nope") is None
     assert dump(pf) == 'task t a b="2" [alias tt]\n  describe "Hello"\nend'
+
+
+def test_a_broken_group_file_is_left_out_with_its_error(tmp_path: Path) -> None:
+    main = write(
+        tmp_path,
+        {
+            "Pfyfile.pf": "env A=1\ntask a\nend\n",
+            "Pfyfile.ops.pf": "env B=2\ntask deploy\nend\n",
+            "Pfyfile.web.pf": "env C=3\nhosts h = x\ntask ok\nend\ntask b\n  shel x\nend\n",
+        },
+    )
+    pf = parse_file(main)
+    assert list(pf.tasks) == [(None, "a"), ("ops", "deploy")]
+    assert pf.group_env == {"ops": {"B": "2"}}  # nothing of the left-out file stays
+    assert pf.hosts == {}
+    [(path, err)] = pf.errors.items()
+    assert path == str(tmp_path / "Pfyfile.web.pf")
+    assert err.kind == "unknown-verb" and err.span is not None and err.span.line == 6
+
+
+def test_a_broken_main_file_raises_unless_asked_to_keep_going(tmp_path: Path) -> None:
+    main = write(
+        tmp_path, {"Pfyfile.pf": "task a\n  shel x\nend\n", "Pfyfile.web.pf": "task b\nend\n"}
+    )
+    with pytest.raises(DslError):
+        parse_file(main)
+    pf = parse_file(main, keep_going=True)
+    assert list(pf.tasks) == [("web", "b")]
+    assert list(pf.errors) == [str(main)]
+    with pytest.raises(DslError):  # an unreadable main file leaves nothing to list
+        parse_file(tmp_path / "missing.pf", keep_going=True)

@@ -18,7 +18,7 @@ from pf.dsl import DslError, parse_file
 
 def _problems(path: str, siblings: bool) -> list[DslError]:
     try:
-        pfyfile = parse_file(path, siblings=siblings)
+        pfyfile = parse_file(path, siblings=siblings, keep_going=siblings)
     except DslError as error:
         return [error]
     return [*pfyfile.errors.values(), *pfyfile.warnings]

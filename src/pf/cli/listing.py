@@ -250,7 +250,7 @@ def load(main_path: str) -> Listing:
     gc.disable()
     try:
         started = time.time_ns()
-        pfyfile = parse_file(main_path)
+        pfyfile = parse_file(main_path, keep_going=True)
         listing = Listing.of(pfyfile)
         if not pfyfile.errors and not pfyfile.warnings:
             write(listing, pfyfile.files, started)

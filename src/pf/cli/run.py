@@ -149,7 +149,7 @@ def load(options: Globals) -> Pfyfile:
     """Find and parse the Pfyfile; a usage error when there is none."""
     from pf.dsl import parse_file
 
-    return parse_file(find_or_fail(options))
+    return parse_file(find_or_fail(options), keep_going=True)
 
 
 def blame(pfyfile: Pfyfile, words: Sequence[str]) -> DslError | None:

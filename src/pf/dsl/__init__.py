@@ -37,16 +37,19 @@ from pf.dsl.suggest import suggest
 from pf.dsl.verbs import TASK_VERBS
 
 
-def parse_file(path: str | os.PathLike[str], *, siblings: bool = True) -> Pfyfile:
+def parse_file(
+    path: str | os.PathLike[str], *, siblings: bool = True, keep_going: bool = False
+) -> Pfyfile:
     """Read the Pfyfile at ``path`` with its includes and group files, resolved.
 
     ``siblings`` also loads the ``Pfyfile.<group>.pf`` files beside it as groups;
-    then a file among them that cannot be loaded is left out, its error in
-    ``Pfyfile.errors``. Raises :class:`DslError` for anything else wrong: an
-    unreadable main file, a name clash or a cycle across files, or any error at
-    all without ``siblings``. Tolerated constructs are in ``Pfyfile.warnings``.
+    a group file that cannot be loaded is left out, its error in
+    ``Pfyfile.errors``. ``keep_going`` leaves out a main file that cannot be
+    parsed the same way, so that its groups still load. Raises :class:`DslError`
+    for anything else wrong (an unreadable main file, a name clash or a cycle
+    across files). Tolerated constructs are in ``Pfyfile.warnings``.
     """
-    return _analyze(os.fspath(path), None, siblings=siblings)
+    return _analyze(os.fspath(path), None, siblings=siblings, keep_going=keep_going)
 
 
 def parse_text(

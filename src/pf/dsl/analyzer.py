@@ -7,11 +7,13 @@ beside the main file), duplicate names per scope, aliases, ``needs`` resolution
 (with did-you-mean) and dependency cycles.
 
 Files beside each other are isolated: when the main file and its group files
-are loaded together, one that cannot be parsed (itself or through what it
-includes) is left out and its error kept in ``Pfyfile.errors``, so the others'
-tasks still list and run. A name defined twice in one scope is a warning, the
-later definition winning, as the original pf had it. The only I/O in pf.dsl is reading
-Pfyfiles and listing the main file's directory.
+are loaded together, a group file that cannot be parsed (itself or through what
+it includes) is left out and its error kept in ``Pfyfile.errors``, so the
+others' tasks still list and run; the main file too when the caller asks to
+keep going (the CLI does; pf serve's task list wants the error). A name
+defined twice in one scope is a warning, the later definition winning, as the
+original pf had it. The only I/O in pf.dsl is reading Pfyfiles and listing the
+main file's directory.
 """
 
 from __future__ import annotations
@@ -329,8 +331,14 @@ def _check_cycles(edges: dict[TaskKey, list[tuple[TaskKey, Span]]]) -> None:
             iters.append(iter(edges[target]))
 
 
-def analyze(path: str, text: str | None = None, *, siblings: bool = True) -> Pfyfile:
-    """Parse ``path`` (or ``text`` as if it were that file) with everything it pulls in."""
+def analyze(
+    path: str, text: str | None = None, *, siblings: bool = True, keep_going: bool = False
+) -> Pfyfile:
+    """Parse ``path`` (or ``text`` as if it were that file) with everything it pulls in.
+
+    With ``siblings``, a group file beside it that cannot be loaded is left out (its
+    error in ``errors``); with ``keep_going`` too, so is the main file itself.
+    """
     # Parsing allocates many small tuples and frees none of them: the cyclic GC
     # would walk them over and over for nothing (~10% of a 500-task parse).
     collecting = gc.isenabled()
@@ -338,8 +346,11 @@ def analyze(path: str, text: str | None = None, *, siblings: bool = True) -> Pfy
     try:
         analyzer = _Analyzer()
         text = None if text is None else _without_bom(text)
-        if siblings:
+        if siblings and keep_going:
             analyzer.isolated(path, text, None)
+            analyzer.siblings(path)
+        elif siblings:
+            analyzer.load(path, text, None, None)
             analyzer.siblings(path)
         else:
             analyzer.load(path, text, None, None)
