@@ -47,7 +47,7 @@ def test_a_broken_group_file_leaves_the_others_listed_and_running(project: Proje
 def test_running_a_task_of_the_broken_file_names_its_error(project: Project) -> None:
     project.pfyfile(GOOD)
     project.pfyfile(BROKEN, "Pfyfile.web.pf")
-    for args in (["web", "build"], ["web:build"]):
+    for args in (["web", "build"], ["web:build"], ["help", "web", "build"], ["list", "web"]):
         ran = project.run(*args)
         assert ran.returncode == 2
         assert ran.stderr == UNKNOWN_VERB

@@ -299,6 +299,11 @@ def list_command(args: Sequence[str], options: Globals) -> int:
         return code
     for name in wanted:
         if name not in listing.groups:
+            from pf.dsl.analyzer import group_of
+
+            for path, error in listing.errors.items():
+                if group_of(path) == name:
+                    raise error  # the group's file was left out: say why
             from pf.dsl.suggest import suggest
 
             guess = suggest(name, listing.groups)
