@@ -190,10 +190,10 @@ def has_task(name: str, options: Globals) -> bool:
         found = listing.load(path)
         if found.find(None, name) is not None:
             return True
-        # A main file left out of the load: its error, if it meant to define `name`.
-        left_out = [e for p, e in found.errors.items() if os.path.abspath(p) == found.path]
-        if left_out:
-            raise left_out[0]
+        # A main file left out of the load: its error below, if it meant to define `name`.
+        for p, error in found.errors.items():
+            if os.path.abspath(p) == found.path:
+                raise error
         return False
     except DslError:
         try:
