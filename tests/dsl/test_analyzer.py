@@ -20,10 +20,14 @@ def write(root: Path, files: dict[str, str]) -> Path:
 
 
 def error(root: Path, files: dict[str, str]) -> DslError:
+    """The one error of a folder: a file left out of the load, or a failing load."""
     main = write(root, files)
-    with pytest.raises(DslError) as caught:
-        parse_file(main)
-    return caught.value
+    try:
+        found = list(parse_file(main).errors.values())
+    except DslError as caught:
+        return caught
+    assert len(found) == 1, found
+    return found[0]
 
 
 def test_include_is_relative_to_the_including_file(tmp_path: Path) -> None:
@@ -142,7 +146,7 @@ def test_relative_main_path_keeps_relative_display_paths(
     write(tmp_path, {"Pfyfile.pf": "include sub/x.pf\n", "sub/x.pf": "task a\n  shel\nend\n"})
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DslError) as caught:
-        parse_file("Pfyfile.pf")
+        parse_file("Pfyfile.pf", siblings=False)
     assert str(caught.value.span) == os.path.join("sub", "x.pf") + ":2:3"
 
 
@@ -155,13 +159,21 @@ def test_same_name_in_different_groups_is_fine(tmp_path: Path) -> None:
     assert pf.find(None, "build") is not pf.find("web", "build")
 
 
-def test_duplicate_task_shows_both_positions(tmp_path: Path) -> None:
-    err = error(
-        tmp_path,
-        {"Pfyfile.pf": "include a.pf\ntask x\nend\n", "a.pf": "\ntask  x\nend\n"},
-    )
-    assert err.kind == "duplicate-task"
-    assert err.message == "`x` is defined twice in the main scope"
+def warning(root: Path, files: dict[str, str]) -> DslError:
+    """The one warning of loading a folder."""
+    pf = parse_file(write(root, files))
+    assert not pf.errors
+    [found] = pf.warnings
+    return found
+
+
+def test_redefined_task_warns_with_both_positions_and_the_last_wins(tmp_path: Path) -> None:
+    files = {"Pfyfile.pf": "include a.pf\ntask x\nend\n", "a.pf": "\ntask  x\n  shell a\nend\n"}
+    err = warning(tmp_path, files)
+    assert err.kind == "task-redefined"
+    assert err.severity == "warning"
+    assert err.message == "`x` is defined again in the main scope; this later definition is used"
+    assert parse_file(tmp_path / "Pfyfile.pf").tasks[None, "x"].body == ()
     assert err.span is not None
     assert (err.span.path, err.span.line, err.span.col) == (str(tmp_path / "Pfyfile.pf"), 2, 6)
     [first] = err.related
@@ -184,12 +196,18 @@ def test_alias_clashes_are_duplicates(text: str, line: int, col: int) -> None:
     assert (caught.value.span.line, caught.value.span.col) == (line, col)
 
 
-def test_duplicate_group_task_names_the_group(tmp_path: Path) -> None:
-    err = error(
+def test_redefined_group_task_names_the_group(tmp_path: Path) -> None:
+    err = warning(
         tmp_path,
         {"Pfyfile.pf": "task a\nend\n", "Pfyfile.web.pf": "task b\nend\ntask b\nend\n"},
     )
-    assert err.message == "`b` is defined twice in group `web`"
+    assert err.message == "`b` is defined again in group `web`; this later definition is used"
+
+
+def test_a_redefined_task_takes_its_aliases_away() -> None:
+    pf = parse_text("task a [alias b]\nend\ntask a [alias b|alias c]\nend\n")
+    assert pf.find(None, "c") is pf.find(None, "b") is pf.tasks[None, "a"]
+    assert pf.tasks[None, "a"].aliases == ("b", "c")
 
 
 def test_needs_resolve_aliases_dedupe_and_qualified_names(tmp_path: Path) -> None:
@@ -295,3 +313,34 @@ def test_task_model_conveniences() -> None:
     assert task.aliases == ("tt",)
     assert pf.find(None, "nope") is None
     assert dump(pf) == 'task t a b="2" [alias tt]\n  describe "Hello"\nend'
+
+
+def test_a_broken_group_file_is_left_out_with_its_error(tmp_path: Path) -> None:
+    main = write(
+        tmp_path,
+        {
+            "Pfyfile.pf": "env A=1\ntask a\nend\n",
+            "Pfyfile.ops.pf": "env B=2\ntask deploy\nend\n",
+            "Pfyfile.web.pf": "env C=3\nhosts h = x\ntask ok\nend\ntask b\n  shel x\nend\n",
+        },
+    )
+    pf = parse_file(main)
+    assert list(pf.tasks) == [(None, "a"), ("ops", "deploy")]
+    assert pf.group_env == {"ops": {"B": "2"}}  # nothing of the left-out file stays
+    assert pf.hosts == {}
+    [(path, err)] = pf.errors.items()
+    assert path == str(tmp_path / "Pfyfile.web.pf")
+    assert err.kind == "unknown-verb" and err.span is not None and err.span.line == 6
+
+
+def test_a_broken_main_file_raises_unless_asked_to_keep_going(tmp_path: Path) -> None:
+    main = write(
+        tmp_path, {"Pfyfile.pf": "task a\n  shel x\nend\n", "Pfyfile.web.pf": "task b\nend\n"}
+    )
+    with pytest.raises(DslError):
+        parse_file(main)
+    pf = parse_file(main, keep_going=True)
+    assert list(pf.tasks) == [("web", "b")]
+    assert list(pf.errors) == [str(main)]
+    with pytest.raises(DslError):  # an unreadable main file leaves nothing to list
+        parse_file(tmp_path / "missing.pf", keep_going=True)

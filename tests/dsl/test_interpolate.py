@@ -6,7 +6,7 @@ import pytest
 
 from pf.dsl import interpolate
 
-VALUES = {"name": "world", "empty": "", "level": "3", "x_1": "X"}
+VALUES = {"name": "world", "empty": "", "level": "3", "x_1": "X", "remote-addr": "h", "a-b-c": "C"}
 
 
 @pytest.mark.parametrize(
@@ -38,6 +38,12 @@ VALUES = {"name": "world", "empty": "", "level": "3", "x_1": "X"}
         ("${}", "${}"),
         ("${1x}", "${1x}"),
         ("", ""),
+        # A hyphenated parameter is read whole when it is one of the values, longest first.
+        ("$remote-addr:22", "h:22"),
+        ("${remote-addr}|${remote-addr:-x}", "h|h"),
+        ("$remote-address", "-address"),
+        ("$a-b-c $a-b-d", "C -b-d"),
+        ("${a-b}", "${a-b}"),  # sh's `-` form, not a name: kept for bash
     ],
 )
 def test_interpolate(text: str, result: str) -> None:

@@ -242,7 +242,7 @@ def test_an_error_on_the_first_line_after_a_bom_has_the_right_column(
     with pytest.raises(DslError) as caught:
         if from_disk:
             path.write_text(text, encoding="utf-8")
-            parse_file(path)
+            parse_file(path, siblings=False)
         else:
             parse_text(text, path)
     error = caught.value

@@ -128,10 +128,13 @@ def test_aliases_and_duplicates(project: Project) -> None:
         end
         """
     )
+    # The later definition wins, as in the original; pf list warns with both positions.
     done = project.run("a")
-    assert done.returncode == 2
-    assert "`a` is defined twice in the main scope" in done.stderr
-    assert "--> Pfyfile.pf:4:6" in done.stderr and "first defined here" in done.stderr
+    assert (done.returncode, done.stdout) == (0, "2\n")
+    listed = project.run("list")
+    assert listed.returncode == 0
+    assert "`a` is defined again in the main scope" in listed.stderr
+    assert "--> Pfyfile.pf:4:6" in listed.stderr and "--> Pfyfile.pf:1:6" in listed.stderr
 
 
 def test_system_verbs_copy_and_sync_locally(project: Project) -> None:

@@ -239,10 +239,17 @@ def test_missing_end_points_at_the_opening_line(project: Project) -> None:
         end
         """
     )
+    # The `end` closes the `if`; the task, open at the end of the file, is accepted
+    # as the original did, with a warning at its opening line.
+    done = project.run("list")
+    assert done.returncode == 0
+    assert "warning: task `a` has no `end`; it runs to the end of the file" in done.stderr
+    assert "--> Pfyfile.pf:1:1" in done.stderr
+    project.pfyfile("task a\n  if $x\n    shell echo a\n")
     done = project.run("list")
     assert done.returncode == 2
-    assert "error: `task a` is never closed" in done.stderr
-    assert "--> Pfyfile.pf:1:1" in done.stderr
+    assert "error: `if` is never closed" in done.stderr
+    assert "--> Pfyfile.pf:2:3" in done.stderr
 
 
 def test_a_missing_tool_is_named_with_its_install_command(project: Project) -> None:

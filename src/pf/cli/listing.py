@@ -10,7 +10,8 @@ the main Pfyfile, and later calls read it back instead of parsing, as long as pf
 version, the size, mtime and inode of every file the parse read, and the set of
 ``Pfyfile.<group>.pf`` files beside the main one (a new group file) are all
 unchanged. Anything else, a damaged cache, or an unwritable directory, and pf
-simply parses.
+simply parses. A load that left a file out or warned is not cached: its
+messages are shown on every ``pf list`` until the files are fixed.
 
 The format is tab-separated text with backslash escapes, read with ``str.split``:
 no import (json would pull in ``re``, several ms) and, unlike marshal or pickle,
@@ -26,6 +27,7 @@ from pf import __version__
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    from pf.dsl.errors import DslError
     from pf.dsl.model import Pfyfile
 
 _MAGIC = "pf-list-cache 1"
@@ -80,12 +82,16 @@ class Entry:
 class Listing:
     """The tasks of one Pfyfile as ``pf list`` and completion need them."""
 
-    __slots__ = ("entries", "groups", "path")
+    __slots__ = ("entries", "errors", "groups", "path", "warnings")
 
     def __init__(self, path: str, entries: list[Entry], groups: list[str]) -> None:
         self.path = path
         self.entries = entries
         self.groups = groups
+        #: Of the parse this listing came from (a cached listing has none): files left
+        #: out -> why, and the warnings.
+        self.errors: dict[str, DslError] = {}
+        self.warnings: tuple[DslError, ...] = ()
 
     @classmethod
     def of(cls, pfyfile: Pfyfile) -> Listing:
@@ -102,7 +108,10 @@ class Listing:
             )
             for task in pfyfile.tasks.values()
         ]
-        return cls(os.path.abspath(pfyfile.path), entries, list(pfyfile.groups))
+        listing = cls(os.path.abspath(pfyfile.path), entries, list(pfyfile.groups))
+        listing.errors = pfyfile.errors
+        listing.warnings = pfyfile.warnings
+        return listing
 
     def names(self, group: str | None = None) -> list[str]:
         """Task names, then aliases, of one scope (None: the main scope)."""
@@ -241,9 +250,10 @@ def load(main_path: str) -> Listing:
     gc.disable()
     try:
         started = time.time_ns()
-        pfyfile = parse_file(main_path)
+        pfyfile = parse_file(main_path, keep_going=True)
         listing = Listing.of(pfyfile)
-        write(listing, pfyfile.files, started)
+        if not pfyfile.errors and not pfyfile.warnings:
+            write(listing, pfyfile.files, started)
     finally:
         if collecting:
             gc.enable()

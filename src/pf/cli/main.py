@@ -27,10 +27,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "toolchains": ("pf.cli.toolchains:command", "show which tool serves each language and target"),
     "serve": ("pf.cli.serve:command", "serve the build API, live logs, artifacts and the demo"),
     "token": ("pf.cli.token:command", "create, list and revoke pf serve's API tokens"),
+    "check": ("pf.cli.check:command", "report every Pfyfile warning and error (exit 1 if any)"),
 }
 
 _TASK_COMMANDS = (
     ("list [GROUP]", "list the Pfyfile's tasks with their parameters and descriptions"),
+    ("list --json", "the same as a JSON array, for editors and scripts"),
     ("help TASK", "show one task in full (also: pf TASK --help)"),
     ("completion SHELL", "print the bash or zsh completion script"),
 )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from typing import TextIO
 
     from pf.cli.listing import Entry
+    from pf.dsl.errors import DslError
     from pf.dsl.model import Pfyfile, Task
     from pf.dsl.source import Span
     from pf.tasks.executor import CompileCall, Outcome, Reporter
@@ -148,7 +149,26 @@ def load(options: Globals) -> Pfyfile:
     """Find and parse the Pfyfile; a usage error when there is none."""
     from pf.dsl import parse_file
 
-    return parse_file(find_or_fail(options))
+    return parse_file(find_or_fail(options), keep_going=True)
+
+
+def blame(pfyfile: Pfyfile, words: Sequence[str]) -> DslError | None:
+    """The error of the file left out of the load that a name in ``words`` would be in.
+
+    A word naming the group of a broken ``Pfyfile.<group>.pf`` (``web``, ``web:x``)
+    blames that file; any other name blames the main file, if it is the broken one.
+    """
+    from pf.dsl.analyzer import group_of
+
+    broken = {
+        None if path == pfyfile.path else group_of(path): error
+        for path, error in pfyfile.errors.items()
+    }
+    for word in words:
+        group = word.rpartition(":")[0] or word
+        if group in broken:
+            return broken[group]
+    return broken.get(None)
 
 
 def has_task(name: str, options: Globals) -> bool:
@@ -167,7 +187,14 @@ def has_task(name: str, options: Globals) -> bool:
     if path is None or not os.path.isfile(path):
         return False
     try:
-        return listing.load(path).find(None, name) is not None
+        found = listing.load(path)
+        if found.find(None, name) is not None:
+            return True
+        # A main file left out of the load: its error below, if it meant to define `name`.
+        for p, error in found.errors.items():
+            if os.path.abspath(p) == found.path:
+                raise error
+        return False
     except DslError:
         try:
             with open(path, encoding="utf-8", errors="replace") as handle:
@@ -215,22 +242,68 @@ def find_or_fail(options: Globals) -> str:
     return path
 
 
+def _problems(errors: dict[str, DslError], warnings: Sequence[DslError]) -> None:
+    """Each file left out of the load and each warning, rendered on stderr."""
+    if errors or warnings:
+        from pf.cli.output import show_error
+
+        for problem in [*errors.values(), *warnings]:
+            show_error(problem)
+
+
+def list_json(options: Globals) -> int:
+    """``pf list --json``: every task as data, in definition order; problems on stderr."""
+    import json
+
+    from pf.dsl.model import display_name
+
+    pfyfile = load(options)
+    out = [
+        {
+            "name": task.name,
+            "group": task.group,
+            "file": os.path.abspath(task.file),
+            "line": task.span.line,
+            "description": task.describe,
+            "params": task.defaults(),
+            "aliases": list(task.aliases),
+            "needs": [display_name(key) for key in task.needs],
+        }
+        for task in pfyfile.tasks.values()
+    ]
+    sys.stdout.write(json.dumps(out, indent=2) + "\n")
+    _problems(pfyfile.errors, pfyfile.warnings)
+    return 2 if pfyfile.path in pfyfile.errors else 0
+
+
 def list_command(args: Sequence[str], options: Globals) -> int:
-    """``pf list [GROUP] [--names]``: tasks by file and group, with params and descriptions."""
+    """``pf list [GROUP] [--names] [--json]``: tasks by file and group, params, descriptions.
+
+    Files that cannot be loaded and warnings are shown on stderr after the listing;
+    the status is 2 only when the main Pfyfile itself was left out.
+    """
     from pf.cli import listing as cache
 
+    if "--json" in args:
+        return list_json(options)
     names_only = "--names" in args
     wanted = [a for a in args if a != "--names"]
     # Read from the listing cache when the Pfyfile is unchanged: parsing 500 tasks costs
     # more than this command's whole budget (issue 3).
     listing = cache.load(find_or_fail(options))
+    code = 2 if listing.path in {os.path.abspath(p) for p in listing.errors} else 0
     if names_only:
         out = listing.names(None) + listing.groups
         out += [f"{g}:{n}" for g in listing.groups for n in listing.names(g)]
         sys.stdout.write("".join(f"{name}\n" for name in out))
-        return 0
+        return code
     for name in wanted:
         if name not in listing.groups:
+            from pf.dsl.analyzer import group_of
+
+            for path, error in listing.errors.items():
+                if group_of(path) == name:
+                    raise error  # the group's file was left out: say why
             from pf.dsl.suggest import suggest
 
             guess = suggest(name, listing.groups)
@@ -292,7 +365,9 @@ def list_command(args: Sequence[str], options: Globals) -> int:
     if not listing.entries:
         lines.append(f"{_where(listing.path)}: no tasks")
     stream.write("\n".join(lines) + "\n")
-    return 0
+    stream.flush()  # the listing before the problems, when both go to one terminal
+    _problems(listing.errors, listing.warnings)
+    return code
 
 
 # ------------------------------------------------------------------ pf help TASK
@@ -368,7 +443,10 @@ def help_command(args: Sequence[str], options: Globals) -> int:
     shown: list[str] = []
     at = 0
     while at < len(args):
-        task, at = resolve_task(pfyfile, args, at, ALWAYS_PF)
+        try:
+            task, at = resolve_task(pfyfile, args, at, ALWAYS_PF)
+        except UsageError as unknown:
+            raise blame(pfyfile, args[at : at + 2]) or unknown from None
         shown.append(describe_task(task))
     print("\n\n".join(shown))
     return 0
@@ -459,7 +537,11 @@ def run_tasks(args: Sequence[str], options: Globals) -> int:
     from pf.cli.main import COMMANDS
 
     extra = [*ALWAYS_PF, *COMMANDS]
-    invocations = parse_invocations(pfyfile, args, flags, extra_names=extra, warnings=warnings)
+    try:
+        invocations = parse_invocations(pfyfile, args, flags, extra_names=extra, warnings=warnings)
+    except UsageError as unknown:
+        # A task of a file left out of the load is unknown: show why that file was.
+        raise blame(pfyfile, args) or unknown from None
     for warning in warnings:
         print(f"{_style('warning', 'yellow', sys.stderr)}: {warning}", file=sys.stderr)
     if flags.help:

@@ -28,7 +28,7 @@ from pf.dsl.ast import (
     Verb,
 )
 from pf.dsl.dump import dump
-from pf.dsl.errors import DslError
+from pf.dsl.errors import DslError, DslWarning
 from pf.dsl.interpolate import interpolate
 from pf.dsl.model import Pfyfile, Task, TaskKey, display_name
 from pf.dsl.render import render
@@ -37,13 +37,19 @@ from pf.dsl.suggest import suggest
 from pf.dsl.verbs import TASK_VERBS
 
 
-def parse_file(path: str | os.PathLike[str], *, siblings: bool = True) -> Pfyfile:
+def parse_file(
+    path: str | os.PathLike[str], *, siblings: bool = True, keep_going: bool = False
+) -> Pfyfile:
     """Read the Pfyfile at ``path`` with its includes and group files, resolved.
 
-    ``siblings`` also loads the ``Pfyfile.<group>.pf`` files beside it as groups.
-    Raises :class:`DslError` for anything wrong, including an unreadable file.
+    ``siblings`` also loads the ``Pfyfile.<group>.pf`` files beside it as groups;
+    a group file that cannot be loaded is left out, its error in
+    ``Pfyfile.errors``. ``keep_going`` leaves out a main file that cannot be
+    parsed the same way, so that its groups still load. Raises :class:`DslError`
+    for anything else wrong (an unreadable main file, a name clash or a cycle
+    across files). Tolerated constructs are in ``Pfyfile.warnings``.
     """
-    return _analyze(os.fspath(path), None, siblings=siblings)
+    return _analyze(os.fspath(path), None, siblings=siblings, keep_going=keep_going)
 
 
 def parse_text(
@@ -60,6 +66,7 @@ def parse_text(
 __all__ = [
     "TASK_VERBS",
     "DslError",
+    "DslWarning",
     "Env",
     "For",
     "If",

@@ -4,8 +4,16 @@ Owns includes (relative to the including file; a cycle is an error showing the
 chain; a second inclusion is a no-op; a missing file is an error at its
 ``include``), groups (``Pfyfile.<group>.pf`` files that are included or sit
 beside the main file), duplicate names per scope, aliases, ``needs`` resolution
-(with did-you-mean) and dependency cycles. The only I/O in pf.dsl is reading
-Pfyfiles and listing the main file's directory.
+(with did-you-mean) and dependency cycles.
+
+Files beside each other are isolated: when the main file and its group files
+are loaded together, a group file that cannot be parsed (itself or through what
+it includes) is left out and its error kept in ``Pfyfile.errors``, so the
+others' tasks still list and run; the main file too when the caller asks to
+keep going (the CLI does; pf serve's task list wants the error). A name
+defined twice in one scope is a warning, the later definition winning, as the
+original pf had it. The only I/O in pf.dsl is reading Pfyfiles and listing the
+main file's directory.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import os
 
 from pf.dsl._record import new
 from pf.dsl.ast import Env, FileAst, HostsDecl, Include, TaskDef
-from pf.dsl.errors import DslError
+from pf.dsl.errors import DslError, DslWarning
 from pf.dsl.model import Pfyfile, Task, TaskKey, display_name
 from pf.dsl.parser import WordMemo, parse_source
 from pf.dsl.source import Source, Span
@@ -83,6 +91,8 @@ class _Analyzer:
         self.hosts: dict[str, tuple[str, ...]] = {}
         self.host_spans: dict[str, Span] = {}
         self.memo: WordMemo = {}  # shared by the files of this one parse
+        self.warnings: list[DslError] = []
+        self.errors: dict[str, DslError] = {}  # file left out -> why
 
     def load(self, path: str, text: str | None, group: str | None, via: Span | None) -> None:
         try:
@@ -100,7 +110,7 @@ class _Analyzer:
             text = read_text(path, via)
         self.loaded.add(identity)
         self.files.append(path)
-        tree = parse_source(Source(path, text), self.memo)
+        tree = parse_source(Source(path, text), self.memo, self.warnings)
         self.stack.append((identity, path))
         self._items(tree, path, group)
         self.stack.pop()
@@ -139,7 +149,24 @@ class _Analyzer:
             if group is not None:
                 path = os.path.join(directory, name)
                 if os.path.isfile(path):
-                    self.load(path, None, group, None)
+                    self.isolated(path, None, group)
+
+    def isolated(self, path: str, text: str | None, group: str | None) -> None:
+        """Load one file of the folder; if it fails, keep its error and nothing of it."""
+        defs, warnings = len(self.defs), len(self.warnings)
+        env, group_env = dict(self.env), {g: dict(e) for g, e in self.group_env.items()}
+        hosts, host_spans = dict(self.hosts), dict(self.host_spans)
+        try:
+            self.load(path, text, group, None)
+        except DslError as error:
+            if error.span is None and not self.files:
+                raise  # the main file itself cannot be read: nothing to list at all
+            # The files it read stay in ``files``: editing one must refresh a cache.
+            del self.defs[defs:], self.warnings[warnings:]
+            self.env, self.group_env = env, group_env
+            self.hosts, self.host_spans = hosts, host_spans
+            self.stack.clear()
+            self.errors[path] = error
 
     def resolve(self, main: str) -> Pfyfile:
         tasks: dict[TaskKey, TaskDef] = {}
@@ -148,8 +175,21 @@ class _Analyzer:
         first: dict[TaskKey, Span] = {}
         for group, tdef, path in self.defs:
             key = (group, tdef.name)
-            if key in first:
-                self._claim(first, key, tdef.name_span)
+            if key in tasks:
+                # Redefined: the later one wins, and the earlier one's aliases go with it.
+                earlier = tasks.pop(key)
+                self.warnings.append(
+                    DslWarning(
+                        tdef.name_span,
+                        "task-redefined",
+                        {"name": tdef.name, "scope": _scope(group)},
+                        (earlier.name_span,),
+                    )
+                )
+                for ref in earlier.aliases:
+                    del first[(group, ref.name)], aliases[(group, ref.name)]
+            elif key in first:
+                self._claim(first, key, tdef.name_span)  # an alias of another task
             first[key] = tdef.name_span
             tasks[key] = tdef
             owner[key] = (group, path)
@@ -198,7 +238,15 @@ class _Analyzer:
             self.hosts,
             resolved,
             aliases,
+            tuple(sorted(self.warnings, key=self._position)),
+            self.errors,
         )
+
+    def _position(self, warning: DslError) -> tuple[int, int, int]:
+        # Warnings in the order of the text, though a redefinition is found last.
+        span = warning.span
+        assert span is not None  # every warning points somewhere
+        return (self.files.index(span.path), span.line, span.col)
 
     @staticmethod
     def _claim(first: dict[TaskKey, Span], key: TaskKey, span: Span) -> None:
@@ -283,17 +331,29 @@ def _check_cycles(edges: dict[TaskKey, list[tuple[TaskKey, Span]]]) -> None:
             iters.append(iter(edges[target]))
 
 
-def analyze(path: str, text: str | None = None, *, siblings: bool = True) -> Pfyfile:
-    """Parse ``path`` (or ``text`` as if it were that file) with everything it pulls in."""
+def analyze(
+    path: str, text: str | None = None, *, siblings: bool = True, keep_going: bool = False
+) -> Pfyfile:
+    """Parse ``path`` (or ``text`` as if it were that file) with everything it pulls in.
+
+    With ``siblings``, a group file beside it that cannot be loaded is left out (its
+    error in ``errors``); with ``keep_going`` too, so is the main file itself.
+    """
     # Parsing allocates many small tuples and frees none of them: the cyclic GC
     # would walk them over and over for nothing (~10% of a 500-task parse).
     collecting = gc.isenabled()
     gc.disable()
     try:
         analyzer = _Analyzer()
-        analyzer.load(path, None if text is None else _without_bom(text), None, None)
-        if siblings:
+        text = None if text is None else _without_bom(text)
+        if siblings and keep_going:
+            analyzer.isolated(path, text, None)
             analyzer.siblings(path)
+        elif siblings:
+            analyzer.load(path, text, None, None)
+            analyzer.siblings(path)
+        else:
+            analyzer.load(path, text, None, None)
         return analyzer.resolve(path)
     finally:
         if collecting:

@@ -49,6 +49,26 @@ MESSAGES: dict[str, tuple[str, str | None, str | None]] = {
         "add a line `end` to close this `{block}`",
         "`{next}` starts here before the `end`",
     ),
+    "ignored-outside-task": (
+        "`{verb}` outside any task is ignored",
+        "put it between `task NAME` and `end`, or remove it",
+        None,
+    ),
+    "ignored-statement": (
+        "`{verb}` is not a pf statement and is ignored",
+        "pf runs tasks on this machine or over SSH; remove this line",
+        None,
+    ),
+    "alias-outside-task": (
+        "an alias list outside any task is ignored",
+        "write the aliases on the task's header line: `task NAME [alias x]`",
+        None,
+    ),
+    "missing-end-at-eof": (
+        "task `{name}` has no `end`; it runs to the end of the file",
+        "add a line `end` after its last statement",
+        None,
+    ),
     "stray-end": ("`end` without an open `task`, `if` or `for`", "remove this line", None),
     "stray-else": ("`else` outside an `if`", "`else` belongs between `if` and `end`", None),
     "duplicate-else": ("this `if` already has an `else`", "nest another `if` instead", None),
@@ -68,6 +88,12 @@ MESSAGES: dict[str, tuple[str, str | None, str | None]] = {
     "invalid-parameter": (
         "invalid parameter `{text}`",
         'write `name` or `name=default` (`name="a b"` for spaces); names are sh names',
+        None,
+    ),
+    "hyphenated-parameter": (
+        "parameter `{name}` is not an sh name",
+        "shell lines see it as `${{{twin}}}` (pf rewrites `${{{name}}}` there); "
+        "rename it `{twin}` to say so",
         None,
     ),
     "duplicate-parameter": (
@@ -125,6 +151,11 @@ MESSAGES: dict[str, tuple[str, str | None, str | None]] = {
         "rename one of them, or move it into a group file `Pfyfile.<group>.pf`",
         "first defined here",
     ),
+    "task-redefined": (
+        "`{name}` is defined again in {scope}; this later definition is used",
+        "rename one of them, or remove the one that is not meant",
+        "the earlier definition, now ignored",
+    ),
     "duplicate-hosts": ("host list `{name}` is declared twice", None, "first declared here"),
     "unknown-group": (
         "task `{task}` needs `{name}`, but there is no group `{group}`",
@@ -156,6 +187,8 @@ class DslError(PfError):
     """
 
     code = "pfyfile-error"
+    #: "error" stops the file from loading; "warning" (:class:`DslWarning`) does not.
+    severity = "error"
     exit_code = 2  # a Pfyfile mistake is a usage error (issue 3)
     http_status = 400
 
@@ -192,3 +225,14 @@ class DslError(PfError):
                 "length": self.span.length,
             }
         return out
+
+
+class DslWarning(DslError):
+    """A construct the original pf tolerated: loaded as it meant it, reported at its span.
+
+    Never raised while loading: :class:`pf.dsl.model.Pfyfile` keeps the warnings
+    of a load in ``warnings``, and ``pf check`` turns them into a failure.
+    """
+
+    code = "pfyfile-warning"
+    severity = "warning"

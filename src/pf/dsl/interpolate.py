@@ -25,7 +25,9 @@ def interpolate(text: str, values: Mapping[str, str]) -> str:
     """Expand ``$name``, ``${name}``, ``${name:-default}`` and ``$$`` in ``text``.
 
     - Names are sh names: ``[A-Za-z_][A-Za-z0-9_]*``; ``$opt-level`` is ``$opt``
-      followed by ``-level``, as in sh.
+      followed by ``-level``, as in sh, unless ``opt-level`` itself is in
+      ``values`` (a hyphenated parameter, as the original pf allowed): the
+      longest such name is taken.
     - An unknown name expands to the empty string, as in sh.
     - ``${name:-default}`` gives ``default`` (itself interpolated) when ``name`` is
       unset or empty, as in sh.
@@ -57,6 +59,8 @@ def interpolate(text: str, values: Mapping[str, str]) -> str:
             j = at + 2
             while j < n and _is_name_char(text[j]):
                 j += 1
+            if j < n and text[j] == "-":
+                j = _hyphenated(text, at + 1, j, values)
             out.append(values.get(text[at + 1 : j], ""))
             start = j
         else:
@@ -65,6 +69,24 @@ def interpolate(text: str, values: Mapping[str, str]) -> str:
         at = text.find("$", start)
     out.append(text[start:])
     return "".join(out)
+
+
+def _hyphenated(text: str, begin: int, end: int, values: Mapping[str, str]) -> int:
+    """Where the longest name of ``values`` read from ``begin`` ends, ``-`` allowed in it.
+
+    ``text[begin:end]`` is an sh name followed by ``-``; ``end`` when no longer
+    hyphenated name is a key of ``values``.
+    """
+    best = end
+    n = len(text)
+    j = end
+    while j < n and text[j] == "-" and j + 1 < n and _is_name_char(text[j + 1]):
+        j += 1
+        while j < n and _is_name_char(text[j]):
+            j += 1
+        if text[begin:j] in values:
+            best = j
+    return best
 
 
 def _braced(text: str, at: int, values: Mapping[str, str]) -> tuple[int, str]:
@@ -88,6 +110,8 @@ def _braced(text: str, at: int, values: Mapping[str, str]) -> tuple[int, str]:
     k = 0
     while k < len(inner) and _is_name_char(inner[k]):
         k += 1
+    if k < len(inner) and inner[k] == "-":
+        k = _hyphenated(inner, 0, k, values)
     name = inner[:k]
     if not name or not _is_name_start(name[0]):
         return j + 1, text[at : j + 1]

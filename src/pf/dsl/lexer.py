@@ -287,6 +287,20 @@ def is_name(text: str) -> bool:
     )
 
 
+def is_param_name(text: str) -> bool:
+    """A parameter name: an sh name, or sh names joined by ``-`` (``remote-addr``).
+
+    The original pf took hyphenated names; shell lines see them through their sh
+    twin (:func:`sh_twin`).
+    """
+    return is_name(text) or ("-" in text and all(is_name(part) for part in text.split("-")))
+
+
+def sh_twin(name: str) -> str:
+    """``remote_addr`` for ``remote-addr``: the name bash sees a hyphenated parameter by."""
+    return name.replace("-", "_")
+
+
 def words(
     line: Line, start: int, stop: int | None = None, *, keys: bool = True, lists: bool = True
 ) -> list[Word]:

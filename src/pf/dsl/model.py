@@ -13,6 +13,7 @@ from pf.dsl.dump import lines_of, meta_lines, quote
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    from pf.dsl.errors import DslError
     from pf.dsl.source import Span
 
 #: ``(group or None, task name)``: how tasks are keyed and referred to.
@@ -128,13 +129,29 @@ class Pfyfile:
     - ``hosts``: ``hosts NAME = ...`` declarations from any file.
     - ``tasks``: ``(group or None, name) -> Task`` in definition order;
       ``aliases``: ``(group, alias) -> task key``.
+    - ``warnings``: what the original pf tolerated and this load accepted
+      (:class:`pf.dsl.errors.DslWarning`), in load order.
+    - ``errors``: file of the folder that could not be loaded and was left out
+      (the main file or a ``Pfyfile.<group>.pf`` beside it) -> its
+      :class:`pf.dsl.errors.DslError`; the other files' tasks are here.
 
     >>> pf = parse_file("Pfyfile.pf")
     >>> pf.find("web", "build-rust").needs
     ((None, 'setup'),)
     """
 
-    __slots__ = ("aliases", "env", "files", "group_env", "groups", "hosts", "path", "tasks")
+    __slots__ = (
+        "aliases",
+        "env",
+        "errors",
+        "files",
+        "group_env",
+        "groups",
+        "hosts",
+        "path",
+        "tasks",
+        "warnings",
+    )
 
     def __init__(
         self,
@@ -145,6 +162,8 @@ class Pfyfile:
         hosts: dict[str, tuple[str, ...]],
         tasks: dict[TaskKey, Task],
         aliases: dict[TaskKey, TaskKey],
+        warnings: tuple[DslError, ...] = (),
+        errors: dict[str, DslError] | None = None,
     ) -> None:
         self.path = path
         self.files = files
@@ -153,6 +172,8 @@ class Pfyfile:
         self.hosts = hosts
         self.tasks = tasks
         self.aliases = aliases
+        self.warnings = warnings
+        self.errors = {} if errors is None else errors
         #: Group names in the order their files were loaded.
         self.groups: tuple[str, ...] = tuple(dict.fromkeys(g for g, _ in tasks if g is not None))
 

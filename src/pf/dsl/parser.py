@@ -11,9 +11,13 @@ raw rest of its line, so bash sees exactly what the author wrote; every other
 verb has its rest cut into words. Errors are raised at the first problem as
 :class:`DslError` with the exact span (the caret), never collected: a Pfyfile
 is fixed one mistake at a time, like just. A block that never closes is
-reported at the line that opened it. Declarations (metadata, ``needs``,
-``sources``, ``generates``) are hoisted onto the task; ``shell_lang`` is applied
-statically, in text order, to later ``shell`` lines.
+reported at the line that opened it, except a task still open at the end of the
+file, which the original pf accepted: that and the other constructs it tolerated
+(verbs and ``image`` outside tasks, ``[alias x]`` lines) are loaded as it meant
+them, each with a :class:`DslWarning` collected in ``Parser.warnings``.
+Declarations (metadata, ``needs``, ``sources``, ``generates``) are hoisted
+onto the task; ``shell_lang`` is applied statically, in text order, to later
+``shell`` lines.
 """
 
 from __future__ import annotations
@@ -38,8 +42,8 @@ from pf.dsl.ast import (
     Value,
     Verb,
 )
-from pf.dsl.errors import DslError
-from pf.dsl.lexer import Line, Reader, Word, is_name, words
+from pf.dsl.errors import DslError, DslWarning
+from pf.dsl.lexer import Line, Reader, Word, is_name, is_param_name, sh_twin, words
 from pf.dsl.source import Source, Span
 from pf.dsl.suggest import suggest
 from pf.dsl.verbs import (
@@ -125,7 +129,7 @@ def _param_word(part: str) -> tuple[str, str | None] | tuple[()]:
             if len(value) < 2 or value[0] != '"' or value[-1] != '"' or value.count('"') != 2:
                 return ()
             value = value[1:-1]
-    if '"' in name or not _param_name_ok(name):
+    if '"' in name or not _param_name_ok(name, is_param_name):
         return ()
     return name, value
 
@@ -177,27 +181,66 @@ def _dedent(lines: list[str]) -> list[str]:
 
 
 _NO_META = Meta()
-_NAMES: dict[str, bool] = {}  # the same few parameter names recur on every task
+# The same few parameter names recur on every task: (name, check) -> answer.
+_NAMES: dict[tuple[str, Callable[[str], bool]], bool] = {}
 # Parameter words recur too (`opt_level="2"` on many headers): each word -> _param_word's answer.
 _PARAMS: dict[str, tuple[str, str | None] | tuple[()]] = {}
 
 
-def _param_name_ok(name: str) -> bool:
-    known = _NAMES.get(name)
+def _param_name_ok(name: str, check: Callable[[str], bool] = is_name) -> bool:
+    """``check(name)`` (an sh name by default), remembered per (name, check)."""
+    key = (name, check)
+    known = _NAMES.get(key)
     if known is None:
-        known = is_name(name)
+        known = check(name)
         if len(_NAMES) < 4096:
-            _NAMES[name] = known
+            _NAMES[key] = known
     return known
+
+
+def _sh_names(code: str, names: tuple[str, ...]) -> str:
+    """``code`` with ``$remote-addr``/``${remote-addr...}`` of ``names`` as their sh twins.
+
+    ``names`` are the task's hyphenated parameters, longest first, so that of
+    ``a-b`` and ``a-b-c`` the longer one is taken where both would match.
+    """
+    for name in names:
+        if name not in code:
+            continue
+        twin = sh_twin(name)
+        code = code.replace("${" + name + "}", "${" + twin + "}")
+        code = code.replace("${" + name + ":", "${" + twin + ":")
+        bare = "$" + name
+        at = code.find(bare)
+        while at != -1:
+            end = at + len(bare)
+            if end < len(code) and (code[end].isalnum() or code[end] == "_"):
+                at = code.find(bare, end)  # a longer name that merely starts so
+                continue
+            code = f"{code[:at]}${{{twin}}}{code[end:]}"
+            at = code.find(bare, at + len(twin) + 3)
+    return code
 
 
 class _TaskState:
     """What the parser accumulates for the task being read (lists made on first use)."""
 
-    __slots__ = ("describe", "generates", "lang", "meta", "name", "needs", "sources")
+    __slots__ = (
+        "aliases",
+        "describe",
+        "generates",
+        "hyphens",
+        "lang",
+        "meta",
+        "name",
+        "needs",
+        "sources",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.aliases: list[Ref] | None = None  # from `[alias x]` lines in the body
+        self.hyphens: tuple[str, ...] = ()  # hyphenated parameters, longest first
         self.lang: str | None = None  # sticky shell_lang, applied in text order
         # The usual metadata is one `describe`, kept as is; any more goes to ``meta``.
         self.describe: str | None = None
@@ -237,6 +280,8 @@ class Parser:
         self.source = source
         self.reader = Reader(source)
         self._memo: WordMemo = {} if memo is None else memo
+        #: What the original pf tolerated and this parse accepted, in text order.
+        self.warnings: list[DslError] = []
 
     def _words(self, line: Line, start: int, keys: bool, lists: bool) -> list[Word]:
         """:func:`pf.dsl.lexer.words` from ``start``, cut once per distinct line (read-only)."""
@@ -265,8 +310,21 @@ class Parser:
                 raise DslError(line.verb_span(), "stray-end")
             elif verb == "else":
                 raise DslError(line.verb_span(), "stray-else")
-            elif verb in TASK_VERBS:
+            elif verb in _OPENERS:
+                # Ignoring an `if` or `for` would leave its `end` stray: still an error.
                 raise DslError(line.verb_span(), "verb-outside-task", {"verb": verb})
+            elif verb in TASK_VERBS:
+                self.warnings.append(
+                    DslWarning(line.verb_span(), "ignored-outside-task", {"verb": verb})
+                )
+            elif verb == "image":
+                self.warnings.append(
+                    DslWarning(line.verb_span(), "ignored-statement", {"verb": verb})
+                )
+            elif verb.startswith("[alias"):
+                self.warnings.append(
+                    DslWarning(line.span(line.start, line.end), "alias-outside-task")
+                )
             else:
                 facts = {"word": verb}
                 guess = suggest(verb, TOP_LEVEL)
@@ -338,7 +396,11 @@ class Parser:
             name_span = line.span(r, cut)
             span = line.span(a, end)
         state = _TaskState(name)
+        if "-" in text[cut:stop]:  # rare: look at the names only then
+            self._hyphens(state, params)
         body = self._block(state, "task", span, None)[0]
+        if state.aliases is not None:
+            aliases += state.aliases
         needs = state.needs
         sources = state.sources
         generates = state.generates
@@ -357,6 +419,18 @@ class Parser:
                 span,
             ),
         )
+
+    def _hyphens(self, state: _TaskState, params: tuple[Param, ...]) -> None:
+        """Warn of each hyphenated parameter and have shell lines see it by its sh twin."""
+        hyphens = [p for p in params if "-" in p.name]
+        for param in hyphens:
+            name = param.name
+            self.warnings.append(
+                DslWarning(
+                    param.span, "hyphenated-parameter", {"name": name, "twin": sh_twin(name)}
+                )
+            )
+        state.hyphens = tuple(sorted((p.name for p in hyphens), key=len, reverse=True))
 
     def _header(
         self, line: Line, stop: int, aliases: list[Ref]
@@ -400,7 +474,11 @@ class Parser:
                 aliases += self._aliases(line, start + 1, stop - 1)
                 continue
             pname = word.text if key is None else key
-            if items is not None or not _param_name_ok(pname) or (key is None and not word.bare):
+            if (
+                items is not None
+                or not _param_name_ok(pname, is_param_name)
+                or (key is None and not word.bare)
+            ):
                 raise DslError(span, "invalid-parameter", {"text": line.text[start:stop]})
             if pname in seen:
                 raise DslError(span, "duplicate-parameter", {"name": pname}, (seen[pname],))
@@ -472,6 +550,9 @@ class Parser:
                 return body, "else"
             if verb == "task":
                 raise self._unclosed(state, kind, opener, "task", (line.verb_span(),))
+            if verb.startswith("[alias") and inside is None:
+                self._alias_line(state, line)
+                continue
             if verb in ("include", "hosts"):
                 raise DslError(
                     line.verb_span(), "top-level-only", {"verb": verb, "task": state.name}
@@ -481,20 +562,44 @@ class Parser:
             if guess:
                 facts["suggestion"] = guess
             raise DslError(line.verb_span(), "unknown-verb", facts)
+        if kind == "task":
+            self.warnings.append(
+                DslWarning(self._verb_of(opener, kind), "missing-end-at-eof", {"name": state.name})
+            )
+            return body, "end"
         raise self._unclosed(state, kind, opener, "", ())
+
+    def _alias_line(self, state: _TaskState, line: Line) -> None:
+        """``[alias x|alias=y]`` on a line of its own in a task: more names for it."""
+        text, a, end = line.text, line.start, line.end
+        if text[end - 1] != "]":
+            raise DslError(line.span(a, end), "invalid-alias", {"text": text[a:end]})
+        found = self._aliases(line, a + 1, end - 1)
+        if state.aliases is None:
+            state.aliases = found
+        else:
+            state.aliases += found
+
+    @staticmethod
+    def _verb_of(opener: Span, kind: str) -> Span:
+        # The verb starts the statement span: cut that down to the verb, as
+        # Line.verb_span would (one span less to build per block).
+        return new(
+            Span,
+            (opener.source, opener.line, opener.col, opener.offset, min(len(kind), opener.length)),
+        )
 
     @staticmethod
     def _unclosed(
         state: _TaskState, kind: str, opener: Span, next_verb: str, related: tuple[Span, ...]
     ) -> DslError:
         block = f"task {state.name}" if kind == "task" else kind
-        # The verb starts the statement span: cut that down to the verb, as
-        # Line.verb_span would (one span less to build per block).
-        verb = new(
-            Span,
-            (opener.source, opener.line, opener.col, opener.offset, min(len(kind), opener.length)),
+        return DslError(
+            Parser._verb_of(opener, kind),
+            "missing-end",
+            {"block": block, "next": next_verb},
+            related,
         )
-        return DslError(verb, "missing-end", {"block": block, "next": next_verb}, related)
 
     # ------------------------------------------------------------ statements
     # Each takes (state, line) and is found through _STATEMENTS or _DECLARATIONS.
@@ -506,6 +611,8 @@ class Parser:
         if code[-1:].isspace():  # blanks other than space and tab end the line too
             code = code.rstrip()
         if code and code[0] not in "[<@":  # the common `shell CMD`: nothing more to look at
+            if state.hyphens and state.lang in _SH:
+                code = _sh_names(code, state.hyphens)
             return new(Shell, (code, state.lang, span, None, (), False))
         code_at = r
         lang = state.lang
@@ -532,6 +639,8 @@ class Parser:
                 delimiter = delimiter[1:-1]
             if delimiter and delimiter.split()[0] == delimiter:
                 body = self._heredoc(line, code_at, len(code), delimiter)
+                if state.hyphens and lang in _SH:
+                    body = _sh_names(body, state.hyphens)
                 return new(Shell, (body, lang, span, None, (), True))
         if code[0] == "@":
             found = words(line, code_at, keys=False, lists=False)
@@ -548,6 +657,8 @@ class Parser:
             if rest_words and rest_words[0].bare and rest_words[0].text == "--":
                 rest_words = rest_words[1:]
             return Shell("", lang, span, file=path, args=tuple(w.text for w in rest_words))
+        if state.hyphens and lang in _SH:
+            code = _sh_names(code, state.hyphens)
         return new(Shell, (code, lang, span, None, (), False))
 
     def _heredoc(self, line: Line, at: int, width: int, delimiter: str) -> str:
@@ -830,9 +941,22 @@ _DECLARATIONS: dict[str, Callable[[Parser, _TaskState, Line], None]] = {
 assert set(_DECLARATIONS) == set(DECLARATIONS)
 
 
-def parse_source(source: Source, memo: WordMemo | None = None) -> FileAst:
+#: The languages whose code bash or sh reads: hyphenated parameters are rewritten there.
+_SH = frozenset((None, "bash", "sh", *LANGUAGES["bash"], *LANGUAGES["sh"]))
+#: Verbs that open a block: outside a task they cannot be skipped alone.
+_OPENERS = frozenset(("if", "for"))
+
+
+def parse_source(
+    source: Source, memo: WordMemo | None = None, warnings: list[DslError] | None = None
+) -> FileAst:
     """Parse one file's text (no includes followed) into its syntax tree.
 
-    Files parsed together may share ``memo`` (a dict, empty at first).
+    Files parsed together may share ``memo`` (a dict, empty at first). The
+    warnings of the parse are appended to ``warnings`` when it is given.
     """
-    return Parser(source, memo).parse_file()
+    parser = Parser(source, memo)
+    tree = parser.parse_file()
+    if warnings is not None:
+        warnings += parser.warnings
+    return tree

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 TAB_WIDTH = 4
 
 _RED = "\x1b[1;31m"
+_YELLOW = "\x1b[1;33m"
 _BLUE = "\x1b[1;34m"
 _CYAN = "\x1b[1;36m"
 _BOLD = "\x1b[1m"
@@ -69,7 +70,10 @@ def render(error: DslError, colour: bool = False) -> str:
         else dict.fromkeys(("red", "blue", "cyan", "bold", "reset"), "")
     )
     red, bold, reset = paint["red"], paint["bold"], paint["reset"]
-    lines = [f"{red}error{reset}{bold}: {error.message}{reset}"]
+    if error.severity == "warning":
+        # The carets under a warning take its colour too.
+        paint["red"] = red = _YELLOW if colour else ""
+    lines = [f"{red}{error.severity}{reset}{bold}: {error.message}{reset}"]
     spans = [s for s in (error.span, *error.related) if s is not None]
     width = max((len(str(s.line)) for s in spans), default=1)
     if error.span is not None:

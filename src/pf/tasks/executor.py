@@ -28,6 +28,7 @@ import time
 
 from pf.dsl.ast import Env, For, If, Shell, ShellLang, Verb
 from pf.dsl.interpolate import interpolate
+from pf.dsl.lexer import sh_twin
 from pf.dsl.model import display_name
 from pf.errors import PfError, UsageError
 
@@ -363,8 +364,12 @@ class Executor:
         values = {**self.environ, **file_env, **params}
         own = {**file_env, **params}
         for param in task.params:
-            if param.name not in params and param.default is not None:
-                values[param.name] = own[param.name] = interpolate(param.default, values)
+            name = param.name
+            if name not in params and param.default is not None:
+                values[name] = own[name] = interpolate(param.default, values)
+            if "-" in name and name in values:
+                # Bash cannot name `remote-addr`: its shell lines read `remote_addr`.
+                values[sh_twin(name)] = values[name]
         return values, own
 
     def _execute(self, node: _Node) -> str:

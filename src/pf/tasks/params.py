@@ -13,7 +13,7 @@ rules for ``--key value`` and ``-k value`` are not pf's anyway), no typing.
 
 from __future__ import annotations
 
-from pf.dsl.lexer import is_name
+from pf.dsl.lexer import is_name, is_param_name
 from pf.dsl.model import display_name
 from pf.dsl.suggest import suggest
 from pf.errors import UsageError
@@ -174,7 +174,7 @@ def parse_invocations(
                     f"parameter `{word}` comes before any task name",
                     hint=f"parameters follow their task: `pf TASK {word}`",
                 )
-            if not is_name(key):
+            if not is_param_name(key):
                 raise UsageError(
                     f"invalid parameter `{word}`",
                     hint="parameter names are letters, digits and `_`: write `name=value`",
@@ -191,7 +191,7 @@ def parse_invocations(
             if current is None or (key in ("force", "jobs") and _is_flag_for(current.task, key)):
                 at = _pf_flag(words, at, key, eq, value, flags)
                 continue
-            if not is_name(key):
+            if not is_param_name(key):
                 raise UsageError(f"invalid parameter `{word}`", hint="write `--name=value`")
             if not eq:
                 # `--key value`; a bare `--key` at the end or before another option is a
