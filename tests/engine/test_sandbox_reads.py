@@ -13,7 +13,7 @@ import pytest
 
 from pf.config import load_settings
 from pf.engine.cache import ActionCache
-from pf.engine.compile import compile_sources
+from pf.engine.compile import _sweeper, compile_sources
 from pf.errors import CompileFailed, PfError, SandboxUnavailable
 from pf.toolchains import CompileRequest, SourceFile
 
@@ -41,7 +41,9 @@ def secret(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
 
 
 def _everything(root: Path) -> bytes:
-    """Every byte pf stored under ``root`` (artifacts, manifests, logs)."""
+    """Every byte pf stored under ``root`` (artifacts, manifests, logs), once the scratch
+    dirs of finished compiles are gone (a thread deletes them behind the result)."""
+    _sweeper.wait()
     return b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
