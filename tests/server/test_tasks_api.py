@@ -257,7 +257,7 @@ def test_missing_and_broken_pfyfile_then_restart_keeps_and_resumes_task_runs(
     assert not pfyfile.exists()
     server.start()
     with httpx.Client(base_url=server.url, timeout=30) as client:
-        assert client.get("/api/tasks").json() == {"pfyfile": None, "tasks": []}
+        assert client.get("/api/tasks").json() == {"pfyfile": None, "tasks": [], "errors": []}
         missing = client.post("/api/tasks/hello", json={})
         assert missing.status_code == 404
         assert "no Pfyfile" in missing.json()["error"]
@@ -300,3 +300,22 @@ def test_missing_and_broken_pfyfile_then_restart_keeps_and_resumes_task_runs(
     with connect(server.ws_url, open_timeout=10) as ws:
         initial = json.loads(ws.recv(timeout=10))
     assert queued["buildId"] in [b["buildId"] for b in initial["builds"]]
+
+
+def test_a_broken_group_file_is_left_out_and_said_while_the_rest_runs(
+    make_server: type[Server], tmp_path: Path
+) -> None:
+    server = make_server(tmp_path / "work", env=NO_PFY_FILE)
+    (server.projects / "Pfyfile.pf").write_text("task hello\n  shell echo hello\nend\n")
+    (server.projects / "Pfyfile.web.pf").write_text("task build\n  shell echo $(\nend\nend\n")
+    server.start()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        listing = client.get("/api/tasks").json()
+        assert [t["id"] for t in listing["tasks"]] == ["hello"]
+        [error] = listing["errors"]
+        assert "Pfyfile.web.pf:4:1" in error
+        broken = client.post("/api/tasks/web:build", json={})
+        assert broken.status_code == 503
+        assert "Pfyfile.web.pf:4:1" in broken.json()["error"]
+        record = wait_for(client, _run(client, "hello")["buildId"])
+        assert record["status"] == "completed"

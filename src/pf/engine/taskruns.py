@@ -148,11 +148,16 @@ class Pfyfiles:
             return pfyfile
 
     def listing(self) -> dict[str, Any]:
-        """``{pfyfile, tasks: [{id, name, group, description, params, aliases}]}``."""
+        """``{pfyfile, tasks: [{id, name, group, description, params, aliases}], errors}``."""
         pfyfile = self.load()
         if pfyfile is None:
-            return {"pfyfile": None, "tasks": []}
-        return {"pfyfile": pfyfile.path, "tasks": [_entry(t) for t in pfyfile.tasks.values()]}
+            return {"pfyfile": None, "tasks": [], "errors": []}
+        return {
+            "pfyfile": pfyfile.path,
+            "tasks": [_entry(t) for t in pfyfile.tasks.values()],
+            # A sibling Pfyfile that does not parse is left out; its error is said here.
+            "errors": [render(error) for error in pfyfile.errors.values()],
+        }
 
     def call(self, name: str, params: Mapping[str, str]) -> TaskCall:
         """The task ``name`` (``task`` or ``group:task``) with checked ``params``."""
@@ -162,8 +167,21 @@ class Pfyfiles:
                 f"unknown task `{name}`: pf serve has no Pfyfile",
                 hint=f"put a {PFYFILE} in the projects root, or name one with PFY_FILE",
             )
+        group, colon, _ = name.rpartition(":")
+        broken = _broken_group(pfyfile, group) if colon else None
+        if broken is not None:
+            raise PfyfileInvalid(render(broken))
         task = _resolve(pfyfile, name)
         return TaskCall(pfyfile, task, _check_params(task, params))
+
+
+def _broken_group(pfyfile: Pfyfile, group: str) -> DslError | None:
+    """The error of the group's file when it was left out for not parsing."""
+    wanted = f"Pfyfile.{group}.pf"
+    for path, error in pfyfile.errors.items():
+        if os.path.basename(path) == wanted:
+            return error
+    return None
 
 
 def _watched(pfyfile: Pfyfile) -> list[str]:

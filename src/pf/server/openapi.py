@@ -237,6 +237,11 @@ _TASKS = obj(
     {
         "pfyfile": {**null(STR), "description": "the Pfyfile read, or null when none"},
         "tasks": array(ref("Task")),
+        "errors": {
+            **array(STR),
+            "description": "sibling Pfyfiles left out because they do not parse, each "
+            "error rendered with its file:line:col",
+        },
     },
 )
 _BYTES: Schema = {"type": "string", "format": "binary"}
@@ -392,7 +397,9 @@ PATHS: dict[str, Schema] = {
             description="The Pfyfile is the one PFY_FILE names, else Pfyfile.pf in "
             "the projects root, else the nearest Pfyfile.pf from the server's "
             "working directory upward; none: an empty list. One that does not "
-            "parse: 503 with the rendered file:line:col message.",
+            "parse: 503 with the rendered file:line:col message; a sibling "
+            "Pfyfile.<group>.pf that does not parse is left out and listed in errors "
+            "(running one of its tasks, group:task, is that 503).",
         ),
     },
     "/api/tasks/{name}": {
