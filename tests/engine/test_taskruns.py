@@ -34,7 +34,7 @@ def test_pfy_file_then_projects_root_then_nearest_from_cwd(dirs: tuple[Path, Pat
     settings = Settings()
     found = Pfyfiles(settings, projects, cwd)
     assert found.locate() is None
-    assert found.listing() == {"pfyfile": None, "tasks": []}
+    assert found.listing() == {"pfyfile": None, "tasks": [], "errors": []}
     above = cwd.parent / "Pfyfile.pf"
     above.write_text(TASKS)
     assert found.locate() == above
