@@ -153,6 +153,7 @@ export class BuildList {
     this.footer = footerNode;
     this.rows = new Map();
     this.limit = PAGE;
+    this.footerText = null;
     this.selected = null;
     this.visible = [];
     this.more = h("button", { type: "button", class: "small" }, "Show more");
@@ -198,10 +199,16 @@ export class BuildList {
       }
     }
     this.visible = shown.map((r) => r.buildId);
-    if (total === 0) this.footer.replaceChildren("No builds match.");
-    else if (total > shown.length) {
-      this.footer.replaceChildren(`Showing ${shown.length} of ${total} builds. `, this.more);
-    } else this.footer.replaceChildren(`${total} build${total === 1 ? "" : "s"}.`);
+    let text = `${total} build${total === 1 ? "" : "s"}.`;
+    if (total === 0) text = "No builds match.";
+    else if (total > shown.length) text = `Showing ${shown.length} of ${total} builds. `;
+    // Only when it changes: a footer rebuilt on every frame would take the button away
+    // from under a click that lands between two frames.
+    if (text !== this.footerText) {
+      this.footerText = text;
+      if (total > shown.length) this.footer.replaceChildren(text, this.more);
+      else this.footer.replaceChildren(text);
+    }
   }
 
   /** Redraws the rows whose time-dependent fields (ETA, elapsed) move on their own. */
