@@ -1,9 +1,11 @@
-"""The build history in a real SQLite file: records, logs, recovery, retention, errors."""
+"""The build history on a real SQLite file and a real PostgreSQL: records, logs, recovery,
+retention, errors. Tests taking ``store`` run on both backends (``database_url``)."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,8 +29,8 @@ def _row(build_id: str, status: str = "completed", **fields: object) -> BuildRow
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    opened = Store(f"sqlite:///{tmp_path / 'state' / 'pf.db'}")
+def store(database_url: str) -> Iterator[Store]:
+    opened = Store(database_url)
     opened.open()
     yield opened
     opened.close()
@@ -41,8 +43,11 @@ def test_default_url_is_pf_db_beside_the_cache(tmp_path: Path) -> None:
     assert default_url(load_settings(environ=env)) == "sqlite:////elsewhere/x.db"
 
 
-def test_open_creates_the_schema_in_wal_mode(store: Store, tmp_path: Path) -> None:
+def test_open_creates_the_schema_in_wal_mode(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'state' / 'pf.db'}")
+    store.open()
     store.write([_row("a")])
+    store.close()
     with sqlite3.connect(tmp_path / "state" / "pf.db") as conn:
         tables = {name for (name,) in conn.execute("select name from sqlite_master")}
         assert {"builds", "logs"} <= tables
