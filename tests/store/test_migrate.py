@@ -16,7 +16,7 @@ from pf.errors import StoreError
 from pf.store import BuildRow, Store
 from pf.store import migrate as migrations
 from pf.store.db import engine_url
-from pf.store.schema import builds, metadata
+from pf.store.schema import builds, logs, metadata
 
 
 @pytest.fixture
@@ -55,8 +55,8 @@ def test_a_new_database_gets_the_tables_and_the_latest_version(
 def test_a_database_made_before_versions_is_version_1_and_keeps_its_data(
     database_url: str, raw: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # What pf wrote before it counted versions: the tables alone.
-    metadata.create_all(raw)
+    # What the oldest pf wrote: builds and logs, no tokens, no version.
+    metadata.create_all(raw, tables=[builds, logs])
     with raw.begin() as conn:
         conn.execute(builds.insert().values(asdict(_row("old"))))
 
@@ -72,6 +72,7 @@ def test_a_database_made_before_versions_is_version_1_and_keeps_its_data(
         store.close()
     assert _versions(raw) == [2]
     assert "note" in {c["name"] for c in inspect(raw).get_columns("builds")}
+    assert {"tokens", "sessions"} <= set(inspect(raw).get_table_names())
 
 
 def test_a_failing_step_leaves_the_database_as_it_was(
@@ -143,5 +144,5 @@ def test_processes_starting_at_once_migrate_one_schema(
         _, err = process.communicate(timeout=60)
         assert process.returncode == 0, err
     assert _versions(raw) == [migrations.latest()]
-    # SQLAlchemy's column names per table, as one create_all makes them.
+    # One set of tables: no process made a second one, or half of one.
     assert set(inspect(raw).get_table_names()) == {*metadata.tables, "schema_version"}

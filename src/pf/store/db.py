@@ -67,6 +67,11 @@ def translate(what: str) -> Iterator[None]:
                 f"{what}: no space left on device for the database",
                 hint="free space in the database's directory; nothing stored was damaged",
             ) from error
+        code = _sqlite_code(error.orig)
+        if code is not None and code not in _SQLITE_BUSY:
+            # SQLite's OperationalError also means a missing table or an I/O error:
+            # waiting does not mend those.
+            raise StoreError(f"{what}: database unavailable: {error.orig}", hint=_HINT) from error
         raise StoreUnavailable(
             f"{what}: database unavailable: {_first_line(error.orig)}",
             hint=f"{_HINT}; retry in {RETRY_AFTER} s",
@@ -97,6 +102,10 @@ _UNUSABLE_FILE = frozenset(
         sqlite3.SQLITE_READONLY,
     }
 )
+
+
+# SQLite's answers when another connection holds the lock past busy_timeout.
+_SQLITE_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
 def _first_line(error: BaseException | None) -> str:

@@ -29,6 +29,10 @@ STEPS: list[Callable[[Connection], None]] = []
 # Any 64-bit number, the same in every pf: the advisory lock that serialises migrations.
 _PG_LOCK_KEY = 0x70665F736368656D  # "pf_schem"
 
+# The tables of version 1; the oldest pf made only the first two. A later step that
+# alters tokens or sessions must allow for their having been created from its schema.py.
+_VERSION_1 = ("builds", "logs", "tokens", "sessions")
+
 # Not in schema.metadata: create_all must never make it without its row.
 _versions = Table("schema_version", MetaData(), Column("version", Integer, nullable=False))
 
@@ -73,7 +77,11 @@ def _upgrade(conn: Connection, display: str) -> int:
                 hint="restore a backup, or move the database aside to start a new history",
             )
     elif inspector.has_table("builds"):
-        version = 1  # made by a pf before versions were counted
+        # Made by a pf before versions were counted, which created whichever of its
+        # tables were missing on every start (the oldest had no tokens or sessions):
+        # version 1 is that, done once more.
+        version = 1
+        metadata.create_all(conn, tables=[metadata.tables[name] for name in _VERSION_1])
         _versions.create(conn)
         conn.execute(_versions.insert().values(version=version))
     else:
