@@ -35,6 +35,11 @@ _HINT = "check PF_DATABASE_URL, and that the database file and its directory are
 # new connection to PostgreSQL may take before the request fails rather than hangs.
 RETRY_AFTER = 5
 _CONNECT_TIMEOUT = 5
+_DOWN_HINT = (
+    "check PF_DATABASE_URL, and that the database server is running and reachable; "
+    f"retry in {RETRY_AFTER} s"
+)
+_BUSY_HINT = f"another process holds the database's write lock; retry in {RETRY_AFTER} s"
 # URL schemes SQLAlchemy would hand to psycopg2 (or not know at all): pf's driver is psycopg 3.
 _PG_SCHEMES = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
 
@@ -74,13 +79,13 @@ def translate(what: str) -> Iterator[None]:
             raise StoreError(f"{what}: database unavailable: {error.orig}", hint=_HINT) from error
         raise StoreUnavailable(
             f"{what}: database unavailable: {_first_line(error.orig)}",
-            hint=f"{_HINT}; retry in {RETRY_AFTER} s",
+            hint=_BUSY_HINT if code is not None else _DOWN_HINT,
         ) from error
     except exc.DBAPIError as error:
         if error.connection_invalidated:
             raise StoreUnavailable(
                 f"{what}: database connection lost: {_first_line(error.orig)}",
-                hint=f"{_HINT}; retry in {RETRY_AFTER} s",
+                hint=_DOWN_HINT,
             ) from error
         raise StoreError(
             f"{what}: database error: {_first_line(error.orig)}", hint=_HINT
