@@ -113,3 +113,47 @@ def test_pf_serve_rides_out_a_postgresql_restart(
     assert server.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises what stopped it
     assert _stored(url, before) is not None and _stored(url, after) is not None
     assert not [e for e in server.log_lines() if e.get("status") == 500]
+
+
+def test_what_waits_for_a_stopped_postgresql_is_bounded_and_all_written_later(
+    cluster: PgCluster, make_server: type[Server], tmp_path: Path
+) -> None:
+    url = cluster.create_database("pf")
+    # Eight times PF_MAX_QUEUE bounds what may wait for the database: 16 items.
+    env = {"PF_DATABASE_URL": url, "PF_MAX_QUEUE": "2"}
+    server = make_server(tmp_path / "work", env=env).start()
+    files = unique_c("cached")
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        first = http.post("/api/compile", json={"language": "c", "files": files}).json()
+        assert wait_for(http, first["buildId"])["status"] == "completed"
+
+        cluster.stop()
+        accepted: list[str] = []
+        refused = None
+        for _ in range(200):
+            answer = http.post("/api/compile", json={"language": "c", "files": files})
+            if answer.status_code == 503:
+                refused = answer
+                break
+            assert answer.status_code in (200, 202), answer.text
+            accepted.append(answer.json()["buildId"])
+            wait_for(http, accepted[-1])
+        assert refused is not None, "the writer's backlog never bounded what was accepted"
+        assert refused.json()["code"] == "writer-behind"
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert 0 < len(accepted) < 200
+
+        cluster.start()
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            answer = http.post("/api/compile", json={"language": "c", "files": files})
+            if answer.status_code != 503:
+                break
+            assert time.monotonic() < deadline, answer.text
+            time.sleep(0.1)
+        assert answer.status_code in (200, 202), answer.text
+        accepted.append(answer.json()["buildId"])
+        wait_for(http, accepted[-1])
+    assert server.stop() in (0, -signal.SIGTERM)
+    stored = {build: _stored(url, build) for build in accepted}
+    assert all(found is not None and found[0] == "completed" for found in stored.values()), stored
