@@ -9,12 +9,14 @@ lines into ``build_log`` events placed where those lines fell. So a client that 
 A batch is cut when an event is waiting (events want low latency), when 200 lines are
 waiting, or ``interval`` seconds after the first line arrived.
 
-A failing database does not stop the events, and loses nothing accepted: the batch's
-records and lines are held and written again, before anything newer, every
-``RETRY_MIN``..``RETRY_MAX`` seconds (doubling) until the database answers, so a
-PostgreSQL restart costs the history nothing. What is held counts in the backlog, so
-the service stops taking new builds while it grows (``max_backlog``); only a stop while
-the database is still down loses it (logged). Imports store, engine.events and errors only.
+A failing database does not stop the events. One that does not answer (StoreUnavailable:
+stopped, unreachable, locked) loses nothing accepted: the batch's records and lines are
+held and written again, before anything newer, every ``RETRY_MIN``..``RETRY_MAX``
+seconds (doubling) until it answers, so a PostgreSQL restart costs the history nothing.
+What is held counts in the backlog, so the service stops taking new builds while it
+grows (``max_backlog``); only a stop while the database is still down loses it (logged).
+A batch the database refuses (a constraint, a full disk) is logged as lost: written
+again, it would fail again. Imports store, engine.events and errors only.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 from pf.engine.events import Event, EventBus, build_log
 from pf.errors import StoreError
 from pf.store.builds import BuildRow
+from pf.store.db import StoreUnavailable
 from pf.store.history import Store
 from pf.store.logs import LogLine
 
@@ -233,7 +236,8 @@ class Recorder:
         self.bus.publish_many(events)
 
     def _store(self, rows: list[BuildRow], lines: list[LogLine]) -> None:
-        """Write what is held, then ``rows`` and ``lines``; hold them all if that fails."""
+        """Write what is held, then ``rows`` and ``lines``; hold them all while the
+        database does not answer."""
         held = bool(self._held)
         if held:
             rows = [*self._held_rows.values(), *rows]
@@ -244,7 +248,7 @@ class Recorder:
                 return
         try:
             self.store.write(rows, lines)
-        except StoreError as error:
+        except StoreUnavailable as error:
             self.failures += 1
             if not held:
                 log.error(
@@ -255,12 +259,19 @@ class Recorder:
                 )
             self._hold(rows, lines, failed=True)
             return
+        except StoreError as error:
+            # Held, these rows would fail again and hold up every later batch.
+            self.failures += 1
+            log.error("pf: %s (%d records, %d log lines lost)", error, len(rows), len(lines))
+        else:
+            if held:
+                log.warning(
+                    "pf: the build database answers again: %d held records and %d log "
+                    "lines written",
+                    len(self._held_rows),
+                    len(self._held_lines),
+                )
         if held:
-            log.warning(
-                "pf: the build database answers again: %d records and %d log lines written",
-                len(self._held_rows),
-                len(self._held_lines),
-            )
             self._hold([], [], failed=False)
             self._retry_wait = RETRY_MIN
 

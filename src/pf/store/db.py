@@ -66,13 +66,13 @@ def translate(what: str) -> Iterator[None]:
     except exc.IntegrityError as error:
         raise StoreError(f"{what}: constraint violated: {error.orig}", hint=_HINT) from error
     except (exc.OperationalError, exc.InterfaceError) as error:
-        if _sqlite_code(error.orig) == sqlite3.SQLITE_FULL:
+        code = _sqlite_code(error.orig)
+        if code == sqlite3.SQLITE_FULL:
             # SQLite rolled the transaction back: what was stored before stays whole.
             raise StoreError(
                 f"{what}: no space left on device for the database",
                 hint="free space in the database's directory; nothing stored was damaged",
             ) from error
-        code = _sqlite_code(error.orig)
         if code is not None and code not in _SQLITE_BUSY:
             # SQLite's OperationalError also means a missing table or an I/O error:
             # waiting does not mend those.
