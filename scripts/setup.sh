@@ -22,8 +22,10 @@ APT_PACKAGES=(
 )
 command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs)
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
-# Debian's chromium is the browser Playwright drives (its own download is unreachable here).
-if [[ "${1:-}" == "test" ]]; then APT_PACKAGES+=(chromium); fi
+# Debian's chromium is the browser Playwright drives (its own download is unreachable here);
+# postgresql-15's initdb and pg_ctl start the tests' private servers (tests/pg.py), never
+# the system service Debian may start with it.
+if [[ "${1:-}" == "test" ]]; then APT_PACKAGES+=(chromium postgresql-15); fi
 # Debian starts nginx's own service on port 80 when it installs it; the bench uses its own.
 if [[ "${1:-}" == "bench" ]]; then APT_PACKAGES+=(wrk nginx-light); fi
 

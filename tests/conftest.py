@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pf.config import Settings, load_settings
+from tests.pg import PgCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demos" / "polyglot"
@@ -30,6 +33,39 @@ def isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def settings() -> Settings:
     return load_settings()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """This worker's private PostgreSQL server, started on first use (a few seconds)."""
+    cluster = PgCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PgCluster) -> str:
+    """The URL of a new, empty database on this worker's private PostgreSQL."""
+    return pg_cluster.create_database(f"pf_test_{os.getpid()}_{next(_databases)}")
+
+
+# The backends a test taking ``database_url`` runs on: every store-backed behaviour
+# must hold on both.
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=DATABASE_BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database's URL: a SQLite file in tmp_path, then a PostgreSQL one."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state' / 'pf.db'}"
+    return str(request.getfixturevalue("pg_url"))
 
 
 def pids_with_word(word: str, but: int = 0) -> list[int]:

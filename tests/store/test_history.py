@@ -1,9 +1,12 @@
-"""The build history in a real SQLite file: records, logs, recovery, retention, errors."""
+"""The build history on a real SQLite file and a real PostgreSQL: records, logs, recovery,
+retention, errors. Tests taking ``store`` run on both backends (``database_url``)."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ import pytest
 from pf.config import load_settings
 from pf.errors import StoreError
 from pf.store import BuildRow, LogLine, Store, default_url
+from pf.store.db import StoreUnavailable, engine_url
 
 
 def _row(build_id: str, status: str = "completed", **fields: object) -> BuildRow:
@@ -27,8 +31,8 @@ def _row(build_id: str, status: str = "completed", **fields: object) -> BuildRow
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    opened = Store(f"sqlite:///{tmp_path / 'state' / 'pf.db'}")
+def store(database_url: str) -> Iterator[Store]:
+    opened = Store(database_url)
     opened.open()
     yield opened
     opened.close()
@@ -41,8 +45,11 @@ def test_default_url_is_pf_db_beside_the_cache(tmp_path: Path) -> None:
     assert default_url(load_settings(environ=env)) == "sqlite:////elsewhere/x.db"
 
 
-def test_open_creates_the_schema_in_wal_mode(store: Store, tmp_path: Path) -> None:
+def test_open_creates_the_schema_in_wal_mode(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'state' / 'pf.db'}")
+    store.open()
     store.write([_row("a")])
+    store.close()
     with sqlite3.connect(tmp_path / "state" / "pf.db") as conn:
         tables = {name for (name,) in conn.execute("select name from sqlite_master")}
         assert {"builds", "logs"} <= tables
@@ -177,3 +184,32 @@ def test_using_a_closed_store_is_a_store_error(tmp_path: Path) -> None:
     assert closed.ping() is False
     closed.open()
     assert closed.ping() is True
+
+
+def test_a_postgresql_url_without_a_driver_opens_with_psycopg_3() -> None:
+    for url in ("postgresql://pf@db/pf", "postgres://pf@db/pf", "postgresql+psycopg://pf@db/pf"):
+        assert engine_url(url).drivername == "postgresql+psycopg"
+    assert engine_url("sqlite:///x.db").drivername == "sqlite"
+
+
+def test_a_database_that_does_not_answer_is_unavailable_in_one_line() -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(StoreUnavailable) as raised:
+        Store(f"postgresql://pf@127.0.0.1:{port}/pf").open()
+    assert "database unavailable" in raised.value.message
+    assert "\n" not in raised.value.message
+    assert raised.value.http_status == 503 and raised.value.retry_after >= 1
+
+
+def test_a_refused_write_is_a_store_error_on_both_backends(database_url: str) -> None:
+    store = Store(database_url)
+    store.open()
+    try:
+        store.write([_row("a")])
+        with pytest.raises(StoreError, match="constraint violated") as raised:
+            store.write([], [LogLine("a", 0, 1.0, "stdout", "info", None)])  # type: ignore[arg-type]
+        assert not isinstance(raised.value, StoreUnavailable)
+    finally:
+        store.close()

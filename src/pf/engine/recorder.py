@@ -7,8 +7,16 @@ drains the queue in batches: it writes a batch's records and lines in one transa
 lines into ``build_log`` events placed where those lines fell. So a client that sees
 ``build_completed`` has seen every log line before it, and finds them all in the store.
 A batch is cut when an event is waiting (events want low latency), when 200 lines are
-waiting, or ``interval`` seconds after the first line arrived. A failing database is
-logged and does not stop the events. Imports store, engine.events and errors only.
+waiting, or ``interval`` seconds after the first line arrived.
+
+A failing database does not stop the events. One that does not answer (StoreUnavailable:
+stopped, unreachable, locked) loses nothing accepted: the batch's records and lines are
+held and written again, before anything newer, every ``RETRY_MIN``..``RETRY_MAX``
+seconds (doubling) until it answers, so a PostgreSQL restart costs the history nothing.
+What is held counts in the backlog, so the service stops taking new builds while it
+grows (``max_backlog``); only a stop while the database is still down loses it (logged).
+A batch the database refuses (a constraint, a full disk) is logged as lost: written
+again, it would fail again. Imports store, engine.events and errors only.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from typing import Any
 from pf.engine.events import Event, EventBus, build_log
 from pf.errors import StoreError
 from pf.store.builds import BuildRow
+from pf.store.db import StoreUnavailable
 from pf.store.history import Store
 from pf.store.logs import LogLine
 
@@ -30,6 +39,8 @@ log = logging.getLogger("pf.engine")
 
 FLUSH_INTERVAL = 0.05
 FLUSH_LINES = 200
+RETRY_MIN = 0.25
+RETRY_MAX = 5.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,13 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._chores: list[tuple[_Chore, list[float]]] = []
         self.failures = 0
+        # Written by the writer thread only: what a failed write left to write again, a
+        # build's latest record once (the last write of a build wins), and every line.
+        self._held_rows: dict[str, BuildRow] = {}
+        self._held_lines: list[LogLine] = []
+        self._retry_at = 0.0
+        self._retry_wait = RETRY_MIN
+        self._held = 0  # len(_held_rows) + len(_held_lines), read under _cond
 
     def start(self) -> None:
         if self._thread is None:
@@ -93,12 +111,12 @@ class Recorder:
 
     @property
     def backlog(self) -> int:
-        """Records, lines and events waiting for the writer."""
-        return len(self._items)
+        """Records, lines and events waiting for the writer, and those held for a retry."""
+        return len(self._items) + self._held
 
     def behind(self) -> bool:
         """Whether the writer has fallen ``max_backlog`` items behind."""
-        return 0 < self.max_backlog <= len(self._items)
+        return 0 < self.max_backlog <= self.backlog
 
     def record(self, row: BuildRow, event: Event | None = None) -> None:
         """Store ``row`` and then publish ``event`` (if any)."""
@@ -113,7 +131,7 @@ class Recorder:
         self._put("event", event, urgent=True)
 
     def flush(self, timeout: float | None = 10.0) -> bool:
-        """Wait until everything queued so far is written and published."""
+        """Wait until everything queued so far is written (or held for a retry) and published."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target = self._enqueued
@@ -140,6 +158,8 @@ class Recorder:
     def _due(self) -> float | None:
         """Seconds until the pending batch is due (0: now), None when nothing waits."""
         if not self._items:
+            if self._held and not self._stopping:
+                return max(0.0, self._retry_at - time.monotonic())
             return None
         if self._urgent or self._stopping or self._lines >= self.max_lines:
             return 0.0
@@ -152,22 +172,28 @@ class Recorder:
 
     def _loop(self) -> None:
         while True:
+            final = False
             with self._cond:
                 while True:
                     due = self._due()
                     if due == 0.0:
                         break
                     if self._stopping and not self._items:
-                        return
+                        break
                     chore = self._next_chore()
                     if chore == 0.0:
                         break
                     waits = [t for t in (due, chore) if t is not None]
                     self._cond.wait(min(waits) if waits else None)
+                if self._stopping and not self._items:
+                    final = True
                 batch, self._items = self._items, []
                 self._lines = 0
                 self._urgent = False
-            if batch:
+            if final:
+                self._last_try()
+                return
+            if batch or self._held:
                 self._write(batch)
             self._run_chores()
             with self._cond:
@@ -206,9 +232,67 @@ class Recorder:
                     events.append(build_log(item["buildId"], waiting))
                 events.append(item)
         events.extend(build_log(build_id, waiting) for build_id, waiting in pending.items())
+        self._store(rows, lines)
+        self.bus.publish_many(events)
+
+    def _store(self, rows: list[BuildRow], lines: list[LogLine]) -> None:
+        """Write what is held, then ``rows`` and ``lines``; hold them all while the
+        database does not answer."""
+        held = bool(self._held)
+        if held:
+            rows = [*self._held_rows.values(), *rows]
+            lines = [*self._held_lines, *lines]
+            if time.monotonic() < self._retry_at:
+                # Not yet: a database that is down is not asked again with every batch.
+                self._hold(rows, lines, failed=False)
+                return
+        try:
+            self.store.write(rows, lines)
+        except StoreUnavailable as error:
+            self.failures += 1
+            if not held:
+                log.error(
+                    "pf: %s (%d records, %d log lines held, written again when it answers)",
+                    error,
+                    len(rows),
+                    len(lines),
+                )
+            self._hold(rows, lines, failed=True)
+            return
+        except StoreError as error:
+            # Held, these rows would fail again and hold up every later batch.
+            self.failures += 1
+            log.error("pf: %s (%d records, %d log lines lost)", error, len(rows), len(lines))
+        else:
+            if held:
+                log.warning(
+                    "pf: the build database answers again: %d held records and %d log "
+                    "lines written",
+                    len(self._held_rows),
+                    len(self._held_lines),
+                )
+        if held:
+            self._hold([], [], failed=False)
+            self._retry_wait = RETRY_MIN
+
+    def _hold(self, rows: list[BuildRow], lines: list[LogLine], *, failed: bool) -> None:
+        if failed:
+            self._retry_at = time.monotonic() + self._retry_wait
+            self._retry_wait = min(RETRY_MAX, self._retry_wait * 2)
+        self._held_rows = {row.id: row for row in rows}
+        self._held_lines = lines
+        with self._cond:
+            self._held = len(self._held_rows) + len(self._held_lines)
+
+    def _last_try(self) -> None:
+        """On stop: one more write of what is held; logged as lost if it fails again."""
+        if not self._held:
+            return
+        rows, lines = list(self._held_rows.values()), self._held_lines
         try:
             self.store.write(rows, lines)
         except StoreError as error:
-            self.failures += 1
-            log.error("pf: %s (%d records, %d log lines lost)", error, len(rows), len(lines))
-        self.bus.publish_many(events)
+            log.error(
+                "pf: %s (%d records, %d log lines lost at stop)", error, len(rows), len(lines)
+            )
+        self._held_rows, self._held_lines, self._held = {}, [], 0

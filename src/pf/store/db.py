@@ -1,11 +1,15 @@
-"""One SQLAlchemy Engine per database URL, the schema created on open, errors translated once.
+"""One SQLAlchemy Engine per database URL, the schema migrated on open, errors translated once.
 
 SQLite (the default, ``<cache_dir>/../pf.db``, i.e. ``.pf/pf.db``) runs in WAL mode with
 ``synchronous=NORMAL``: readers never wait for the writer and a commit costs no fsync,
 at the price of the last few commits on a power cut (the service batches writes, so it
-would lose them anyway). Every SQLAlchemy error becomes a StoreError here, most
-specific first, so no third-party exception leaves ``pf.store``. Imports SQLAlchemy,
-config and errors only.
+would lose them anyway). PostgreSQL (``postgresql://`` or ``postgresql+psycopg://``) goes
+through psycopg 3, imported by SQLAlchemy only when such a URL is opened; its pooled
+connections are pinged before use, so a restarted server is reconnected to without
+restarting pf. Every SQLAlchemy error (which wraps the driver's, sqlite3's or psycopg's)
+becomes a StoreError here, most specific first, so no third-party exception leaves
+``pf.store``; a database that cannot be reached is StoreUnavailable, which tells a
+client when to retry. Imports SQLAlchemy, config, errors and this package's migrate only.
 """
 
 from __future__ import annotations
@@ -19,14 +23,32 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from pf.config import Settings
 from pf.errors import StoreError
-from pf.store.schema import metadata
+from pf.store.migrate import migrate
 
 _BUSY_TIMEOUT_MS = 10_000
 _HINT = "check PF_DATABASE_URL, and that the database file and its directory are writable"
+# Seconds a client is told to wait while the database does not answer, and the most a
+# new connection to PostgreSQL may take before the request fails rather than hangs.
+RETRY_AFTER = 5
+_CONNECT_TIMEOUT = 5
+_DOWN_HINT = (
+    "check PF_DATABASE_URL, and that the database server is running and reachable; "
+    f"retry in {RETRY_AFTER} s"
+)
+_BUSY_HINT = f"another process holds the database's write lock; retry in {RETRY_AFTER} s"
+# URL schemes SQLAlchemy would hand to psycopg2 (or not know at all): pf's driver is psycopg 3.
+_PG_SCHEMES = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+
+
+class StoreUnavailable(StoreError):
+    """The database does not answer (stopped, unreachable, restarting): retry later."""
+
+    code = "store-unavailable"
+    retry_after = RETRY_AFTER
 
 
 def default_url(settings: Settings) -> str:
@@ -43,16 +65,31 @@ def translate(what: str) -> Iterator[None]:
         yield
     except exc.IntegrityError as error:
         raise StoreError(f"{what}: constraint violated: {error.orig}", hint=_HINT) from error
-    except exc.OperationalError as error:
-        if _sqlite_code(error.orig) == sqlite3.SQLITE_FULL:
+    except (exc.OperationalError, exc.InterfaceError) as error:
+        code = _sqlite_code(error.orig)
+        if code == sqlite3.SQLITE_FULL:
             # SQLite rolled the transaction back: what was stored before stays whole.
             raise StoreError(
                 f"{what}: no space left on device for the database",
                 hint="free space in the database's directory; nothing stored was damaged",
             ) from error
-        raise StoreError(f"{what}: database unavailable: {error.orig}", hint=_HINT) from error
+        if code is not None and code not in _SQLITE_BUSY:
+            # SQLite's OperationalError also means a missing table or an I/O error:
+            # waiting does not mend those.
+            raise StoreError(f"{what}: database unavailable: {error.orig}", hint=_HINT) from error
+        raise StoreUnavailable(
+            f"{what}: database unavailable: {_first_line(error.orig)}",
+            hint=_BUSY_HINT if code is not None else _DOWN_HINT,
+        ) from error
     except exc.DBAPIError as error:
-        raise StoreError(f"{what}: database error: {error.orig}", hint=_HINT) from error
+        if error.connection_invalidated:
+            raise StoreUnavailable(
+                f"{what}: database connection lost: {_first_line(error.orig)}",
+                hint=_DOWN_HINT,
+            ) from error
+        raise StoreError(
+            f"{what}: database error: {_first_line(error.orig)}", hint=_HINT
+        ) from error
     except exc.SQLAlchemyError as error:
         raise StoreError(f"{what}: {error}", hint=_HINT) from error
     except sqlite3.Error as error:  # raised by pragmas run outside SQLAlchemy's wrapping
@@ -70,6 +107,22 @@ _UNUSABLE_FILE = frozenset(
         sqlite3.SQLITE_READONLY,
     }
 )
+
+
+# SQLite's answers when another connection holds the lock past busy_timeout.
+_SQLITE_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+def _first_line(error: BaseException | None) -> str:
+    # psycopg's messages run on with DETAIL/HINT lines and a caret under the query.
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def engine_url(url: str) -> URL:
+    """``url`` as SQLAlchemy opens it: a PostgreSQL URL without a driver names psycopg 3."""
+    parsed = make_url(url)
+    driver = _PG_SCHEMES.get(parsed.drivername)
+    return parsed if driver is None else parsed.set(drivername=driver)
 
 
 def _sqlite_code(error: BaseException | None) -> int | None:
@@ -143,7 +196,7 @@ class Database:
             raise unreadable(file, "permission denied")
 
     def _create(self) -> Engine:
-        url = make_url(self.url)
+        url = engine_url(self.url)
         with translate(f"cannot open {self._display()}"):
             file = self.file
             if file is not None:
@@ -154,10 +207,24 @@ class Database:
                         f"cannot create the directory of {file}: {error.strerror}",
                         hint=_HINT,
                     ) from error
-            engine = create_engine(url)
-            if url.get_backend_name() == "sqlite":
+            backend = url.get_backend_name()
+            if backend == "sqlite":
+                engine = create_engine(url)
                 event.listen(engine, "connect", _sqlite_pragmas)
-            metadata.create_all(engine)
+            else:
+                # A pooled connection to a server that restarted is dead: the ping finds
+                # it and the pool opens a new one, instead of the request failing.
+                connect_args = {"connect_timeout": _CONNECT_TIMEOUT}
+                engine = create_engine(
+                    url,
+                    pool_pre_ping=True,
+                    connect_args=connect_args if backend == "postgresql" else {},
+                )
+            try:
+                migrate(engine, self._display())
+            except BaseException:
+                engine.dispose()
+                raise
         return engine
 
     def close(self) -> None:
