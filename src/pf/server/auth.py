@@ -41,6 +41,7 @@ REFRESH = 0.5  # seconds between reads of the token and session tables
 RELOAD_ON_MISS = 0.1  # a sign-in with an unknown token re-reads the tables, at most this often
 TOUCH_EVERY = 10.0  # seconds between writes of the tokens' last use
 SESSION_COOKIE = "pf_session"
+MAX_KNOWN_HEADERS = 1024  # valid Authorization values remembered between table reads
 _RANK = {scope: rank for rank, scope in enumerate(SCOPES)}
 _OPEN_API = frozenset({"/api/health", "/api/ready", "/api/session"})
 _COOKIE_PREFIX = SESSION_COOKIE.encode() + b"="
@@ -151,6 +152,10 @@ class Credentials:
         self._touched = time.monotonic()
         self._loaded = 0.0
         self._task: asyncio.Task[None] | None = None
+        # Authorization header values already found valid since the last read of the
+        # tables: a client sends the same header on every request, and this spares each
+        # one a parse and a SHA-256 (about a microsecond, a tenth of what auth may cost).
+        self._headers: dict[bytes, Principal] = {}
 
     @property
     def required(self) -> bool:
@@ -159,6 +164,8 @@ class Credentials:
 
     def _apply(self, tokens: dict[str, Token], sessions: dict[str, Session], since: int) -> None:
         self.tokens = {h: Principal(t.name, t.scope) for h, t in tokens.items()}
+        # Rebuilt from the tables just read: a revoked token stops answering here too.
+        self._headers = {}
         fresh = {h: (Principal(s.token, s.scope), s.expires_at) for h, s in sessions.items()}
         later = [change for change in self._local if change[0] > since]
         for _, key, value in later:
@@ -226,10 +233,19 @@ class Credentials:
         cookie = None
         for name, value in headers:
             if name == b"authorization":
+                known = self._headers.get(value)
+                if known is not None:
+                    self._used[known.name] = time.time()
+                    return known
                 scheme, _, secret = value.strip().partition(b" ")
                 if scheme.lower() != b"bearer":
                     return None
-                return self.token(secret.strip())
+                found = self.token(secret.strip())
+                if found is not None:
+                    if len(self._headers) >= MAX_KNOWN_HEADERS:
+                        self._headers.clear()
+                    self._headers[value] = found
+                return found
             if name == b"cookie":
                 cookie = value
         if cookie is None:
