@@ -175,3 +175,11 @@ def test_a_multibyte_name_past_255_bytes_is_400(client: httpx.Client) -> None:
     assert answer.status_code == 400
     assert answer.headers["content-type"] == "application/json"
     assert "302 bytes long in UTF-8; the limit is 255" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("body", ["\n", "  \t "])
+def test_a_blank_body_is_400_as_express_has_it(client: httpx.Client, body: str) -> None:
+    # No bytes at all read as {} (test_validation); blank space is not JSON.
+    before = len(client.get("/api/status").json()["builds"])
+    assert "invalid JSON body" in _error(_post(client, "/api/build/all", body), 400)
+    assert len(client.get("/api/status").json()["builds"]) == before

@@ -51,7 +51,12 @@ def fuzzed(
     """A server in open mode (loopback, no token), or one that needs a token, with the
     schemathesis arguments that authenticate as an admin."""
     # Fuzzed submissions become real builds; one worker and a short grace keep them cheap.
-    server = Server(tmp_path_factory.mktemp("fuzz"), env={"PF_JOBS": "1", "PF_SHUTDOWN_GRACE": "1"})
+    # Without the rate limit: past its burst every submission would be a 429, and the
+    # logic behind them would go unfuzzed (the 429 itself is tested on its own).
+    server = Server(
+        tmp_path_factory.mktemp("fuzz"),
+        env={"PF_JOBS": "1", "PF_SHUTDOWN_GRACE": "1", "PF_RATE_LIMIT": "0"},
+    )
     extra: list[str] = []
     if request.param == "token":
         token = subprocess.run(

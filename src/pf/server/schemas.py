@@ -325,11 +325,12 @@ def _json_media(value: str) -> bool:
 
 
 async def read_json(request: Request, limit: int) -> object:
-    """The request's JSON body; an empty body reads as ``{}`` (as Express's parser did).
+    """The request's JSON body, read as the original's Express parser read it: no bytes
+    at all is ``{}``; anything else must be JSON (blank space alone is not).
 
-    The body must be declared ``application/json``, even when empty: a page on another
-    site can send a form, ``text/plain`` or no body at all without a CORS preflight, and
-    such a request must change nothing (415).
+    It must be declared ``application/json``, even when empty (else 415): a page on
+    another site can send a form, ``text/plain`` or no body at all without a CORS
+    preflight, and such a request must change nothing.
     """
     content_type = request.headers.get("content-type")
     if content_type is None or not _json_media(content_type):
@@ -349,7 +350,7 @@ async def read_json(request: Request, limit: int) -> object:
             raise PayloadTooLarge(limit)
         chunks.append(chunk)
     raw = b"".join(chunks)
-    if not raw.strip():
+    if not raw:
         return {}
     try:
         data = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite)
