@@ -193,6 +193,37 @@ def wait_for(
     raise TimeoutError(f"build {build_id} did not reach {done}")
 
 
+def wait_ready(http: httpx.Client, want: bool, timeout: float = 30.0) -> dict[str, object]:
+    """/api/ready's body once its answer is ``want`` (200 when ready, 503 when not): what
+    it measures (disk, database) is re-read as the server goes, not at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = http.get("/api/ready")
+        body: dict[str, object] = answer.json()
+        if body["ready"] is want:
+            assert answer.status_code == (200 if want else 503)
+            return body
+        assert time.monotonic() < deadline, f"/api/ready never said ready={want}: {body}"
+        time.sleep(0.1)
+
+
+def noisy_server(make_server: type[Server], tmp_path: Path, send_queue: int) -> Server:
+    """A server whose C compiles print about 4.5 MB of log lines each: more than the
+    kernel buffers and uvicorn's write buffer hold for a WebSocket client that reads
+    nothing. Events are batched every 5 ms; ``send_queue`` is PF_WS_SEND_QUEUE."""
+    wrapper = chatty_tool(tmp_path, "/usr/bin/clang-14", lines=3000, width=500)
+    return make_server(
+        tmp_path / "w",
+        env={
+            "PF_TOOL_CLANG": str(wrapper),
+            "PF_SANDBOX": "off",
+            "PF_CCACHE": "0",
+            "PF_WS_BATCH_MS": "5",
+            "PF_WS_SEND_QUEUE": str(send_queue),
+        },
+    ).start()
+
+
 def chatty_tool(
     directory: Path,
     real: str,

@@ -10,14 +10,13 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.server.conftest import DEMOS, Server, unique_c, wait_for
+from tests.server.conftest import DEMOS, Server, unique_c, wait_for, wait_ready
 
 DEADLINE = 30.0
 
@@ -27,19 +26,6 @@ def _compile(http: httpx.Client, files: dict[str, str]) -> str:
     assert answer.status_code == 202, answer.text
     build_id: str = answer.json()["buildId"]
     return build_id
-
-
-def _ready(http: httpx.Client, want: bool) -> dict[str, object]:
-    """/api/ready's body once its answer is ``want`` (it re-measures the disk each second)."""
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        answer = http.get("/api/ready")
-        body: dict[str, object] = answer.json()
-        if body["ready"] is want:
-            assert answer.status_code == (200 if want else 503)
-            return body
-        assert time.monotonic() < deadline, f"/api/ready never said ready={want}: {body}"
-        time.sleep(0.1)
 
 
 # A real small filesystem --------------------------------------------------------------
@@ -92,7 +78,7 @@ def test_a_full_disk_fails_builds_plainly_and_damages_nothing(
         },
     ).start()
     with httpx.Client(base_url=server.url, timeout=DEADLINE) as http:
-        assert _ready(http, True)["disk"] == "ok"
+        assert wait_ready(http, True, DEADLINE)["disk"] == "ok"
         before = _compile(http, unique_c("before"))
         record = wait_for(http, before)
         assert record["status"] == "completed", record
@@ -101,7 +87,7 @@ def test_a_full_disk_fails_builds_plainly_and_damages_nothing(
         kept = http.get(url).content
 
         filler = _fill(small_disk)
-        body = _ready(http, False)
+        body = wait_ready(http, False, DEADLINE)
         reason = str(body["reason"])
         assert "MiB free on" in reason and "PF_MIN_FREE_DISK=8M" in reason, reason
         assert body["disk"] == "low"
@@ -117,7 +103,7 @@ def test_a_full_disk_fails_builds_plainly_and_damages_nothing(
         assert hashlib.sha256(again.content).hexdigest() == artifact["digest"]
 
         filler.unlink()
-        _ready(http, True)
+        wait_ready(http, True, DEADLINE)
         after = wait_for(http, _compile(http, unique_c("after")))
         assert after["status"] == "completed", after
     server.stop()  # the writer checkpoints and closes the database

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from tests.pg import PgCluster
-from tests.server.conftest import Server, unique_c, wait_for
+from tests.server.conftest import Server, unique_c, wait_for, wait_ready
 
 DEADLINE = 60.0
 
@@ -37,18 +37,6 @@ def _stored(url: str, build_id: str) -> tuple[str, int] | None:
         lines = conn.execute("SELECT count(*) FROM logs WHERE build_id = %s", (build_id,))
         count = lines.fetchone()
     return None if found is None else (str(found[0]), int(count[0]) if count else 0)
-
-
-def _ready(http: httpx.Client, want: bool) -> dict[str, object]:
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        answer = http.get("/api/ready")
-        body: dict[str, object] = answer.json()
-        if body["ready"] is want:
-            assert answer.status_code == (200 if want else 503)
-            return body
-        assert time.monotonic() < deadline, f"/api/ready never said ready={want}: {body}"
-        time.sleep(0.1)
 
 
 def _compile(http: httpx.Client, tag: str) -> str:
@@ -81,10 +69,10 @@ def test_pf_serve_rides_out_a_postgresql_restart(
         assert httpx.get(f"{server.url}/api/builds/x").status_code == 401
         before = _compile(http, "before")
         assert wait_for(http, before)["status"] == "completed"
-        assert _ready(http, True)["store"] == "ok"
+        assert wait_ready(http, True, DEADLINE)["store"] == "ok"
 
         cluster.stop()
-        down = _ready(http, False)
+        down = wait_ready(http, False, DEADLINE)
         assert down["store"] == "unavailable"
         assert "database" in str(down["reason"])
         # Requests that need the database are told to come back; the tokens in memory
@@ -99,7 +87,7 @@ def test_pf_serve_rides_out_a_postgresql_restart(
         assert wait_for(http, during)["status"] == "completed"
 
         cluster.start()
-        assert _ready(http, True)["store"] == "ok"
+        assert wait_ready(http, True, DEADLINE)["store"] == "ok"
         deadline = time.monotonic() + DEADLINE
         while (found := _stored(url, during)) is None or found[0] != "completed":
             assert time.monotonic() < deadline, f"{during} never reached the database"

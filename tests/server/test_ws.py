@@ -17,7 +17,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.server.conftest import Server, chatty_tool, unique_c, wait_for
+from tests.server.conftest import Server, chatty_tool, noisy_server, unique_c, wait_for
 
 CLANG = "/usr/bin/clang-14"
 Event = dict[str, Any]
@@ -275,19 +275,7 @@ def _raw_websocket(
 def test_a_batching_client_that_stops_reading_is_dropped_without_delaying_others(
     make_server: type[Server], tmp_path: Path
 ) -> None:
-    # About 9 MB of log lines: more than the kernel buffers (about 3 MB on loopback) and
-    # uvicorn's write buffer hold for a client that reads nothing.
-    wrapper = chatty_tool(tmp_path, CLANG, lines=3000, width=500)
-    server = make_server(
-        tmp_path / "w",
-        env={
-            "PF_TOOL_CLANG": str(wrapper),
-            "PF_SANDBOX": "off",
-            "PF_CCACHE": "0",
-            "PF_WS_BATCH_MS": "5",
-            "PF_WS_SEND_QUEUE": "64",
-        },
-    ).start()
+    server = noisy_server(make_server, tmp_path, send_queue=64)
     # A batching client: a per-event one would shed the log lines instead
     # (test_ws_legacy.py).
     stalled = _raw_websocket(server.port, rcvbuf=4096, path="/ws?batch=1")

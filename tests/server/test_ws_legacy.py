@@ -21,7 +21,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.server.conftest import Server, chatty_tool, unique_c, wait_for
+from tests.server.conftest import Server, noisy_server, unique_c, wait_for
 from tests.server.test_ws import _frame, _raw_websocket, initial
 
 CLANG = "/usr/bin/clang-14"
@@ -141,19 +141,7 @@ def stalled_run(
 ) -> tuple[list[Event], int | None, list[str], str]:
     """A per-event client that reads nothing while noisy C builds and a burst of WAT
     builds run, then reads: its messages, its close code, the build ids, /metrics."""
-    # About 4.5 MB of log lines per noisy build: more than the kernel buffers and
-    # uvicorn's write buffer hold for a client that reads nothing.
-    wrapper = chatty_tool(tmp_path, CLANG, lines=3000, width=500)
-    server = make_server(
-        tmp_path / "w",
-        env={
-            "PF_TOOL_CLANG": str(wrapper),
-            "PF_SANDBOX": "off",
-            "PF_CCACHE": "0",
-            "PF_WS_BATCH_MS": "5",
-            "PF_WS_SEND_QUEUE": str(queue),
-        },
-    ).start()
+    server = noisy_server(make_server, tmp_path, send_queue=queue)
     stalled = _raw_websocket(server.port, rcvbuf=4096)
     try:
         with httpx.Client(base_url=server.url, timeout=30) as http:
