@@ -117,6 +117,8 @@ def test_submit_answer_and_status_views(client: httpx.Client, built: dict[str, o
     assert one.status_code == 200 and one.json()["buildId"] == built["buildId"]
     only_c = client.get("/api/status", params={"language": "c", "limit": 5}).json()["builds"]
     assert only_c and all(b["language"] == "c" for b in only_c)
+    beside_an_id = client.get("/api/status", params={"buildId": built["buildId"], "status": "x"})
+    assert beside_an_id.status_code == 400 and "'status'" in beside_an_id.json()["error"]
     missing = client.get("/api/status", params={"buildId": "nope"})
     assert missing.status_code == 404 and missing.json() == {
         "error": "Build not found",

@@ -256,16 +256,18 @@ def _changed(request: Request) -> None:
 
 async def status(request: Request) -> Response:
     service = _service(request)
+    # Every parameter is checked before any is acted on: a bad filter is a 400 even
+    # beside a buildId that makes it moot.
+    limit = schemas.limit_param(request)
+    state = schemas.filter_param(request, "status", schemas.STATUS_FILTER)
+    # "task": the task runs, whose records carry language "task".
+    language = schemas.filter_param(request, "language", schemas.LANGUAGE_FILTER)
     build_id = request.query_params.get("buildId")
     if build_id is not None:
         record = service.get(build_id)
         if record is None:
             raise NotFound("Build not found")
         return JSONResponse(record)
-    limit = schemas.limit_param(request)
-    state = schemas.filter_param(request, "status", schemas.STATUS_FILTER)
-    # "task": the task runs, whose records carry language "task".
-    language = schemas.filter_param(request, "language", schemas.LANGUAGE_FILTER)
     cache: ListCache = request.app.state.list_cache
     hub: Hub = request.app.state.hub
     key = (hub.generation, limit, state, language)
