@@ -23,11 +23,12 @@ APT_PACKAGES=(
 command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs)
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
 # Debian's chromium is the browser Playwright drives (its own download is unreachable here);
-# postgresql-15's initdb and pg_ctl start the tests' private servers (tests/pg.py), never
-# the system service Debian may start with it.
-if [[ "${1:-}" == "test" ]]; then APT_PACKAGES+=(chromium postgresql-15); fi
+# postgresql-15's initdb and pg_ctl and redis-server start the tests' and the bench's
+# private servers (tests/pg.py, tests/redisd.py), never the system services Debian may
+# start with them.
+if [[ "${1:-}" == "test" ]]; then APT_PACKAGES+=(chromium postgresql-15 redis-server); fi
 # Debian starts nginx's own service on port 80 when it installs it; the bench uses its own.
-if [[ "${1:-}" == "bench" ]]; then APT_PACKAGES+=(wrk nginx-light); fi
+if [[ "${1:-}" == "bench" ]]; then APT_PACKAGES+=(wrk nginx-light postgresql-15 redis-server); fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

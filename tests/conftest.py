@@ -11,6 +11,7 @@ import pytest
 
 from pf.config import Settings, load_settings
 from tests.pg import PgCluster
+from tests.redisd import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demos" / "polyglot"
@@ -53,6 +54,26 @@ _databases = itertools.count(1)
 def pg_url(pg_cluster: PgCluster) -> str:
     """The URL of a new, empty database on this worker's private PostgreSQL."""
     return pg_cluster.create_database(f"pf_test_{os.getpid()}_{next(_databases)}")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """This worker's private Redis server, started on first use."""
+    server = RedisServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of this worker's private Redis, emptied for this test."""
+    if redis_server.process is None:  # a test stopped it and did not start it again
+        redis_server.start()
+    redis_server.flush()
+    return redis_server.url()
 
 
 # The backends a test taking ``database_url`` runs on: every store-backed behaviour

@@ -91,6 +91,9 @@ NUMERIC = {
     "keepalive_timeout": "PF_KEEPALIVE_TIMEOUT",
     "max_connections": "PF_MAX_CONNECTIONS",
     "min_free_disk": "PF_MIN_FREE_DISK",
+    "api_workers": "PF_API_WORKERS",
+    "worker_concurrency": "PF_WORKER_CONCURRENCY",
+    "event_stream_max": "PF_EVENT_STREAM_MAX",
 }
 # Numeric settings where 0 means "off": every other bad number is still refused.
 ZERO_MEANS_OFF = {"rate_limit": "PF_RATE_LIMIT"}
@@ -154,3 +157,25 @@ def test_values_up_to_the_limits_are_accepted(
     settings = load_settings(environ=env, toml_path=tmp_path / "absent.toml")
     name, value = expected
     assert getattr(settings, name) == value
+
+
+def test_shared_mode_needs_both_urls(tmp_path: Path) -> None:
+    absent = tmp_path / "absent.toml"
+    pg = "postgresql://pf@127.0.0.1:5432/pf"
+    both = load_settings(
+        environ={"PF_DATABASE_URL": pg, "PF_REDIS_URL": "redis://127.0.0.1:6379/0"},
+        toml_path=absent,
+    )
+    assert both.shared and not both.builds_here
+    assert not load_settings(environ={"PF_DATABASE_URL": pg}, toml_path=absent).shared
+    sqlite = load_settings(environ={"PF_REDIS_URL": "redis://h/0"}, toml_path=absent)
+    assert not sqlite.shared and sqlite.builds_here
+    one_box = load_settings(
+        environ={
+            "PF_DATABASE_URL": pg,
+            "PF_REDIS_URL": "redis://127.0.0.1:6379/0",
+            "PF_LOCAL_BUILDS": "1",
+        },
+        toml_path=absent,
+    )
+    assert one_box.shared and one_box.builds_here

@@ -192,12 +192,31 @@ class Settings:
     max_connections: int = 4096
     # Readiness: below this much free space where builds write, pf says it is not ready.
     min_free_disk: int = 256 * MiB
+    # Shared mode: a PostgreSQL PF_DATABASE_URL and PF_REDIS_URL together (docs/scale.md).
+    redis_url: str | None = None
+    api_workers: int = 1  # pf serve's API processes on one port
+    worker_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)  # pf worker
+    # Whether pf serve runs builds itself: None = yes unless in shared mode, where pf worker
+    # processes take them from the job queue.
+    local_builds: bool | None = None
+    event_stream_max: int = 10_000  # build events kept in the shared event stream
     # Tool paths pinned by the user (PF_TOOL_CLANG=/opt/clang/bin/clang), by tool name.
     tools: Mapping[str, str] = field(default_factory=dict)
     # The environment every tool starts from: the few variables compilers read, with a
     # fixed locale so diagnostics parse the same everywhere.
     base_env: Mapping[str, str] = field(default_factory=dict)
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def shared(self) -> bool:
+        """Shared mode: state in PostgreSQL and Redis, builds on pf worker processes."""
+        url = self.database_url or ""
+        return self.redis_url is not None and url.startswith(("postgresql", "postgres:"))
+
+    @property
+    def builds_here(self) -> bool:
+        """Whether pf serve runs builds in its own process (PF_LOCAL_BUILDS)."""
+        return self.local_builds if self.local_builds is not None else not self.shared
 
     def origin(self, name: str) -> str:
         return self.origins.get(name, "default")
@@ -245,6 +264,11 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "keepalive_timeout": ("PF_KEEPALIVE_TIMEOUT", _parse_seconds),
     "max_connections": ("PF_MAX_CONNECTIONS", _parse_positive_int),
     "min_free_disk": ("PF_MIN_FREE_DISK", _parse_size),
+    "redis_url": ("PF_REDIS_URL", _parse_optional_name),
+    "api_workers": ("PF_API_WORKERS", _parse_positive_int),
+    "worker_concurrency": ("PF_WORKER_CONCURRENCY", _parse_positive_int),
+    "local_builds": ("PF_LOCAL_BUILDS", _parse_bool),
+    "event_stream_max": ("PF_EVENT_STREAM_MAX", _parse_positive_int),
 }
 
 _TOOL_PREFIX = "PF_TOOL_"
