@@ -45,11 +45,12 @@ from typing import Any
 from pf import sandbox
 from pf.config import Settings
 from pf.engine import events
+from pf.engine.bus import bus_for
 from pf.engine.cache import ActionCache, Artifact
 from pf.engine.catalog import Module, Modules, Projects
 from pf.engine.compile import BuildResult
 from pf.engine.diskspace import FreeSpace
-from pf.engine.events import EventBus, Subscription
+from pf.engine.events import Subscription
 from pf.engine.intake import Intake
 from pf.engine.jobs import CANCELLED, COMPLETED, FAILED, Estimator, Job, iso_time, new_task_id
 from pf.engine.recorder import Recorder
@@ -116,7 +117,7 @@ class BuildService:
         self.settings = settings
         self.store = store if store is not None else Store.for_settings(settings)
         self.projects_root = projects_root
-        self.bus = EventBus(settings.ws_send_queue)
+        self.bus = bus_for(settings)
         # Each build is a handful of records, lines and events: eight per queue slot keeps
         # the writer's backlog (and its memory) bounded by PF_MAX_QUEUE as well.
         self.recorder = Recorder(self.store, self.bus, max_backlog=8 * settings.max_queue)
