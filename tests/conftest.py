@@ -12,9 +12,22 @@ import pytest
 from pf.config import Settings, load_settings
 from tests.pg import PgCluster
 from tests.redisd import RedisServer
+from tests.tools import PREFIX, STRICT
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demos" / "polyglot"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under PF_STRICT_TOOLS=1 a test skipped for a missing tool fails (tests/tools.py)."""
+    report = yield
+    if STRICT and report.skipped and PREFIX in str(report.longrepr):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{report.longrepr}\nPF_STRICT_TOOLS=1: set-up should have installed this tool"
+        )
+    return report
 
 
 @pytest.fixture(autouse=True)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import pty
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import PF, Project
+from tests.tools import needs_tool
 
 PFYFILE = """
 env GREETING=hi
@@ -185,7 +185,7 @@ def test_completion_scripts_and_the_complete_helper(proj: Project) -> None:
     assert done.returncode == 2 and "bash or zsh" in done.stderr
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
+@needs_tool("bash")
 def test_the_bash_script_completes_in_a_real_bash(proj: Project) -> None:
     script = proj.run("completion", "bash").stdout
     (proj.root / "pf.bash").write_text(script)
@@ -218,7 +218,7 @@ complete -p pf
     ]
 
 
-@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh not installed")
+@needs_tool("zsh")
 def test_the_zsh_script_completes_in_a_real_zsh(proj: Project) -> None:
     (proj.root / "_pf").write_text(proj.run("completion", "zsh").stdout)
     # compadd/_files only exist inside a completion widget: stand-ins print their arguments.

@@ -8,7 +8,6 @@ checks stdout, stderr and the exit code (STYLE.md rec. 13, after just's ``Test``
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -62,11 +61,3 @@ def project(tmp_path: Path) -> Project:
     root = tmp_path / "project"
     root.mkdir()
     return Project(root)
-
-
-def needs_tool(*names: str) -> pytest.MarkDecorator:
-    """Skip unless every tool in ``names`` is on PATH (or rustup's ~/.cargo/bin)."""
-    home_cargo = os.path.expanduser("~/.cargo/bin")
-    path = os.environ.get("PATH", "") + os.pathsep + home_cargo
-    missing = [n for n in names if shutil.which(n, path=path) is None]
-    return pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)}")

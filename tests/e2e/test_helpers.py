@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import Project, needs_tool
+from tests.e2e.conftest import Project
+from tests.tools import needs_tool
 
 HELLO_C = '#include <stdio.h>\nint main(void) { puts("hello from %s"); return 0; }\n'
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import Project, needs_tool
+from tests.e2e.conftest import Project
+from tests.tools import needs_tool
 
 # language -> (tool, heredoc body printing "<lang> $who" from the environment)
 PROGRAMS = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import replace
@@ -23,6 +22,7 @@ from pf.tasks import (
     detect_build_systems,
 )
 from pf.tasks.helpers import DETECTION_ORDER
+from tests.tools import needs_tool
 
 from .conftest import Ran
 
@@ -399,7 +399,7 @@ def test_autobuild_cargo_project_offline(ctx: Context, work: Path, run: Runner) 
     assert _binary_output(work / "target" / "release" / "hello") == "hello from cargo"
 
 
-@pytest.mark.skipif(shutil.which("meson") is None, reason="meson is not installed (apt meson)")
+@needs_tool("meson")
 def test_autobuild_meson_project(ctx: Context, work: Path, run: Runner) -> None:
     _write(
         work,

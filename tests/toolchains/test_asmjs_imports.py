@@ -4,7 +4,6 @@ gives (a resolve hook and two small modules), run here exactly as the docs show 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from pf.config import Settings
 from tests.toolchains.support import compile_files, outputs
+from tests.tools import needs_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "asmjs.md"
@@ -22,7 +22,7 @@ int main(void) { printf("hello from C, add(2,3)=%d\\n", add(2, 3)); return 0; }
 """
 BIG_C = b"long long big(int a) { return (long long)a << 40; }\n"
 
-pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+pytestmark = needs_tool("node")
 
 
 def doc_files(dest: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from pf.errors import CompileFailed, InvalidOption, RequestError
 from pf.toolchains import CompileRequest, Options, Run, SourceFile, get_driver
 from pf.toolchains.rust import RustDriver
 from tests.toolchains.support import compile_files
+from tests.tools import needs_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "demos" / "polyglot" / "rust" / "lib.rs"
@@ -31,10 +31,10 @@ CASES = Path(__file__).parent / "cases" / "rust"
 LLVM_AS = "/usr/bin/llvm-as-14"
 OPT = "/usr/bin/opt-14"
 
-pytestmark = pytest.mark.skipif(
-    not (Path("/usr/bin/rustc").exists() and Path("/usr/bin/rust-lld").exists()),
-    reason="Debian rustc + lld-14 not installed "
-    "(apt-get install -y --no-install-recommends rustc libstd-rust-dev-wasm32 lld-14)",
+pytestmark = needs_tool(
+    "/usr/bin/rustc",
+    "/usr/bin/rust-lld",
+    install="apt-get install -y --no-install-recommends rustc libstd-rust-dev-wasm32 lld-14",
 )
 
 DEMO_EXPORTS = {"memory", "add", "fibonacci", "alloc", "dealloc", "greet"}
@@ -243,7 +243,7 @@ def test_llvm_passes_are_applied(settings: Settings) -> None:
 # --- asm ----------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
+@needs_tool("node")
 def test_asm_runs_without_webassembly(settings: Settings, tmp_path: Path) -> None:
     result = build(settings, "asm", demo())
     assert [a.name for a in result.artifacts] == ["lib.mjs"]
