@@ -304,6 +304,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return table
 
 
+def environment_names() -> dict[str, str]:
+    """Each setting's name -> the environment variable that sets it (``PF_JOBS``...)."""
+    return {name: env_name for name, (env_name, _) in _SOURCES.items()}
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,

@@ -158,6 +158,7 @@ def test_completion_scripts_and_the_complete_helper(proj: Project) -> None:
         "serve",
         "token",
         "check",
+        "config",
         "prepare",
         "deploy",
         "b",

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("pf.cli.serve:command", "serve the build API, live logs, artifacts and the demo"),
     "token": ("pf.cli.token:command", "create, list and revoke pf serve's API tokens"),
     "check": ("pf.cli.check:command", "report every Pfyfile warning and error (exit 1 if any)"),
+    "config": ("pf.cli.config:command", "print every setting, its value and where it came from"),
 }
 
 _TASK_COMMANDS = (

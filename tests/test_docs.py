@@ -1,0 +1,56 @@
+"""The docs a person who clones pf reads: links resolve inside the repository, and
+docs/configuration.md lists every setting pf reads, each where it is really read."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pf.config import environment_names
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# [text](target) and <img src="target">, not inside code spans.
+_LINK = re.compile(r"\]\(([^)\s]+)\)|src=\"([^\"]+)\"")
+_CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)
+
+
+def _links(page: Path) -> list[str]:
+    text = _CODE.sub("", page.read_text())
+    return [a or b for a, b in _LINK.findall(text)]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_link_resolves_inside_the_repository(page: Path) -> None:
+    for link in _links(page):
+        if re.match(r"[a-z]+:", link) or link.startswith("#"):
+            continue  # http(s)://, mailto: and in-page anchors
+        target = (page.parent / link.split("#")[0]).resolve()
+        assert target.is_relative_to(ROOT), f"{page.name}: {link} leads out of the repository"
+        assert target.exists(), f"{page.name}: {link} does not exist"
+
+
+def _configuration_rows() -> dict[str, str]:
+    rows = {}
+    for line in (ROOT / "docs" / "configuration.md").read_text().splitlines():
+        match = re.match(r"\| `(PFY?_[A-Z_<>]+)` \|", line)
+        if match:
+            rows[match.group(1)] = line
+    return rows
+
+
+def test_configuration_lists_every_setting_and_nothing_else() -> None:
+    rows = _configuration_rows()
+    settings = set(environment_names().values())
+    assert settings - set(rows) == set(), "settings missing from docs/configuration.md"
+    assert set(rows) - settings == {"PF_TOOL_<NAME>"}, "docs name settings pf does not read"
+
+
+def test_configuration_names_modules_that_exist() -> None:
+    for env_name, line in _configuration_rows().items():
+        modules = re.findall(r"`([a-z_/]+\.py)`", line)
+        assert modules, f"{env_name}: no 'read by' module"
+        for module in modules:
+            assert (ROOT / "src" / "pf" / module).exists(), f"{env_name}: {module} is not in src/pf"
