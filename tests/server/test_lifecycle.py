@@ -118,9 +118,15 @@ def test_cors_origins_names_the_allowed_origins(make_server: type[Server], tmp_p
 def test_debug_level_logs_each_request_as_json(make_server: type[Server], tmp_path: Path) -> None:
     server = make_server(tmp_path / "w", env={"PF_LOG_LEVEL": "debug"}).start()
     httpx.get(f"{server.url}/api/health?probe=1")
-    time.sleep(0.2)
-    access = [e for e in server.log_lines() if e.get("logger") == "uvicorn.access"]
-    assert any("/api/health?probe=1" in str(e["message"]) for e in access)
+
+    def logged() -> bool:
+        access = [e for e in server.log_lines() if e.get("logger") == "uvicorn.access"]
+        return any("/api/health?probe=1" in str(e["message"]) for e in access)
+
+    deadline = time.monotonic() + 10
+    while not logged():  # the log line is written after the response is sent
+        assert time.monotonic() < deadline, "the request was never logged"
+        time.sleep(0.02)
 
 
 @pytest.mark.parametrize(
