@@ -1,4 +1,4 @@
-"""Task-runner benchmark (issue 3): pf's start-up paths against a bare interpreter, side by side.
+"""Task-runner benchmark: pf's start-up paths against a bare interpreter, side by side.
 
 Prints the median of several runs of each, with its target:
   floor        ``.venv/bin/python -c pass``: the interpreter pf runs on (the yardstick);

@@ -1,7 +1,7 @@
 """The process environment as pf's start path sees it, without loading Settings.
 
 :mod:`pf.config` owns every setting, but importing it costs 20-40 ms (dataclasses,
-typing, pathlib): more than ``pf list`` may take in all (issue 3: <= 60 ms and
+typing, pathlib): more than ``pf list`` may take in all (its budget: <= 60 ms and
 <= 2.5x a bare interpreter). So the two things the task runner needs before it knows
 whether anything will run are read here instead: the Pfyfile named by ``PFY_FILE``
 (the variable ``Settings.pfy_file`` reads too, for code that has Settings) and the

@@ -155,7 +155,7 @@ class Settings:
     ccache: bool = True
     # The Pfyfile to use instead of searching for Pfyfile.pf (PFY_FILE, as the original).
     pfy_file: Path | None = None
-    # pf serve (issue 4).
+    # pf serve.
     database_url: str | None = None  # default: SQLite file .pf/pf.db beside the cache
     max_queue: int = 1000
     max_builds: int = 1000  # build records kept in memory; history stays in the database

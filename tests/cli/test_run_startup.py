@@ -1,6 +1,6 @@
 """The start path stays light: ``pf list`` and an up-to-date ``pf TASK`` import nothing heavy.
 
-Issue 3's budgets (``pf list`` <= 2.5x a bare interpreter, a no-op run <= 80 ms) leave no
+The task runner's budgets (``pf list`` <= 2.5x a bare interpreter, a no-op run <= 80 ms) leave no
 room for argparse, typing, dataclasses, Settings, the sandbox or the engine; these
 tests fail as soon as one of them creeps onto the path (bench/tasks_bench.py times it).
 """

@@ -1,7 +1,7 @@
 """What ``pf list`` and shell completion show, cached so they need not parse the Pfyfile each time.
 
 Parsing a large Pfyfile in a fresh process costs as much again as the rest of
-``pf list`` (issue 3: <= 2.5x a bare interpreter, cold or not; importing pf.dsl and
+``pf list`` (its budget: <= 2.5x a bare interpreter, cold or not; importing pf.dsl and
 parsing 500 tasks take 12-15 ms here), and completion runs on every <TAB>. What
 they show is small: each task's group, name, file, parameters with defaults,
 aliases and first description line.

@@ -1,6 +1,6 @@
 """Static files and content-addressed artifacts for pf serve; no business logic.
 
-Owns everything between a file on disk and its bytes on the wire (issue 4, API.md
+Owns everything between a file on disk and its bytes on the wire (docs/server.md,
 "Static files"): the web demo and dashboard under ``/``, built artifacts under ``/wasm``,
 and the bytes of ``/api/builds/{id}/artifacts/{path}`` through :func:`file_response`.
 Strong ETags (the sha256 of the content, cached by inode, size and mtime), Last-Modified,

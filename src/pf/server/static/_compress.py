@@ -2,7 +2,7 @@
 
 Files are named ``<digest>.br`` / ``<digest>.gz`` (``<digest>.none`` marks content that
 does not compress), so a restart, another worker process or another path with the same
-bytes reuses them: nothing is ever compressed per request (issue 4). One daemon thread
+bytes reuses them: nothing is ever compressed per request. One daemon thread
 produces them in the background, because brotli at quality 11 runs at about 0.5 MB/s;
 until a variant exists the file is served as it is. The directory is capped in bytes
 and files, oldest first out.
@@ -42,7 +42,7 @@ _SUFFIX = {"br": "br", "gzip": "gz"}
 def brotli_quality(size: int) -> int:
     """Quality for a file of ``size`` bytes; variants are made once, so size wins over time.
 
-    Measured on a 0.9 MB wasm (issue 4 note): q11 gives 0.219 of the input in 2.2 s,
+    Measured on a 0.9 MB wasm on 2 cores: q11 gives 0.219 of the input in 2.2 s,
     q9 0.247 in 0.11 s, q5 0.257 in 0.03 s; gzip -9 gives 0.264.
     """
     if size <= 4 * MiB:

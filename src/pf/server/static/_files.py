@@ -41,7 +41,7 @@ MiB = 1024 * 1024
 CHUNK = 256 * 1024
 IMMUTABLE = b"public, max-age=31536000, immutable"
 REVALIDATE = b"no-cache"
-# On every response, so the web demo may use SharedArrayBuffer (issue 4).
+# On every response, so the web demo may use SharedArrayBuffer (cross-origin isolation).
 ISOLATION = [
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-embedder-policy", b"require-corp"),

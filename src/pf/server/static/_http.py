@@ -10,7 +10,8 @@ import re
 from email.utils import formatdate, parsedate_to_datetime
 
 # Fixed answers for what pf serves most, so they never depend on the host's /etc/mime.types
-# (issue 4: application/wasm for .wasm, text/javascript for .js and .mjs).
+# (browsers compile .wasm streaming only as application/wasm, and load modules only as
+# text/javascript).
 MEDIA_TYPES = {
     ".wasm": "application/wasm",
     ".js": "text/javascript; charset=utf-8",
