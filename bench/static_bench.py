@@ -28,8 +28,9 @@ import time
 from pathlib import Path
 
 import httpx
-from serverkit import free_port, median, wrk
+
 from server_bench import wasm_module
+from serverkit import free_port, median, wrk
 
 SECONDS = int(os.environ.get("PF_BENCH_SECONDS", "3"))
 RUNS = int(os.environ.get("PF_BENCH_RUNS", "3"))
