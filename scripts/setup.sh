@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Install whatever is missing for pf on Debian 12: the toolchains (apt), node and npm, a
 # .venv with pf and its dependencies, the pages' pinned npm packages and the playground's
-# editor bundle. Idempotent, and
-# quick when nothing is missing. `setup.sh test` adds the browser of tests/browser,
-# `setup.sh bench` the load generator and nginx of bench/server_bench.py.
+# editor bundle. Idempotent, and quick when nothing is missing. `setup.sh test` adds the
+# browser of tests/browser, `setup.sh bench` the load generator and nginx of
+# bench/server_bench.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
