@@ -154,10 +154,19 @@ def test_llvm_ir_and_asm_js_show_the_produced_text(server: WebServer, page: Page
     expect(page.locator("#exports")).to_be_hidden()
 
 
-def test_rust_exports_keep_their_types(server: WebServer, page: Page) -> None:
+def test_a_rust_error_marks_its_word_then_the_example_keeps_its_types(
+    server: WebServer, page: Page
+) -> None:
     page.goto("/playground")
     page.locator("select[name=language]").select_option("rust")
     expect(page.locator("#file-name")).to_have_text("lib.rs")
+    compile_source(page, '#[no_mangle]\npub extern "C" fn f(a: i32) -> i32 {\n    a + y\n}\n')
+    expect(page.locator("#status")).to_have_text("failed", timeout=COMPILE)
+    line = page.locator("#editor .cm-line").nth(2)
+    expect(line.locator(".cm-lintRange-error")).to_have_text("y")  # rustc's lib.rs:3:9
+    expect(line.locator(".pf-note-error")).to_contain_text("cannot find value `y`")
+
+    page.get_by_role("button", name="Reset example").click()
     source(page).click()
     page.keyboard.press("Control+Enter")  # the Rust example as it is
     fibonacci = export(page, "fibonacci")
