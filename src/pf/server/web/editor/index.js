@@ -100,8 +100,6 @@ export function createEditor({ parent, language, text, label, onChange, onCursor
   const view = new EditorView({ parent, state: fresh(language, text) });
 
   return {
-    view,
-
     /** The text as it is now. */
     text: () => view.state.doc.toString(),
 
