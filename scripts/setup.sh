@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install whatever is missing for pf on Debian 12: the toolchains (apt), node and npm, a
-# .venv with pf and its dependencies, the dashboard's pinned npm packages. Idempotent, and
-# quick when nothing is missing. `setup.sh test` adds the browser of tests/browser,
-# `setup.sh bench` the load generator and nginx of bench/server_bench.py.
+# .venv with pf and its dependencies, the pages' pinned npm packages and the playground's
+# editor bundle. Idempotent, and quick when nothing is missing. `setup.sh test` adds the
+# browser of tests/browser, `setup.sh bench` the load generator and nginx of
+# bench/server_bench.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,14 +74,23 @@ if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
   echo "$want" >"$stamp"
 fi
-# The dashboard's plotting library, pinned by its lock file and served by pf itself (never
-# from a CDN); reinstalled when the lock file changes.
+# The pages' front-end libraries (the dashboard's plots, the playground's editor and the
+# bundler), pinned by the lock file and served by pf itself (never from a CDN);
+# reinstalled when the lock file changes.
 web=src/pf/server/web
 want=$(sha256sum "$web/package-lock.json" | cut -d' ' -f1)
 if [[ "$(cat "$web/node_modules/.pf-setup" 2>/dev/null)" != "$want" ]]; then
-  echo "setup: installing the dashboard's npm packages"
+  echo "setup: installing the pages' npm packages"
   npm ci --prefix "$web" --no-audit --no-fund --silent
   echo "$want" >"$web/node_modules/.pf-setup"
+fi
+# The playground's editor: CodeMirror and editor/*.js bundled by esbuild into one module
+# (vendor/editor.js, not in git); rebuilt when the lock file or the editor's source changes.
+want=$(cat "$web/package-lock.json" "$web"/editor/*.js | sha256sum | cut -d' ' -f1)
+if [[ ! -f $web/vendor/editor.js || "$(cat "$web/node_modules/.pf-editor" 2>/dev/null)" != "$want" ]]; then
+  echo "setup: bundling the playground's editor"
+  npm run --prefix "$web" --silent build-editor
+  echo "$want" >"$web/node_modules/.pf-editor"
 fi
 # The sandbox's launcher: limits and the drop to its uid in one exec instead of prlimit
 # and setpriv's two, about 1.3 ms less per confined compile step. pf works without it.

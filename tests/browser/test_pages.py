@@ -1,4 +1,4 @@
-"""pf's own pages and scripts are served, by the browser, with the npm library from set-up."""
+"""pf's own pages and scripts are served, by the browser, with the npm libraries from set-up."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from playwright.sync_api import Page
 from tests.browser.conftest import PageErrors, WebServer
 
 
-def test_ui_assets_and_vendored_uplot_are_served(server: WebServer) -> None:
+def test_ui_assets_and_vendored_libraries_are_served(server: WebServer) -> None:
     with httpx.Client(base_url=server.url) as http:
         for path, kind in (
             ("/_pf/common.js", "javascript"),
             ("/_pf/pf.css", "css"),
             ("/_pf/vendor/uplot/uPlot.esm.js", "javascript"),
             ("/_pf/vendor/uplot/uPlot.min.css", "css"),
+            ("/_pf/vendor/editor.js", "javascript"),  # the editor setup bundled
         ):
             answer = http.get(path, headers={"Accept-Encoding": "br"})
             assert answer.status_code == 200, path

@@ -434,7 +434,7 @@ def bind(host: str, port: int, backlog: int) -> socket.socket:
 def static_app(root: Path, settings: Settings) -> Static:
     """The web root at ``/`` with its SPA index (``/wasm/...`` included, as the original),
     and pf's own page scripts and styles at ``/_pf/`` with the npm packages setup installed
-    at ``/_pf/vendor/``."""
+    at ``/_pf/vendor/`` (uPlot as published, the editor bundle setup built in web/vendor/)."""
     index = root / "index.html"
     roots = [
         ("/_pf/vendor/uplot", WEB_DIR / "node_modules" / "uplot" / "dist"),
