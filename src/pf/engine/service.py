@@ -279,14 +279,15 @@ class BuildService:
         options: Mapping[str, object],
         *,
         client: str = "",
-    ) -> list[dict[str, Any]]:
-        """Queue one build per language of the project whose driver serves ``target``."""
+    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """Queue one build per language of the project whose driver serves ``target``;
+        returns their records and, per language left out as unbuildable, why."""
         self._check_accepting()
-        jobs = self.intake.all(target, project, options)
+        jobs, skipped = self.intake.all(target, project, options)
         for job in jobs:
             job.client = client
         self._accept(jobs)
-        return [job.to_api() for job in jobs]
+        return [job.to_api() for job in jobs], {k: e.message for k, e in skipped.items()}
 
     def submit_compile(
         self,

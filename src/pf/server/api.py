@@ -30,7 +30,7 @@ from pf.server.auth import Principal
 from pf.server.middleware import RequestStats
 from pf.server.ratelimit import client_key
 from pf.toolchains import LANGUAGES, TARGETS, ToolSpec
-from pf.toolchains.matrix import matrix
+from pf.toolchains.matrix import matrix, variants
 from pf.toolchains.probe import detect
 
 if TYPE_CHECKING:
@@ -86,11 +86,17 @@ async def health(request: Request) -> Response:
 
 
 def _toolchains(settings: Settings) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per language and target, the language's own tool; a variant driver that also
+    serves the pair (Emscripten for C) is listed in the entry's ``alternatives``."""
     table: dict[str, dict[str, dict[str, Any]]] = {lang: {} for lang in LANGUAGES}
     for pair in matrix(settings):
         entry = pair.to_dict()
         del entry["language"], entry["target"]
         table[pair.language][pair.target] = entry
+    for pair in variants(settings):
+        entry = pair.to_dict()
+        del entry["language"], entry["target"]
+        table[pair.language][pair.target].setdefault("alternatives", []).append(entry)
     return table
 
 
@@ -192,19 +198,23 @@ def _modules_with_web_root(built: list[dict[str, Any]], root: Path) -> list[dict
 
 async def build_all(request: Request) -> Response:
     body = schemas.build_body(await schemas.read_json(request, _settings(request).max_body))
-    records = _service(request).submit_all(
+    records, skipped = _service(request).submit_all(
         body.target, body.project, body.options, client=client_of(request)
     )
     _changed(request)
     project = records[0]["project"] if records else body.project
-    return JSONResponse(
-        {
-            "message": f"{len(records)} builds queued",
-            "buildIds": [record["buildId"] for record in records],
-            "target": body.target,
-            "project": project,
-        }
-    )
+    message = f"{len(records)} builds queued"
+    if skipped:
+        message += f"; not built: {', '.join(skipped)} (see skipped)"
+    answer: dict[str, Any] = {
+        "message": message,
+        "buildIds": [record["buildId"] for record in records],
+        "target": body.target,
+        "project": project,
+    }
+    if skipped:
+        answer["skipped"] = [{"language": k, "error": v} for k, v in skipped.items()]
+    return JSONResponse(answer)
 
 
 async def build_one(request: Request) -> Response:

@@ -203,7 +203,17 @@ _MODULES = obj(
 )
 _BUILD_ALL = obj(
     ["message", "buildIds", "target", "project"],
-    {"message": STR, "buildIds": array(STR), "target": STR, "project": null(STR)},
+    {
+        "message": STR,
+        "buildIds": array(STR),
+        "target": STR,
+        "project": null(STR),
+        "skipped": {
+            **array(obj(["language", "error"], {"language": STR, "error": STR}, False)),
+            "description": "languages left out: sources written for a tool pf cannot run "
+            "here (wasm-bindgen), with why",
+        },
+    },
     False,
 )
 _STATUS = {"oneOf": [obj(["builds"], {"builds": array(ref("Build"))}, False), ref("Build")]}
