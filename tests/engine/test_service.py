@@ -58,7 +58,8 @@ def test_a_project_build_completes_with_its_record_artifact_and_module(projects:
             assert found is not None and found.path.read_bytes()[:4] == b"\0asm"
             assert found.size == artifact["size"]
             assert service.artifact(queued["buildId"], "nope.wasm") is None
-            assert service.module_file("wat", "add.wasm") == found
+            assert service.module_file("wasm/wat/add.wasm") == found
+            assert service.module_file("wat/add.wasm") is None
             (module,) = service.modules()
             assert module["language"] == "wat"
             assert module["files"][0]["name"] == "add.wasm"
