@@ -213,7 +213,9 @@ def _web_files(top: Path, inside: str) -> list[tuple[str, str, str]]:
         for dirpath, dirnames, filenames in os.walk(folder.path):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for filename in sorted(filenames):
-                if filename.startswith(".") or len(found) >= MAX_MODULES:
+                if len(found) >= MAX_MODULES:
+                    return found
+                if filename.startswith("."):
                     continue
                 path = os.path.join(dirpath, filename)
                 real = os.path.realpath(path)
