@@ -11,12 +11,13 @@ cd "$(dirname "$0")/.."
 # its wasm32 std (Rust; lld-14 is only recommended by it, so named), flang 19 + clang 19
 # (Fortran), wabt (WAT, wasm2c), binaryen (wasm2js), llvm 14/19 (opt, llvm-as), ccache;
 # rsync and meson/ninja for the task runner's sync and build helpers; bubblewrap, the
-# sandbox every compile runs in.
+# sandbox every compile runs in; emscripten (emcc 3.1.6 with its frozen, prebuilt library
+# cache: offline) for C written for it, as the original's web demo is.
 APT_PACKAGES=(
   clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 llvm-14
   rustc libstd-rust-dev-wasm32
   clang-19 lld-19 flang-19 libclang-rt-19-dev-wasm32 llvm-19
-  wabt binaryen ccache
+  wabt binaryen ccache emscripten
   rsync meson ninja-build
   python3.11-venv
   bubblewrap

@@ -10,7 +10,8 @@ Raise sites pass facts; the wording lives in the classes below.
     ├── RequestError              a compile request is invalid (HTTP 400)
     │   ├── UnsupportedLanguage
     │   ├── UnsupportedTarget
-    │   └── InvalidOption
+    │   ├── InvalidOption
+    │   └── Unbuildable           sources pf cannot build here (says what it builds instead)
     ├── ToolchainMissing          no tool serves a language/target here (says how to install)
     ├── CompileFailed             the compiler rejected the sources (diagnostics attached)
     ├── BuildTimeout              a compile ran past PF_BUILD_TIMEOUT and was killed
@@ -137,6 +138,16 @@ class InvalidOption(RequestError):
             text += f". Allowed: {_allowed(allowed)}"
         super().__init__(text)
         self.name = name
+
+
+class Unbuildable(RequestError):
+    """Sources written for a tool pf cannot run here; the hint names what pf builds instead.
+
+    A build of all of a project's languages leaves such a language out (and says so)
+    instead of refusing the others.
+    """
+
+    code = "unbuildable"
 
 
 class ToolchainMissing(PfError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,20 @@ def test_an_output_path_that_is_a_file_is_refused_before_building(tmp_path: Path
     assert done.returncode == 2
     assert "error: cannot write outputs to web: web exists and is not a directory" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_outputs_go_where_the_originals_build_put_them(tmp_path: Path) -> None:
+    original = Path(__file__).resolve().parents[1] / "original_demo"
+    project = tmp_path / "pf-web-polyglot-demo-plus-c"
+    shutil.copytree(original / project.name, project)
+    shutil.rmtree(project / "rust")  # wasm-bindgen: refused, as tests/server say
+    done = pf_build(str(project), "--target", "wasm", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    web = project / "web"
+    assert (web / "wasm" / "asm" / "mini.wasm").read_bytes()[:4] == b"\0asm"
+    assert "export default" in (web / "wasm" / "c" / "c_trap.js").read_text()
+    assert (web / "wasm" / "c" / "c_trap.wasm").is_file()
+    assert (web / "wasm" / "fortran" / "hello.wasm").is_file()
+    done = pf_build(str(project), "--language", "c", "--target", "asm", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (web / "asm" / "c" / "c_trap_asm.js").is_file()

@@ -17,7 +17,7 @@ from pf.engine import compile as engine_compile
 from pf.engine import compile_sources
 from pf.engine.depfiles import parse, toolchain_prefixes
 from pf.errors import CompileFailed
-from pf.toolchains import CompileRequest, Driver, Plan, Run, SourceFile, driver_for
+from pf.toolchains import CompileRequest, Driver, Plan, Run, SourceFile, driver_for_request
 
 DEPFILE = "obj/fixture.d"
 
@@ -76,7 +76,9 @@ class _WithDepfile:
 def counted(counted: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The counting clang, with every C plan writing the depfile this file's tests read."""
     monkeypatch.setattr(
-        engine_compile, "driver_for", lambda lang, target: _WithDepfile(driver_for(lang, target))
+        engine_compile,
+        "driver_for_request",
+        lambda request: _WithDepfile(driver_for_request(request)),
     )
     return counted
 

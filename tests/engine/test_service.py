@@ -58,7 +58,8 @@ def test_a_project_build_completes_with_its_record_artifact_and_module(projects:
             assert found is not None and found.path.read_bytes()[:4] == b"\0asm"
             assert found.size == artifact["size"]
             assert service.artifact(queued["buildId"], "nope.wasm") is None
-            assert service.module_file("wat", "add.wasm") == found
+            assert service.module_file("wasm/wat/add.wasm") == found
+            assert service.module_file("wat/add.wasm") is None
             (module,) = service.modules()
             assert module["language"] == "wat"
             assert module["files"][0]["name"] == "add.wasm"
@@ -72,7 +73,7 @@ def test_a_project_build_completes_with_its_record_artifact_and_module(projects:
 def test_build_all_builds_every_language_of_the_project(projects: Path) -> None:
     async def scenario() -> None:
         async with running(projects) as service:
-            records = service.submit_all("wasm", "demo", {})
+            records, _skipped = service.submit_all("wasm", "demo", {})
             assert [r["language"] for r in records] == ["c", "wat"]
             done = [await wait_for(service, r["buildId"]) for r in records]
             assert [r["status"] for r in done] == ["completed", "completed"]

@@ -72,6 +72,9 @@ def test_system(client: httpx.Client, server: Server) -> None:
     assert {"arch", "pythonVersion", "cwd"} <= set(body)
     c_wasm = body["toolchains"]["c"]["wasm"]
     assert c_wasm["available"] is True and c_wasm["tool"] == "clang" and c_wasm["version"]
+    (emscripten,) = c_wasm["alternatives"]
+    assert emscripten["driver"] == "emscripten" and emscripten["tool"] == "emcc"
+    assert emscripten["available"] is True and emscripten["version"] == "3.1.6"
     assert set(body["toolchains"]) == {"rust", "c", "fortran", "wat"}
     assert all(set(t) == {"wasm", "llvm", "asm"} for t in body["toolchains"].values())
 

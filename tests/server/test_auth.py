@@ -52,7 +52,9 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("GET", "/api/builds/{build_id}/artifacts/{path:path}"): "read",
     ("GET", "/api/metrics"): "read",
     ("GET", "/metrics"): "read",
-    ("GET", "/wasm/{language}/{name:path}"): "read",
+    ("GET", "/wasm/{folder}/{name:path}"): "read",
+    ("GET", "/asm/{folder}/{name:path}"): "read",
+    ("GET", "/llvm/{folder}/{name:path}"): "read",
     ("WS", "/ws"): "read",
     ("WS", "/"): "read",
     ("POST", "/api/build/all"): "build",
@@ -218,7 +220,7 @@ def test_every_protected_route_needs_its_scope(
             ("DELETE", 409),
             ("GET", 404),
         }
-        if method == "GET" and "wasm" not in path:
+        if method == "GET" and not path.startswith(("/wasm/", "/asm/", "/llvm/")):
             assert right.status_code == 200
         admin = http.request(method, url, headers=bearer(tokens["admin"]), **kw)  # type: ignore[arg-type]
         assert admin.status_code not in (401, 403)

@@ -18,7 +18,7 @@ import wasmtime
 
 from pf.config import Settings
 from pf.engine import BuildResult
-from pf.errors import CompileFailed, InvalidOption, RequestError
+from pf.errors import CompileFailed, InvalidOption, RequestError, Unbuildable
 from pf.toolchains import CompileRequest, Options, Run, SourceFile, get_driver
 from pf.toolchains.rust import RustDriver
 from tests.toolchains.support import compile_files
@@ -356,3 +356,16 @@ def test_diagnostics_golden(case: str) -> None:
     stderr = (CASES / f"{case}.stderr").read_text()
     expected = json.loads((CASES / f"{case}.json").read_text())
     assert [d.to_dict() for d in RustDriver().diagnostics(stderr)] == expected
+
+
+def test_wasm_bindgen_code_is_refused_naming_what_pf_builds_instead() -> None:
+    source = b"use wasm_bindgen::prelude::*;\n#[wasm_bindgen]\npub fn greet() {}\n"
+    for target in ("wasm", "llvm", "asm"):
+        request = CompileRequest("rust", target, (SourceFile("src/lib.rs", source),), Options())
+        with pytest.raises(Unbuildable) as caught:
+            RustDriver().plan(request)
+        assert "src/lib.rs uses wasm-bindgen" in caught.value.message
+        assert "wasm-bindgen CLI" in caught.value.message
+        assert caught.value.hint is not None
+        assert '#[no_mangle] pub extern "C" fn' in caught.value.hint
+        assert caught.value.http_status == 400

@@ -1,6 +1,8 @@
 """``pf build [PROJECT] [--language L|all] [--target T|all] [-o DIR] [--json] [key=value ...]``.
 
-Builds every language of a project for the chosen targets and prints what it built.
+Builds every language of a project for the chosen targets and prints what it built. The
+outputs go where the original's build put them (engine.layout): ``web/<target>/<source
+folder>/``, e.g. ``web/wasm/asm/mini.wasm`` for WAT that lives in ``asm/``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pf.cli._argparse import ArgumentParser
 from pf.cli.output import show_error, style
 from pf.config import load_settings
 from pf.engine import compile_sources
+from pf.engine.layout import source_folder
 from pf.engine.projects import discover, request_for
 from pf.errors import PfError, UsageError
 from pf.toolchains import EXTENSIONS, LANGUAGES, TARGETS, Options
@@ -68,7 +71,8 @@ def command(argv: list[str]) -> int:
                 print(f"{language} -> {target}: ", end="", file=sys.stderr)
                 show_error(error)
                 continue
-            written = _outputs.export(result, output / target / language)
+            folder = source_folder(project, language)
+            written = _outputs.export(result, output / target / folder)
             records.append(_outputs.completed(result, written))
             if not args.json:
                 how = (

@@ -7,9 +7,10 @@ request that names no project gets the default one (``Projects.get``): the confi
 PF_DEFAULT_PROJECT, else the original's demo project when it is there, else the only
 project; with several and none of those, the request is refused with their names, never
 answered with whichever sorts first.
-Modules are the artifacts of the latest completed project build per (language, file
-name), the original's ``/wasm/<language>/<file>``; the index is bounded. Imports
-engine.projects and toolchains only; nothing here runs a build.
+Modules are the artifacts of the latest completed project build per published path,
+the original's layout (engine.layout: ``/wasm/<source folder>/<file>``); the index is
+bounded. Imports engine.projects, engine.layout and toolchains only; nothing here runs
+a build.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from pf.engine.cache import Artifact
 from pf.engine.jobs import iso_time
+from pf.engine.layout import TARGET_DIRS, published_path
 from pf.engine.projects import Project, discover
 from pf.errors import NotFound, RequestError, UsageError
 from pf.toolchains import LANGUAGES, language_of
@@ -87,6 +89,10 @@ class Projects:
             return found
         return self._named(name, projects)
 
+    def find(self, name: str | None) -> Project | None:
+        """The project called ``name`` as last scanned, or None."""
+        return next((p for p in self.all() if p.name == name), None)
+
     def check_default(self, name: str) -> None:
         """Refuse a configured default project that does not exist (at start-up)."""
         projects = self.all()
@@ -127,53 +133,69 @@ def _is_project(path: Path) -> bool:
 
 @dataclass(frozen=True)
 class Module:
+    """One output of a completed project build, published at ``<target>/<folder>/<name>``."""
+
     language: str
     target: str
     build_id: str
     artifact: Artifact
     built_at: float
+    folder: str
+
+    @property
+    def published(self) -> str:
+        return published_path(self.target, self.folder, self.artifact.name)
 
     def to_dict(self) -> dict[str, Any]:
+        """The original's file entry (``path`` loads), then pf's extra fields."""
         return {
             "name": self.artifact.name,
-            "path": f"/api/builds/{self.build_id}/artifacts/{self.artifact.name}",
+            "path": f"/{self.published}",
             "size": self.artifact.size,
             "modified": iso_time(self.built_at),
             "digest": self.artifact.digest,
             "target": self.target,
+            "sourceLanguage": self.language,
             "buildId": self.build_id,
+            "artifact": f"/api/builds/{self.build_id}/artifacts/{self.artifact.name}",
         }
 
 
 class Modules:
-    """The latest built file per (language, name), at most ``limit`` of them. Thread-safe."""
+    """The latest built file per published path, at most ``limit`` of them. Thread-safe."""
 
     def __init__(self, limit: int = MAX_MODULES) -> None:
         self.limit = limit
-        self._files: OrderedDict[tuple[str, str], Module] = OrderedDict()
+        self._files: OrderedDict[str, Module] = OrderedDict()
         self._lock = threading.Lock()
 
     def add(self, module: Module) -> None:
-        key = (module.language, module.artifact.name)
+        key = module.published
         with self._lock:
             self._files[key] = module
             self._files.move_to_end(key)
             while len(self._files) > self.limit:
                 self._files.popitem(last=False)
 
-    def get(self, language: str, name: str) -> Module | None:
+    def get(self, published: str) -> Module | None:
+        """The module published at ``<target>/<folder>/<name>``, or None."""
         with self._lock:
-            return self._files.get((language, name))
+            return self._files.get(published)
 
     def listing(self) -> list[dict[str, Any]]:
-        """API.md's ``modules``: per language, its files, by name."""
+        """API.md's ``modules``: a group per target and source folder (the original's
+        ``language``: the folder under ``wasm/``), wasm first, files by name."""
         with self._lock:
             modules = list(self._files.values())
-        out = []
-        for language in LANGUAGES:
-            files = sorted(
-                (m for m in modules if m.language == language), key=lambda m: m.artifact.name
-            )
-            if files:
-                out.append({"language": language, "files": [m.to_dict() for m in files]})
-        return out
+        groups: dict[tuple[int, str], list[Module]] = {}
+        for module in modules:
+            rank = TARGET_DIRS.index(module.target) if module.target in TARGET_DIRS else 99
+            groups.setdefault((rank, module.folder), []).append(module)
+        return [
+            {
+                "language": folder,
+                "target": files[0].target,
+                "files": [m.to_dict() for m in sorted(files, key=lambda m: m.artifact.name)],
+            }
+            for (_rank, folder), files in sorted(groups.items())
+        ]

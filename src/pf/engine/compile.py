@@ -46,7 +46,15 @@ from pf.sandbox import (
     workspace,
 )
 from pf.store import digest_file
-from pf.toolchains import CompileRequest, Driver, Plan, Run, SourceFile, ToolInfo, driver_for
+from pf.toolchains import (
+    CompileRequest,
+    Driver,
+    Plan,
+    Run,
+    SourceFile,
+    ToolInfo,
+    driver_for_request,
+)
 from pf.toolchains.base import OBJ_DIR, OUT_DIR
 from pf.toolchains.diagnostics import mask_paths
 from pf.toolchains.probe import detect, locate
@@ -427,7 +435,7 @@ def _result(
 
 
 def _prepare(request: CompileRequest, settings: Settings) -> tuple[Driver, _Action]:
-    driver = driver_for(request.language, request.target)
+    driver = driver_for_request(request)
     plan = driver.plan(request)
     what = f"{request.language} -> {request.target} build"
     inputs = (*request.sources, *plan.extra_inputs)

@@ -18,7 +18,7 @@ from pf.config import Settings
 from pf.engine.catalog import Projects
 from pf.engine.jobs import Job, new_build_id
 from pf.engine.projects import request_for
-from pf.errors import RequestError, UnsupportedTarget
+from pf.errors import RequestError, Unbuildable, UnsupportedTarget
 from pf.store.logs import LogBudget
 from pf.toolchains import (
     TARGETS,
@@ -27,6 +27,7 @@ from pf.toolchains import (
     Plan,
     SourceFile,
     driver_for,
+    driver_for_request,
     get_driver,
 )
 
@@ -65,22 +66,32 @@ class Intake:
         _plan(job)
         return job
 
-    def all(self, target: str, project: str | None, options: Mapping[str, object]) -> list[Job]:
-        """One job per language of the project whose driver serves ``target``."""
+    def all(
+        self, target: str, project: str | None, options: Mapping[str, object]
+    ) -> tuple[list[Job], dict[str, Unbuildable]]:
+        """One job per language of the project whose driver serves ``target``, and the
+        languages left out because their sources are Unbuildable here, with why."""
         if target not in TARGETS:
             raise UnsupportedTarget(target, TARGETS)
         parsed = Options.parse(options)
         found = self.projects.get(project, self.settings.default_project)
         jobs = []
+        skipped: dict[str, Unbuildable] = {}
         for language in found.languages:
             if target in get_driver(language).targets:
                 job = self._job(language, target, found.name, parsed)
                 job.request = request_for(found, language, target, parsed)
-                _plan(job)
+                try:
+                    _plan(job)
+                except Unbuildable as error:
+                    skipped[language] = error
+                    continue
                 jobs.append(job)
         if not jobs:
+            if skipped:
+                raise next(iter(skipped.values()))
             raise RequestError(f"project {found.name} has no sources that build to {target}")
-        return jobs
+        return jobs, skipped
 
     def inline(
         self, language: str, target: str, files: Mapping[str, str], options: Mapping[str, object]
@@ -115,7 +126,7 @@ def _plan(job: Job) -> None:
     # length spreads the progress of the build's steps, and its tools tell the service
     # whether a cache lookup could have to probe one (BuildService._accept).
     assert job.request is not None
-    plan = driver_for(job.language, job.target).plan(job.request)
+    plan = driver_for_request(job.request).plan(job.request)
     job.steps = len(plan.steps)
     job.tools = _tool_names(plan)
 

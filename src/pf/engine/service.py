@@ -53,6 +53,7 @@ from pf.engine.diskspace import FreeSpace
 from pf.engine.events import Subscription
 from pf.engine.intake import Intake
 from pf.engine.jobs import CANCELLED, COMPLETED, FAILED, Estimator, Job, iso_time, new_task_id
+from pf.engine.layout import source_folder
 from pf.engine.recorder import Recorder
 from pf.engine.retention import PRUNE_INTERVAL, RecentBuilds, prune_history, pruner
 from pf.engine.runner import Runner
@@ -279,14 +280,15 @@ class BuildService:
         options: Mapping[str, object],
         *,
         client: str = "",
-    ) -> list[dict[str, Any]]:
-        """Queue one build per language of the project whose driver serves ``target``."""
+    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """Queue one build per language of the project whose driver serves ``target``;
+        returns their records and, per language left out as unbuildable, why."""
         self._check_accepting()
-        jobs = self.intake.all(target, project, options)
+        jobs, skipped = self.intake.all(target, project, options)
         for job in jobs:
             job.client = client
         self._accept(jobs)
-        return [job.to_api() for job in jobs]
+        return [job.to_api() for job in jobs], {k: e.message for k, e in skipped.items()}
 
     def submit_compile(
         self,
@@ -427,10 +429,13 @@ class BuildService:
             self.recent.add(job)
 
     def _index_modules(self, job: Job) -> None:
-        """Make a completed project build's artifacts the latest /wasm/<lang>/<file>."""
+        """Publish a completed project build's artifacts at the original's paths
+        (engine.layout): the latest /<target>/<source folder>/<file>."""
         assert job.ended_at is not None
+        folder = source_folder(self.catalog.find(job.project), job.language)
         for artifact in job.artifacts:
-            self.modules_index.add(Module(job.language, job.target, job.id, artifact, job.ended_at))
+            module = Module(job.language, job.target, job.id, artifact, job.ended_at, folder)
+            self.modules_index.add(module)
 
     # Queries ------------------------------------------------------------------------
 
@@ -531,9 +536,9 @@ class BuildService:
         found = job.find_artifact(path) if job is not None else None
         return found if found is not None and found.path.is_file() else None
 
-    def module_file(self, language: str, name: str) -> Artifact | None:
-        """The latest built ``name`` of ``language`` (``/wasm/<language>/<name>``), or None."""
-        module = self.modules_index.get(language, name)
+    def module_file(self, published: str) -> Artifact | None:
+        """The latest build's file at ``<target>/<folder>/<name>`` (its URL path), or None."""
+        module = self.modules_index.get(published)
         if module is None or not module.artifact.path.is_file():
             return None
         return module.artifact

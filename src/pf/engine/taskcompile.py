@@ -39,7 +39,7 @@ from pf.toolchains import (
     CompileRequest,
     Options,
     SourceFile,
-    driver_for,
+    driver_for_request,
     language_of,
 )
 
@@ -81,7 +81,7 @@ def _refuse_shared_outputs(
     writers: dict[str, str] = {}
     for paths, request in zip(groups.values(), requests, strict=True):
         lead = paths[0]
-        for output in driver_for(request.language, request.target).plan(request).outputs:
+        for output in driver_for_request(request).plan(request).outputs:
             first = writers.setdefault(output.name, lead)
             if first != lead:
                 shown = [os.path.relpath(p, call.cwd) for p in (first, lead)]

@@ -23,14 +23,16 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pf import __version__
+from pf.engine.catalog import MAX_MODULES
 from pf.engine.jobs import iso_time
+from pf.engine.layout import TARGET_DIRS, published_path
 from pf.errors import NotFound, ToolchainMissing
 from pf.server import schemas, session
 from pf.server.auth import Principal
 from pf.server.middleware import RequestStats
 from pf.server.ratelimit import client_key
 from pf.toolchains import LANGUAGES, TARGETS, ToolSpec
-from pf.toolchains.matrix import matrix
+from pf.toolchains.matrix import matrix, variants
 from pf.toolchains.probe import detect
 
 if TYPE_CHECKING:
@@ -86,11 +88,17 @@ async def health(request: Request) -> Response:
 
 
 def _toolchains(settings: Settings) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per language and target, the language's own tool; a variant driver that also
+    serves the pair (Emscripten for C) is listed in the entry's ``alternatives``."""
     table: dict[str, dict[str, dict[str, Any]]] = {lang: {} for lang in LANGUAGES}
     for pair in matrix(settings):
         entry = pair.to_dict()
         del entry["language"], entry["target"]
         table[pair.language][pair.target] = entry
+    for pair in variants(settings):
+        entry = pair.to_dict()
+        del entry["language"], entry["target"]
+        table[pair.language][pair.target].setdefault("alternatives", []).append(entry)
     return table
 
 
@@ -150,9 +158,10 @@ async def projects(request: Request) -> Response:
 
 
 async def modules(request: Request) -> Response:
-    """The builds' latest modules, then whatever else the web root holds under ``wasm/``
-    (``pf build`` output served before the server built anything): every path a page
-    can fetch, so it never has to probe with a request that 404s."""
+    """The builds' latest modules at their published paths, then whatever else the web
+    root holds under ``wasm/``, ``asm/`` and ``llvm/`` (``pf build`` output served before
+    the server built anything): every path a page can fetch, so it never has to probe
+    with a request that 404s."""
     root: Path = request.app.state.root_dir
     service = _service(request)
     return JSONResponse(
@@ -164,47 +173,76 @@ def _modules_with_web_root(built: list[dict[str, Any]], root: Path) -> list[dict
     # As the static files: a file whose real path (symlinks followed) leaves the web root
     # is not served, so it is not listed either (nor is anything said of its target).
     inside = os.path.realpath(root).rstrip("/") + "/"
-    by_language = {entry["language"]: entry for entry in built}
-    for language in LANGUAGES:
-        try:
-            found = sorted(os.scandir(root / "wasm" / language), key=lambda e: e.name)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        entry = by_language.setdefault(language, {"language": language, "files": []})
-        names = {f["name"] for f in entry["files"]}
-        for item in found:
-            if item.name.startswith(".") or item.name in names or not item.is_file():
-                continue
-            real = os.path.realpath(item.path)
-            if not real.startswith(inside):
+    groups = {(entry["target"], entry["language"]): entry for entry in built}
+    listed = sum(len(entry["files"]) for entry in built)
+    for target in TARGET_DIRS:
+        for folder, name, real in _web_files(root / target, inside):
+            if listed >= MAX_MODULES:
+                break
+            entry = groups.setdefault(
+                (target, folder), {"language": folder, "target": target, "files": []}
+            )
+            if any(f["name"] == name for f in entry["files"]):
                 continue
             stat = os.stat(real)
             entry["files"].append(
                 {
-                    "name": item.name,
-                    "path": f"/wasm/{language}/{item.name}",
+                    "name": name,
+                    "path": f"/{published_path(target, folder, name)}",
                     "size": stat.st_size,
                     "modified": iso_time(stat.st_mtime),
+                    "target": target,
                 }
             )
-    return [by_language[language] for language in LANGUAGES if language in by_language]
+            listed += 1
+    order = {target: rank for rank, target in enumerate(TARGET_DIRS)}
+    return [groups[key] for key in sorted(groups, key=lambda k: (order.get(k[0], 99), k[1]))]
+
+
+def _web_files(top: Path, inside: str) -> list[tuple[str, str, str]]:
+    """``(folder, name relative to it, real path)`` of the files under ``top/<folder>/``,
+    at most MAX_MODULES, hidden names and whatever leaves the web root skipped."""
+    found: list[tuple[str, str, str]] = []
+    try:
+        folders = sorted((e for e in os.scandir(top) if e.is_dir()), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return found
+    for folder in folders:
+        if folder.name.startswith("."):
+            continue
+        for dirpath, dirnames, filenames in os.walk(folder.path):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for filename in sorted(filenames):
+                if len(found) >= MAX_MODULES:
+                    return found
+                if filename.startswith("."):
+                    continue
+                path = os.path.join(dirpath, filename)
+                real = os.path.realpath(path)
+                if real.startswith(inside) and os.path.isfile(real):
+                    found.append((folder.name, os.path.relpath(path, folder.path), real))
+    return found
 
 
 async def build_all(request: Request) -> Response:
     body = schemas.build_body(await schemas.read_json(request, _settings(request).max_body))
-    records = _service(request).submit_all(
+    records, skipped = _service(request).submit_all(
         body.target, body.project, body.options, client=client_of(request)
     )
     _changed(request)
     project = records[0]["project"] if records else body.project
-    return JSONResponse(
-        {
-            "message": f"{len(records)} builds queued",
-            "buildIds": [record["buildId"] for record in records],
-            "target": body.target,
-            "project": project,
-        }
-    )
+    message = f"{len(records)} builds queued"
+    if skipped:
+        message += f"; not built: {', '.join(skipped)} (see skipped)"
+    answer: dict[str, Any] = {
+        "message": message,
+        "buildIds": [record["buildId"] for record in records],
+        "target": body.target,
+        "project": project,
+    }
+    if skipped:
+        answer["skipped"] = [{"language": k, "error": v} for k, v in skipped.items()]
+    return JSONResponse(answer)
 
 
 async def build_one(request: Request) -> Response:
@@ -344,12 +382,12 @@ async def metrics_json(request: Request) -> Response:
 
 
 async def module_file(request: Request) -> Response:
-    """``/wasm/<language>/<file>``, the original's URL of a built module: the latest build's
-    artifact, else whatever the web root holds at that path."""
+    """``/<target>/<source folder>/<file>``, the original's URL of a built file (engine.layout):
+    the latest build's artifact, else whatever the web root holds at that path."""
     from pf.server.static import file_response
 
-    language, name = request.path_params["language"], request.path_params["name"]
-    found = _service(request).module_file(language, name)
+    published = request.scope["path"].lstrip("/")
+    found = _service(request).module_file(published)
     if found is None:
         return _Delegate(request.app.state.static)
     return await file_response(request, found.path, etag=found.digest, name=found.name)
@@ -388,7 +426,10 @@ ROUTES: list[BaseRoute] = [
     Route("/api/tasks", tasks, methods=["GET"]),
     Route("/api/tasks/{name}", task_run, methods=["POST"]),
     Route("/api/metrics", metrics_json, methods=["GET"]),
-    Route("/wasm/{language}/{name:path}", module_file, methods=["GET"]),
+    *(
+        Route(f"/{target}/{{folder}}/{{name:path}}", module_file, methods=["GET"])
+        for target in TARGET_DIRS
+    ),
     *session.ROUTES,
 ]
 

@@ -1,11 +1,12 @@
 """Who is calling pf serve, and whether their token's scope allows what they ask.
 
-Scopes nest: ``read`` (every GET under /api but the open ones, /metrics, /wasm/...
-artifacts, the WebSocket), ``build`` (also submitting builds and cancelling its own),
-``admin`` (also the Pfyfile tasks and cancelling any build). Always open: /api/health,
-/api/ready, /api/session, /openapi.json and the pages and static files. A request shows
-``Authorization: Bearer <token>`` or the dashboard's ``pf_session`` cookie (browsers
-cannot add headers to a WebSocket handshake, but send the cookie).
+Scopes nest: ``read`` (every GET under /api but the open ones, /metrics, built modules
+under /wasm/, /asm/ and /llvm/, the WebSocket), ``build`` (also submitting builds and
+cancelling its own), ``admin`` (also the Pfyfile tasks and cancelling any build). Always
+open: /api/health, /api/ready, /api/session, /openapi.json and the pages and static
+files. A request shows ``Authorization: Bearer <token>`` or the dashboard's
+``pf_session`` cookie (browsers cannot add headers to a WebSocket handshake, but send
+the cookie).
 
 While no token exists, a server bound to loopback is open, as a local development tool
 should be: every request acts as an anonymous admin. Once any token exists, a request
@@ -16,7 +17,8 @@ Strategy. Tokens and sessions are read whole from the database into dicts keyed 
 SHA-256 of their secrets, and re-read every REFRESH seconds off the event loop, so a
 token created or revoked by ``pf token`` takes effect within about a second while a
 request costs one hash and one dict lookup, never a query. Sign-ins and sign-outs made
-by this process apply at once. Imports pf.store (tokens), pf.errors and server.guard.
+by this process apply at once. Imports pf.store (tokens), pf.errors, server.guard and
+engine.layout (the published modules' URL prefixes).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pf.engine.layout import TARGET_DIRS
 from pf.errors import PfError, UsageError
 from pf.server.guard import refuse
 from pf.store.tokens import SCOPES, Session, Token, TokenStore
@@ -88,6 +91,10 @@ class ScopeTooSmall(PfError):
         )
 
 
+# Built modules, published at the original's paths (engine.layout): /wasm/, /asm/, /llvm/.
+_PUBLISHED = tuple(f"/{target}/" for target in TARGET_DIRS)
+
+
 def required_scope(method: str, path: str) -> str | None:
     """The scope an HTTP request needs, None when it is open. Any state-changing /api
     request not listed here needs admin: a new route is closed until it is placed."""
@@ -101,7 +108,7 @@ def required_scope(method: str, path: str) -> str | None:
         if method == "DELETE" and path.startswith("/api/builds/") and path.count("/") == 3:
             return "build"  # its own builds; api.build_cancel checks whose it is
         return "admin"
-    if path == "/metrics" or path.startswith("/wasm/"):
+    if path == "/metrics" or path.startswith(_PUBLISHED):
         return "read"
     return None
 

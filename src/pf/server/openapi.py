@@ -194,16 +194,56 @@ _PROJECTS = obj(
         )
     },
 )
+_PUBLISHED = {"type": "string", "enum": ["wasm", "asm", "llvm"]}
 _MODULE_FILE = obj(
-    ["name", "path", "size"], {"name": STR, "path": STR, "size": INT, "modified": null(STR)}
+    ["name", "path", "size"],
+    {
+        "name": {**STR, "description": "the file's name within its source folder"},
+        "path": {
+            **STR,
+            "pattern": "^/(wasm|asm|llvm)/[^/]+/.+$",
+            "description": "where it loads: /<target>/<source folder>/<name>",
+        },
+        "size": INT,
+        "modified": null(STR),
+        "target": _PUBLISHED,
+        "digest": {**STR, "description": "SHA-256 of its bytes (built files)"},
+        "sourceLanguage": {**STR, "enum": list(LANGUAGES), "description": "built files"},
+        "buildId": {**STR, "description": "the build that made it (built files)"},
+        "artifact": {**STR, "description": "the same bytes as that build's artifact URL"},
+    },
 )
 _MODULES = obj(
     ["modules"],
-    {"modules": array(obj(["language", "files"], {"language": STR, "files": array(_MODULE_FILE)}))},
+    {
+        "modules": array(
+            obj(
+                ["language", "files"],
+                {
+                    "language": {
+                        **STR,
+                        "description": "the source folder (the original's name for it)",
+                    },
+                    "target": _PUBLISHED,
+                    "files": array(_MODULE_FILE),
+                },
+            )
+        )
+    },
 )
 _BUILD_ALL = obj(
     ["message", "buildIds", "target", "project"],
-    {"message": STR, "buildIds": array(STR), "target": STR, "project": null(STR)},
+    {
+        "message": STR,
+        "buildIds": array(STR),
+        "target": STR,
+        "project": null(STR),
+        "skipped": {
+            **array(obj(["language", "error"], {"language": STR, "error": STR}, False)),
+            "description": "languages left out: sources written for a tool pf cannot run "
+            "here (wasm-bindgen), with why",
+        },
+    },
     False,
 )
 _STATUS = {"oneOf": [obj(["builds"], {"builds": array(ref("Build"))}, False), ref("Build")]}

@@ -119,6 +119,11 @@ OPTIONS: dict[str, Schema] = {
         "description": "symbol names (a list, or comma-separated) the wasm module exports",
     },
     "debug": {**_FLAG, "description": "a boolean: keep debug information"},
+    "emscripten": {
+        **_FLAG,
+        "description": "a boolean: build C with Emscripten's emcc (default: when a source "
+        "includes <emscripten.h>)",
+    },
 }
 assert tuple(OPTIONS) == Options.NAMES, "every option Options.parse takes has a schema"
 _OPTIONS_OBJECT: Schema = {

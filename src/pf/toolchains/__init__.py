@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import cast
 
-from pf.errors import RequestError, UnsupportedLanguage, UnsupportedTarget
+from pf.errors import InvalidOption, RequestError, UnsupportedLanguage, UnsupportedTarget
 from pf.toolchains.base import (
     EXTENSIONS,
     LANGUAGES,
@@ -35,19 +35,38 @@ DRIVERS: dict[str, tuple[str, str]] = {
     "wat": ("pf.toolchains.wat:WatDriver", "wabt wat2wasm"),
 }
 
+# Drivers that serve a language beside its own driver, chosen per request by
+# driver_for_request: by id, the language they serve, import string and summary.
+VARIANTS: dict[str, tuple[str, str, str]] = {
+    "emscripten": (
+        "c",
+        "pf.toolchains.emscripten:EmscriptenDriver",
+        "Debian emcc 3.1.6: ES6 module + wasm, asm.js, IR",
+    ),
+}
+
 _loaded: dict[str, Driver] = {}
+
+
+def _load(key: str, spec: str) -> Driver:
+    driver = _loaded.get(key)
+    if driver is None:
+        module_name, _, class_name = spec.partition(":")
+        cls = getattr(importlib.import_module(module_name), class_name)
+        driver = _loaded[key] = cast(Driver, cls())
+    return driver
 
 
 def get_driver(language: str) -> Driver:
     """The driver for ``language``; raises UnsupportedLanguage naming the supported ones."""
     if language not in DRIVERS:
         raise UnsupportedLanguage(language, LANGUAGES)
-    driver = _loaded.get(language)
-    if driver is None:
-        module_name, _, class_name = DRIVERS[language][0].partition(":")
-        cls = getattr(importlib.import_module(module_name), class_name)
-        driver = _loaded[language] = cast(Driver, cls())
-    return driver
+    return _load(language, DRIVERS[language][0])
+
+
+def get_variant(driver_id: str) -> Driver:
+    """The variant driver called ``driver_id`` (a key of VARIANTS)."""
+    return _load(driver_id, VARIANTS[driver_id][1])
 
 
 def driver_for(language: str, target: str) -> Driver:
@@ -63,12 +82,26 @@ def driver_for(language: str, target: str) -> Driver:
     return driver
 
 
+def driver_for_request(request: CompileRequest) -> Driver:
+    """The driver that builds ``request``: its language's, or a variant the request asks
+    for (C with ``#include <emscripten.h>`` or ``emscripten=true``: Emscripten)."""
+    driver = driver_for(request.language, request.target)
+    if request.options.emscripten and request.language != "c":
+        raise InvalidOption(
+            "emscripten", f"Emscripten builds C only, not {request.language}", ["false"]
+        )
+    from pf.toolchains.emscripten import wants
+
+    return get_variant("emscripten") if wants(request) else driver
+
+
 __all__ = [
     "DRIVERS",
     "EXTENSIONS",
     "LANGUAGES",
     "OPT_LEVELS",
     "TARGETS",
+    "VARIANTS",
     "CompileRequest",
     "Driver",
     "Options",
@@ -80,6 +113,8 @@ __all__ = [
     "ToolSpec",
     "Transform",
     "driver_for",
+    "driver_for_request",
     "get_driver",
+    "get_variant",
     "language_of",
 ]

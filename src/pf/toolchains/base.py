@@ -134,7 +134,9 @@ class Options:
     """The compile options users of the original pass, validated.
 
     ``exports`` of None means "every externally visible function"; a tuple narrows the
-    wasm exports to exactly those symbols.
+    wasm exports to exactly those symbols. ``emscripten`` chooses emcc for C: True asks
+    for it, False refuses it, None (the default) takes it for sources that include
+    ``<emscripten.h>``.
     """
 
     opt_level: str = "2"
@@ -142,8 +144,16 @@ class Options:
     passes: str | None = None
     exports: tuple[str, ...] | None = None
     debug: bool = False
+    emscripten: bool | None = None
 
-    NAMES: ClassVar[tuple[str, ...]] = ("opt_level", "parallel", "passes", "exports", "debug")
+    NAMES: ClassVar[tuple[str, ...]] = (
+        "opt_level",
+        "parallel",
+        "passes",
+        "exports",
+        "debug",
+        "emscripten",
+    )
 
     @classmethod
     def parse(cls, raw: Mapping[str, object]) -> Options:
@@ -157,7 +167,7 @@ class Options:
                 if text not in OPT_LEVELS:
                     raise InvalidOption(name, f"{value!r} is not an optimisation level", OPT_LEVELS)
                 values[name] = text
-            elif name in {"parallel", "debug"}:
+            elif name in {"parallel", "debug", "emscripten"}:
                 values[name] = _parse_bool(name, value)
             elif name == "passes":
                 values[name] = _parse_passes(name, value)
@@ -183,6 +193,7 @@ class Options:
             "passes": self.passes,
             "exports": list(self.exports) if self.exports is not None else None,
             "debug": self.debug,
+            "emscripten": self.emscripten,
         }
 
 

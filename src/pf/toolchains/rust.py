@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-from pf.errors import Diagnostic, InvalidOption, RequestError
+from pf.errors import Diagnostic, InvalidOption, RequestError, Unbuildable
 from pf.toolchains import response, tools, wasmobj
 from pf.toolchains.base import (
     END_OF_OPTIONS,
@@ -107,6 +107,31 @@ def _check_exports(wasm: str) -> Transform:
     return Transform("link", "rust-check-export-names-v1", check)
 
 
+# wasm-bindgen code: the crate, its attribute, or an item imported from it.
+_WASM_BINDGEN = re.compile(rb"\bwasm_bindgen\b")
+# Written for every request that needs it: what pf makes instead of wasm-bindgen's glue.
+_BINDGEN_HINT = (
+    'write the exports as #[no_mangle] pub extern "C" fn with numeric arguments: pf '
+    "builds those to wasm (and asm.js), and a page calls them through "
+    "WebAssembly.instantiate, as the demo's loader (demos/polyglot/web/demo.js) does"
+)
+
+
+def _refuse_wasm_bindgen(request: CompileRequest) -> None:
+    """wasm-bindgen's JS glue comes from its CLI, which no offline registry here carries
+    (not Debian 12, PyPI or npm, whose wasm-pack downloads it); without it the
+    crate's exports are not callable, so such sources are refused up front."""
+    for source in request.sources:
+        if _WASM_BINDGEN.search(source.content):
+            raise Unbuildable(
+                f"{source.name} uses wasm-bindgen, whose JavaScript glue pf cannot make "
+                "here: the wasm-bindgen CLI (and wasm-pack, which downloads it) is not "
+                "installable offline on this machine, and Cargo.toml dependencies are "
+                "not fetched",
+                hint=_BINDGEN_HINT,
+            )
+
+
 def _check_options(request: CompileRequest) -> None:
     options = request.options
     if options.parallel:
@@ -166,6 +191,7 @@ class RustDriver:
 
     def plan(self, request: CompileRequest) -> Plan:
         root = _crate_root(request)
+        _refuse_wasm_bindgen(request)
         _check_options(request)
         if request.target == "llvm":
             return self._plan_llvm(request, root)

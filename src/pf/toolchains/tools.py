@@ -95,3 +95,14 @@ LLVM_LINK19 = ToolSpec(
     candidates=("/usr/bin/llvm-link-19", "/usr/lib/llvm-19/bin/llvm-link", "llvm-link-19"),
     install=f"{_APT} llvm-19",
 )
+
+# Debian's emscripten 3.1.6 (C to an ES6 module + wasm, asm.js, IR). /usr/bin/emcc is a
+# shell wrapper around emcc.py; it drives clang-14, wasm-ld-14, binaryen and node from
+# /usr, and its prebuilt libraries sit in a frozen cache it only reads.
+EMCC = ToolSpec(
+    name="emcc",
+    candidates=("/usr/bin/emcc", "emcc"),
+    install=f"{_APT} emscripten",
+    # "emcc (Emscripten gcc/clang-like replacement + linker emulating GNU ld) 3.1.6 ()"
+    version_pattern=r"\) (\d+\.\d+\.\d+)",
+)
