@@ -200,6 +200,32 @@ TREES = [
         """,
     ),
     (
+        "shell-block",
+        """\
+        task a x-y
+          shell |
+            echo $x-y
+            if true; then
+
+              # kept: bash reads it
+              echo yes
+            fi
+
+          shell [lang:python] |
+              print(1)
+        shell |
+          echo at the task's own margin
+        end
+        """,
+        """
+        task a x-y
+          shell "echo ${x_y}\\nif true; then\\n\\n  # kept: bash reads it\\n  echo yes\\nfi\\n"
+          shell[python] "print(1)\\n"
+          shell "echo at the task's own margin\\n"
+        end
+        """,
+    ),
+    (
         "env",
         """\
         env ROOT=/srv NAME="pf demo"
@@ -445,6 +471,7 @@ ERRORS = [
     ("unterminated-list", "task a\n  make x=[1, 2\nend\n", 2, 10, 1, "unterminated-list"),
     ("unterminated-heredoc", "task a\n  shell <<EOF\n  x\n", 2, 9, 5, "unterminated-heredoc"),
     ("shell-empty", "task a\n  shell\nend\n", 2, 8, 0, "missing-argument"),
+    ("shell-block-empty", "task a\n  shell |\n  shell x\nend\n", 2, 10, 0, "missing-argument"),
     ("shell-lang-empty", "task a\n  shell [lang:py]\nend\n", 2, 18, 0, "missing-argument"),
     ("bad-lang-tag", "task a\n  shell [lang:] x\nend\n", 2, 9, 7, "invalid-lang-tag"),
     ("unclosed-lang-tag", "task a\n  shell [lang:py x\nend\n", 2, 9, 8, "invalid-lang-tag"),

@@ -22,6 +22,12 @@ WARNINGS = [
         [(1, 1, 4, "ignored-outside-task"), (2, 1, 8, "ignored-outside-task")],
         ["a"],
     ),
+    (
+        "shell-block-outside",
+        "shell |\n  task x\n  end\ntask a\nend\n",
+        [(1, 1, 5, "ignored-outside-task")],
+        ["a"],
+    ),
     ("image", "image ubuntu:22.04\ntask a\nend\n", [(1, 1, 5, "ignored-statement")], ["a"]),
     ("alias-top", "[alias x]\ntask a\nend\n", [(1, 1, 9, "alias-outside-task")], ["a"]),
     (

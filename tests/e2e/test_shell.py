@@ -51,6 +51,36 @@ def test_continuation_comments_and_heredoc(project: Project) -> None:
     assert done.stdout == "one two three\nline 1\nline 2\n"
 
 
+def test_a_shell_block_is_one_script_in_the_tasks_shell(project: Project) -> None:
+    project.pfyfile(
+        """
+        task block who="you"
+          shell |
+            greet() { echo "hello $1"; }
+            for i in 1 2; do
+              greet "$who $i"
+            done
+
+            cd sub 2>/dev/null || echo "one script: cd and state carry over"
+          shell_lang python
+          shell |
+            import os
+            print("python sees", os.environ["who"])
+          shell_lang default
+          shell echo back in bash
+        end
+        """
+    )
+    done = project.run("block")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        "hello you 1\nhello you 2\none script: cd and state carry over\n"
+        "python sees you\nback in bash\n"
+    )
+    # Echoed as one command: its first line, then continuation lines.
+    assert '$ greet() { echo "hello $1"; }\n> for i in 1 2; do\n' in done.stderr
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -317,6 +317,8 @@ class Parser:
                 self.warnings.append(
                     DslWarning(line.verb_span(), "ignored-outside-task", {"verb": verb})
                 )
+                if verb == "shell":
+                    self._skip_shell_body(line)
             elif verb == "image":
                 self.warnings.append(
                     DslWarning(line.verb_span(), "ignored-statement", {"verb": verb})
@@ -610,7 +612,7 @@ class Parser:
         code = text[r:end]
         if code[-1:].isspace():  # blanks other than space and tab end the line too
             code = code.rstrip()
-        if code and code[0] not in "[<@":  # the common `shell CMD`: nothing more to look at
+        if code and code[0] not in "[<@|":  # the common `shell CMD`: nothing more to look at
             if state.hyphens and state.lang in _SH:
                 code = _sh_names(code, state.hyphens)
             return new(Shell, (code, state.lang, span, None, (), False))
@@ -633,6 +635,19 @@ class Parser:
             code_at = r + close + 1 + len(rest) - len(code)
         if not code:
             raise self._missing(line, code_at, "shell", "a command", "write `shell CMD`")
+        if code == "|":
+            body = self._block_text(line)
+            if not body:
+                raise self._missing(
+                    line,
+                    code_at + 1,
+                    "shell",
+                    "an indented block",
+                    "indent the lines of the script",
+                )
+            if state.hyphens and lang in _SH:
+                body = _sh_names(body, state.hyphens)
+            return new(Shell, (body, lang, span, None, (), False))
         if code.startswith("<<"):
             delimiter = code[2:].lstrip("-~").strip()
             if len(delimiter) >= 2 and delimiter[0] == delimiter[-1] and delimiter[0] in "\"'":
@@ -660,6 +675,17 @@ class Parser:
         if state.hyphens and lang in _SH:
             code = _sh_names(code, state.hyphens)
         return new(Shell, (code, lang, span, None, (), False))
+
+    def _skip_shell_body(self, line: Line) -> None:
+        """Read past the block of an ignored ``shell |`` line, so its lines are not statements."""
+        if line.text[line.rest : line.end] == "|":
+            self._block_text(line)
+
+    def _block_text(self, line: Line) -> str:
+        """The block of a ``shell |`` line: the lines indented deeper than its verb, dedented."""
+        margin = line.span(line.start, line.start).col - 1
+        body = _dedent(self.reader.indented(margin))
+        return "\n".join(body) + "\n" if body else ""
 
     def _heredoc(self, line: Line, at: int, width: int, delimiter: str) -> str:
         body: list[str] = []
