@@ -437,7 +437,6 @@ def test_tree(text: str, dumped: str) -> None:
 
 # (id, text, line, col, width, kind): the caret of every error the parser reports.
 ERRORS = [
-    ("unknown-verb", "task a\n  shel echo\nend\n", 2, 3, 4, "unknown-verb"),
     ("unknown-top", "taks a\nend\n", 1, 1, 4, "unknown-statement"),
     ("if-outside", "if $x\nend\n", 1, 1, 2, "verb-outside-task"),
     ("missing-end-if", "task a\n  if $x\n    shell y\n", 2, 3, 2, "missing-end"),
@@ -509,7 +508,7 @@ ERRORS = [
     ("hosts-no-eq", "hosts prod a\n", 1, 7, 6, "invalid-hosts"),
     ("hosts-empty", "hosts prod =\n", 1, 7, 6, "invalid-hosts"),
     ("continued-error", "task a\n  make x \\\n    y=[1\nend\n", 3, 7, 1, "unterminated-list"),
-    ("tab-column", "task a\n\tshel x\nend\n", 2, 2, 4, "unknown-verb"),
+    ("tab-column", "task a\n\tinclude x\nend\n", 2, 2, 7, "top-level-only"),
 ]
 
 
@@ -533,14 +532,18 @@ def test_error(text: str, line: int, col: int, width: int, kind: str) -> None:
         ("task a\n  shel x\nend\n", "did you mean `shell`?"),
         ("task a\n  sorces x\nend\n", "did you mean `sources`?"),
         ("task a\n  cmak .\nend\n", "did you mean `cmake`?"),
-        ("tsk a\nend\n", "did you mean `task`?"),
-        ("task a\n  xyzzy\nend\n", "see PFYFILE.md for the verbs a task can use"),
+        ("task a\n  xyzzy --now\nend\n", "to run it in bash, write `shell xyzzy --now`"),
     ],
 )
-def test_unknown_verb_suggests(text: str, hint: str) -> None:
+def test_a_bare_command_warns_with_a_suggestion(text: str, hint: str) -> None:
+    [warning] = parse_text(text).warnings
+    assert (warning.kind, warning.hint) == ("bare-command", hint)
+
+
+def test_an_unknown_top_level_word_suggests() -> None:
     with pytest.raises(DslError) as caught:
-        parse_text(text)
-    assert caught.value.hint == hint
+        parse_text("tsk a\nend\n")
+    assert caught.value.hint == "did you mean `task`?"
 
 
 def test_missing_end_names_the_block_and_the_next_task() -> None:

@@ -42,6 +42,18 @@ WARNINGS = [
         [(1, 8, 14, "hyphenated-parameter"), (1, 23, 5, "hyphenated-parameter")],
         ["a"],
     ),
+    (
+        "bare-commands",
+        "task a\n  npm install\n  if $x\n    ./run.sh --fast\n  end\nend\n",
+        [(2, 3, 3, "bare-command"), (4, 5, 8, "bare-command")],
+        ["a"],
+    ),
+    (
+        "unsupported-helpers",
+        "task a\n  containerize\n  autobuild_retry max_retries=5\nend\n",
+        [(2, 3, 12, "unsupported-helper"), (3, 3, 15, "unsupported-helper")],
+        ["a"],
+    ),
     ("clean", "task a [alias b]\n  shell x\nend\n", [], ["a"]),
 ]
 

@@ -243,19 +243,19 @@ def test_parse_errors_are_rendered_with_the_line_and_never_a_traceback(project: 
     project.pfyfile(
         """
         task build
-          shel echo hi
+          include other.pf
         end
         """
     )
     done = project.run("build")
     assert done.returncode == 2
     assert done.stderr == (
-        "error: unknown verb `shel`\n"
+        "error: `include` is only allowed at the top level, not inside task `build`\n"
         " --> Pfyfile.pf:2:3\n"
         "  |\n"
-        "2 |   shel echo hi\n"
-        "  |   ^^^^\n"
-        "  = hint: did you mean `shell`?\n"
+        "2 |   include other.pf\n"
+        "  |   ^^^^^^^\n"
+        "  = hint: move it above or below the task\n"
     )
     assert "Traceback" not in done.stderr
 

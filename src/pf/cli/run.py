@@ -508,7 +508,8 @@ def report_failure(outcome: Outcome) -> None:
             f"{_style('error', 'red', err)}: task `{failure.task}` failed: "
             f"a command exited with code {failure.code}"
         ]
-    if failure.span is not None:
+    # A Pfyfile error raised at run time already showed its own line.
+    if failure.span is not None and getattr(failure.error, "span", None) is None:
         lines += _snippet(failure.span, err)
     err.write("\n".join(lines) + "\n")
 

@@ -39,6 +39,7 @@ from pf.dsl.ast import (
     Statement,
     TaskDef,
     Test,
+    Unrunnable,
     Value,
     Verb,
 )
@@ -56,6 +57,7 @@ from pf.dsl.verbs import (
     SYNC_USAGE,
     TASK_VERBS,
     TOP_LEVEL,
+    UNSUPPORTED_HELPERS,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -559,17 +561,28 @@ class Parser:
                 raise DslError(
                     line.verb_span(), "top-level-only", {"verb": verb, "task": state.name}
                 )
-            facts = {"verb": verb}
-            guess = suggest(verb, TASK_VERBS)
-            if guess:
-                facts["suggestion"] = guess
-            raise DslError(line.verb_span(), "unknown-verb", facts)
+            append(self._unrunnable(line, verb))
         if kind == "task":
             self.warnings.append(
                 DslWarning(self._verb_of(opener, kind), "missing-end-at-eof", {"name": state.name})
             )
             return body, "end"
         raise self._unclosed(state, kind, opener, "", ())
+
+    def _unrunnable(self, line: Line, verb: str) -> Unrunnable:
+        """A line without a pf verb, or with a helper pf lacks: a warning now, an error if run."""
+        text = line.text[line.start : line.end]
+        facts = {"verb": verb, "text": text}
+        if verb in UNSUPPORTED_HELPERS:
+            kind = "unsupported-helper"
+        else:
+            kind = "bare-command"
+            guess = suggest(verb, TASK_VERBS)
+            if guess:
+                facts["suggestion"] = guess
+        span = line.verb_span()
+        self.warnings.append(DslWarning(span, kind, facts))
+        return new(Unrunnable, (text, kind, tuple(facts.items()), span))
 
     def _alias_line(self, state: _TaskState, line: Line) -> None:
         """``[alias x|alias=y]`` on a line of its own in a task: more names for it."""

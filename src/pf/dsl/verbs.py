@@ -22,6 +22,8 @@ BUILD_HELPERS = (
     "meson",
     "ninja",
 )
+#: Helpers of the original pf that pf loads (with a warning) but does not run.
+UNSUPPORTED_HELPERS = frozenset(("auto_container", "autobuild_retry", "containerize"))
 SYSTEM_VERBS = ("copy", "directory", "packages", "service", "sync")
 #: Verbs parsed into the generic :class:`Verb` node.
 GENERIC_VERBS = frozenset((*BUILD_HELPERS, *SYSTEM_VERBS, "compile"))

@@ -26,7 +26,8 @@ import os
 import sys
 import time
 
-from pf.dsl.ast import Env, For, If, Shell, ShellLang, Verb
+from pf.dsl.ast import Env, For, If, Shell, ShellLang, Unrunnable, Verb
+from pf.dsl.errors import DslError
 from pf.dsl.interpolate import interpolate
 from pf.dsl.lexer import sh_twin
 from pf.dsl.model import display_name
@@ -557,6 +558,9 @@ class _TaskRun:
             self.verb(statement)
         elif isinstance(statement, ShellLang):
             pass  # the parser already applied it to every later `shell` line
+        elif isinstance(statement, Unrunnable):
+            # Loaded with a warning; running it is an error at its line, never a guess.
+            raise DslError(statement.span, statement.kind, dict(statement.facts))
         else:  # pragma: no cover - the Statement union is closed
             raise AssertionError(f"unknown statement {statement!r}")
 
