@@ -58,6 +58,7 @@ from pf.dsl.verbs import (
     TASK_VERBS,
     TOP_LEVEL,
     UNSUPPORTED_HELPERS,
+    language_facts,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -233,6 +234,7 @@ class _TaskState:
         "generates",
         "hyphens",
         "lang",
+        "lang_span",
         "meta",
         "name",
         "needs",
@@ -244,6 +246,7 @@ class _TaskState:
         self.aliases: list[Ref] | None = None  # from `[alias x]` lines in the body
         self.hyphens: tuple[str, ...] = ()  # hyphenated parameters, longest first
         self.lang: str | None = None  # sticky shell_lang, applied in text order
+        self.lang_span: Span | None = None  # where that shell_lang named an unknown language
         # The usual metadata is one `describe`, kept as is; any more goes to ``meta``.
         self.describe: str | None = None
         self.meta: dict[str, list[str]] | None = None  # describe, synopsis, ... -> texts
@@ -619,7 +622,26 @@ class Parser:
     # ------------------------------------------------------------ statements
     # Each takes (state, line) and is found through _STATEMENTS or _DECLARATIONS.
 
-    def _shell(self, state: _TaskState, line: Line) -> Shell:
+    def _shell(self, state: _TaskState, line: Line) -> Shell | Unrunnable:
+        node = self._shell_node(state, line)
+        lang = node.lang
+        if lang is None or lang in LANGUAGE_NAMES or "$" in lang:
+            return node
+        # A language pf does not know: loaded, and an error only if the line is run.
+        if lang == state.lang and state.lang_span is not None:
+            span = state.lang_span  # from `shell_lang`, which warned already
+            facts = self._language_facts(lang)
+        else:
+            code = line.text[line.rest : line.end]
+            name = code[6 : code.find("]")].strip()
+            at = line.rest + code.rfind(name, 0, code.find("]"))
+            span = line.span(at, at + len(name))
+            facts = self._language_facts(name)
+            self.warnings.append(DslWarning(span, "unknown-language", facts))
+        text = line.text[line.start : line.end]
+        return new(Unrunnable, (text, "unknown-language", tuple(facts.items()), span))
+
+    def _shell_node(self, state: _TaskState, line: Line) -> Shell:
         text, a, r, end = line.text, line.start, line.rest, line.end
         span = line.span(a, end)
         code = text[r:end]
@@ -638,11 +660,8 @@ class Parser:
             if not tag or tag.split()[0] != tag:
                 word = code[: close + 1] if close != -1 else code.split()[0]
                 raise DslError(line.span(r, r + len(word)), "invalid-lang-tag", {"word": word})
-            if tag not in LANGUAGE_NAMES:
-                name = code[6:close].strip()  # as written, after `[lang:`
-                at = r + code.rfind(name, 0, close)
-                raise self._unknown_language(line, at, at + len(name), name)
-            lang = tag
+            # `[lang:$var]` is resolved when the line runs, so its case is kept.
+            lang = code[6:close].strip() if "$" in tag else tag
             rest = code[close + 1 :]
             code = rest.lstrip()
             code_at = r + close + 1 + len(rest) - len(code)
@@ -723,9 +742,14 @@ class Parser:
         if len(found) > 1:
             raise self._trailing(line, "shell_lang", found[1])
         word = found[0]
-        name = word.text.lower()
-        if name not in LANGUAGE_NAMES:
-            raise self._unknown_language(line, word.start, word.end, word.text)
+        name = word.text if "$" in word.text else word.text.lower()
+        state.lang_span = None
+        if name not in LANGUAGE_NAMES and "$" not in name:
+            span = line.span(word.start, word.end)
+            self.warnings.append(
+                DslWarning(span, "unknown-language", self._language_facts(word.text))
+            )
+            state.lang_span = span
         state.lang = None if name == "default" else name
         return ShellLang(state.lang, line.statement_span())
 
@@ -944,13 +968,9 @@ class Parser:
         )
 
     @staticmethod
-    def _unknown_language(line: Line, start: int, end: int, name: str) -> DslError:
-        # Caught here, before anything runs, rather than by the executor halfway through.
-        facts = {"name": name, "known": ", ".join(LANGUAGES)}
-        guess = suggest(name.lower(), LANGUAGE_NAMES)
-        if guess:
-            facts["suggestion"] = guess
-        return DslError(line.span(start, end), "unknown-language", facts)
+    def _language_facts(name: str) -> dict[str, str]:
+        """What an ``unknown-language`` warning or error says of ``name``."""
+        return language_facts(name)
 
     def _nothing_after(self, line: Line, verb: str, r: int) -> None:
         rest = line.text[r:].rstrip()
@@ -980,8 +1000,9 @@ _DECLARATIONS: dict[str, Callable[[Parser, _TaskState, Line], None]] = {
 assert set(_DECLARATIONS) == set(DECLARATIONS)
 
 
+_SH_LIKE = ("bash", "sh", "dash", "ksh", "zsh")
 #: The languages whose code bash or sh reads: hyphenated parameters are rewritten there.
-_SH = frozenset((None, "bash", "sh", *LANGUAGES["bash"], *LANGUAGES["sh"]))
+_SH = frozenset((None, *(name for sh in _SH_LIKE for name in (sh, *LANGUAGES[sh]))))
 #: Verbs that open a block: outside a task they cannot be skipped alone.
 _OPENERS = frozenset(("if", "for"))
 

@@ -568,11 +568,14 @@ class _TaskRun:
         from pf.tasks.polyglot import bash_plan, file_plan, is_default, shell_plan
 
         ctx = self.context()
-        tag = "" if is_default(stmt.lang) else f"[lang:{stmt.lang}] "
+        lang = stmt.lang
+        if lang is not None and "$" in lang:
+            lang = self.language(lang, stmt.span)
+        tag = "" if is_default(lang) else f"[lang:{lang}] "
         if stmt.file is not None:
             path = self.text(stmt.file)
             args = [self.text(a) for a in stmt.args]
-            lang = _language_of_file(path) if stmt.lang is None or not tag else stmt.lang
+            lang = _language_of_file(path) if lang is None or not tag else lang
             import shlex
 
             # As written: the tag only if there was one, arguments quoted as a shell would.
@@ -585,10 +588,19 @@ class _TaskRun:
             else:
                 self.reporter.echo(self.name, tag + stmt.code)
             if tag:
-                plan = shell_plan(stmt.code, lang=stmt.lang, ctx=ctx, scratch=self.scratch())
+                plan = shell_plan(stmt.code, lang=lang, ctx=ctx, scratch=self.scratch())
             else:
                 plan = bash_plan(stmt.code, ctx)  # unchanged to bash; no scratch needed
         self.run_plan(plan, stmt.span, echo_steps=False)
+
+    def language(self, written: str, span: Span) -> str:
+        """The language ``[lang:$var]`` names here; an unknown one is an error at its line."""
+        from pf.dsl.verbs import LANGUAGE_NAMES, language_facts
+
+        name = self.text(written).strip()
+        if name.lower() not in LANGUAGE_NAMES:
+            raise DslError(span, "unknown-language", language_facts(name or written))
+        return name.lower()
 
     def test(self, test: Test) -> bool:
         if test.op == "cmd":
