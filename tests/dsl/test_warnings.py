@@ -54,6 +54,12 @@ WARNINGS = [
         [(2, 3, 12, "unsupported-helper"), (3, 3, 15, "unsupported-helper")],
         ["a"],
     ),
+    (
+        "packages-without-action",
+        "task a\n  packages git curl\n  packages install jq\nend\n",
+        [(2, 12, 3, "packages-without-action")],
+        ["a"],
+    ),
     ("clean", "task a [alias b]\n  shell x\nend\n", [], ["a"]),
 ]
 

@@ -251,3 +251,22 @@ def test_bare_commands_and_unsupported_helpers_list_but_never_run(project: Proje
     assert boxed.stderr.splitlines()[0] == (
         "error: `containerize` is a helper of the original pf that pf does not support"
     )
+
+
+def test_packages_without_an_action_install_and_name_a_missing_package_manager(
+    project: Project,
+) -> None:
+    project.pfyfile("task deps\n  packages git curl\nend\n")
+    checked = project.run("check")
+    assert checked.stderr.splitlines()[:2] == [
+        "warning: `packages` without `install` or `remove` installs `git curl`",
+        " --> Pfyfile.pf:2:12",
+    ]
+    # No package manager on this PATH: nothing is installed, and pf says why.
+    ran = project.run("deps", env={"PATH": str(project.root)})
+    assert ran.returncode == 1
+    assert ran.stderr.splitlines()[:2] == [
+        "error: packages: no system package manager found on PATH",
+        "hint: pf looks for apt-get, dnf, yum, zypper, pacman, apk, brew; "
+        "install the packages by hand on this machine",
+    ]

@@ -78,6 +78,11 @@ MESSAGES: dict[str, tuple[str, str | None, str | None]] = {
         "a run of this task stops at this line; do its work with `shell` lines instead",
         None,
     ),
+    "packages-without-action": (
+        "`packages` without `install` or `remove` installs `{names}`",
+        "write `packages install {names}` to say so",
+        None,
+    ),
     "stray-end": ("`end` without an open `task`, `if` or `for`", "remove this line", None),
     "stray-else": ("`else` outside an `if`", "`else` belongs between `if` and `end`", None),
     "duplicate-else": ("this `if` already has an `else`", "nest another `if` instead", None),

@@ -930,23 +930,28 @@ class Parser:
         if arity is not None:
             if len(args) < arity[0]:
                 raise self._missing(line, line.end, verb, arity[1], arity[2])
-            if verb == "packages" and args[0] not in ("install", "remove"):
-                first = next(w for w in found if w.key is None)
-                raise DslError(
-                    line.span(first.start, first.end),
-                    "invalid-argument",
-                    {
-                        "what": "`packages` does `install` or `remove`",
-                        "word": args[0],
-                        "usage": arity[2],
-                    },
-                )
+            if verb == "packages":
+                args = self._packages(line, found, args, arity[2])
         elif verb == "sync":
             for key in ("src", "dest"):
                 if key not in kwargs:
                     raise self._missing(line, line.end, "sync", f"`{key}=`", SYNC_USAGE)
         where = (self.reader.line(), found)  # the reader moves on: keep a copy of the line
         return new(Verb, (verb, tuple(args), kwargs, line.statement_span(), where))
+
+    def _packages(self, line: Line, found: list[Word], args: list[str], usage: str) -> list[str]:
+        """``packages install|remove NAMES``; the original's ``packages NAMES`` installs them."""
+        first = next(w for w in found if w.key is None)
+        span = line.span(first.start, first.end)
+        if args[0] in _PACKAGE_ACTIONS:
+            if len(args) < 2:
+                raise self._missing(line, line.end, "packages", "package names", usage)
+            return args
+        if suggest(args[0], _PACKAGE_ACTIONS):  # `packages instal x`: a typo, not a package
+            facts = {"what": "`packages` does `install` or `remove`", "word": args[0]}
+            raise DslError(span, "invalid-argument", {**facts, "usage": usage})
+        self.warnings.append(DslWarning(span, "packages-without-action", {"names": " ".join(args)}))
+        return ["install", *args]
 
     # ------------------------------------------------------------ helpers
 
@@ -1003,6 +1008,7 @@ assert set(_DECLARATIONS) == set(DECLARATIONS)
 _SH_LIKE = ("bash", "sh", "dash", "ksh", "zsh")
 #: The languages whose code bash or sh reads: hyphenated parameters are rewritten there.
 _SH = frozenset((None, *(name for sh in _SH_LIKE for name in (sh, *LANGUAGES[sh]))))
+_PACKAGE_ACTIONS = ("install", "remove")
 #: Verbs that open a block: outside a task they cannot be skipped alone.
 _OPENERS = frozenset(("if", "for"))
 

@@ -9,14 +9,19 @@ from __future__ import annotations
 TOP_LEVEL = ("env", "hosts", "include", "task")
 METADATA = ("describe", "example", "note", "synopsis", "tag")
 DECLARATIONS = (*METADATA, "generates", "needs", "sources")
+#: Build helpers, with the original's other spellings (`justfile` is `just`).
 BUILD_HELPERS = (
+    "auto_build",
     "autobuild",
     "build_detect",
     "cargo",
     "cmake",
     "configure",
+    "detect_build",
     "go_build",
+    "gobuild",
     "just",
+    "justfile",
     "make",
     "makefile",
     "meson",
@@ -40,7 +45,7 @@ ARITY: dict[str, tuple[int, str, str]] = {
     "compile": (1, "source paths", "write `compile src/*.c target=wasm out=web/wasm/c`"),
     "copy": (2, "a source and a destination", "write `copy SRC DST [mode= user= group=]`"),
     "directory": (1, "a path", "write `directory PATH [mode=755]`"),
-    "packages": (2, "an action and package names", "write `packages install|remove NAME...`"),
+    "packages": (1, "package names", "write `packages install|remove NAME...`"),
     "service": (2, "an action and a service name", "write `service ACTION NAME`"),
 }
 SYNC_USAGE = "write `sync src=PATH dest=PATH [host= user= port=] [excludes=[..]] [delete] [dry]`"

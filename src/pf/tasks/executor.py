@@ -471,7 +471,12 @@ class _TaskRun:
         # Programs that buffer when writing to a pipe (Python) would hold their output
         # back until they exit; task output is meant to be live (issue 3).
         env.setdefault("PYTHONUNBUFFERED", "1")
-        return Context(Path(self.executor.root), env, self.executor.settings())
+        return Context(
+            Path(self.executor.root),
+            env,
+            self.executor.settings(),
+            privileged=self.sudo is not None or os.geteuid() == 0,
+        )
 
     def _on_line(self, stream: str, text: str) -> None:
         self.reporter.line(self.name, stream, text)
