@@ -226,6 +226,52 @@ TREES = [
         """,
     ),
     (
+        "plain-heredocs",
+        """\
+        task a x-y
+          shell cat << 'EOF' > f.txt
+            $x-y stays: quoted
+          EOF
+          shell python3 - <<PYEOF | sort
+          print("$x-y")
+          PYEOF
+          shell cat <<A <<-"B"
+          a
+          A
+          b
+            B
+          shell echo $((1 << 2)) "<< no" <<< here
+          shell [lang:python] print(1 << 2)
+        end
+        """,
+        """
+        task a x-y
+          shell "cat << 'EOF' > f.txt\\n$x-y stays: quoted\\nEOF\\n"
+          shell "python3 - <<PYEOF | sort\\nprint(\\"${x_y}\\")\\nPYEOF\\n"
+          shell "cat <<A <<-\\"B\\"\\na\\nA\\nb\\nB\\n"
+          shell "echo $((1 << 2)) \\"<< no\\" <<< here"
+          shell[python] "print(1 << 2)"
+        end
+        """,
+    ),
+    (
+        "comment-in-continuation",
+        """\
+        task a
+          shell docker run \\
+            # the image
+            --rm \\
+            # last \\
+            alpine
+        end
+        """,
+        """
+        task a
+          shell "docker run --rm alpine"
+        end
+        """,
+    ),
+    (
         "env",
         """\
         env ROOT=/srv NAME="pf demo"
@@ -471,6 +517,14 @@ ERRORS = [
     ("unterminated-heredoc", "task a\n  shell <<EOF\n  x\n", 2, 9, 5, "unterminated-heredoc"),
     ("shell-empty", "task a\n  shell\nend\n", 2, 8, 0, "missing-argument"),
     ("shell-block-empty", "task a\n  shell |\n  shell x\nend\n", 2, 10, 0, "missing-argument"),
+    (
+        "plain-heredoc-open",
+        "task a\n  shell cat <<X >f\n  x\nend\n",
+        2,
+        13,
+        2,
+        "unterminated-heredoc",
+    ),
     ("shell-lang-empty", "task a\n  shell [lang:py]\nend\n", 2, 18, 0, "missing-argument"),
     ("bad-lang-tag", "task a\n  shell [lang:] x\nend\n", 2, 9, 7, "invalid-lang-tag"),
     ("unclosed-lang-tag", "task a\n  shell [lang:py x\nend\n", 2, 9, 8, "invalid-lang-tag"),

@@ -60,6 +60,18 @@ WARNINGS = [
         [(2, 12, 3, "packages-without-action")],
         ["a"],
     ),
+    (
+        "heredoc-outside",
+        "shell cat << 'EOF' > f\ntask x\nEOF\ntask a\nend\n",
+        [(1, 1, 5, "ignored-outside-task")],
+        ["a"],
+    ),
+    (
+        "comment-in-continuation",
+        "task a\n  shell a \\\n  # b\n    c\nend\n",
+        [(3, 3, 3, "comment-in-continuation")],
+        ["a"],
+    ),
     ("clean", "task a [alias b]\n  shell x\nend\n", [], ["a"]),
 ]
 

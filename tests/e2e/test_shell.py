@@ -81,6 +81,30 @@ def test_a_shell_block_is_one_script_in_the_tasks_shell(project: Project) -> Non
     assert '$ greet() { echo "hello $1"; }\n> for i in 1 2; do\n' in done.stderr
 
 
+def test_plain_heredocs_are_shell_text_up_to_their_terminator(project: Project) -> None:
+    project.pfyfile(
+        """
+        shell cat << 'EOF' > ignored.txt
+          task inside-an-ignored-heredoc
+        EOF
+        task gen who="pf"
+          shell cat << 'EOF' > literal.txt
+            $who is not expanded
+          EOF
+          shell python3 - <<PYEOF > out.txt
+          print("python", "$who")
+          PYEOF
+          shell cat literal.txt out.txt
+        end
+        """
+    )
+    done = project.run("gen")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "$who is not expanded\npython pf\n"
+    assert not (project.root / "ignored.txt").exists()
+    assert project.run("list").stdout.split() == ["Pfyfile.pf", "gen", "who=pf"]
+
+
 @pytest.mark.parametrize(
     "args",
     [

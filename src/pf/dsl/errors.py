@@ -83,6 +83,11 @@ MESSAGES: dict[str, tuple[str, str | None, str | None]] = {
         "write `packages install {names}` to say so",
         None,
     ),
+    "comment-in-continuation": (
+        "a comment inside a `\\` continuation is dropped",
+        "pf joins the lines around it (bash would end the command there); move the comment above",
+        None,
+    ),
     "stray-end": ("`end` without an open `task`, `if` or `for`", "remove this line", None),
     "stray-else": ("`else` outside an `if`", "`else` belongs between `if` and `end`", None),
     "duplicate-else": ("this `if` already has an `else`", "nest another `if` instead", None),

@@ -183,6 +183,68 @@ def _dedent(lines: list[str]) -> list[str]:
     return [line[cut:] if line.strip() else "" for line in lines]
 
 
+def _heredocs(code: str) -> list[tuple[str, bool]]:
+    """The heredocs a bash line opens, in order: (delimiter, whether it was quoted).
+
+    Skips ``<<`` inside quotes, after a comment, in ``$(( ))`` arithmetic and ``<<<``
+    here-strings, which open nothing.
+    """
+    out: list[tuple[str, bool]] = []
+    n = len(code)
+    i = 0
+    depth = 0
+    while i < n:
+        c = code[i]
+        if c == "'" or c == '"':
+            close = code.find(c, i + 1)
+            while c == '"' and close > 0 and code[close - 1] == "\\":
+                close = code.find(c, close + 1)
+            if close == -1:
+                break
+            i = close + 1
+        elif c == "\\":
+            i += 2
+        elif c == "#" and (i == 0 or code[i - 1] in " \t;&|"):
+            break
+        elif code.startswith("((", i):
+            depth += 1
+            i += 2
+        elif code.startswith("))", i) and depth:
+            depth -= 1
+            i += 2
+        elif code.startswith("<<<", i):
+            i += 3
+        elif code.startswith("<<", i) and not depth:
+            i += 2
+            if code[i : i + 1] == "-":
+                i += 1
+            while i < n and code[i] in " \t":
+                i += 1
+            word: list[str] = []
+            quoted = False
+            while i < n and code[i] not in " \t;&|<>()":
+                ch = code[i]
+                if ch == "'" or ch == '"':
+                    close = code.find(ch, i + 1)
+                    if close == -1:
+                        return out
+                    word.append(code[i + 1 : close])
+                    quoted = True
+                    i = close + 1
+                elif ch == "\\":
+                    word.append(code[i + 1 : i + 2])
+                    quoted = True
+                    i += 2
+                else:
+                    word.append(ch)
+                    i += 1
+            if word:
+                out.append(("".join(word), quoted))
+        else:
+            i += 1
+    return out
+
+
 _NO_META = Meta()
 # The same few parameter names recur on every task: (name, check) -> answer.
 _NAMES: dict[tuple[str, Callable[[str], bool]], bool] = {}
@@ -283,10 +345,10 @@ class Parser:
 
     def __init__(self, source: Source, memo: WordMemo | None = None) -> None:
         self.source = source
-        self.reader = Reader(source)
-        self._memo: WordMemo = {} if memo is None else memo
         #: What the original pf tolerated and this parse accepted, in text order.
         self.warnings: list[DslError] = []
+        self.reader = Reader(source, self.warnings)
+        self._memo: WordMemo = {} if memo is None else memo
 
     def _words(self, line: Line, start: int, keys: bool, lists: bool) -> list[Word]:
         """:func:`pf.dsl.lexer.words` from ``start``, cut once per distinct line (read-only)."""
@@ -647,7 +709,7 @@ class Parser:
         code = text[r:end]
         if code[-1:].isspace():  # blanks other than space and tab end the line too
             code = code.rstrip()
-        if code and code[0] not in "[<@|":  # the common `shell CMD`: nothing more to look at
+        if code and code[0] not in "[<@|" and "<<" not in code:  # the common `shell CMD`
             if state.hyphens and state.lang in _SH:
                 code = _sh_names(code, state.hyphens)
             return new(Shell, (code, state.lang, span, None, (), False))
@@ -704,14 +766,52 @@ class Parser:
             if rest_words and rest_words[0].bare and rest_words[0].text == "--":
                 rest_words = rest_words[1:]
             return Shell("", lang, span, file=path, args=tuple(w.text for w in rest_words))
+        if "<<" in code and lang in _SH:
+            docs = _heredocs(code)
+            if docs:
+                script = self._with_heredocs(line, code, code_at, docs, state.hyphens)
+                return new(Shell, (script, lang, span, None, (), False))
         if state.hyphens and lang in _SH:
             code = _sh_names(code, state.hyphens)
         return new(Shell, (code, lang, span, None, (), False))
 
+    def _with_heredocs(
+        self,
+        line: Line,
+        code: str,
+        at: int,
+        docs: list[tuple[str, bool]],
+        hyphens: tuple[str, ...],
+    ) -> str:
+        """A bash line that opens heredocs, then each body (dedented) and its terminator.
+
+        The terminator is written at the start of its line, where bash looks for it;
+        a quoted delimiter's body is bash's literal text, so it is never rewritten.
+        """
+        parts = [_sh_names(code, hyphens) if hyphens else code]
+        for word, quoted in docs:
+            body: list[str] = []
+            while (raw := self.reader.raw()) is not None and raw[0].strip() != word:
+                body.append(raw[0])
+            if raw is None:
+                start = at + code.find("<<")
+                raise DslError(
+                    line.span(start, start + 2), "unterminated-heredoc", {"delimiter": word}
+                )
+            text = "\n".join(_dedent(body))
+            parts += [_sh_names(text, hyphens) if hyphens and not quoted else text, word]
+        return "\n".join(parts) + "\n"
+
     def _skip_shell_body(self, line: Line) -> None:
-        """Read past the block of an ignored ``shell |`` line, so its lines are not statements."""
-        if line.text[line.rest : line.end] == "|":
+        """Read past the block or heredocs of an ignored ``shell`` line, so that their
+        lines are not read as statements."""
+        code = line.text[line.rest : line.end]
+        if code == "|":
             self._block_text(line)
+            return
+        for word, _ in _heredocs(code) if "<<" in code else ():
+            while (raw := self.reader.raw()) is not None and raw[0].strip() != word:
+                pass
 
     def _block_text(self, line: Line) -> str:
         """The block of a ``shell |`` line: the lines indented deeper than its verb, dedented."""
