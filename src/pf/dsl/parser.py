@@ -861,6 +861,12 @@ class Parser:
         simple = _simple_env(line.text, r)
         if simple is not None:
             return new(Env, (simple, line.statement_span()))
+        return self._env_words(line)
+
+    def _env_words(self, line: Line) -> Env:
+        """``env`` read word by word, every mistake reported (what :func:`_simple_env` is
+        a shortcut of, for the lines it takes)."""
+        r = line.rest
         found = words(line, r, keys=True, lists=True)
         if not found:
             raise self._missing(line, r, "env", "KEY=VALUE pairs", 'write `env KEY=VALUE K2="v w"`')
