@@ -26,7 +26,8 @@ command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
 # postgresql-15's initdb and pg_ctl and redis-server start the tests' and the bench's
 # private servers (tests/pg.py, tests/redisd.py), never the system services Debian may
 # start with them.
-if [[ "${1:-}" == "test" ]]; then APT_PACKAGES+=(chromium postgresql-15 redis-server); fi
+# openssh-server's sshd serves the remote-host tests on loopback (tests/sshd.py).
+if [[ "${1:-}" == "test" ]]; then APT_PACKAGES+=(chromium postgresql-15 redis-server openssh-server); fi
 # Debian starts nginx's own service on port 80 when it installs it; the bench uses its own.
 if [[ "${1:-}" == "bench" ]]; then APT_PACKAGES+=(wrk nginx-light postgresql-15 redis-server); fi
 

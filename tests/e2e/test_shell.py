@@ -322,14 +322,6 @@ def test_a_missing_tool_is_named_with_its_install_command(project: Project) -> N
     assert "note: in task `p`" in done.stderr and "--> Pfyfile.pf:3:3" in done.stderr
 
 
-def test_remote_hosts_are_refused_clearly(project: Project) -> None:
-    project.pfyfile("task t\n  shell echo local\nend\n")
-    assert project.run("t", "hosts=@local").stdout == "local\n"
-    done = project.run("t", "hosts=user@10.0.0.5")
-    assert done.returncode == 2
-    assert "remote hosts over SSH is not supported yet" in done.stderr
-
-
 def test_sudo_wraps_each_command_and_names_sudo_when_missing(project: Project) -> None:
     # A PATH holding only bash: sudo is missing whatever this machine has installed.
     bindir = project.root / "bin"

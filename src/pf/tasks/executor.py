@@ -32,6 +32,7 @@ import time
 from pf.dsl.interpolate import interpolate
 from pf.dsl.lexer import sh_twin
 from pf.dsl.model import display_name
+from pf.tasks.hosts import hosts_for
 from pf.tasks.report import Reporter, echo_lines
 from pf.tasks.taskrun import CompileCall, Stop, TaskRun, sudo_options
 
@@ -102,7 +103,9 @@ class Executor:
 
     ``environ`` is the process environment tasks start from; ``compile`` is the
     engine hook for ``compile`` lines (None: such a line is an error); ``jobs`` bounds
-    the tasks run at once; ``force`` ignores up-to-date checks; ``settings`` returns
+    the tasks run at once; ``force`` ignores up-to-date checks; ``fail_fast`` stops a
+    task's other hosts when one fails (tasks sent to remote hosts with ``hosts=``, run by
+    :mod:`pf.tasks.fanout`); ``settings`` returns
     pf's Settings (loaded on first use: most tasks never need them). Setting the
     ``cancel`` Event kills the running command's process group and stops the run
     (the run fails with that command's signal exit code, or 130 between commands).
@@ -122,6 +125,7 @@ class Executor:
         compile: CompileHook | None = None,
         jobs: int = 1,
         force: bool = False,
+        fail_fast: bool = False,
         settings: Callable[[], Settings] | None = None,
         cancel: threading.Event | None = None,
         wrap: CommandWrapper | None = None,
@@ -134,6 +138,8 @@ class Executor:
         self.compile = compile
         self.jobs = max(jobs, 1)
         self.force = force
+        # On several remote hosts: the first failing host stops the others.
+        self.fail_fast = fail_fast
         self._settings_factory = settings
         self._settings: Settings | None = None
         self.root = os.path.dirname(os.path.abspath(pfyfile.path))
@@ -299,11 +305,19 @@ class Executor:
             ):
                 self.reporter.skipped(node.name)
                 return "skipped"
-        run = TaskRun(self, node.name, values, set(node.params), sudo_options(task, node.params))
-        try:
-            run.block(task.body)
-        finally:
-            run.close()
+        hosts = hosts_for(self.pfyfile, task, node.params)
+        if hosts is not None:
+            from pf.tasks.fanout import run_on_hosts
+
+            run_on_hosts(self, node.name, task, values, node.params, hosts)
+        else:
+            run = TaskRun(
+                self, node.name, values, set(node.params), sudo_options(task, node.params)
+            )
+            try:
+                run.block(task.body)
+            finally:
+                run.close()
         if digest is not None:
             self._state_store().record(node.name, digest)
         return "ok"

@@ -11,6 +11,7 @@ Relative paths are relative to ``Context.cwd``. Imports only ``pf.tasks.tools``.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -195,10 +196,18 @@ def sync_plan(
     target = dest
     if host:
         find_tool(SSH, ctx, "sync to a remote host")
+        ssh = ["ssh"]
         if port:
             if not port.isdigit():
                 raise BadArgument(f"sync: port must be a number, got {port!r}")
-            argv += ["-e", f"ssh -p {port}"]
+            ssh += ["-p", port]
+        # ssh finds ~ in the password database; tasks on remote hosts read ~/.ssh from
+        # $HOME (asyncssh): give ssh the same config, so both log in alike.
+        config = ctx.resolve("~/.ssh/config") if ctx.env.get("HOME") else None
+        if config is not None and config.is_file():
+            ssh += ["-F", str(config)]
+        if len(ssh) > 1:
+            argv += ["-e", shlex.join(ssh)]
         target = f"{user}@{host}:{dest}" if user else f"{host}:{dest}"
     return Plan((ctx.command([*argv, src, target]),))
 

@@ -21,6 +21,7 @@ from pf.errors import PfError, UsageError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Mapping, Sequence
     from pathlib import Path
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from pf.dsl.model import Task
     from pf.dsl.source import Span
     from pf.tasks.executor import Executor
+    from pf.tasks.remote import Session
+    from pf.tasks.report import Reporter
     from pf.tasks.tools import Context, Plan, Step
 
 
@@ -82,6 +85,10 @@ class TaskRun:
         values: dict[str, str],
         fixed: set[str],
         sudo: tuple[str, ...] | None = None,
+        *,
+        remote: Session | None = None,
+        reporter: Reporter | None = None,
+        halt: threading.Event | None = None,
     ) -> None:
         self.executor = executor
         self.name = name
@@ -90,10 +97,17 @@ class TaskRun:
         self.sudo = sudo
         # Command-line parameters win over the task's own `env` lines (PFYFILE.md).
         self.fixed = fixed
-        self.reporter = executor.reporter
+        self.reporter = reporter or executor.reporter
+        # On a remote host, commands go over this SSH session instead of the sandbox.
+        self.remote = remote
+        # Set when another host failed under --fail-fast: stop between statements.
+        self.halt = halt
         # Attached only where nothing else runs at once and nobody may cancel the run.
         self.attached = (
-            executor.reporter.attach and not executor.reporter.prefix and executor.cancel is None
+            self.reporter.attach
+            and not self.reporter.prefix
+            and executor.cancel is None
+            and remote is None
         )
         self._scratch: str | None = None
 
@@ -188,8 +202,9 @@ class TaskRun:
 
     def block(self, statements: Sequence[Statement]) -> None:
         cancel = self.executor.cancel
+        halt = self.halt
         for statement in statements:
-            if cancel is not None and cancel.is_set():
+            if (cancel is not None and cancel.is_set()) or (halt is not None and halt.is_set()):
                 # Checked per statement too: `env`, `if` and in-process verbs start no
                 # process for the sandbox to kill.
                 from pf.tasks.tools import CANCELLED_CODE
@@ -224,10 +239,19 @@ class TaskRun:
     def shell(self, stmt: Shell) -> None:
         from pf.tasks.polyglot import bash_plan, file_plan, is_default, shell_plan
 
-        ctx = self.context()
         lang = stmt.lang
         if lang is not None and "$" in lang:
             lang = self.language(lang, stmt.span)
+        if self.remote is not None:
+            if stmt.file is not None or not is_default(lang):
+                raise UsageError(
+                    "on a remote host pf runs bash `shell` lines only",
+                    hint="run this task on this machine, or write the step in bash",
+                )
+            self.reporter.echo(self.name, stmt.code)
+            self.remote_command(stmt.code, stmt.span)
+            return
+        ctx = self.context()
         tag = "" if is_default(lang) else f"[lang:{lang}] "
         if stmt.file is not None:
             path = self.text(stmt.file)
@@ -259,7 +283,23 @@ class TaskRun:
             raise DslError(span, "unknown-language", language_facts(name or written))
         return name.lower()
 
+    def exported(self) -> dict[str, str]:
+        """The task's own values: what differs from the environment pf started with."""
+        environ = self.executor.environ
+        return {k: v for k, v in self.values.items() if environ.get(k) != v}
+
+    def remote_command(self, command: str, span: Span | None) -> int:
+        """Run ``command`` over the SSH session; Stop unless it exits 0 (``span`` None: ask)."""
+        assert self.remote is not None
+        code = self.remote.run(command, self.exported(), self.sudo, self._on_line)
+        if code and span is not None:
+            raise Stop(span, code)
+        return code
+
     def test(self, test: Test) -> bool:
+        if test.op == "cmd" and self.remote is not None:
+            self.reporter.echo(self.name, test.left)
+            return self.remote_command(test.left, None) == 0
         if test.op == "cmd":
             from pf.tasks.polyglot import bash_plan
             from pf.tasks.tools import run_plan
@@ -310,15 +350,28 @@ class TaskRun:
         return out + [self.text(arg) for arg in verb.args]
 
     def verb(self, verb: Verb) -> None:
+        if self.remote is not None and verb.name != "sync":
+            raise UsageError(
+                f"`{verb.name}` runs on this machine only, not on a remote host",
+                hint="write the step as a `shell` line to run it on the host",
+            )
         if verb.name == "compile":
             self.compile(verb)
             return
         from pf.tasks import HELPER_VERBS, SYSTEM_VERBS
 
+        words = self.words(verb)
+        if self.remote is not None:
+            # `sync` on a host: rsync from here to that host, as `sync host=...` would.
+            host = self.remote.host
+            given = {w.split("=", 1)[0] for w in words if "=" in w}
+            words += [f"host={host.name}"] if "host" not in given else []
+            words += [f"user={host.user}"] if host.user and "user" not in given else []
+            words += [f"port={host.port}"] if host.port and "port" not in given else []
         planner = HELPER_VERBS.get(verb.name) or SYSTEM_VERBS.get(verb.name)
         if planner is None:  # pragma: no cover - the parser only builds known verbs
             raise UsageError(f"`{verb.name}` cannot run here")
-        plan = planner(self.words(verb), self.context())
+        plan = planner(words, self.context())
         self.run_plan(plan, verb.span, echo_steps=True)
 
     def compile(self, verb: Verb) -> None:
