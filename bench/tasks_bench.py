@@ -9,6 +9,8 @@ Prints the median of several runs of each, with its target:
                both with its listing cache and cold (cache dropped before each run, as
                after the Pfyfile changed: the whole parse is paid)
   list repo    ``pf list`` on the repository's own Pfyfile.pf (+ Pfyfile.web.pf), same targets
+  list folder  ``pf list`` on a folder of 60 Pfyfiles (the main one and 59 group files
+               beside it, each loaded on its own), same targets
   parse 500    parsing those 500 tasks in-process (pf.dsl.parse_file)      target <= 10 ms
   no-op run    ``pf TASK`` on a task with ``sources``/``generates`` that is up to date,
                whole process                                                target <= 80 ms
@@ -133,6 +135,17 @@ def generate(directory: Path, task: Callable[[int], str] = _typical) -> Path:
     return main
 
 
+def generate_folder(directory: Path, files: int = 60, tasks: int = 8) -> Path:
+    """A main Pfyfile and ``files - 1`` sibling group files, ``tasks`` tasks each."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for f in range(files):
+        name = "Pfyfile.pf" if f == 0 else f"Pfyfile.g{f:02d}.pf"
+        body = [f"# file {f}", f'env PART="{f}"', ""]
+        body += [_typical(f * tasks + i) for i in range(tasks)]
+        (directory / name).write_text("\n".join(body))
+    return directory / "Pfyfile.pf"
+
+
 NOOP = """\
 task assets out="dist"
   describe Copy the sources into dist (skipped while nothing changed)
@@ -217,6 +230,7 @@ def main() -> None:
     try:
         big = generate(scratch / "typical")
         dense = generate(scratch / "dense", _dense)
+        folder = generate_folder(scratch / "folder")
         noop = scratch / "noop"
         (noop / "src").mkdir(parents=True)
         for i in range(20):
@@ -226,6 +240,7 @@ def main() -> None:
 
         _age(big.parent)
         _age(dense.parent)
+        _age(folder.parent)
         shim = shutil.which("python3", path=env.get("PATH"))
         timed = _medians(
             {
@@ -235,6 +250,8 @@ def main() -> None:
                 "list_repo": ([PF, "list"], ROOT, None),
                 "list_repo_cold": ([PF, "list"], ROOT, _uncached(ROOT)),
                 "list_dense_cold": ([PF, "list"], dense.parent, _uncached(dense.parent)),
+                "list_folder": ([PF, "list"], folder.parent, None),
+                "list_folder_cold": ([PF, "list"], folder.parent, _uncached(folder.parent)),
                 "noop": ([PF, "assets"], noop, None),
             },
             env,
@@ -270,6 +287,20 @@ def main() -> None:
         (
             "  same, cold: listing cache dropped first",
             timed["list_repo_cold"],
+            "same",
+            LIST,
+            True,
+        ),
+        (
+            "pf list, a folder of 60 Pfyfiles (480 tasks)",
+            timed["list_folder"],
+            "<= 60 ms, <= 2.5x",
+            LIST,
+            True,
+        ),
+        (
+            "  same, cold: listing cache dropped first",
+            timed["list_folder_cold"],
             "same",
             LIST,
             True,

@@ -29,9 +29,10 @@ command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
 # private servers (tests/pg.py, tests/redisd.py), never the system services Debian may
 # start with them.
 # zsh, cargo, cmake and a C++ compiler are what the task runner's tests drive (a missing
-# one fails `make test`, which sets PF_STRICT_TOOLS=1).
+# one fails `make test`, which sets PF_STRICT_TOOLS=1); openssh-server's sshd serves the
+# remote-host tests on loopback (tests/sshd.py).
 if [[ "${1:-}" == "test" ]]; then
-  APT_PACKAGES+=(chromium postgresql-15 redis-server zsh cargo cmake g++ make)
+  APT_PACKAGES+=(chromium postgresql-15 redis-server zsh cargo cmake g++ make openssh-server)
 fi
 # Debian starts nginx's own service on port 80 when it installs it; the bench uses its own.
 if [[ "${1:-}" == "bench" ]]; then APT_PACKAGES+=(wrk nginx-light postgresql-15 redis-server); fi

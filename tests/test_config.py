@@ -94,6 +94,7 @@ NUMERIC = {
     "api_workers": "PF_API_WORKERS",
     "worker_concurrency": "PF_WORKER_CONCURRENCY",
     "event_stream_max": "PF_EVENT_STREAM_MAX",
+    "ssh_connect_timeout": "PF_SSH_CONNECT_TIMEOUT",
 }
 # Numeric settings where 0 means "off": every other bad number is still refused.
 ZERO_MEANS_OFF = {"rate_limit": "PF_RATE_LIMIT"}

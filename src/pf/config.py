@@ -200,6 +200,8 @@ class Settings:
     # processes take them from the job queue.
     local_builds: bool | None = None
     event_stream_max: int = 10_000  # build events kept in the shared event stream
+    # How long a task's SSH login to a remote host may take before that host is given up.
+    ssh_connect_timeout: float = 10.0
     # Tool paths pinned by the user (PF_TOOL_CLANG=/opt/clang/bin/clang), by tool name.
     tools: Mapping[str, str] = field(default_factory=dict)
     # The environment every tool starts from: the few variables compilers read, with a
@@ -269,6 +271,7 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "worker_concurrency": ("PF_WORKER_CONCURRENCY", _parse_positive_int),
     "local_builds": ("PF_LOCAL_BUILDS", _parse_bool),
     "event_stream_max": ("PF_EVENT_STREAM_MAX", _parse_positive_int),
+    "ssh_connect_timeout": ("PF_SSH_CONNECT_TIMEOUT", _parse_seconds),
 }
 
 _TOOL_PREFIX = "PF_TOOL_"

@@ -178,7 +178,7 @@ def test_completion_scripts_and_the_complete_helper(proj: Project) -> None:
     assert complete("pf build target=wasm o") == ["opt_level="]
     assert complete("pf build target=") == ["target=wasm"]
     assert complete("pf completion ") == ["bash", "zsh"]
-    assert complete("pf --f") == ["--file", "--force"]
+    assert complete("pf --f") == ["--file", "--force", "--fail-fast"]
     assert complete("pf -f ") == []
     assert proj.run("completion", "bash").stdout.startswith("# bash completion for pf")
     assert proj.run("completion", "zsh").stdout.startswith("#compdef pf")

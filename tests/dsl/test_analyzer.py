@@ -100,7 +100,7 @@ def test_unreadable_main_file_is_a_dsl_error(tmp_path: Path) -> None:
 
 
 def test_error_in_included_file_names_that_file(tmp_path: Path) -> None:
-    err = error(tmp_path, {"Pfyfile.pf": "include x.pf\n", "x.pf": "task a\n  shel y\nend\n"})
+    err = error(tmp_path, {"Pfyfile.pf": "include x.pf\n", "x.pf": "task a\n  include y\nend\n"})
     assert err.span is not None
     assert (err.span.path, err.span.line) == (str(tmp_path / "x.pf"), 2)
 
@@ -143,7 +143,7 @@ def test_sibling_groups_are_optional(tmp_path: Path) -> None:
 def test_relative_main_path_keeps_relative_display_paths(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write(tmp_path, {"Pfyfile.pf": "include sub/x.pf\n", "sub/x.pf": "task a\n  shel\nend\n"})
+    write(tmp_path, {"Pfyfile.pf": "include sub/x.pf\n", "sub/x.pf": "task a\n  include\nend\n"})
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DslError) as caught:
         parse_file("Pfyfile.pf", siblings=False)
@@ -321,7 +321,7 @@ def test_a_broken_group_file_is_left_out_with_its_error(tmp_path: Path) -> None:
         {
             "Pfyfile.pf": "env A=1\ntask a\nend\n",
             "Pfyfile.ops.pf": "env B=2\ntask deploy\nend\n",
-            "Pfyfile.web.pf": "env C=3\nhosts h = x\ntask ok\nend\ntask b\n  shel x\nend\n",
+            "Pfyfile.web.pf": "env C=3\nhosts h = x\ntask ok\nend\ntask b\n  include x\nend\n",
         },
     )
     pf = parse_file(main)
@@ -330,12 +330,12 @@ def test_a_broken_group_file_is_left_out_with_its_error(tmp_path: Path) -> None:
     assert pf.hosts == {}
     [(path, err)] = pf.errors.items()
     assert path == str(tmp_path / "Pfyfile.web.pf")
-    assert err.kind == "unknown-verb" and err.span is not None and err.span.line == 6
+    assert err.kind == "top-level-only" and err.span is not None and err.span.line == 6
 
 
 def test_a_broken_main_file_raises_unless_asked_to_keep_going(tmp_path: Path) -> None:
     main = write(
-        tmp_path, {"Pfyfile.pf": "task a\n  shel x\nend\n", "Pfyfile.web.pf": "task b\nend\n"}
+        tmp_path, {"Pfyfile.pf": "task a\n  include x\nend\n", "Pfyfile.web.pf": "task b\nend\n"}
     )
     with pytest.raises(DslError):
         parse_file(main)

@@ -1,4 +1,5 @@
-"""Languages are part of the Pfyfile language: an unknown one is a parse error; a BOM is no text."""
+"""Languages are part of the Pfyfile language: an unknown one loads with a warning and is an
+error only where it runs; a BOM is no text."""
 
 from __future__ import annotations
 
@@ -6,13 +7,26 @@ from pathlib import Path
 
 import pytest
 
-from pf.dsl import DslError, parse_file, parse_text, render
+from pf.dsl import (
+    DslError,
+    If,
+    Shell,
+    ShellLang,
+    Statement,
+    Unrunnable,
+    parse_file,
+    parse_text,
+    render,
+)
 from pf.dsl.verbs import LANGUAGE_NAMES, LANGUAGES
 from pf.tasks import polyglot
 from tests.e2e.conftest import Project
 
 _KNOWN = (
-    "the languages are bash, sh, python, node, perl, ruby, c, cpp, rust, fortran, go"
+    "the languages are bash, sh, dash, zsh, fish, ksh, tcsh, pwsh, python, node, deno,"
+    " ts-node, perl, php, ruby, r, julia, haskell, ocaml, elixir, dart, lua, c, cpp, rust,"
+    " fortran, go, asm, zig, nim, crystal, haskell-compile, ocamlc, java-openjdk,"
+    " java-android, c-llvm, cpp-llvm, c-llvm-bc, cpp-llvm-bc, fortran-llvm"
     " (PFYFILE.md lists their aliases), and `default` for bash"
 )
 
@@ -91,8 +105,8 @@ UNKNOWN = [
         "did you mean `python`?",
     ),
     (
-        "heredoc-never-closed",  # the tag is read before the body is looked for
-        "task t\n  shell [lang:cobol] << EOF\n    x\n",
+        "heredoc-body-skipped",
+        "task t\n  shell [lang:cobol] << EOF\n    DISPLAY 'x'\n  EOF\nend\n",
         2,
         15,
         5,
@@ -133,17 +147,38 @@ UNKNOWN = [
     ("text", "line", "col", "width", "message", "hint"),
     [pytest.param(*case[1:], id=case[0]) for case in UNKNOWN],
 )
-def test_unknown_language_is_a_parse_error(
+def test_an_unknown_language_warns_at_load_and_its_lines_do_not_run(
     text: str, line: int, col: int, width: int, message: str, hint: str
 ) -> None:
-    with pytest.raises(DslError) as caught:
-        parse_text(text)
-    error = caught.value
-    assert error.kind == "unknown-language"
-    assert error.span is not None
-    assert (error.span.line, error.span.col, error.span.length) == (line, col, width)
-    assert (error.message, error.hint) == (message, hint)
-    assert error.exit_code == 2
+    pf = parse_text(text)
+    [warning] = pf.warnings
+    assert warning.kind == "unknown-language"
+    assert warning.span is not None
+    assert (warning.span.line, warning.span.col, warning.span.length) == (line, col, width)
+    assert (warning.message, warning.hint) == (message, hint)
+    body = _flat(pf.tasks[None, "t"].body)
+    # Every line in that language is kept to fail where it runs; bash lines stay.
+    assert not [s for s in body if isinstance(s, Shell) and s.lang is not None]
+    for shell in body:
+        if isinstance(shell, Unrunnable):
+            assert (shell.kind, shell.span) == ("unknown-language", warning.span)
+
+
+def _flat(body: tuple[Statement, ...]) -> list[Statement]:
+    out: list[Statement] = []
+    for statement in body:
+        out.append(statement)
+        if isinstance(statement, If):
+            out += _flat(statement.body) + _flat(statement.orelse)
+    return out
+
+
+def test_a_variable_language_is_left_to_the_run() -> None:
+    pf = parse_text('task t lang="py" Kind\n  shell [lang:$lang] x\n  shell_lang ${Kind}\nend\n')
+    assert not pf.warnings
+    shell, shell_lang = pf.tasks[None, "t"].body
+    assert isinstance(shell, Shell) and shell.lang == "$lang"
+    assert isinstance(shell_lang, ShellLang) and shell_lang.lang == "${Kind}"
 
 
 def test_an_empty_language_is_a_missing_one() -> None:
@@ -154,10 +189,9 @@ def test_an_empty_language_is_a_missing_one() -> None:
 
 
 def test_the_caret_sits_under_the_language_word() -> None:
-    with pytest.raises(DslError) as caught:
-        parse_text("task t\n  shell [lang:pyhton] print(1)\nend\n", "Pfyfile.pf")
-    assert render(caught.value, colour=False) == (
-        "error: unknown language `pyhton`\n"
+    [warning] = parse_text("task t\n  shell [lang:pyhton] print(1)\nend\n", "Pfyfile.pf").warnings
+    assert render(warning, colour=False) == (
+        "warning: unknown language `pyhton`\n"
         " --> Pfyfile.pf:2:15\n"
         "  |\n"
         "2 |   shell [lang:pyhton] print(1)\n"
@@ -255,7 +289,9 @@ def test_an_error_on_the_first_line_after_a_bom_has_the_right_column(
 # ------------------------------------------------------------------- end to end
 
 
-def test_pf_runs_nothing_of_a_task_with_an_unknown_language(tmp_path: Path) -> None:
+def test_an_unknown_language_fails_the_run_at_its_line_and_lists_with_a_warning(
+    tmp_path: Path,
+) -> None:
     project = Project(tmp_path)
     project.pfyfile(
         """
@@ -268,10 +304,15 @@ def test_pf_runs_nothing_of_a_task_with_an_unknown_language(tmp_path: Path) -> N
     )
     done = project.run("t")
     assert done.returncode == 2
-    assert "SIDE-EFFECT-RAN" not in done.stdout
-    assert "Pfyfile.pf:3:14" in done.stderr
-    assert "unknown language `pyhton`" in done.stderr
+    assert done.stdout == "SIDE-EFFECT-RAN\n"  # the lines before it run, as any failure
+    assert done.stderr.splitlines()[1:3] == [
+        "error: unknown language `pyhton`",
+        " --> Pfyfile.pf:3:14",
+    ]
     assert "did you mean `python`?" in done.stderr
     listed = project.run("list")
-    assert listed.returncode == 2
-    assert "Pfyfile.pf:3:14" in listed.stderr
+    assert listed.returncode == 0
+    assert listed.stderr.splitlines()[:2] == [
+        "warning: unknown language `pyhton`",
+        " --> Pfyfile.pf:3:14",
+    ]

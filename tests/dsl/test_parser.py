@@ -200,6 +200,78 @@ TREES = [
         """,
     ),
     (
+        "shell-block",
+        """\
+        task a x-y
+          shell |
+            echo $x-y
+            if true; then
+
+              # kept: bash reads it
+              echo yes
+            fi
+
+          shell [lang:python] |
+              print(1)
+        shell |
+          echo at the task's own margin
+        end
+        """,
+        """
+        task a x-y
+          shell "echo ${x_y}\\nif true; then\\n\\n  # kept: bash reads it\\n  echo yes\\nfi\\n"
+          shell[python] "print(1)\\n"
+          shell "echo at the task's own margin\\n"
+        end
+        """,
+    ),
+    (
+        "plain-heredocs",
+        """\
+        task a x-y
+          shell cat << 'EOF' > f.txt
+            $x-y stays: quoted
+          EOF
+          shell python3 - <<PYEOF | sort
+          print("$x-y")
+          PYEOF
+          shell cat <<A <<-"B"
+          a
+          A
+          b
+            B
+          shell echo $((1 << 2)) "<< no" <<< here
+          shell [lang:python] print(1 << 2)
+        end
+        """,
+        """
+        task a x-y
+          shell "cat << 'EOF' > f.txt\\n$x-y stays: quoted\\nEOF\\n"
+          shell "python3 - <<PYEOF | sort\\nprint(\\"${x_y}\\")\\nPYEOF\\n"
+          shell "cat <<A <<-\\"B\\"\\na\\nA\\nb\\nB\\n"
+          shell "echo $((1 << 2)) \\"<< no\\" <<< here"
+          shell[python] "print(1 << 2)"
+        end
+        """,
+    ),
+    (
+        "comment-in-continuation",
+        """\
+        task a
+          shell docker run \\
+            # the image
+            --rm \\
+            # last \\
+            alpine
+        end
+        """,
+        """
+        task a
+          shell "docker run --rm alpine"
+        end
+        """,
+    ),
+    (
         "env",
         """\
         env ROOT=/srv NAME="pf demo"
@@ -411,7 +483,6 @@ def test_tree(text: str, dumped: str) -> None:
 
 # (id, text, line, col, width, kind): the caret of every error the parser reports.
 ERRORS = [
-    ("unknown-verb", "task a\n  shel echo\nend\n", 2, 3, 4, "unknown-verb"),
     ("unknown-top", "taks a\nend\n", 1, 1, 4, "unknown-statement"),
     ("if-outside", "if $x\nend\n", 1, 1, 2, "verb-outside-task"),
     ("missing-end-if", "task a\n  if $x\n    shell y\n", 2, 3, 2, "missing-end"),
@@ -445,6 +516,15 @@ ERRORS = [
     ("unterminated-list", "task a\n  make x=[1, 2\nend\n", 2, 10, 1, "unterminated-list"),
     ("unterminated-heredoc", "task a\n  shell <<EOF\n  x\n", 2, 9, 5, "unterminated-heredoc"),
     ("shell-empty", "task a\n  shell\nend\n", 2, 8, 0, "missing-argument"),
+    ("shell-block-empty", "task a\n  shell |\n  shell x\nend\n", 2, 10, 0, "missing-argument"),
+    (
+        "plain-heredoc-open",
+        "task a\n  shell cat <<X >f\n  x\nend\n",
+        2,
+        13,
+        2,
+        "unterminated-heredoc",
+    ),
     ("shell-lang-empty", "task a\n  shell [lang:py]\nend\n", 2, 18, 0, "missing-argument"),
     ("bad-lang-tag", "task a\n  shell [lang:] x\nend\n", 2, 9, 7, "invalid-lang-tag"),
     ("unclosed-lang-tag", "task a\n  shell [lang:py x\nend\n", 2, 9, 8, "invalid-lang-tag"),
@@ -470,7 +550,8 @@ ERRORS = [
     ("dup-kwarg", "task a\n  make jobs=1 jobs=2\nend\n", 2, 15, 6, "duplicate-argument"),
     ("cargo-no-sub", "task a\n  cargo release=true\nend\n", 2, 21, 0, "missing-argument"),
     ("copy-one", "task a\n  copy a\nend\n", 2, 9, 0, "missing-argument"),
-    ("packages-bad", "task a\n  packages add vim\nend\n", 2, 12, 3, "invalid-argument"),
+    ("packages-typo", "task a\n  packages instal vim\nend\n", 2, 12, 6, "invalid-argument"),
+    ("packages-no-names", "task a\n  packages remove\nend\n", 2, 18, 0, "missing-argument"),
     ("service-one", "task a\n  service restart\nend\n", 2, 18, 0, "missing-argument"),
     ("directory-none", "task a\n  directory mode=1\nend\n", 2, 19, 0, "missing-argument"),
     ("compile-none", "task a\n  compile target=wasm\nend\n", 2, 22, 0, "missing-argument"),
@@ -482,7 +563,7 @@ ERRORS = [
     ("hosts-no-eq", "hosts prod a\n", 1, 7, 6, "invalid-hosts"),
     ("hosts-empty", "hosts prod =\n", 1, 7, 6, "invalid-hosts"),
     ("continued-error", "task a\n  make x \\\n    y=[1\nend\n", 3, 7, 1, "unterminated-list"),
-    ("tab-column", "task a\n\tshel x\nend\n", 2, 2, 4, "unknown-verb"),
+    ("tab-column", "task a\n\tinclude x\nend\n", 2, 2, 7, "top-level-only"),
 ]
 
 
@@ -506,14 +587,18 @@ def test_error(text: str, line: int, col: int, width: int, kind: str) -> None:
         ("task a\n  shel x\nend\n", "did you mean `shell`?"),
         ("task a\n  sorces x\nend\n", "did you mean `sources`?"),
         ("task a\n  cmak .\nend\n", "did you mean `cmake`?"),
-        ("tsk a\nend\n", "did you mean `task`?"),
-        ("task a\n  xyzzy\nend\n", "see PFYFILE.md for the verbs a task can use"),
+        ("task a\n  xyzzy --now\nend\n", "to run it in bash, write `shell xyzzy --now`"),
     ],
 )
-def test_unknown_verb_suggests(text: str, hint: str) -> None:
+def test_a_bare_command_warns_with_a_suggestion(text: str, hint: str) -> None:
+    [warning] = parse_text(text).warnings
+    assert (warning.kind, warning.hint) == ("bare-command", hint)
+
+
+def test_an_unknown_top_level_word_suggests() -> None:
     with pytest.raises(DslError) as caught:
-        parse_text(text)
-    assert caught.value.hint == hint
+        parse_text("tsk a\nend\n")
+    assert caught.value.hint == "did you mean `task`?"
 
 
 def test_missing_end_names_the_block_and_the_next_task() -> None:

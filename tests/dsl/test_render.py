@@ -13,14 +13,14 @@ def rendered(text: str, colour: bool = False) -> str:
     return render(caught.value, colour)
 
 
-def test_unknown_verb() -> None:
-    assert rendered("task a\n  shel echo hi\nend\n") == (
-        "error: unknown verb `shel`\n"
-        " --> Pfyfile.pf:2:3\n"
+def test_unknown_statement() -> None:
+    assert rendered("tsk a\nend\n") == (
+        "error: expected `task`, `include`, `env` or `hosts`, found `tsk`\n"
+        " --> Pfyfile.pf:1:1\n"
         "  |\n"
-        "2 |   shel echo hi\n"
-        "  |   ^^^^\n"
-        "  = hint: did you mean `shell`?"
+        "1 | tsk a\n"
+        "  | ^^^\n"
+        "  = hint: did you mean `task`?"
     )
 
 
@@ -79,9 +79,9 @@ def test_continued_line_points_at_the_physical_line() -> None:
 
 
 def test_colour() -> None:
-    out = rendered("task a\n  shel\nend\n", colour=True)
-    assert out.startswith("\x1b[1;31merror\x1b[0m\x1b[1m: unknown verb `shel`\x1b[0m\n")
-    assert "\x1b[1;31m^^^^\x1b[0m" in out
+    out = rendered("tsk a\n", colour=True)
+    assert out.startswith("\x1b[1;31merror\x1b[0m\x1b[1m: expected `task`, `include`")
+    assert "\x1b[1;31m^^^\x1b[0m" in out
 
 
 def test_error_without_span(tmp_path: object) -> None:
@@ -92,13 +92,13 @@ def test_error_without_span(tmp_path: object) -> None:
 
 def test_str_and_dict_carry_the_position() -> None:
     with pytest.raises(DslError) as caught:
-        parse_text("task a\n  shel\nend\n", "P.pf")
+        parse_text("task a\nend\nnend\n", "P.pf")
     error = caught.value
-    assert str(error) == "P.pf:2:3: unknown verb `shel`"
+    assert str(error) == "P.pf:3:1: expected `task`, `include`, `env` or `hosts`, found `nend`"
     assert error.to_dict() == {
         "code": "pfyfile-error",
-        "kind": "unknown-verb",
-        "message": "unknown verb `shel`",
-        "hint": "did you mean `shell`?",
-        "span": {"file": "P.pf", "line": 2, "col": 3, "length": 4},
+        "kind": "unknown-statement",
+        "message": "expected `task`, `include`, `env` or `hosts`, found `nend`",
+        "hint": "did you mean `env`?",
+        "span": {"file": "P.pf", "line": 3, "col": 1, "length": 4},
     }

@@ -15,16 +15,16 @@ end
 """
 BROKEN = """
 task build
-  shel echo
+  include other.pf
 end
 """
-UNKNOWN_VERB = """\
-error: unknown verb `shel`
+INCLUDE_IN_TASK = """\
+error: `include` is only allowed at the top level, not inside task `build`
  --> Pfyfile.web.pf:2:3
   |
-2 |   shel echo
-  |   ^^^^
-  = hint: did you mean `shell`?
+2 |   include other.pf
+  |   ^^^^^^^
+  = hint: move it above or below the task
 """
 
 
@@ -37,11 +37,11 @@ def test_a_broken_group_file_leaves_the_others_listed_and_running(project: Proje
         assert listed.returncode == 0
         assert "hello who=you" in listed.stdout and "deploy" in listed.stdout
         assert "build" not in listed.stdout
-        assert listed.stderr == UNKNOWN_VERB
+        assert listed.stderr == INCLUDE_IN_TASK
     ran = project.run("ops", "deploy")
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == "hello you\ndeploy\n"
-    assert UNKNOWN_VERB not in ran.stderr  # a run shows only what concerns it
+    assert INCLUDE_IN_TASK not in ran.stderr  # a run shows only what concerns it
 
 
 def test_running_a_task_of_the_broken_file_names_its_error(project: Project) -> None:
@@ -50,7 +50,7 @@ def test_running_a_task_of_the_broken_file_names_its_error(project: Project) -> 
     for args in (["web", "build"], ["web:build"], ["help", "web", "build"], ["list", "web"]):
         ran = project.run(*args)
         assert ran.returncode == 2
-        assert ran.stderr == UNKNOWN_VERB
+        assert ran.stderr == INCLUDE_IN_TASK
         assert ran.stdout == ""
 
 
@@ -116,7 +116,7 @@ def test_check_exits_1_on_any_warning_or_error_and_0_when_clean(project: Project
     project.pfyfile(BROKEN, "Pfyfile.web.pf")
     broken = project.run("check")
     assert broken.returncode == 1
-    assert broken.stderr == UNKNOWN_VERB + "pf check: 1 error, 0 warnings\n"
+    assert broken.stderr == INCLUDE_IN_TASK + "pf check: 1 error, 0 warnings\n"
     project.write("other.pf", "task x\n  shell echo\n")
     named = project.run("check", "other.pf", "Pfyfile.pf")
     assert named.returncode == 1
@@ -184,7 +184,7 @@ def test_list_json_keeps_broken_files_on_stderr(project: Project) -> None:
     listed = project.run("list", "--json")
     assert listed.returncode == 0
     assert [t["name"] for t in json.loads(listed.stdout)] == ["hello"]
-    assert listed.stderr == UNKNOWN_VERB
+    assert listed.stderr == INCLUDE_IN_TASK
 
 
 def test_hyphenated_parameters_reach_shell_lines_and_verbs(project: Project) -> None:
@@ -205,3 +205,68 @@ def test_hyphenated_parameters_reach_shell_lines_and_verbs(project: Project) -> 
     checked = project.run("check")
     assert checked.returncode == 1
     assert checked.stderr.startswith("warning: parameter `remote-addr` is not an sh name\n")
+
+
+def test_bare_commands_and_unsupported_helpers_list_but_never_run(project: Project) -> None:
+    project.pfyfile(
+        """
+        task setup
+          shell echo before
+          touch made-by-a-bare-line
+          shell echo never
+        end
+        task box
+          containerize
+        end
+        task fine
+          shell echo fine
+        end
+        """
+    )
+    listed = project.run("list")
+    assert listed.returncode == 0
+    assert listed.stdout.split() == ["Pfyfile.pf", "setup", "box", "fine"]
+    assert "warning: `touch` is not a pf verb: this line is not run\n" in listed.stderr
+    assert "  = hint: to run it in bash, write `shell touch made-by-a-bare-line`\n" in (
+        listed.stderr
+    )
+    checked = project.run("check")
+    assert checked.returncode == 1
+    assert checked.stderr.endswith("pf check: 0 errors, 2 warnings\n")
+    assert project.run("fine").stdout == "fine\n"
+    ran = project.run("setup")
+    assert (ran.returncode, ran.stdout) == (2, "before\n")
+    assert not (project.root / "made-by-a-bare-line").exists()
+    assert ran.stderr.splitlines()[1:7] == [
+        "error: `touch` is not a pf verb: this line is not run",
+        " --> Pfyfile.pf:3:3",
+        "  |",
+        "3 |   touch made-by-a-bare-line",
+        "  |   ^^^^^",
+        "  = hint: to run it in bash, write `shell touch made-by-a-bare-line`",
+    ]
+    assert ran.stderr.splitlines()[7] == "note: in task `setup`"
+    boxed = project.run("box")
+    assert boxed.returncode == 2
+    assert boxed.stderr.splitlines()[0] == (
+        "error: `containerize` is a helper of the original pf that pf does not support"
+    )
+
+
+def test_packages_without_an_action_install_and_name_a_missing_package_manager(
+    project: Project,
+) -> None:
+    project.pfyfile("task deps\n  packages git curl\nend\n")
+    checked = project.run("check")
+    assert checked.stderr.splitlines()[:2] == [
+        "warning: `packages` without `install` or `remove` installs `git curl`",
+        " --> Pfyfile.pf:2:12",
+    ]
+    # No package manager on this PATH: nothing is installed, and pf says why.
+    ran = project.run("deps", env={"PATH": str(project.root)})
+    assert ran.returncode == 1
+    assert ran.stderr.splitlines()[:2] == [
+        "error: packages: no system package manager found on PATH",
+        "hint: pf looks for apt-get, dnf, yum, zypper, pacman, apk, brew; "
+        "install the packages by hand on this machine",
+    ]

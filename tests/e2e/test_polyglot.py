@@ -116,3 +116,36 @@ def test_unknown_language_is_a_usage_error_with_a_suggestion(project: Project) -
     done = project.run("t")
     assert done.returncode == 2
     assert "unknown language `pyhton`" in done.stderr and "did you mean `python`?" in done.stderr
+
+
+@needs_tool("python3")
+def test_a_variable_language_is_resolved_when_the_line_runs(project: Project) -> None:
+    project.pfyfile(
+        """
+        task poly lang="python"
+          shell [lang:$lang] << EOF
+            print("hello")
+          EOF
+        end
+        """
+    )
+    assert project.run("poly").stdout == "hello\n"
+    assert project.run("poly", "lang=PY").stdout == "hello\n"  # an alias, in any case
+    wrong = project.run("poly", "lang=cobol")
+    assert wrong.returncode == 2
+    assert wrong.stderr.splitlines()[:2] == [
+        "error: unknown language `cobol`",
+        " --> Pfyfile.pf:2:3",
+    ]
+    assert project.run("check").returncode == 0  # nothing to warn of before it runs
+
+
+def test_the_original_languages_are_known_and_a_missing_one_says_how_to_install(
+    project: Project,
+) -> None:
+    project.pfyfile("task t\n  shell [lang:lua] print(1)\nend\n")
+    done = project.run("t", env={"PATH": "/usr/bin:/bin"})
+    if done.returncode == 0:
+        pytest.skip("lua is installed here")
+    assert "lua: not found on PATH (needed for shell [lang:lua])" in done.stderr
+    assert "install it with: apt-get install -y lua5.4" in done.stderr

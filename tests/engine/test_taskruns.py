@@ -64,7 +64,7 @@ def test_listing_follows_edits_and_renders_parse_errors(dirs: tuple[Path, Path])
     assert found.load() is found.load()  # parsed once while unchanged
     (projects / "Pfyfile.web.pf").write_text("task serve\n  shell true\nend\n")
     assert [t["id"] for t in found.listing()["tasks"]] == ["build", "web:serve"]
-    pfyfile.write_text("task build\n  shel echo\nend\n")
+    pfyfile.write_text("task build\n  include x.pf\nend\n")
     with pytest.raises(PfyfileInvalid) as raised:
         found.listing()
     assert f"--> {pfyfile}:2:3" in raised.value.message

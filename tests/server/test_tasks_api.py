@@ -262,11 +262,11 @@ def test_missing_and_broken_pfyfile_then_restart_keeps_and_resumes_task_runs(
         assert missing.status_code == 404
         assert "no Pfyfile" in missing.json()["error"]
 
-        pfyfile.write_text("task hello\n  shel echo hi\nend\n")
+        pfyfile.write_text("task hello\n  include x.pf\nend\n")
         broken = client.get("/api/tasks")
         assert broken.status_code == 503
         error = broken.json()["error"]
-        assert "unknown verb `shel`" in error
+        assert "`include` is only allowed at the top level" in error
         assert f"{pfyfile}:2:3" in error
         assert client.post("/api/tasks/hello", json={}).status_code == 503
 

@@ -54,6 +54,13 @@ def _pinned(ctx: Context, *tools: str) -> Context:
 ORDER = [name for name, _ in DETECTION_ORDER]
 
 
+def test_the_parser_and_the_helpers_know_the_same_verbs() -> None:
+    from pf.dsl.verbs import BUILD_HELPERS
+
+    assert sorted(HELPER_VERBS) == sorted(BUILD_HELPERS)
+    assert HELPER_VERBS["justfile"] is HELPER_VERBS["just"]
+
+
 def test_detection_order_is_pfyfile_md() -> None:
     markers = [m for _, ms in DETECTION_ORDER for m in ms]
     documented = [

@@ -95,11 +95,7 @@ def test_pf_flags_after_a_task(pfyfile) -> None:  # type: ignore[no-untyped-def]
         (["build", "1a=2"], "invalid parameter `1a=2`", None),
         (["build", "-j", "0"], "-j/--jobs takes a positive number, got '0'", None),
         (["--forse", "test"], "unknown option `--forse`", "did you mean `--force`?"),
-        (
-            ["test", "hosts=u@h"],
-            "hosts=u@h: running tasks on remote hosts over SSH is not supported yet",
-            None,
-        ),
+        (["test", "hosts=u@h:ssh"], "u@h:ssh: `ssh` is not a port number", "a port is 1 to 65535"),
     ],
 )
 def test_errors(pfyfile, words: list[str], message: str, hint: str | None) -> None:  # type: ignore[no-untyped-def]

@@ -32,6 +32,8 @@ Runner = Callable[[Plan], Ran]
 SNIPPETS: dict[str, str] = {
     "bash": 'echo "bash $(IFS=,; echo "$*") $GREETING"',
     "sh": 'printf "sh %s %s\\n" "$1,$2" "$GREETING"',
+    "dash": 'printf "dash %s %s\\n" "$1,$2" "$GREETING"',
+    "zsh": 'echo "zsh ${(j:,:)@} $GREETING"',
     "python": "import os, sys\nprint('python', ','.join(sys.argv[1:]), os.environ['GREETING'])",
     "node": "console.log('node', process.argv.slice(2).join(','), process.env.GREETING)",
     "perl": 'print "perl ", join(",", @ARGV), " $ENV{GREETING}\\n";',
@@ -79,16 +81,101 @@ func main() {
 \tfmt.Println("go", strings.Join(os.Args[1:], ","), os.Getenv("GREETING"))
 }
 """,
+    "java-openjdk": """
+public class Main {
+    public static void main(String[] args) {
+        String greeting = System.getenv("GREETING");
+        System.out.println("java-openjdk " + String.join(",", args) + " " + greeting);
+    }
+}
+""",
+    "java-android": """
+public class Main {
+    public static void main(String[] args) {
+        String greeting = System.getenv("GREETING");
+        System.out.println("java-android " + String.join(",", args) + " " + greeting);
+    }
+}
+""",
+}
+
+# Languages that print the LLVM IR of the code instead of running it.
+EMITTERS: dict[str, str] = {
+    "c-llvm": "int twice(int x) { return 2 * x; }",
+    "cpp-llvm": "int twice(int x) { return 2 * x; }",
+    "c-llvm-bc": "int twice(int x) { return 2 * x; }",
+    "cpp-llvm-bc": "int twice(int x) { return 2 * x; }",
+    "fortran-llvm": "integer function twice(x)\n  integer :: x\n  twice = 2 * x\nend function",
+}
+
+# The original's other languages, not on pf machines: the error says how to install each.
+ELSEWHERE: dict[str, str] = {
+    "fish": "apt-get install -y fish",
+    "ksh": "apt-get install -y ksh",
+    "tcsh": "apt-get install -y tcsh",
+    "pwsh": "apt-get install -y powershell (from Microsoft's Debian repository)",
+    "deno": "npm install -g deno",
+    "ts-node": "npm install -g ts-node typescript",
+    "php": "apt-get install -y php-cli",
+    "r": "apt-get install -y r-base-core",
+    "julia": "curl -fsSL https://install.julialang.org | sh",
+    "haskell": "apt-get install -y ghc",
+    "ocaml": "apt-get install -y ocaml-nox",
+    "elixir": "apt-get install -y elixir",
+    "dart": "apt-get install -y dart (from Google's Dart repository)",
+    "lua": "apt-get install -y lua5.4",
+    "zig": "download Zig from ziglang.org/download and put `zig` on PATH",
+    "nim": "apt-get install -y nim",
+    "crystal": "apt-get install -y crystal",
+    "haskell-compile": "apt-get install -y ghc",
+    "ocamlc": "apt-get install -y ocaml-nox",
+    "asm": "apt-get install -y clang",
 }
 
 # Issue 3: these must run on every pf machine; the rest may be missing, and then the
 # error must say exactly how to install them.
-REQUIRED = {"python", "node", "perl", "bash", "sh", "c", "cpp", "rust", "fortran"}
-INSTALL = {"ruby": "apt-get install -y ruby", "go": "apt-get install -y golang-go"}
+REQUIRED = {"python", "node", "perl", "bash", "sh", "c", "cpp", "rust", "fortran", "dash"}
+INSTALL = {
+    "ruby": "apt-get install -y ruby",
+    "go": "apt-get install -y golang-go",
+    "zsh": "apt-get install -y zsh",
+    "java-openjdk": "apt-get install -y default-jdk-headless",
+    "java-android": "apt-get install -y default-jdk-headless",
+}
 
 
-def test_every_language_has_a_snippet() -> None:
-    assert set(SNIPPETS) == {lang.name for lang in LANGUAGES}
+def test_every_language_is_tested() -> None:
+    tested = [*SNIPPETS, *EMITTERS, *ELSEWHERE]
+    assert sorted(tested) == sorted(lang.name for lang in LANGUAGES)
+
+
+@pytest.mark.parametrize("lang", sorted(EMITTERS))
+def test_llvm_languages_print_the_ir(lang: str, ctx: Context, scratch: Path, run: Runner) -> None:
+    plan = code_plan(lang, EMITTERS[lang], ctx=ctx, scratch=scratch)
+    ran = run(plan)
+    assert ran.result.code == 0, ran.err
+    assert any(line.startswith("define") and "twice" in line for line in ran.out), ran.out
+
+
+@pytest.mark.parametrize("lang", sorted(ELSEWHERE))
+def test_a_language_not_installed_names_its_install_command(
+    lang: str, ctx: Context, scratch: Path
+) -> None:
+    empty = Context(ctx.cwd, {**ctx.env, "PATH": str(scratch)}, ctx.settings)
+    with pytest.raises(ToolMissing) as info:
+        code_plan(lang, "x", ctx=empty, scratch=scratch)
+    assert info.value.install == ELSEWHERE[lang]
+    assert info.value.hint == f"install it with: {ELSEWHERE[lang]}"
+
+
+def test_assembly_is_assembled_linked_and_run(ctx: Context, scratch: Path, run: Runner) -> None:
+    try:
+        plan = code_plan(
+            "asm", ".globl main\nmain:\n  mov $7, %eax\n  ret", ctx=ctx, scratch=scratch
+        )
+    except ToolMissing:
+        pytest.skip("no clang or gcc")
+    assert run(plan).result.code == 7
 
 
 @pytest.mark.parametrize("lang", sorted(SNIPPETS))
@@ -243,7 +330,7 @@ def test_unknown_language_suggests(typo: str, suggestion: str) -> None:
 def test_unknown_language_far_from_all_lists_known() -> None:
     with pytest.raises(UnknownLanguage) as info:
         language("cobol-2000")
-    assert info.value.hint is not None and info.value.hint.startswith("known: bash, sh, python")
+    assert info.value.hint is not None and info.value.hint.startswith("known: bash, sh, dash, zsh")
 
 
 def test_missing_interpreter_names_install_command(ctx: Context, scratch: Path) -> None:

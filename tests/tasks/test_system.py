@@ -19,6 +19,7 @@ from pf.tasks import (
     MakeDir,
     Plan,
     StepFailed,
+    TaskError,
     ToolMissing,
     copy_plan,
     directory_plan,
@@ -213,6 +214,54 @@ def test_packages_plan_is_noninteractive_apt(ctx: Context) -> None:
     assert plan.argvs == [["apt-get", "install", "-y", "-q", "curl", "jq"]]
     assert plan.runs[0].env["DEBIAN_FRONTEND"] == "noninteractive"
     assert SYSTEM_VERBS["packages"](["remove", "jq"], ctx).argvs[0][:2] == ["apt-get", "remove"]
+
+
+def _only(ctx: Context, tmp: Path, *programs: str) -> Context:
+    """``ctx`` with a PATH holding just ``programs`` (never run: the plan is looked at)."""
+    tmp.mkdir(exist_ok=True)
+    for name in programs:
+        path = tmp / name
+        path.write_text("#!/bin/sh\nexit 99\n")
+        path.chmod(0o755)
+    return replace(ctx, env={**ctx.env, "PATH": str(tmp)})
+
+
+@pytest.mark.parametrize(
+    ("programs", "install", "remove"),
+    [
+        (["pacman", "apk"], ["pacman", "-S", "--noconfirm", "--needed"], ["pacman", "-R"]),
+        (["apk", "brew"], ["apk", "add"], ["apk", "del"]),
+        (["zypper"], ["zypper", "--non-interactive", "install"], ["zypper", "--non-interactive"]),
+        (["yum", "dnf"], ["dnf", "install", "-y"], ["dnf", "remove"]),
+        (["brew"], ["brew", "install"], ["brew", "uninstall"]),
+    ],
+)
+def test_packages_use_the_package_manager_found_first(
+    ctx: Context, tmp_path: Path, programs: list[str], install: list[str], remove: list[str]
+) -> None:
+    only = _only(ctx, tmp_path, *programs)
+    assert SYSTEM_VERBS["packages"](["install", "a", "b"], only).argvs == [[*install, "a", "b"]]
+    assert SYSTEM_VERBS["packages"](["remove", "a"], only).argvs[0][: len(remove)] == remove
+
+
+def test_packages_without_a_package_manager_say_so(ctx: Context, tmp_path: Path) -> None:
+    with pytest.raises(TaskError) as info:
+        SYSTEM_VERBS["packages"](["install", "jq"], _only(ctx, tmp_path))
+    assert info.value.message == "packages: no system package manager found on PATH"
+    assert info.value.hint == (
+        "pf looks for apt-get, dnf, yum, zypper, pacman, apk, brew; "
+        "install the packages by hand on this machine"
+    )
+
+
+def test_packages_as_a_user_need_sudo(ctx: Context, tmp_path: Path) -> None:
+    apt = replace(_only(ctx, tmp_path, "apt-get"), privileged=False)
+    with pytest.raises(TaskError) as info:
+        SYSTEM_VERBS["packages"](["install", "jq"], apt)
+    assert info.value.message == "packages: install with apt-get needs root, and pf runs as a user"
+    assert info.value.hint == "run pf as root, or add sudo=true to the command line"
+    brew = replace(_only(ctx, tmp_path / "brew", "brew"), privileged=False)
+    assert SYSTEM_VERBS["packages"](["install", "jq"], brew).argvs == [["brew", "install", "jq"]]
 
 
 def test_packages_errors(ctx: Context) -> None:

@@ -62,7 +62,7 @@ fi
 """
 
 SCRIPTS = {"bash": BASH, "zsh": ZSH}
-OPTIONS = ("--file", "--jobs", "--force", "--help", "--version", "-f", "-j")
+OPTIONS = ("--file", "--jobs", "--force", "--fail-fast", "--help", "--version", "-f", "-j")
 
 
 def command(args: Sequence[str]) -> int:

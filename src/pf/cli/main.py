@@ -62,6 +62,7 @@ def usage() -> str:
         "  -f, --file FILE  use FILE instead of searching for Pfyfile.pf",
         "  -j, --jobs N     run up to N independent tasks at once (default 1)",
         "  --force          run tasks even when they are up to date",
+        "  --fail-fast      on remote hosts (hosts=...), stop the others when one fails",
         "  -h, --help       this text; after a task name, that task's help",
         "  -V, --version    pf's version",
         "",

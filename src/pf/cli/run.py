@@ -38,12 +38,13 @@ ALWAYS_PF = ("list", "help", "completion")
 class Globals:
     """pf's options given before the command or first task."""
 
-    __slots__ = ("file", "force", "help", "jobs", "version")
+    __slots__ = ("fail_fast", "file", "force", "help", "jobs", "version")
 
     def __init__(self) -> None:
         self.file: str | None = None
         self.jobs: int | None = None
         self.force = False
+        self.fail_fast = False
         self.help = False
         self.version = False
 
@@ -80,6 +81,9 @@ def split_globals(args: Sequence[str]) -> tuple[Globals, list[str]]:
         elif word == "--force":
             options.force = True
             at += 1
+        elif word == "--fail-fast":
+            options.fail_fast = True
+            at += 1
         elif word in ("-h", "--help"):
             options.help = True
             at += 1
@@ -92,7 +96,7 @@ def split_globals(args: Sequence[str]) -> tuple[Globals, list[str]]:
         elif word.startswith("-") and len(word) > 1:
             from pf.dsl.suggest import suggest
 
-            known = ["--file", "--jobs", "--force", "--help", "--version"]
+            known = ["--file", "--jobs", "--force", "--fail-fast", "--help", "--version"]
             guess = suggest(word, known)
             raise UsageError(
                 f"unknown option `{word}`",
@@ -508,7 +512,8 @@ def report_failure(outcome: Outcome) -> None:
             f"{_style('error', 'red', err)}: task `{failure.task}` failed: "
             f"a command exited with code {failure.code}"
         ]
-    if failure.span is not None:
+    # A Pfyfile error raised at run time already showed its own line.
+    if failure.span is not None and getattr(failure.error, "span", None) is None:
         lines += _snippet(failure.span, err)
     err.write("\n".join(lines) + "\n")
 
@@ -532,7 +537,9 @@ def run_tasks(args: Sequence[str], options: Globals) -> int:
         if options.file is None and find_pfyfile(None) is None:
             raise _unknown_command(args[0]) from None
         raise
-    flags = Flags(force=options.force, jobs=options.jobs, help=options.help)
+    flags = Flags(
+        force=options.force, jobs=options.jobs, help=options.help, fail_fast=options.fail_fast
+    )
     warnings: list[str] = []
     from pf.cli.main import COMMANDS
 
@@ -559,6 +566,7 @@ def run_tasks(args: Sequence[str], options: Globals) -> int:
         compile=_compile,
         jobs=jobs,
         force=flags.force,
+        fail_fast=flags.fail_fast,
     )
     outcome = executor.run(invocations)
     report_failure(outcome)

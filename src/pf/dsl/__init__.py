@@ -24,6 +24,7 @@ from pf.dsl.ast import (
     ShellLang,
     Statement,
     Test,
+    Unrunnable,
     Value,
     Verb,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "Task",
     "TaskKey",
     "Test",
+    "Unrunnable",
     "Value",
     "Verb",
     "display_name",

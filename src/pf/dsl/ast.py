@@ -351,8 +351,32 @@ class Verb(Node):
 fields(Verb, "name", "args", "kwargs", "span", "_where")
 
 
+class Unrunnable(Node):
+    """A line the original pf accepted that pf loads but will not run.
+
+    A bare command without a verb, a helper pf does not implement, a language pf
+    does not know. Loading it gave a warning; running it raises
+    ``DslError(span, kind, facts)``, so it is never run as something else.
+    ``text`` is the line as written.
+    """
+
+    __slots__ = ()
+    text: str
+    kind: str
+    facts: tuple[tuple[str, str], ...]
+    span: Span
+
+    def __new__(
+        cls, text: str, kind: str, facts: tuple[tuple[str, str], ...], span: Span
+    ) -> Unrunnable:
+        return new(cls, (text, kind, facts, span))
+
+
+fields(Unrunnable, "text", "kind", "facts", "span")
+
+
 #: What a task body holds; the executor matches on these classes.
-Statement = Shell | ShellLang | Env | If | For | Verb
+Statement = Shell | ShellLang | Env | If | For | Verb | Unrunnable
 
 
 # ---------------------------------------------------------------- file level

@@ -20,6 +20,7 @@ from pf.dsl.ast import (
     ShellLang,
     TaskDef,
     Test,
+    Unrunnable,
     Value,
     Verb,
 )
@@ -124,6 +125,8 @@ def dump(node: object) -> str:
         parts = [node.name, *(quote(a) for a in node.args)]
         parts += [f"{k}={_value(v)}" for k, v in node.kwargs.items()]
         return " ".join(parts)
+    if isinstance(node, Unrunnable):
+        return f"unrunnable[{node.kind}] {quote(node.text)}"
     if isinstance(node, Include):
         return f"include {quote(node.path)}"
     if isinstance(node, HostsDecl):

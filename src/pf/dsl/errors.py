@@ -43,7 +43,6 @@ MESSAGES: dict[str, tuple[str, str | None, str | None]] = {
         "move it above or below the task",
         None,
     ),
-    "unknown-verb": ("unknown verb `{verb}`", "see PFYFILE.md for the verbs a task can use", None),
     "missing-end": (
         "`{block}` is never closed",
         "add a line `end` to close this `{block}`",
@@ -67,6 +66,26 @@ MESSAGES: dict[str, tuple[str, str | None, str | None]] = {
     "missing-end-at-eof": (
         "task `{name}` has no `end`; it runs to the end of the file",
         "add a line `end` after its last statement",
+        None,
+    ),
+    "bare-command": (
+        "`{verb}` is not a pf verb: this line is not run",
+        "to run it in bash, write `shell {text}`",
+        None,
+    ),
+    "unsupported-helper": (
+        "`{verb}` is a helper of the original pf that pf does not support",
+        "a run of this task stops at this line; do its work with `shell` lines instead",
+        None,
+    ),
+    "packages-without-action": (
+        "`packages` without `install` or `remove` installs `{names}`",
+        "write `packages install {names}` to say so",
+        None,
+    ),
+    "comment-in-continuation": (
+        "a comment inside a `\\` continuation is dropped",
+        "pf joins the lines around it (bash would end the command there); move the comment above",
         None,
     ),
     "stray-end": ("`end` without an open `task`, `if` or `for`", "remove this line", None),
@@ -183,7 +202,7 @@ class DslError(PfError):
     ``related`` other positions worth showing (the first definition of a
     duplicate, the task that starts before an ``end``).
 
-    >>> DslError(span, "unknown-verb", {"verb": "shel", "suggestion": "shell"})
+    >>> DslError(span, "unknown-statement", {"word": "tsk", "suggestion": "task"})
     """
 
     code = "pfyfile-error"

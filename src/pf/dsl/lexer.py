@@ -16,9 +16,15 @@ escapes or brackets, which is nearly every line of a real Pfyfile.
 
 from __future__ import annotations
 
+import itertools
+
 from pf.dsl._record import new
-from pf.dsl.errors import DslError
+from pf.dsl.errors import DslError, DslWarning
 from pf.dsl.source import Source, Span
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 class Line:
@@ -114,14 +120,37 @@ class Reader(Line):
     copies the current line for a node that keeps it; :meth:`next` does both.
     """
 
-    __slots__ = ("_lines", "_offset")
+    __slots__ = ("_lines", "_offset", "warnings")
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, warnings: list[DslError] | None = None) -> None:
         super().__init__(source, "", 0, 0, None, 0, "", 0, 0)
+        #: Where a comment line inside a ``\\`` continuation was dropped.
+        self.warnings: list[DslError] = [] if warnings is None else warnings
         # One iterator of (line number, text) for the whole file: advancing it costs
         # no index bookkeeping, and enumerate reuses its pair when nobody keeps it.
-        self._lines = enumerate(source.text.split("\n"), 1)
+        self._lines: Iterator[tuple[int, str]] = enumerate(source.text.split("\n"), 1)
         self._offset = 0
+
+    def indented(self, margin: int) -> list[str]:
+        """The physical lines after this one indented deeper than ``margin`` columns.
+
+        Blank lines inside belong to the block; the first line at ``margin`` or
+        less ends it and is read next. Trailing blank lines are left out. The
+        lines are as written (a ``shell |`` block keeps its comments and ``\\``).
+        """
+        out: list[str] = []
+        for lineno, text in self._lines:
+            body = text[:-1] if text[-1:] == "\r" else text
+            stripped = body.lstrip()
+            if stripped and len(body) - len(stripped) <= margin:
+                # Not ours: hand it back to the next read, offset untouched.
+                self._lines = itertools.chain(((lineno, text),), self._lines)
+                break
+            self._offset += len(text) + 1
+            out.append(body)
+        while out and not out[-1].strip():
+            out.pop()
+        return out
 
     def raw(self) -> tuple[str, int, int] | None:
         """The next physical line as written: ``(text, line number, offset)``."""
@@ -208,6 +237,12 @@ class Reader(Line):
                 part = part[:-1]
             body = part.lstrip()
             lead = len(part) - len(body)
+            if body[:1] == "#":
+                # The original pf dropped a comment between continued lines; bash would
+                # end the command there. Dropped, and the continuation goes on.
+                span = new(Span, (self.source, at, lead + 1, part_offset + lead, len(body)))
+                self.warnings.append(DslWarning(span, "comment-in-continuation"))
+                continue
             segments.append((len(text), at, part_offset + lead, lead))
             if body.endswith("\\"):
                 text += body[:-1]

@@ -39,6 +39,7 @@ from pf.dsl.ast import (
     Statement,
     TaskDef,
     Test,
+    Unrunnable,
     Value,
     Verb,
 )
@@ -56,6 +57,8 @@ from pf.dsl.verbs import (
     SYNC_USAGE,
     TASK_VERBS,
     TOP_LEVEL,
+    UNSUPPORTED_HELPERS,
+    language_facts,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -180,6 +183,68 @@ def _dedent(lines: list[str]) -> list[str]:
     return [line[cut:] if line.strip() else "" for line in lines]
 
 
+def _heredocs(code: str) -> list[tuple[str, bool]]:
+    """The heredocs a bash line opens, in order: (delimiter, whether it was quoted).
+
+    Skips ``<<`` inside quotes, after a comment, in ``$(( ))`` arithmetic and ``<<<``
+    here-strings, which open nothing.
+    """
+    out: list[tuple[str, bool]] = []
+    n = len(code)
+    i = 0
+    depth = 0
+    while i < n:
+        c = code[i]
+        if c == "'" or c == '"':
+            close = code.find(c, i + 1)
+            while c == '"' and close > 0 and code[close - 1] == "\\":
+                close = code.find(c, close + 1)
+            if close == -1:
+                break
+            i = close + 1
+        elif c == "\\":
+            i += 2
+        elif c == "#" and (i == 0 or code[i - 1] in " \t;&|"):
+            break
+        elif code.startswith("((", i):
+            depth += 1
+            i += 2
+        elif code.startswith("))", i) and depth:
+            depth -= 1
+            i += 2
+        elif code.startswith("<<<", i):
+            i += 3
+        elif code.startswith("<<", i) and not depth:
+            i += 2
+            if code[i : i + 1] == "-":
+                i += 1
+            while i < n and code[i] in " \t":
+                i += 1
+            word: list[str] = []
+            quoted = False
+            while i < n and code[i] not in " \t;&|<>()":
+                ch = code[i]
+                if ch == "'" or ch == '"':
+                    close = code.find(ch, i + 1)
+                    if close == -1:
+                        return out
+                    word.append(code[i + 1 : close])
+                    quoted = True
+                    i = close + 1
+                elif ch == "\\":
+                    word.append(code[i + 1 : i + 2])
+                    quoted = True
+                    i += 2
+                else:
+                    word.append(ch)
+                    i += 1
+            if word:
+                out.append(("".join(word), quoted))
+        else:
+            i += 1
+    return out
+
+
 _NO_META = Meta()
 # The same few parameter names recur on every task: (name, check) -> answer.
 _NAMES: dict[tuple[str, Callable[[str], bool]], bool] = {}
@@ -231,6 +296,7 @@ class _TaskState:
         "generates",
         "hyphens",
         "lang",
+        "lang_span",
         "meta",
         "name",
         "needs",
@@ -242,6 +308,7 @@ class _TaskState:
         self.aliases: list[Ref] | None = None  # from `[alias x]` lines in the body
         self.hyphens: tuple[str, ...] = ()  # hyphenated parameters, longest first
         self.lang: str | None = None  # sticky shell_lang, applied in text order
+        self.lang_span: Span | None = None  # where that shell_lang named an unknown language
         # The usual metadata is one `describe`, kept as is; any more goes to ``meta``.
         self.describe: str | None = None
         self.meta: dict[str, list[str]] | None = None  # describe, synopsis, ... -> texts
@@ -278,10 +345,10 @@ class Parser:
 
     def __init__(self, source: Source, memo: WordMemo | None = None) -> None:
         self.source = source
-        self.reader = Reader(source)
-        self._memo: WordMemo = {} if memo is None else memo
         #: What the original pf tolerated and this parse accepted, in text order.
         self.warnings: list[DslError] = []
+        self.reader = Reader(source, self.warnings)
+        self._memo: WordMemo = {} if memo is None else memo
 
     def _words(self, line: Line, start: int, keys: bool, lists: bool) -> list[Word]:
         """:func:`pf.dsl.lexer.words` from ``start``, cut once per distinct line (read-only)."""
@@ -317,6 +384,8 @@ class Parser:
                 self.warnings.append(
                     DslWarning(line.verb_span(), "ignored-outside-task", {"verb": verb})
                 )
+                if verb == "shell":
+                    self._skip_shell_body(line)
             elif verb == "image":
                 self.warnings.append(
                     DslWarning(line.verb_span(), "ignored-statement", {"verb": verb})
@@ -557,17 +626,28 @@ class Parser:
                 raise DslError(
                     line.verb_span(), "top-level-only", {"verb": verb, "task": state.name}
                 )
-            facts = {"verb": verb}
-            guess = suggest(verb, TASK_VERBS)
-            if guess:
-                facts["suggestion"] = guess
-            raise DslError(line.verb_span(), "unknown-verb", facts)
+            append(self._unrunnable(line, verb))
         if kind == "task":
             self.warnings.append(
                 DslWarning(self._verb_of(opener, kind), "missing-end-at-eof", {"name": state.name})
             )
             return body, "end"
         raise self._unclosed(state, kind, opener, "", ())
+
+    def _unrunnable(self, line: Line, verb: str) -> Unrunnable:
+        """A line without a pf verb, or with a helper pf lacks: a warning now, an error if run."""
+        text = line.text[line.start : line.end]
+        facts = {"verb": verb, "text": text}
+        if verb in UNSUPPORTED_HELPERS:
+            kind = "unsupported-helper"
+        else:
+            kind = "bare-command"
+            guess = suggest(verb, TASK_VERBS)
+            if guess:
+                facts["suggestion"] = guess
+        span = line.verb_span()
+        self.warnings.append(DslWarning(span, kind, facts))
+        return new(Unrunnable, (text, kind, tuple(facts.items()), span))
 
     def _alias_line(self, state: _TaskState, line: Line) -> None:
         """``[alias x|alias=y]`` on a line of its own in a task: more names for it."""
@@ -604,13 +684,32 @@ class Parser:
     # ------------------------------------------------------------ statements
     # Each takes (state, line) and is found through _STATEMENTS or _DECLARATIONS.
 
-    def _shell(self, state: _TaskState, line: Line) -> Shell:
+    def _shell(self, state: _TaskState, line: Line) -> Shell | Unrunnable:
+        node = self._shell_node(state, line)
+        lang = node.lang
+        if lang is None or lang in LANGUAGE_NAMES or "$" in lang:
+            return node
+        # A language pf does not know: loaded, and an error only if the line is run.
+        if lang == state.lang and state.lang_span is not None:
+            span = state.lang_span  # from `shell_lang`, which warned already
+            facts = self._language_facts(lang)
+        else:
+            code = line.text[line.rest : line.end]
+            name = code[6 : code.find("]")].strip()
+            at = line.rest + code.rfind(name, 0, code.find("]"))
+            span = line.span(at, at + len(name))
+            facts = self._language_facts(name)
+            self.warnings.append(DslWarning(span, "unknown-language", facts))
+        text = line.text[line.start : line.end]
+        return new(Unrunnable, (text, "unknown-language", tuple(facts.items()), span))
+
+    def _shell_node(self, state: _TaskState, line: Line) -> Shell:
         text, a, r, end = line.text, line.start, line.rest, line.end
         span = line.span(a, end)
         code = text[r:end]
         if code[-1:].isspace():  # blanks other than space and tab end the line too
             code = code.rstrip()
-        if code and code[0] not in "[<@":  # the common `shell CMD`: nothing more to look at
+        if code and code[0] not in "[<@|" and "<<" not in code:  # the common `shell CMD`
             if state.hyphens and state.lang in _SH:
                 code = _sh_names(code, state.hyphens)
             return new(Shell, (code, state.lang, span, None, (), False))
@@ -623,16 +722,26 @@ class Parser:
             if not tag or tag.split()[0] != tag:
                 word = code[: close + 1] if close != -1 else code.split()[0]
                 raise DslError(line.span(r, r + len(word)), "invalid-lang-tag", {"word": word})
-            if tag not in LANGUAGE_NAMES:
-                name = code[6:close].strip()  # as written, after `[lang:`
-                at = r + code.rfind(name, 0, close)
-                raise self._unknown_language(line, at, at + len(name), name)
-            lang = tag
+            # `[lang:$var]` is resolved when the line runs, so its case is kept.
+            lang = code[6:close].strip() if "$" in tag else tag
             rest = code[close + 1 :]
             code = rest.lstrip()
             code_at = r + close + 1 + len(rest) - len(code)
         if not code:
             raise self._missing(line, code_at, "shell", "a command", "write `shell CMD`")
+        if code == "|":
+            body = self._block_text(line)
+            if not body:
+                raise self._missing(
+                    line,
+                    code_at + 1,
+                    "shell",
+                    "an indented block",
+                    "indent the lines of the script",
+                )
+            if state.hyphens and lang in _SH:
+                body = _sh_names(body, state.hyphens)
+            return new(Shell, (body, lang, span, None, (), False))
         if code.startswith("<<"):
             delimiter = code[2:].lstrip("-~").strip()
             if len(delimiter) >= 2 and delimiter[0] == delimiter[-1] and delimiter[0] in "\"'":
@@ -657,9 +766,58 @@ class Parser:
             if rest_words and rest_words[0].bare and rest_words[0].text == "--":
                 rest_words = rest_words[1:]
             return Shell("", lang, span, file=path, args=tuple(w.text for w in rest_words))
+        if "<<" in code and lang in _SH:
+            docs = _heredocs(code)
+            if docs:
+                script = self._with_heredocs(line, code, code_at, docs, state.hyphens)
+                return new(Shell, (script, lang, span, None, (), False))
         if state.hyphens and lang in _SH:
             code = _sh_names(code, state.hyphens)
         return new(Shell, (code, lang, span, None, (), False))
+
+    def _with_heredocs(
+        self,
+        line: Line,
+        code: str,
+        at: int,
+        docs: list[tuple[str, bool]],
+        hyphens: tuple[str, ...],
+    ) -> str:
+        """A bash line that opens heredocs, then each body (dedented) and its terminator.
+
+        The terminator is written at the start of its line, where bash looks for it;
+        a quoted delimiter's body is bash's literal text, so it is never rewritten.
+        """
+        parts = [_sh_names(code, hyphens) if hyphens else code]
+        for word, quoted in docs:
+            body: list[str] = []
+            while (raw := self.reader.raw()) is not None and raw[0].strip() != word:
+                body.append(raw[0])
+            if raw is None:
+                start = at + code.find("<<")
+                raise DslError(
+                    line.span(start, start + 2), "unterminated-heredoc", {"delimiter": word}
+                )
+            text = "\n".join(_dedent(body))
+            parts += [_sh_names(text, hyphens) if hyphens and not quoted else text, word]
+        return "\n".join(parts) + "\n"
+
+    def _skip_shell_body(self, line: Line) -> None:
+        """Read past the block or heredocs of an ignored ``shell`` line, so that their
+        lines are not read as statements."""
+        code = line.text[line.rest : line.end]
+        if code == "|":
+            self._block_text(line)
+            return
+        for word, _ in _heredocs(code) if "<<" in code else ():
+            while (raw := self.reader.raw()) is not None and raw[0].strip() != word:
+                pass
+
+    def _block_text(self, line: Line) -> str:
+        """The block of a ``shell |`` line: the lines indented deeper than its verb, dedented."""
+        margin = line.span(line.start, line.start).col - 1
+        body = _dedent(self.reader.indented(margin))
+        return "\n".join(body) + "\n" if body else ""
 
     def _heredoc(self, line: Line, at: int, width: int, delimiter: str) -> str:
         body: list[str] = []
@@ -684,9 +842,14 @@ class Parser:
         if len(found) > 1:
             raise self._trailing(line, "shell_lang", found[1])
         word = found[0]
-        name = word.text.lower()
-        if name not in LANGUAGE_NAMES:
-            raise self._unknown_language(line, word.start, word.end, word.text)
+        name = word.text if "$" in word.text else word.text.lower()
+        state.lang_span = None
+        if name not in LANGUAGE_NAMES and "$" not in name:
+            span = line.span(word.start, word.end)
+            self.warnings.append(
+                DslWarning(span, "unknown-language", self._language_facts(word.text))
+            )
+            state.lang_span = span
         state.lang = None if name == "default" else name
         return ShellLang(state.lang, line.statement_span())
 
@@ -698,6 +861,12 @@ class Parser:
         simple = _simple_env(line.text, r)
         if simple is not None:
             return new(Env, (simple, line.statement_span()))
+        return self._env_words(line)
+
+    def _env_words(self, line: Line) -> Env:
+        """``env`` read word by word, every mistake reported (what :func:`_simple_env` is
+        a shortcut of, for the lines it takes)."""
+        r = line.rest
         found = words(line, r, keys=True, lists=True)
         if not found:
             raise self._missing(line, r, "env", "KEY=VALUE pairs", 'write `env KEY=VALUE K2="v w"`')
@@ -867,23 +1036,28 @@ class Parser:
         if arity is not None:
             if len(args) < arity[0]:
                 raise self._missing(line, line.end, verb, arity[1], arity[2])
-            if verb == "packages" and args[0] not in ("install", "remove"):
-                first = next(w for w in found if w.key is None)
-                raise DslError(
-                    line.span(first.start, first.end),
-                    "invalid-argument",
-                    {
-                        "what": "`packages` does `install` or `remove`",
-                        "word": args[0],
-                        "usage": arity[2],
-                    },
-                )
+            if verb == "packages":
+                args = self._packages(line, found, args, arity[2])
         elif verb == "sync":
             for key in ("src", "dest"):
                 if key not in kwargs:
                     raise self._missing(line, line.end, "sync", f"`{key}=`", SYNC_USAGE)
         where = (self.reader.line(), found)  # the reader moves on: keep a copy of the line
         return new(Verb, (verb, tuple(args), kwargs, line.statement_span(), where))
+
+    def _packages(self, line: Line, found: list[Word], args: list[str], usage: str) -> list[str]:
+        """``packages install|remove NAMES``; the original's ``packages NAMES`` installs them."""
+        first = next(w for w in found if w.key is None)
+        span = line.span(first.start, first.end)
+        if args[0] in _PACKAGE_ACTIONS:
+            if len(args) < 2:
+                raise self._missing(line, line.end, "packages", "package names", usage)
+            return args
+        if suggest(args[0], _PACKAGE_ACTIONS):  # `packages instal x`: a typo, not a package
+            facts = {"what": "`packages` does `install` or `remove`", "word": args[0]}
+            raise DslError(span, "invalid-argument", {**facts, "usage": usage})
+        self.warnings.append(DslWarning(span, "packages-without-action", {"names": " ".join(args)}))
+        return ["install", *args]
 
     # ------------------------------------------------------------ helpers
 
@@ -905,13 +1079,9 @@ class Parser:
         )
 
     @staticmethod
-    def _unknown_language(line: Line, start: int, end: int, name: str) -> DslError:
-        # Caught here, before anything runs, rather than by the executor halfway through.
-        facts = {"name": name, "known": ", ".join(LANGUAGES)}
-        guess = suggest(name.lower(), LANGUAGE_NAMES)
-        if guess:
-            facts["suggestion"] = guess
-        return DslError(line.span(start, end), "unknown-language", facts)
+    def _language_facts(name: str) -> dict[str, str]:
+        """What an ``unknown-language`` warning or error says of ``name``."""
+        return language_facts(name)
 
     def _nothing_after(self, line: Line, verb: str, r: int) -> None:
         rest = line.text[r:].rstrip()
@@ -941,8 +1111,10 @@ _DECLARATIONS: dict[str, Callable[[Parser, _TaskState, Line], None]] = {
 assert set(_DECLARATIONS) == set(DECLARATIONS)
 
 
+_SH_LIKE = ("bash", "sh", "dash", "ksh", "zsh")
 #: The languages whose code bash or sh reads: hyphenated parameters are rewritten there.
-_SH = frozenset((None, "bash", "sh", *LANGUAGES["bash"], *LANGUAGES["sh"]))
+_SH = frozenset((None, *(name for sh in _SH_LIKE for name in (sh, *LANGUAGES[sh]))))
+_PACKAGE_ACTIONS = ("install", "remove")
 #: Verbs that open a block: outside a task they cannot be skipped alone.
 _OPENERS = frozenset(("if", "for"))
 

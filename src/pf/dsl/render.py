@@ -3,12 +3,12 @@
 Owns the text layout of DSL errors only; the CLI decides where it goes and
 whether to colour it. Imports nothing outside pf.dsl.
 
-    error: unknown verb `shel`
+    error: `include` is only allowed at the top level, not inside task `build`
      --> Pfyfile.pf:3:3
       |
-    3 |   shel echo hi
-      |   ^^^^
-      = hint: did you mean `shell`?
+    3 |   include other.pf
+      |   ^^^^^^^
+      = hint: move it above or below the task
 """
 
 from __future__ import annotations

@@ -24,11 +24,6 @@ if TYPE_CHECKING:
 
     from pf.dsl.model import Pfyfile, Task
 
-# `hosts=`/`host=` select remote machines in the original pf; SSH is not served yet, so
-# a task that does not declare such a parameter itself may only name this machine.
-REMOTE_PARAMS = ("hosts", "host")
-LOCAL_HOSTS = frozenset({"@local", "local", "localhost", "127.0.0.1"})
-
 
 class Invocation:
     """One task to run and the parameters given for it on the command line, in order."""
@@ -46,12 +41,19 @@ class Invocation:
 class Flags:
     """pf's own options found among the words: ``--force``, ``-j N``, ``--help``."""
 
-    __slots__ = ("force", "help", "jobs")
+    __slots__ = ("fail_fast", "force", "help", "jobs")
 
-    def __init__(self, force: bool = False, jobs: int | None = None, help: bool = False) -> None:
+    def __init__(
+        self,
+        force: bool = False,
+        jobs: int | None = None,
+        help: bool = False,
+        fail_fast: bool = False,
+    ) -> None:
         self.force = force
         self.jobs = jobs
         self.help = help
+        self.fail_fast = fail_fast
 
 
 def parse_jobs(text: str) -> int:
@@ -188,7 +190,9 @@ def parse_invocations(
             continue
         if word.startswith("--") and len(word) > 2:
             key, eq, value = word[2:].partition("=")
-            if current is None or (key in ("force", "jobs") and _is_flag_for(current.task, key)):
+            if current is None or (
+                key in ("force", "jobs", "fail-fast") and _is_flag_for(current.task, key)
+            ):
                 at = _pf_flag(words, at, key, eq, value, flags)
                 continue
             if not is_param_name(key):
@@ -242,6 +246,9 @@ def _pf_flag(words: Sequence[str], at: int, key: str, eq: str, value: str, flags
     if key == "force" and not eq:
         flags.force = True
         return at + 1
+    if key == "fail-fast" and not eq:
+        flags.fail_fast = True
+        return at + 1
     if key == "jobs":
         if eq:
             flags.jobs = parse_jobs(value)
@@ -250,7 +257,7 @@ def _pf_flag(words: Sequence[str], at: int, key: str, eq: str, value: str, flags
             flags.jobs = parse_jobs(words[at + 1])
             return at + 2
         raise UsageError("--jobs needs a number of parallel tasks")
-    guess = suggest(key, ["force", "jobs", "help", "file"])
+    guess = suggest(key, ["force", "jobs", "help", "file", "fail-fast"])
     raise UsageError(
         f"unknown option `--{key}`",
         hint=f"did you mean `--{guess}`?" if guess else "run `pf --help` for pf's options",
@@ -271,21 +278,7 @@ def _bind(invocation: Invocation, key: str, value: str, warnings: list[str] | No
 
 
 def _check_remote(pfyfile: Pfyfile, invocation: Invocation) -> None:
-    declared = {p.name for p in invocation.task.params}
-    for key in REMOTE_PARAMS:
-        value = invocation.params.get(key)
-        if value is None or key in declared:
-            continue
-        hosts = {h.strip() for h in value.split(",") if h.strip()}
-        if hosts - LOCAL_HOSTS:
-            raise UsageError(
-                f"{key}={value}: running tasks on remote hosts over SSH is not supported yet",
-                hint=f"pf runs tasks on this machine; drop {key}= or write {key}=@local",
-            )
-    name = invocation.params.get("env")
-    if name is not None and "env" not in declared and name in pfyfile.hosts:
-        raise UsageError(
-            f"env={name} names the host list `{name}`: running tasks on remote hosts over "
-            "SSH is not supported yet",
-            hint="pf runs tasks on this machine; drop env=",
-        )
+    # Read now, so that a host pf cannot read is a usage error before anything runs.
+    from pf.tasks.hosts import hosts_for
+
+    hosts_for(pfyfile, invocation.task, invocation.params)

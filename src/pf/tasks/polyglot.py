@@ -1,6 +1,6 @@
 """``shell`` and its languages: plain bash lines, ``[lang:X]`` one-liners, ``@file -- args``
 and heredoc blocks, as plans. Imports ``pf.tasks.tools`` (and through it config), and the
-language names from ``pf.dsl.verbs``, where the parser checks them.
+language names from ``pf.dsl.verbs``, where the parser looks them up.
 
 A plain ``shell`` line goes to ``bash -c`` unchanged (PFYFILE.md: pipes, ``&&`` and
 ``${x:-d}`` are bash's business). Polyglot code is written to a file in a scratch
@@ -8,8 +8,10 @@ directory the caller owns and handed to the interpreter as a script, so every la
 sees its arguments the same way the original pf gave them: ``sys.argv[1:]``,
 ``process.argv.slice(2)``, ``@ARGV``, ``ARGV``, ``"$@"``. Compiled languages compile that
 file in the scratch directory and run the binary only if compiling succeeded (the plan
-stops at the first failing step). Parameters and task env reach every program as its
-environment: each command runs with exactly ``Context.env``.
+stops at the first failing step); the LLVM languages print the IR instead. The table is
+the original pf's forty languages; one whose tool is missing names its install command.
+Parameters and task env reach every program as its environment: each command runs with
+exactly ``Context.env``.
 """
 
 from __future__ import annotations
@@ -34,15 +36,21 @@ from pf.tasks.tools import (
     suggest,
 )
 
-# compile(compiler, source, binary) -> argv
+# compile(compiler, source, output) -> argv
 CompileArgv = Callable[[str, str, str], tuple[str, ...]]
+# (runner, output) -> argv that runs a compiled output with a tool of its own (java, llvm-dis)
+RunArgv = Callable[[str, str], tuple[str, ...]]
 
 
 @dataclass(frozen=True)
 class Language:
-    """One polyglot language: its tool, file suffix and, if compiled, how to compile.
+    """One polyglot language: its tool, file suffix and, if compiled, how to compile and run.
 
-    Its name and aliases are the DSL's (:data:`pf.dsl.verbs.LANGUAGES`).
+    Its name and aliases are the DSL's (:data:`pf.dsl.verbs.LANGUAGES`). An interpreter
+    gets ``flags``, the script and the arguments. A compiled language writes ``output``
+    in scratch and runs it, or runs it with ``runner`` (``java``; clang reading back
+    bitcode), or, when it ``emits``, prints what the compiler wrote to stdout and runs
+    nothing (LLVM IR).
     """
 
     name: str
@@ -50,6 +58,11 @@ class Language:
     suffix: str
     tool: Tool
     compile: CompileArgv | None = None
+    flags: tuple[str, ...] = ()
+    stem: str = "main"
+    output: str = "main"
+    runner: tuple[Tool, RunArgv] | None = None
+    emits: bool = False
 
     @property
     def compiled(self) -> bool:
@@ -64,6 +77,10 @@ def _o2(compiler: str, src: str, out: str) -> tuple[str, ...]:
     return (compiler, "-O2", src, "-o", out)
 
 
+def _plain(compiler: str, src: str, out: str) -> tuple[str, ...]:
+    return (compiler, "-o", out, src)
+
+
 def _rustc(compiler: str, src: str, out: str) -> tuple[str, ...]:
     return (compiler, "--edition", "2021", "-O", src, "-o", out)
 
@@ -72,43 +89,191 @@ def _go(compiler: str, src: str, out: str) -> tuple[str, ...]:
     return (compiler, "build", "-o", out, src)
 
 
+def _asm(compiler: str, src: str, out: str) -> tuple[str, ...]:
+    return (compiler, "-x", "assembler", src, "-o", out)
+
+
+def _zig(compiler: str, src: str, out: str) -> tuple[str, ...]:
+    return (compiler, "build-exe", "-O", "Debug", f"-femit-bin={out}", src)
+
+
+def _nim(compiler: str, src: str, out: str) -> tuple[str, ...]:
+    return (compiler, "c", "--hints:off", f"-o:{out}", src)
+
+
+def _crystal(compiler: str, src: str, out: str) -> tuple[str, ...]:
+    return (compiler, "build", "-o", out, src)
+
+
+def _javac(compiler: str, src: str, out: str) -> tuple[str, ...]:
+    return (compiler, "-d", out, src)
+
+
+def _java(runner: str, classes: str) -> tuple[str, ...]:
+    return (runner, "-cp", classes, "Main")
+
+
+def _llvm_ir(c: bool) -> CompileArgv:
+    language = ("-x", "c") if c else ()
+
+    def argv(compiler: str, src: str, out: str) -> tuple[str, ...]:
+        return (compiler, *language, "-O3", "-S", "-emit-llvm", src, "-o", "-")
+
+    return argv
+
+
+def _llvm_bc(c: bool) -> CompileArgv:
+    language = ("-x", "c") if c else ()
+
+    def argv(compiler: str, src: str, out: str) -> tuple[str, ...]:
+        return (compiler, *language, "-O3", "-c", "-emit-llvm", src, "-o", out)
+
+    return argv
+
+
+def _disassemble(runner: str, bitcode: str) -> tuple[str, ...]:
+    # The compiler that wrote the bitcode reads it back: llvm-dis of another LLVM
+    # version may refuse it.
+    return (runner, "-S", "-emit-llvm", bitcode, "-o", "-")
+
+
+CLANG = Tool.apt("clang", None, "clang", "clang-19", "clang-14")
+CLANGXX = Tool.apt("clang++", "clang", "clang++", "clang++-19", "clang++-14")
+FLANG = Tool.apt("flang-new", "flang-new-19", "flang-new-19", "flang-new", "flang")
+JAVAC = Tool.apt("javac", "default-jdk-headless")
+JAVA = Tool.apt("java", "default-jre-headless")
+GHC = Tool.apt("ghc")
+OCAML = Tool.apt("ocaml", "ocaml-nox")
+
+
+def _lang(
+    name: str,
+    suffix: str,
+    tool: Tool,
+    compile: CompileArgv | None = None,
+    *,
+    flags: tuple[str, ...] = (),
+    stem: str = "main",
+    output: str = "main",
+    runner: tuple[Tool, RunArgv] | None = None,
+    emits: bool = False,
+) -> Language:
+    """The language ``name`` with its aliases from the DSL's table."""
+    return Language(name, NAMES[name], suffix, tool, compile, flags, stem, output, runner, emits)
+
+
 LANGUAGES: tuple[Language, ...] = (
-    Language("bash", NAMES["bash"], ".sh", Tool.apt("bash")),
-    Language("sh", NAMES["sh"], ".sh", Tool.apt("sh", "dash")),
-    Language("python", NAMES["python"], ".py", Tool.apt("python3", None, "python3", "python")),
-    Language("node", NAMES["node"], ".js", Tool.apt("node", "nodejs", "node", "nodejs")),
-    Language("perl", NAMES["perl"], ".pl", Tool.apt("perl")),
-    Language("ruby", NAMES["ruby"], ".rb", Tool.apt("ruby")),
-    Language("c", NAMES["c"], ".c", Tool.apt("gcc", None, "gcc", "cc", "clang"), _cc),
-    Language(
-        "cpp",
-        NAMES["cpp"],
-        ".cpp",
-        Tool.apt("g++", None, "g++", "c++", "clang++"),
-        _o2,
-    ),
-    # rustup's toolchain when PATH lacks it (issue 3: host code may use rustup 1.95).
-    Language(
-        "rust",
-        NAMES["rust"],
-        ".rs",
+    _lang("bash", ".sh", Tool.apt("bash")),
+    _lang("sh", ".sh", Tool.apt("sh", "dash")),
+    _lang("dash", ".sh", Tool.apt("dash")),
+    _lang("zsh", ".zsh", Tool.apt("zsh")),
+    _lang("fish", ".fish", Tool.apt("fish")),
+    _lang("ksh", ".ksh", Tool.apt("ksh")),
+    _lang("tcsh", ".csh", Tool.apt("tcsh")),
+    _lang(
+        "pwsh",
+        ".ps1",
         Tool(
-            "rustc",
-            ("rustc", "$HOME/.cargo/bin/rustc"),
-            "apt-get install -y rustc",
+            "pwsh",
+            ("pwsh",),
+            "apt-get install -y powershell (from Microsoft's Debian repository)",
         ),
-        _rustc,
+        flags=("-NoLogo", "-NonInteractive", "-File"),
+    ),
+    _lang("python", ".py", Tool.apt("python3", None, "python3", "python")),
+    _lang("node", ".js", Tool.apt("node", "nodejs", "node", "nodejs")),
+    # Tasks are the user's own commands: Deno gets the environment and files like the others.
+    _lang("deno", ".ts", Tool("deno", ("deno",), "npm install -g deno"), flags=("run", "-A")),
+    _lang("ts-node", ".ts", Tool("ts-node", ("ts-node",), "npm install -g ts-node typescript")),
+    _lang("perl", ".pl", Tool.apt("perl")),
+    _lang("php", ".php", Tool.apt("php", "php-cli")),
+    _lang("ruby", ".rb", Tool.apt("ruby")),
+    _lang("r", ".R", Tool.apt("Rscript", "r-base-core")),
+    _lang(
+        "julia",
+        ".jl",
+        Tool("julia", ("julia",), "curl -fsSL https://install.julialang.org | sh"),
+    ),
+    _lang("haskell", ".hs", Tool.apt("runghc", "ghc")),
+    _lang("ocaml", ".ml", OCAML),
+    _lang("elixir", ".exs", Tool.apt("elixir")),
+    _lang(
+        "dart",
+        ".dart",
+        Tool("dart", ("dart",), "apt-get install -y dart (from Google's Dart repository)"),
+        flags=("run",),
+    ),
+    _lang("lua", ".lua", Tool.apt("lua", "lua5.4", "lua", "lua5.4")),
+    _lang("c", ".c", Tool.apt("gcc", None, "gcc", "cc", "clang"), compile=_cc),
+    _lang("cpp", ".cpp", Tool.apt("g++", None, "g++", "c++", "clang++"), compile=_o2),
+    # rustup's toolchain when PATH lacks it (issue 3: host code may use rustup 1.95).
+    _lang(
+        "rust",
+        ".rs",
+        Tool("rustc", ("rustc", "$HOME/.cargo/bin/rustc"), "apt-get install -y rustc"),
+        compile=_rustc,
     ),
     # flang-new-19 is pf's wasm Fortran compiler (scripts/setup.sh); it links host
     # executables too, so Fortran snippets run without gfortran.
-    Language(
+    _lang(
         "fortran",
-        NAMES["fortran"],
         ".f90",
         Tool.apt("gfortran", None, "gfortran", "flang-new-19", "flang-new", "flang"),
-        _o2,
+        compile=_o2,
     ),
-    Language("go", NAMES["go"], ".go", Tool.apt("go", "golang-go"), _go),
+    _lang("go", ".go", Tool.apt("go", "golang-go"), compile=_go),
+    _lang(
+        "asm", ".s", Tool.apt("clang", None, "clang", "clang-19", "clang-14", "gcc"), compile=_asm
+    ),
+    _lang(
+        "zig",
+        ".zig",
+        Tool("zig", ("zig",), "download Zig from ziglang.org/download and put `zig` on PATH"),
+        compile=_zig,
+    ),
+    _lang("nim", ".nim", Tool.apt("nim"), compile=_nim),
+    _lang("crystal", ".cr", Tool.apt("crystal"), compile=_crystal),
+    _lang("haskell-compile", ".hs", GHC, compile=_plain),
+    _lang("ocamlc", ".ml", Tool.apt("ocamlc", "ocaml-nox"), compile=_plain),
+    # Java's class is Main, so its file is Main.java; `output` is the classes folder.
+    _lang(
+        "java-openjdk",
+        ".java",
+        JAVAC,
+        compile=_javac,
+        stem="Main",
+        output="classes",
+        runner=(JAVA, _java),
+    ),
+    # Without an Android SDK the original ran Android Java on the JVM too; so does pf.
+    _lang(
+        "java-android",
+        ".java",
+        JAVAC,
+        compile=_javac,
+        stem="Main",
+        output="classes",
+        runner=(JAVA, _java),
+    ),
+    _lang("c-llvm", ".c", CLANG, compile=_llvm_ir(True), emits=True),
+    _lang("cpp-llvm", ".cpp", CLANGXX, compile=_llvm_ir(False), emits=True),
+    _lang(
+        "c-llvm-bc",
+        ".c",
+        CLANG,
+        compile=_llvm_bc(True),
+        output="main.bc",
+        runner=(CLANG, _disassemble),
+    ),
+    _lang(
+        "cpp-llvm-bc",
+        ".cpp",
+        CLANGXX,
+        compile=_llvm_bc(False),
+        output="main.bc",
+        runner=(CLANGXX, _disassemble),
+    ),
+    _lang("fortran-llvm", ".f90", FLANG, compile=_llvm_ir(False), emits=True),
 )
 
 _BY_NAME: dict[str, Language] = {
@@ -219,7 +384,7 @@ def code_plan(
     languages the binary, live there, so nothing is left in the task's tree.
     """
     spec = language(lang)
-    source = scratch / f"main{spec.suffix}"
+    source = scratch / f"{spec.stem}{spec.suffix}"
     write = WriteFile(source, _ensure_newline(code))
     return Plan((write, *_run_steps(spec, source, args, ctx, scratch, compile_cwd=scratch)))
 
@@ -252,13 +417,19 @@ def _run_steps(
     *,
     compile_cwd: Path,
 ) -> tuple[Step, ...]:
-    tool = find_tool(spec.tool, ctx, f"shell [lang:{spec.name}]")
+    why = f"shell [lang:{spec.name}]"
+    tool = find_tool(spec.tool, ctx, why)
     if spec.compile is None:
-        return (ctx.command((tool, str(source), *args)),)
-    binary = scratch / "main"
-    build = spec.compile(tool, str(source), str(binary))
+        return (ctx.command((tool, *spec.flags, str(source), *args)),)
+    output = scratch / spec.output
+    build = spec.compile(tool, str(source), str(output))
     compile_step: Run = ctx.command(build, cwd=compile_cwd, **_compile_env(spec, ctx, scratch))
-    return (compile_step, ctx.command((str(binary), *args)))
+    if spec.emits:  # the compiler printed the result; there is nothing to run
+        return (compile_step,)
+    if spec.runner is None:
+        return (compile_step, ctx.command((str(output), *args)))
+    runner, argv = spec.runner
+    return (compile_step, ctx.command((*argv(find_tool(runner, ctx, why), str(output)), *args)))
 
 
 def shell_plan(

@@ -1,7 +1,8 @@
 """System verbs — ``packages``, ``service``, ``directory``, ``copy``, ``sync`` — as plans.
 
 One design for all: every verb returns a :class:`~pf.tasks.tools.Plan`. Package, service
-and sync verbs are commands (apt-get, systemctl, rsync) run through the sandbox;
+and sync verbs are commands (the system's package manager, systemctl, rsync) run through
+the sandbox;
 ``directory`` and ``copy`` are in-process filesystem steps (``MakeDir``, ``CopyPath``)
 that :func:`~pf.tasks.tools.run_plan` applies with pathlib/shutil, because spawning
 ``mkdir``/``cp``/``chmod``/``chown`` for them would only add processes and quoting.
@@ -10,7 +11,10 @@ Relative paths are relative to ``Context.cwd``. Imports only ``pf.tasks.tools``.
 
 from __future__ import annotations
 
+import shlex
+import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from pf.tasks.tools import (
     Args,
@@ -19,6 +23,8 @@ from pf.tasks.tools import (
     CopyPath,
     MakeDir,
     Plan,
+    Run,
+    TaskError,
     Tool,
     VerbPlanner,
     find_tool,
@@ -29,7 +35,6 @@ from pf.tasks.tools import (
     suggest,
 )
 
-APT_GET = Tool.apt("apt-get", "apt")
 SYSTEMCTL = Tool.apt("systemctl", "systemd")
 RSYNC = Tool.apt("rsync")
 SSH = Tool.apt("ssh", "openssh-client")
@@ -58,17 +63,65 @@ def _check_action(verb: str, action: str, allowed: Sequence[str]) -> None:
     )
 
 
-def packages_plan(action: str, names: Sequence[str], *, ctx: Context) -> Plan:
-    """``apt-get ACTION -y -q NAMES`` with ``DEBIAN_FRONTEND=noninteractive``.
+@dataclass(frozen=True)
+class PackageManager:
+    """A system package manager: its program, the words that install and remove, its env."""
 
-    No sudo is added: run pf as root, or use the task runner's ``sudo=true``.
+    program: str
+    install: tuple[str, ...]
+    remove: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    #: Whether it changes the system and so needs root (Homebrew refuses to run as root).
+    needs_root: bool = True
+
+
+#: The package managers ``packages`` drives, in the order they are looked for on PATH.
+PACKAGE_MANAGERS: tuple[PackageManager, ...] = (
+    PackageManager(
+        "apt-get",
+        ("install", "-y", "-q"),
+        ("remove", "-y", "-q"),
+        (("DEBIAN_FRONTEND", "noninteractive"),),
+    ),
+    PackageManager("dnf", ("install", "-y"), ("remove", "-y")),
+    PackageManager("yum", ("install", "-y"), ("remove", "-y")),
+    PackageManager("zypper", ("--non-interactive", "install"), ("--non-interactive", "remove")),
+    PackageManager("pacman", ("-S", "--noconfirm", "--needed"), ("-R", "--noconfirm")),
+    PackageManager("apk", ("add",), ("del",)),
+    PackageManager("brew", ("install",), ("uninstall",), needs_root=False),
+)
+
+
+def package_manager(ctx: Context) -> PackageManager:
+    """The first of :data:`PACKAGE_MANAGERS` on the task's PATH; TaskError if there is none."""
+    for manager in PACKAGE_MANAGERS:
+        if shutil.which(manager.program, path=ctx.path):
+            return manager
+    names = ", ".join(m.program for m in PACKAGE_MANAGERS)
+    raise TaskError(
+        "packages: no system package manager found on PATH",
+        hint=f"pf looks for {names}; install the packages by hand on this machine",
+    )
+
+
+def packages_plan(action: str, names: Sequence[str], *, ctx: Context) -> Plan:
+    """Install or remove ``names`` with the system's package manager, without questions.
+
+    Unless ``ctx.privileged``, a manager that needs root is refused here: asked as a
+    user, apt-get only fails after a while with a less clear message.
     """
     _check_action("packages", action, PACKAGE_ACTIONS)
     if not names:
         raise BadArgument(f"packages {action}: name at least one package")
-    apt = find_tool(APT_GET, ctx, "packages")
-    run = ctx.command([apt, action, "-y", "-q", *names], DEBIAN_FRONTEND="noninteractive")
-    return Plan((run,))
+    manager = package_manager(ctx)
+    if manager.needs_root and not ctx.privileged:
+        raise TaskError(
+            f"packages: {action} with {manager.program} needs root, and pf runs as a user",
+            hint="run pf as root, or add sudo=true to the command line",
+        )
+    words = manager.install if action == "install" else manager.remove
+    argv = (manager.program, *words, *names)
+    return Plan((Run(argv, ctx.cwd, {**ctx.env, **dict(manager.env)}),))
 
 
 def service_plan(action: str, name: str, *, ctx: Context) -> Plan:
@@ -143,10 +196,18 @@ def sync_plan(
     target = dest
     if host:
         find_tool(SSH, ctx, "sync to a remote host")
+        ssh = ["ssh"]
         if port:
             if not port.isdigit():
                 raise BadArgument(f"sync: port must be a number, got {port!r}")
-            argv += ["-e", f"ssh -p {port}"]
+            ssh += ["-p", port]
+        # ssh finds ~ in the password database; tasks on remote hosts read ~/.ssh from
+        # $HOME (asyncssh): give ssh the same config, so both log in alike.
+        config = ctx.resolve("~/.ssh/config") if ctx.env.get("HOME") else None
+        if config is not None and config.is_file():
+            ssh += ["-F", str(config)]
+        if len(ssh) > 1:
+            argv += ["-e", shlex.join(ssh)]
         target = f"{user}@{host}:{dest}" if user else f"{host}:{dest}"
     return Plan((ctx.command([*argv, src, target]),))
 

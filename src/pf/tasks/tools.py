@@ -191,6 +191,8 @@ class Context:
     cwd: Path
     env: Mapping[str, str]
     settings: Settings = field(default_factory=Settings)
+    #: Whether the commands run as root: pf is root, or the task runs with ``sudo=true``.
+    privileged: bool = field(default_factory=lambda: os.geteuid() == 0)
 
     @property
     def path(self) -> str:

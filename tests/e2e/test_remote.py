@@ -1,0 +1,164 @@
+"""Tasks on remote hosts over SSH: two real OpenSSH servers on loopback as two hosts."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Project
+from tests.sshd import SSHD, Sshd, client_home, free_port, keygen
+
+pytestmark = pytest.mark.skipif(
+    not Path(SSHD).exists() or shutil.which("ssh-keygen") is None,
+    reason="openssh-server is not installed (scripts/setup.sh test installs it)",
+)
+
+
+class Hosts:
+    def __init__(self, a: Sshd, b: Sshd, home: Path) -> None:
+        self.a = a
+        self.b = b
+        self.home = home
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"HOME": str(self.home)}
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
+    root = tmp_path_factory.mktemp("sshd")
+    client = keygen(root / "client_key")
+    a = Sshd(root / "a", client)
+    try:
+        b = Sshd(root / "b", client)
+        try:
+            home = root / "home"
+            client_home(home, root / "client_key", [a, b])
+            yield Hosts(a, b, home)
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+
+
+# Each host says which one it is: the port its SSH connection came in on.
+WHO = 'shell echo "$greeting from ${SSH_CONNECTION##* }"'
+
+
+def test_a_task_runs_on_every_host_with_its_values(project: Project, hosts: Hosts) -> None:
+    project.pfyfile(
+        f"""
+        hosts pair = {hosts.a.address}, {hosts.b.address}
+        task hi greeting="hello"
+          env SUFFIX=!
+          {WHO}$SUFFIX
+        end
+        """
+    )
+    for how in (f"hosts={hosts.a.address},{hosts.b.address}", "env=pair"):
+        ran = project.run("hi", how, "greeting=hi", env=hosts.env)
+        assert ran.returncode == 0, ran.stderr
+        assert sorted(ran.stdout.splitlines()) == sorted(
+            [
+                f"[{hosts.a.address}] hi from {hosts.a.port}!",
+                f"[{hosts.b.address}] hi from {hosts.b.port}!",
+            ]
+        )
+        assert f"pf: {hosts.a.address}: ok\n" in ran.stderr
+        assert f"pf: {hosts.b.address}: ok\n" in ran.stderr
+
+
+def test_host_user_and_port_make_one_address(project: Project, hosts: Hosts) -> None:
+    project.pfyfile(f"task hi greeting=hey\n  {WHO}\nend\n")
+    user = hosts.a.address.split("@")[0]
+    ran = project.run("hi", "host=127.0.0.1", f"user={user}", f"port={hosts.b.port}", env=hosts.env)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == f"[{hosts.b.address}] hey from {hosts.b.port}\n"
+
+
+def test_a_failing_host_does_not_stop_the_other(project: Project, hosts: Hosts) -> None:
+    project.pfyfile(
+        f"""
+        task deploy
+          shell [ "${{SSH_CONNECTION##* }}" != "{hosts.b.port}" ] || exit 3
+          shell echo "done on ${{SSH_CONNECTION##* }}"
+        end
+        """
+    )
+    ran = project.run("deploy", f"hosts={hosts.a.address},{hosts.b.address}", env=hosts.env)
+    assert ran.returncode == 3
+    assert ran.stdout == f"[{hosts.a.address}] done on {hosts.a.port}\n"
+    assert f"pf: {hosts.a.address}: ok\n" in ran.stderr
+    assert f"pf: {hosts.b.address}: failed: a command exited with code 3\n" in ran.stderr
+    fast = project.run(
+        "--fail-fast", "deploy", f"hosts={hosts.a.address},{hosts.b.address}", env=hosts.env
+    )
+    assert fast.returncode == 3
+    assert f"pf: {hosts.b.address}: failed: a command exited with code 3\n" in fast.stderr
+
+
+def test_an_unknown_host_key_is_refused_with_the_command_to_accept_it(
+    project: Project, hosts: Hosts, tmp_path: Path
+) -> None:
+    project.pfyfile(f"task hi greeting=x\n  {WHO}\nend\n")
+    home = tmp_path / "stranger"
+    client_home(home, hosts.home / ".ssh" / "id_ed25519", [hosts.a])  # knows a, not b
+    ran = project.run("hi", f"host={hosts.b.address}", env={"HOME": str(home)})
+    assert ran.returncode == 1
+    assert ran.stdout == ""
+    lines = ran.stderr.splitlines()
+    assert lines[1].startswith(
+        f"error: {hosts.b.address}: the host key is not in ~/.ssh/known_hosts"
+    )
+    assert lines[2] == (
+        f"hint: check the key, then accept it: ssh-keyscan -p {hosts.b.port} 127.0.0.1 "
+        ">> ~/.ssh/known_hosts"
+    )
+
+
+def test_an_unreachable_host_is_one_line_naming_it(project: Project, hosts: Hosts) -> None:
+    project.pfyfile(f"task hi greeting=x\n  {WHO}\nend\n")
+    address = f"root@127.0.0.1:{free_port()}"  # taken, then let go: nothing listens
+    ran = project.run("hi", f"hosts={hosts.a.address},{address}", env=hosts.env)
+    assert ran.returncode == 1
+    assert f"[{hosts.a.address}] x from {hosts.a.port}\n" == ran.stdout
+    assert f"pf: {address}: failed: cannot connect: " in ran.stderr
+    assert f"error: {address}: cannot connect: " in ran.stderr
+
+
+def test_sync_goes_to_the_host_and_other_verbs_stay_here(
+    project: Project, hosts: Hosts, tmp_path: Path
+) -> None:
+    target = tmp_path / "copied"
+    project.write("site/index.html", "<h1>pf</h1>\n")
+    project.pfyfile(
+        f"""
+        task publish
+          sync src=site/ dest={target}
+        end
+        task build
+          make all
+        end
+        """
+    )
+    ran = project.run("publish", f"host={hosts.a.address}", env=hosts.env)
+    assert ran.returncode == 0, ran.stderr
+    assert (target / "index.html").read_text() == "<h1>pf</h1>\n"
+    refused = project.run("build", f"host={hosts.a.address}", env=hosts.env)
+    assert refused.returncode == 2
+    assert "error: `make` runs on this machine only, not on a remote host" in refused.stderr
+
+
+def test_bad_host_lists_are_usage_errors(project: Project) -> None:
+    project.pfyfile("task hi\n  shell echo hi\nend\n")
+    assert project.run("hi", "hosts=@local").stdout == "hi\n"
+    bad_port = project.run("hi", "hosts=h:http")
+    assert bad_port.returncode == 2
+    assert "error: h:http: `http` is not a port number" in bad_port.stderr
+    mixed = project.run("hi", "hosts=@local,h")
+    assert mixed.returncode == 2
+    assert "a task runs either on this machine or on remote hosts, not both" in mixed.stderr
