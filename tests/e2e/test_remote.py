@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,11 +9,9 @@ import pytest
 
 from tests.e2e.conftest import Project
 from tests.sshd import SSHD, Sshd, client_home, free_port, keygen
+from tests.tools import needs_tool
 
-pytestmark = pytest.mark.skipif(
-    not Path(SSHD).exists() or shutil.which("ssh-keygen") is None,
-    reason="openssh-server is not installed (scripts/setup.sh test installs it)",
-)
+pytestmark = needs_tool(SSHD, "ssh-keygen")
 
 
 class Hosts:

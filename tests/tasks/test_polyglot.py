@@ -23,6 +23,7 @@ from pf.tasks import (
     shell_plan,
     split_file_ref,
 )
+from tests.tools import PREFIX
 
 from .conftest import Ran
 
@@ -174,7 +175,7 @@ def test_assembly_is_assembled_linked_and_run(ctx: Context, scratch: Path, run: 
             "asm", ".globl main\nmain:\n  mov $7, %eax\n  ret", ctx=ctx, scratch=scratch
         )
     except ToolMissing:
-        pytest.skip("no clang or gcc")
+        pytest.skip(f"{PREFIX}clang or gcc")
     assert run(plan).result.code == 7
 
 

@@ -19,11 +19,9 @@ from pf.errors import CompileFailed, InvalidOption, RequestError
 from pf.toolchains import CompileRequest, Options, SourceFile, driver_for_request
 from pf.toolchains.emscripten import EmscriptenDriver, wants
 from tests.toolchains.support import compile_files, outputs
+from tests.tools import needs_tool
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("emcc") is None or shutil.which("node") is None,
-    reason="emscripten or node is not installed",
-)
+pytestmark = needs_tool("emcc", "node")
 
 TRAP = b"""#include <emscripten.h>
 
