@@ -1,4 +1,4 @@
-"""``shell`` lines, values and parameters, through the real ``pf`` (issue 3's Tests list)."""
+"""``shell`` lines, values and parameters, through the real ``pf``."""
 
 from __future__ import annotations
 

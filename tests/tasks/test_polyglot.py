@@ -1,4 +1,4 @@
-"""Polyglot ``shell``: every language really runs code with args and env (issue 3)."""
+"""Polyglot ``shell``: every language really runs code with args and env."""
 
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ ELSEWHERE: dict[str, str] = {
     "asm": "apt-get install -y clang",
 }
 
-# Issue 3: these must run on every pf machine; the rest may be missing, and then the
+# These must run on every pf machine (set-up installs them); the rest may be missing, and then the
 # error must say exactly how to install them.
 REQUIRED = {"python", "node", "perl", "bash", "sh", "c", "cpp", "rust", "fortran", "dash"}
 INSTALL = {

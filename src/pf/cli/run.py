@@ -6,7 +6,7 @@ options, listing and describing tasks, and reporting a run (echoed commands in
 colour on a terminal, a summary, the failing line). Resolving names and parameters
 is :mod:`pf.tasks.params`; running is :mod:`pf.tasks.executor`.
 
-This is the start path of ``pf list`` and of every task run (issue 3: ``pf list``
+This is the start path of ``pf list`` and of every task run (budget: ``pf list``
 within 60 ms and 2.5x a bare interpreter), so at load time it imports only pf.dsl,
 pf.errors and the standard library's cheapest modules; argparse, typing, Settings,
 the verb modules and the engine are imported where they are first needed.
@@ -293,7 +293,7 @@ def list_command(args: Sequence[str], options: Globals) -> int:
     names_only = "--names" in args
     wanted = [a for a in args if a != "--names"]
     # Read from the listing cache when the Pfyfile is unchanged: parsing 500 tasks costs
-    # more than this command's whole budget (issue 3).
+    # more than this command's whole budget.
     listing = cache.load(find_or_fail(options))
     code = 2 if listing.path in {os.path.abspath(p) for p in listing.errors} else 0
     if names_only:
@@ -328,7 +328,7 @@ def list_command(args: Sequence[str], options: Globals) -> int:
     from pf.cli.output import style
 
     # Colour is decided once: asking the terminal for each of 500 tasks shows up in the
-    # time of `pf list` (issue 3's budget).
+    # time of `pf list`.
     colour = style("x", "bold", stream) != "x"
 
     def paint(text: str, name: str) -> str:

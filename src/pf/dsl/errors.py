@@ -208,7 +208,7 @@ class DslError(PfError):
     code = "pfyfile-error"
     #: "error" stops the file from loading; "warning" (:class:`DslWarning`) does not.
     severity = "error"
-    exit_code = 2  # a Pfyfile mistake is a usage error (issue 3)
+    exit_code = 2  # a Pfyfile mistake is a usage error, as for a bad command line
     http_status = 400
 
     def __init__(

@@ -8,8 +8,8 @@ config and errors only; nothing here parses Pfyfiles.
 
 The names below are loaded on first use (PEP 562 ``__getattr__``): ``pf TASK`` imports
 ``pf.tasks.executor``, and an up-to-date task must not pay the ~50 ms that the verb
-modules (dataclasses, subprocess, shutil, the sandbox) cost to import (issue 3's
-80 ms budget for a no-op run).
+modules (dataclasses, subprocess, shutil, the sandbox) cost to import (a no-op run's
+budget is 80 ms).
 """
 
 import importlib

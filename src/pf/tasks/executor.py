@@ -19,7 +19,7 @@ arguments get pf-level interpolation. Build helpers and system verbs are the pla
 of :mod:`pf.tasks.helpers` and :mod:`pf.tasks.system`; ``compile`` calls a hook the
 caller injects, because the engine sits above this layer (DESIGN.md).
 
-Start-up matters (issue 3: an up-to-date no-op run within 80 ms), so this module
+Start-up matters (an up-to-date no-op run has a budget of 80 ms), so this module
 imports only pf.dsl and the standard library's light modules at load time; the verb
 modules, the sandbox and Settings are imported when a statement first runs.
 """

@@ -206,7 +206,7 @@ LANGUAGES: tuple[Language, ...] = (
     _lang("lua", ".lua", Tool.apt("lua", "lua5.4", "lua", "lua5.4")),
     _lang("c", ".c", Tool.apt("gcc", None, "gcc", "cc", "clang"), compile=_cc),
     _lang("cpp", ".cpp", Tool.apt("g++", None, "g++", "c++", "clang++"), compile=_o2),
-    # rustup's toolchain when PATH lacks it (issue 3: host code may use rustup 1.95).
+    # rustup's toolchain when PATH lacks it (host code may need a newer Rust than Debian's 1.63).
     _lang(
         "rust",
         ".rs",

@@ -135,7 +135,7 @@ class TaskRun:
 
         env = dict(self.values)
         # Programs that buffer when writing to a pipe (Python) would hold their output
-        # back until they exit; task output is meant to be live (issue 3).
+        # back until they exit; task output is meant to be live.
         env.setdefault("PYTHONUNBUFFERED", "1")
         return Context(
             Path(self.executor.root),

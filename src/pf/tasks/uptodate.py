@@ -4,7 +4,7 @@ A task's *fingerprint* is a sha256 over its definition as pf prints it (so any c
 to its commands counts), the values bound for it (file env, header defaults and
 command-line parameters; not the whole process environment, which changes between
 shells for reasons a build does not care about), and the path and content digest of
-every file its ``sources`` globs match: checksums, not mtimes (issue 3), so a touched
+every file its ``sources`` globs match: checksums, not mtimes, so a touched
 but unchanged file does not re-run anything and an edited one always does. It is
 up to date when the fingerprint equals the one recorded after its last successful
 run and every ``generates`` glob matches something.
