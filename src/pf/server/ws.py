@@ -65,7 +65,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pf.server.ws")
 
-WS_CONNECTIONS = Gauge("pf_ws_connections", "Open WebSocket connections")
+# With several API processes: the sum over those alive (a dead one's clients are gone).
+WS_CONNECTIONS = Gauge(
+    "pf_ws_connections", "Open WebSocket connections", multiprocess_mode="livesum"
+)
 WS_MESSAGES = Counter("pf_ws_messages_total", "WebSocket messages queued to clients")
 WS_CLOSED = Counter(
     "pf_ws_closed_total", "WebSocket connections closed by the server, by reason", ["reason"]
