@@ -24,7 +24,7 @@ def collected(processes: int) -> CollectorRegistry:
     if processes <= 1:
         return REGISTRY
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry
 
 

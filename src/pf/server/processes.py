@@ -5,12 +5,13 @@ Strategy. The supervisor does once what run.prepare does (check the store and th
 exposure, bind the socket, log), with the server stack imported but no store open, no
 thread and no event loop, then forks N API processes that accept on the one listening
 socket: the kernel gives each connection to one of them. A process that dies is forked
-again at once (a second later if it and the one before it each lived under a second, so a
-process that cannot start does not spin); one of the first N that cannot start at all (exit 1) stops pf serve.
-SIGTERM or SIGINT is passed to every process, each drains as a single pf serve does
-(in-flight requests finish, WebSockets close, builds get PF_SHUTDOWN_GRACE), and the
-supervisor exits 0 once all have exited cleanly. Signals are blocked in the supervisor
-and read with sigtimedwait, so no handler runs between a fork and its bookkeeping.
+again at once (a second later if it and the one before it each lived under a second, so
+a process that cannot start does not spin); one of the first N that cannot start at all
+(exit 1) stops pf serve. SIGTERM or SIGINT is passed to every process, each drains as a
+single pf serve does (in-flight requests finish, WebSockets close, builds get
+PF_SHUTDOWN_GRACE), and the supervisor exits 0 once all have exited cleanly. Signals are
+blocked in the supervisor and read with sigtimedwait, so no handler runs between a fork
+and its bookkeeping.
 
 Why not uvicorn's own process manager: it starts its processes by spawning fresh
 interpreters that load the app from an import string (the command line's options would
@@ -198,7 +199,7 @@ class Supervisor:
             process = self.processes.pop(pid, None)
             if process is None:
                 continue
-            multiprocess.mark_process_dead(pid, str(self.metrics))
+            multiprocess.mark_process_dead(pid, str(self.metrics))  # type: ignore[no-untyped-call]
             code = os.waitstatus_to_exitcode(status)
             if process.first and code == STARTUP_FAILED:
                 return False
