@@ -1,7 +1,8 @@
 """pf serve --workers 2: two real API processes on one port behind one supervisor, on a
 private PostgreSQL and Redis. Both answer; one killed with SIGKILL is replaced within 2 s;
 SIGTERM to the supervisor lets a request in flight finish, then all exit 0; /metrics and
-/api/metrics count every process's requests; without shared mode it is a clear error."""
+/api/metrics count every process's requests and clients; the processes do not outlive a
+supervisor killed with SIGKILL; without shared mode it is a clear error."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from tests.server.conftest import Server
 
@@ -115,6 +117,29 @@ def test_sigterm_drains_a_request_in_flight_then_all_exit(
     assert not any(os.path.exists(f"/proc/{pid}") for pid in children)
 
 
+def test_api_processes_stop_when_the_supervisor_is_killed(
+    make_server: type[Server], tmp_path: Path, shared: dict[str, str]
+) -> None:
+    server = make_server(tmp_path, env=shared, args=("--workers", "2")).start()
+    assert server.proc is not None
+    children = _children(server.proc.pid)
+    assert len(children) == 2
+    server.proc.kill()
+    server.proc.wait()
+    deadline = time.monotonic() + DEADLINE
+    while any(os.path.exists(f"/proc/{pid}") and not _zombie(pid) for pid in children):
+        assert time.monotonic() < deadline, "API processes outlived their supervisor"
+        time.sleep(0.05)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
 def _log_says(server: Server, offset: int, message: str) -> list[bool]:
     return [entry.get("message") == message for entry in server.log_lines(offset)]
 
@@ -145,6 +170,11 @@ def test_metrics_count_every_process(
         if line.startswith("pf_http_requests_total{") and 'status="200"' in line
     )
     assert ok >= answered
+    # WebSocket clients, wherever they landed, are counted once each.
+    with connect(f"{server.ws_url}") as first, connect(f"{server.ws_url}") as second:
+        for ws in (first, second):
+            assert json.loads(ws.recv(timeout=DEADLINE))["type"] == "initial_status"
+        assert httpx.get(f"{server.url}/api/metrics").json()["wsConnections"] == 2
     # A process killed keeps its counts in the total.
     os.kill(next(iter(seen)), signal.SIGKILL)
     deadline = time.monotonic() + DEADLINE

@@ -32,6 +32,7 @@ each run builds and crash recovery against the others' records.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -57,6 +58,7 @@ MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client at 
 SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
 QUICK_DEATH = 1.0  # a process that lived less than this is forked again after as long
 STARTUP_FAILED = 1  # run.serve_process's code when uvicorn never started
+PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 KILL_AFTER = 10.0  # seconds past the drain's own deadlines before stragglers are killed
 
 
@@ -162,19 +164,24 @@ class Supervisor:
                 "pf serve's supervisor started a thread before forking",
                 hint="this is a bug in pf, please report it",
             )
+        supervisor = os.getpid()
         pid = os.fork()
         if pid == 0:
-            self._child()
+            self._child(supervisor)
         self.processes[pid] = _Process(slot, pid, time.monotonic(), first)
         log.info("API process started", extra={"pid": pid, "slot": slot})
 
-    def _child(self) -> NoReturn:
+    def _child(self, supervisor: int) -> NoReturn:
         code = STARTUP_FAILED
         try:
             for number in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                 signal.signal(number, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            _drain_with(supervisor)
             code = self.work()
+        except SystemExit as stop:
+            # uvicorn exits this way when the app's start-up failed (and has said why).
+            code = STARTUP_FAILED if stop.code else 0
         except PfError as error:
             log.error(f"the API process could not start: {error}", extra={"pid": os.getpid()})
         except BaseException:
@@ -262,6 +269,16 @@ class Supervisor:
                     clean = clean and code in (0, -signal.SIGTERM, -signal.SIGINT)
                     log.info("API process stopped", extra={"pid": pid, "exit": _describe(code)})
         return 0 if clean else 1
+
+
+def _drain_with(supervisor: int) -> None:
+    """Get SIGTERM (and so drain) if the supervisor dies, even by SIGKILL: an API process
+    left behind would hold the port."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != supervisor:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _describe(code: int) -> str:
