@@ -7,8 +7,9 @@ PF_BENCH_RUNS runs (3) of PF_BENCH_SECONDS (3 s) after a 1 s warm-up.
 
   API processes     GET /api/health and GET /api/status (100 builds recorded) req/s with
                     1 and with 2 API processes, side by side, and the ratio (goal >= 1.4x)
-  ASGI servers      pf's app under pf serve (uvicorn with pf's protocols), stock uvicorn
-                    (public options only), Granian and Hypercorn: /api/health req/s and
+  ASGI servers      pf's app under pf serve (uvicorn with pf's protocols), the same with
+                    WebSocket events sent through plain ASGI instead of pf.wire, stock
+                    uvicorn (public options only), Granian and Hypercorn: /api/health req/s and
                     p99; RSS with 1,000 idle WebSocket clients; POST -> build_started p99
                     with 1,000 per-event WebSocket clients (20 builds 0.25 s apart). A
                     server that is not installed is skipped with a note.
@@ -199,7 +200,10 @@ class AsgiServer(PfServer):
 
 def asgi_servers() -> list[tuple[str, list[str] | None]]:
     """(label, argv with {port}; None: pf serve itself) for each server installed."""
-    found: list[tuple[str, list[str] | None]] = [("pf serve (uvicorn + pf protocols)", None)]
+    found: list[tuple[str, list[str] | None]] = [
+        ("pf serve (uvicorn + pf protocols)", None),
+        ("pf serve, WS through plain ASGI send", [sys.executable, "asgiapp.py", "{port}"]),
+    ]
     uvicorn = [
         *(str(BIN / "uvicorn"), "--factory", "asgiapp:app", "--port", "{port}"),
         *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio"),

@@ -25,6 +25,7 @@ from typing import Any
 
 import httptools
 import uvicorn
+from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.extensions.permessage_deflate import (
@@ -509,7 +510,17 @@ def serve_process(
         bound_host=options.host,
         insecure_no_auth=insecure_no_auth,
     )
-    config = uvicorn.Config(
+    config = uvicorn_config(settings, options, app)
+    server = uvicorn.Server(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        server.run(sockets=[sock])
+    return 0 if server.started else 1
+
+
+def uvicorn_config(settings: Settings, options: ServeOptions, app: ASGIApp) -> uvicorn.Config:
+    """uvicorn as pf serve runs it: pf's protocols, limits, timeouts and logs."""
+    return uvicorn.Config(
         app,
         loop="uvloop",
         http=http_protocol(settings),
@@ -533,8 +544,3 @@ def serve_process(
         # apart by the socket's peer address (or their token), which no header can forge.
         proxy_headers=False,
     )
-    server = uvicorn.Server(config)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        server.run(sockets=[sock])
-    return 0 if server.started else 1
