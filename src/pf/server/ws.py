@@ -141,12 +141,13 @@ class AsgiWire:
     writable and the Client queues (and sheds) as it does for a full transport.
     """
 
-    __slots__ = ("_open", "_queue", "_room", "_websocket", "_writer")
+    __slots__ = ("_closer", "_open", "_queue", "_room", "_websocket", "_writer")
 
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
         self._queue: deque[Outgoing] = deque()
         self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
         self._room: asyncio.Future[None] | None = None
         self._open = True
 
@@ -194,7 +195,8 @@ class AsgiWire:
         self._shut()
         if self._writer is not None:
             self._writer.cancel()
-        asyncio.get_running_loop().create_task(self._close(code, reason))
+        # Held here so the task is not collected before it runs.
+        self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
