@@ -43,6 +43,7 @@ from pf.engine.service import BuildService
 from pf.errors import UsageError
 from pf.server.app import WEB_DIR, create_app
 from pf.server.auth import check_exposure
+from pf.server.guard import check_origins
 from pf.server.logging import log_config
 from pf.server.options import ServeOptions
 from pf.server.static import Static
@@ -449,6 +450,7 @@ def prepare(settings: Settings, options: ServeOptions, *, insecure_no_auth: bool
     The store is closed again: each API process opens its own (a forked connection would
     be shared by two processes)."""
     logging.config.dictConfig(log_config(settings.log_level))
+    check_origins(settings.cors_origins)  # as create_app does, before "listening" is said
     store = Store.for_settings(settings)
     # Before uvicorn: a database pf cannot use is one line from the CLI, not a traceback
     # from the lifespan (the service's start finds the store open).
