@@ -98,18 +98,21 @@ def test_sigterm_drains_a_request_in_flight_then_all_exit(
     body = json.dumps({"language": "c", "files": {}}).encode()
     head = (
         f"POST /api/compile HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Expect: 100-continue\r\n\r\n"
     ).encode()
     with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as slow:
-        slow.sendall(head + body[:5])  # the request is in flight: half its body is sent
+        slow.sendall(head)
+        # The app asks for the body: the request is in flight in one of the processes.
+        assert _read_until(slow, b"\r\n\r\n").startswith(b"HTTP/1.1 100 ")
         offset = server.log_path.stat().st_size
         server.proc.send_signal(signal.SIGTERM)
-        # Both processes have begun to drain before the rest of the body goes.
+        # Both processes have begun to drain before the body goes.
         deadline = time.monotonic() + DEADLINE
         while sum(_log_says(server, offset, "Shutting down")) < 2:
             assert time.monotonic() < deadline, server.log_path.read_text()
             time.sleep(0.05)
-        slow.sendall(body[5:])
+        slow.sendall(body)
         answer = _read_response(slow)
     assert answer.startswith(b"HTTP/1.1 400 "), answer
     assert b'"error"' in answer
@@ -142,6 +145,15 @@ def _zombie(pid: int) -> bool:
 
 def _log_says(server: Server, offset: int, message: str) -> list[bool]:
     return [entry.get("message") == message for entry in server.log_lines(offset)]
+
+
+def _read_until(sock: socket.socket, end: bytes) -> bytes:
+    data = b""
+    while end not in data:
+        chunk = sock.recv(1)
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    return data
 
 
 def _read_response(sock: socket.socket) -> bytes:
