@@ -65,6 +65,13 @@ def _parser() -> ArgumentParser:
         help="project for build requests that name none (overrides PF_DEFAULT_PROJECT; "
         "default: pf-web-polyglot-demo-plus-c if present, else the only project)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="API processes on the port (overrides PF_API_WORKERS; default 1; more than 1 "
+        "needs PF_DATABASE_URL=postgresql://... and PF_REDIS_URL)",
+    )
     parser.add_argument("--backlog", type=int, default=DEFAULT_BACKLOG, help="listen backlog")
     parser.add_argument(
         "--ws-ping-interval", type=float, default=20.0, help="seconds between WebSocket pings"
@@ -86,6 +93,8 @@ def command(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be from 0 to 65535, not {args.port}")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be positive, not {args.workers}")
     if args.backlog < 1:
         raise UsageError(f"--backlog must be positive, not {args.backlog}")
     if args.ws_ping_interval <= 0 or args.ws_ping_timeout <= 0:
@@ -96,15 +105,24 @@ def command(argv: list[str]) -> int:
         if not path.is_dir():
             raise UsageError(f"{flag} {path} is not a directory")
     settings = load_settings(
-        overrides={"log_level": args.log_level, "default_project": args.default_project or None}
+        overrides={
+            "log_level": args.log_level,
+            "default_project": args.default_project or None,
+            "api_workers": args.workers,
+        }
     )
     if settings.default_project is not None:
         from pf.engine.catalog import Projects
 
         Projects(projects).check_default(settings.default_project)
-    from pf.server import run
+    from pf.server import processes
 
-    options = run.ServeOptions(
+    # Before anything imports the server stack: several processes must be refused now,
+    # and their metrics need prometheus_client loaded after the supervisor's set-up.
+    processes.check_workers(settings)
+    from pf.server.options import ServeOptions
+
+    options = ServeOptions(
         host=args.host,
         port=args.port,
         root=root,
@@ -113,6 +131,10 @@ def command(argv: list[str]) -> int:
         ws_ping_interval=args.ws_ping_interval,
         ws_ping_timeout=args.ws_ping_timeout,
     )
+    if settings.api_workers > 1:
+        return processes.serve(settings, options, insecure_no_auth=args.insecure_no_auth)
+    from pf.server import run
+
     code: int = run.serve(settings, options, insecure_no_auth=args.insecure_no_auth)
     return code
 

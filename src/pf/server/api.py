@@ -27,7 +27,7 @@ from pf.engine.catalog import MAX_MODULES
 from pf.engine.jobs import iso_time
 from pf.engine.layout import TARGET_DIRS, published_path
 from pf.errors import NotFound, ToolchainMissing
-from pf.server import schemas, session
+from pf.server import metrics, schemas, session
 from pf.server.auth import Principal
 from pf.server.middleware import RequestStats
 from pf.server.ratelimit import client_key
@@ -138,6 +138,7 @@ async def system(request: Request) -> Response:
             "arch": _ARCH.get(machine, machine),
             "nodeVersion": node,
             "pythonVersion": platform.python_version(),
+            "pid": os.getpid(),
             "cwd": os.getcwd(),
             "rootDir": str(request.app.state.root_dir),
             "availableLanguages": list(LANGUAGES),
@@ -370,13 +371,21 @@ async def task_run(request: Request) -> Response:
 
 
 async def metrics_json(request: Request) -> Response:
-    stats: RequestStats = request.app.state.request_stats
-    hub: Hub = request.app.state.hub
+    processes = _settings(request).api_workers
+    if processes > 1:
+        # Every API process's requests and clients, from the metrics they all write.
+        registry = metrics.collected(processes)
+        count, seconds = metrics.http_totals(registry)
+        clients = int(registry.get_sample_value("pf_ws_connections") or 0)
+    else:
+        stats: RequestStats = request.app.state.request_stats
+        hub: Hub = request.app.state.hub
+        count, seconds, clients = stats.count, stats.seconds, hub.connections
     body = {
-        "requestCount": stats.count,
-        "avgRequestTime": stats.average_ms,
+        "requestCount": count,
+        "avgRequestTime": round(seconds / count * 1000, 3) if count else 0.0,
         **_service(request).metrics(),
-        "wsConnections": hub.connections,
+        "wsConnections": clients,
     }
     return JSONResponse(body)
 

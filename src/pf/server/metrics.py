@@ -1,19 +1,41 @@
-"""The one Prometheus registry of the process and the ``GET /metrics`` endpoint.
+"""The Prometheus registry pf serve reads and the ``GET /metrics`` endpoint.
 
 Metrics are defined beside what they count (engine: builds, queue, cache; server:
-HTTP requests, WebSocket clients), all in this registry; this module exposes it and
-defines nothing else.
+HTTP requests, WebSocket clients), all in prometheus_client's default registry; this
+module exposes them and defines nothing else. With several API processes (pf serve
+--workers N, server/processes.py) each process keeps its values in files of the
+multiprocess folder, and what is read is all of them: counters and histograms summed,
+live gauges summed over the processes alive.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
 
-__all__ = ["REGISTRY", "prometheus"]
+__all__ = ["REGISTRY", "collected", "http_totals", "prometheus"]
+
+
+def collected(processes: int) -> CollectorRegistry:
+    """What to read: this process's registry, or every process's values when there are
+    several (the supervisor named their folder in PROMETHEUS_MULTIPROC_DIR)."""
+    if processes <= 1:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def http_totals(registry: CollectorRegistry) -> tuple[int, float]:
+    """HTTP requests answered and the seconds they took, in ``registry``."""
+    count = registry.get_sample_value("pf_http_request_duration_seconds_count") or 0.0
+    seconds = registry.get_sample_value("pf_http_request_duration_seconds_sum") or 0.0
+    return int(count), seconds
 
 
 async def prometheus(request: Request) -> Response:
     """Every metric in the Prometheus text format (0.0.4)."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    registry = collected(request.app.state.settings.api_workers)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

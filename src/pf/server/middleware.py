@@ -33,10 +33,6 @@ class RequestStats:
     count: int = 0
     seconds: float = 0.0
 
-    @property
-    def average_ms(self) -> float:
-        return round(self.seconds / self.count * 1000, 3) if self.count else 0.0
-
 
 class RequestMetrics:
     """Counts every HTTP request and times it to the last byte of its response."""

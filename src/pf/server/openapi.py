@@ -167,6 +167,7 @@ _SYSTEM = obj(
         "arch": STR,
         "nodeVersion": null(STR),
         "pythonVersion": STR,
+        "pid": INT,
         "cwd": STR,
         "rootDir": STR,
         "availableLanguages": array(STR),

@@ -16,15 +16,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import logging.config
 import math
 import socket
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httptools
 import uvicorn
+from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.extensions.permessage_deflate import (
@@ -42,7 +43,9 @@ from pf.engine.service import BuildService
 from pf.errors import UsageError
 from pf.server.app import WEB_DIR, create_app
 from pf.server.auth import check_exposure
+from pf.server.guard import check_origins
 from pf.server.logging import log_config
+from pf.server.options import ServeOptions
 from pf.server.static import Static
 from pf.server.ws import WIRE, Outgoing
 from pf.store import Store, TokenStore
@@ -401,19 +404,6 @@ def http_protocol(settings: Settings) -> type[HttpProtocol]:
     return Bounded
 
 
-@dataclass(frozen=True)
-class ServeOptions:
-    """What ``pf serve`` was asked for on its command line."""
-
-    host: str
-    port: int
-    root: Path
-    projects: Path
-    backlog: int
-    ws_ping_interval: float
-    ws_ping_timeout: float
-
-
 def bind(host: str, port: int, backlog: int) -> socket.socket:
     """A listening socket; port 0 picks a free port (read it back from the socket)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -449,12 +439,70 @@ def serve(settings: Settings, options: ServeOptions, *, insecure_no_auth: bool =
 
     A non-loopback address is refused (UsageError) while no token exists, unless
     ``insecure_no_auth``."""
+    sock = prepare(settings, options, insecure_no_auth=insecure_no_auth)
+    return serve_process(settings, options, sock, insecure_no_auth=insecure_no_auth)
+
+
+def prepare(settings: Settings, options: ServeOptions, *, insecure_no_auth: bool) -> socket.socket:
+    """What pf serve does once, before any API process serves: check the store and the
+    exposure, bind the listening socket, log where it listens and what the sandbox can do.
+
+    The store is closed again: each API process opens its own (a forked connection would
+    be shared by two processes)."""
+    logging.config.dictConfig(log_config(settings.log_level))
+    check_origins(settings.cors_origins)  # as create_app does, before "listening" is said
     store = Store.for_settings(settings)
     # Before uvicorn: a database pf cannot use is one line from the CLI, not a traceback
     # from the lifespan (the service's start finds the store open).
     store.open()
-    check_exposure(TokenStore(store.db), options.host, insecure_no_auth)
+    try:
+        check_exposure(TokenStore(store.db), options.host, insecure_no_auth)
+    finally:
+        store.close()
     sock = bind(options.host, options.port, options.backlog)  # fail fast on a taken port
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    log.info(
+        "pf serve listening",
+        extra={
+            "url": f"http://{shown}:{port}",
+            "port": port,
+            "root": str(options.root),
+            "projects": str(options.projects),
+            "database": store.url,
+            "processes": settings.api_workers,
+        },
+    )
+    reaped = sandbox.reap_orphans()
+    if reaped:
+        log.warning(
+            "killed task processes a pf serve that was killed left running",
+            extra={"processes": reaped},
+        )
+    unconfined = sandbox.warning(settings)
+    if unconfined is not None:
+        log.warning(unconfined)
+    unconfinable = sandbox.probe(settings)
+    if unconfinable is not None:
+        # Fail closed: the server runs (history, artifacts, tasks) but refuses compiles,
+        # and /api/ready says why.
+        log.error(f"compiles will be refused: {unconfinable}", extra={"hint": unconfinable.hint})
+    if insecure_no_auth:
+        log.warning(
+            "--insecure-no-auth: while no token exists, anyone who reaches this server can "
+            "run builds and tasks (pf token create NAME --scope admin closes it)",
+            extra={"url": f"http://{shown}:{port}"},
+        )
+    return sock
+
+
+def serve_process(
+    settings: Settings, options: ServeOptions, sock: socket.socket, *, insecure_no_auth: bool
+) -> int:
+    """One API process on the listening socket ``sock``, until SIGTERM/SIGINT; 0 after a
+    clean stop, 1 when its start-up failed."""
+    store = Store.for_settings(settings)
+    store.open()
     service = BuildService(settings, store, options.projects)
     app = create_app(
         settings,
@@ -464,7 +512,17 @@ def serve(settings: Settings, options: ServeOptions, *, insecure_no_auth: bool =
         bound_host=options.host,
         insecure_no_auth=insecure_no_auth,
     )
-    config = uvicorn.Config(
+    config = uvicorn_config(settings, options, app)
+    server = uvicorn.Server(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        server.run(sockets=[sock])
+    return 0 if server.started else 1
+
+
+def uvicorn_config(settings: Settings, options: ServeOptions, app: ASGIApp) -> uvicorn.Config:
+    """uvicorn as pf serve runs it: pf's protocols, limits, timeouts and logs."""
+    return uvicorn.Config(
         app,
         loop="uvloop",
         http=http_protocol(settings),
@@ -488,40 +546,3 @@ def serve(settings: Settings, options: ServeOptions, *, insecure_no_auth: bool =
         # apart by the socket's peer address (or their token), which no header can forge.
         proxy_headers=False,
     )
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    log.info(
-        "pf serve listening",
-        extra={
-            "url": f"http://{shown}:{port}",
-            "port": port,
-            "root": str(options.root),
-            "projects": str(options.projects),
-            "database": store.url,
-        },
-    )
-    reaped = sandbox.reap_orphans()
-    if reaped:
-        log.warning(
-            "killed task processes a pf serve that was killed left running",
-            extra={"processes": reaped},
-        )
-    unconfined = sandbox.warning(settings)
-    if unconfined is not None:
-        log.warning(unconfined)
-    unconfinable = sandbox.probe(settings)
-    if unconfinable is not None:
-        # Fail closed: the server runs (history, artifacts, tasks) but refuses compiles,
-        # and /api/ready says why.
-        log.error(f"compiles will be refused: {unconfinable}", extra={"hint": unconfinable.hint})
-    if insecure_no_auth:
-        log.warning(
-            "--insecure-no-auth: while no token exists, anyone who reaches this server can "
-            "run builds and tasks (pf token create NAME --scope admin closes it)",
-            extra={"url": f"http://{shown}:{port}"},
-        )
-    server = uvicorn.Server(config)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        server.run(sockets=[sock])
-    return 0 if server.started else 1

@@ -8,8 +8,9 @@ bytes are written to every other (Outgoing). The writes are synchronous, straigh
 each connection's transport through the Wire that pf serve's WebSocket protocol
 (server/run.py) puts in the ASGI scope as the ``pf.wire`` extension: no task, no await
 and no frame encoding per client, which is what keeps POST -> ``build_started`` fast
-with 1,000 clients on two cores. The hub therefore needs that protocol; under another
-ASGI server a connection is closed with 1011.
+with 1,000 clients on two cores. Under an ASGI server without that protocol the same
+messages go through plain ASGI ``websocket.send`` (AsgiWire): the text is still made once
+for all clients, the server frames it for each connection.
 
 Two kinds of client. A client connects as the original's pages do and gets one message
 per event, each of a documented type (``build_started``, ``build_progress``...), never a
@@ -57,7 +58,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import Counter, Gauge
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 if TYPE_CHECKING:
     from pf.config import Settings
@@ -65,7 +66,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pf.server.ws")
 
-WS_CONNECTIONS = Gauge("pf_ws_connections", "Open WebSocket connections")
+# With several API processes: the sum over those alive (a dead one's clients are gone).
+WS_CONNECTIONS = Gauge(
+    "pf_ws_connections", "Open WebSocket connections", multiprocess_mode="livesum"
+)
 WS_MESSAGES = Counter("pf_ws_messages_total", "WebSocket messages queued to clients")
 WS_CLOSED = Counter(
     "pf_ws_closed_total", "WebSocket connections closed by the server, by reason", ["reason"]
@@ -77,12 +81,12 @@ WS_DROPPED = Counter(
 WIRE = "pf.wire"  # the ASGI scope extension {"wire": Wire} of pf serve's protocol
 POLICY_VIOLATION = 1008
 GOING_AWAY = 1001
-INTERNAL_ERROR = 1011
 INITIAL_BUILDS = 100  # builds listed in initial_status, newest first
 INITIAL_TTL = 1.0  # seconds an unchanged initial_status is reused (as /api/status's list)
 MAX_SUBSCRIBED = 1000  # build ids one client may follow
 MAX_MESSAGE = 256 * 1024  # a batch is split past this many characters
 MAX_PENDING = 4 * 1024 * 1024  # bytes queued for one client before it is dropped
+ASGI_IN_FLIGHT = 16  # messages handed to a plain ASGI server's send, per client
 # Lifecycle events wait at most this long (POST -> build_started must stay fast under
 # load); progress and log lines wait out the whole PF_WS_BATCH_MS window.
 URGENT = frozenset({"build_started", "build_completed", "build_failed", "build_cancelled"})
@@ -99,9 +103,10 @@ class Outgoing:
     format (``frames``, filled by the Wires that send it), each made once. ``shed`` says
     whether a slow per-event client may lose it (PROGRESS, LOG) or not (KEEP)."""
 
-    __slots__ = ("data", "frames", "shed")
+    __slots__ = ("data", "frames", "shed", "text")
 
     def __init__(self, text: str, shed: int = KEEP) -> None:
+        self.text = text
         self.data = text.encode()
         self.frames: dict[object, bytes] = {}
         self.shed = shed
@@ -125,6 +130,77 @@ class Wire(Protocol):
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake now: the app's next receive() is the disconnect,
         and a peer that never answers is cut off after a timeout."""
+
+
+class AsgiWire:
+    """A Wire over plain ASGI ``websocket.send``, for a server without pf serve's protocol.
+
+    The message's text is still made once for every client; the server frames (and may
+    compress) it for each connection. Up to ASGI_IN_FLIGHT messages wait here for a
+    writer task that exists only while they do; past that the connection is not
+    writable and the Client queues (and sheds) as it does for a full transport.
+    """
+
+    __slots__ = ("_closer", "_open", "_queue", "_room", "_websocket", "_writer")
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+        self._queue: deque[Outgoing] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+        self._room: asyncio.Future[None] | None = None
+        self._open = True
+
+    def writable(self) -> bool:
+        return self._open and len(self._queue) < ASGI_IN_FLIGHT
+
+    async def wait_writable(self) -> bool:
+        while self._open and len(self._queue) >= ASGI_IN_FLIGHT:
+            self._room = asyncio.get_running_loop().create_future()
+            await self._room
+        return self._open
+
+    def send(self, message: Outgoing) -> None:
+        if not self._open:
+            return
+        self._queue.append(message)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        try:
+            while self._queue:
+                message = self._queue[0]
+                await self._websocket.send({"type": "websocket.send", "text": message.text})
+                self._queue.popleft()
+                self._wake()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            # The peer is gone (or the server closed it): the reader sees the disconnect.
+            self._shut()
+        finally:
+            self._writer = None
+
+    def _wake(self) -> None:
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
+
+    def _shut(self) -> None:
+        self._open = False
+        self._queue.clear()
+        self._wake()
+
+    def close(self, code: int, reason: str) -> None:
+        if not self._open:
+            return
+        self._shut()
+        if self._writer is not None:
+            self._writer.cancel()
+        # Held here so the task is not collected before it runs.
+        self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await self._websocket.send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 def _messages(parts: list[str]) -> list[Outgoing]:
@@ -439,9 +515,7 @@ class Hub:
         wire: Wire | None = websocket.scope.get("extensions", {}).get(WIRE, {}).get("wire")
         await websocket.accept()
         if wire is None:
-            log.error("WebSocket served without pf serve's protocol (no %s extension)", WIRE)
-            await websocket.close(INTERNAL_ERROR, "WebSocket events need pf serve")
-            return
+            wire = AsgiWire(websocket)
         batch = BATCH_VALUES.get(websocket.query_params.get("batch", "").lower())
         if batch is None:
             await websocket.close(POLICY_VIOLATION, "batch must be 1 or 0")
