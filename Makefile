@@ -33,6 +33,7 @@ bench: setup
 	$(VENV)/python bench/tasks_bench.py
 	$(VENV)/python bench/server_bench.py
 	$(VENV)/python bench/static_bench.py
+	$(VENV)/python bench/procs_bench.py
 
 clean:
 	rm -rf .pf
