@@ -63,6 +63,7 @@ class BuildRow:
     params: Mapping[str, Any] | None = None
     sources: Mapping[str, str] | None = None
     attempt: int = 0
+    client: str | None = None
 
     def values(self) -> dict[str, Any]:
         out = asdict(self)
@@ -108,7 +109,7 @@ def upsert(conn: Connection, rows: Sequence[BuildRow]) -> set[str]:
     statement = insert(builds)
     new = statement.excluded
     columns = [c.name for c in builds.columns if c.name != "id"]
-    statement = statement.on_conflict_do_update(
+    guarded = statement.on_conflict_do_update(
         index_elements=[builds.c.id],
         set_={name: new[name] for name in columns},
         where=and_(
@@ -121,7 +122,7 @@ def upsert(conn: Connection, rows: Sequence[BuildRow]) -> set[str]:
     ).returning(builds.c.id)
     # The last write of a build wins: a batch may hold its queued and running states.
     latest = {row.id: row for row in rows}
-    result = conn.execute(statement, [row.values() for row in latest.values()])
+    result = conn.execute(guarded, [row.values() for row in latest.values()])
     return set(result.scalars())
 
 

@@ -135,3 +135,21 @@ class Queue:
             workers = connector.execute_query_one("SELECT count(*) AS n FROM procrastinate_workers")
         counts = {row["status"]: int(row["n"]) for row in rows}
         return QueueState(counts.get("todo", 0), counts.get("doing", 0), int(workers["n"]))
+
+
+async def retry_stalled(manager: Any, job: Any) -> bool:
+    """Give a job of a silent worker back to the queue (Procrastinate's stalled-job
+    retry); False when it is no longer running there (another worker did it first)."""
+    import procrastinate.exceptions
+
+    try:
+        await manager.retry_job(job)
+    except procrastinate.exceptions.ConnectorException as error:
+        if _NOT_DOING in str(error.__cause__ or error):
+            return False
+        raise
+    return True
+
+
+# What procrastinate_retry_job says of a job that is not running (any more).
+_NOT_DOING = 'not in "doing" status'

@@ -24,7 +24,6 @@ from pf.errors import StoreError
 from pf.store.schema import metadata
 
 
-
 def _queue_schema(conn: Connection) -> None:
     """Procrastinate's tables and functions (the job queue of pf worker), on PostgreSQL.
 
@@ -46,8 +45,9 @@ def _queue_schema(conn: Connection) -> None:
 
 
 def _v2(conn: Connection) -> None:
-    """Version 2: builds.attempt, the shared compile cache, the job queue."""
+    """Version 2: builds.attempt and .client, the shared compile cache, the job queue."""
     conn.exec_driver_sql("ALTER TABLE builds ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0")
+    conn.exec_driver_sql("ALTER TABLE builds ADD COLUMN client VARCHAR(128)")
     metadata.create_all(conn, tables=[metadata.tables["blobs"], metadata.tables["actions"]])
     _queue_schema(conn)
 

@@ -2,10 +2,11 @@
 
 ``builds`` holds one row per build or task run, ``logs`` its output lines in order;
 ``blobs`` and ``actions`` the compile cache every process shares (by content digest and
-by action key); ``tokens`` the API tokens and ``sessions`` the dashboard's sign-ins, both by the SHA-256
-of their secret only. Times are epoch seconds (float); structured fields are JSON.
-Nothing outside ``pf.store`` sees these tables: queries live in builds.py, logs.py and
-tokens.py and hand out frozen dataclasses. Imports SQLAlchemy only.
+by action key); ``tokens`` the API tokens and ``sessions`` the dashboard's sign-ins,
+both by the SHA-256 of their secret only. Times are epoch seconds (float); structured
+fields are JSON. Nothing outside ``pf.store`` sees these tables: queries live in
+builds.py, logs.py, tokens.py and shared.py and hand out plain data. Imports SQLAlchemy
+only.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ builds = Table(
     # another one died counts 1, 2, ...; a row from an earlier run never overwrites a
     # later one's (store.builds.upsert).
     Column("attempt", Integer, nullable=False, default=0, server_default="0"),
+    # Who submitted it ("token:<name>", "addr:<address>"): a build token cancels only its
+    # own builds, through whichever pf serve process it asks.
+    Column("client", String(128)),
     Index(None, "created_at"),
     Index(None, "status"),
     Index(None, "language", "target", "ended_at"),

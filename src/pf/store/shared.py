@@ -126,9 +126,7 @@ class SharedCache:
     def evict(self) -> int:
         """Remove least recently used blobs until they fit ``max_bytes``; returns bytes freed."""
         with self.db.begin("cannot evict from the shared compile cache") as conn:
-            total = int(
-                conn.execute(select(func.coalesce(func.sum(blobs.c.size), 0))).scalar_one()
-            )
+            total = int(conn.execute(select(func.coalesce(func.sum(blobs.c.size), 0))).scalar_one())
             if total <= self.max_bytes:
                 return 0
             freed = 0

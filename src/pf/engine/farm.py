@@ -1,0 +1,214 @@
+"""pf worker: run the builds pf serve queued in shared mode, through the same engine.
+
+Strategy: a Farm is one process's worth of what BuildService runs builds with (store,
+Recorder, event bus, action cache with the shared tier, Runner, Intake, Pfyfiles) plus a
+Procrastinate worker on the queue store.jobqueue names. Each job carries its build's
+record as pf serve stored it when queued; the task rebuilds the Job from it (as a
+restart resumes a queued build: engine.intake, engine.taskruns) and hands it to
+``Runner.run`` on a thread, so a compile runs exactly as in pf serve: cache lookup,
+single-flight, sandbox, log lines, progress, record, events.
+
+Exactly once. A worker says it is alive every PF_WORKER_HEARTBEAT seconds; every worker,
+as often, gives the builds of workers silent for PF_WORKER_STALLED_AFTER back to the
+queue (Procrastinate's stalled-job retry), which counts the job's ``attempts``. The build
+runs again under that attempt number, and the store refuses any row of an earlier
+attempt, or any row once the build has ended (store.builds.upsert); the Recorder then
+announces nothing for a refused row. So a worker that was only slow, not dead, can
+finish its compile but neither its record nor its events count, and a build whose
+worker died after recording its end is not run again. The outputs are content-addressed
+and the action is keyed by its inputs, so a re-run stores the same bytes under the same
+names: it is idempotent by its action key.
+
+Cancel. DELETE /api/builds/{id} on any pf serve cancels a waiting job in the queue, or
+asks Procrastinate to abort a running one, which reaches this worker by LISTEN/NOTIFY
+and cancels the task: the job's cancel event is set, the Runner kills the compiler's
+process group and records the build cancelled, as in pf serve.
+
+Imports engine internals, store, tasks, config and errors; never server or cli.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from pf.config import Settings
+from pf.engine.bus import bus_for
+from pf.engine.cache import ActionCache
+from pf.engine.catalog import Projects
+from pf.engine.compile import BuildResult
+from pf.engine.intake import Intake
+from pf.engine.jobs import CANCELLED, FAILED, FINISHED, Estimator, Job
+from pf.engine.recorder import Recorder
+from pf.engine.runner import Runner
+from pf.engine.taskruns import Pfyfiles
+from pf.errors import PfError
+from pf.store import jobqueue
+from pf.store.builds import BuildRow
+from pf.store.history import Store
+from pf.store.shared import SharedCache
+
+log = logging.getLogger("pf.worker")
+
+# Set when a worker that took a build up again finds the one before it had asked to
+# abort it: the user's cancel stands.
+ABORTED_WHILE_LOST = "cancelled while its pf worker was lost"
+
+
+def shared_cache(settings: Settings, store: Store) -> SharedCache:
+    """The compile cache every process of a shared deployment reads (store.shared)."""
+    return SharedCache(store.db, settings.shared_cache_max_bytes)
+
+
+class Farm:
+    """One pf worker process: ``await Farm(settings, projects).run(concurrency)``."""
+
+    def __init__(self, settings: Settings, projects_root: Path) -> None:
+        settings_url = settings.database_url
+        if not settings.shared or settings_url is None:
+            raise PfError(
+                "pf worker needs shared mode: a PostgreSQL PF_DATABASE_URL and PF_REDIS_URL",
+                hint="set both to the ones pf serve uses (docs/scale.md)",
+            )
+        self.settings = settings
+        self.store = Store.for_settings(settings)
+        self.bus = bus_for(settings)
+        self.recorder = Recorder(self.store, self.bus, max_backlog=8 * settings.max_queue)
+        self.cache = ActionCache(
+            settings.cache_dir, settings.cache_max_bytes, shared_cache(settings, self.store)
+        )
+        self.runner = Runner(
+            settings, self.cache, self.recorder, Estimator(), self._retire, _no_index
+        )
+        self.intake = Intake(settings, Projects(projects_root))
+        self.pfyfiles = Pfyfiles(settings, projects_root)
+        self.app = jobqueue.app(settings_url, sync=False)
+        self.app.task(name=jobqueue.TASK, queue=jobqueue.QUEUE, pass_context=True)(self._build)
+        self.ran = 0
+
+    # The task -----------------------------------------------------------------------
+
+    async def _build(self, context: Any, build_id: str, row: dict[str, Any]) -> None:
+        stored = await asyncio.to_thread(self.store.get, build_id)
+        if stored is not None and stored.status in FINISHED:
+            # It ended under a worker that died before the queue heard so.
+            return
+        job = Job.from_row(BuildRow(**row), self.cache.blobs)
+        job.attempt = int(context.job.attempts)
+        if job.attempt:
+            log.warning("pf worker: taking up build %s again (attempt %d)", job.id, job.attempt)
+            self.runner.note(job, "taken up again: the pf worker running it stopped", "warn")
+        try:
+            await asyncio.to_thread(self._resume, job)
+        except PfError as error:
+            self.runner.end(job, FAILED, error=error)
+            await asyncio.to_thread(self.recorder.flush)
+            return
+        running = asyncio.ensure_future(asyncio.to_thread(self.runner.run, job))
+        try:
+            await asyncio.shield(running)
+        except asyncio.CancelledError:
+            # Procrastinate aborts this job (a cancel through the API): the Runner kills
+            # the compiler and records the build cancelled.
+            job.cancel.set()
+            await running
+            await asyncio.to_thread(self.recorder.flush)
+            raise
+        # The record is written before the queue hears the job is done.
+        await asyncio.to_thread(self.recorder.flush)
+        self.ran += 1
+
+    def _resume(self, job: Job) -> None:
+        if job.kind == "task":
+            job.call = self.pfyfiles.call(job.task or job.target, dict(job.params or {}))
+            job.budget = self.intake.budget()
+        else:
+            self.intake.resume(job)
+
+    def _retire(self, job: Job, _result: BuildResult | None) -> None:
+        job.request = None
+        job.call = None
+        job.inline_sources = None
+
+    # Recovery -----------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        """Give the builds of silent workers back to the queue, every heartbeat."""
+        manager = self.app.job_manager
+        while True:
+            await asyncio.sleep(self.settings.worker_heartbeat)
+            try:
+                async with jobqueue.translated("cannot look for stalled builds"):
+                    stalled = await manager.get_stalled_jobs(
+                        queue=jobqueue.QUEUE,
+                        seconds_since_heartbeat=self.settings.worker_stalled_after,
+                    )
+                for found in stalled:
+                    await self._retry(found)
+            except PfError as error:
+                # The database is away: the next round asks again.
+                log.warning("pf worker: %s", error)
+
+    async def _retry(self, found: Any) -> None:
+        manager = self.app.job_manager
+        async with jobqueue.translated("cannot give a stalled build back to the queue"):
+            retried = await jobqueue.retry_stalled(manager, found)
+        if not retried:
+            return  # another worker gave it back first
+        build_id = str(found.task_kwargs.get("build_id", ""))
+        log.warning("pf worker: the worker running build %s stopped: queued again", build_id)
+        async with jobqueue.translated("cannot read the job queue"):
+            status = await manager.get_job_status_async(found.id)
+        if str(status.value) == "failed":
+            # Its abort was asked while its worker was lost: Procrastinate ends it there.
+            await asyncio.to_thread(self._end_lost, build_id, int(found.attempts) + 1)
+
+    def _end_lost(self, build_id: str, attempt: int) -> None:
+        row = self.store.get(build_id)
+        if row is None or row.status in FINISHED:
+            return
+        job = Job.from_row(row, self.cache.blobs)
+        job.attempt = attempt
+        job.cancel_reason = ABORTED_WHILE_LOST
+        job.cancel.set()
+        self.runner.end(job, CANCELLED)
+        self.recorder.flush()
+
+    # Lifecycle ----------------------------------------------------------------------
+
+    async def run(self, concurrency: int) -> None:
+        """Take builds until SIGTERM/SIGINT, then let the running ones finish."""
+        self.bus.attach(asyncio.get_running_loop())
+        await asyncio.to_thread(self.store.open)
+        self.recorder.start()
+        recovery = asyncio.ensure_future(self._recover())
+        try:
+            async with jobqueue.translated("cannot open the job queue"):
+                async with self.app.open_async():
+                    log.info(
+                        "pf worker ready",
+                        extra={"concurrency": concurrency, "database": self.store.url},
+                    )
+                    await self.app.run_worker_async(
+                        queues=[jobqueue.QUEUE],
+                        concurrency=concurrency,
+                        name=f"pf-worker-{time.time_ns()}",
+                        update_heartbeat_interval=self.settings.worker_heartbeat,
+                        stalled_worker_timeout=self.settings.worker_stalled_after,
+                        delete_jobs="successful",
+                        install_signal_handlers=True,
+                    )
+        finally:
+            recovery.cancel()
+            await asyncio.gather(recovery, return_exceptions=True)
+            await asyncio.to_thread(self.recorder.stop)
+            self.bus.close()
+            self.bus.detach()
+            await asyncio.to_thread(self.store.close)
+
+
+def _no_index(_job: Job) -> None:
+    """A worker serves no /wasm/ files: the API processes index completed builds."""
