@@ -157,3 +157,133 @@ def test_builds_of_every_language_run_on_two_workers_and_their_artifacts_run(
     assert not (server.workdir / ".pf" / "cache" / "ac").exists() or not any(
         (server.workdir / ".pf" / "cache" / "ac").rglob("*.json")
     ), "pf serve compiled in shared mode"
+
+
+def test_a_hit_made_by_one_worker_is_a_hit_for_another_with_its_own_cache(farm: Farm) -> None:
+    server = farm.server()
+    first = farm.worker()
+    sources = unique_c("shared-hit")
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        built = http.post("/api/compile", json={"language": "c", "files": sources}).json()
+        record = wait_for(http, built["buildId"])
+        assert record["status"] == "completed" and record["cached"] is False
+        first.stop()
+        farm.worker()  # another cache directory, empty
+        again = http.post("/api/compile", json={"language": "c", "files": sources}).json()
+        hit = wait_for(http, again["buildId"])
+        assert hit["status"] == "completed" and hit["cached"] is True, hit
+        assert hit["artifacts"] == [
+            {**a, "url": a["url"].replace(built["buildId"], again["buildId"])}
+            for a in record["artifacts"]  # type: ignore[attr-defined]
+        ]
+        assert http.get("/api/metrics").json()["cacheHits"] == 1
+
+
+def test_a_worker_killed_mid_build_is_replaced_and_the_build_completes_once(
+    farm: Farm, tmp_path: Path
+) -> None:
+    slow = chatty_tool(tmp_path, "/usr/bin/clang-14", hold=3)
+    env = {"PF_TOOL_CLANG": str(slow), "PF_SANDBOX": "off", "PF_CCACHE": "0"}
+    server = farm.server(**env)
+    doomed = farm.worker(**env)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        sources = unique_c("killed")
+        build_id = http.post("/api/compile", json={"language": "c", "files": sources}).json()[
+            "buildId"
+        ]
+        _wait_status(http, build_id, "running", DEADLINE)
+        farm.worker(**env)
+        assert doomed.proc is not None
+        doomed.proc.send_signal(signal.SIGKILL)
+        doomed.proc.wait()
+        killed_at = time.monotonic()
+        record = wait_for(http, build_id, timeout=DEADLINE)
+        recovered = time.monotonic() - killed_at
+        assert record["status"] == "completed", record
+        assert recovered < DEADLINE
+        assert _job_attempts(farm.pg_url, build_id) in ([], [1])
+        logs = [e["message"] for e in http.get(f"/api/logs/{build_id}").json()["logs"]]
+        assert sum("taken up again" in m for m in logs) == 1, logs
+        [artifact] = record["artifacts"]  # type: ignore[misc]
+        assert http.get(artifact["url"]).status_code == 200
+        # One record of it, ended once.
+        with psycopg.connect(farm.pg_url) as conn:
+            rows = conn.execute(
+                "SELECT status, attempt FROM builds WHERE id = %s", (build_id,)
+            ).fetchall()
+        assert rows == [("completed", 1)]
+
+
+def test_a_running_build_is_cancelled_on_the_worker_that_runs_it(
+    farm: Farm, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    held = chatty_tool(tmp_path, "/usr/bin/clang-14", hold=60, pidfile=pids)
+    env = {"PF_TOOL_CLANG": str(held), "PF_SANDBOX": "off", "PF_CCACHE": "0"}
+    server = farm.server(**env)
+    farm.worker(**env)
+    other = farm.server(**env)  # the cancel goes through another API process
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        build_id = http.post(
+            "/api/compile", json={"language": "c", "files": unique_c("cancel")}
+        ).json()["buildId"]
+        _wait_status(http, build_id, "running", DEADLINE)
+        deadline = time.monotonic() + DEADLINE
+        while not pids.exists() or not pids.read_text().strip():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        asked = time.monotonic()
+        answer = httpx.delete(f"{other.url}/api/builds/{build_id}", timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "cancelled"
+        record = wait_for(http, build_id, timeout=DEADLINE)
+        assert record["status"] == "cancelled", record
+        assert time.monotonic() - asked < 10
+        sleeper = int(pids.read_text().split()[1])
+        deadline = time.monotonic() + DEADLINE
+        while Path(f"/proc/{sleeper}").exists() and b"Z" not in _state(sleeper):
+            assert time.monotonic() < deadline, "the compiler was not killed"
+            time.sleep(0.05)
+        assert http.delete(f"/api/builds/{build_id}").status_code == 409
+
+
+def _state(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().split(b") ")[1][:1]
+    except (OSError, IndexError):
+        return b"Z"
+
+
+def test_a_queued_build_is_cancelled_before_any_worker_takes_it(farm: Farm) -> None:
+    server = farm.server()
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        build_id = http.post(
+            "/api/compile", json={"language": "c", "files": unique_c("queued")}
+        ).json()["buildId"]
+        answer = http.delete(f"/api/builds/{build_id}")
+        assert answer.status_code == 200 and answer.json()["status"] == "cancelled"
+        farm.worker()
+        record = wait_for(http, build_id)
+        assert record["status"] == "cancelled"
+        assert http.get("/api/ready").json()["queue"]["queued"] == 0
+
+
+def test_the_same_action_through_two_api_processes_runs_once(
+    farm: Farm, tmp_path: Path
+) -> None:
+    slow = chatty_tool(tmp_path, "/usr/bin/clang-14", hold=2)
+    env = {"PF_TOOL_CLANG": str(slow), "PF_SANDBOX": "off", "PF_CCACHE": "0"}
+    one, two = farm.server(**env), farm.server(**env)
+    farm.worker(**env)
+    farm.worker(**env)
+    sources = unique_c("twice")
+    ids = []
+    for server in (one, two):
+        answer = httpx.post(
+            f"{server.url}/api/compile", json={"language": "c", "files": sources}, timeout=30
+        )
+        ids.append(answer.json()["buildId"])
+    with httpx.Client(base_url=one.url, timeout=60) as http:
+        records = [wait_for(http, build_id) for build_id in ids]
+    assert [r["status"] for r in records] == ["completed", "completed"]
+    assert sorted(bool(r["cached"]) for r in records) == [False, True], records
