@@ -268,9 +268,7 @@ def test_a_queued_build_is_cancelled_before_any_worker_takes_it(farm: Farm) -> N
         assert http.get("/api/ready").json()["queue"]["queued"] == 0
 
 
-def test_the_same_action_through_two_api_processes_runs_once(
-    farm: Farm, tmp_path: Path
-) -> None:
+def test_the_same_action_through_two_api_processes_runs_once(farm: Farm, tmp_path: Path) -> None:
     slow = chatty_tool(tmp_path, "/usr/bin/clang-14", hold=2)
     env = {"PF_TOOL_CLANG": str(slow), "PF_SANDBOX": "off", "PF_CCACHE": "0"}
     one, two = farm.server(**env), farm.server(**env)

@@ -53,6 +53,8 @@ from pf.store.shared import SharedCache
 
 log = logging.getLogger("pf.worker")
 
+_POLL = 1.0
+
 # Set when a worker that took a build up again finds the one before it had asked to
 # abort it: the user's cancel stands.
 ABORTED_WHILE_LOST = "cancelled while its pf worker was lost"
@@ -199,6 +201,9 @@ class Farm:
                         update_heartbeat_interval=self.settings.worker_heartbeat,
                         stalled_worker_timeout=self.settings.worker_stalled_after,
                         delete_jobs="successful",
+                        # A build given back by the stalled-job retry wakes no worker
+                        # (only new jobs notify): the idle ones look this often.
+                        fetch_job_polling_interval=_POLL,
                         install_signal_handlers=True,
                     )
         finally:
