@@ -100,9 +100,6 @@ class Farm:
             return
         job = Job.from_row(BuildRow(**row), self.cache.blobs)
         job.attempt = int(context.job.attempts)
-        if job.attempt:
-            log.warning("pf worker: taking up build %s again (attempt %d)", job.id, job.attempt)
-            self.runner.note(job, "taken up again: the pf worker running it stopped", "warn")
         try:
             await asyncio.to_thread(self._resume, job)
         except PfError as error:
@@ -124,11 +121,16 @@ class Farm:
         self.ran += 1
 
     def _resume(self, job: Job) -> None:
+        """Give the job its request (or task call) and, on a later attempt, say so."""
         if job.kind == "task":
             job.call = self.pfyfiles.call(job.task or job.target, dict(job.params or {}))
             job.budget = self.intake.budget()
         else:
             self.intake.resume(job)
+        if job.attempt:
+            log.warning("pf worker: taking up build %s again (attempt %d)", job.id, job.attempt)
+            job.budget.count_stored(self.store.logs(job.id))
+            self.runner.note(job, "taken up again: the pf worker running it stopped", "warn")
 
     def _retire(self, job: Job, _result: BuildResult | None) -> None:
         job.request = None
