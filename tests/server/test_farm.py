@@ -82,10 +82,12 @@ class Farm:
         self.servers: list[Server] = []
         self.workers: list[Worker] = []
 
-    def server(self, **env: str) -> Server:
+    def server(self, pfyfile: str | None = None, **env: str) -> Server:
         work = self.tmp_path / f"api{len(self.servers)}"
         work.mkdir()
-        server = Server(work, env={**self.env, **env})
+        server = Server(work, env={**self.env, "PFY_FILE": "", **env})
+        if pfyfile is not None:
+            (server.projects / "Pfyfile.pf").write_text(pfyfile)
         self.servers.append(server)
         return server.start()
 
@@ -285,3 +287,15 @@ def test_the_same_action_through_two_api_processes_runs_once(farm: Farm, tmp_pat
         records = [wait_for(http, build_id) for build_id in ids]
     assert [r["status"] for r in records] == ["completed", "completed"]
     assert sorted(bool(r["cached"]) for r in records) == [False, True], records
+
+
+def test_a_task_run_goes_to_a_worker_too(farm: Farm) -> None:
+    server = farm.server(pfyfile='task greet who="world"\n  shell echo "hello $who"\nend\n')
+    farm.worker()
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        answer = http.post("/api/tasks/greet", json={"params": {"who": "farm"}})
+        assert answer.status_code == 202, answer.text
+        record = wait_for(http, answer.json()["buildId"])
+        assert record["status"] == "completed", record
+        logs = [e["message"] for e in http.get(f"/api/logs/{record['buildId']}").json()["logs"]]
+        assert "hello farm" in logs

@@ -53,7 +53,7 @@ from pf.store.shared import SharedCache
 
 log = logging.getLogger("pf.worker")
 
-_POLL = 1.0
+_POLL = 0.1
 
 # Set when a worker that took a build up again finds the one before it had asked to
 # abort it: the user's cancel stands.
@@ -203,8 +203,11 @@ class Farm:
                         update_heartbeat_interval=self.settings.worker_heartbeat,
                         stalled_worker_timeout=self.settings.worker_stalled_after,
                         delete_jobs="successful",
-                        # A build given back by the stalled-job retry wakes no worker
-                        # (only new jobs notify): the idle ones look this often.
+                        # LISTEN/NOTIFY wakes an idle worker for a new build, but not for
+                        # one the stalled-job retry gave back (only inserts notify), and
+                        # Procrastinate 3 drops a notification that arrives while its
+                        # fetch finds nothing: idle workers also look this often, so no
+                        # build waits for one longer (one indexed query per look).
                         fetch_job_polling_interval=_POLL,
                         install_signal_handlers=True,
                     )
