@@ -25,9 +25,7 @@ def test_without_postgresql_and_redis_it_says_what_it_needs(tmp_path: Path) -> N
     assert done.returncode == 1
     assert "pf worker needs shared mode" in done.stderr
     assert "PF_DATABASE_URL" in done.stderr and "Traceback" not in done.stderr
-    sqlite = pf_worker(
-        tmp_path, "--projects", str(tmp_path), PF_REDIS_URL="redis://127.0.0.1:1/0"
-    )
+    sqlite = pf_worker(tmp_path, "--projects", str(tmp_path), PF_REDIS_URL="redis://127.0.0.1:1/0")
     assert sqlite.returncode == 1 and "pf worker needs shared mode" in sqlite.stderr
 
 

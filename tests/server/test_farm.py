@@ -17,6 +17,7 @@ import httpx
 import psycopg
 import pytest
 
+from pf.store import BuildRow, Store
 from tests.server.conftest import Server, chatty_tool, unique_c, wait_for
 from tests.toolchains.support import instantiate
 
@@ -299,3 +300,32 @@ def test_a_task_run_goes_to_a_worker_too(farm: Farm) -> None:
         assert record["status"] == "completed", record
         logs = [e["message"] for e in http.get(f"/api/logs/{record['buildId']}").json()["logs"]]
         assert "hello farm" in logs
+
+
+def test_a_build_recorded_by_a_pf_serve_that_died_before_queueing_it_still_runs(
+    farm: Farm,
+) -> None:
+    server = farm.server()
+    # What a pf serve killed between recording a build and queueing it leaves behind.
+    store = Store(farm.pg_url)
+    store.open()
+    try:
+        store.write(
+            [
+                BuildRow(
+                    id="c-wasm-orphan",
+                    kind="compile",
+                    language="c",
+                    target="wasm",
+                    status="queued",
+                    created_at=time.time() - 3600,
+                    sources=unique_c("orphan"),
+                )
+            ]
+        )
+    finally:
+        store.close()
+    farm.worker(PF_WORKER_HEARTBEAT="0.5")
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        record = wait_for(http, "c-wasm-orphan", timeout=DEADLINE)
+    assert record["status"] == "completed", record

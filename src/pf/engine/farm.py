@@ -41,7 +41,7 @@ from pf.engine.cache import ActionCache
 from pf.engine.catalog import Projects
 from pf.engine.compile import BuildResult
 from pf.engine.intake import Intake
-from pf.engine.jobs import CANCELLED, FAILED, FINISHED, Estimator, Job
+from pf.engine.jobs import CANCELLED, FAILED, FINISHED, QUEUED, Estimator, Job
 from pf.engine.recorder import Recorder
 from pf.engine.runner import Runner
 from pf.engine.taskruns import Pfyfiles
@@ -54,6 +54,11 @@ from pf.store.shared import SharedCache
 log = logging.getLogger("pf.worker")
 
 _POLL = 0.1
+# A build recorded queued this many seconds ago with no job in the queue was left by a
+# pf serve that died between the two (each takes milliseconds); workers look for such
+# builds every few heartbeats.
+ORPHAN_AGE = 30.0
+_ORPHAN_ROUNDS = 5
 
 # Set when a worker that took a build up again finds the one before it had asked to
 # abort it: the user's cancel stands.
@@ -140,10 +145,13 @@ class Farm:
     # Recovery -----------------------------------------------------------------------
 
     async def _recover(self) -> None:
-        """Give the builds of silent workers back to the queue, every heartbeat."""
+        """Every heartbeat, give the builds of silent workers back to the queue; now and
+        then, queue the builds a pf serve recorded but died before queueing."""
         manager = self.app.job_manager
+        rounds = 0
         while True:
             await asyncio.sleep(self.settings.worker_heartbeat)
+            rounds += 1
             try:
                 async with jobqueue.translated("cannot look for stalled builds"):
                     stalled = await manager.get_stalled_jobs(
@@ -152,9 +160,27 @@ class Farm:
                     )
                 for found in stalled:
                     await self._retry(found)
+                if rounds % _ORPHAN_ROUNDS == 0:
+                    await self._adopt()
             except PfError as error:
                 # The database is away: the next round asks again.
                 log.warning("pf worker: %s", error)
+
+    async def _adopt(self) -> None:
+        """Queue the builds recorded queued long ago that have no job in the queue."""
+        before = time.time() - ORPHAN_AGE
+        async with jobqueue.translated("cannot look for unqueued builds"):
+            found = await jobqueue.orphans(self.app, before)
+        for build_id in found:
+            row = await asyncio.to_thread(self.store.get, build_id)
+            if row is None or row.status != QUEUED:
+                continue
+            async with jobqueue.translated("cannot queue an unqueued build"):
+                queued = await jobqueue.requeue(
+                    self.app, build_id, {"build_id": build_id, "row": row.values()}
+                )
+            if queued:
+                log.warning("pf worker: build %s was recorded but never queued: queued", build_id)
 
     async def _retry(self, found: Any) -> None:
         manager = self.app.job_manager

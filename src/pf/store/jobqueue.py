@@ -70,6 +70,36 @@ class QueueState:
         return {"queued": self.todo, "running": self.doing, "workers": self.workers}
 
 
+def _deferrer(queue_app: procrastinate.App, build_id: str) -> Any:
+    # The lock finds a build's job again (cancel); the queueing lock keeps a build from
+    # waiting in the queue twice (a recovered orphan and its late original).
+    return queue_app.configure_task(TASK, queue=QUEUE, lock=build_id, queueing_lock=build_id)
+
+
+async def requeue(queue_app: procrastinate.App, build_id: str, args: Mapping[str, Any]) -> bool:
+    """Queue a build again from a worker; False if it is waiting in the queue already."""
+    import procrastinate.exceptions
+
+    try:
+        await _deferrer(queue_app, build_id).defer_async(**args)
+    except procrastinate.exceptions.AlreadyEnqueued:
+        return False
+    return True
+
+
+async def orphans(queue_app: procrastinate.App, before: float) -> list[str]:
+    """Builds recorded queued before ``before`` (epoch seconds) that have no job: the
+    pf serve that recorded them died before it queued them."""
+    connector = queue_app.connector
+    rows = await connector.execute_query_all_async(
+        "SELECT b.id FROM builds b WHERE b.status = 'queued' AND b.created_at < %(before)s "
+        "AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j WHERE j.lock = b.id) "
+        "ORDER BY b.created_at LIMIT 100",
+        before=before,
+    )
+    return [str(row["id"]) for row in rows]
+
+
 def app(url: str, *, sync: bool) -> procrastinate.App:
     """A Procrastinate App on ``url``: a synchronous one (pf serve's threads defer and
     cancel), or an asynchronous one (pf worker's loop)."""
@@ -106,8 +136,7 @@ class Queue:
     def defer(self, build_id: str, args: Mapping[str, Any]) -> int:
         """Queue one build; returns its job id."""
         with translate("cannot queue the build"):
-            deferrer = self._app.configure_task(TASK, queue=QUEUE, lock=build_id)
-            return int(deferrer.defer(**args))
+            return int(_deferrer(self._app, build_id).defer(**args))
 
     def job_of(self, build_id: str) -> tuple[int, str] | None:
         """The id and status (todo, doing, succeeded, ...) of a build's job, or None."""

@@ -45,9 +45,16 @@ def _queue_schema(conn: Connection) -> None:
 
 
 def _v2(conn: Connection) -> None:
-    """Version 2: builds.attempt and .client, the shared compile cache, the job queue."""
-    conn.exec_driver_sql("ALTER TABLE builds ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0")
-    conn.exec_driver_sql("ALTER TABLE builds ADD COLUMN client VARCHAR(128)")
+    """Version 2: builds.attempt and .client, the shared compile cache, the job queue.
+
+    A version 1 database may have had its tables made from this schema.py (see
+    ``_VERSION_1``): only the columns it lacks are added.
+    """
+    present = {column["name"] for column in inspect(conn).get_columns("builds")}
+    if "attempt" not in present:
+        conn.exec_driver_sql("ALTER TABLE builds ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0")
+    if "client" not in present:
+        conn.exec_driver_sql("ALTER TABLE builds ADD COLUMN client VARCHAR(128)")
     metadata.create_all(conn, tables=[metadata.tables["blobs"], metadata.tables["actions"]])
     _queue_schema(conn)
 
