@@ -7,7 +7,8 @@ mode and pf worker processes, and an embedded pf serve for comparison, then prin
               p50 and p99 over builds sent one at a time: through Procrastinate vs the
               in-process Scheduler (goal: <= 100 ms through the queue)
   throughput  compiles per second of 100 distinct small C builds with 1 and 2 workers
-              (each worker runs one build at a time) and in-process (PF_JOBS=2)
+              (each running one build at a time), 1 worker running 2 at a time, and
+              in-process (PF_JOBS=2)
   recovery    SIGKILL of the worker running a build -> another worker runs it (its
               record's attempt 1 is running), and -> it completed
   cancel      DELETE /api/builds/{id} of a running build -> its record says cancelled
@@ -93,11 +94,13 @@ class Worker:
 
 
 @contextmanager
-def workers(env: dict[str, str], projects: Path, count: int) -> Iterator[list[Worker]]:
+def workers(
+    env: dict[str, str], projects: Path, count: int, concurrency: int = 1
+) -> Iterator[list[Worker]]:
     started: list[Worker] = []
     try:
         for _ in range(count):
-            started.append(Worker(env, projects))
+            started.append(Worker(env, projects, concurrency))
         yield started
     finally:
         for worker in started:
@@ -234,6 +237,8 @@ def main() -> None:
                 results["rate_1"] = throughput(api.url, args.builds)
             with workers(shared, api.projects, 2):
                 results["rate_2"] = throughput(api.url, args.builds)
+            with workers(shared, api.projects, 1, concurrency=2):
+                results["rate_1x2"] = throughput(api.url, args.builds)
 
         held_url = cluster.create_database("bench_queue_held")
         os.environ["PF_BENCH_PG"] = held_url
@@ -270,6 +275,7 @@ def main() -> None:
         f"{results['rate_local']:.1f} (2 j)",
     )
     _row("", f"{results['rate_2']:.1f} (2 w)", "")
+    _row("", f"{results['rate_1x2']:.1f} (1 w x 2)", "")
     taken = [t for t, _ in results["recovery"]]
     done = [d for _, d in results["recovery"]]
     _row(

@@ -625,14 +625,17 @@ class BuildService:
         waiting = self.dispatcher.take(build_id)
         queue = self.dispatcher.queue
         found = queue.job_of(build_id) if waiting is None else None
-        if waiting is not None or (
-            found is not None and found[1] == "todo" and queue.cancel(found[0], abort=False)
+        # Not in the queue at all (a pf serve died before queueing it), or still waiting
+        # there: no worker has it, so it ends here.
+        if (
+            waiting is not None
+            or found is None
+            or (found[1] == "todo" and queue.cancel(found[0], abort=False))
         ):
             job.cancel.set()
             self._runner.end(job, CANCELLED)
             return job.to_api()
-        if found is not None:
-            queue.cancel(found[0], abort=True)
+        queue.cancel(found[0], abort=True)
         job.cancel.set()  # shown as cancelled while its worker kills the compiler
         return job.to_api()
 
