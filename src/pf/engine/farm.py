@@ -30,6 +30,7 @@ Imports engine internals, store, tasks, config and errors; never server or cli.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -50,6 +51,7 @@ from pf.store import jobqueue
 from pf.store.builds import BuildRow
 from pf.store.history import Store
 from pf.store.shared import SharedCache
+from pf.toolchains.matrix import matrix
 
 log = logging.getLogger("pf.worker")
 
@@ -94,17 +96,19 @@ class Farm:
         self.pfyfiles = Pfyfiles(settings, projects_root)
         self.app = jobqueue.app(settings_url, sync=False)
         self.app.task(name=jobqueue.TASK, queue=jobqueue.QUEUE, pass_context=True)(self._build)
-        self.ran = 0
+        self._warming: asyncio.Future[Any] | None = None
 
     # The task -----------------------------------------------------------------------
 
     async def _build(self, context: Any, build_id: str, row: dict[str, Any]) -> None:
-        stored = await asyncio.to_thread(self.store.get, build_id)
-        if stored is not None and stored.status in FINISHED:
-            # It ended under a worker that died before the queue heard so.
-            return
+        attempt = int(context.job.attempts)
+        if attempt:
+            stored = await asyncio.to_thread(self.store.get, build_id)
+            if stored is not None and stored.status in FINISHED:
+                # It ended under a worker that died before the queue heard so.
+                return
         job = Job.from_row(BuildRow(**row), self.cache.blobs)
-        job.attempt = int(context.job.attempts)
+        job.attempt = attempt
         try:
             await asyncio.to_thread(self._resume, job)
         except PfError as error:
@@ -123,7 +127,6 @@ class Farm:
             raise
         # The record is written before the queue hears the job is done.
         await asyncio.to_thread(self.recorder.flush)
-        self.ran += 1
 
     def _resume(self, job: Job) -> None:
         """Give the job its request (or task call) and, on a later attempt, say so."""
@@ -215,6 +218,11 @@ class Farm:
         await asyncio.to_thread(self.store.open)
         self.recorder.start()
         recovery = asyncio.ensure_future(self._recover())
+        # Probe every toolchain now rather than in the first build of each: a worker
+        # that takes over a dead one's build is then as quick as a warm one.
+        # Not awaited (an error in it is logged by asyncio as never retrieved); the
+        # reference keeps the task from being collected while it runs.
+        self._warming = asyncio.ensure_future(asyncio.to_thread(matrix, self.settings))
         try:
             async with jobqueue.translated("cannot open the job queue"):
                 async with self.app.open_async():
@@ -239,7 +247,8 @@ class Farm:
                     )
         finally:
             recovery.cancel()
-            await asyncio.gather(recovery, return_exceptions=True)
+            with contextlib.suppress(asyncio.CancelledError):
+                await recovery
             await asyncio.to_thread(self.recorder.stop)
             self.bus.close()
             self.bus.detach()
