@@ -211,11 +211,49 @@ def _row(name: str, *cells: str) -> None:
     print(f"  {name:<34}" + "".join(f"{c:>16}" for c in cells))
 
 
+def _recovery_only(
+    args: argparse.Namespace,
+    cluster: PgCluster,
+    redis: RedisServer,
+    base: dict[str, str],
+    scratch: Path,
+) -> None:
+    url = cluster.create_database("bench_queue_recovery")
+    env = {
+        **base,
+        "PF_DATABASE_URL": url,
+        "PF_REDIS_URL": redis.url(),
+        "PF_TOOL_CLANG": str(_held_clang(scratch, 2.0)),
+    }
+    if args.stalled_after:
+        env["PF_WORKER_STALLED_AFTER"] = args.stalled_after
+    with PfServer(env, name="recovery") as api:
+        rounds = [recovery(env, api, url, 2.0) for _ in range(args.rounds)]
+    taken = [t for t, _ in rounds]
+    done = [d for _, d in rounds]
+    print(f"pf worker recovery, PF_WORKER_STALLED_AFTER={args.stalled_after or 'default'}")
+    _row(
+        "SIGKILL -> re-run starts (s)",
+        f"{statistics.median(taken):.1f} med",
+        f"{max(taken):.1f} max",
+    )
+    _row(
+        "SIGKILL -> completed (s, 2 s held)",
+        f"{statistics.median(done):.1f} med",
+        f"{max(done):.1f} max",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--builds", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--samples", type=int, default=40)
+    parser.add_argument(
+        "--stalled-after",
+        help="PF_WORKER_STALLED_AFTER for the recovery rounds (default: pf's default)",
+    )
+    parser.add_argument("--recovery-only", action="store_true", help="only the kill rounds")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="pf-bench-queue-"))
     cluster, redis = PgCluster(), RedisServer()
@@ -224,6 +262,8 @@ def main() -> None:
     results: dict[str, Any] = {}
     try:
         base = {"PF_SANDBOX": "off", "PF_CCACHE": "0", "PF_RATE_LIMIT": "0"}
+        if args.recovery_only:
+            return _recovery_only(args, cluster, redis, base, scratch)
         with PfServer({**base, "PF_JOBS": "2"}, name="embedded") as local:
             results["pickup_local"] = pickup(local.url, args.samples)
             results["rate_local"] = throughput(local.url, args.builds)

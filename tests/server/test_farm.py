@@ -329,3 +329,20 @@ def test_a_build_recorded_by_a_pf_serve_that_died_before_queueing_it_still_runs(
     with httpx.Client(base_url=server.url, timeout=60) as http:
         record = wait_for(http, "c-wasm-orphan", timeout=DEADLINE)
     assert record["status"] == "completed", record
+
+
+def test_a_task_run_whose_worker_is_killed_fails_rather_than_running_twice(
+    farm: Farm,
+) -> None:
+    server = farm.server(pfyfile="task slow\n  shell echo started; sleep 60\nend\n")
+    doomed = farm.worker()
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        build_id = http.post("/api/tasks/slow", json={}).json()["buildId"]
+        _wait_status(http, build_id, "running", DEADLINE)
+        farm.worker()
+        assert doomed.proc is not None
+        doomed.proc.send_signal(signal.SIGKILL)
+        doomed.proc.wait()
+        record = wait_for(http, build_id, timeout=DEADLINE)
+    assert record["status"] == "failed", record
+    assert "interrupted: the pf worker running this task stopped" in str(record["error"])

@@ -61,6 +61,8 @@ _POLL = 0.1
 # builds every few heartbeats.
 ORPHAN_AGE = 30.0
 _ORPHAN_ROUNDS = 5
+# Runs of one build that may end with their worker lost before it is failed.
+MAX_ATTEMPTS = 3
 
 # Set when a worker that took a build up again finds the one before it had asked to
 # abort it: the user's cancel stands.
@@ -109,12 +111,22 @@ class Farm:
                 return
         job = Job.from_row(BuildRow(**row), self.cache.blobs)
         job.attempt = attempt
+        lost = _not_again(job)
+        if lost is not None:
+            self.runner.end(job, FAILED, error=lost)
+            await asyncio.to_thread(self.recorder.flush)
+            return
         try:
             await asyncio.to_thread(self._resume, job)
         except PfError as error:
             self.runner.end(job, FAILED, error=error)
             await asyncio.to_thread(self.recorder.flush)
             return
+        except asyncio.CancelledError:
+            job.cancel.set()  # aborted before its compile started
+            self.runner.end(job, CANCELLED)
+            await asyncio.to_thread(self.recorder.flush)
+            raise
         running = asyncio.ensure_future(asyncio.to_thread(self.runner.run, job))
         try:
             await asyncio.shield(running)
@@ -253,6 +265,27 @@ class Farm:
             self.bus.close()
             self.bus.detach()
             await asyncio.to_thread(self.store.close)
+
+
+def _not_again(job: Job) -> PfError | None:
+    """Why a build whose worker was lost must not run again, if it must not.
+
+    A compile is idempotent by its action key and runs again, but not for ever: one that
+    kills every worker that runs it (memory, a kernel bug) stops after MAX_ATTEMPTS. A
+    task run has effects a second run would repeat: it fails, as a build running when
+    pf serve stopped does.
+    """
+    if job.attempt and job.kind == "task":
+        return PfError(
+            "interrupted: the pf worker running this task stopped",
+            hint="task runs are not run twice; run it again if its effects are wanted",
+        )
+    if job.attempt >= MAX_ATTEMPTS:
+        return PfError(
+            f"interrupted: {job.attempt} pf workers stopped while running this build",
+            hint="check the workers' logs and memory; the build may be what stops them",
+        )
+    return None
 
 
 def _no_index(_job: Job) -> None:
