@@ -111,34 +111,30 @@ class Farm:
                 return
         job = Job.from_row(BuildRow(**row), self.cache.blobs)
         job.attempt = attempt
-        lost = _not_again(job)
-        if lost is not None:
-            self.runner.end(job, FAILED, error=lost)
-            await asyncio.to_thread(self.recorder.flush)
-            return
-        try:
-            await asyncio.to_thread(self._resume, job)
-        except PfError as error:
-            self.runner.end(job, FAILED, error=error)
-            await asyncio.to_thread(self.recorder.flush)
-            return
-        except asyncio.CancelledError:
-            job.cancel.set()  # aborted before its compile started
-            self.runner.end(job, CANCELLED)
-            await asyncio.to_thread(self.recorder.flush)
-            raise
-        running = asyncio.ensure_future(asyncio.to_thread(self.runner.run, job))
+        running = asyncio.ensure_future(asyncio.to_thread(self._run, job))
         try:
             await asyncio.shield(running)
         except asyncio.CancelledError:
             # Procrastinate aborts this job (a cancel through the API): the Runner kills
-            # the compiler and records the build cancelled.
+            # the compiler (or never starts it) and records the build cancelled.
             job.cancel.set()
             await running
-            await asyncio.to_thread(self.recorder.flush)
             raise
-        # The record is written before the queue hears the job is done.
-        await asyncio.to_thread(self.recorder.flush)
+
+    def _run(self, job: Job) -> None:
+        """Run one build on this thread; its record is written when this returns, before
+        the queue hears the job is done."""
+        lost = _not_again(job)
+        if lost is not None:
+            self.runner.end(job, FAILED, error=lost)
+        else:
+            try:
+                self._resume(job)
+            except PfError as error:
+                self.runner.end(job, FAILED, error=error)
+            else:
+                self.runner.run(job)
+        self.recorder.flush()
 
     def _resume(self, job: Job) -> None:
         """Give the job its request (or task call) and, on a later attempt, say so."""
