@@ -241,7 +241,6 @@ class BuildService:
         queue.open()
         self.dispatcher = Dispatcher(queue, self.settings.max_queue, self._not_queued)
         self.estimator.seed(self.store.durations(self.estimator.per_pair))
-        self._history = self.store.count()
         return []
 
     def _not_queued(self, job: Job, error: PfError) -> None:
@@ -289,9 +288,10 @@ class BuildService:
             for failed, reason in (
                 (not self._accepting, "the build service is starting or shutting down"),
                 (not store_ok, "the build database does not answer"),
-                (available == 0, "no toolchain is usable"),
+                # In shared mode pf worker processes compile, not this one.
+                (available == 0 and not self.remote, "no toolchain is usable"),
                 (short is not None, short),
-                (confinement is not None, confinement),
+                (confinement is not None and not self.remote, confinement),
             )
             if failed
         ]
@@ -484,7 +484,6 @@ class BuildService:
                 job.eta = self.estimator.eta(job.language, job.target, None)
                 started = events.build_started(job.id, job.language, job.target, job.project)
                 self.recorder.record(job.to_row(), started)
-            self._history += len(jobs)
         self.dispatcher.put(jobs)
 
     def _retry_after(self, depth: int) -> int:

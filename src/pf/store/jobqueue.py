@@ -5,8 +5,8 @@ worker processes take them, woken by LISTEN/NOTIFY. Its schema is applied by pf'
 migrations (store.migrate). This module owns the Procrastinate App objects and the
 few queries pf makes of the queue (depth, workers, a build's job, cancel, stalled jobs);
 Procrastinate's and psycopg's errors become StoreError here, so none leaves pf.store.
-Procrastinate is imported when shared mode is used, never by the embedded default.
-Imports config-free pieces: errors and this package's db only.
+Procrastinate (and psycopg) are imported when shared mode is used, never by the
+embedded default. Imports SQLAlchemy's URL parser, errors and this package's db only.
 """
 
 from __future__ import annotations
