@@ -95,6 +95,9 @@ NUMERIC = {
     "worker_concurrency": "PF_WORKER_CONCURRENCY",
     "event_stream_max": "PF_EVENT_STREAM_MAX",
     "ssh_connect_timeout": "PF_SSH_CONNECT_TIMEOUT",
+    "shared_cache_max_bytes": "PF_SHARED_CACHE_MAX_BYTES",
+    "worker_heartbeat": "PF_WORKER_HEARTBEAT",
+    "worker_stalled_after": "PF_WORKER_STALLED_AFTER",
 }
 # Numeric settings where 0 means "off": every other bad number is still refused.
 ZERO_MEANS_OFF = {"rate_limit": "PF_RATE_LIMIT"}

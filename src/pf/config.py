@@ -202,6 +202,12 @@ class Settings:
     event_stream_max: int = 10_000  # build events kept in the shared event stream
     # How long a task's SSH login to a remote host may take before that host is given up.
     ssh_connect_timeout: float = 10.0
+    # Shared mode's compile cache in the database (blobs of every worker's outputs).
+    shared_cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES
+    # pf worker: how often each one says it is alive, and after how long without a word
+    # its builds are given to another (docs/scale.md: recovery takes about the sum).
+    worker_heartbeat: float = 2.0
+    worker_stalled_after: float = 8.0
     # Tool paths pinned by the user (PF_TOOL_CLANG=/opt/clang/bin/clang), by tool name.
     tools: Mapping[str, str] = field(default_factory=dict)
     # The environment every tool starts from: the few variables compilers read, with a
@@ -272,6 +278,9 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "local_builds": ("PF_LOCAL_BUILDS", _parse_bool),
     "event_stream_max": ("PF_EVENT_STREAM_MAX", _parse_positive_int),
     "ssh_connect_timeout": ("PF_SSH_CONNECT_TIMEOUT", _parse_seconds),
+    "shared_cache_max_bytes": ("PF_SHARED_CACHE_MAX_BYTES", _parse_size),
+    "worker_heartbeat": ("PF_WORKER_HEARTBEAT", _parse_seconds),
+    "worker_stalled_after": ("PF_WORKER_STALLED_AFTER", _parse_seconds),
 }
 
 _TOOL_PREFIX = "PF_TOOL_"

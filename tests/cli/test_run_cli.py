@@ -157,6 +157,7 @@ def test_completion_scripts_and_the_complete_helper(proj: Project) -> None:
         "toolchains",
         "serve",
         "token",
+        "worker",
         "check",
         "config",
         "prepare",

@@ -213,3 +213,22 @@ def test_a_refused_write_is_a_store_error_on_both_backends(database_url: str) ->
         assert not isinstance(raised.value, StoreUnavailable)
     finally:
         store.close()
+
+
+def test_a_record_only_moves_forward(store: Store) -> None:
+    assert store.write([_row("b", "queued")]) == {"b"}
+    assert store.write([_row("b", "running", progress=10)]) == {"b"}
+    # A late "queued" from the process that submitted it changes nothing.
+    assert store.write([_row("b", "queued")]) == set()
+    # A later run (a worker took it up again) overwrites the earlier one's row...
+    assert store.write([_row("b", "running", attempt=1, progress=20)]) == {"b"}
+    # ...and the earlier run, still going somewhere, no longer can, not even to end it.
+    assert store.write([_row("b", "completed", attempt=0)]) == set()
+    assert store.write([_row("b", "completed", attempt=1, cached=True)]) == {"b"}
+    # Ended: nothing writes it again.
+    assert store.write([_row("b", "failed", attempt=2)]) == set()
+    found = store.get("b")
+    assert found is not None
+    assert (found.status, found.attempt, found.cached) == ("completed", 1, True)
+    assert store.status_counts() == {"completed": 1}
+    assert store.cache_counts() == (1, 0)

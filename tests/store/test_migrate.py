@@ -78,6 +78,7 @@ def test_a_database_made_before_versions_is_version_1_and_keeps_its_data(
 def test_a_failing_step_leaves_the_database_as_it_was(
     database_url: str, raw: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(migrations, "STEPS", [])
     first = Store(database_url)
     first.open()
     first.close()
@@ -145,4 +146,46 @@ def test_processes_starting_at_once_migrate_one_schema(
         assert process.returncode == 0, err
     assert _versions(raw) == [migrations.latest()]
     # One set of tables: no process made a second one, or half of one.
-    assert set(inspect(raw).get_table_names()) == {*metadata.tables, "schema_version"}
+    names = set(inspect(raw).get_table_names())
+    assert {n for n in names if not n.startswith("procrastinate_")} == {
+        *metadata.tables,
+        "schema_version",
+    }
+    if raw.dialect.name == "postgresql":
+        assert {"procrastinate_jobs", "procrastinate_workers"} <= names
+
+
+def test_version_1_gains_attempts_the_shared_cache_and_the_job_queue(
+    database_url: str, raw: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(migrations, "STEPS", [])
+    monkeypatch.setattr(migrations, "_OUTSIDE_METADATA", [])
+    with raw.begin() as conn:
+        # Version 1's builds table: the current one without ``attempt``.
+        metadata.create_all(conn, tables=[logs])
+        conn.exec_driver_sql(
+            "CREATE TABLE builds (id VARCHAR(128) PRIMARY KEY, kind VARCHAR(16) NOT NULL, "
+            "language VARCHAR(32) NOT NULL, target VARCHAR(255) NOT NULL, project VARCHAR(255), "
+            "status VARCHAR(16) NOT NULL, progress INTEGER NOT NULL, phase VARCHAR(32), "
+            "created_at FLOAT NOT NULL, started_at FLOAT, ended_at FLOAT, duration_ms INTEGER, "
+            "error TEXT, cached BOOLEAN NOT NULL, action_key VARCHAR(64), options JSON, "
+            "artifacts JSON, timings JSON, diagnostics JSON, task VARCHAR(255), params JSON, "
+            "sources JSON)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO builds (id, kind, language, target, status, progress, created_at, "
+            "cached) VALUES ('old', 'compile', 'c', 'wasm', 'completed', 0, 1.0, false)"
+        )
+    monkeypatch.undo()
+    store = Store(database_url)
+    store.open()
+    try:
+        assert store.get("old") == _row("old")
+    finally:
+        store.close()
+    assert _versions(raw) == [migrations.latest()]
+    names = set(inspect(raw).get_table_names())
+    assert {"blobs", "actions"} <= names
+    assert "attempt" in {c["name"] for c in inspect(raw).get_columns("builds")}
+    if raw.dialect.name == "postgresql":
+        assert "procrastinate_jobs" in names

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "toolchains": ("pf.cli.toolchains:command", "show which tool serves each language and target"),
     "serve": ("pf.cli.serve:command", "serve the build API, live logs, artifacts and the demo"),
     "token": ("pf.cli.token:command", "create, list and revoke pf serve's API tokens"),
+    "worker": ("pf.cli.worker:command", "run the builds pf serve queues in shared mode"),
     "check": ("pf.cli.check:command", "report every Pfyfile warning and error (exit 1 if any)"),
     "config": ("pf.cli.config:command", "print every setting, its value and where it came from"),
 }

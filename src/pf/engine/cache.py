@@ -21,6 +21,12 @@ prebuilt inputs a running build still copies) are never removed, so a result lar
 than the whole bound is still delivered, and goes at the next eviction. Failed
 compiles are never stored.
 
+In shared mode (``shared``, store.shared) this directory is the first tier of a cache
+every pf process shares: a local miss asks the shared tier, and a manifest found there
+is brought in (its blobs verified against their digests, then the manifest) and served
+as a local hit; every entry stored here is also put there, so a worker never keeps the
+only copy of what it built. ``flight(key)`` is the shared tier's cross-process lock.
+
 Measuring the store means a stat of every file: 25-50 ms for 3,000 blobs, too much to
 pay on every compile that misses. So the evict lock file keeps a running total: each
 store adds its bytes to it under that lock, and only when the total passes the bound (or
@@ -48,11 +54,14 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pf.engine.diskspace import DiskFull, is_disk_full
 from pf.errors import CacheError, PfError
-from pf.store import BlobStore, digest_file
+from pf.store import BlobStore, digest_bytes, digest_file
+
+if TYPE_CHECKING:
+    from pf.store.shared import SharedCache
 
 # How old the last full measurement of the store may get before stores measure again.
 _MEASURE_INTERVAL = 600.0
@@ -116,9 +125,10 @@ class CacheStats:
 class ActionCache:
     """Maps action keys to verified outputs; evicts least recently used past ``max_bytes``."""
 
-    def __init__(self, root: Path, max_bytes: int) -> None:
+    def __init__(self, root: Path, max_bytes: int, shared: SharedCache | None = None) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self.shared = shared
         self.blobs = BlobStore(root / "cas")
         self.stats = CacheStats()
         self._stats_lock = threading.Lock()
@@ -149,6 +159,8 @@ class ActionCache:
     def lookup(self, key: str) -> Entry | None:
         """The verified entry for ``key``, or None on a miss (or a damaged entry, now removed)."""
         manifest = self._manifest(key)
+        if self.shared is not None and not manifest.exists():
+            self._pull(key)
         try:
             raw, mtime = _read(manifest)
             data = _valid(json.loads(raw), key)
@@ -243,8 +255,65 @@ class ActionCache:
                 raise not_writable(self.root, exc) from exc
             raise
         with self.pinned(manifest, *(a.path for a in artifacts)):
+            if self.shared is not None:
+                self.shared.put(key, encoded, [(a.digest, a.path) for a in artifacts])
             self._account(added)
         return Entry(key, tuple(artifacts), tuple(log), tuple(diagnostics), note, duration)
+
+    # The shared tier ----------------------------------------------------------------
+
+    def flight(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """The cross-process single-flight lock of ``key`` (none without a shared tier)."""
+        if self.shared is None:
+            return contextlib.nullcontext()
+        return self.shared.flight(key)
+
+    def _pull(self, key: str) -> bool:
+        """Bring the shared tier's entry for ``key`` into this directory; False if none
+        (or one with a missing or damaged blob, which is dropped there)."""
+        assert self.shared is not None
+        raw = self.shared.manifest(key)
+        if raw is None:
+            return False
+        try:
+            data = _valid(json.loads(raw), key)
+        except ValueError:
+            data = None
+        if data is None:
+            self.shared.drop(key)
+            return False
+        added = len(raw)
+        paths = []
+        for item in data["outputs"]:
+            path = self.fetch(item["digest"], item["size"])
+            if path is None:
+                self.shared.drop(key)
+                return False
+            paths.append(path)
+            added += item["size"]
+        manifest = self._manifest(key)
+        try:
+            manifest.parent.mkdir(parents=True, exist_ok=True)
+            _write_new(manifest, raw)
+        except OSError as exc:
+            raise not_writable(self.root, exc) from exc
+        with self.pinned(manifest, *paths):
+            self._account(added)
+        return True
+
+    def fetch(self, digest: str, size: int) -> Path | None:
+        """The path of blob ``digest`` here, brought from the shared tier if need be;
+        None if neither has it whole."""
+        local = self.blobs.verified(digest, size)
+        if local is not None or self.shared is None:
+            return local
+        data = self.shared.blob(digest)
+        if data is None or len(data) != size or digest_bytes(data) != digest:
+            return None
+        try:
+            return self.blobs.put_bytes(digest, data)
+        except OSError as exc:
+            raise not_writable(self.root, exc) from exc
 
     @contextlib.contextmanager
     def pinned(self, *paths: Path) -> Iterator[None]:

@@ -472,7 +472,7 @@ class _Builder:
         entry = self.cache.lookup(action.key)
         if entry is not None:
             return entry
-        with flight(self.cache.root / "locks", action.key):
+        with flight(self.cache.root / "locks", action.key), self.cache.flight(action.key):
             entry = self.cache.lookup(action.key)
             if entry is not None:
                 return entry
@@ -571,7 +571,9 @@ def compile_sources(
             # It must stay until copied in, whatever the stores after it evict.
             pins.enter_context(cache.pin_entry(prebuilt_entry))
             prebuilt.append((item.plan, prebuilt_entry))
-        with flight(cache.root / "locks", action.key):
+        # This process's lock, then every process's (shared mode): an identical action
+        # that another one runs meanwhile is found in the cache after it.
+        with flight(cache.root / "locks", action.key), cache.flight(action.key):
             entry = cache.lookup(action.key)
             if entry is not None:
                 return _result(request, entry, True, action.tools, time.monotonic() - started, {})

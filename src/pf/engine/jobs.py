@@ -181,6 +181,9 @@ class Job:
     eta: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str | None = None
+    # The run of the build this job is: a pf worker that takes a build up again after
+    # the one running it died runs attempt 1, 2, ... (store.builds.upsert).
+    attempt: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     _api: dict[str, Any] | None = None
 
@@ -222,6 +225,8 @@ class Job:
                 task=self.task,
                 params=self.params,
                 sources=None if self.finished else self.inline_sources,
+                attempt=self.attempt,
+                client=self.client or None,
             )
 
     @classmethod
@@ -254,6 +259,8 @@ class Job:
             diagnostics=row.diagnostics,
             task=row.task,
             params=row.params,
+            attempt=row.attempt,
+            client=row.client or "",
         )
 
     def to_api(self) -> dict[str, Any]:

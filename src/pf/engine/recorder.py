@@ -232,12 +232,20 @@ class Recorder:
                     events.append(build_log(item["buildId"], waiting))
                 events.append(item)
         events.extend(build_log(build_id, waiting) for build_id, waiting in pending.items())
-        self._store(rows, lines)
+        written = self._store(rows, lines)
+        if written is not None:
+            # A row the store refused would have taken its record back (a pf worker that
+            # went on with a build another one took over, or one cancelled meanwhile):
+            # its events are not announced either, so a build ends once.
+            refused = {row.id for row in rows} - written
+            if refused:
+                events = [e for e in events if e.get("buildId") not in refused]
         self.bus.publish_many(events)
 
-    def _store(self, rows: list[BuildRow], lines: list[LogLine]) -> None:
+    def _store(self, rows: list[BuildRow], lines: list[LogLine]) -> set[str] | None:
         """Write what is held, then ``rows`` and ``lines``; hold them all while the
-        database does not answer."""
+        database does not answer. Returns the ids of the rows written (None: held or
+        lost, so none was refused)."""
         held = bool(self._held)
         if held:
             rows = [*self._held_rows.values(), *rows]
@@ -245,9 +253,10 @@ class Recorder:
             if time.monotonic() < self._retry_at:
                 # Not yet: a database that is down is not asked again with every batch.
                 self._hold(rows, lines, failed=False)
-                return
+                return None
+        written: set[str] | None = None
         try:
-            self.store.write(rows, lines)
+            written = self.store.write(rows, lines)
         except StoreUnavailable as error:
             self.failures += 1
             if not held:
@@ -258,7 +267,7 @@ class Recorder:
                     len(lines),
                 )
             self._hold(rows, lines, failed=True)
-            return
+            return None
         except StoreError as error:
             # Held, these rows would fail again and hold up every later batch.
             self.failures += 1
@@ -274,6 +283,7 @@ class Recorder:
         if held:
             self._hold([], [], failed=False)
             self._retry_wait = RETRY_MIN
+        return written
 
     def _hold(self, rows: list[BuildRow], lines: list[LogLine], *, failed: bool) -> None:
         if failed:

@@ -21,6 +21,14 @@ compiler died with the process and re-running silently could loop on whatever ki
 it. A graceful stop lets running builds finish for ``grace`` seconds, then cancels them
 (error ``cancelled: pf serve shut down``); queued ones stay queued for the next start.
 
+Shared mode (PF_DATABASE_URL on PostgreSQL and PF_REDIS_URL, unless PF_LOCAL_BUILDS=1):
+this process validates, records and announces a submission as above, then hands it to
+the job queue (engine.dispatch) instead of its Scheduler; pf worker processes run it
+(engine.farm) and write its record and events. Queries then read the shared store, not
+this process's memory: a build may run anywhere and be asked for through any pf serve.
+A restart here neither fails running builds nor resumes queued ones: the workers and
+the queue own them.
+
 Pfyfile task runs (``submit_task``, engine.taskruns) are jobs like any build: the same
 queue, workers, records, logs, events, cancellation and restart policy (a queued run
 runs again, its task looked up in the Pfyfile as it is then).
@@ -50,9 +58,20 @@ from pf.engine.cache import ActionCache, Artifact
 from pf.engine.catalog import Module, Modules, Projects
 from pf.engine.compile import BuildResult
 from pf.engine.diskspace import FreeSpace
+from pf.engine.dispatch import Dispatcher
 from pf.engine.events import Subscription
 from pf.engine.intake import Intake
-from pf.engine.jobs import CANCELLED, COMPLETED, FAILED, Estimator, Job, iso_time, new_task_id
+from pf.engine.jobs import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    Estimator,
+    Job,
+    iso_time,
+    new_task_id,
+)
 from pf.engine.layout import source_folder
 from pf.engine.recorder import Recorder
 from pf.engine.retention import PRUNE_INTERVAL, RecentBuilds, prune_history, pruner
@@ -60,7 +79,9 @@ from pf.engine.runner import Runner
 from pf.engine.scheduler import Scheduler
 from pf.engine.taskruns import Pfyfiles
 from pf.errors import Forbidden, NotFound, PfError, ServiceUnavailable
+from pf.store.db import StoreUnavailable
 from pf.store.history import Store
+from pf.store.shared import SharedCache
 
 log = logging.getLogger("pf.engine")
 
@@ -136,6 +157,11 @@ class BuildService:
         self._probed: set[str] = set()  # tools a cache lookup has probed (see _accept)
         self._cache: ActionCache | None = None
         self._runner: Runner | None = None
+        # Shared mode: builds go to pf worker processes through the job queue.
+        self.remote = not settings.builds_here
+        self.dispatcher: Dispatcher | None = None
+        # Builds this process queued, for the moment before their record is stored.
+        self._sent = RecentBuilds(settings.max_builds)
         self.scheduler = Scheduler(
             settings.jobs, settings.max_queue, self._triage, self._run, self._retry_after
         )
@@ -156,6 +182,8 @@ class BuildService:
         self.recorder.every(PRUNE_INTERVAL, pruner(self.store, self.settings))
         self.recorder.start()
         self.scheduler.start()
+        if self.dispatcher is not None:
+            self.dispatcher.start()
         self._started = True
         self._accepting = True
         if resumed:
@@ -163,7 +191,12 @@ class BuildService:
 
     def _open(self) -> list[Job]:
         self.store.open()
-        self._cache = ActionCache(self.settings.cache_dir, self.settings.cache_max_bytes)
+        shared = SharedCache(self.store.db, self.settings.shared_cache_max_bytes)
+        self._cache = ActionCache(
+            self.settings.cache_dir,
+            self.settings.cache_max_bytes,
+            shared if self.settings.shared else None,
+        )
         self._runner = Runner(
             self.settings,
             self._cache,
@@ -172,6 +205,8 @@ class BuildService:
             self._retire,
             self._index_modules,
         )
+        if self.remote:
+            return self._open_remote()
         interrupted, queued = self.store.recover(time.time())
         if interrupted:
             log.warning("pf: %d builds were running at the last stop: marked failed", interrupted)
@@ -199,11 +234,28 @@ class BuildService:
             resumed.append(job)
         return resumed
 
+    def _open_remote(self) -> list[Job]:
+        from pf.store.jobqueue import Queue
+
+        assert self.settings.database_url is not None
+        queue = Queue(self.settings.database_url)
+        queue.open()
+        self.dispatcher = Dispatcher(queue, self.settings.max_queue, self._not_queued)
+        self.estimator.seed(self.store.durations(self.estimator.per_pair))
+        return []
+
+    def _not_queued(self, job: Job, error: PfError) -> None:
+        assert self._runner is not None
+        self._runner.end(job, FAILED, error=error)
+
     async def stop(self, grace: float) -> None:
         """Stop accepting; let running builds finish for ``grace`` s; then cancel them."""
         if not self._started:
             return
         self._accepting = False
+        if self.dispatcher is not None:
+            await asyncio.to_thread(self.dispatcher.stop)
+            await asyncio.to_thread(self.dispatcher.queue.close)
         self.scheduler.close()
         idle = await asyncio.to_thread(self.scheduler.wait_idle, grace)
         if not idle:
@@ -237,12 +289,18 @@ class BuildService:
             for failed, reason in (
                 (not self._accepting, "the build service is starting or shutting down"),
                 (not store_ok, "the build database does not answer"),
-                (available == 0, "no toolchain is usable"),
+                # In shared mode pf worker processes compile, not this one.
+                (available == 0 and not self.remote, "no toolchain is usable"),
                 (short is not None, short),
-                (confinement is not None, confinement),
+                (confinement is not None and not self.remote, confinement),
             )
             if failed
         ]
+        queue: dict[str, int] | str | None = None
+        if self.dispatcher is not None:
+            queue = await asyncio.to_thread(self._queue_state)
+            if queue == "unavailable":
+                reasons.append("the job queue does not answer")
         body: dict[str, Any] = {
             "ready": not reasons,
             "accepting": self._accepting,
@@ -251,9 +309,21 @@ class BuildService:
             "disk": "ok" if short is None else "low",
             "sandbox": self.settings.sandbox if unconfinable is None else "unavailable",
         }
+        if queue is not None:
+            body["queue"] = queue
         if reasons:
             body["reason"] = "; ".join(str(reason) for reason in reasons)
         return body
+
+    def _queue_state(self) -> dict[str, int] | str:
+        """The job queue's builds waiting and running and its pf workers (shared mode)."""
+        assert self.dispatcher is not None
+        try:
+            state = self.dispatcher.state().to_dict()
+        except StoreUnavailable:
+            return "unavailable"
+        state["queued"] += self.dispatcher.waiting
+        return state
 
     # Submissions --------------------------------------------------------------------
 
@@ -349,6 +419,9 @@ class BuildService:
             )
 
     def _accept(self, jobs: list[Job], *, force: bool = False, announce: bool = True) -> None:
+        if self.dispatcher is not None:
+            self._send(jobs)
+            return
         if force or self.scheduler.depth * 2 < self.settings.max_queue:
             self._enqueue(jobs, force=force, announce=announce)
             self.scheduler.submit(jobs, force=True)
@@ -401,6 +474,20 @@ class BuildService:
                 self.recorder.record(job.to_row(), started if announce else None)
             self._history += 0 if force else len(jobs)
 
+    def _send(self, jobs: list[Job]) -> None:
+        """Record and announce ``jobs``, then queue them for pf worker processes."""
+        assert self.dispatcher is not None
+        if self.recorder.behind():
+            raise WriterBehind(self.recorder.backlog)
+        self.dispatcher.check(len(jobs))
+        with self._lock:
+            for job in jobs:
+                self._sent.add(job)
+                job.eta = self.estimator.eta(job.language, job.target, None)
+                started = events.build_started(job.id, job.language, job.target, job.project)
+                self.recorder.record(job.to_row(), started)
+        self.dispatcher.put(jobs)
+
     def _retry_after(self, depth: int) -> int:
         typical = self.estimator.typical() or 5.0
         return max(1, min(300, math.ceil(typical * (depth + 1) / self.settings.jobs)))
@@ -440,6 +527,8 @@ class BuildService:
     # Queries ------------------------------------------------------------------------
 
     def _job(self, build_id: str) -> Job | None:
+        if self.remote:
+            return self._stored(build_id)
         with self._lock:
             job = self._active.get(build_id) or self.recent.get(build_id)
         if job is not None:
@@ -448,6 +537,16 @@ class BuildService:
             return None
         row = self.store.get(build_id)
         return Job.from_row(row, self._cache.blobs) if row is not None else None
+
+    def _stored(self, build_id: str) -> Job | None:
+        """Shared mode: a build as the store has it (a worker may be running it), or as
+        this process queued it while its record is on the way."""
+        if self.store.is_open and self._cache is not None:
+            row = self.store.get(build_id)
+            if row is not None:
+                return Job.from_row(row, self._cache.blobs)
+        with self._lock:
+            return self._sent.get(build_id)
 
     def get(self, build_id: str) -> dict[str, Any] | None:
         """One build's record: memory first, then the store; None if unknown."""
@@ -458,6 +557,11 @@ class BuildService:
         self, limit: int = 100, status: str | None = None, language: str | None = None
     ) -> list[dict[str, Any]]:
         """The newest builds first, optionally of one status or language."""
+        if self.remote:
+            if self._cache is None:
+                return []
+            rows = self.store.recent(limit, status=status, language=language)
+            return [Job.from_row(r, self._cache.blobs).to_api() for r in rows]
         with self._lock:
             jobs = [*self._active.values(), *self.recent.newest_first()]
             in_memory = len(jobs)
@@ -483,6 +587,8 @@ class BuildService:
         """Cancel a queued build (dropped at once) or a running one (its process group is
         killed). NotFound for an unknown id, BuildFinished (409) for one that ended;
         with ``by`` (a client), Forbidden (403) for a build another client submitted."""
+        if self.remote:
+            return self._cancel_remote(build_id, by)
         with self._lock:
             job = self._active.get(build_id)
         if job is None:
@@ -504,6 +610,37 @@ class BuildService:
             self._runner.end(job, CANCELLED)
         else:
             job.cancel.set()
+        return job.to_api()
+
+    def _cancel_remote(self, build_id: str, by: str | None) -> dict[str, Any]:
+        """Shared mode's cancel: take the build out of the queue if no worker has it,
+        else ask the worker running it to abort (it records the end)."""
+        assert self.dispatcher is not None and self._runner is not None
+        job = self._stored(build_id)
+        if job is None:
+            raise NotFound(f"Build not found: {build_id}")
+        if job.finished:
+            raise BuildFinished(build_id, job.status)
+        if by is not None and job.client != by:
+            raise Forbidden(
+                f"build {build_id} was submitted by another client: "
+                "a build token cancels only its own builds (an admin token cancels any)"
+            )
+        waiting = self.dispatcher.take(build_id)
+        queue = self.dispatcher.queue
+        found = queue.job_of(build_id) if waiting is None else None
+        # Not in the queue at all (a pf serve died before queueing it), or still waiting
+        # there: no worker has it, so it ends here.
+        if (
+            waiting is not None
+            or found is None
+            or (found[1] == "todo" and queue.cancel(found[0], abort=False))
+        ):
+            job.cancel.set()
+            self._runner.end(job, CANCELLED)
+            return job.to_api()
+        queue.cancel(found[0], abort=True)
+        job.cancel.set()  # shown as cancelled while its worker kills the compiler
         return job.to_api()
 
     def logs(self, build_id: str) -> list[dict[str, Any]] | None:
@@ -531,10 +668,17 @@ class BuildService:
         ]
 
     def artifact(self, build_id: str, path: str) -> Artifact | None:
-        """An artifact of a build whose bytes are still in the cache, or None."""
+        """An artifact of a build whose bytes are still in the cache, or None.
+
+        In shared mode bytes a worker built are brought from the shared cache (call from
+        a thread)."""
         job = self._job(build_id)
         found = job.find_artifact(path) if job is not None else None
-        return found if found is not None and found.path.is_file() else None
+        if found is None:
+            return None
+        if not found.path.is_file() and self._cache is not None:
+            self._cache.fetch(found.digest, found.size)
+        return found if found.path.is_file() else None
 
     def module_file(self, published: str) -> Artifact | None:
         """The latest build's file at ``<target>/<folder>/<name>`` (its URL path), or None."""
@@ -571,7 +715,10 @@ class BuildService:
         return self.scheduler.depth
 
     def metrics(self) -> dict[str, Any]:
-        """API.md's /api/metrics fields that the service owns (not the HTTP ones)."""
+        """API.md's /api/metrics fields that the service owns (not the HTTP ones); in
+        shared mode, counted over every process from the store (call from a thread)."""
+        if self.remote:
+            return self._shared_metrics()
         runner = self._runner
         return {
             "buildCount": self._history,
@@ -579,6 +726,19 @@ class BuildService:
             "queuedBuilds": self.queued_builds,
             "cacheHits": runner.hits if runner is not None else 0,
             "cacheMisses": runner.misses if runner is not None else 0,
+            "memoryUsage": _memory_usage(),
+            "eventSubscribers": self.bus.subscribers,
+        }
+
+    def _shared_metrics(self) -> dict[str, Any]:
+        counts = self.store.status_counts()
+        hits, misses = self.store.cache_counts()
+        return {
+            "buildCount": sum(counts.values()),
+            "activeBuilds": counts.get(RUNNING, 0),
+            "queuedBuilds": counts.get(QUEUED, 0),
+            "cacheHits": hits,
+            "cacheMisses": misses,
             "memoryUsage": _memory_usage(),
             "eventSubscribers": self.bus.subscribers,
         }

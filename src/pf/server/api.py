@@ -338,7 +338,9 @@ async def build_cancel(request: Request) -> Response:
     token only those it submitted."""
     principal: Principal | None = request.scope.get("pf.principal")
     by = None if principal is not None and principal.allows("admin") else client_of(request)
-    record = _service(request).cancel(request.path_params["build_id"], by=by)
+    # In shared mode a cancel asks the job queue: off the loop.
+    cancel = _service(request).cancel
+    record = await asyncio.to_thread(cancel, request.path_params["build_id"], by=by)
     _changed(request)
     return JSONResponse(record)
 
@@ -347,7 +349,8 @@ async def artifact(request: Request) -> Response:
     from pf.server.static import file_response
 
     build_id, path = request.path_params["build_id"], request.path_params["path"]
-    found = _service(request).artifact(build_id, path)
+    # Off the loop: in shared mode the bytes may come from the shared cache.
+    found = await asyncio.to_thread(_service(request).artifact, build_id, path)
     if found is None:
         raise NotFound(f"Build {build_id} has no artifact {path!r}")
     return await file_response(
@@ -384,7 +387,8 @@ async def metrics_json(request: Request) -> Response:
     body = {
         "requestCount": count,
         "avgRequestTime": round(seconds / count * 1000, 3) if count else 0.0,
-        **_service(request).metrics(),
+        # Off the loop: in shared mode they are counted in the database.
+        **(await asyncio.to_thread(_service(request).metrics)),
         "wsConnections": clients,
     }
     return JSONResponse(body)

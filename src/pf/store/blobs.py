@@ -58,6 +58,22 @@ class BlobStore:
             raise
         return digest, size
 
+    def put_bytes(self, digest: str, data: bytes) -> Path:
+        """Store ``data``, known to hash to ``digest`` (the caller checked); returns its path."""
+        target = self.path(digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return target
+
     def verified(self, digest: str, size: int) -> Path | None:
         """The blob's path if present and intact, else None (a damaged copy is removed)."""
         target = self.path(digest)

@@ -10,7 +10,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    case,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -52,6 +62,8 @@ class BuildRow:
     task: str | None = None
     params: Mapping[str, Any] | None = None
     sources: Mapping[str, str] | None = None
+    attempt: int = 0
+    client: str | None = None
 
     def values(self) -> dict[str, Any]:
         out = asdict(self)
@@ -72,21 +84,63 @@ def _row(mapping: Mapping[Any, Any]) -> BuildRow:
     return BuildRow(**values)
 
 
-def upsert(conn: Connection, rows: Sequence[BuildRow]) -> None:
-    """Insert ``rows``, replacing every field of those already stored."""
+def _rank(status: ColumnElement[str]) -> ColumnElement[int]:
+    # Literals, not parameters: the upsert runs as an executemany.
+    return case(
+        (status == literal_column(f"'{QUEUED}'"), literal_column("0")),
+        (status == literal_column(f"'{RUNNING}'"), literal_column("1")),
+        else_=literal_column("2"),
+    )
+
+
+def upsert(conn: Connection, rows: Sequence[BuildRow]) -> set[str]:
+    """Insert ``rows``, replacing every field of those already stored, unless that would
+    take a record back; returns the ids whose row was written.
+
+    A record only moves forward: a finished build is never written again, and a row of
+    a build's earlier run (``attempt``) or of an earlier state (queued after running)
+    is refused. So a pf worker that went on after its build was given to another one,
+    or a late "queued" from the process that submitted it, changes nothing.
+    """
     if not rows:
-        return
+        return set()
     dialect = conn.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(builds)
+    new = statement.excluded
     columns = [c.name for c in builds.columns if c.name != "id"]
-    statement = statement.on_conflict_do_update(
+    guarded = statement.on_conflict_do_update(
         index_elements=[builds.c.id],
-        set_={name: statement.excluded[name] for name in columns},
-    )
+        set_={name: new[name] for name in columns},
+        where=and_(
+            *(builds.c.status != literal_column(f"'{done}'") for done in FINISHED),
+            or_(
+                new.attempt > builds.c.attempt,
+                and_(new.attempt == builds.c.attempt, _rank(new.status) >= _rank(builds.c.status)),
+            ),
+        ),
+    ).returning(builds.c.id)
     # The last write of a build wins: a batch may hold its queued and running states.
     latest = {row.id: row for row in rows}
-    conn.execute(statement, [row.values() for row in latest.values()])
+    result = conn.execute(guarded, [row.values() for row in latest.values()])
+    return set(result.scalars())
+
+
+def status_counts(conn: Connection) -> dict[str, int]:
+    """How many builds are in each status."""
+    query = select(builds.c.status, func.count()).group_by(builds.c.status)
+    return {status: int(n) for status, n in conn.execute(query)}
+
+
+def cache_counts(conn: Connection) -> tuple[int, int]:
+    """Completed compiles answered from the cache, and those that ran a compiler."""
+    query = (
+        select(builds.c.cached, func.count())
+        .where(builds.c.status == COMPLETED, builds.c.kind == "compile")
+        .group_by(builds.c.cached)
+    )
+    found = {bool(cached): int(n) for cached, n in conn.execute(query)}
+    return found.get(True, 0), found.get(False, 0)
 
 
 def get(conn: Connection, build_id: str) -> BuildRow | None:

@@ -53,11 +53,13 @@ class Store:
     def ping(self) -> bool:
         return self.db.is_open and self.db.ping()
 
-    def write(self, rows: Sequence[BuildRow], lines: Sequence[LogLine] = ()) -> None:
-        """Upsert ``rows`` and append ``lines`` in one transaction."""
+    def write(self, rows: Sequence[BuildRow], lines: Sequence[LogLine] = ()) -> set[str]:
+        """Upsert ``rows`` and append ``lines`` in one transaction; returns the ids whose
+        row was written (a row that would take its record back is not: builds.upsert)."""
         with self.db.begin("cannot record builds") as conn:
-            builds.upsert(conn, rows)
+            written = builds.upsert(conn, rows)
             logs.append(conn, lines)
+            return written
 
     def get(self, build_id: str) -> BuildRow | None:
         with self.db.begin("cannot read a build") as conn:
@@ -77,6 +79,14 @@ class Store:
     def logs(self, build_id: str) -> list[LogLine]:
         with self.db.begin("cannot read build logs") as conn:
             return logs.read(conn, build_id)
+
+    def status_counts(self) -> dict[str, int]:
+        with self.db.begin("cannot count builds") as conn:
+            return builds.status_counts(conn)
+
+    def cache_counts(self) -> tuple[int, int]:
+        with self.db.begin("cannot count cache hits") as conn:
+            return builds.cache_counts(conn)
 
     def count(self) -> int:
         with self.db.begin("cannot count builds") as conn:

@@ -53,6 +53,13 @@ class LogBudget:
         self.exhausted = False
         self._lock = threading.Lock()
 
+    def count_stored(self, lines: Sequence[LogLine]) -> None:
+        """Count ``lines`` an earlier run of the build stored: this run's follow them,
+        and the caps hold for the runs together."""
+        with self._lock:
+            self.lines += len(lines)
+            self.size += sum(len(line.text.encode("utf-8", errors="replace")) + 1 for line in lines)
+
     def admit(self, text: str) -> tuple[int, str] | None:
         """``(seq, text)`` for the line to keep (maybe the marker), or None to drop it."""
         size = len(text.encode("utf-8", errors="replace")) + 1

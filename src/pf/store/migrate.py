@@ -23,8 +23,47 @@ from sqlalchemy import Column, Connection, Engine, Integer, MetaData, Table, ins
 from pf.errors import StoreError
 from pf.store.schema import metadata
 
+
+def _queue_schema(conn: Connection) -> None:
+    """Procrastinate's tables and functions (the job queue of pf worker), on PostgreSQL.
+
+    Applied here, under the migration lock, so two processes starting at once never
+    both create them. A Procrastinate release that changes its schema comes with a
+    step here that runs its migration files (the dependency is pinned below 4).
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    from procrastinate.schema import SchemaManager
+
+    # Through the driver's cursor with no parameters: the SQL holds '%' signs that a
+    # parameterised execute would read as placeholders.
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(SchemaManager.get_schema())
+    finally:
+        cursor.close()
+
+
+def _v2(conn: Connection) -> None:
+    """Version 2: builds.attempt and .client, the shared compile cache, the job queue.
+
+    A version 1 database may have had its tables made from this schema.py (see
+    ``_VERSION_1``): only the columns it lacks are added.
+    """
+    present = {column["name"] for column in inspect(conn).get_columns("builds")}
+    if "attempt" not in present:
+        conn.exec_driver_sql("ALTER TABLE builds ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0")
+    if "client" not in present:
+        conn.exec_driver_sql("ALTER TABLE builds ADD COLUMN client VARCHAR(128)")
+    metadata.create_all(conn, tables=[metadata.tables["blobs"], metadata.tables["actions"]])
+    _queue_schema(conn)
+
+
 # Step i upgrades a database from version i + 1 to version i + 2.
-STEPS: list[Callable[[Connection], None]] = []
+STEPS: list[Callable[[Connection], None]] = [_v2]
+
+# What a new database gets beside schema.metadata's tables (which create_all makes).
+_OUTSIDE_METADATA: list[Callable[[Connection], None]] = [_queue_schema]
 
 # Any 64-bit number, the same in every pf: the advisory lock that serialises migrations.
 _PG_LOCK_KEY = 0x70665F736368656D  # "pf_schem"
@@ -86,6 +125,8 @@ def _upgrade(conn: Connection, display: str) -> int:
         conn.execute(_versions.insert().values(version=version))
     else:
         metadata.create_all(conn)
+        for make in _OUTSIDE_METADATA:
+            make(conn)
         _versions.create(conn)
         conn.execute(_versions.insert().values(version=latest()))
         return latest()

@@ -1,21 +1,25 @@
 """Every table of pf's database, in one MetaData; SQLAlchemy Core only.
 
 ``builds`` holds one row per build or task run, ``logs`` its output lines in order;
-``tokens`` the API tokens and ``sessions`` the dashboard's sign-ins, both by the SHA-256
-of their secret only. Times are epoch seconds (float); structured fields are JSON.
-Nothing outside ``pf.store`` sees these tables: queries live in builds.py, logs.py and
-tokens.py and hand out frozen dataclasses. Imports SQLAlchemy only.
+``blobs`` and ``actions`` the compile cache every process shares (by content digest and
+by action key); ``tokens`` the API tokens and ``sessions`` the dashboard's sign-ins,
+both by the SHA-256 of their secret only. Times are epoch seconds (float); structured
+fields are JSON. Nothing outside ``pf.store`` sees these tables: queries live in
+builds.py, logs.py, tokens.py and shared.py and hand out plain data. Imports SQLAlchemy
+only.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -59,6 +63,13 @@ builds = Table(
     # Inline sources of a POST /api/compile build, kept only while it is queued, so a
     # restart can run it again; cleared when the build ends.
     Column("sources", JSON),
+    # Which run of the build wrote the row: a build a pf worker took up again after
+    # another one died counts 1, 2, ...; a row from an earlier run never overwrites a
+    # later one's (store.builds.upsert).
+    Column("attempt", Integer, nullable=False, default=0, server_default="0"),
+    # Who submitted it ("token:<name>", "addr:<address>"): a build token cancels only its
+    # own builds, through whichever pf serve process it asks.
+    Column("client", String(128)),
     Index(None, "created_at"),
     Index(None, "status"),
     Index(None, "language", "target", "ended_at"),
@@ -99,4 +110,26 @@ sessions = Table(
     Column("expires_at", Float, nullable=False),
     Index(None, "token"),
     Index(None, "expires_at"),
+)
+
+# The shared compile cache (store.shared): a build's outputs by their sha256, so that
+# every pf process finds what any pf worker built; ``used_at`` orders eviction.
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("used_at", Float, nullable=False),
+    Index(None, "used_at"),
+)
+
+# Action key -> the manifest the action cache writes (engine.cache), as JSON text.
+actions = Table(
+    "actions",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("manifest", Text, nullable=False),
+    Column("used_at", Float, nullable=False),
+    Index(None, "used_at"),
 )

@@ -1,0 +1,70 @@
+"""``pf worker [--concurrency N] [--projects DIR]``: run builds from shared mode's queue.
+
+With a PostgreSQL ``PF_DATABASE_URL`` and ``PF_REDIS_URL`` (the ones pf serve uses), it
+takes the builds pf serve queued and runs them through the engine as pf serve would in
+one process (pf.engine.farm); start as many as the machines have cores for, on any
+machine that reaches the database. Logs are JSON lines on stderr, as pf serve's. SIGTERM
+or Ctrl-C stops taking builds and lets the running ones finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging.config
+from pathlib import Path
+
+from pf.cli._argparse import ArgumentParser
+from pf.cli.serve import LOG_LEVELS, default_projects
+from pf.config import load_settings
+from pf.errors import UsageError
+
+
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="pf worker",
+        description="Run the builds pf serve queues in shared mode (docs/scale.md).",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        help="builds run at once (overrides PF_WORKER_CONCURRENCY; default: the cores)",
+    )
+    parser.add_argument(
+        "--projects",
+        type=Path,
+        help="the projects pf serve builds, and its Pfyfile for task runs (default: demos/)",
+    )
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help="overrides PF_LOG_LEVEL")
+    return parser
+
+
+def command(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.concurrency is not None and args.concurrency < 1:
+        raise UsageError(f"--concurrency must be positive, not {args.concurrency}")
+    projects = (args.projects or default_projects()).resolve()
+    if not projects.is_dir():
+        raise UsageError(f"--projects {projects} is not a directory")
+    settings = load_settings(
+        overrides={"log_level": args.log_level, "worker_concurrency": args.concurrency}
+    )
+    from pf.engine.farm import Farm
+    from pf.server.logging import log_config
+
+    logging.config.dictConfig(log_config(settings.log_level))
+    farm = Farm(settings, projects)
+    asyncio.run(farm.run(settings.worker_concurrency))
+    return 0
+
+
+if __name__ == "__main__":  # python -m pf.cli.worker (tests; `pf worker` once registered)
+    import sys
+
+    from pf.cli.output import show_error
+    from pf.errors import PfError
+
+    try:
+        sys.exit(command(sys.argv[1:]))
+    except PfError as error:
+        show_error(error)
+        sys.exit(error.exit_code)

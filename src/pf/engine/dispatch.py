@@ -1,0 +1,114 @@
+"""pf serve's side of shared mode: accepted builds go to the job queue, not to threads here.
+
+A submission is validated and recorded (queued, ``build_started``) on the caller's
+thread as in one process; then this Dispatcher's thread defers it on the Procrastinate
+queue (store.jobqueue), so the event loop never waits for that round trip. Each job
+carries the build's record, which is all a pf worker needs to run it. What waits here
+is bounded (PF_MAX_QUEUE, with the queue's own depth): past it a submission is a 503.
+A cancel that finds its build still here takes it out (``take``), under the lock a
+deferral holds, so a build is either still here or already in the queue, never
+between. A stop defers what waits before it returns. Imports engine.jobs, store and
+errors only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from pf.engine.jobs import Job
+from pf.errors import PfError, QueueFull
+from pf.store.jobqueue import Queue, QueueState
+
+log = logging.getLogger("pf.engine")
+
+# How stale the queue's depth may be when a submission is checked against PF_MAX_QUEUE:
+# reading it is a query, too dear for every submission.
+_DEPTH_TTL = 1.0
+
+
+class Dispatcher:
+    """Defers accepted builds on ``queue`` from a thread; ``failed(job, error)`` ends a
+    build the queue refused."""
+
+    def __init__(self, queue: Queue, cap: int, failed: Callable[[Job, PfError], None]) -> None:
+        self.queue = queue
+        self.cap = cap
+        self.failed = failed
+        self._waiting: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._sending = threading.Lock()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._depth = 0
+        self._depth_at = 0.0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="pf-dispatch", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Defer what waits, then end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def check(self, count: int) -> None:
+        """QueueFull unless ``count`` more builds fit PF_MAX_QUEUE (what waits here and
+        in the queue, not yet taken by a worker)."""
+        now = time.monotonic()
+        if now - self._depth_at > _DEPTH_TTL:
+            self._depth = self.queue.state().todo
+            self._depth_at = now
+        with self._cond:
+            depth = self._depth + len(self._waiting)
+        if depth + count > self.cap:
+            raise QueueFull(self.cap, retry_after=1)
+
+    def put(self, jobs: Sequence[Job]) -> None:
+        with self._cond:
+            self._waiting.extend(jobs)
+            self._cond.notify_all()
+
+    def take(self, build_id: str) -> Job | None:
+        """Take a build that is not in the queue yet out of here; None if it is there."""
+        with self._sending, self._cond:
+            for job in self._waiting:
+                if job.id == build_id:
+                    self._waiting.remove(job)
+                    return job
+        return None
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def state(self) -> QueueState:
+        return self.queue.state()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._stopping:
+                    self._cond.wait()
+                if not self._waiting:
+                    return
+            with self._sending:
+                with self._cond:
+                    if not self._waiting:
+                        continue
+                    job = self._waiting.popleft()
+                self._send(job)
+
+    def _send(self, job: Job) -> None:
+        try:
+            self.queue.defer(job.id, {"build_id": job.id, "row": job.to_row().values()})
+        except PfError as error:
+            log.error("pf: build %s could not be queued: %s", job.id, error)
+            self.failed(job, error)

@@ -1,0 +1,48 @@
+"""The Recorder on a real database: a row the store refuses (it would take its build's
+record back) is not announced, so a build taken over by another worker ends once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from pf.engine import events
+from pf.engine.events import EventBus
+from pf.engine.recorder import Recorder
+from pf.store import BuildRow, Store
+
+
+def _row(status: str, attempt: int) -> BuildRow:
+    return BuildRow(
+        id="b", kind="compile", language="c", target="wasm", status=status,
+        created_at=1.0, attempt=attempt,
+    )  # fmt: skip
+
+
+def test_events_of_a_refused_row_are_not_published(tmp_path: Path) -> None:
+    async def scenario() -> list[events.Event]:
+        store = Store(f"sqlite:///{tmp_path / 'pf.db'}")
+        store.open()
+        bus = EventBus(maxsize=100)
+        bus.attach(asyncio.get_running_loop())
+        sub = bus.subscribe()
+        recorder = Recorder(store, bus)
+        recorder.start()
+        try:
+            # Each run is another process's Recorder: its batches hold its rows only.
+            store.write([_row("running", 1)])  # another worker took the build up again
+            # The first run, still going, ends: refused, unannounced.
+            recorder.record(_row("completed", 0), events.build_completed("b", False))
+            assert await asyncio.to_thread(recorder.flush)
+            recorder.record(_row("completed", 1), events.build_completed("b", True))
+            assert await asyncio.to_thread(recorder.flush)
+        finally:
+            await asyncio.to_thread(recorder.stop)
+            store.close()
+        got = []
+        while (event := sub.get_nowait()) is not None:
+            got.append(event)
+        return got
+
+    published = asyncio.run(scenario())
+    assert published == [events.build_completed("b", True)]

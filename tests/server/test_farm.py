@@ -1,0 +1,348 @@
+"""Shared mode for real: pf serve processes queue builds on Procrastinate in a private
+PostgreSQL, pf worker processes run them, and what one worker built every process serves.
+Workers are SIGKILLed mid-build and cancelled builds are aborted on whichever worker
+runs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from pf.store import BuildRow, Store
+from tests.server.conftest import Server, chatty_tool, unique_c, wait_for
+from tests.toolchains.support import instantiate
+
+DEADLINE = 60.0
+
+
+class Worker:
+    """One ``pf worker`` process with a cache directory of its own."""
+
+    def __init__(self, directory: Path, projects: Path, env: Mapping[str, str]) -> None:
+        self.directory = directory
+        self.projects = projects
+        self.extra_env = dict(env)
+        self.log_path = directory / "worker.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def start(self, concurrency: int = 1) -> Worker:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PF_")}
+        env["PF_CACHE_DIR"] = str(self.directory / "cache")
+        env.update(self.extra_env)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pf.cli.worker",
+                    "--projects",
+                    str(self.projects),
+                    "--concurrency",
+                    str(concurrency),
+                ],
+                cwd=self.directory,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + DEADLINE
+        while b"pf worker ready" not in self.log_path.read_bytes():
+            assert self.proc.poll() is None, self.log_path.read_text()
+            assert time.monotonic() < deadline, self.log_path.read_text()
+            time.sleep(0.05)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+class Farm:
+    """pf serve and pf worker processes sharing one PostgreSQL and one Redis."""
+
+    def __init__(self, tmp_path: Path, pg_url: str, redis_url: str) -> None:
+        self.tmp_path = tmp_path
+        self.env = {"PF_DATABASE_URL": pg_url, "PF_REDIS_URL": redis_url}
+        self.pg_url = pg_url
+        self.servers: list[Server] = []
+        self.workers: list[Worker] = []
+
+    def server(self, pfyfile: str | None = None, **env: str) -> Server:
+        work = self.tmp_path / f"api{len(self.servers)}"
+        work.mkdir()
+        server = Server(work, env={**self.env, "PFY_FILE": "", **env})
+        if pfyfile is not None:
+            (server.projects / "Pfyfile.pf").write_text(pfyfile)
+        self.servers.append(server)
+        return server.start()
+
+    def worker(self, concurrency: int = 1, **env: str) -> Worker:
+        assert self.servers, "start a server first: workers build its projects"
+        directory = self.tmp_path / f"worker{len(self.workers)}"
+        worker = Worker(directory, self.servers[0].projects, {**self.env, **env})
+        self.workers.append(worker)
+        return worker.start(concurrency)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop(signal.SIGKILL)
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture
+def farm(tmp_path: Path, pg_url: str, redis_url: str) -> Iterator[Farm]:
+    made = Farm(tmp_path, pg_url, redis_url)
+    yield made
+    made.stop()
+
+
+def _job_attempts(pg_url: str, build_id: str) -> list[int]:
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT attempts FROM procrastinate_jobs WHERE lock = %s", (build_id,)
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def _wait_status(http: httpx.Client, build_id: str, status: str, timeout: float) -> float:
+    """Seconds until the build's record says ``status``."""
+    started = time.monotonic()
+    record = wait_for(http, build_id, timeout=timeout, until=(status,))
+    assert record["status"] == status
+    return time.monotonic() - started
+
+
+def test_builds_of_every_language_run_on_two_workers_and_their_artifacts_run(
+    farm: Farm, tmp_path: Path
+) -> None:
+    server = farm.server()
+    farm.worker()
+    farm.worker()
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        ready = http.get("/api/ready").json()
+        assert ready["queue"]["workers"] == 2, ready
+        body = http.post("/api/build/all", json={"target": "wasm"}).json()
+        records = [wait_for(http, build_id, timeout=120) for build_id in body["buildIds"]]
+        assert [r["status"] for r in records] == ["completed"] * 4, records
+        files = {}
+        for record in records:
+            [artifact] = record["artifacts"]  # type: ignore[misc]
+            # The API process built nothing: the bytes come from the shared cache.
+            fetched = http.get(artifact["url"])
+            assert fetched.status_code == 200
+            path = tmp_path / f"{record['language']}-{artifact['path']}"
+            path.write_bytes(fetched.content)
+            files[record["language"]] = path
+        logs = http.get(f"/api/logs/{records[0]['buildId']}").json()["logs"]
+        assert any("built" in entry["message"] for entry in logs)
+        metrics = http.get("/api/metrics").json()
+        assert metrics["buildCount"] == 4 and metrics["activeBuilds"] == 0
+    for language in ("rust", "c", "wat"):
+        store, exports = instantiate(files[language])
+        assert exports["add"](store, 40, 2) == 42, language
+    assert not (server.workdir / ".pf" / "cache" / "ac").exists() or not any(
+        (server.workdir / ".pf" / "cache" / "ac").rglob("*.json")
+    ), "pf serve compiled in shared mode"
+
+
+def test_a_hit_made_by_one_worker_is_a_hit_for_another_with_its_own_cache(farm: Farm) -> None:
+    server = farm.server()
+    first = farm.worker()
+    sources = unique_c("shared-hit")
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        built = http.post("/api/compile", json={"language": "c", "files": sources}).json()
+        record = wait_for(http, built["buildId"])
+        assert record["status"] == "completed" and record["cached"] is False
+        first.stop()
+        farm.worker()  # another cache directory, empty
+        again = http.post("/api/compile", json={"language": "c", "files": sources}).json()
+        hit = wait_for(http, again["buildId"])
+        assert hit["status"] == "completed" and hit["cached"] is True, hit
+        assert hit["artifacts"] == [
+            {**a, "url": a["url"].replace(built["buildId"], again["buildId"])}
+            for a in record["artifacts"]  # type: ignore[attr-defined]
+        ]
+        assert http.get("/api/metrics").json()["cacheHits"] == 1
+
+
+def test_a_worker_killed_mid_build_is_replaced_and_the_build_completes_once(
+    farm: Farm, tmp_path: Path
+) -> None:
+    slow = chatty_tool(tmp_path, "/usr/bin/clang-14", hold=3)
+    env = {"PF_TOOL_CLANG": str(slow), "PF_SANDBOX": "off", "PF_CCACHE": "0"}
+    server = farm.server(**env)
+    doomed = farm.worker(**env)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        sources = unique_c("killed")
+        build_id = http.post("/api/compile", json={"language": "c", "files": sources}).json()[
+            "buildId"
+        ]
+        _wait_status(http, build_id, "running", DEADLINE)
+        farm.worker(**env)
+        assert doomed.proc is not None
+        doomed.proc.send_signal(signal.SIGKILL)
+        doomed.proc.wait()
+        killed_at = time.monotonic()
+        record = wait_for(http, build_id, timeout=DEADLINE)
+        recovered = time.monotonic() - killed_at
+        assert record["status"] == "completed", record
+        assert recovered < DEADLINE
+        assert _job_attempts(farm.pg_url, build_id) in ([], [1])
+        logs = [e["message"] for e in http.get(f"/api/logs/{build_id}").json()["logs"]]
+        assert sum("taken up again" in m for m in logs) == 1, logs
+        [artifact] = record["artifacts"]  # type: ignore[misc]
+        assert http.get(artifact["url"]).status_code == 200
+        # One record of it, ended once.
+        with psycopg.connect(farm.pg_url) as conn:
+            rows = conn.execute(
+                "SELECT status, attempt FROM builds WHERE id = %s", (build_id,)
+            ).fetchall()
+        assert rows == [("completed", 1)]
+
+
+def test_a_running_build_is_cancelled_on_the_worker_that_runs_it(
+    farm: Farm, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    held = chatty_tool(tmp_path, "/usr/bin/clang-14", hold=60, pidfile=pids)
+    env = {"PF_TOOL_CLANG": str(held), "PF_SANDBOX": "off", "PF_CCACHE": "0"}
+    server = farm.server(**env)
+    farm.worker(**env)
+    other = farm.server(**env)  # the cancel goes through another API process
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        build_id = http.post(
+            "/api/compile", json={"language": "c", "files": unique_c("cancel")}
+        ).json()["buildId"]
+        _wait_status(http, build_id, "running", DEADLINE)
+        deadline = time.monotonic() + DEADLINE
+        while not pids.exists() or not pids.read_text().strip():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        asked = time.monotonic()
+        answer = httpx.delete(f"{other.url}/api/builds/{build_id}", timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "cancelled"
+        record = wait_for(http, build_id, timeout=DEADLINE)
+        assert record["status"] == "cancelled", record
+        assert time.monotonic() - asked < 10
+        sleeper = int(pids.read_text().split()[1])
+        deadline = time.monotonic() + DEADLINE
+        while Path(f"/proc/{sleeper}").exists() and b"Z" not in _state(sleeper):
+            assert time.monotonic() < deadline, "the compiler was not killed"
+            time.sleep(0.05)
+        assert http.delete(f"/api/builds/{build_id}").status_code == 409
+
+
+def _state(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().split(b") ")[1][:1]
+    except (OSError, IndexError):
+        return b"Z"
+
+
+def test_a_queued_build_is_cancelled_before_any_worker_takes_it(farm: Farm) -> None:
+    server = farm.server()
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        build_id = http.post(
+            "/api/compile", json={"language": "c", "files": unique_c("queued")}
+        ).json()["buildId"]
+        answer = http.delete(f"/api/builds/{build_id}")
+        assert answer.status_code == 200 and answer.json()["status"] == "cancelled"
+        farm.worker()
+        record = wait_for(http, build_id)
+        assert record["status"] == "cancelled"
+        assert http.get("/api/ready").json()["queue"]["queued"] == 0
+
+
+def test_the_same_action_through_two_api_processes_runs_once(farm: Farm, tmp_path: Path) -> None:
+    slow = chatty_tool(tmp_path, "/usr/bin/clang-14", hold=2)
+    env = {"PF_TOOL_CLANG": str(slow), "PF_SANDBOX": "off", "PF_CCACHE": "0"}
+    one, two = farm.server(**env), farm.server(**env)
+    farm.worker(**env)
+    farm.worker(**env)
+    sources = unique_c("twice")
+    ids = []
+    for server in (one, two):
+        answer = httpx.post(
+            f"{server.url}/api/compile", json={"language": "c", "files": sources}, timeout=30
+        )
+        ids.append(answer.json()["buildId"])
+    with httpx.Client(base_url=one.url, timeout=60) as http:
+        records = [wait_for(http, build_id) for build_id in ids]
+    assert [r["status"] for r in records] == ["completed", "completed"]
+    assert sorted(bool(r["cached"]) for r in records) == [False, True], records
+
+
+def test_a_task_run_goes_to_a_worker_too(farm: Farm) -> None:
+    server = farm.server(pfyfile='task greet who="world"\n  shell echo "hello $who"\nend\n')
+    farm.worker()
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        answer = http.post("/api/tasks/greet", json={"params": {"who": "farm"}})
+        assert answer.status_code == 202, answer.text
+        record = wait_for(http, answer.json()["buildId"])
+        assert record["status"] == "completed", record
+        logs = [e["message"] for e in http.get(f"/api/logs/{record['buildId']}").json()["logs"]]
+        assert "hello farm" in logs
+
+
+def test_a_build_recorded_by_a_pf_serve_that_died_before_queueing_it_still_runs(
+    farm: Farm,
+) -> None:
+    server = farm.server()
+    # What a pf serve killed between recording a build and queueing it leaves behind.
+    store = Store(farm.pg_url)
+    store.open()
+    try:
+        store.write(
+            [
+                BuildRow(
+                    id="c-wasm-orphan",
+                    kind="compile",
+                    language="c",
+                    target="wasm",
+                    status="queued",
+                    created_at=time.time() - 3600,
+                    sources=unique_c("orphan"),
+                )
+            ]
+        )
+    finally:
+        store.close()
+    farm.worker(PF_WORKER_HEARTBEAT="0.5")
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        record = wait_for(http, "c-wasm-orphan", timeout=DEADLINE)
+    assert record["status"] == "completed", record
+
+
+def test_a_task_run_whose_worker_is_killed_fails_rather_than_running_twice(
+    farm: Farm,
+) -> None:
+    server = farm.server(pfyfile="task slow\n  shell echo started; sleep 60\nend\n")
+    doomed = farm.worker()
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        build_id = http.post("/api/tasks/slow", json={}).json()["buildId"]
+        _wait_status(http, build_id, "running", DEADLINE)
+        farm.worker()
+        assert doomed.proc is not None
+        doomed.proc.send_signal(signal.SIGKILL)
+        doomed.proc.wait()
+        record = wait_for(http, build_id, timeout=DEADLINE)
+    assert record["status"] == "failed", record
+    assert "interrupted: the pf worker running this task stopped" in str(record["error"])
