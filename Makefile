@@ -34,6 +34,8 @@ bench: setup
 	$(VENV)/python bench/server_bench.py
 	$(VENV)/python bench/static_bench.py
 	$(VENV)/python bench/procs_bench.py
+	$(VENV)/python bench/queue_bench.py
+	$(VENV)/python bench/dramatiq_compare.py
 
 clean:
 	rm -rf .pf

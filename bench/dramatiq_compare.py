@@ -8,7 +8,8 @@ broker is tuned as far as it goes: a 5 s heartbeat timeout and maintenance (whic
 dead workers' messages back) on every command. Dramatiq has no abort of a running task
 without the dramatiq-abort add-on, so cancel latency is not measured here.
 
-Needs ``pip install 'dramatiq[redis]>=2,<3'`` in pf's venv (not a pf dependency).
+Dramatiq is a development dependency of pf (installed by scripts/setup.sh), not a
+runtime one. ``make bench`` runs this right after bench/queue_bench.py.
 Usage: python bench/dramatiq_compare.py [--rounds 3] [--hold 2]
 """
 
