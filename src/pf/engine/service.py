@@ -117,7 +117,7 @@ class BuildService:
         self.settings = settings
         self.store = store if store is not None else Store.for_settings(settings)
         self.projects_root = projects_root
-        self.bus = bus_for(settings)
+        self.bus = bus_for(settings, self.store)
         # Each build is a handful of records, lines and events: eight per queue slot keeps
         # the writer's backlog (and its memory) bounded by PF_MAX_QUEUE as well.
         self.recorder = Recorder(self.store, self.bus, max_backlog=8 * settings.max_queue)
@@ -231,6 +231,7 @@ class BuildService:
         # Compiles are refused while the sandbox cannot start (it fails closed).
         unconfinable = await asyncio.to_thread(sandbox.probe, self.settings)
         confinement = None if unconfinable is None else f"{unconfinable} ({unconfinable.hint})"
+        bus_problem = await asyncio.to_thread(self.bus.problem)
         reasons = [
             reason
             for failed, reason in (
@@ -239,6 +240,7 @@ class BuildService:
                 (available == 0, "no toolchain is usable"),
                 (short is not None, short),
                 (confinement is not None, confinement),
+                (bus_problem is not None, bus_problem),
             )
             if failed
         ]
@@ -249,6 +251,7 @@ class BuildService:
             "toolchains": {"available": available, "total": len(pairs)},
             "disk": "ok" if short is None else "low",
             "sandbox": self.settings.sandbox if unconfinable is None else "unavailable",
+            "events": "ok" if bus_problem is None else "unavailable",
         }
         if reasons:
             body["reason"] = "; ".join(str(reason) for reason in reasons)
@@ -523,6 +526,17 @@ class BuildService:
                 "stream": line.stream,
             }
             for line in self.store.logs(build_id)
+        ]
+
+    def lines_after(self, build_id: str, after: int) -> list[dict[str, Any]]:
+        """A build's stored log lines numbered above ``after``, as build_log events carry
+        them (``{stream, text, seq}``); [] for an unknown build. Call from a thread.
+
+        Every line is stored before it is published, so a client that saw line ``after``
+        live finds every later published one here."""
+        return [
+            {"stream": line.stream, "text": line.text, "seq": line.seq}
+            for line in self.store.logs(build_id, after)
         ]
 
     def artifact(self, build_id: str, path: str) -> Artifact | None:

@@ -73,8 +73,10 @@ def append(conn: Connection, lines: Sequence[LogLine]) -> None:
         conn.execute(logs.insert(), [asdict(line) for line in lines])
 
 
-def read(conn: Connection, build_id: str) -> list[LogLine]:
-    """A build's lines in order."""
+def read(
+    conn: Connection, build_id: str, after: int = -1, before: int | None = None
+) -> list[LogLine]:
+    """A build's lines in order, those numbered above ``after`` and below ``before``."""
     query = (
         select(
             logs.c.build_id,
@@ -84,9 +86,11 @@ def read(conn: Connection, build_id: str) -> list[LogLine]:
             logs.c.level,
             logs.c.text,
         )
-        .where(logs.c.build_id == build_id)
+        .where(logs.c.build_id == build_id, logs.c.seq > after)
         .order_by(logs.c.seq)
     )
+    if before is not None:
+        query = query.where(logs.c.seq < before)
     return [LogLine(**m) for m in conn.execute(query).mappings()]
 
 
