@@ -528,15 +528,16 @@ class BuildService:
             for line in self.store.logs(build_id)
         ]
 
-    def lines_after(self, build_id: str, after: int) -> list[dict[str, Any]]:
-        """A build's stored log lines numbered above ``after``, as build_log events carry
-        them (``{stream, text, seq}``); [] for an unknown build. Call from a thread.
+    def lines_after(self, build_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+        """The first ``limit`` stored log lines of a build numbered above ``after``, as
+        build_log events carry them (``{stream, text, seq}``); [] for an unknown build.
+        Call from a thread.
 
         Every line is stored before it is published, so a client that saw line ``after``
         live finds every later published one here."""
         return [
             {"stream": line.stream, "text": line.text, "seq": line.seq}
-            for line in self.store.logs(build_id, after)
+            for line in self.store.logs(build_id, after, limit=limit)
         ]
 
     def artifact(self, build_id: str, path: str) -> Artifact | None:

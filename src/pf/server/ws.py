@@ -95,6 +95,7 @@ INITIAL_TTL = 1.0  # seconds an unchanged initial_status is reused (as /api/stat
 MAX_SUBSCRIBED = 1000  # build ids one client may follow
 MAX_MESSAGE = 256 * 1024  # a batch is split past this many characters
 MAX_PENDING = 4 * 1024 * 1024  # bytes queued for one client before it is dropped
+RESUME_PAGE = 1000  # stored lines read at once for a resuming client
 # Lifecycle events wait at most this long (POST -> build_started must stay fast under
 # load); progress and log lines wait out the whole PF_WS_BATCH_MS window.
 URGENT = frozenset({"build_started", "build_completed", "build_failed", "build_cancelled"})
@@ -573,7 +574,7 @@ class Hub:
         once the client is gone)."""
         cursor = seq
         while True:
-            lines = await asyncio.to_thread(self.service.lines_after, build_id, cursor)
+            lines = await asyncio.to_thread(self.service.lines_after, build_id, cursor, RESUME_PAGE)
             if lines:
                 event = {"type": "build_log", "buildId": build_id, "lines": lines}
                 for piece in _split_log(event):
@@ -581,6 +582,8 @@ class Hub:
                         return None
                     client.offer(Outgoing(_dumps(piece)))
                 cursor = lines[-1]["seq"]
+            if len(lines) == RESUME_PAGE:
+                continue
             if client.held.get(build_id) is not None:
                 return cursor
             # Too many live lines arrived meanwhile: they are in the store by now.

@@ -74,9 +74,14 @@ def append(conn: Connection, lines: Sequence[LogLine]) -> None:
 
 
 def read(
-    conn: Connection, build_id: str, after: int = -1, before: int | None = None
+    conn: Connection,
+    build_id: str,
+    after: int = -1,
+    before: int | None = None,
+    limit: int | None = None,
 ) -> list[LogLine]:
-    """A build's lines in order, those numbered above ``after`` and below ``before``."""
+    """A build's lines in order, those numbered above ``after`` and below ``before``
+    (the first ``limit`` of them)."""
     query = (
         select(
             logs.c.build_id,
@@ -91,6 +96,8 @@ def read(
     )
     if before is not None:
         query = query.where(logs.c.seq < before)
+    if limit is not None:
+        query = query.limit(limit)
     return [LogLine(**m) for m in conn.execute(query).mappings()]
 
 
