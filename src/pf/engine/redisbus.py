@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Iterable
@@ -162,21 +163,25 @@ class RedisBus:
 
     def problem(self) -> str | None:
         """Why events do not reach Redis or come from it now, or None (blocking)."""
-        if self.write_error is not None or self.read_error is not None:
-            return f"the event bus does not work: {self.write_error or self.read_error}"
         if not self._writer.ping():
             return f"the event bus (Redis at {where(self.url)}) does not answer"
+        if self.read_error is not None:
+            return f"the event bus cannot read events: {self.read_error}"
+        with self._cond:
+            waiting = len(self._outbox) if self.write_error is not None else 0
+        if waiting:
+            return f"the event bus has {waiting} events waiting: {self.write_error}"
         return None
 
     def close(self) -> None:
         """End every subscription, stop reading, and give the outbox CLOSE_WAIT seconds
         to reach Redis."""
         self.local.close()
-        if self._reader is not None:
-            self._reader.cancel()
         with self._cond:
             self._closing = True
             self._cond.notify_all()
+        if self._reader is not None:
+            self._reader.cancel()
         thread = self._thread
         if thread is not None:
             thread.join(CLOSE_WAIT)
@@ -211,10 +216,13 @@ class RedisBus:
 
     def _publish(self) -> None:
         wait = RETRY_MIN
+        retry_at = 0.0  # after a failure: no new try before then, however much is published
         while True:
             with self._cond:
-                while not self._outbox and not self._closing:
-                    self._cond.wait()
+                while not self._closing and (
+                    not self._outbox or (left := retry_at - time.monotonic()) > 0
+                ):
+                    self._cond.wait(left if self._outbox else None)
                 if not self._outbox:
                     return
                 batch = [self._outbox.popleft() for _ in range(min(WRITE_BATCH, len(self._outbox)))]
@@ -228,9 +236,9 @@ class RedisBus:
                 with self._cond:
                     self._outbox.extendleft(reversed(batch))
                     self._trim()
-                    if closing:
-                        return
-                    self._cond.wait(wait)  # close() wakes it
+                if closing:
+                    return
+                retry_at = time.monotonic() + wait
                 wait = min(RETRY_MAX, wait * 2)
                 continue
             except StreamsError as error:
@@ -241,6 +249,7 @@ class RedisBus:
                 log.warning("pf: Redis at %s answers again: events flow", where(self.url))
                 self.write_error = None
             wait = RETRY_MIN
+            retry_at = 0.0
 
     # Reading (a task on the loop) ---------------------------------------------------
 
@@ -248,8 +257,11 @@ class RedisBus:
         reader = StreamReader(self.url)
         wait = RETRY_MIN
         broken = False
+        task = asyncio.current_task()
         try:
-            while True:
+            # redis-py can swallow a cancel that lands mid-command (redis/redis-py#2028):
+            # the loop checks for one, and for close(), itself.
+            while not self._closing and not (task is not None and task.cancelling()):
                 try:
                     if self._events_id is None:
                         self._events_id = await reader.last_event_id()
@@ -275,8 +287,10 @@ class RedisBus:
                     self.read_error = None
                 wait = RETRY_MIN
         finally:
-            with contextlib.suppress(StreamsError, OSError):
-                await reader.close()
+            # Bounded: redis-py may hold a connection's lock past a cancelled command.
+            with contextlib.suppress(StreamsError, OSError, TimeoutError):
+                async with asyncio.timeout(CLOSE_WAIT):
+                    await reader.close()
 
     async def _dispatch(self, reader: StreamReader, found: list[tuple[str, list[Entry]]]) -> None:
         """Deliver what one read found: events in order, each build's lines before its end.
@@ -293,9 +307,12 @@ class RedisBus:
         out: list[Event] = []
         try:
             for entry in events:
+                if entry.origin == self.origin:
+                    self._events_id = entry.id
+                    continue
                 event = entry.event
                 build_id = event.get("buildId")
-                if entry.origin != self.origin and isinstance(build_id, str):
+                if isinstance(build_id, str):
                     if build_id not in self._ended:
                         if build_id not in self._following:
                             self._follow(build_id, 0 if event["type"] == "build_started" else None)

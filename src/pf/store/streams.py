@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,13 +52,23 @@ class StreamsUnavailable(StreamsError):
     code = "event-bus-unavailable"
 
 
-@dataclass(frozen=True)
 class Entry:
-    """One stream entry: its id, the process that published it, and the event."""
+    """One stream entry: its id, the process that published it, and the event (decoded
+    when first asked for: a reader skips its own process's entries undecoded)."""
 
-    id: str
-    origin: str
-    event: dict[str, Any]
+    __slots__ = ("_event", "id", "origin", "raw")
+
+    def __init__(self, entry_id: str, origin: str, raw: str) -> None:
+        self.id = entry_id
+        self.origin = origin
+        self.raw = raw
+        self._event: dict[str, Any] | None = None
+
+    @property
+    def event(self) -> dict[str, Any]:
+        if self._event is None:
+            self._event = json.loads(self.raw)
+        return self._event
 
 
 def log_key(build_id: str) -> str:
@@ -96,7 +105,7 @@ def _options() -> dict[str, Any]:
 
 
 def _entry(entry_id: str, fields: Mapping[str, str]) -> Entry:
-    return Entry(entry_id, fields.get("o", ""), json.loads(fields.get("e", "{}")))
+    return Entry(entry_id, fields.get("o", ""), fields.get("e", "{}"))
 
 
 def _entries(raw: Iterable[tuple[str, Mapping[str, str]]]) -> list[Entry]:
