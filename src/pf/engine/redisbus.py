@@ -259,7 +259,7 @@ class RedisBus:
         broken = False
         task = asyncio.current_task()
         try:
-            # redis-py can swallow a cancel that lands mid-command (redis/redis-py#2028):
+            # redis-py can swallow a cancel that lands mid-command (a known bug of its own):
             # the loop checks for one, and for close(), itself.
             while not self._closing and not (task is not None and task.cancelling()):
                 try:
