@@ -15,6 +15,7 @@ from tests.server.test_shared_events import (
     CLANG,
     DEADLINE,
     _lines,
+    _resume,
     _stored,
     _submit,
     _until_end,
@@ -25,7 +26,7 @@ from tests.server.test_shared_events import (
 def test_a_client_resumes_a_busy_build_from_the_stored_log(
     make_server: type[Server], tmp_path: Path
 ) -> None:
-    wrapper = chatty_tool(tmp_path, CLANG, lines=3000)
+    wrapper = chatty_tool(tmp_path, CLANG, lines=2000, delay=0.001)
     server = make_server(
         tmp_path / "w",
         env={"PF_TOOL_CLANG": str(wrapper), "PF_SANDBOX": "off", "PF_CCACHE": "0"},
@@ -37,24 +38,21 @@ def test_a_client_resumes_a_busy_build_from_the_stored_log(
     last = before[-1][0]
     # Back at once, while lines pour in: some come live while the stored ones are sent.
     with connect(f"{server.ws_url}?batch=1") as again:
-        assert json.loads(again.recv(timeout=10))["type"] == "initial_status"
-        again.send(
-            json.dumps({"type": "subscribe", "buildIds": [build_id], "after": {build_id: last}})
-        )
+        _resume(again, build_id, last)
         after = _until_end(again, build_id)
     lines = before + _lines(after)
     assert [seq for seq, _ in lines] == list(range(len(lines)))
     assert [text for _, text in lines] == _stored(server, build_id)
-    assert len(lines) > 3000
+    assert len(lines) > 2000
 
     # A build that ended long ago resumes from its stored log too, and only it.
     with connect(server.ws_url) as late:
         assert json.loads(late.recv(timeout=10))["type"] == "initial_status"
-        late.send(json.dumps({"type": "subscribe", "buildIds": [], "after": {build_id: 2999}}))
+        late.send(json.dumps({"type": "subscribe", "buildIds": [], "after": {build_id: 1999}}))
         assert json.loads(late.recv(timeout=10))["type"] == "subscribed"
         rest = _until_seq(late, build_id, len(lines) - 1)
     assert {event["type"] for event in rest} == {"build_log"}
-    assert [seq for seq, _ in _lines(rest)] == list(range(3000, len(lines)))
+    assert [seq for seq, _ in _lines(rest)] == list(range(2000, len(lines)))
 
 
 def test_pf_serve_starts_with_redis_down_and_says_so_until_it_answers(

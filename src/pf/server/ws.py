@@ -49,10 +49,12 @@ Resume. Every build_log line carries ``seq``, its number in the build's log. A c
 that reconnects sends ``{"type": "subscribe", "buildIds": [...], "after": {"<buildId>":
 <seq>}}`` with the last seq it saw of each build (-1: none) and gets, per build, the
 stored lines after it, then the live ones, with no gap and no duplicate: the store holds
-every line before it is published, so what the client saw live is there; live lines
-that arrive while the store is read are held (at most PF_WS_SEND_QUEUE events, else the
-store is read again), and a cursor per build drops live lines the store read already
-gave until the live ones pass it.
+every line before it is published, so what the client saw live is there; the build's
+live events that arrive while the store is read are held and sent after the stored
+lines, in order (so its end still comes after its last line; past PF_WS_SEND_QUEUE held
+build_log events those are dropped and the store is read again), and a cursor per build
+drops live lines the store read already gave until the live ones pass it. Lines sent
+before the answer to that message are sent again by the resume: the client drops them.
 """
 
 from __future__ import annotations
@@ -212,6 +214,7 @@ class Client:
         "held_count",
         "limit",
         "pending",
+        "reread",
         "resumes",
         "size",
         "wire",
@@ -228,21 +231,28 @@ class Client:
         self.closing: tuple[int, str] | None = None  # set when the server ends the connection
         # Resumed builds: the last seq sent, until live lines pass it.
         self.cursors: dict[str, int] = {}
-        # Builds whose stored lines are being sent: live build_log events wait here (None:
-        # too many waited, the store is read again).
-        self.held: dict[str, list[dict[str, Any]] | None] = {}
-        self.held_count = 0
+        # Builds whose stored lines are being sent: their live events wait here.
+        self.held: dict[str, list[dict[str, Any]]] = {}
+        self.held_count = 0  # build_log events held
+        # Builds whose held build_log events were dropped: the store is read again.
+        self.reread: set[str] = set()
         self.resumes: dict[str, int] | None = None  # asked for by the last message
 
     def hold(self, event: dict[str, Any]) -> None:
-        """Keep a live build_log event of a build being resumed, within the queue's bound."""
+        """Keep a live event of a build being resumed; past ``limit`` build_log events,
+        drop that build's (the store has them) and never any other kind."""
         build_id = event["buildId"]
         waiting = self.held[build_id]
-        if waiting is None:
+        if event["type"] != "build_log":
+            waiting.append(event)
+            return
+        if build_id in self.reread:
             return
         if self.held_count >= self.limit:
-            self.held[build_id] = None
-            self.held_count -= len(waiting)
+            kept = [e for e in waiting if e["type"] != "build_log"]
+            self.held_count -= len(waiting) - len(kept)
+            self.held[build_id] = kept
+            self.reread.add(build_id)
             return
         waiting.append(event)
         self.held_count += 1
@@ -527,12 +537,17 @@ class Hub:
         the store is read, then cut at the cursor until the live lines pass it."""
         mine: list[tuple[str, dict[str, Any]]] = []
         for part, event in zip(parts, events, strict=True):
-            if event["type"] == "build_log":
-                build_id = event["buildId"]
-                if client.filter is not None and build_id not in client.filter:
-                    continue
-                if build_id in client.held:
+            build_id = event.get("buildId", "")
+            if build_id in client.held:
+                if (
+                    event["type"] != "build_log"
+                    or client.filter is None
+                    or build_id in client.filter
+                ):
                     client.hold(event)
+                continue
+            if event["type"] == "build_log":
+                if client.filter is not None and build_id not in client.filter:
                     continue
                 cursor = client.cursors.get(build_id)
                 if cursor is not None:
@@ -558,10 +573,14 @@ class Hub:
                 cursor = await self._backlog(client, build_id, seq)
             except PfError as error:
                 client.offer(Outgoing(_dumps({"type": "error", "error": str(error)})))
-            # No await from here on: the held lines go out, then live ones follow.
+            # No await from here on: the held events go out, then live ones follow.
             waiting = client.held.pop(build_id, None) or []
-            client.held_count -= len(waiting)
+            client.reread.discard(build_id)
             for event in waiting:
+                if event["type"] != "build_log":
+                    client.offer(Outgoing(_dumps(event), SHED.get(event["type"], KEEP)))
+                    continue
+                client.held_count -= 1
                 rest = event if cursor is None else _after(event, cursor)
                 if rest is not None:
                     client.offer(Outgoing(_dumps(rest), LOG))
@@ -584,10 +603,10 @@ class Hub:
                 cursor = lines[-1]["seq"]
             if len(lines) == RESUME_PAGE:
                 continue
-            if client.held.get(build_id) is not None:
+            if build_id not in client.reread:
                 return cursor
             # Too many live lines arrived meanwhile: they are in the store by now.
-            client.held[build_id] = []
+            client.reread.discard(build_id)
 
     def initial_status(self) -> Outgoing:
         """The initial_status message, shared by the clients that connect while no build
