@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 Event = dict[str, Any]
 
@@ -100,6 +100,29 @@ class Subscription:
             raise StopAsyncIteration from None
 
 
+class Bus(Protocol):
+    """What the engine needs of an event bus: EventBus here, or engine.redisbus.RedisBus."""
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None: ...
+
+    def detach(self) -> None: ...
+
+    @property
+    def subscribers(self) -> int: ...
+
+    def subscribe(self) -> Subscription: ...
+
+    def publish(self, event: Event) -> None: ...
+
+    def publish_many(self, events: Iterable[Event]) -> None: ...
+
+    def close(self) -> None: ...
+
+    def problem(self) -> str | None:
+        """Why events cannot reach every subscriber now, or None (blocking: call it from
+        a thread)."""
+
+
 class EventBus:
     """Fan-out of events to subscribers; publish from any thread, subscribe on the loop."""
 
@@ -155,6 +178,9 @@ class EventBus:
                     self.dropped += 1
                     self._remove(sub)
 
+    def problem(self) -> str | None:
+        return None  # nothing outside this process to fail
+
     def close(self) -> None:
         """End every subscription (their readers get SubscriptionClosed)."""
         with self._lock:
@@ -188,7 +214,8 @@ def build_progress(
     }
 
 
-def build_log(build_id: str, lines: Sequence[Mapping[str, str]]) -> Event:
+def build_log(build_id: str, lines: Sequence[Mapping[str, Any]]) -> Event:
+    """Lines ``{stream, text, seq}``: seq numbers a build's lines from 0, as the store does."""
     return {"type": "build_log", "buildId": build_id, "lines": list(lines)}
 
 

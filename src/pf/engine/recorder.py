@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pf.engine.events import Event, EventBus, build_log
+from pf.engine.events import Bus, Event, build_log
 from pf.errors import StoreError
 from pf.store.builds import BuildRow
 from pf.store.db import StoreUnavailable
@@ -55,7 +55,7 @@ class Recorder:
     def __init__(
         self,
         store: Store,
-        bus: EventBus,
+        bus: Bus,
         interval: float = FLUSH_INTERVAL,
         max_lines: int = FLUSH_LINES,
         max_backlog: int = 0,
@@ -217,14 +217,14 @@ class Recorder:
         rows: list[BuildRow] = []
         lines: list[LogLine] = []
         events: list[Event] = []
-        pending: dict[str, list[dict[str, str]]] = {}
+        pending: dict[str, list[dict[str, Any]]] = {}
         for kind, item in batch:
             if kind == "row":
                 rows.append(item)
             elif kind == "line":
                 lines.append(item)
                 pending.setdefault(item.build_id, []).append(
-                    {"stream": item.stream, "text": item.text}
+                    {"stream": item.stream, "text": item.text, "seq": item.seq}
                 )
             else:
                 waiting = pending.pop(item.get("buildId", ""), None)

@@ -139,7 +139,7 @@ class BuildService:
         self.settings = settings
         self.store = store if store is not None else Store.for_settings(settings)
         self.projects_root = projects_root
-        self.bus = bus_for(settings)
+        self.bus = bus_for(settings, self.store)
         # Each build is a handful of records, lines and events: eight per queue slot keeps
         # the writer's backlog (and its memory) bounded by PF_MAX_QUEUE as well.
         self.recorder = Recorder(self.store, self.bus, max_backlog=8 * settings.max_queue)
@@ -284,6 +284,7 @@ class BuildService:
         # Compiles are refused while the sandbox cannot start (it fails closed).
         unconfinable = await asyncio.to_thread(sandbox.probe, self.settings)
         confinement = None if unconfinable is None else f"{unconfinable} ({unconfinable.hint})"
+        bus_problem = await asyncio.to_thread(self.bus.problem)
         reasons = [
             reason
             for failed, reason in (
@@ -293,6 +294,7 @@ class BuildService:
                 (available == 0 and not self.remote, "no toolchain is usable"),
                 (short is not None, short),
                 (confinement is not None and not self.remote, confinement),
+                (bus_problem is not None, bus_problem),
             )
             if failed
         ]
@@ -308,6 +310,7 @@ class BuildService:
             "toolchains": {"available": available, "total": len(pairs)},
             "disk": "ok" if short is None else "low",
             "sandbox": self.settings.sandbox if unconfinable is None else "unavailable",
+            "events": "ok" if bus_problem is None else "unavailable",
         }
         if queue is not None:
             body["queue"] = queue
@@ -665,6 +668,18 @@ class BuildService:
                 "stream": line.stream,
             }
             for line in self.store.logs(build_id)
+        ]
+
+    def lines_after(self, build_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+        """The first ``limit`` stored log lines of a build numbered above ``after``, as
+        build_log events carry them (``{stream, text, seq}``); [] for an unknown build.
+        Call from a thread.
+
+        Every line is stored before it is published, so a client that saw line ``after``
+        live finds every later published one here."""
+        return [
+            {"stream": line.stream, "text": line.text, "seq": line.seq}
+            for line in self.store.logs(build_id, after, limit=limit)
         ]
 
     def artifact(self, build_id: str, path: str) -> Artifact | None:

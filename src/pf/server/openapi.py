@@ -183,6 +183,11 @@ _READY = obj(
         "store": {"type": "string", "enum": ["ok", "unavailable"]},
         "disk": {"type": "string", "enum": ["ok", "low"]},
         "sandbox": STR,
+        "events": {
+            "type": "string",
+            "enum": ["ok", "unavailable"],
+            "description": "whether events reach the other processes (Redis, when shared)",
+        },
         "reason": {**STR, "description": "why the server is not ready"},
         "toolchains": obj(["available", "total"], {"available": INT, "total": INT}),
     },

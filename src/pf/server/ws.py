@@ -45,6 +45,17 @@ Client messages: ``{"type": "subscribe", "buildIds": [...]}`` limits build_log
 messages to those builds (added to earlier subscriptions), ``{"type": "unsubscribe",
 "buildIds": [...]}`` removes some, and without buildIds returns to every build's logs;
 ``{"type": "ping"}`` is answered ``{"type": "pong"}``.
+
+Resume. Every build_log line carries ``seq``, its number in the build's log. A client
+that reconnects sends ``{"type": "subscribe", "buildIds": [...], "after": {"<buildId>":
+<seq>}}`` with the last seq it saw of each build (-1: none) and gets, per build, the
+stored lines after it, then the live ones, with no gap and no duplicate: the store holds
+every line before it is published, so what the client saw live is there; the build's
+live events that arrive while the store is read are held and sent after the stored
+lines, in order (so its end still comes after its last line; past PF_WS_SEND_QUEUE held
+build_log events those are dropped and the store is read again), and a cursor per build
+drops live lines the store read already gave until the live ones pass it. Lines sent
+before the answer to that message are sent again by the resume: the client drops them.
 """
 
 from __future__ import annotations
@@ -55,10 +66,13 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import Counter, Gauge
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from pf.errors import PfError
 
 if TYPE_CHECKING:
     from pf.config import Settings
@@ -87,6 +101,7 @@ MAX_SUBSCRIBED = 1000  # build ids one client may follow
 MAX_MESSAGE = 256 * 1024  # a batch is split past this many characters
 MAX_PENDING = 4 * 1024 * 1024  # bytes queued for one client before it is dropped
 ASGI_IN_FLIGHT = 16  # messages handed to a plain ASGI server's send, per client
+RESUME_PAGE = 1000  # stored lines read at once for a resuming client
 # Lifecycle events wait at most this long (POST -> build_started must stay fast under
 # load); progress and log lines wait out the whole PF_WS_BATCH_MS window.
 URGENT = frozenset({"build_started", "build_completed", "build_failed", "build_cancelled"})
@@ -247,11 +262,39 @@ def _dumps(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _valid_after(after: object) -> bool:
+    return isinstance(after, dict) and all(
+        isinstance(seq, int) and not isinstance(seq, bool) and seq >= -1 for seq in after.values()
+    )
+
+
+def _after(event: dict[str, Any], cursor: int) -> dict[str, Any] | None:
+    """A build_log event without its lines up to ``cursor``; None when none is left."""
+    lines = [line for line in event["lines"] if line.get("seq", cursor + 1) > cursor]
+    if not lines:
+        return None
+    return event if len(lines) == len(event["lines"]) else {**event, "lines": lines}
+
+
 class Client:
     """One connected WebSocket: per-event or batching, its log filter, and its queue
     while its transport is full."""
 
-    __slots__ = ("batch", "closing", "drainer", "filter", "limit", "pending", "size", "wire")
+    __slots__ = (
+        "batch",
+        "closing",
+        "cursors",
+        "drainer",
+        "filter",
+        "held",
+        "held_count",
+        "limit",
+        "pending",
+        "reread",
+        "resumes",
+        "size",
+        "wire",
+    )
 
     def __init__(self, wire: Wire, limit: int, batch: bool = False) -> None:
         self.wire = wire
@@ -262,6 +305,47 @@ class Client:
         self.drainer: asyncio.Task[None] | None = None
         self.filter: frozenset[str] | None = None  # None: every build's logs
         self.closing: tuple[int, str] | None = None  # set when the server ends the connection
+        # Resumed builds: the last seq sent, until live lines pass it.
+        self.cursors: dict[str, int] = {}
+        # Builds whose stored lines are being sent: their live events wait here.
+        self.held: dict[str, list[dict[str, Any]]] = {}
+        self.held_count = 0  # build_log events held
+        # Builds whose held build_log events were dropped: the store is read again.
+        self.reread: set[str] = set()
+        self.resumes: dict[str, int] | None = None  # asked for by the last message
+
+    def hold(self, event: dict[str, Any]) -> None:
+        """Keep a live event of a build being resumed; past ``limit`` build_log events,
+        drop that build's (the store has them) and never any other kind."""
+        build_id = event["buildId"]
+        waiting = self.held[build_id]
+        if event["type"] != "build_log":
+            waiting.append(event)
+            return
+        if build_id in self.reread:
+            return
+        if self.held_count >= self.limit:
+            kept = [e for e in waiting if e["type"] != "build_log"]
+            self.held_count -= len(waiting) - len(kept)
+            self.held[build_id] = kept
+            self.reread.add(build_id)
+            return
+        waiting.append(event)
+        self.held_count += 1
+
+    async def settle(self) -> bool:
+        """Wait until the transport takes more and nothing is queued; False once closed."""
+        while self.closing is None:
+            if self.pending is None:
+                if self.wire.writable():
+                    return True
+                if not await self.wire.wait_writable():
+                    return False
+            elif self.drainer is not None:
+                await asyncio.wait({self.drainer})
+            else:
+                return False
+        return False
 
     def offer(self, message: Outgoing) -> None:
         """Send a message now, or queue it behind earlier ones; when the queue is full,
@@ -330,7 +414,9 @@ class Client:
                 self.drainer = None
             self.wire.close(code, reason)
 
-    async def read(self, websocket: WebSocket) -> None:
+    async def read(
+        self, websocket: WebSocket, resume: Callable[[Client, dict[str, int]], Awaitable[None]]
+    ) -> None:
         """Apply the client's messages until it disconnects (or the server closed it)."""
         while True:
             message = await websocket.receive()
@@ -342,6 +428,9 @@ class Client:
             reply = self.handle(text)
             if reply is not None:
                 self.offer(Outgoing(_dumps(reply)))
+            if self.resumes:
+                wanted, self.resumes = self.resumes, None
+                await resume(self, wanted)
 
     def handle(self, text: str) -> dict[str, Any] | None:
         try:
@@ -356,14 +445,26 @@ class Client:
         ids = message.get("buildIds")
         if ids is None and kind == "unsubscribe":
             self.filter = None
+            self.cursors.clear()
             return {"type": "subscribed", "buildIds": None}
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             return {"type": "error", "error": "buildIds must be an array of build ids"}
+        after = message.get("after", {}) if kind == "subscribe" else {}
+        if not _valid_after(after):
+            return {
+                "type": "error",
+                "error": "after must map build ids to the seq of the last line seen (-1: none)",
+            }
         current = self.filter or frozenset()
-        updated = current | set(ids) if kind == "subscribe" else current - set(ids)
+        wanted = set(ids) | set(after)
+        updated = current | wanted if kind == "subscribe" else current - wanted
         if len(updated) > MAX_SUBSCRIBED:
             return {"type": "error", "error": f"at most {MAX_SUBSCRIBED} builds per client"}
         self.filter = frozenset(updated) if kind == "subscribe" or self.filter else None
+        for build_id in wanted - updated:
+            self.cursors.pop(build_id, None)
+        if after:
+            self.resumes = dict(after)
         return {"type": "subscribed", "buildIds": sorted(self.filter or ())}
 
 
@@ -474,6 +575,12 @@ class Hub:
         singles: list[Outgoing] | None = None  # one per event, shared by per-event clients
         sent = 0
         for client in list(self.clients):
+            if client.cursors or client.held:
+                own = self._own(client, parts, events)
+                for message in own:
+                    client.offer(message)
+                sent += len(own)
+                continue
             key = (client.filter, client.batch)
             chosen = messages.get(key)
             if chosen is None:
@@ -498,6 +605,84 @@ class Hub:
                 client.offer(message)
             sent += len(chosen)
         WS_MESSAGES.inc(sent)
+
+    def _own(
+        self, client: Client, parts: list[str], events: list[dict[str, Any]]
+    ) -> list[Outgoing]:
+        """The messages of a client resuming some builds: their live lines held while
+        the store is read, then cut at the cursor until the live lines pass it."""
+        mine: list[tuple[str, dict[str, Any]]] = []
+        for part, event in zip(parts, events, strict=True):
+            build_id = event.get("buildId", "")
+            if build_id in client.held:
+                if (
+                    event["type"] != "build_log"
+                    or client.filter is None
+                    or build_id in client.filter
+                ):
+                    client.hold(event)
+                continue
+            if event["type"] == "build_log":
+                if client.filter is not None and build_id not in client.filter:
+                    continue
+                cursor = client.cursors.get(build_id)
+                if cursor is not None:
+                    rest = _after(event, cursor)
+                    if rest is None:
+                        continue
+                    del client.cursors[build_id]  # lines come in order: the rest are newer
+                    if rest is not event:
+                        part, event = _dumps(rest), rest
+            mine.append((part, event))
+        if client.batch:
+            return _messages([part for part, _ in mine])
+        return [Outgoing(part, SHED.get(event["type"], KEEP)) for part, event in mine]
+
+    async def resume(self, client: Client, after: dict[str, int]) -> None:
+        """Send each build's stored lines after ``after[build]``, then its live ones."""
+        for build_id in after:
+            client.cursors.pop(build_id, None)
+            client.held[build_id] = []
+        for build_id, seq in after.items():
+            cursor: int | None = seq
+            try:
+                cursor = await self._backlog(client, build_id, seq)
+            except PfError as error:
+                client.offer(Outgoing(_dumps({"type": "error", "error": str(error)})))
+            # No await from here on: the held events go out, then live ones follow.
+            waiting = client.held.pop(build_id, None) or []
+            client.reread.discard(build_id)
+            for event in waiting:
+                if event["type"] != "build_log":
+                    client.offer(Outgoing(_dumps(event), SHED.get(event["type"], KEEP)))
+                    continue
+                client.held_count -= 1
+                rest = event if cursor is None else _after(event, cursor)
+                if rest is not None:
+                    client.offer(Outgoing(_dumps(rest), LOG))
+                    cursor = rest["lines"][-1]["seq"]
+            if cursor is not None:
+                client.cursors[build_id] = cursor
+
+    async def _backlog(self, client: Client, build_id: str, seq: int) -> int | None:
+        """Send a build's stored lines after ``seq``; the seq of the last one sent (None
+        once the client is gone)."""
+        cursor = seq
+        while True:
+            lines = await asyncio.to_thread(self.service.lines_after, build_id, cursor, RESUME_PAGE)
+            if lines:
+                event = {"type": "build_log", "buildId": build_id, "lines": lines}
+                for piece in _split_log(event):
+                    if not await client.settle():
+                        return None
+                    client.offer(Outgoing(_dumps(piece)))
+                cursor = lines[-1]["seq"]
+            if len(lines) == RESUME_PAGE:
+                continue
+            if build_id not in client.reread:
+                return cursor
+            # Too many live lines arrived meanwhile: they are in the store by now.
+            client.reread.discard(build_id)
 
     def initial_status(self) -> Outgoing:
         """The initial_status message, shared by the clients that connect while no build
@@ -531,7 +716,7 @@ class Hub:
         WS_CONNECTIONS.inc()
         try:
             client.offer(self.initial_status())
-            await client.read(websocket)
+            await client.read(websocket, self.resume)
         finally:
             self.clients.discard(client)
             WS_CONNECTIONS.dec()

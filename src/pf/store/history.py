@@ -76,9 +76,17 @@ class Store:
         with self.db.begin("cannot list builds") as conn:
             return builds.recent(conn, limit, status=status, language=language, exclude=exclude)
 
-    def logs(self, build_id: str) -> list[LogLine]:
+    def logs(
+        self,
+        build_id: str,
+        after: int = -1,
+        before: int | None = None,
+        limit: int | None = None,
+    ) -> list[LogLine]:
+        """A build's lines in order, those numbered above ``after`` and below ``before``
+        (the first ``limit`` of them)."""
         with self.db.begin("cannot read build logs") as conn:
-            return logs.read(conn, build_id)
+            return logs.read(conn, build_id, after, before, limit)
 
     def status_counts(self) -> dict[str, int]:
         with self.db.begin("cannot count builds") as conn:

@@ -80,8 +80,15 @@ def append(conn: Connection, lines: Sequence[LogLine]) -> None:
         conn.execute(logs.insert(), [asdict(line) for line in lines])
 
 
-def read(conn: Connection, build_id: str) -> list[LogLine]:
-    """A build's lines in order."""
+def read(
+    conn: Connection,
+    build_id: str,
+    after: int = -1,
+    before: int | None = None,
+    limit: int | None = None,
+) -> list[LogLine]:
+    """A build's lines in order, those numbered above ``after`` and below ``before``
+    (the first ``limit`` of them)."""
     query = (
         select(
             logs.c.build_id,
@@ -91,9 +98,13 @@ def read(conn: Connection, build_id: str) -> list[LogLine]:
             logs.c.level,
             logs.c.text,
         )
-        .where(logs.c.build_id == build_id)
+        .where(logs.c.build_id == build_id, logs.c.seq > after)
         .order_by(logs.c.seq)
     )
+    if before is not None:
+        query = query.where(logs.c.seq < before)
+    if limit is not None:
+        query = query.limit(limit)
     return [LogLine(**m) for m in conn.execute(query).mappings()]
 
 
