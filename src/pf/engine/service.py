@@ -14,7 +14,7 @@ read back from the store. Every public method is cheap and non-blocking enough t
 from the asyncio loop (reads of old builds and logs are single indexed SQLite queries);
 ``start`` and ``stop`` run their blocking parts in threads.
 
-Restart policy (issue 4 lets us choose): builds *queued* when pf stopped run again on
+Restart policy (one process): builds *queued* when pf stopped run again on
 start (nothing of them had run, and the user asked for them); builds *running* when it
 stopped are marked failed with error ``interrupted by restart``, because their
 compiler died with the process and re-running silently could loop on whatever killed
