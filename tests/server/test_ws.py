@@ -394,11 +394,24 @@ def test_heartbeat_closes_a_peer_that_never_answers_pings(
         dead.close()
     assert time.monotonic() - started < 5
     assert b"\x89" in received  # it was pinged before being closed
-    with connect(server.ws_url) as alive:  # a client that answers pings stays
-        initial(alive)
-        time.sleep(1.2)
-        alive.send(json.dumps({"type": "ping"}))
-        assert json.loads(alive.recv(timeout=5)) == {"type": "pong"}
+    # A client that answers pings stays: answered three times (each ping comes after the
+    # last one's timeout has passed), it is still served.
+    alive = _raw_websocket(server.port)
+    alive.settimeout(10)
+    try:
+        pings = 0
+        while pings < 3:
+            _, opcode, payload = _frame(alive)
+            assert opcode != 0x8, "closed although it answered every ping"
+            if opcode == 0x9:
+                _send_control(alive, 0xA, payload)
+                pings += 1
+        _send_text(alive, json.dumps({"type": "ping"}))
+        while (answer := _frame(alive))[1] != 0x1:
+            assert answer[1] != 0x8, "closed although it answered every ping"
+        assert json.loads(answer[2]) == {"type": "pong"}
+    finally:
+        alive.close()
 
 
 def _frame(sock: socket.socket) -> tuple[bool, int, bytes]:
@@ -419,6 +432,13 @@ def _frame(sock: socket.socket) -> tuple[bool, int, bytes]:
     elif length == 127:
         length = int.from_bytes(exactly(8), "big")
     return bool(first & 0x40), first & 0x0F, exactly(length)
+
+
+def _send_control(sock: socket.socket, opcode: int, payload: bytes) -> None:
+    """A masked control frame (a pong) from the client; control payloads are < 126 bytes."""
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    sock.sendall(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked)
 
 
 def _send_text(sock: socket.socket, text: str) -> None:
