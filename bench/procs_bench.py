@@ -30,21 +30,24 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from server_bench import RUNS, SECONDS, WS_BUILDS, _post_builds
+from server_bench import (
+    RUNS,
+    SECONDS,
+    STATUS_BUILDS,
+    WS_BUILDS,
+    _post_builds,
+    record_status_builds,
+)
 from serverkit import (
     PfServer,
     WsFleet,
     _wait_listening,
-    closed_loop,
-    compile_body,
     fetch,
     free_port,
     get_json,
     median,
     node_ws_package,
     percentile,
-    request_bytes,
-    wait_idle,
     wrk,
 )
 
@@ -55,7 +58,6 @@ from tests.pg import PgCluster  # noqa: E402
 from tests.redisd import RedisServer  # noqa: E402
 
 BIN = Path(sys.executable).parent
-STATUS_BUILDS = 100
 WS_CLIENTS = 1000
 WS_PROCESSES = 4
 GOAL = 1.4
@@ -127,18 +129,7 @@ def process_figures(shared: Mapping[str, str]) -> None:
     # the store the others list; no build runs while they are measured.
     env = {**shared, "PF_LOCAL_BUILDS": "1"}
     with PfServer(env, name="record") as server:
-        outcome = asyncio.run(
-            closed_loop(
-                "127.0.0.1",
-                server.port,
-                lambda i: request_bytes("POST", "/api/compile", compile_body(i)),
-                total=STATUS_BUILDS,
-                connections=8,
-            )
-        )
-        if outcome.ok != STATUS_BUILDS:
-            raise RuntimeError(f"build submissions failed: {outcome.statuses}")
-        wait_idle(server.url)
+        record_status_builds(server)
     results: dict[int, dict[str, Figure]] = {}
     for count in (1, 2):
         with PfServer({**env, "PF_API_WORKERS": str(count)}, name=f"procs{count}") as server:

@@ -22,7 +22,8 @@ BIN = Path("/usr/lib/postgresql/15/bin")
 USER = "postgres"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on now (the private servers of tests and bench)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -67,7 +68,7 @@ class PgCluster:
     def start(self) -> None:
         """Start the server (on the same port as before, after a ``stop``)."""
         if not self.port:
-            self.port = _free_port()
+            self.port = free_port()
         # fsync off: a test database need not survive a power cut, and it spares the disk
         # the three engineers share.
         options = f"-h 127.0.0.1 -p {self.port} -k {self.sockets} -F -c max_connections=200"

@@ -16,13 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.pg import free_port
+
 BINARY = "/usr/bin/redis-server"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:
@@ -39,7 +35,7 @@ class RedisServer:
     def start(self) -> None:
         """Start the server (on the same port as before, after a ``stop``)."""
         if not self.port:
-            self.port = _free_port()
+            self.port = free_port()
         self.process = subprocess.Popen(
             [
                 BINARY,

@@ -22,8 +22,9 @@ import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, delete, exc, func, select, update
+from sqlalchemy import Column, Connection, delete, exc, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pf.store.db import Database, translate
@@ -56,29 +57,26 @@ class SharedCache:
 
     def manifest(self, key: str) -> bytes | None:
         """The manifest stored for ``key``, or None; a hit refreshes its recency."""
-        now = time.time()
-        with self.db.begin("cannot read the shared compile cache") as conn:
-            found = conn.execute(
-                select(actions.c.manifest, actions.c.used_at).where(actions.c.key == key)
-            ).first()
-            if found is None:
-                return None
-            if now - found.used_at > _TOUCH_INTERVAL:
-                conn.execute(update(actions).where(actions.c.key == key).values(used_at=now))
-            return str(found.manifest).encode()
+        found = self._used(actions.c.key, key, actions.c.manifest)
+        return None if found is None else str(found).encode()
 
     def blob(self, digest: str) -> bytes | None:
         """A blob's bytes, or None; a hit refreshes its recency."""
+        found = self._used(blobs.c.digest, digest, blobs.c.data)
+        return None if found is None else bytes(found)
+
+    def _used(self, key: Column[str], value: str, wanted: Column[Any]) -> Any:
+        """``wanted`` of the row whose ``key`` is ``value`` (None if there is none), and
+        that row's last use refreshed, at most once a ``_TOUCH_INTERVAL``."""
+        table = key.table
         now = time.time()
         with self.db.begin("cannot read the shared compile cache") as conn:
-            found = conn.execute(
-                select(blobs.c.data, blobs.c.used_at).where(blobs.c.digest == digest)
-            ).first()
+            found = conn.execute(select(wanted, table.c.used_at).where(key == value)).first()
             if found is None:
                 return None
             if now - found.used_at > _TOUCH_INTERVAL:
-                conn.execute(update(blobs).where(blobs.c.digest == digest).values(used_at=now))
-            return bytes(found.data)
+                conn.execute(update(table).where(key == value).values(used_at=now))
+            return found[0]
 
     def has_blob(self, digest: str) -> bool:
         with self.db.begin("cannot read the shared compile cache") as conn:
