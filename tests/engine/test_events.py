@@ -103,9 +103,11 @@ def test_a_closed_subscription_receives_nothing_more() -> None:
         bus = EventBus(maxsize=10)
         bus.attach(asyncio.get_running_loop())
         sub = bus.subscribe()
+        witness = bus.subscribe()
         sub.close()
         bus.publish(_event(1))
-        await asyncio.sleep(0.01)
+        await witness.get()  # the event has been handed to every subscriber there was
+        witness.close()
         assert sub.get_nowait() is None and bus.subscribers == 0
         with pytest.raises(SubscriptionClosed, match="closed"):
             await sub.get()
