@@ -193,6 +193,21 @@ def wait_for(
     raise TimeoutError(f"build {build_id} did not reach {done}")
 
 
+def download_artifacts(
+    http: httpx.Client, records: list[dict[str, object]], into: Path
+) -> dict[str, Path]:
+    """Each build's one artifact, fetched over HTTP into ``into``: language -> its file."""
+    files = {}
+    for record in records:
+        [artifact] = record["artifacts"]  # type: ignore[misc]
+        fetched = http.get(artifact["url"])
+        assert fetched.status_code == 200, fetched.text
+        path = into / f"{record['language']}-{artifact['path']}"
+        path.write_bytes(fetched.content)
+        files[str(record["language"])] = path
+    return files
+
+
 def wait_ready(http: httpx.Client, want: bool, timeout: float = 30.0) -> dict[str, object]:
     """/api/ready's body once its answer is ``want`` (200 when ready, 503 when not): what
     it measures (disk, database) is re-read as the server goes, not at once."""

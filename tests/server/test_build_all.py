@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import wasmtime
 
-from tests.server.conftest import Server, wait_for
+from tests.server.conftest import Server, download_artifacts, wait_for
 from tests.toolchains.support import instantiate
 
 
@@ -24,14 +24,7 @@ def test_build_all_builds_every_language_and_the_modules_run(
         records = [wait_for(http, build_id, timeout=120) for build_id in body["buildIds"]]
         assert [r["language"] for r in records] == ["rust", "c", "fortran", "wat"]
         assert all(r["status"] == "completed" for r in records), records
-        files = {}
-        for record in records:
-            [artifact] = record["artifacts"]  # type: ignore[misc]
-            fetched = http.get(artifact["url"])
-            assert fetched.status_code == 200
-            path = tmp_path / f"{record['language']}-{artifact['path']}"
-            path.write_bytes(fetched.content)
-            files[record["language"]] = path
+        files = download_artifacts(http, records, tmp_path)
 
     for language in ("rust", "c", "wat"):
         store, exports = instantiate(files[language])

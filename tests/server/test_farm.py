@@ -18,7 +18,13 @@ import psycopg
 import pytest
 
 from pf.store import BuildRow, Store
-from tests.server.conftest import Server, chatty_tool, unique_c, wait_for
+from tests.server.conftest import (
+    Server,
+    chatty_tool,
+    download_artifacts,
+    unique_c,
+    wait_for,
+)
 from tests.toolchains.support import instantiate
 
 DEADLINE = 60.0
@@ -141,15 +147,8 @@ def test_builds_of_every_language_run_on_two_workers_and_their_artifacts_run(
         body = http.post("/api/build/all", json={"target": "wasm"}).json()
         records = [wait_for(http, build_id, timeout=120) for build_id in body["buildIds"]]
         assert [r["status"] for r in records] == ["completed"] * 4, records
-        files = {}
-        for record in records:
-            [artifact] = record["artifacts"]  # type: ignore[misc]
-            # The API process built nothing: the bytes come from the shared cache.
-            fetched = http.get(artifact["url"])
-            assert fetched.status_code == 200
-            path = tmp_path / f"{record['language']}-{artifact['path']}"
-            path.write_bytes(fetched.content)
-            files[record["language"]] = path
+        # The API process built nothing: the bytes come from the shared cache.
+        files = download_artifacts(http, records, tmp_path)
         logs = http.get(f"/api/logs/{records[0]['buildId']}").json()["logs"]
         assert any("built" in entry["message"] for entry in logs)
         metrics = http.get("/api/metrics").json()
