@@ -193,6 +193,58 @@ def wait_for(
     raise TimeoutError(f"build {build_id} did not reach {done}")
 
 
+WORKER_START_TIMEOUT = 60.0
+
+
+class Worker:
+    """One ``pf worker`` process with a cache directory of its own."""
+
+    def __init__(self, directory: Path, projects: Path, env: Mapping[str, str]) -> None:
+        self.directory = directory
+        self.projects = projects
+        self.extra_env = dict(env)
+        self.log_path = directory / "worker.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def start(self, concurrency: int = 1) -> Worker:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PF_")}
+        env["PF_CACHE_DIR"] = str(self.directory / "cache")
+        env.update(self.extra_env)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pf.cli.worker",
+                    "--projects",
+                    str(self.projects),
+                    "--concurrency",
+                    str(concurrency),
+                ],
+                cwd=self.directory,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        while b"pf worker ready" not in self.log_path.read_bytes():
+            assert self.proc.poll() is None, self.log_path.read_text()
+            assert time.monotonic() < deadline, self.log_path.read_text()
+            time.sleep(0.05)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
 def download_artifacts(
     http: httpx.Client, records: list[dict[str, object]], into: Path
 ) -> dict[str, Path]:

@@ -3,6 +3,7 @@ nothing against a real server; and the document's bodies are the validators' own
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,9 @@ import pytest
 
 from pf.server import schemas
 from pf.server.openapi import DOCUMENT
-from tests.server.conftest import Server
+from tests.pg import PgCluster
+from tests.redisd import RedisServer
+from tests.server.conftest import Server, Worker
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
@@ -44,20 +47,27 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "404", "409",
 EXCLUDED_CHECKS = ("use_after_free",)
 
 
-@pytest.fixture(scope="module", params=["open", "token"])
+@pytest.fixture(scope="module", params=["open", "token", "shared"])
 def fuzzed(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Server, list[str]]]:
-    """A server in open mode (loopback, no token), or one that needs a token, with the
-    schemathesis arguments that authenticate as an admin."""
+    """A server in open mode (loopback, no token), one that needs a token (with the
+    schemathesis arguments that authenticate as an admin), or one in shared mode: on
+    PostgreSQL and Redis, its builds run by a pf worker."""
     # Fuzzed submissions become real builds; one worker and a short grace keep them cheap.
     # Without the rate limit: past its burst every submission would be a 429, and the
     # logic behind them would go unfuzzed (the 429 itself is tested on its own).
-    server = Server(
-        tmp_path_factory.mktemp("fuzz"),
-        env={"PF_JOBS": "1", "PF_SHUTDOWN_GRACE": "1", "PF_RATE_LIMIT": "0"},
-    )
+    env = {"PF_JOBS": "1", "PF_SHUTDOWN_GRACE": "1", "PF_RATE_LIMIT": "0"}
+    if request.param == "shared":
+        cluster: PgCluster = request.getfixturevalue("pg_cluster")
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        if redis.process is None:
+            redis.start()
+        database = cluster.create_database(f"pf_fuzz_{os.getpid()}")
+        env |= {"PF_DATABASE_URL": database, "PF_REDIS_URL": redis.url(1)}
+    server = Server(tmp_path_factory.mktemp("fuzz"), env=env)
     extra: list[str] = []
+    worker: Worker | None = None
     if request.param == "token":
         token = subprocess.run(
             [sys.executable, "-m", "pf", "token", "create", "fuzz", "--scope", "admin"],
@@ -73,7 +83,11 @@ def fuzzed(
         # authentication for this check to find ignored.
         extra = ["--exclude-checks", ",".join([*EXCLUDED_CHECKS, "ignored_auth"])]
     server.start()
+    if request.param == "shared":
+        worker = Worker(server.workdir / "worker", server.projects, env).start()
     yield server, extra
+    if worker is not None:
+        worker.stop()
     server.stop()
 
 
