@@ -153,7 +153,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 break
             except sqlite3.OperationalError as error:
-                if error.sqlite_errorcode not in _SQLITE_BUSY or time.monotonic() > deadline:
+                if _sqlite_code(error) not in _SQLITE_BUSY or time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
         cursor.execute("PRAGMA synchronous=NORMAL")
