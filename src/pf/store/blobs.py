@@ -12,7 +12,9 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 _CHUNK = 1 << 20
 
@@ -45,33 +47,18 @@ class BlobStore:
         size = source.stat().st_size
         if target.exists() and target.stat().st_size == size:
             return digest, size
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+
+        def copy(out: BinaryIO) -> None:
+            with source.open("rb") as src:
                 shutil.copyfileobj(src, out, _CHUNK)
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+
+        _write_into_place(target, copy)
         return digest, size
 
     def put_bytes(self, digest: str, data: bytes) -> Path:
         """Store ``data``, known to hash to ``digest`` (the caller checked); returns its path."""
         target = self.path(digest)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        _write_into_place(target, lambda out: out.write(data))
         return target
 
     def verified(self, digest: str, size: int) -> Path | None:
@@ -94,3 +81,19 @@ class BlobStore:
         except FileNotFoundError:
             return 0
         return size
+
+
+def _write_into_place(target: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``target`` read-only through a temporary file renamed over it, so a reader
+    never sees half a blob and a failed write leaves nothing behind."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -236,24 +236,18 @@ LANGUAGES: tuple[Language, ...] = (
     _lang("haskell-compile", ".hs", GHC, compile=_plain),
     _lang("ocamlc", ".ml", Tool.apt("ocamlc", "ocaml-nox"), compile=_plain),
     # Java's class is Main, so its file is Main.java; `output` is the classes folder.
-    _lang(
-        "java-openjdk",
-        ".java",
-        JAVAC,
-        compile=_javac,
-        stem="Main",
-        output="classes",
-        runner=(JAVA, _java),
-    ),
     # Without an Android SDK the original ran Android Java on the JVM too; so does pf.
-    _lang(
-        "java-android",
-        ".java",
-        JAVAC,
-        compile=_javac,
-        stem="Main",
-        output="classes",
-        runner=(JAVA, _java),
+    *(
+        _lang(
+            name,
+            ".java",
+            JAVAC,
+            compile=_javac,
+            stem="Main",
+            output="classes",
+            runner=(JAVA, _java),
+        )
+        for name in ("java-openjdk", "java-android")
     ),
     _lang("c-llvm", ".c", CLANG, compile=_llvm_ir(True), emits=True),
     _lang("cpp-llvm", ".cpp", CLANGXX, compile=_llvm_ir(False), emits=True),
