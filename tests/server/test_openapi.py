@@ -42,6 +42,8 @@ include-operation-id = ["buildAll", "buildLanguage", "compile", "runTask"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "404", "409", "429", "503"]
 """
 
+CPYTHON_AST_BUG = "SystemError: AST constructor recursion depth mismatch"
+
 # DELETE /api/builds/{id} cancels a build; its record stays readable (API.md), so a
 # cancelled build that still answers GET is the contract, not a stale resource.
 EXCLUDED_CHECKS = ("use_after_free",)
@@ -127,23 +129,17 @@ def test_schemathesis_finds_nothing(fuzzed: tuple[Server, list[str]], tmp_path: 
     config.write_text(CONFIG)
     if "--exclude-checks" not in extra:
         extra = [*extra, "--exclude-checks", ",".join(EXCLUDED_CHECKS)]
-    run = subprocess.run(
-        [
-            str(SCHEMATHESIS),
-            "--config-file",
-            str(config),
-            "run",
-            f"{server.url}/openapi.json",
-            "--checks",
-            "all",
-            *extra,
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    report = run.stdout + run.stderr
+    argv = [str(SCHEMATHESIS), "--config-file", str(config), "run", f"{server.url}/openapi.json"]
+    argv += ["--checks", "all", *extra]
+    for _ in range(2):
+        run = subprocess.run(
+            argv, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+        )
+        report = run.stdout + run.stderr
+        # Debian's Python 3.11.2 now and then fails to parse Hypothesis's own source while
+        # schemathesis draws a case (CPython gh-106905): the fuzzer crashed, pf was not
+        # judged. That one interpreter error, and only it, earns a second run.
+        if CPYTHON_AST_BUG not in report or "Failures:" in report:
+            break
     assert run.returncode == 0, report
     assert "Stateful" in report and "Coverage" in report, report
