@@ -12,7 +12,8 @@ front of that pf. Every load keeps 32 requests in flight on one client thread:
   direct to pf             wrk -t1 -c32, plain HTTP on pf's own port
 
 Each figure is the median of RUNS runs of SECONDS after a 1 s warm-up (PF_BENCH_RUNS,
-PF_BENCH_SECONDS: 3 and 3); every run is listed under the table. pf, nginx and the load
+PF_BENCH_SECONDS: 3 and 3), connections and TLS handshakes included; every run is listed
+under the table, and the load average before the first is printed. pf, nginx and the load
 generator share this machine's cores, as they would on one host. About a minute.
 """
 
@@ -49,7 +50,7 @@ def h2load(url: str, seconds: int, *, h1: bool = False) -> tuple[float, int]:
     else:
         shape = [f"-c{H2_CONNECTIONS}", f"-m{IN_FLIGHT // H2_CONNECTIONS}"]
     out = subprocess.run(
-        [H2LOAD, "-t1", *shape, f"-D{seconds}", "--warm-up-time=1", url],
+        [H2LOAD, "-t1", *shape, f"-D{seconds}", url],
         capture_output=True,
         text=True,
         check=True,
@@ -82,7 +83,8 @@ def main() -> None:
             raise SystemExit(f"{tool} is missing: scripts/setup.sh bench installs it")
     print(
         f"pf behind nginx - {os.cpu_count()} cores, loopback, 1 MiB wasm, {IN_FLIGHT} requests "
-        f"in flight, median of {RUNS} x {SECONDS} s"
+        f"in flight, median of {RUNS} x {SECONDS} s; load average before: "
+        f"{os.getloadavg()[0]:.1f} (other work on the machine skews every row)"
     )
     with PfServer(name="proxy") as server:
         (server.web / ARTIFACT).write_bytes(wasm_module())
