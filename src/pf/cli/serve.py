@@ -87,8 +87,8 @@ def _parser() -> ArgumentParser:
     parser.add_argument(
         "--insecure-no-auth",
         action="store_true",
-        help="serve a non-loopback --host even while no token exists (anyone who reaches "
-        "it can run builds and tasks)",
+        help="serve a non-loopback --host, or any behind PF_TRUSTED_PROXIES, even while no "
+        "token exists (anyone who reaches it can run builds and tasks)",
     )
     return parser
 
