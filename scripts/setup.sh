@@ -2,8 +2,8 @@
 # Install whatever is missing for pf on Debian 12: the toolchains (apt), node and npm, a
 # .venv with pf and its dependencies, the pages' pinned npm packages and the playground's
 # editor bundle. Idempotent, and quick when nothing is missing. `setup.sh test` adds the
-# browser of tests/browser, `setup.sh bench` the load generator and nginx of
-# bench/server_bench.py.
+# browser of tests/browser and nginx, `setup.sh bench` the load generators and nginx of
+# bench/server_bench.py and bench/proxy_bench.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,12 +30,18 @@ command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
 # start with them.
 # zsh, cargo, cmake and a C++ compiler are what the task runner's tests drive (a missing
 # one fails `make test`, which sets PF_STRICT_TOOLS=1); openssh-server's sshd serves the
-# remote-host tests on loopback (tests/sshd.py).
+# remote-host tests on loopback (tests/sshd.py); nginx (TLS, HTTP/2) fronts pf serve in
+# tests/deploy with the shipped deploy/nginx/pf.conf, and curl (Debian's has nghttp2)
+# checks it speaks HTTP/2.
 if [[ "${1:-}" == "test" ]]; then
   APT_PACKAGES+=(chromium postgresql-15 redis-server zsh cargo cmake g++ make openssh-server)
+  APT_PACKAGES+=(nginx curl)
 fi
 # Debian starts nginx's own service on port 80 when it installs it; the bench uses its own.
-if [[ "${1:-}" == "bench" ]]; then APT_PACKAGES+=(wrk nginx-light postgresql-15 redis-server); fi
+# h2load (nghttp2-client) loads the proxy over HTTP/2 in bench/proxy_bench.py.
+if [[ "${1:-}" == "bench" ]]; then
+  APT_PACKAGES+=(wrk nginx-light nghttp2-client postgresql-15 redis-server)
+fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
