@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The toolchain matrix of TOOLCHAINS.md: clang 14 + wasi-libc (C), Debian rustc 1.63 with
+# The toolchain matrix of docs/toolchains.md: clang 14 + wasi-libc (C), Debian rustc 1.63 with
 # its wasm32 std (Rust; lld-14 is only recommended by it, so named), flang 19 + clang 19
 # (Fortran), wabt (WAT, wasm2c), binaryen (wasm2js), llvm 14/19 (opt, llvm-as), ccache;
 # rsync and meson/ninja for the task runner's sync and build helpers; bubblewrap, the

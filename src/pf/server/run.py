@@ -56,7 +56,7 @@ from pf.store import Store, TokenStore
 log = logging.getLogger("pf.server")
 
 WS_WINDOW_BITS = 12  # a 4 KiB deflate window each way
-WS_COMPRESS_FROM = 1024  # smaller messages are sent as they are (API.md)
+WS_COMPRESS_FROM = 1024  # smaller messages are sent as they are (docs/server.md)
 CLOSE_TIMEOUT = 1.0  # seconds a closed-by-us peer has to answer before it is cut off
 
 
