@@ -537,3 +537,23 @@ def test_a_task_parameter_never_becomes_a_flag_of_the_tool_it_reaches(
                 assert answer.status_code == 400, (name, params, answer.text)
     assert not marker.exists(), "a task parameter ran a command as a tool's option"
     assert not (server.projects / marker.name).exists()
+
+
+def test_ipv4_clients_of_a_dual_stack_bind_each_have_their_own_rate(
+    make_server: type[Server], tmp_path: Path
+) -> None:
+    server = make_server(
+        tmp_path / "w",
+        env={"PF_RATE_LIMIT": "1", "PF_RATE_BURST": "2"},
+        args=("--host", "::", "--insecure-no-auth"),
+    ).start()
+    url = f"http://127.0.0.1:{server.port}"
+
+    def statuses(source: str) -> list[int]:
+        transport = httpx.HTTPTransport(local_address=source)
+        with httpx.Client(base_url=url, transport=transport, timeout=30) as http:
+            return [http.post("/api/compile", json={}).status_code for _ in range(3)]
+
+    # The first client spends its burst; another address is another client.
+    assert statuses("127.0.0.1") == [400, 400, 429]
+    assert statuses("127.0.0.2") == [400, 400, 429]
