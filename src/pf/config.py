@@ -29,6 +29,9 @@ DEFAULT_MAX_OPEN_FILES = 1024
 # nobody/nogroup on Debian: a uid that owns nothing, so a compile can touch nothing.
 DEFAULT_SANDBOX_UID = 65534
 SANDBOXES = ("bwrap", "off")
+# Compiler caches in front of task runs' C compilers and cargo (pf.tasks.compilercache).
+COMPILER_CACHES = ("auto", "ccache", "sccache", "off")
+DEFAULT_COMPILER_CACHE_MAX_SIZE = 5 * GiB
 
 
 def _parse_bool(text: str) -> bool:
@@ -120,6 +123,13 @@ def _parse_sandbox(text: str) -> str:
     return value
 
 
+def _parse_compiler_cache(text: str) -> str:
+    value = text.strip().lower()
+    if value not in COMPILER_CACHES:
+        raise ValueError(f"expected one of {', '.join(COMPILER_CACHES)}, got {text!r}")
+    return value
+
+
 def _parse_optional_path(text: str) -> Path | None:
     # Empty means unset, as the task runner's start path reads it (pf._environ).
     return Path(text) if text else None
@@ -208,6 +218,11 @@ class Settings:
     # its builds are given to another (docs/scale.md: recovery takes about the sum).
     worker_heartbeat: float = 2.0
     worker_stalled_after: float = 8.0
+    # Task runs: ccache or sccache in front of C compilers and cargo, where the cache
+    # lives (None: "compilers" under cache_dir) and how large it may grow.
+    compiler_cache: str = "auto"
+    compiler_cache_dir: Path | None = None
+    compiler_cache_max_size: int = DEFAULT_COMPILER_CACHE_MAX_SIZE
     # Tool paths pinned by the user (PF_TOOL_CLANG=/opt/clang/bin/clang), by tool name.
     tools: Mapping[str, str] = field(default_factory=dict)
     # The environment every tool starts from: the few variables compilers read, with a
@@ -281,6 +296,9 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "shared_cache_max_bytes": ("PF_SHARED_CACHE_MAX_BYTES", _parse_size),
     "worker_heartbeat": ("PF_WORKER_HEARTBEAT", _parse_seconds),
     "worker_stalled_after": ("PF_WORKER_STALLED_AFTER", _parse_seconds),
+    "compiler_cache": ("PF_COMPILER_CACHE", _parse_compiler_cache),
+    "compiler_cache_dir": ("PF_COMPILER_CACHE_DIR", _parse_optional_path),
+    "compiler_cache_max_size": ("PF_COMPILER_CACHE_MAX_SIZE", _parse_size),
 }
 
 _TOOL_PREFIX = "PF_TOOL_"
