@@ -27,13 +27,10 @@ tasks use. Imports config, errors and the task verbs' vocabulary only.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import functools
 import os
 import shutil
-import stat
-import subprocess
-import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +49,10 @@ _INSTALL = {
 _MAX_SOCKET_PATH = 100
 # What `ccache --print-stats` / `sccache --show-stats` may take before pf gives up.
 _STATS_TIMEOUT = 30.0
+# Where tools were found, by (name, PATH): for how long, and how many PATHs at most.
+_FOUND_FOR = 5.0
+_FOUND_MAX = 64
+_FOUND: dict[tuple[str, str], tuple[float, str | None]] = {}
 
 
 class CompilerCacheError(TaskError):
@@ -76,10 +77,22 @@ def root(settings: Settings) -> Path:
 
 
 def _find(name: str, settings: Settings, path: str) -> str | None:
-    pinned = settings.tools.get(name)
-    if pinned:
-        return shutil.which(pinned, path=path)
-    return shutil.which(name, path=path)
+    """``name`` (or its ``PF_TOOL_*`` pin) on ``path``; remembered for a few seconds.
+
+    Every statement of a task asks, and a PATH search is ~0.1 ms; remembering for
+    longer would miss a cache installed while pf serve runs.
+    """
+    wanted = settings.tools.get(name) or name
+    key = (wanted, path)
+    now = time.monotonic()
+    known = _FOUND.get(key)
+    if known is not None and now - known[0] < _FOUND_FOR:
+        return known[1]
+    if len(_FOUND) >= _FOUND_MAX:
+        _FOUND.clear()
+    found = shutil.which(wanted, path=path)
+    _FOUND[key] = (now, found)
+    return found
 
 
 def plan(settings: Settings, env: Mapping[str, str]) -> Plan:
@@ -103,10 +116,14 @@ def sccache_socket(cache: Path) -> str:
     beside = cache / "server.sock"
     if len(os.fsencode(beside)) <= _MAX_SOCKET_PATH:
         return str(beside)
+    import hashlib
+    import tempfile
+
     digest = hashlib.sha256(os.fsencode(cache)).hexdigest()[:16]
     return os.path.join(tempfile.gettempdir(), f"pf-sccache-{os.getuid()}-{digest}.sock")
 
 
+@functools.lru_cache(maxsize=8)
 def _masquerades(ccache: str) -> bool:
     """Whether Debian's masquerade links lead to this ccache binary."""
     link = Path(MASQUERADE) / "cc"
@@ -185,6 +202,8 @@ class Stats:
 
 
 def _run(argv: list[str], env: Mapping[str, str]) -> str:
+    import subprocess
+
     try:
         done = subprocess.run(
             argv,
@@ -265,6 +284,8 @@ def sccache_stats(binary: str, env: Mapping[str, str]) -> Stats:
             bytes=_folder_size(Path(directory)) if directory else 0,
             max_bytes=int(env.get("SCCACHE_CACHE_SIZE", "0") or 0),
         )
+    import json
+
     text = _run([binary, "--show-stats", "--stats-format", "json"], env)
     try:
         data = json.loads(text)
@@ -298,6 +319,8 @@ def _listening(path: str) -> bool:
 
 
 def _folder_size(folder: Path) -> int:
+    import stat
+
     total = 0
     for dirpath, _dirs, files in os.walk(folder):
         for name in files:
