@@ -1,6 +1,6 @@
 # Two commands on a fresh Debian 12 machine: `make run` and `make test`.
 # Each first installs whatever is missing (scripts/setup.sh is idempotent).
-.PHONY: setup run test lint check bench clean
+.PHONY: setup run test lint check bench load clean
 
 VENV := .venv/bin
 
@@ -37,6 +37,19 @@ bench: setup
 	$(VENV)/python bench/queue_bench.py
 	$(VENV)/python bench/dramatiq_compare.py
 	$(VENV)/python bench/proxy_bench.py
+	$(VENV)/python bench/load.py --duration $(LOAD_DURATION) --users $(LOAD_USERS) \
+		--spawn-rate $(LOAD_SPAWN_RATE)
+
+# The Locust load test (bench/locustfile.py) against a pf serve of its own: warm-up,
+# ramp-up, then sustained load; prints req/s, p50/p95/p99 and failures per request and
+# where its HTML report is. `make load LOAD_DURATION=5m LOAD_USERS=50 LOAD_SPAWN_RATE=10`.
+LOAD_DURATION ?= 60s
+LOAD_USERS ?= 20
+LOAD_SPAWN_RATE ?= 5
+
+load: setup
+	$(VENV)/python bench/load.py --duration $(LOAD_DURATION) --users $(LOAD_USERS) \
+		--spawn-rate $(LOAD_SPAWN_RATE)
 
 clean:
 	rm -rf .pf

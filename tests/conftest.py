@@ -56,6 +56,9 @@ def isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKE_TERMOUT", "MAKE_TERMERR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PF_CACHE_DIR", str(tmp_path / "pf-cache"))
+    # Task runs' compiler caches would start an sccache server per test's cache, alive
+    # for minutes after it: tests of those caches turn them on themselves.
+    monkeypatch.setenv("PF_COMPILER_CACHE", "off")
     monkeypatch.setenv("NO_COLOR", "1")
 
 

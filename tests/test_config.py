@@ -34,6 +34,7 @@ def test_defaults_then_toml_then_environment_then_overrides(tmp_path: Path) -> N
         ({"PF_MAX_BUFFER": "lots"}, "PF_MAX_BUFFER"),
         ({"PF_CCACHE": "maybe"}, "true or false"),
         ({"PF_JOBS": "0"}, "positive integer"),
+        ({"PF_COMPILER_CACHE": "distcc"}, "auto, ccache, sccache, off"),
     ],
 )
 def test_invalid_values_name_the_setting(env: dict[str, str], message: str, tmp_path: Path) -> None:
@@ -99,6 +100,7 @@ NUMERIC = {
     "worker_heartbeat": "PF_WORKER_HEARTBEAT",
     "worker_stalled_after": "PF_WORKER_STALLED_AFTER",
     "backlog": "PF_BACKLOG",
+    "compiler_cache_max_size": "PF_COMPILER_CACHE_MAX_SIZE",
 }
 # Numeric settings where 0 means "off": every other bad number is still refused.
 ZERO_MEANS_OFF = {"rate_limit": "PF_RATE_LIMIT"}

@@ -7,7 +7,7 @@ def human_size(size: int) -> str:
     """``127 B``, ``19.8 KiB``, ``1.2 MiB``, ``3.0 GiB``."""
     value = float(size)
     for unit in ("B", "KiB", "MiB"):
-        if value < 1024 or unit == "MiB":
+        if value < 1024:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"

@@ -29,6 +29,9 @@ DEFAULT_MAX_OPEN_FILES = 1024
 # nobody/nogroup on Debian: a uid that owns nothing, so a compile can touch nothing.
 DEFAULT_SANDBOX_UID = 65534
 SANDBOXES = ("bwrap", "off")
+# Compiler caches in front of task runs' C compilers and cargo (pf.tasks.compilercache).
+COMPILER_CACHES = ("auto", "ccache", "sccache", "off")
+DEFAULT_COMPILER_CACHE_MAX_SIZE = 5 * GiB
 
 
 def _parse_bool(text: str) -> bool:
@@ -117,6 +120,13 @@ def _parse_sandbox(text: str) -> str:
     )
     if value not in SANDBOXES:
         raise ValueError(f"expected one of {', '.join(SANDBOXES)}, got {text!r}")
+    return value
+
+
+def _parse_compiler_cache(text: str) -> str:
+    value = text.strip().lower()
+    if value not in COMPILER_CACHES:
+        raise ValueError(f"expected one of {', '.join(COMPILER_CACHES)}, got {text!r}")
     return value
 
 
@@ -243,6 +253,11 @@ class Settings:
     # pf serve's listen backlog: connections the kernel completes before pf accepts them
     # (capped by net.core.somaxconn; deploy/sysctl.d/60-pf.conf raises that).
     backlog: int = 2048
+    # Task runs: ccache or sccache in front of C compilers and cargo, where the cache
+    # lives (None: "compilers" under cache_dir) and how large it may grow.
+    compiler_cache: str = "auto"
+    compiler_cache_dir: Path | None = None
+    compiler_cache_max_size: int = DEFAULT_COMPILER_CACHE_MAX_SIZE
     # Tool paths pinned by the user (PF_TOOL_CLANG=/opt/clang/bin/clang), by tool name.
     tools: Mapping[str, str] = field(default_factory=dict)
     # The environment every tool starts from: the few variables compilers read, with a
@@ -318,6 +333,9 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "worker_stalled_after": ("PF_WORKER_STALLED_AFTER", _parse_seconds),
     "trusted_proxies": ("PF_TRUSTED_PROXIES", _parse_proxies),
     "backlog": ("PF_BACKLOG", _parse_backlog),
+    "compiler_cache": ("PF_COMPILER_CACHE", _parse_compiler_cache),
+    "compiler_cache_dir": ("PF_COMPILER_CACHE_DIR", _parse_optional_path),
+    "compiler_cache_max_size": ("PF_COMPILER_CACHE_MAX_SIZE", _parse_size),
 }
 
 _TOOL_PREFIX = "PF_TOOL_"

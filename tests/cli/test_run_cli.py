@@ -160,6 +160,7 @@ def test_completion_scripts_and_the_complete_helper(proj: Project) -> None:
         "worker",
         "check",
         "config",
+        "cache",
         "prepare",
         "deploy",
         "b",

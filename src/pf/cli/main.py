@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("pf.cli.worker:command", "run the builds pf serve queues in shared mode"),
     "check": ("pf.cli.check:command", "report every Pfyfile warning and error (exit 1 if any)"),
     "config": ("pf.cli.config:command", "print every setting, its value and where it came from"),
+    "cache": ("pf.cli.cache:command", "show the compile cache's and ccache/sccache's statistics"),
 }
 
 _TASK_COMMANDS = (

@@ -454,6 +454,38 @@ class ActionCache:
         return freed
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What a cache directory holds: entries (manifests), blobs and their bytes together."""
+
+    entries: int
+    blobs: int
+    bytes: int
+
+
+def usage(root: Path) -> Usage:
+    """Measure the cache at ``root`` without changing it (a missing one is empty)."""
+    counts = {"ac": 0, "cas": 0}
+    total = 0
+    for area in counts:
+        try:
+            shards = list(os.scandir(root / area))
+        except FileNotFoundError:
+            continue
+        for shard in shards:
+            if not shard.is_dir():
+                continue
+            for entry in os.scandir(shard.path):
+                if entry.name.startswith(_TMP_PREFIX):
+                    continue
+                try:
+                    total += entry.stat().st_size
+                except FileNotFoundError:
+                    continue  # removed meanwhile by a lookup or an eviction
+                counts[area] += 1
+    return Usage(entries=counts["ac"], blobs=counts["cas"], bytes=total)
+
+
 def _read(path: Path) -> tuple[bytes, float]:
     """A file's bytes and its mtime, from one open."""
     fd = os.open(path, os.O_RDONLY)

@@ -131,16 +131,19 @@ class TaskRun:
     def context(self) -> Context:
         from pathlib import Path
 
+        from pf.tasks.compilercache import environment
         from pf.tasks.tools import Context
 
-        env = dict(self.values)
+        settings = self.executor.settings()
+        # ccache and sccache in front of the task's C compilers and cargo, where installed.
+        env = environment(settings, self.values)
         # Programs that buffer when writing to a pipe (Python) would hold their output
         # back until they exit; task output is meant to be live.
         env.setdefault("PYTHONUNBUFFERED", "1")
         return Context(
             Path(self.executor.root),
             env,
-            self.executor.settings(),
+            settings,
             privileged=self.sudo is not None or os.geteuid() == 0,
         )
 
