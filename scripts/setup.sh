@@ -30,9 +30,12 @@ command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
 # start with them.
 # zsh, cargo, cmake and a C++ compiler are what the task runner's tests drive (a missing
 # one fails `make test`, which sets PF_STRICT_TOOLS=1); openssh-server's sshd serves the
-# remote-host tests on loopback (tests/sshd.py).
+# remote-host tests on loopback (tests/sshd.py). prometheus (with promtool) checks the
+# shipped deploy/prometheus files and scrapes a real pf (tests/deploy); the tests start
+# their own on a free port, never the service Debian may start with it.
 if [[ "${1:-}" == "test" ]]; then
   APT_PACKAGES+=(chromium postgresql-15 redis-server zsh cargo cmake g++ make openssh-server)
+  APT_PACKAGES+=(prometheus)
 fi
 # Debian starts nginx's own service on port 80 when it installs it; the bench uses its own.
 if [[ "${1:-}" == "bench" ]]; then APT_PACKAGES+=(wrk nginx-light postgresql-15 redis-server); fi

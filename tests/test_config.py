@@ -98,9 +98,10 @@ NUMERIC = {
     "shared_cache_max_bytes": "PF_SHARED_CACHE_MAX_BYTES",
     "worker_heartbeat": "PF_WORKER_HEARTBEAT",
     "worker_stalled_after": "PF_WORKER_STALLED_AFTER",
+    "profile_max_seconds": "PF_PROFILE_MAX_SECONDS",
 }
 # Numeric settings where 0 means "off": every other bad number is still refused.
-ZERO_MEANS_OFF = {"rate_limit": "PF_RATE_LIMIT"}
+ZERO_MEANS_OFF = {"rate_limit": "PF_RATE_LIMIT", "tracemalloc": "PF_TRACEMALLOC"}
 BAD_NUMBERS = ["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e999", "-1", "0", "1e30", "abc"]
 
 

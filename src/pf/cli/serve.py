@@ -81,6 +81,13 @@ def _parser() -> ArgumentParser:
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="overrides PF_LOG_LEVEL")
     parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="profile the whole run and write it to FILE at shutdown (pyinstrument HTML; "
+        "speedscope JSON if FILE ends in .json; with --workers, one file per process)",
+    )
+    parser.add_argument(
         "--insecure-no-auth",
         action="store_true",
         help="serve a non-loopback --host even while no token exists (anyone who reaches "
@@ -104,6 +111,9 @@ def command(argv: list[str]) -> int:
     for flag, path in (("--root", root), ("--projects", projects)):
         if not path.is_dir():
             raise UsageError(f"{flag} {path} is not a directory")
+    if args.profile is not None and not args.profile.resolve().parent.is_dir():
+        # Found now, not after a whole run that could not be written.
+        raise UsageError(f"--profile {args.profile}: its folder does not exist")
     settings = load_settings(
         overrides={
             "log_level": args.log_level,
@@ -130,6 +140,7 @@ def command(argv: list[str]) -> int:
         backlog=args.backlog,
         ws_ping_interval=args.ws_ping_interval,
         ws_ping_timeout=args.ws_ping_timeout,
+        profile=args.profile.resolve() if args.profile is not None else None,
     )
     if settings.api_workers > 1:
         return processes.serve(settings, options, insecure_no_auth=args.insecure_no_auth)

@@ -23,3 +23,5 @@ class ServeOptions:
     backlog: int
     ws_ping_interval: float
     ws_ping_timeout: float
+    # pf serve --profile FILE: the whole run's profile, written at shutdown (server.profile).
+    profile: Path | None = None
