@@ -19,6 +19,7 @@ Listening beyond loopback needs a token (``pf token create NAME --scope admin``)
 
 from __future__ import annotations
 
+import logging.config
 from pathlib import Path
 
 from pf.cli._argparse import ArgumentParser
@@ -88,6 +89,11 @@ def _parser() -> ArgumentParser:
         "speedscope JSON if FILE ends in .json; with --workers, one file per process)",
     )
     parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart when pf's source or a Pfyfile changes (development only)",
+    )
+    parser.add_argument(
         "--insecure-no-auth",
         action="store_true",
         help="serve a non-loopback --host even while no token exists (anyone who reaches "
@@ -125,6 +131,12 @@ def command(argv: list[str]) -> int:
         from pf.engine.catalog import Projects
 
         Projects(projects).check_default(settings.default_project)
+    if args.reload:
+        from pf.cli import reload
+        from pf.server.logging import log_config
+
+        logging.config.dictConfig(log_config(settings.log_level))
+        return reload.serve([a for a in argv if a != "--reload"], settings, projects)
     from pf.server import processes
 
     # Before anything imports the server stack: several processes must be refused now,
