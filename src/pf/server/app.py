@@ -113,10 +113,6 @@ def create_app(
         *api.ROUTES,
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
-        Route("/api/debug/profile", debug.profile, methods=["GET"]),
-        Route("/api/debug/memory", debug.memory, methods=["GET"]),
-        Route("/api/debug/memory", debug.memory_start, methods=["POST"]),
-        Route("/api/debug/memory", debug.memory_stop, methods=["DELETE"]),
         *(Route(path, _page, methods=["GET", "HEAD"]) for path in PAGES),
         WebSocketRoute("/ws", hub.endpoint),
         WebSocketRoute("/", hub.endpoint),  # the original's clients connect to the root
