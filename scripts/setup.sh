@@ -33,10 +33,12 @@ command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
 # one fails `make test`, which sets PF_STRICT_TOOLS=1); openssh-server's sshd serves the
 # remote-host tests on loopback (tests/sshd.py); nginx (TLS, HTTP/2) fronts pf serve in
 # tests/deploy with the shipped deploy/nginx/pf.conf, and curl (Debian's has nghttp2)
-# checks it speaks HTTP/2.
+# checks it speaks HTTP/2. prometheus (with promtool) checks the shipped
+# deploy/prometheus files and scrapes a real pf (tests/deploy); the tests start their own
+# on a free port, never the service Debian may start with it.
 if [[ "${1:-}" == "test" ]]; then
   APT_PACKAGES+=(chromium postgresql-15 redis-server zsh cargo cmake g++ make openssh-server)
-  APT_PACKAGES+=(nginx curl)
+  APT_PACKAGES+=(nginx curl prometheus)
 fi
 # Debian starts nginx's own service on port 80 when it installs it; the bench uses its own.
 # h2load (nghttp2-client) loads the proxy over HTTP/2 in bench/proxy_bench.py.

@@ -101,9 +101,10 @@ NUMERIC = {
     "worker_stalled_after": "PF_WORKER_STALLED_AFTER",
     "backlog": "PF_BACKLOG",
     "compiler_cache_max_size": "PF_COMPILER_CACHE_MAX_SIZE",
+    "profile_max_seconds": "PF_PROFILE_MAX_SECONDS",
 }
 # Numeric settings where 0 means "off": every other bad number is still refused.
-ZERO_MEANS_OFF = {"rate_limit": "PF_RATE_LIMIT"}
+ZERO_MEANS_OFF = {"rate_limit": "PF_RATE_LIMIT", "tracemalloc": "PF_TRACEMALLOC"}
 BAD_NUMBERS = ["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e999", "-1", "0", "1e30", "abc"]
 
 

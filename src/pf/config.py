@@ -179,6 +179,32 @@ def _parse_log_level(text: str) -> str:
     return level
 
 
+def parse_listen_address(text: str) -> str | None:
+    """``[HOST:]PORT`` (host 127.0.0.1 when left out; port 0 picks a free one) as
+    ``HOST:PORT``; empty means unset."""
+    text = text.strip()
+    if not text:
+        return None
+    host, colon, port = text.rpartition(":")
+    host = host.strip("[]") if colon else "127.0.0.1"
+    number = int(port)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"expected a port from 0 to 65535, got {text!r}")
+    if not host:
+        raise ValueError(f"expected HOST:PORT or PORT, got {text!r}")
+    return f"{host}:{number}"
+
+
+MAX_TRACE_FRAMES = 100  # tracemalloc's cost grows with the frames it keeps per allocation
+
+
+def _parse_frames(text: str) -> int:
+    value = int(text) if text.strip().isdigit() else int(_parse_bool(text))
+    if value > MAX_TRACE_FRAMES:
+        raise ValueError(f"expected 0 to {MAX_TRACE_FRAMES} frames, got {text!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything pf can be configured with. Build with :func:`load_settings`."""
@@ -258,6 +284,10 @@ class Settings:
     compiler_cache: str = "auto"
     compiler_cache_dir: Path | None = None
     compiler_cache_max_size: int = DEFAULT_COMPILER_CACHE_MAX_SIZE
+    # Observability (docs/api.md's debug endpoints, deploy/prometheus).
+    worker_metrics: str | None = None  # pf worker's /metrics as HOST:PORT; None: not served
+    profile_max_seconds: float = 30.0  # the longest sample GET /api/debug/profile takes
+    tracemalloc: int = 0  # frames kept per allocation from the start; 0: traced only once asked
     # Tool paths pinned by the user (PF_TOOL_CLANG=/opt/clang/bin/clang), by tool name.
     tools: Mapping[str, str] = field(default_factory=dict)
     # The environment every tool starts from: the few variables compilers read, with a
@@ -336,6 +366,9 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "compiler_cache": ("PF_COMPILER_CACHE", _parse_compiler_cache),
     "compiler_cache_dir": ("PF_COMPILER_CACHE_DIR", _parse_optional_path),
     "compiler_cache_max_size": ("PF_COMPILER_CACHE_MAX_SIZE", _parse_size),
+    "worker_metrics": ("PF_WORKER_METRICS", parse_listen_address),
+    "profile_max_seconds": ("PF_PROFILE_MAX_SECONDS", _parse_seconds),
+    "tracemalloc": ("PF_TRACEMALLOC", _parse_frames),
 }
 
 _TOOL_PREFIX = "PF_TOOL_"

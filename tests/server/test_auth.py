@@ -63,6 +63,10 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("DELETE", "/api/builds/{build_id}"): "build",
     ("GET", "/api/tasks"): "admin",
     ("POST", "/api/tasks/{name}"): "admin",
+    ("GET", "/api/debug/profile"): "admin",
+    ("GET", "/api/debug/memory"): "admin",
+    ("POST", "/api/debug/memory"): "admin",
+    ("DELETE", "/api/debug/memory"): "admin",
 }
 LOWER = {"build": "read", "admin": "build"}
 CLANG = "/usr/bin/clang-14"
@@ -189,7 +193,12 @@ def test_every_protected_route_needs_its_scope(
             body = {"json": {"language": "wat", "files": {"a.wat": "(module)"}}}
         elif path == "/api/tasks/{name}":
             body = {"json": {"params": {}}}
-        if method == "DELETE":
+        if path == "/api/debug/profile":
+            url += "?seconds=0.1"
+        if (method, path) == ("GET", "/api/debug/memory"):
+            # Traced, so that it answers 200 as the others do (a DELETE may have stopped it).
+            http.post(url, json={}, headers=bearer(tokens["admin"])).raise_for_status()
+        if method == "DELETE" and path.startswith("/api/builds/"):
             # A build of this token's own, still queued or running or not.
             own = http.post("/api/build/wat", json={}, headers=bearer(tokens[needed]))
             url = f"/api/builds/{own.json()['buildId']}"

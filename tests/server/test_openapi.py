@@ -40,6 +40,12 @@ include-operation-id = ["buildAll", "buildLanguage", "compile", "runTask"]
 # A driver refuses what it cannot honour (parallel without OpenMP, passes outside target
 # llvm), and the toolchains own the file name rule: 400 naming the option or file.
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "404", "409", "429", "503"]
+
+[[operations]]
+include-operation-id = ["getProfile", "getMemory"]
+# A profile longer than PF_PROFILE_MAX_SECONDS is 400 (a setting, so not in the schema),
+# one while another runs 409; memory is 409 until tracing is started.
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "409"]
 """
 
 CPYTHON_AST_BUG = "SystemError: AST constructor recursion depth mismatch"
@@ -59,7 +65,13 @@ def fuzzed(
     # Fuzzed submissions become real builds; one worker and a short grace keep them cheap.
     # Without the rate limit: past its burst every submission would be a 429, and the
     # logic behind them would go unfuzzed (the 429 itself is tested on its own).
-    env = {"PF_JOBS": "1", "PF_SHUTDOWN_GRACE": "1", "PF_RATE_LIMIT": "0"}
+    # Profiles of at most a fifth of a second: each fuzzed one holds a request that long.
+    env = {
+        "PF_JOBS": "1",
+        "PF_SHUTDOWN_GRACE": "1",
+        "PF_RATE_LIMIT": "0",
+        "PF_PROFILE_MAX_SECONDS": "0.2",
+    }
     if request.param == "shared":
         cluster: PgCluster = request.getfixturevalue("pg_cluster")
         redis: RedisServer = request.getfixturevalue("redis_server")

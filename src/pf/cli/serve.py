@@ -19,6 +19,7 @@ Listening beyond loopback needs a token (``pf token create NAME --scope admin``)
 
 from __future__ import annotations
 
+import logging.config
 from pathlib import Path
 
 from pf.cli._argparse import ArgumentParser
@@ -85,6 +86,18 @@ def _parser() -> ArgumentParser:
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="overrides PF_LOG_LEVEL")
     parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="profile the whole run and write it to FILE at shutdown (pyinstrument HTML; "
+        "speedscope JSON if FILE ends in .json; with --workers, one file per process)",
+    )
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart when pf's source or a Pfyfile changes (development only)",
+    )
+    parser.add_argument(
         "--insecure-no-auth",
         action="store_true",
         help="serve a non-loopback --host, or any behind PF_TRUSTED_PROXIES, even while no "
@@ -108,6 +121,9 @@ def command(argv: list[str]) -> int:
     for flag, path in (("--root", root), ("--projects", projects)):
         if not path.is_dir():
             raise UsageError(f"{flag} {path} is not a directory")
+    if args.profile is not None and not args.profile.resolve().parent.is_dir():
+        # Found now, not after a whole run that could not be written.
+        raise UsageError(f"--profile {args.profile}: its folder does not exist")
     settings = load_settings(
         overrides={
             "log_level": args.log_level,
@@ -120,6 +136,12 @@ def command(argv: list[str]) -> int:
         from pf.engine.catalog import Projects
 
         Projects(projects).check_default(settings.default_project)
+    if args.reload:
+        from pf.cli import reload
+        from pf.server.logging import log_config
+
+        logging.config.dictConfig(log_config(settings.log_level))
+        return reload.serve([a for a in argv if a != "--reload"], settings, projects)
     from pf.server import processes
 
     # Before anything imports the server stack: several processes must be refused now,
@@ -134,6 +156,7 @@ def command(argv: list[str]) -> int:
         projects=projects,
         ws_ping_interval=args.ws_ping_interval,
         ws_ping_timeout=args.ws_ping_timeout,
+        profile=args.profile.resolve() if args.profile is not None else None,
     )
     if settings.api_workers > 1:
         return processes.serve(settings, options, insecure_no_auth=args.insecure_no_auth)

@@ -5,7 +5,8 @@ content-addressed store, the action cache) hits ENOSPC or a quota: the user read
 space left on device", not "internal error". ``FreeSpace`` tells readiness whether the
 cache directory and the database's directory still have PF_MIN_FREE_DISK free; it calls
 statvfs at most once a second, so /api/ready stays cheap under polling and recovers
-by itself once space comes back. Imports config and errors only.
+by itself once space comes back; each measure is also the ``pf_disk_free_bytes`` gauge
+(engine.vitals). Imports config, errors and engine.vitals only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pf.config import MiB
+from pf.engine.vitals import DISK_FREE, DISK_MINIMUM
 from pf.errors import PfError
 
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -71,6 +73,7 @@ class FreeSpace:
         self.interval = interval
         self._checked = -interval
         self._reason: str | None = None
+        DISK_MINIMUM.set(minimum)
 
     def shortage(self) -> str | None:
         """Why pf is short of space (the first path below the minimum), or None."""
@@ -81,16 +84,20 @@ class FreeSpace:
         return self._reason
 
     def _measure(self) -> str | None:
+        # Every path is measured, not only up to the first short one: each is a gauge.
+        reasons = []
         for path in self.paths:
             where = _existing(path)
             try:
                 info = os.statvfs(where)
             except OSError as error:
-                return f"cannot measure free space on {where}: {error.strerror or error}"
+                reasons.append(f"cannot measure free space on {where}: {error.strerror or error}")
+                continue
             free = info.f_bavail * info.f_frsize
+            DISK_FREE.labels(str(where)).set(free)
             if free < self.minimum:
-                return (
+                reasons.append(
                     f"only {free / MiB:.1f} MiB free on {where}; "
                     f"pf needs PF_MIN_FREE_DISK={_mib(self.minimum)}"
                 )
-        return None
+        return reasons[0] if reasons else None

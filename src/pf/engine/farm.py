@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Gauge
+
 from pf.config import Settings
 from pf.engine.bus import bus_for
 from pf.engine.cache import ActionCache
@@ -46,6 +48,7 @@ from pf.engine.jobs import CANCELLED, FAILED, FINISHED, QUEUED, Estimator, Job
 from pf.engine.recorder import Recorder
 from pf.engine.runner import Runner
 from pf.engine.taskruns import Pfyfiles
+from pf.engine.vitals import sample_memory
 from pf.errors import PfError
 from pf.store import jobqueue
 from pf.store.builds import BuildRow
@@ -63,6 +66,11 @@ ORPHAN_AGE = 30.0
 _ORPHAN_ROUNDS = 5
 # Runs of one build that may end with their worker lost before it is failed.
 MAX_ATTEMPTS = 3
+
+WORKER_HEARTBEAT = Gauge(
+    "pf_worker_heartbeat_timestamp_seconds",
+    "When this pf worker's loop last went round its heartbeat (Unix time)",
+)
 
 # Set when a worker that took a build up again finds the one before it had asked to
 # abort it: the user's cancel stands.
@@ -161,6 +169,9 @@ class Farm:
         manager = self.app.job_manager
         rounds = 0
         while True:
+            # The worker's own gauges (its pf worker --metrics endpoint, if any).
+            WORKER_HEARTBEAT.set_to_current_time()
+            sample_memory()
             await asyncio.sleep(self.settings.worker_heartbeat)
             rounds += 1
             try:

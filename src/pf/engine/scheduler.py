@@ -36,7 +36,13 @@ from prometheus_client import Gauge
 from pf.engine.jobs import Job
 from pf.errors import QueueFull, ServiceUnavailable
 
-QUEUE_DEPTH = Gauge("pf_queue_depth", "Builds waiting for a worker (triage and run lanes)")
+# With several API processes the depth is the shared queue's, read by whichever process
+# was scraped last (BuildService.sample).
+QUEUE_DEPTH = Gauge(
+    "pf_queue_depth",
+    "Builds waiting for a worker (triage and run lanes)",
+    multiprocess_mode="livemostrecent",
+)
 
 TRIAGE_THREADS = 2
 # How long a cancel waits for a job to leave its cache check (normally milliseconds).

@@ -76,11 +76,13 @@ from pf.engine.layout import source_folder
 from pf.engine.recorder import Recorder
 from pf.engine.retention import PRUNE_INTERVAL, RecentBuilds, prune_history, pruner
 from pf.engine.runner import Runner
-from pf.engine.scheduler import Scheduler
+from pf.engine.scheduler import QUEUE_DEPTH, Scheduler
 from pf.engine.taskruns import Pfyfiles
+from pf.engine.vitals import QUEUE_CAPACITY, WORKERS
 from pf.errors import Forbidden, NotFound, PfError, ServiceUnavailable
 from pf.store.db import StoreUnavailable
 from pf.store.history import Store
+from pf.store.jobqueue import QUEUE
 from pf.store.shared import SharedCache
 
 log = logging.getLogger("pf.engine")
@@ -744,6 +746,20 @@ class BuildService:
             "memoryUsage": _memory_usage(),
             "eventSubscribers": self.bus.subscribers,
         }
+
+    def sample(self) -> None:
+        """Refresh the gauges that are read rather than counted (engine.vitals): queue
+        depth and capacity, free disk, and in shared mode the live pf workers. Call from
+        a thread: in shared mode it queries the job queue."""
+        QUEUE_CAPACITY.set(self.settings.max_queue)
+        self.free_space.shortage()
+        dispatcher = self.dispatcher
+        if dispatcher is None:
+            QUEUE_DEPTH.set(self.scheduler.depth)
+            return
+        QUEUE_DEPTH.set(dispatcher.state().todo + dispatcher.waiting)
+        alive = dispatcher.queue.live_workers(self.settings.worker_stalled_after)
+        WORKERS.labels(QUEUE).set(alive)
 
     def _shared_metrics(self) -> dict[str, Any]:
         counts = self.store.status_counts()

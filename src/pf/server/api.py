@@ -27,7 +27,7 @@ from pf.engine.catalog import MAX_MODULES
 from pf.engine.jobs import iso_time
 from pf.engine.layout import TARGET_DIRS, published_path
 from pf.errors import NotFound, ToolchainMissing
-from pf.server import metrics, schemas, session
+from pf.server import debug, metrics, schemas, session
 from pf.server.auth import Principal
 from pf.server.middleware import RequestStats
 from pf.server.ratelimit import client_key
@@ -439,6 +439,10 @@ ROUTES: list[BaseRoute] = [
     Route("/api/tasks", tasks, methods=["GET"]),
     Route("/api/tasks/{name}", task_run, methods=["POST"]),
     Route("/api/metrics", metrics_json, methods=["GET"]),
+    Route("/api/debug/profile", debug.profile, methods=["GET"]),
+    Route("/api/debug/memory", debug.memory, methods=["GET"]),
+    Route("/api/debug/memory", debug.memory_start, methods=["POST"]),
+    Route("/api/debug/memory", debug.memory_stop, methods=["DELETE"]),
     *(
         Route(f"/{target}/{{folder}}/{{name:path}}", module_file, methods=["GET"])
         for target in TARGET_DIRS

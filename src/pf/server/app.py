@@ -12,6 +12,8 @@ before the service cancels them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -26,13 +28,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp
 
-from pf.server import api
+from pf.engine.vitals import keep_memory
+from pf.server import api, debug
 from pf.server.auth import Authenticate, Credentials, is_private
 from pf.server.errors import HANDLERS
 from pf.server.guard import Guard, check_origins
 from pf.server.metrics import prometheus
 from pf.server.middleware import RequestMetrics, RequestStats
 from pf.server.openapi import openapi
+from pf.server.profile import profiled
 from pf.server.ratelimit import RateLimit
 from pf.server.ws import Hub
 from pf.store.tokens import TokenStore
@@ -63,12 +67,15 @@ def create_app(
     root_dir: Path | None = None,
     bound_host: str = "127.0.0.1",
     insecure_no_auth: bool = False,
+    profile: Path | None = None,
 ) -> Starlette:
     """The pf serve application over ``service``; ``static_app`` serves every non-API path.
 
     ``bound_host`` is the address pf serve listens on: a Host header may name it, and
     while no token exists the API is open only on loopback without a reverse proxy in
     front (PF_TRUSTED_PROXIES), or with ``insecure_no_auth``.
+    ``profile``: pf serve --profile's file, written when the lifespan ends (uvicorn ends
+    the process with the signal that stopped it, so nothing after it would run).
     """
     check_origins(settings.cors_origins)  # now, not at the first request
     hub = Hub(service, settings)
@@ -78,9 +85,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        with profiled(profile, several=settings.api_workers > 1):
+            async with _serving(app):
+                yield
+
+    @asynccontextmanager
+    async def _serving(app: Starlette) -> AsyncIterator[None]:
         await service.start()
         await credentials.start()
         hub.start()
+        memory = asyncio.ensure_future(keep_memory())
         # Everything alive now (modules, tables, the app) lives as long as the process:
         # out of the collector's sight, full collections stay short (p99 latency).
         gc.freeze()
@@ -88,6 +102,9 @@ def create_app(
         try:
             yield
         finally:
+            memory.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await memory
             await hub.stop()
             await credentials.stop()
             log.info("stopping the build service", extra={"grace": settings.shutdown_grace})
@@ -133,4 +150,8 @@ def create_app(
     app.state.system_cache = api.SystemCache()
     app.state.list_cache = api.ListCache()
     app.state.root_dir = root_dir or Path.cwd()
+    app.state.debugging = debug.Debugging(settings.profile_max_seconds)
+    if settings.tracemalloc:
+        # Here, in the process that serves: with several, each traces its own.
+        app.state.debugging.start_tracing(settings.tracemalloc)
     return app

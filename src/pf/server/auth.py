@@ -2,11 +2,11 @@
 
 Scopes nest: ``read`` (every GET under /api but the open ones, /metrics, built modules
 under /wasm/, /asm/ and /llvm/, the WebSocket), ``build`` (also submitting builds and
-cancelling its own), ``admin`` (also the Pfyfile tasks and cancelling any build). Always
-open: /api/health, /api/ready, /api/session, /openapi.json and the pages and static
-files. A request shows ``Authorization: Bearer <token>`` or the dashboard's
-``pf_session`` cookie (browsers cannot add headers to a WebSocket handshake, but send
-the cookie).
+cancelling its own), ``admin`` (also the Pfyfile tasks, cancelling any build, and the
+profiles and memory looks of /api/debug/). Always open: /api/health, /api/ready,
+/api/session, /openapi.json and the pages and static files. A request shows
+``Authorization: Bearer <token>`` or the dashboard's ``pf_session`` cookie (browsers
+cannot add headers to a WebSocket handshake, but send the cookie).
 
 While no token exists, a server bound to loopback is open, as a local development tool
 should be: every request acts as an anonymous admin. Once any token exists, a request
@@ -101,6 +101,8 @@ def required_scope(method: str, path: str) -> str | None:
     if path.startswith("/api/") or path == "/api":
         if path in _OPEN_API:
             return None
+        if path.startswith("/api/debug/"):
+            return "admin"  # a profile or a heap shows what every request did
         if method in ("GET", "HEAD", "OPTIONS"):
             return "admin" if path == "/api/tasks" else "read"
         if method == "POST" and (path == "/api/compile" or path.startswith("/api/build/")):

@@ -2,7 +2,8 @@
 
 Metrics are defined beside what they count (engine: builds, queue, cache; server:
 HTTP requests, WebSocket clients), all in prometheus_client's default registry; this
-module exposes them and defines nothing else. With several API processes (pf serve
+module exposes them and defines nothing else; the gauges that are read rather than
+counted (engine.vitals) are refreshed as they are read. With several API processes (pf serve
 --workers N, server/processes.py) each process keeps its values in files of the
 multiprocess folder, and what is read is all of them: counters and histograms summed,
 live gauges summed over the processes alive.
@@ -10,10 +11,17 @@ live gauges summed over the processes alive.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
+
+from pf.errors import PfError
+
+log = logging.getLogger("pf.server")
 
 __all__ = ["REGISTRY", "collected", "http_totals", "prometheus"]
 
@@ -36,6 +44,13 @@ def http_totals(registry: CollectorRegistry) -> tuple[int, float]:
 
 
 async def prometheus(request: Request) -> Response:
-    """Every metric in the Prometheus text format (0.0.4)."""
+    """Every metric in the Prometheus text format (0.0.4), the sampled gauges
+    (engine.vitals) refreshed first."""
+    try:
+        await asyncio.to_thread(request.app.state.service.sample)
+    except PfError as error:
+        # The counters are still worth a scrape while the job queue is away; the stale
+        # gauges say so by their age, and the log says why.
+        log.warning("metrics: cannot sample the queue: %s", error)
     registry = collected(request.app.state.settings.api_workers)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

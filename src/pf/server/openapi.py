@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pf import __version__
+from pf.server import debug
 from pf.server.schemas import (
     ANY_OBJ,
     BOOL,
@@ -254,6 +255,31 @@ _BUILD_ALL = obj(
 )
 _STATUS = {"oneOf": [obj(["builds"], {"builds": array(ref("Build"))}, False), ref("Build")]}
 _LOGS = obj(["buildId", "logs"], {"buildId": STR, "logs": array(ref("LogEntry"))}, False)
+_SITE = obj(
+    ["file", "line", "size", "count", "sizeGrowth", "countGrowth"],
+    {
+        "file": STR,
+        "line": INT,
+        "size": {**INT, "description": "bytes allocated at this line and still held"},
+        "count": {**INT, "description": "blocks allocated at this line and still held"},
+        "sizeGrowth": {**null(INT), "description": "bytes more than at the previous look"},
+        "countGrowth": {**null(INT), "description": "blocks more than at the previous look"},
+    },
+    False,
+)
+_MEMORY = obj(
+    ["pid", "frames", "traced", "tracedPeak", "since", "sites"],
+    {
+        "pid": INT,
+        "frames": INT,
+        "traced": {**INT, "description": "bytes held by traced allocations"},
+        "tracedPeak": INT,
+        "since": {**null(NUM), "description": "Unix time of the previous look, if any"},
+        "sites": array(_SITE),
+    },
+    False,
+)
+_TRACING = obj(["pid", "tracing", "frames"], {"pid": INT, "tracing": BOOL, "frames": INT}, False)
 _METRICS = obj(
     [
         "requestCount",
@@ -482,6 +508,59 @@ PATHS: dict[str, Schema] = {
     "/openapi.json": {
         "get": _op("getOpenApi", "This document", {"type": "object"}, scope=None),
     },
+    "/api/debug/profile": {
+        "get": _op(
+            "getProfile",
+            "Sample this process for a few seconds and answer the profile",
+            {},
+            409,
+            scope="admin",
+            params=[
+                _query(
+                    "seconds",
+                    {"type": "number", "exclusiveMinimum": 0, "default": 5},
+                ),
+                _query("format", debug.PROFILE_FORMAT),
+            ],
+            description="pyinstrument samples the event-loop thread of the API process "
+            "that took the connection for `seconds` (at most PF_PROFILE_MAX_SECONDS, "
+            "else 400), then answers its HTML page, or speedscope JSON with "
+            "format=speedscope. One profile at a time per process: 409 while one runs.",
+        ),
+    },
+    "/api/debug/memory": {
+        "get": _op(
+            "getMemory",
+            "The allocation sites holding the most memory, and their growth",
+            _MEMORY,
+            409,
+            scope="admin",
+            params=[_query("top", debug.TOP)],
+            description="tracemalloc's top `top` sites (file and line) of the API process "
+            "that took the connection, each with its growth since that process's previous "
+            "look (null when it was not among the sites kept then). 409 while allocations "
+            "are not traced: POST here first, or set PF_TRACEMALLOC.",
+        ),
+        "post": _op(
+            "startMemoryTracing",
+            "Start tracing allocations in this process",
+            _TRACING,
+            scope="admin",
+            body="TraceRequest",
+            description="Costs time and memory on every allocation until DELETE. No "
+            "change when already tracing.",
+        ),
+        "delete": _op(
+            "stopMemoryTracing",
+            "Stop tracing allocations in this process",
+            _TRACING,
+            scope="admin",
+        ),
+    },
+}
+PATHS["/api/debug/profile"]["get"]["responses"]["200"] = {
+    "description": "pyinstrument's HTML page, or speedscope JSON (format=speedscope)",
+    "content": {"text/html": {"schema": STR}, "application/json": {"schema": ANY_OBJ}},
 }
 # Not ready is an answer, not an error: the same body, with 503.
 PATHS["/api/ready"]["get"]["responses"]["503"] = _json(_READY, "Not ready")

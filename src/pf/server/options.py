@@ -22,3 +22,5 @@ class ServeOptions:
     projects: Path
     ws_ping_interval: float
     ws_ping_timeout: float
+    # pf serve --profile FILE: the whole run's profile, written at shutdown (server.profile).
+    profile: Path | None = None

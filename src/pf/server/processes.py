@@ -89,6 +89,10 @@ def serve(settings: Settings, options: ServeOptions, *, insecure_no_auth: bool =
         from pf.server import run
 
         sock = run.prepare(settings, options, insecure_no_auth=insecure_no_auth)
+        from pf.engine.vitals import sample_memory
+
+        # The supervisor is a pf process too: its memory, once (it only waits after this).
+        sample_memory()
 
         def work() -> int:
             return run.serve_process(settings, options, sock, insecure_no_auth=insecure_no_auth)

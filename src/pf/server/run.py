@@ -522,6 +522,7 @@ def serve_process(
         root_dir=options.root,
         bound_host=options.host,
         insecure_no_auth=insecure_no_auth,
+        profile=options.profile,
     )
     config = uvicorn_config(settings, options, app)
     server = uvicorn.Server(config)

@@ -31,6 +31,7 @@ from typing import Any
 import jsonschema_rs
 from starlette.requests import Request
 
+from pf.config import MAX_TRACE_FRAMES
 from pf.errors import (
     InvalidOption,
     PfError,
@@ -187,6 +188,19 @@ REQUESTS: dict[str, Schema] = {
         "additionalProperties": False,
     },
     "SessionRequest": obj(["token"], {"token": {**STR, "description": "an API token"}}, False),
+    "TraceRequest": {
+        "type": "object",
+        "properties": {
+            "frames": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_TRACE_FRAMES,
+                "default": 1,
+                "description": "frames kept per allocation (1: the allocating line only)",
+            },
+        },
+        "additionalProperties": False,
+    },
 }
 
 RESPONSES: dict[str, Schema] = {
@@ -553,6 +567,12 @@ def compile_body(data: object) -> CompileBody:
     return CompileBody(
         body["language"], body.get("target", "wasm"), body["files"], body.get("options") or {}
     )
+
+
+def trace_frames(data: object) -> int:
+    """``POST /api/debug/memory``: ``{frames?}``, the frames tracemalloc keeps."""
+    frames: int = _validate("TraceRequest", data).get("frames", 1)
+    return frames
 
 
 def task_params(data: object) -> dict[str, str]:

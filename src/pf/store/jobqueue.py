@@ -165,6 +165,18 @@ class Queue:
         counts = {row["status"]: int(row["n"]) for row in rows}
         return QueueState(counts.get("todo", 0), counts.get("doing", 0), int(workers["n"]))
 
+    def live_workers(self, within: float) -> int:
+        """pf worker processes that said they are alive within the last ``within`` seconds
+        (a killed worker's row stays until another worker prunes it)."""
+        connector = self._app.connector.get_sync_connector()
+        with translate("cannot read the job queue"):
+            row = connector.execute_query_one(
+                "SELECT count(*) AS n FROM procrastinate_workers "
+                "WHERE last_heartbeat > now() - make_interval(secs => %(within)s)",
+                within=within,
+            )
+        return int(row["n"])
+
 
 async def retry_stalled(manager: Any, job: Any) -> bool:
     """Give a job of a silent worker back to the queue (Procrastinate's stalled-job
