@@ -93,3 +93,17 @@ def test_an_unwritable_directory_still_lists(project: Project) -> None:
     (project.root / ".pf").write_text("a file where the directory would go")
     done = project.run("list")
     assert done.returncode == 0 and done.stdout == "Pfyfile.pf\n  a\n"
+
+
+def test_files_are_shown_relative_to_where_pf_list_runs(project: Project) -> None:
+    main = project.pfyfile("include lib/more.pf\ntask a\n  shell true\nend\n")
+    more = project.write("lib/more.pf", "task b\n  shell true\nend\n")
+    group = project.write("Pfyfile.web.pf", "task w\n  shell true\nend\n")
+    _age(main, more, group)
+    for _ in range(2):  # parsed, then from the cache
+        here = project.run("list").stdout.splitlines()
+        assert "Pfyfile.pf" in here and "lib/more.pf" in here
+        assert "group web  (Pfyfile.web.pf)" in here
+        below = project.run("list", cwd=project.root / "lib").stdout.splitlines()
+        assert "../Pfyfile.pf" in below and "more.pf" in below
+        assert "group web  (../Pfyfile.web.pf)" in below

@@ -344,3 +344,60 @@ def test_a_broken_main_file_raises_unless_asked_to_keep_going(tmp_path: Path) ->
     assert list(pf.errors) == [str(main)]
     with pytest.raises(DslError):  # an unreadable main file leaves nothing to list
         parse_file(tmp_path / "missing.pf", keep_going=True)
+
+
+def test_a_broken_group_file_leaves_an_earlier_groups_env_as_it_was(tmp_path: Path) -> None:
+    # Pfyfile.b.pf adds to group a's env through another Pfyfile.a.pf, then fails.
+    main = write(
+        tmp_path,
+        {
+            "Pfyfile.pf": "task m\nend\n",
+            "Pfyfile.a.pf": "env A=1\ntask a\nend\n",
+            "Pfyfile.b.pf": "include sub/Pfyfile.a.pf\ntask b\n  include x\nend\n",
+            "sub/Pfyfile.a.pf": "env A=2 A2=3\n",
+        },
+    )
+    pf = parse_file(main)
+    assert list(pf.errors) == [str(tmp_path / "Pfyfile.b.pf")]
+    assert pf.group_env == {"a": {"A": "1"}}
+    assert list(pf.tasks) == [(None, "m"), ("a", "a")]
+
+
+def test_a_sibling_that_is_no_readable_file_is_passed_over(tmp_path: Path) -> None:
+    main = write(
+        tmp_path,
+        {
+            "Pfyfile.pf": "task m\nend\n",
+            "Pfyfile.ok.pf": "task t\nend\n",
+            "x/t.pf": "task u\nend\n",
+        },
+    )
+    (tmp_path / "Pfyfile.dir.pf").mkdir()
+    (tmp_path / "Pfyfile.loop.pf").symlink_to(tmp_path / "Pfyfile.loop.pf")
+    (tmp_path / "Pfyfile.gone.pf").symlink_to(tmp_path / "nowhere.pf")
+    (tmp_path / "Pfyfile.link.pf").symlink_to(tmp_path / "x" / "t.pf")
+    pf = parse_file(main)
+    assert pf.groups == ("link", "ok")
+    assert not pf.errors
+
+
+def test_files_are_read_as_text_mode_reads_them(tmp_path: Path) -> None:
+    # A BOM, CRLF and a lone CR: the positions are those of the text open() returns.
+    main = tmp_path / "Pfyfile.pf"
+    main.write_bytes(b"\xef\xbb\xbftask a\r\n  describe x\r  shell echo \xc3\xa9\r\nend\r\n")
+    with open(main, encoding="utf-8-sig") as handle:
+        expected = parse_text(handle.read(), main)
+    got = parse_file(main)
+    assert dump(got) == dump(expected)
+    assert got.tasks[None, "a"].body[0].span.line == 3
+    assert got.tasks[None, "a"].describe == "x"
+
+
+def test_a_file_that_is_not_utf8_is_a_read_error_at_its_include(tmp_path: Path) -> None:
+    main = write(tmp_path, {"Pfyfile.pf": "task a\nend\ninclude bad.pf\n"})
+    (tmp_path / "bad.pf").write_bytes(b"task b\nend\n\xff\n")
+    with pytest.raises(DslError) as caught:
+        parse_file(main)
+    err = caught.value
+    assert err.kind == "read-error" and err.span is not None and err.span.line == 3
+    assert "bad.pf" in err.message and "utf-8" in err.message and "position 11" in err.message

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import secrets
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Project
+from pf.dsl import parse_file
+from pf.tasks.executor import Executor, Reporter
+from pf.tasks.params import Invocation
+from tests.e2e.conftest import PF, Project
 from tests.sshd import SSHD, Sshd, client_home, free_port, keygen
 from tests.tools import needs_tool
 
@@ -159,3 +168,112 @@ def test_bad_host_lists_are_usage_errors(project: Project) -> None:
     mixed = project.run("hi", "hosts=@local,h")
     assert mixed.returncode == 2
     assert "a task runs either on this machine or on remote hosts, not both" in mixed.stderr
+
+
+def test_a_remote_command_reads_no_input(project: Project, hosts: Hosts) -> None:
+    # Its input is /dev/null, as a local command's is: it ends instead of waiting forever.
+    project.pfyfile("task ask\n  shell read -r answer || echo no input\nend\n")
+    ran = project.run("ask", f"host={hosts.a.address}", env=hosts.env, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == f"[{hosts.a.address}] no input\n"
+
+
+# A remote command that is killed must take what it started with it: bash (`; echo`
+# keeps it from exec'ing) waits on a sleep whose argument, unique per test, is the
+# marker pgrep finds both by.
+def _slow(marker: str, before: str = "") -> str:
+    return f"task slow\n  shell {before}echo started; sleep {marker}; echo never\nend\n"
+
+
+def _marker() -> str:
+    return f"{900 + secrets.randbelow(99)}.{secrets.randbelow(10**9):09d}"
+
+
+def _running(marker: str) -> bool:
+    return subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True).returncode == 0
+
+
+def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupting_pf_kills_the_remote_command(
+    project: Project, hosts: Hosts, sig: signal.Signals
+) -> None:
+    marker = _marker()
+    project.pfyfile(_slow(marker))
+    pf = subprocess.Popen(
+        [PF, "slow", f"host={hosts.a.address}"],
+        cwd=project.root,
+        env={**os.environ, **hosts.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert pf.stdout is not None
+        assert pf.stdout.readline() == f"[{hosts.a.address}] started\n"
+        _wait_until(lambda: _running(marker), "the remote sleep never started")
+        pf.send_signal(sig)
+        pf.wait(timeout=30)
+        _wait_until(lambda: not _running(marker), f"the remote sleep outlived pf ({sig.name})")
+        assert pf.returncode == 128 + sig
+    finally:
+        pf.kill()
+        pf.communicate()
+        subprocess.run(["pkill", "-f", f"sleep {marker}"], check=False)
+
+
+@pytest.mark.parametrize(
+    ("before", "killed_by"),
+    [("", signal.SIGTERM), ("trap '' TERM; ", signal.SIGKILL)],
+    ids=["TERM", "TERM-ignored"],
+)
+def test_cancelling_a_run_kills_its_remote_commands(
+    tmp_path: Path,
+    hosts: Hosts,
+    monkeypatch: pytest.MonkeyPatch,
+    before: str,
+    killed_by: signal.Signals,
+) -> None:
+    # What pf serve's cancel of a task run does: set the executor's cancel Event.
+    monkeypatch.setenv("HOME", str(hosts.home))
+    marker = _marker()
+    main = tmp_path / "Pfyfile.pf"
+    main.write_text(_slow(marker, before))
+    pfyfile = parse_file(main)
+    cancel = threading.Event()
+    lines: list[str] = []
+
+    class Lines(Reporter):
+        def line(self, task: str, stream: str, text: str) -> None:
+            lines.append(text)
+
+    executor = Executor(pfyfile, environ=dict(os.environ), reporter=Lines(), cancel=cancel)
+    hosts_param = {"hosts": f"{hosts.a.address},{hosts.b.address}"}
+    outcome: list[int] = []
+    run = threading.Thread(
+        target=lambda: outcome.append(
+            executor.run([Invocation(pfyfile.tasks[None, "slow"], hosts_param)]).code
+        )
+    )
+    run.start()
+    try:
+        _wait_until(lambda: lines.count("started") == 2, f"not started on both hosts: {lines}")
+        _wait_until(lambda: _running(marker), "the remote sleeps never started")
+        cancel.set()
+        run.join(timeout=30)
+        assert not run.is_alive()
+        _wait_until(lambda: not _running(marker), "a remote sleep outlived the cancel")
+        code = 128 + killed_by
+        assert outcome == [code]
+        assert "never" not in lines
+        assert sum(f"failed: a command exited with code {code}" in line for line in lines) == 2
+        assert not [line for line in lines if "Killed" in line or "Terminated" in line]
+    finally:
+        cancel.set()
+        subprocess.run(["pkill", "-f", f"sleep {marker}"], check=False)

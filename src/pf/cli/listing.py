@@ -95,8 +95,9 @@ class Listing:
 
     @classmethod
     def of(cls, pfyfile: Pfyfile) -> Listing:
-        # Tasks share a few files: abspath (a getcwd and a normpath) once per file.
-        files = {path: os.path.abspath(path) for path in pfyfile.files}
+        # Tasks share a few files: abspath once per file, and one getcwd for them all.
+        cwd = os.getcwd()
+        files = {path: os.path.normpath(os.path.join(cwd, path)) for path in pfyfile.files}
         entries = [
             Entry(
                 task.group,
@@ -215,15 +216,23 @@ def write(listing: Listing, files: tuple[str, ...], parsed_ns: int) -> None:
     path = _cache_path(main)
     try:
         lines = [f"{_MAGIC}\t{__version__}\t{_escape(main)}", f"S\t{_siblings(main)}"]
-        lines += [f"F\t{_escape(os.path.abspath(f))}\t{_stamp(f, parsed_ns)}" for f in files]
+        cwd = os.getcwd()  # once, not once per file as os.path.abspath would
+        lines += [
+            f"F\t{_escape(os.path.normpath(os.path.join(cwd, f)))}\t{_stamp(f, parsed_ns)}"
+            for f in files
+        ]
         lines += [f"G\t{_escape(g)}" for g in listing.groups]
         for e in listing.entries:
-            fields = [e.group or "", e.name, e.file, ",".join(e.aliases), e.describe]
-            fields += [k if d is None else f"{k}={d}" for k, d in e.params]
-            line = "\t".join(fields)
-            if "\\" in line or "\n" in line or "\r" in line or line.count("\t") >= len(fields):
-                line = "\t".join([_escape(f) for f in fields])
-            lines.append("T\t" + line)
+            line = f"T\t{e.group or ''}\t{e.name}\t{e.file}\t{','.join(e.aliases)}\t{e.describe}"
+            count = 5
+            for k, d in e.params:
+                line += f"\t{k}" if d is None else f"\t{k}={d}"
+                count += 1
+            if "\\" in line or "\n" in line or "\r" in line or line.count("\t") > count:
+                fields = [e.group or "", e.name, e.file, ",".join(e.aliases), e.describe]
+                fields += [k if d is None else f"{k}={d}" for k, d in e.params]
+                line = "T\t" + "\t".join([_escape(f) for f in fields])
+            lines.append(line)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         temp = f"{path}.{os.getpid()}.tmp"
         with open(temp, "w", encoding="utf-8") as handle:

@@ -222,8 +222,17 @@ def _quote(value: str) -> str:
     return f'"{value}"' if (not value or " " in value or '"' in value) else value
 
 
-def _where(path: str) -> str:
-    relative = os.path.relpath(path)
+def _where(path: str, cwd: str | None = None) -> str:
+    """``path`` relative to the working directory (``cwd`` if given) when that is shorter."""
+    here = os.getcwd() if cwd is None else cwd
+    inside = here.rstrip("/") + "/"
+    if path.startswith(inside) and "/." not in path and "//" not in path:
+        # The usual case, and pf list's for every file of a folder: relpath would
+        # normalise both paths (a getcwd, two abspaths) to find this prefix again.
+        # (A "." or ".." part, or a doubled slash, takes the general way.)
+        relative = path[len(inside) :]
+    else:
+        relative = os.path.relpath(path, here)
     return relative if len(relative) < len(path) else path
 
 
@@ -337,11 +346,12 @@ def list_command(args: Sequence[str], options: Globals) -> int:
     lines: list[str] = []
     width = 0
     rows: list[tuple[str, str, str]] = []
+    cwd = os.getcwd()
     for (group, file), entries in sections.items():
         if group is None:
-            heading = paint(_where(file), "bold")
+            heading = paint(_where(file, cwd), "bold")
         else:
-            heading = paint(f"group {group}", "bold") + f"  ({_where(entries[0].file)})"
+            heading = paint(f"group {group}", "bold") + f"  ({_where(entries[0].file, cwd)})"
         rows.append(("", "", heading))
         for entry in entries:
             head = entry.name

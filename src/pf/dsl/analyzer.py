@@ -51,33 +51,67 @@ def _without_bom(text: str) -> str:
     return text[1:] if text[:1] == "\ufeff" else text
 
 
-def read_text(path: str, span: Span | None) -> str:
-    """The file's text, or a DslError at ``span`` (the ``include``) saying why not."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return _without_bom(handle.read())
-    except FileNotFoundError:
+def _read_error(path: str, span: Span | None, exc: Exception) -> DslError:
+    """The DslError for a file that cannot be opened or read: at ``span`` (the ``include``)."""
+    if isinstance(exc, FileNotFoundError):
         if span is not None:
             directory = os.path.dirname(span.path) or "."
-            raise DslError(
-                span, "include-not-found", {"path": path, "directory": directory}
-            ) from None
-        raise DslError(None, "read-error", {"path": path, "reason": "no such file"}) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise DslError(span, "read-error", {"path": path, "reason": reason}) from None
+            return DslError(span, "include-not-found", {"path": path, "directory": directory})
+        return DslError(None, "read-error", {"path": path, "reason": "no such file"})
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return DslError(span, "read-error", {"path": path, "reason": reason})
+
+
+def _open(path: str, span: Span | None) -> tuple[int, tuple[int, int]]:
+    """An open descriptor of the file and which file it is (device, inode)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise _read_error(path, span, exc) from None
+    try:
+        status = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise _read_error(path, span, exc) from None
+    return fd, (status.st_dev, status.st_ino)
+
+
+def _read(fd: int, path: str, span: Span | None) -> str:
+    """The text behind ``fd``, as ``open(path, encoding="utf-8")`` would read it.
+
+    Straight from the descriptor: a text file object (a buffer, a decoder, an
+    isatty check) costs more than reading a whole Pfyfile, and a folder has dozens.
+    """
+    chunks: list[bytes] = []
+    try:
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        text = b"".join(chunks).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _read_error(path, span, exc) from None
+    if "\r" in text:  # universal newlines, as text mode reads them
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _without_bom(text)
 
 
 def _identity(path: str) -> tuple[int, int] | str:
-    """Which file ``path`` is: device and inode (one stat; realpath lstats every directory).
+    """Which file ``path`` is, for text given in place of its contents.
 
-    The absolute path stands in for a file that cannot be read; reading it says why.
+    The absolute path stands in for a file that does not exist.
     """
     try:
         status = os.stat(path)
     except OSError:
         return os.path.abspath(path)
     return (status.st_dev, status.st_ino)
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    """A regular file, or a link to one, as os.path.isfile tells."""
+    try:
+        return entry.is_file()
+    except OSError:  # a link it cannot follow (a loop, no permission)
+        return False
 
 
 class _Analyzer:
@@ -95,19 +129,28 @@ class _Analyzer:
         self.errors: dict[str, DslError] = {}  # file left out -> why
 
     def load(self, path: str, text: str | None, group: str | None, via: Span | None) -> None:
+        fd = -1
+        identity: tuple[int, int] | str
         try:
-            identity = _identity(path)
-        except ValueError as exc:  # a NUL byte in the path
-            raise DslError(via, "read-error", {"path": path, "reason": str(exc)}) from None
-        for k, (seen, _) in enumerate(self.stack):
-            if seen == identity:
-                chain = [shown for _, shown in self.stack[k:]] + [path]
-                assert via is not None  # the first file cannot be in the stack already
-                raise DslError(via, "include-cycle", {"chain": " -> ".join(chain)})
-        if identity in self.loaded:
-            return  # included twice: the first inclusion already spliced it
-        if text is None:
-            text = read_text(path, via)
+            if text is None:
+                fd, identity = _open(path, via)
+            else:
+                try:
+                    identity = _identity(path)
+                except ValueError as exc:  # a NUL byte in the path
+                    raise _read_error(path, via, exc) from None
+            for k, (seen, _) in enumerate(self.stack):
+                if seen == identity:
+                    chain = [shown for _, shown in self.stack[k:]] + [path]
+                    assert via is not None  # the first file cannot be in the stack already
+                    raise DslError(via, "include-cycle", {"chain": " -> ".join(chain)})
+            if identity in self.loaded:
+                return  # included twice: the first inclusion already spliced it
+            if text is None:
+                text = _read(fd, path, via)
+        finally:
+            if fd != -1:
+                os.close(fd)
         self.loaded.add(identity)
         self.files.append(path)
         tree = parse_source(Source(path, text), self.memo, self.warnings)
@@ -124,8 +167,13 @@ class _Analyzer:
                 target = os.path.normpath(os.path.join(directory, item.path))
                 self.load(target, None, group_of(target) or group, item.span)
             elif isinstance(item, Env):
-                env = self.env if group is None else self.group_env.setdefault(group, {})
+                # A new dict rather than an update, so that isolated() can snapshot cheaply.
+                env = dict(self.env if group is None else self.group_env.get(group, {}))
                 env.update(item.pairs)
+                if group is None:
+                    self.env = env
+                else:
+                    self.group_env[group] = env
             elif isinstance(item, HostsDecl):
                 if item.name in self.hosts:
                     raise DslError(
@@ -140,21 +188,25 @@ class _Analyzer:
     def siblings(self, main: str) -> None:
         """Load the ``Pfyfile.<group>.pf`` files beside the main file as groups."""
         directory = os.path.dirname(main)
+        found: list[tuple[str, str]] = []
         try:
-            names = sorted(os.listdir(directory or "."))
+            # scandir knows each entry's type without a stat (but for a symlink).
+            with os.scandir(directory or ".") as entries:
+                for entry in entries:
+                    group = group_of(entry.name)
+                    if group is not None and _is_file(entry):
+                        found.append((entry.name, group))
         except OSError:
             return
-        for name in names:
-            group = group_of(name)
-            if group is not None:
-                path = os.path.join(directory, name)
-                if os.path.isfile(path):
-                    self.isolated(path, None, group)
+        for name, group in sorted(found):
+            self.isolated(os.path.join(directory, name), None, group)
 
     def isolated(self, path: str, text: str | None, group: str | None) -> None:
         """Load one file of the folder; if it fails, keep its error and nothing of it."""
         defs, warnings = len(self.defs), len(self.warnings)
-        env, group_env = dict(self.env), {g: dict(e) for g, e in self.group_env.items()}
+        # Env dicts are replaced, never changed in place (see _items): copying the
+        # outer dicts is a snapshot.
+        env, group_env = self.env, dict(self.group_env)
         hosts, host_spans = dict(self.hosts), dict(self.host_spans)
         try:
             self.load(path, text, group, None)

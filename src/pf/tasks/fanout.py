@@ -45,7 +45,7 @@ def run_on_hosts(
     def on(host: Host) -> None:
         label = host.label
         try:
-            session = Session(host, timeout)
+            session = Session(host, timeout, executor.cancel)
         except PfError as error:
             results[host] = Stop(None, error.exit_code, error)
             if executor.fail_fast:

@@ -21,6 +21,7 @@ from pf.errors import PfError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable, Mapping
     from types import ModuleType
 
@@ -32,6 +33,29 @@ if TYPE_CHECKING:
 
 #: The exit code of a remote command that ended without one (killed, lost connection).
 NO_EXIT_STATUS = 255
+
+# How often a running remote command checks whether its run was cancelled (as the
+# sandbox does for local ones), and how long it is then given to end before its
+# channel is closed: the tether's TERM, its KILL 5 s later, and the news of the exit.
+_CANCEL_POLL = 0.05
+_CANCEL_GRACE = 10.0
+
+# Runs the command ($1) so that it ends with the SSH session. sshd gives a command no
+# terminal to hang up, and OpenSSH refuses a `signal` request for a root login ("session
+# signalling requires privilege separation", 9.2): a command outlives its session. (A
+# terminal would merge stdout into stderr and make commands interactive.) So it gets
+# a process group of its own (`set -m`) and /dev/null for input, while a watcher
+# reads the session's input, which pf never writes: at its end (pf closed it on a
+# cancel, or the connection is gone: pf was interrupted, killed, or lost the network)
+# the watcher kills that group, and 5 s later sends KILL to what ignored the TERM (the
+# watcher then outlives the command: ending it no longer stops it). The command's exit
+# status is the session's; bash's own word on how it was killed is not output.
+_TETHER = (
+    'set -m; bash -c "$1" </dev/null & job=$!; set +m; '
+    "{ while read -r _; do :; done; trap '' TERM; "
+    'kill -TERM -- "-$job" && sleep 5 && kill -KILL -- "-$job"; } <&0 >/dev/null 2>&1 & '
+    'watch=$!; wait "$job" 2>/dev/null; code=$?; kill "$watch" 2>/dev/null; exit "$code"'
+)
 
 
 def _asyncssh() -> ModuleType:
@@ -69,6 +93,11 @@ def script(command: str, values: Mapping[str, str], sudo: tuple[str, ...] | None
     return shlex.join(["sudo", "-E", *sudo, "--"]) + " " + bash
 
 
+def tethered(text: str) -> str:
+    """``text`` (a :func:`script`) run so that it is killed when its SSH session ends."""
+    return f"bash -c {shlex.quote(_TETHER)} pf {shlex.quote(text)}"
+
+
 class Session:
     """One logged-in SSH connection to ``host``; :meth:`run` a command, :meth:`close` it.
 
@@ -77,8 +106,10 @@ class Session:
     0
     """
 
-    def __init__(self, host: Host, timeout: float) -> None:
+    def __init__(self, host: Host, timeout: float, cancel: threading.Event | None = None) -> None:
         self.host = host
+        # Set (pf serve's cancel of a task run): the running command is killed.
+        self._cancel = cancel
         self._loop = asyncio.new_event_loop()
         try:
             self._conn: asyncssh.SSHClientConnection = self._loop.run_until_complete(
@@ -124,8 +155,13 @@ class Session:
         sudo: tuple[str, ...] | None,
         on_line: OnLine,
     ) -> int:
-        """Run ``command`` (bash) with ``values`` exported; its exit code."""
-        return self._loop.run_until_complete(self._run(script(command, values, sudo), on_line))
+        """Run ``command`` (bash) with ``values`` exported; its exit code.
+
+        A cancel kills the command (and what it started) on the host; the code is
+        then its signal's, 128+N, as for a local command.
+        """
+        text = tethered(script(command, values, sudo))
+        return self._loop.run_until_complete(self._run(text, on_line))
 
     async def _run(self, text: str, on_line: OnLine) -> int:
         ssh = _asyncssh()
@@ -137,7 +173,19 @@ class Session:
                     if line:  # "" is the end of the stream, not an empty line
                         on_line(stream, line.rstrip("\n"))
 
-            await asyncio.gather(pump(process.stdout, "stdout"), pump(process.stderr, "stderr"))
+            output = asyncio.gather(pump(process.stdout, "stdout"), pump(process.stderr, "stderr"))
+            cancel = self._cancel
+            if cancel is not None:
+                while not output.done() and not cancel.is_set():
+                    await asyncio.wait((output,), timeout=_CANCEL_POLL)
+                if not output.done():
+                    process.stdin.write_eof()  # the tether kills the command
+                    await asyncio.wait((output,), timeout=_CANCEL_GRACE)
+                    if not output.done():
+                        output.cancel()
+                        process.close()
+                        return NO_EXIT_STATUS
+            await output
             done = await process.wait()
         except (OSError, ssh.Error) as exc:
             raise RemoteError(f"{self.host.label}: the connection failed: {exc}") from exc
