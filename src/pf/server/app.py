@@ -35,6 +35,7 @@ from pf.server.middleware import RequestMetrics, RequestStats
 from pf.server.openapi import openapi
 from pf.server.ratelimit import RateLimit
 from pf.server.ws import Hub
+from pf.store.buckets import SharedBuckets
 from pf.store.tokens import TokenStore
 
 if TYPE_CHECKING:
@@ -75,6 +76,12 @@ def create_app(
     stats = RequestStats()
     credentials = Credentials(TokenStore(service.store.db), settings.session_ttl)
     open_when_no_token = insecure_no_auth or is_private(bound_host, bool(settings.trusted_proxies))
+    # Every process that names this Redis counts a client's submissions in one bucket.
+    shared_buckets = (
+        SharedBuckets(settings.redis_url, settings.rate_limit, settings.rate_burst)
+        if settings.redis_url is not None and settings.rate_limit > 0
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -90,6 +97,8 @@ def create_app(
         finally:
             await hub.stop()
             await credentials.stop()
+            if shared_buckets is not None:
+                await shared_buckets.close()
             log.info("stopping the build service", extra={"grace": settings.shutdown_grace})
             await service.stop(settings.shutdown_grace)
 
@@ -115,7 +124,12 @@ def create_app(
             cors_origins=settings.cors_origins,
         ),
         Middleware(Authenticate, credentials=credentials, open_when_no_token=open_when_no_token),
-        Middleware(RateLimit, per_minute=settings.rate_limit, burst=settings.rate_burst),
+        Middleware(
+            RateLimit,
+            per_minute=settings.rate_limit,
+            burst=settings.rate_burst,
+            shared=shared_buckets,
+        ),
     ]
     app = Starlette(
         routes=routes,
