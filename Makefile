@@ -37,6 +37,7 @@ bench: setup
 	$(VENV)/python bench/queue_bench.py
 	$(VENV)/python bench/dramatiq_compare.py
 	$(VENV)/python bench/proxy_bench.py
+	$(VENV)/python bench/ratelimit_bench.py
 
 clean:
 	rm -rf .pf
