@@ -35,7 +35,6 @@ from pf.server.middleware import RequestMetrics, RequestStats
 from pf.server.openapi import openapi
 from pf.server.ratelimit import RateLimit
 from pf.server.ws import Hub
-from pf.store.buckets import SharedBuckets
 from pf.store.tokens import TokenStore
 
 if TYPE_CHECKING:
@@ -77,11 +76,11 @@ def create_app(
     credentials = Credentials(TokenStore(service.store.db), settings.session_ttl)
     open_when_no_token = insecure_no_auth or is_private(bound_host, bool(settings.trusted_proxies))
     # Every process that names this Redis counts a client's submissions in one bucket.
-    shared_buckets = (
-        SharedBuckets(settings.redis_url, settings.rate_limit, settings.rate_burst)
-        if settings.redis_url is not None and settings.rate_limit > 0
-        else None
-    )
+    shared_buckets = None
+    if settings.redis_url is not None and settings.rate_limit > 0:
+        from pf.store.buckets import SharedBuckets  # redis-py loads only when Redis is used
+
+        shared_buckets = SharedBuckets(settings.redis_url, settings.rate_limit, settings.rate_burst)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

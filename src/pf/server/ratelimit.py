@@ -19,7 +19,8 @@ the log: failing open would drop the limit during an outage, and failing closed 
 turn a Redis outage into an API outage, when builds do not need Redis at all. The
 fallback is the limit of one process, the same as without Redis. Redis is tried again
 RETRY_SHARED seconds later, so an outage costs a submission no wait. Imports
-pf.server.errors, pf.store.buckets, pf.store.streams and starlette's types only.
+pf.errors, pf.server.errors and starlette's types only (store.buckets, and redis-py,
+only where app.py makes the shared buckets).
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ import logging
 import math
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pf.errors import StoreError
 from pf.server.errors import error_body
-from pf.store.buckets import SharedBuckets
-from pf.store.streams import StreamsError
+
+if TYPE_CHECKING:
+    from pf.store.buckets import SharedBuckets
 
 log = logging.getLogger("pf.server")
 
@@ -167,7 +171,7 @@ class RateLimit:
             return self.buckets.take(key, now)
         try:
             wait = await self.shared.take(key)
-        except StreamsError as error:
+        except StoreError as error:  # take() raises StreamsError for whatever Redis does
             self._shared_again = time.monotonic() + RETRY_SHARED
             if not self._shared_down:
                 self._shared_down = True
