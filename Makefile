@@ -37,6 +37,7 @@ bench: setup
 	$(VENV)/python bench/queue_bench.py
 	$(VENV)/python bench/dramatiq_compare.py
 	$(VENV)/python bench/proxy_bench.py
+	$(VENV)/python bench/ratelimit_bench.py
 	$(VENV)/python bench/load.py --duration $(LOAD_DURATION) --users $(LOAD_USERS) \
 		--spawn-rate $(LOAD_SPAWN_RATE)
 

@@ -5,10 +5,20 @@ thread as in one process; then this Dispatcher's thread defers it on the Procras
 queue (store.jobqueue), so the event loop never waits for that round trip. Each job
 carries the build's record, which is all a pf worker needs to run it. What waits here
 is bounded (PF_MAX_QUEUE, with the queue's own depth): past it a submission is a 503.
+
+Fair share, as the Scheduler keeps it in one process: a client may hold at most its
+share of the waiting builds (ShareFull, 429), counted over every process from the queue,
+and the queue hands builds out round-robin across clients (store.jobqueue, Fairness).
+Counting a client's waiting builds is a query, so a submission reads a snapshot of every
+client's count (at most _DEPTH_TTL old) plus what this process queued since; a client
+that this says holds half its share or more is counted again exactly before it is
+answered. So past half its share a client's count is exact, whichever processes it
+submits to; below half, another process's last second may be missing, which cannot
+carry a client over its share through two processes.
 A cancel that finds its build still here takes it out (``take``), under the lock a
 deferral holds, so a build is either still here or already in the queue, never
-between. A stop defers what waits before it returns. Imports engine.jobs, store and
-errors only.
+between. A stop defers what waits before it returns. Imports engine.jobs,
+engine.scheduler (the share and its error), store and errors only.
 """
 
 from __future__ import annotations
@@ -16,10 +26,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 
 from pf.engine.jobs import Job
+from pf.engine.scheduler import ShareFull, client_share
 from pf.errors import PfError, QueueFull
 from pf.store.jobqueue import Queue, QueueState
 
@@ -32,12 +43,22 @@ _DEPTH_TTL = 1.0
 
 class Dispatcher:
     """Defers accepted builds on ``queue`` from a thread; ``failed(job, error)`` ends a
-    build the queue refused."""
+    build the queue refused; ``retry_after(depth)`` is a ShareFull's Retry-After."""
 
-    def __init__(self, queue: Queue, cap: int, failed: Callable[[Job, PfError], None]) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        cap: int,
+        failed: Callable[[Job, PfError], None],
+        *,
+        jobs: int,
+        retry_after: Callable[[int], int],
+    ) -> None:
         self.queue = queue
         self.cap = cap
+        self.share = client_share(jobs, cap)
         self.failed = failed
+        self.retry_after = retry_after
         self._waiting: deque[Job] = deque()
         self._cond = threading.Condition()
         self._sending = threading.Lock()
@@ -45,6 +66,10 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._depth = 0
         self._depth_at = 0.0
+        # Waiting builds by client as the queue said at _depth_at, and those this
+        # process queued since (both bounded by the clients with builds waiting).
+        self._by_client: dict[str, int] = {}
+        self._sent: Counter[str] = Counter()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="pf-dispatch", daemon=True)
@@ -59,17 +84,41 @@ class Dispatcher:
             self._thread.join(timeout)
             self._thread = None
 
-    def check(self, count: int) -> None:
+    def check(self, count: int, client: str = "") -> None:
         """QueueFull unless ``count`` more builds fit PF_MAX_QUEUE (what waits here and
-        in the queue, not yet taken by a worker)."""
+        in the queue, not yet taken by a worker), ShareFull unless they fit ``client``'s
+        share of it (see the module docstring)."""
         now = time.monotonic()
         if now - self._depth_at > _DEPTH_TTL:
-            self._depth = self.queue.state().todo
-            self._depth_at = now
+            # Under the sending lock, no build is between here and the queue: each is
+            # counted once, by the queue or by _waiting.
+            with self._sending:
+                by_client = self.queue.waiting()
+                with self._cond:
+                    self._by_client = by_client
+                    self._depth = sum(by_client.values())
+                    self._sent.clear()
+                    self._depth_at = now
         with self._cond:
-            depth = self._depth + len(self._waiting)
+            depth = self._depth + self._sent.total() + len(self._waiting)
+            held = self._held_by(client)
         if depth + count > self.cap:
             raise QueueFull(self.cap, retry_after=1)
+        if not client or held + count <= self.share // 2:
+            return
+        with self._sending:
+            exact = self.queue.waiting_of(client)
+            with self._cond:
+                self._by_client[client] = exact
+                self._sent.pop(client, None)
+                held = self._held_by(client)
+        if held + count > self.share:
+            raise ShareFull(self.share, self.retry_after(depth))
+
+    def _held_by(self, client: str) -> int:
+        """Under the lock: ``client``'s builds waiting, as far as this process knows."""
+        here = sum(1 for job in self._waiting if job.client == client)
+        return self._by_client.get(client, 0) + self._sent[client] + here
 
     def put(self, jobs: Sequence[Job]) -> None:
         with self._cond:
@@ -108,7 +157,10 @@ class Dispatcher:
 
     def _send(self, job: Job) -> None:
         try:
-            self.queue.defer(job.id, {"build_id": job.id, "row": job.to_row().values()})
+            self.queue.defer(job.id, {"build_id": job.id, "row": job.to_row().values()}, job.client)
         except PfError as error:
             log.error("pf: build %s could not be queued: %s", job.id, error)
             self.failed(job, error)
+            return
+        with self._cond:
+            self._sent[job.client] += 1

@@ -242,7 +242,13 @@ class BuildService:
         assert self.settings.database_url is not None
         queue = Queue(self.settings.database_url)
         queue.open()
-        self.dispatcher = Dispatcher(queue, self.settings.max_queue, self._not_queued)
+        self.dispatcher = Dispatcher(
+            queue,
+            self.settings.max_queue,
+            self._not_queued,
+            jobs=self.settings.jobs,
+            retry_after=self._retry_after,
+        )
         self.estimator.seed(self.store.durations(self.estimator.per_pair))
         return []
 
@@ -484,7 +490,7 @@ class BuildService:
         assert self.dispatcher is not None
         if self.recorder.behind():
             raise WriterBehind(self.recorder.backlog)
-        self.dispatcher.check(len(jobs))
+        self.dispatcher.check(len(jobs), jobs[0].client if jobs else "")
         with self._lock:
             for job in jobs:
                 self._sent.add(job)

@@ -11,7 +11,8 @@ Holds no business logic. Imports engine and everything below it.
     guard.py       Host, body-type, CORS and WebSocket-Origin checks (plain ASGI)
     auth.py        token scopes, the token/session cache, the auth middleware
     session.py     /api/session: dashboard sign-in with an HttpOnly cookie
-    ratelimit.py   per-client token buckets on submissions (429 with Retry-After)
+    ratelimit.py   per-client token buckets on submissions (429 with Retry-After), in
+                   Redis (store/buckets.py) when PF_REDIS_URL is set
     metrics.py     the Prometheus registry and GET /metrics
     openapi.py     the OpenAPI document (GET /openapi.json)
     logging.py     JSON log lines for the whole process

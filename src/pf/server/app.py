@@ -82,6 +82,12 @@ def create_app(
     stats = RequestStats()
     credentials = Credentials(TokenStore(service.store.db), settings.session_ttl)
     open_when_no_token = insecure_no_auth or is_private(bound_host, bool(settings.trusted_proxies))
+    # Every process that names this Redis counts a client's submissions in one bucket.
+    shared_buckets = None
+    if settings.redis_url is not None and settings.rate_limit > 0:
+        from pf.store.buckets import SharedBuckets  # redis-py loads only when Redis is used
+
+        shared_buckets = SharedBuckets(settings.redis_url, settings.rate_limit, settings.rate_burst)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -107,6 +113,8 @@ def create_app(
                 await memory
             await hub.stop()
             await credentials.stop()
+            if shared_buckets is not None:
+                await shared_buckets.close()
             log.info("stopping the build service", extra={"grace": settings.shutdown_grace})
             await service.stop(settings.shutdown_grace)
 
@@ -132,7 +140,12 @@ def create_app(
             cors_origins=settings.cors_origins,
         ),
         Middleware(Authenticate, credentials=credentials, open_when_no_token=open_when_no_token),
-        Middleware(RateLimit, per_minute=settings.rate_limit, burst=settings.rate_burst),
+        Middleware(
+            RateLimit,
+            per_minute=settings.rate_limit,
+            burst=settings.rate_burst,
+            shared=shared_buckets,
+        ),
     ]
     app = Starlette(
         routes=routes,

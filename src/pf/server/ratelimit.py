@@ -10,27 +10,46 @@ and refills at PF_RATE_LIMIT a minute; a submission takes one, and one that find
 less than one gets 429 with ``Retry-After``. The buckets are bounded: a bucket that
 has refilled completely is the same as none and is forgotten first, and past
 ``MAX_CLIENTS`` the least recently seen client is forgotten (it starts again with a
-full burst, which a flood of distinct addresses could earn anyway). Imports
-pf.server.errors and starlette's types only.
+full burst, which a flood of distinct addresses could earn anyway).
+
+With PF_REDIS_URL the bucket lives in Redis instead (store.buckets), so a client's
+submissions to every API process draw from one bucket, not one per process. If Redis
+does not answer, the limit falls back to this process's own buckets and says so once in
+the log: failing open would drop the limit during an outage, and failing closed would
+turn a Redis outage into an API outage, when builds do not need Redis at all. The
+fallback is the limit of one process, the same as without Redis. Redis is tried again
+RETRY_SHARED seconds later, so an outage costs a submission no wait. Imports
+pf.errors, pf.server.errors and starlette's types only (store.buckets, and redis-py,
+only where app.py makes the shared buckets).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import math
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pf.errors import StoreError
 from pf.server.errors import error_body
+
+if TYPE_CHECKING:
+    from pf.store.buckets import SharedBuckets
+
+log = logging.getLogger("pf.server")
 
 # Clients remembered at once: a bucket is about 200 bytes, so 64k of them stay under 15 MB.
 MAX_CLIENTS = 65_536
 _LIMITED_PREFIXES = ("/api/build/", "/api/tasks/")
 _LIMITED_PATHS = frozenset({"/api/compile"})
 _IPV6_NETWORK = 64
+# Seconds between tries of a Redis that did not answer; this process's buckets meanwhile.
+RETRY_SHARED = 1.0
 
 
 def client_key(scope: Scope) -> str:
@@ -108,18 +127,24 @@ class Buckets:
 
 
 class RateLimit:
-    """ASGI middleware: 429 ``rate-limited`` with Retry-After past a client's bucket."""
+    """ASGI middleware: 429 ``rate-limited`` with Retry-After past a client's bucket;
+    the bucket is ``shared``'s (Redis) while Redis answers, else this process's."""
 
-    def __init__(self, app: ASGIApp, per_minute: int, burst: int) -> None:
+    def __init__(
+        self, app: ASGIApp, per_minute: int, burst: int, shared: SharedBuckets | None = None
+    ) -> None:
         self.app = app
         self.buckets = Buckets(per_minute, burst) if per_minute > 0 else None
+        self.shared = shared if per_minute > 0 else None
         self._per_minute = per_minute
+        self._shared_again = 0.0  # when Redis may be tried again (monotonic)
+        self._shared_down = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.buckets is None or not limited(scope):
             await self.app(scope, receive, send)
             return
-        wait = self.buckets.take(client_key(scope))
+        wait = await self._take(client_key(scope))
         if wait <= 0:
             await self.app(scope, receive, send)
             return
@@ -138,3 +163,25 @@ class RateLimit:
         ]
         await send({"type": "http.response.start", "status": 429, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _take(self, key: str) -> float:
+        assert self.buckets is not None
+        now = time.monotonic()
+        if self.shared is None or now < self._shared_again:
+            return self.buckets.take(key, now)
+        try:
+            wait = await self.shared.take(key)
+        except StoreError as error:  # take() raises StreamsError for whatever Redis does
+            self._shared_again = time.monotonic() + RETRY_SHARED
+            if not self._shared_down:
+                self._shared_down = True
+                log.warning(
+                    "the rate limit counts in this process only until Redis answers: %s",
+                    error,
+                    extra={"hint": error.hint},
+                )
+            return self.buckets.take(key, now)
+        if self._shared_down:
+            self._shared_down = False
+            log.info("the rate limit counts in Redis again, over every API process")
+        return wait

@@ -6,7 +6,15 @@ migrations (store.migrate). This module owns the Procrastinate App objects and t
 few queries pf makes of the queue (depth, workers, a build's job, cancel, stalled jobs);
 Procrastinate's and psycopg's errors become StoreError here, so none leaves pf.store.
 Procrastinate (and psycopg) are imported when shared mode is used, never by the
-embedded default. Imports SQLAlchemy's URL parser, errors and this package's db only.
+embedded default.
+
+Fairness. Workers take the waiting job of highest priority, oldest first among equals
+(Procrastinate's fetch). A build is deferred with the priority of the job workers will
+take next (the highest waiting), or one below its client's last waiting job if that is
+lower: a client's builds keep their order, and a client with nothing waiting is served
+after at most one build of each other client, however many one of them queued first.
+The client is the one the build's record names (``row.client``).
+Imports SQLAlchemy's URL parser, errors and this package's db only.
 """
 
 from __future__ import annotations
@@ -70,10 +78,21 @@ class QueueState:
         return {"queued": self.todo, "running": self.doing, "workers": self.workers}
 
 
-def _deferrer(queue_app: procrastinate.App, build_id: str) -> Any:
+def _deferrer(queue_app: procrastinate.App, build_id: str, priority: int = 0) -> Any:
     # The lock finds a build's job again (cancel); the queueing lock keeps a build from
     # waiting in the queue twice (a recovered orphan and its late original).
-    return queue_app.configure_task(TASK, queue=QUEUE, lock=build_id, queueing_lock=build_id)
+    return queue_app.configure_task(
+        TASK, queue=QUEUE, lock=build_id, queueing_lock=build_id, priority=priority
+    )
+
+
+# The client of a waiting build, as its job's arguments hold it ("" for none).
+_CLIENT = "coalesce(args->'row'->>'client', '')"
+_WAITING = f"FROM procrastinate_jobs WHERE queue_name = '{QUEUE}' AND status = 'todo'"
+_PRIORITY = (
+    f"SELECT max(priority) AS next, min(priority) FILTER (WHERE {_CLIENT} = %(client)s) "
+    f"AS last {_WAITING}"
+)
 
 
 async def requeue(queue_app: procrastinate.App, build_id: str, args: Mapping[str, Any]) -> bool:
@@ -133,10 +152,33 @@ class Queue:
                 self._app.close()
             self._open = False
 
-    def defer(self, build_id: str, args: Mapping[str, Any]) -> int:
-        """Queue one build; returns its job id."""
+    def defer(self, build_id: str, args: Mapping[str, Any], client: str = "") -> int:
+        """Queue one build of ``client`` in its turn (see Fairness); returns its job id."""
+        connector = self._app.connector.get_sync_connector()
         with translate("cannot queue the build"):
-            return int(_deferrer(self._app, build_id).defer(**args))
+            found = connector.execute_query_one(_PRIORITY, client=client)
+            priority = 0 if found["next"] is None else int(found["next"])
+            if found["last"] is not None:
+                priority = min(priority, int(found["last"]) - 1)
+            return int(_deferrer(self._app, build_id, priority).defer(**args))
+
+    def waiting(self) -> dict[str, int]:
+        """Builds waiting in the queue (not yet taken by a worker), by client."""
+        connector = self._app.connector.get_sync_connector()
+        with translate("cannot read the job queue"):
+            rows = connector.execute_query_all(
+                f"SELECT {_CLIENT} AS client, count(*) AS n {_WAITING} GROUP BY 1"
+            )
+        return {str(row["client"]): int(row["n"]) for row in rows}
+
+    def waiting_of(self, client: str) -> int:
+        """Builds of ``client`` waiting in the queue."""
+        connector = self._app.connector.get_sync_connector()
+        with translate("cannot read the job queue"):
+            row = connector.execute_query_one(
+                f"SELECT count(*) AS n {_WAITING} AND {_CLIENT} = %(client)s", client=client
+            )
+        return int(row["n"])
 
     def job_of(self, build_id: str) -> tuple[int, str] | None:
         """The id and status (todo, doing, succeeded, ...) of a build's job, or None."""

@@ -91,13 +91,15 @@ def where(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
 
 
-def _translate(url: str, error: redis.RedisError) -> StreamsError:
+def translate(url: str, error: redis.RedisError) -> StreamsError:
+    """redis-py's ``error`` as pf's: StreamsUnavailable when Redis does not answer."""
     if isinstance(error, redis.ConnectionError | redis.TimeoutError):
         return StreamsUnavailable(f"Redis at {where(url)} does not answer: {error}", hint=_HINT)
     return StreamsError(f"Redis at {where(url)} refused a command: {error}", hint=_HINT)
 
 
-def _options() -> dict[str, Any]:
+def options() -> dict[str, Any]:
+    """What every pf client of Redis is made with (pass ``retry`` too, see below)."""
     # No retries inside redis-py (the ``retry`` each client is given): the bus decides
     # when to try again, and a command that hangs on a dead Redis would otherwise hold
     # the publisher for several timeouts.
@@ -127,7 +129,7 @@ class StreamWriter:
             url,
             socket_timeout=COMMAND_TIMEOUT,
             retry=redis.retry.Retry(NoBackoff(), 0),
-            **_options(),
+            **options(),
         )
 
     def write(self, events: Sequence[Mapping[str, Any]], origin: str) -> int:
@@ -149,15 +151,15 @@ class StreamWriter:
         try:
             results = pipe.execute(raise_on_error=False)
         except redis.RedisError as error:
-            raise _translate(self.url, error) from error
+            raise translate(self.url, error) from error
         repeated = 0
         for result in results:
             if isinstance(result, redis.ResponseError) and "equal or smaller" in str(result):
                 repeated += 1
             elif isinstance(result, redis.ConnectionError | redis.TimeoutError):
-                raise _translate(self.url, result) from result
+                raise translate(self.url, result) from result
             elif isinstance(result, redis.RedisError):
-                raise _translate(self.url, result) from result
+                raise translate(self.url, result) from result
         return repeated
 
     def ping(self) -> bool:
@@ -186,7 +188,7 @@ class StreamReader:
             url,
             socket_timeout=COMMAND_TIMEOUT + MAX_BLOCK,
             retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
-            **_options(),
+            **options(),
         )
 
     async def last_event_id(self) -> str:
@@ -194,7 +196,7 @@ class StreamReader:
         try:
             newest = await self._client.xrevrange(EVENTS, count=1)
         except redis.RedisError as error:
-            raise _translate(self.url, error) from error
+            raise translate(self.url, error) from error
         return str(newest[0][0]) if newest else "0-0"
 
     async def read(
@@ -208,7 +210,7 @@ class StreamReader:
                 streams, count=count, block=max(1, int(min(block, MAX_BLOCK) * 1000))
             )
         except redis.RedisError as error:
-            raise _translate(self.url, error) from error
+            raise translate(self.url, error) from error
         return [(str(key), _entries(raw)) for key, raw in found or []]
 
     async def log_after(self, build_id: str, after: str, count: int) -> list[Entry]:
@@ -216,7 +218,7 @@ class StreamReader:
         try:
             raw: Any = await self._client.xrange(log_key(build_id), f"({after}", "+", count=count)
         except redis.RedisError as error:
-            raise _translate(self.url, error) from error
+            raise translate(self.url, error) from error
         return _entries(raw)
 
     async def close(self) -> None:
