@@ -108,7 +108,7 @@ class Dispatcher:
 
     def _send(self, job: Job) -> None:
         try:
-            self.queue.defer(job.id, {"build_id": job.id, "row": job.to_row().values()})
+            self.queue.defer(job.id, {"build_id": job.id, "row": job.record().values()})
         except PfError as error:
             log.error("pf: build %s could not be queued: %s", job.id, error)
             self.failed(job, error)

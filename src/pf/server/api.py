@@ -31,6 +31,7 @@ from pf.server import metrics, schemas, session
 from pf.server.auth import Principal
 from pf.server.middleware import RequestStats
 from pf.server.ratelimit import client_key
+from pf.server.records import build_json
 from pf.toolchains import LANGUAGES, TARGETS, ToolSpec
 from pf.toolchains.matrix import matrix, variants
 from pf.toolchains.probe import detect
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from pf.config import Settings
     from pf.engine.service import BuildService
     from pf.server.ws import Hub
+    from pf.store.record import BuildRecord
 
 SERVER_NAME = "pf-api-server"  # the original's value, which its clients display
 NODE = ToolSpec("node", ("node", "nodejs"), "apt-get install nodejs", ("--version",), r"v(\S+)")
@@ -68,13 +70,13 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _queued(record: dict[str, Any]) -> dict[str, Any]:
-    status = record["status"]
+def _queued(record: BuildRecord) -> dict[str, Any]:
+    status = record.status
     message = {
         "queued": "Build queued successfully",
         "completed": "Build answered from the cache",
     }.get(status, f"Build {status}")
-    return {"buildId": record["buildId"], "status": status, "message": message}
+    return {"buildId": record.id, "status": status, "message": message}
 
 
 _HEALTH_HEAD = b'{"status":"ok","timestamp":"'
@@ -231,13 +233,13 @@ async def build_all(request: Request) -> Response:
         body.target, body.project, body.options, client=client_of(request)
     )
     _changed(request)
-    project = records[0]["project"] if records else body.project
+    project = records[0].project if records else body.project
     message = f"{len(records)} builds queued"
     if skipped:
         message += f"; not built: {', '.join(skipped)} (see skipped)"
     answer: dict[str, Any] = {
         "message": message,
-        "buildIds": [record["buildId"] for record in records],
+        "buildIds": [record.id for record in records],
         "target": body.target,
         "project": project,
     }
@@ -306,14 +308,14 @@ async def status(request: Request) -> Response:
         record = service.get(build_id)
         if record is None:
             raise NotFound("Build not found")
-        return JSONResponse(record)
+        return JSONResponse(build_json(record))
     cache: ListCache = request.app.state.list_cache
     hub: Hub = request.app.state.hub
     key = (hub.generation, limit, state, language)
     body = cache.get(key)
     if body is None:
         builds = service.list_builds(limit=limit, status=state, language=language)
-        body = _encode({"builds": builds})
+        body = _encode({"builds": [build_json(record) for record in builds]})
         cache.put(key, body)
     return Response(body, media_type="application/json")
 
@@ -330,7 +332,7 @@ async def build_detail(request: Request) -> Response:
     record = _service(request).get(request.path_params["build_id"])
     if record is None:
         raise NotFound("Build not found")
-    return JSONResponse(record)
+    return JSONResponse(build_json(record))
 
 
 async def build_cancel(request: Request) -> Response:
@@ -342,7 +344,7 @@ async def build_cancel(request: Request) -> Response:
     cancel = _service(request).cancel
     record = await asyncio.to_thread(cancel, request.path_params["build_id"], by=by)
     _changed(request)
-    return JSONResponse(record)
+    return JSONResponse(build_json(record))
 
 
 async def artifact(request: Request) -> Response:
@@ -370,7 +372,7 @@ async def task_run(request: Request) -> Response:
     submit = _service(request).submit_task
     record = await asyncio.to_thread(submit, name, params, client=client_of(request))
     _changed(request)
-    return JSONResponse(record, status_code=202)
+    return JSONResponse(build_json(record), status_code=202)
 
 
 async def metrics_json(request: Request) -> Response:

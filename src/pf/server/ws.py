@@ -73,6 +73,7 @@ from prometheus_client import Counter, Gauge
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from pf.errors import PfError
+from pf.server.records import build_json
 
 if TYPE_CHECKING:
     from pf.config import Settings
@@ -691,7 +692,7 @@ class Hub:
         cached = self._initial
         if cached is not None and cached[0] == self.generation and now - cached[1] < INITIAL_TTL:
             return cached[2]
-        builds = self.service.list_builds(limit=INITIAL_BUILDS)
+        builds = [build_json(record) for record in self.service.list_builds(limit=INITIAL_BUILDS)]
         message = Outgoing(_dumps({"type": "initial_status", "builds": builds}))
         self._initial = (self.generation, now, message)
         return message
