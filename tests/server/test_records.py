@@ -130,3 +130,21 @@ def test_the_json_of_a_build_as_clients_read_it() -> None:
         "url": "/api/builds/task-web%3Abuild-1732838400123-0007a1b2c3/artifacts/dir/a%20b%23.wasm",
     }
     assert answer["task"] == "web:build" and answer["params"] == {"mode": "release"}
+
+
+def test_a_finished_build_is_written_once_while_its_record_is_the_same() -> None:
+    write = records.BuildJson(limit=2)
+    running = _with(status="running")
+    assert write(running) == records.build_json(running)
+    assert write(running) is not write(running)  # a live build changes: written each time
+    done = _with(status="completed")
+    first = write(done)
+    assert write(done) is first
+    again = _with(status="completed")  # read back from the store: a new record
+    kept = write(again)
+    assert kept is not first and kept == first and write(again) is kept
+    write(_with(status="failed", id="b"))
+    assert write(again) is kept
+    write(_with(status="failed", id="c"))
+    write(_with(status="failed", id="d"))
+    assert write(again) is not kept  # beyond the limit, the least recent left

@@ -31,7 +31,6 @@ from pf.server import metrics, schemas, session
 from pf.server.auth import Principal
 from pf.server.middleware import RequestStats
 from pf.server.ratelimit import client_key
-from pf.server.records import build_json
 from pf.toolchains import LANGUAGES, TARGETS, ToolSpec
 from pf.toolchains.matrix import matrix, variants
 from pf.toolchains.probe import detect
@@ -39,6 +38,7 @@ from pf.toolchains.probe import detect
 if TYPE_CHECKING:
     from pf.config import Settings
     from pf.engine.service import BuildService
+    from pf.server.records import BuildJson
     from pf.server.ws import Hub
     from pf.store.record import BuildRecord
 
@@ -63,6 +63,11 @@ def client_of(request: Request) -> str:
     """Who is asking, for fair scheduling and build ownership: the rate limit's client
     (the authenticated token, else the peer's address), so both count clients alike."""
     return client_key(request.scope)
+
+
+def _json(request: Request, record: BuildRecord) -> dict[str, Any]:
+    build_json: BuildJson = request.app.state.build_json
+    return build_json(record)
 
 
 def _settings(request: Request) -> Settings:
@@ -308,14 +313,14 @@ async def status(request: Request) -> Response:
         record = service.get(build_id)
         if record is None:
             raise NotFound("Build not found")
-        return JSONResponse(build_json(record))
+        return JSONResponse(_json(request, record))
     cache: ListCache = request.app.state.list_cache
     hub: Hub = request.app.state.hub
     key = (hub.generation, limit, state, language)
     body = cache.get(key)
     if body is None:
         builds = service.list_builds(limit=limit, status=state, language=language)
-        body = _encode({"builds": [build_json(record) for record in builds]})
+        body = _encode({"builds": [_json(request, record) for record in builds]})
         cache.put(key, body)
     return Response(body, media_type="application/json")
 
@@ -332,7 +337,7 @@ async def build_detail(request: Request) -> Response:
     record = _service(request).get(request.path_params["build_id"])
     if record is None:
         raise NotFound("Build not found")
-    return JSONResponse(build_json(record))
+    return JSONResponse(_json(request, record))
 
 
 async def build_cancel(request: Request) -> Response:
@@ -344,7 +349,7 @@ async def build_cancel(request: Request) -> Response:
     cancel = _service(request).cancel
     record = await asyncio.to_thread(cancel, request.path_params["build_id"], by=by)
     _changed(request)
-    return JSONResponse(build_json(record))
+    return JSONResponse(_json(request, record))
 
 
 async def artifact(request: Request) -> Response:
@@ -372,7 +377,7 @@ async def task_run(request: Request) -> Response:
     submit = _service(request).submit_task
     record = await asyncio.to_thread(submit, name, params, client=client_of(request))
     _changed(request)
-    return JSONResponse(build_json(record), status_code=202)
+    return JSONResponse(_json(request, record), status_code=202)
 
 
 async def metrics_json(request: Request) -> Response:

@@ -34,6 +34,7 @@ from pf.server.metrics import prometheus
 from pf.server.middleware import RequestMetrics, RequestStats
 from pf.server.openapi import openapi
 from pf.server.ratelimit import RateLimit
+from pf.server.records import BuildJson
 from pf.server.ws import Hub
 from pf.store.tokens import TokenStore
 
@@ -70,7 +71,8 @@ def create_app(
     while no token exists the API is open only on loopback (or with ``insecure_no_auth``).
     """
     check_origins(settings.cors_origins)  # now, not at the first request
-    hub = Hub(service, settings)
+    build_json = BuildJson(settings.max_builds)
+    hub = Hub(service, settings, build_json)
     stats = RequestStats()
     credentials = Credentials(TokenStore(service.store.db), settings.session_ttl)
     open_when_no_token = insecure_no_auth or is_loopback(bound_host)
@@ -131,5 +133,6 @@ def create_app(
     app.state.request_stats = stats
     app.state.system_cache = api.SystemCache()
     app.state.list_cache = api.ListCache()
+    app.state.build_json = build_json
     app.state.root_dir = root_dir or Path.cwd()
     return app

@@ -11,6 +11,7 @@ drift; a field of the record in neither table stops pf at import.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
@@ -33,7 +34,7 @@ from pf.server.schemas import (
 )
 from pf.store.record import BuildRecord
 
-__all__ = ["HIDDEN", "SCHEMAS", "SHOWN", "Shown", "build_json"]
+__all__ = ["HIDDEN", "SCHEMAS", "SHOWN", "BuildJson", "Shown", "build_json"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,3 +167,32 @@ def build_json(record: BuildRecord) -> dict[str, Any]:
     """The record as API.md's clients read it."""
     shown = SHOWN if record.kind == "task" else _ALWAYS
     return {s.key: s.write(record) for s in shown}
+
+
+class BuildJson:
+    """``build_json`` that writes a finished build's JSON once.
+
+    The service hands out the same record object for a finished build it holds in
+    memory, every time: a listing after each change then re-encodes those builds but
+    does not write them again (writing costs about twice the encoding). At most
+    ``limit`` builds (PF_MAX_BUILDS, the finished builds the service holds), the least
+    recently asked for leaving first. Called on the event loop only.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._written: OrderedDict[str, tuple[BuildRecord, dict[str, Any]]] = OrderedDict()
+
+    def __call__(self, record: BuildRecord) -> dict[str, Any]:
+        if not record.finished:
+            return build_json(record)
+        found = self._written.get(record.id)
+        if found is not None and found[0] is record:
+            self._written.move_to_end(record.id)
+            return found[1]
+        written = build_json(record)
+        self._written[record.id] = (record, written)
+        self._written.move_to_end(record.id)
+        if len(self._written) > self.limit:
+            self._written.popitem(last=False)
+        return written
