@@ -564,8 +564,7 @@ class BuildService:
         if self.remote:
             if self._cache is None:
                 return []
-            rows = self.store.recent(limit, status=status, language=language)
-            return [Job.from_record(r, self._cache.blobs).shown() for r in rows]
+            return self.store.recent(limit, status=status, language=language)
         with self._lock:
             jobs = [*self._active.values(), *self.recent.newest_first()]
             in_memory = len(jobs)
