@@ -19,13 +19,13 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pf.config import load_settings
 from pf.engine.events import Event, Subscription
 from pf.engine.service import BuildService
+from pf.store.record import BuildRecord
 
 DEMO = Path(__file__).resolve().parents[2] / "demos" / "polyglot"
 FINISHED = ("completed", "failed", "cancelled")
@@ -117,15 +117,15 @@ async def running(projects: Path, grace: float = 5.0) -> AsyncIterator[BuildServ
 
 async def wait_for(
     service: BuildService, build_id: str, statuses: Iterable[str] = FINISHED, timeout: float = 30
-) -> dict[str, Any]:
+) -> BuildRecord:
     wanted = tuple(statuses)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         record = service.get(build_id)
         if (
             record is not None
-            and record["status"] in wanted
-            and (record["status"] != "cancelled" or record["endTime"] is not None)
+            and record.status in wanted
+            and (record.status != "cancelled" or record.ended_at is not None)
         ):
             return record
         await asyncio.sleep(0.01)
@@ -147,7 +147,7 @@ async def events_until_end(sub: Subscription, build_id: str, timeout: float = 30
 
 def status_of(service: BuildService, build_id: str) -> str | None:
     record = service.get(build_id)
-    return None if record is None else str(record["status"])
+    return None if record is None else str(record.status)
 
 
 def process_gone(pid: int) -> bool:

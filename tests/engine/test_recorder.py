@@ -9,11 +9,11 @@ from pathlib import Path
 from pf.engine import events
 from pf.engine.events import EventBus
 from pf.engine.recorder import Recorder
-from pf.store import BuildRow, Store
+from pf.store import BuildRecord, Store
 
 
-def _row(status: str, attempt: int) -> BuildRow:
-    return BuildRow(
+def _row(status: str, attempt: int) -> BuildRecord:
+    return BuildRecord(
         id="b", kind="compile", language="c", target="wasm", status=status,
         created_at=1.0, attempt=attempt,
     )  # fmt: skip

@@ -15,9 +15,9 @@ from pf.engine.bus import bus_for
 from pf.engine.events import Event, EventBus, Subscription
 from pf.engine.recorder import Recorder
 from pf.engine.redisbus import RedisBus
-from pf.store.builds import BuildRow
 from pf.store.history import Store
 from pf.store.logs import LogLine
+from pf.store.record import BuildRecord
 from tests.redisd import RedisServer
 
 DEADLINE = 30.0
@@ -27,8 +27,11 @@ def _settings(redis_url: str, **values: Any) -> Settings:
     return Settings(redis_url=redis_url, **values)
 
 
-def _row(build_id: str, status: str, cached: bool = False) -> BuildRow:
-    return BuildRow(build_id, "compile", "c", "wasm", status, time.time(), cached=cached)
+def _row(build_id: str, status: str, cached: bool = False) -> BuildRecord:
+    return BuildRecord(
+        id=build_id, kind="compile", language="c", target="wasm", status=status,
+        created_at=time.time(), cached=cached,
+    )  # fmt: skip
 
 
 def _line(build_id: str, seq: int) -> LogLine:

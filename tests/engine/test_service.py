@@ -42,22 +42,23 @@ def test_a_project_build_completes_with_its_record_artifact_and_module(projects:
     async def scenario() -> None:
         async with running(projects) as service:
             queued = service.submit_build("wat", "wasm", None, {"opt_level": "s"})
-            assert queued["status"] == "queued" and queued["project"] == "demo"
-            assert re.fullmatch(r"wat-wasm-\d{13}-[0-9a-f]{10}", queued["buildId"])
-            record = await wait_for(service, queued["buildId"])
-            assert record["status"] == "completed", record
-            assert record["progress"] == 100 and record["cached"] is False
-            assert record["startTime"].endswith("Z") and record["endTime"].endswith("Z")
-            assert record["duration"] >= 0 and record["error"] is None
-            assert set(record["timings"]) == {"queued", "compile", "store"}
-            assert record["options"]["opt_level"] == "s"
-            (artifact,) = record["artifacts"]
-            assert artifact["path"] == "add.wasm" and len(artifact["digest"]) == 64
-            assert artifact["url"] == f"/api/builds/{queued['buildId']}/artifacts/add.wasm"
-            found = service.artifact(queued["buildId"], "add.wasm")
+            assert queued.status == "queued" and queued.project == "demo"
+            assert re.fullmatch(r"wat-wasm-\d{13}-[0-9a-f]{10}", queued.id)
+            record = await wait_for(service, queued.id)
+            assert record.status == "completed", record
+            assert record.progress == 100 and record.cached is False
+            assert record.started_at is not None and record.ended_at is not None
+            assert record.started_at <= record.ended_at
+            assert record.duration_ms is not None and record.duration_ms >= 0
+            assert record.error is None
+            assert set(record.timings) == {"queued", "compile", "store"}
+            assert record.options["opt_level"] == "s"
+            (artifact,) = record.artifacts
+            assert artifact["name"] == "add.wasm" and len(artifact["digest"]) == 64
+            found = service.artifact(queued.id, "add.wasm")
             assert found is not None and found.path.read_bytes()[:4] == b"\0asm"
             assert found.size == artifact["size"]
-            assert service.artifact(queued["buildId"], "nope.wasm") is None
+            assert service.artifact(queued.id, "nope.wasm") is None
             assert service.module_file("wasm/wat/add.wasm") == found
             assert service.module_file("wat/add.wasm") is None
             (module,) = service.modules()
@@ -74,9 +75,9 @@ def test_build_all_builds_every_language_of_the_project(projects: Path) -> None:
     async def scenario() -> None:
         async with running(projects) as service:
             records, _skipped = service.submit_all("wasm", "demo", {})
-            assert [r["language"] for r in records] == ["c", "wat"]
-            done = [await wait_for(service, r["buildId"]) for r in records]
-            assert [r["status"] for r in done] == ["completed", "completed"]
+            assert [r.language for r in records] == ["c", "wat"]
+            done = [await wait_for(service, r.id) for r in records]
+            assert [r.status for r in done] == ["completed", "completed"]
             assert {m["language"] for m in service.modules()} == {"c", "wat"}
 
     asyncio.run(scenario())
@@ -89,20 +90,13 @@ def test_identical_builds_hit_the_cache_without_running_the_compiler(
 
     async def scenario() -> None:
         async with running(projects) as service:
-            first = await wait_for(
-                service, service.submit_build("wat", "wasm", "demo", {})["buildId"]
-            )
+            first = await wait_for(service, service.submit_build("wat", "wasm", "demo", {}).id)
             starts = wrapper.start_count()
-            second = await wait_for(
-                service, service.submit_build("wat", "wasm", "demo", {})["buildId"]
-            )
-            assert (first["cached"], second["cached"]) == (False, True)
+            second = await wait_for(service, service.submit_build("wat", "wasm", "demo", {}).id)
+            assert (first.cached, second.cached) == (False, True)
             assert wrapper.start_count() == starts
-            assert second["artifacts"] == [
-                {**a, "url": a["url"].replace(first["buildId"], second["buildId"])}
-                for a in first["artifacts"]
-            ]
-            logs = service.logs(second["buildId"])
+            assert second.artifacts == first.artifacts
+            logs = service.logs(second.id)
             assert logs is not None and logs[0]["message"].startswith("cache hit")
             metrics = service.metrics()
             assert (metrics["cacheHits"], metrics["cacheMisses"]) == (1, 1)
@@ -122,7 +116,7 @@ def test_200_concurrent_submissions_get_200_unique_ids(projects: Path) -> None:
                 for _ in range(25):
                     record = service.submit_compile("wat", "wasm", {"m.wat": wat(1)}, {})
                     with lock:
-                        ids.append(record["buildId"])
+                        ids.append(record.id)
 
             threads = [threading.Thread(target=submit) for _ in range(8)]
             for thread in threads:
@@ -132,7 +126,7 @@ def test_200_concurrent_submissions_get_200_unique_ids(projects: Path) -> None:
             assert len(ids) == len(set(ids)) == 200
             assert all(i.startswith("wat-wasm-") for i in ids)
             for build_id in ids:
-                assert (await wait_for(service, build_id))["status"] == "completed"
+                assert (await wait_for(service, build_id)).status == "completed"
             assert len(service.list_builds(limit=500)) == 200
 
     asyncio.run(scenario())
@@ -146,7 +140,7 @@ def test_events_of_one_build_come_in_order(
     async def scenario() -> None:
         async with running(projects) as service:
             sub = service.subscribe()
-            build_id = service.submit_compile("wat", "wasm", {"m.wat": wat(2)}, {})["buildId"]
+            build_id = service.submit_compile("wat", "wasm", {"m.wat": wat(2)}, {}).id
             seen = await events_until_end(sub, build_id)
             kinds = [e["type"] for e in seen]
             assert kinds[0] == "build_started" and kinds[-1] == "build_completed"
@@ -180,7 +174,7 @@ def test_log_lines_arrive_while_the_compiler_still_runs(
     async def scenario() -> None:
         async with running(projects) as service:
             sub = service.subscribe()
-            build_id = service.submit_compile("wat", "wasm", {"m.wat": wat(3)}, {})["buildId"]
+            build_id = service.submit_compile("wat", "wasm", {"m.wat": wat(3)}, {}).id
             arrivals: dict[str, float] = {}
             status_at_first_line = None
             async with asyncio.timeout(30):
@@ -207,17 +201,17 @@ def test_a_compile_error_fails_the_build_with_diagnostics(projects: Path) -> Non
         async with running(projects) as service:
             sub = service.subscribe()
             broken = "int add(int a, int b) { return a + }\n"
-            build_id = service.submit_compile("c", "wasm", {"add.c": broken}, {})["buildId"]
+            build_id = service.submit_compile("c", "wasm", {"add.c": broken}, {}).id
             seen = await events_until_end(sub, build_id)
             record = await wait_for(service, build_id)
-            assert record["status"] == "failed" and "exited with code" in record["error"]
+            assert record.status == "failed" and "exited with code" in record.error
             assert seen[-1] == {
                 "type": "build_failed",
                 "buildId": build_id,
                 "status": "failed",
-                "error": record["error"],
+                "error": record.error,
             }
-            diagnostic = record["diagnostics"][0]
+            diagnostic = record.diagnostics[0]
             assert (diagnostic["file"], diagnostic["line"], diagnostic["severity"]) == (
                 "add.c",
                 1,
@@ -280,18 +274,18 @@ def test_list_builds_filters_and_reads_past_memory(
             ids = []
             for n in range(4):
                 record = service.submit_compile("wat", "wasm", {"m.wat": wat(n)}, {})
-                ids.append(record["buildId"])
-                await wait_for(service, record["buildId"])
-            failed = service.submit_compile("c", "wasm", {"x.c": "nope"}, {})["buildId"]
+                ids.append(record.id)
+                await wait_for(service, record.id)
+            failed = service.submit_compile("c", "wasm", {"x.c": "nope"}, {}).id
             await wait_for(service, failed)
             assert len(service.recent) == 2
-            newest_first = [r["buildId"] for r in service.list_builds()]
+            newest_first = [r.id for r in service.list_builds()]
             assert newest_first == [failed, *reversed(ids)]
-            assert [r["buildId"] for r in service.list_builds(limit=2)] == [failed, ids[3]]
-            assert [r["buildId"] for r in service.list_builds(status="failed")] == [failed]
-            assert [r["buildId"] for r in service.list_builds(language="wat")][-1] == ids[0]
+            assert [r.id for r in service.list_builds(limit=2)] == [failed, ids[3]]
+            assert [r.id for r in service.list_builds(status="failed")] == [failed]
+            assert [r.id for r in service.list_builds(language="wat")][-1] == ids[0]
             old = service.get(ids[0])  # evicted from memory: read from the store
-            assert old is not None and old["status"] == "completed" and old["artifacts"]
+            assert old is not None and old.status == "completed" and old.artifacts
             assert service.artifact(ids[0], "m.wasm") is not None
 
     asyncio.run(scenario())

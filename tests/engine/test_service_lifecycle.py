@@ -56,10 +56,10 @@ def test_the_queue_is_bounded_and_a_queued_build_can_be_cancelled(
 
     async def scenario() -> None:
         async with running(projects, grace=0.1) as service:
-            busy = service.submit_compile("wat", "wasm", {"m.wat": wat(10)}, {})["buildId"]
+            busy = service.submit_compile("wat", "wasm", {"m.wat": wat(10)}, {}).id
             await asyncio.to_thread(wrapper.child_pid)
             queued = [
-                service.submit_compile("wat", "wasm", {"m.wat": wat(n)}, {})["buildId"]
+                service.submit_compile("wat", "wasm", {"m.wat": wat(n)}, {}).id
                 for n in (11, 12, 13)
             ]
             assert service.queue_depth == 3 and service.active_builds == 1
@@ -73,7 +73,7 @@ def test_the_queue_is_bounded_and_a_queued_build_can_be_cancelled(
 
             sub = service.subscribe()
             cancelled = service.cancel(queued[0])
-            assert cancelled["status"] == "cancelled" and cancelled["endTime"] is not None
+            assert cancelled.status == "cancelled" and cancelled.ended_at is not None
             seen = await events_until_end(sub, queued[0])
             assert seen[-1] == {"type": "build_cancelled", "buildId": queued[0]}
             assert "build_progress" not in [e["type"] for e in seen]
@@ -84,7 +84,7 @@ def test_the_queue_is_bounded_and_a_queued_build_can_be_cancelled(
             wrapper.release()
             service.cancel(busy)
             for build_id in queued[1:]:
-                assert (await wait_for(service, build_id))["status"] == "completed"
+                assert (await wait_for(service, build_id)).status == "completed"
             assert wrapper.start_count() >= starts + 2
             assert status_of(service, queued[0]) == "cancelled"
             with pytest.raises(BuildFinished, match="already finished \\(completed\\)") as late:
@@ -104,15 +104,15 @@ def test_cancelling_a_running_build_kills_its_process_group(
     async def scenario() -> None:
         async with running(projects) as service:
             sub = service.subscribe()
-            build_id = service.submit_compile("wat", "wasm", {"m.wat": wat(20)}, {})["buildId"]
+            build_id = service.submit_compile("wat", "wasm", {"m.wat": wat(20)}, {}).id
             pid = await asyncio.to_thread(wrapper.child_pid)
             assert status_of(service, build_id) == "running"
-            assert service.cancel(build_id)["status"] == "cancelled"
+            assert service.cancel(build_id).status == "cancelled"
             seen = await events_until_end(sub, build_id)
             assert seen[-1] == {"type": "build_cancelled", "buildId": build_id}
             record = await wait_for(service, build_id)
-            assert record["status"] == "cancelled" and record["error"] is None
-            assert record["endTime"] is not None and record["artifacts"] == []
+            assert record.status == "cancelled" and record.error is None
+            assert record.ended_at is not None and record.artifacts == ()
             assert process_gone(pid)
             with pytest.raises(Exception, match="Build not found"):
                 service.cancel("wat-wasm-0-nothing")
@@ -128,29 +128,29 @@ def test_a_cache_hit_is_answered_while_misses_wait(
 
     async def scenario() -> None:
         async with running(projects, grace=0.1) as service:
-            warm = service.submit_compile("wat", "wasm", {"m.wat": wat(30)}, {})["buildId"]
+            warm = service.submit_compile("wat", "wasm", {"m.wat": wat(30)}, {}).id
             await wait_for(service, warm)
             wrapper.hang()
-            busy = service.submit_compile("wat", "wasm", {"m.wat": wat(31)}, {})["buildId"]
+            busy = service.submit_compile("wat", "wasm", {"m.wat": wat(31)}, {}).id
             await asyncio.to_thread(wrapper.child_pid)
-            waiting = service.submit_compile("wat", "wasm", {"m.wat": wat(32)}, {})["buildId"]
+            waiting = service.submit_compile("wat", "wasm", {"m.wat": wat(32)}, {}).id
             sub = service.subscribe()
             started = time.monotonic()
             hit = service.submit_compile("wat", "wasm", {"m.wat": wat(30)}, {})
-            assert hit["eta"] is not None  # from the earlier build of wat -> wasm
-            record = await wait_for(service, hit["buildId"], timeout=5)
-            assert record["cached"] is True and time.monotonic() - started < 2
-            assert [e["type"] for e in await events_until_end(sub, hit["buildId"])] == [
+            assert hit.eta is not None  # from the earlier build of wat -> wasm
+            record = await wait_for(service, hit.id, timeout=5)
+            assert record.cached is True and time.monotonic() - started < 2
+            assert [e["type"] for e in await events_until_end(sub, hit.id)] == [
                 "build_started",
                 "build_log",
                 "build_completed",
             ]
             assert status_of(service, busy) == "running"
             assert status_of(service, waiting) == "queued"
-            assert [j.id for j in service.recent.newest_first()] == [hit["buildId"]]
+            assert [j.id for j in service.recent.newest_first()] == [hit.id]
             service.cancel(waiting)
             wrapper.release()
-            assert (await wait_for(service, busy))["status"] == "completed"
+            assert (await wait_for(service, busy)).status == "completed"
             hits = REGISTRY.get_sample_value("pf_cache_requests_total", {"result": "hit"})
             built = REGISTRY.get_sample_value(
                 "pf_builds_total", {"language": "wat", "target": "wasm", "status": "completed"}
@@ -168,32 +168,31 @@ def test_a_cache_hit_is_answered_by_its_submission_once_the_queue_is_half_full(
 
     async def scenario() -> None:
         async with running(projects, grace=0.1) as service:
-            warm = service.submit_compile("wat", "wasm", {"m.wat": wat(40)}, {})["buildId"]
+            warm = service.submit_compile("wat", "wasm", {"m.wat": wat(40)}, {}).id
             await wait_for(service, warm)
             early = service.submit_compile("wat", "wasm", {"m.wat": wat(40)}, {})
-            assert early["status"] == "queued"  # room in the queue: a triage thread answers
-            await wait_for(service, early["buildId"])
+            assert early.status == "queued"  # room in the queue: a triage thread answers
+            await wait_for(service, early.id)
             wrapper.hang()
-            busy = service.submit_compile("wat", "wasm", {"m.wat": wat(41)}, {})["buildId"]
+            busy = service.submit_compile("wat", "wasm", {"m.wat": wat(41)}, {}).id
             await asyncio.to_thread(wrapper.child_pid)
             waiting = [
-                service.submit_compile("wat", "wasm", {"m.wat": wat(n)}, {})["buildId"]
-                for n in (42, 43)
+                service.submit_compile("wat", "wasm", {"m.wat": wat(n)}, {}).id for n in (42, 43)
             ]
             hit = service.submit_compile("wat", "wasm", {"m.wat": wat(40)}, {})
-            assert (hit["status"], hit["cached"]) == ("completed", True)
+            assert (hit.status, hit.cached) == ("completed", True)
             # A miss looked up the same way waits in the queue as any other.
-            miss = service.submit_compile("wat", "wasm", {"m.wat": wat(44)}, {})["buildId"]
-            last = service.submit_compile("wat", "wasm", {"m.wat": wat(45)}, {})["buildId"]
+            miss = service.submit_compile("wat", "wasm", {"m.wat": wat(44)}, {}).id
+            last = service.submit_compile("wat", "wasm", {"m.wat": wat(45)}, {}).id
             assert [status_of(service, b) for b in (*waiting, miss, last)] == ["queued"] * 4
             # The queue is full: a hit is still answered, a miss is refused.
             full = service.submit_compile("wat", "wasm", {"m.wat": wat(40)}, {})
-            assert (full["status"], full["cached"]) == ("completed", True)
+            assert (full.status, full.cached) == ("completed", True)
             with pytest.raises(QueueFull):
                 service.submit_compile("wat", "wasm", {"m.wat": wat(46)}, {})
             wrapper.release()
             for build in (busy, *waiting, miss, last):
-                assert (await wait_for(service, build))["status"] == "completed"
+                assert (await wait_for(service, build)).status == "completed"
 
     asyncio.run(scenario())
 
@@ -207,9 +206,9 @@ def test_log_caps_keep_the_first_lines_and_one_marker(
     async def scenario() -> None:
         async with running(projects) as service:
             sub = service.subscribe()
-            build_id = service.submit_compile("wat", "wasm", {"m.wat": wat(40)}, {})["buildId"]
+            build_id = service.submit_compile("wat", "wasm", {"m.wat": wat(40)}, {}).id
             seen = await events_until_end(sub, build_id)
-            assert (await wait_for(service, build_id))["status"] == "completed"
+            assert (await wait_for(service, build_id)).status == "completed"
             logs = service.logs(build_id) or []
             assert [e["message"] for e in logs[:5]] == [f"chatter {i}" for i in range(5)]
             assert len(logs) == 6 and logs[5]["stream"] == "pf"
@@ -230,7 +229,7 @@ def test_history_retention_deletes_the_oldest_builds_and_their_logs(
             ids = []
             for n in range(5):
                 build_id = service.submit_compile("wat", "wasm", {"m.wat": wat(50 + n)}, {})
-                ids.append(build_id["buildId"])
+                ids.append(build_id.id)
                 await wait_for(service, ids[-1])
             service.recorder.flush()
             assert prune_history(service.store, service.settings) == 2
@@ -249,9 +248,9 @@ def test_a_graceful_stop_cancels_running_builds_and_keeps_queued_ones(
 
     async def first_life() -> tuple[str, str, int]:
         async with running(projects, grace=0.2) as service:
-            busy = service.submit_compile("wat", "wasm", {"m.wat": wat(60)}, {})["buildId"]
+            busy = service.submit_compile("wat", "wasm", {"m.wat": wat(60)}, {}).id
             pid = await asyncio.to_thread(wrapper.child_pid)
-            waiting = service.submit_build("wat", "wasm", "demo", {})["buildId"]
+            waiting = service.submit_build("wat", "wasm", "demo", {}).id
         return busy, waiting, pid
 
     busy, waiting, pid = asyncio.run(first_life())
@@ -262,9 +261,9 @@ def test_a_graceful_stop_cancels_running_builds_and_keeps_queued_ones(
         async with running(projects) as service:
             stopped = service.get(busy)
             assert stopped is not None
-            assert (stopped["status"], stopped["error"]) == ("cancelled", SHUTDOWN_REASON)
+            assert (stopped.status, stopped.error) == ("cancelled", SHUTDOWN_REASON)
             resumed = await wait_for(service, waiting)
-            assert resumed["status"] == "completed" and resumed["project"] == "demo"
+            assert resumed.status == "completed" and resumed.project == "demo"
 
     asyncio.run(second_life())
 
@@ -278,14 +277,14 @@ from pf.engine.service import BuildService
 async def main():
     service = BuildService(load_settings(), None, Path(sys.argv[1]))
     await service.start()
-    done = service.submit_compile("wat", "wasm", {"ok.wat": sys.argv[2]}, {})["buildId"]
-    while service.get(done)["status"] != "completed":
+    done = service.submit_compile("wat", "wasm", {"ok.wat": sys.argv[2]}, {}).id
+    while service.get(done).status != "completed":
         await asyncio.sleep(0.01)
     Path(sys.argv[5]).touch()  # from now on the wrapper hangs
-    busy = service.submit_compile("wat", "wasm", {"m.wat": sys.argv[3]}, {})["buildId"]
+    busy = service.submit_compile("wat", "wasm", {"m.wat": sys.argv[3]}, {}).id
     while not Path(sys.argv[6]).exists():  # the wrapper hangs in busy's compile
         await asyncio.sleep(0.01)
-    queued = service.submit_compile("wat", "wasm", {"q.wat": sys.argv[4]}, {})["buildId"]
+    queued = service.submit_compile("wat", "wasm", {"q.wat": sys.argv[4]}, {}).id
     await asyncio.to_thread(service.recorder.flush)
     print(json.dumps([done, busy, queued]), flush=True)
     await asyncio.sleep(300)
@@ -322,19 +321,19 @@ def test_after_a_crash_history_survives_running_builds_fail_and_queued_ones_run(
     async def after() -> None:
         async with running(projects) as service:
             record = service.get(done)
-            assert record is not None and record["status"] == "completed"
+            assert record is not None and record.status == "completed"
             assert [e["message"] for e in service.logs(done) or []] == [
                 line.text for line in logs_before
             ]
             interrupted = service.get(busy)
             assert interrupted is not None
-            assert (interrupted["status"], interrupted["error"]) == (
+            assert (interrupted.status, interrupted.error) == (
                 "failed",
                 "interrupted by restart",
             )
             resumed = await wait_for(service, queued)
-            assert resumed["status"] == "completed", (resumed, service.logs(queued))
-            assert resumed["artifacts"][0]["path"] == "q.wasm"
+            assert resumed.status == "completed", (resumed, service.logs(queued))
+            assert resumed.artifacts[0]["name"] == "q.wasm"
 
     asyncio.run(after())
 
@@ -346,8 +345,8 @@ def test_a_writer_held_up_by_a_locked_database_bounds_what_is_accepted(
 
     async def scenario() -> None:
         async with running(projects) as service:
-            first = service.submit_compile("wat", "wasm", {"m.wat": wat(1)}, {})["buildId"]
-            assert (await wait_for(service, first))["status"] == "completed"
+            first = service.submit_compile("wat", "wasm", {"m.wat": wat(1)}, {}).id
+            assert (await wait_for(service, first)).status == "completed"
             database = Path(make_url(service.store.url).database or "")
             # Another process's exclusive transaction: the writer waits on it, as on a
             # database that is locked or too slow, while cache hits keep arriving.
@@ -365,7 +364,7 @@ def test_a_writer_held_up_by_a_locked_database_bounds_what_is_accepted(
                 locker.execute("ROLLBACK")
                 locker.close()
             assert await asyncio.to_thread(service.recorder.flush)
-            again = service.submit_compile("wat", "wasm", {"m.wat": wat(1)}, {})["buildId"]
-            assert (await wait_for(service, again))["cached"] is True
+            again = service.submit_compile("wat", "wasm", {"m.wat": wat(1)}, {}).id
+            assert (await wait_for(service, again)).cached is True
 
     asyncio.run(scenario())

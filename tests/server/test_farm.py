@@ -14,7 +14,7 @@ import httpx
 import psycopg
 import pytest
 
-from pf.store import BuildRow, Store
+from pf.store import BuildRecord, Store
 from tests.server.conftest import (
     Server,
     Worker,
@@ -260,7 +260,7 @@ def test_a_build_recorded_by_a_pf_serve_that_died_before_queueing_it_still_runs(
     try:
         store.write(
             [
-                BuildRow(
+                BuildRecord(
                     id="c-wasm-orphan",
                     kind="compile",
                     language="c",

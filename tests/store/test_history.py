@@ -14,12 +14,12 @@ from sqlalchemy import event
 
 from pf.config import load_settings
 from pf.errors import StoreError
-from pf.store import BuildRow, LogLine, Store, default_url
+from pf.store import BuildRecord, LogLine, Store, default_url
 from pf.store.builds import UPSERT_PAGE_ROWS
 from pf.store.db import StoreUnavailable, engine_url
 
 
-def _row(build_id: str, status: str = "completed", **fields: object) -> BuildRow:
+def _row(build_id: str, status: str = "completed", **fields: object) -> BuildRecord:
     values: dict[str, object] = {
         "id": build_id,
         "kind": "compile",
@@ -29,7 +29,7 @@ def _row(build_id: str, status: str = "completed", **fields: object) -> BuildRow
         "created_at": 1000.0,
     }
     values.update(fields)
-    return BuildRow(**values)  # type: ignore[arg-type]
+    return BuildRecord(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture

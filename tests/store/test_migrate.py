@@ -6,14 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, inspect, text
 
 from pf.errors import StoreError
-from pf.store import BuildRow, Store
+from pf.store import BuildRecord, Store
 from pf.store import migrate as migrations
 from pf.store.db import engine_url
 from pf.store.schema import builds, logs, metadata
@@ -34,8 +33,8 @@ def _versions(engine: Engine) -> list[int]:
         return list(conn.execute(text("SELECT version FROM schema_version")).scalars())
 
 
-def _row(build_id: str) -> BuildRow:
-    return BuildRow(
+def _row(build_id: str) -> BuildRecord:
+    return BuildRecord(
         id=build_id, kind="compile", language="c", target="wasm", status="completed", created_at=1.0
     )
 
@@ -58,7 +57,7 @@ def test_a_database_made_before_versions_is_version_1_and_keeps_its_data(
     # What the oldest pf wrote: builds and logs, no tokens, no version.
     metadata.create_all(raw, tables=[builds, logs])
     with raw.begin() as conn:
-        conn.execute(builds.insert().values(asdict(_row("old"))))
+        conn.execute(builds.insert().values(_row("old").values()))
 
     def add_note(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE builds ADD COLUMN note VARCHAR(32)")

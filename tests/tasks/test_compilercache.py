@@ -20,8 +20,8 @@ import pytest
 
 from pf.config import load_settings
 from pf.store import Database, default_url
-from pf.store.builds import BuildRow
 from pf.store.history import Store
+from pf.store.record import BuildRecord
 from pf.tasks.compilercache import environment
 from tests.tools import needs_tool
 
@@ -205,7 +205,15 @@ def test_cache_stats_shows_the_compile_cache_and_the_recorded_hits(
     store = Store(default_url(settings))
     store.open()
     rows = [
-        BuildRow(f"wat-wasm-{n}", "compile", "wat", "wasm", "completed", float(n), cached=hit)
+        BuildRecord(
+            id=f"wat-wasm-{n}",
+            kind="compile",
+            language="wat",
+            target="wasm",
+            status="completed",
+            created_at=float(n),
+            cached=hit,
+        )
         for n, hit in enumerate((True, True, False))
     ]
     store.write(rows)

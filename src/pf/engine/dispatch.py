@@ -157,7 +157,7 @@ class Dispatcher:
 
     def _send(self, job: Job) -> None:
         try:
-            self.queue.defer(job.id, {"build_id": job.id, "row": job.to_row().values()}, job.client)
+            self.queue.defer(job.id, {"build_id": job.id, "row": job.record().values()}, job.client)
         except PfError as error:
             log.error("pf: build %s could not be queued: %s", job.id, error)
             self.failed(job, error)

@@ -51,8 +51,8 @@ from pf.engine.taskruns import Pfyfiles
 from pf.engine.vitals import sample_memory
 from pf.errors import PfError
 from pf.store import jobqueue
-from pf.store.builds import BuildRow
 from pf.store.history import Store
+from pf.store.record import BuildRecord
 from pf.store.shared import SharedCache
 from pf.toolchains.matrix import matrix
 
@@ -117,7 +117,7 @@ class Farm:
             if stored is not None and stored.status in FINISHED:
                 # It ended under a worker that died before the queue heard so.
                 return
-        job = Job.from_row(BuildRow(**row), self.cache.blobs)
+        job = Job.from_record(BuildRecord.from_values(row), self.cache.blobs)
         job.attempt = attempt
         running = asyncio.ensure_future(asyncio.to_thread(self._run, job))
         try:
@@ -222,7 +222,7 @@ class Farm:
         row = self.store.get(build_id)
         if row is None or row.status in FINISHED:
             return
-        job = Job.from_row(row, self.cache.blobs)
+        job = Job.from_record(row, self.cache.blobs)
         job.attempt = attempt
         job.cancel_reason = ABORTED_WHILE_LOST
         job.cancel.set()

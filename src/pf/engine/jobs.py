@@ -1,8 +1,9 @@
-"""A Job: one build's live state, its stored form (BuildRow) and its API form; its progress.
+"""A Job: one build's live state, the build records it produces, and its progress.
 
-Worker threads change a job under its lock; readers take ``to_api()`` snapshots. A
-finished job is frozen in practice: its API dict is computed once and reused, which is
-what keeps ``GET /api/status`` cheap. Build ids read ``<language>-<target>-<ms>-<suffix>``
+Worker threads change a job under its lock; the store gets ``record()`` and readers
+``shown()``, frozen BuildRecords (store.record, where the record's fields are defined;
+the API's JSON of one is pf.server.records'). A finished job is frozen in practice: its
+shown record is taken once and reused. Build ids read ``<language>-<target>-<ms>-<suffix>``
 where the suffix joins a per-process counter and random bits, so ids never collide in
 one process and practically never across restarts. A task run (kind ``task``) is a Job
 too, with language ``task`` and target the task's name (``web:build-rust``), so its
@@ -25,15 +26,22 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from pf.engine.cache import Artifact
 from pf.store.blobs import BlobStore
-from pf.store.builds import CANCELLED, COMPLETED, FAILED, FINISHED, QUEUED, RUNNING, BuildRow
 from pf.store.logs import LogBudget
+from pf.store.record import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    FINISHED,
+    QUEUED,
+    RUNNING,
+    BuildRecord,
+)
 from pf.toolchains import CompileRequest
 
 if TYPE_CHECKING:
@@ -77,10 +85,6 @@ def iso_time(epoch: float | None) -> str | None:
         return None
     moment = datetime.fromtimestamp(epoch, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)
 
 
 # Progress: 0 while queued, driver steps over 10..90, 95 while storing, 100 when done.
@@ -185,7 +189,7 @@ class Job:
     # the one running it died runs attempt 1, 2, ... (store.builds.upsert).
     attempt: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
-    _api: dict[str, Any] | None = None
+    _shown: BuildRecord | None = None
 
     @property
     def finished(self) -> bool:
@@ -197,119 +201,58 @@ class Job:
         # compiler's process group is being killed.
         return CANCELLED if self.cancel.is_set() and not self.finished else self.status
 
-    def to_row(self) -> BuildRow:
+    def record(self) -> BuildRecord:
+        """The build's record now, as it is stored."""
         with self.lock:
-            return BuildRow(
-                id=self.id,
-                kind=self.kind,
-                language=self.language,
-                target=self.target,
-                status=self.status,
-                created_at=self.created_at,
-                project=self.project,
-                progress=self.progress,
-                phase=self.phase,
-                started_at=self.started_at,
-                ended_at=self.ended_at,
-                duration_ms=self.duration_ms,
-                error=self.error,
-                cached=self.cached,
-                action_key=self.action_key,
-                options=dict(self.options),
-                artifacts=tuple(
-                    {"name": a.name, "kind": a.kind, "digest": a.digest, "size": a.size}
-                    for a in self.artifacts
-                ),
-                timings=dict(self.timings),
-                diagnostics=self.diagnostics,
-                task=self.task,
-                params=self.params,
-                sources=None if self.finished else self.inline_sources,
-                attempt=self.attempt,
-                client=self.client or None,
-            )
+            return self._record(self.status)
+
+    def shown(self) -> BuildRecord:
+        """The build's record as its readers see it: cancelled as soon as that is asked.
+
+        A finished build's is taken once and reused, which keeps listing builds cheap."""
+        with self.lock:
+            if self._shown is not None:
+                return self._shown
+            record = self._record(self.shown_status)
+            if self.finished:
+                self._shown = record
+            return record
+
+    def _record(self, status: str) -> BuildRecord:
+        finished = self.finished
+        # A field added to the record and not to Job fails here, at the first build.
+        same = {name: getattr(self, name) for name in _SAME}
+        return BuildRecord(
+            **same,
+            status=status,
+            eta=None if finished else self.eta,
+            options=dict(self.options),
+            artifacts=tuple(
+                {"name": a.name, "kind": a.kind, "digest": a.digest, "size": a.size}
+                for a in self.artifacts
+            ),
+            timings=dict(self.timings),
+            sources=None if finished else self.inline_sources,
+            client=self.client or None,
+        )
 
     @classmethod
-    def from_row(cls, row: BuildRow, blobs: BlobStore) -> Job:
+    def from_record(cls, record: BuildRecord, blobs: BlobStore) -> Job:
         """A job rebuilt from its stored record (artifacts point into ``blobs``)."""
         artifacts = tuple(
             Artifact(a["name"], a["kind"], a["digest"], a["size"], blobs.path(a["digest"]))
-            for a in row.artifacts
+            for a in record.artifacts
         )
         return cls(
-            id=row.id,
-            language=row.language,
-            target=row.target,
-            project=row.project,
-            options=dict(row.options),
-            created_at=row.created_at,
-            kind=row.kind,
-            inline_sources=row.sources,
-            status=row.status,
-            progress=row.progress,
-            phase=row.phase,
-            started_at=row.started_at,
-            ended_at=row.ended_at,
-            duration_ms=row.duration_ms,
-            error=row.error,
-            cached=row.cached,
-            action_key=row.action_key,
+            **{name: getattr(record, name) for name in _SAME},
+            status=record.status,
+            eta=record.eta,
+            options=dict(record.options),
             artifacts=artifacts,
-            timings=dict(row.timings),
-            diagnostics=row.diagnostics,
-            task=row.task,
-            params=row.params,
-            attempt=row.attempt,
-            client=row.client or "",
+            timings=dict(record.timings),
+            inline_sources=record.sources,
+            client=record.client or "",
         )
-
-    def to_api(self) -> dict[str, Any]:
-        """The record as docs/server.md's clients read it (camelCase, ISO-8601 times, ms)."""
-        with self.lock:
-            if self._api is not None:
-                return self._api
-            record = self._render()
-            if self.finished:
-                self._api = record
-            return record
-
-    def _render(self) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "buildId": self.id,
-            "kind": self.kind,
-            "language": self.language,
-            "target": self.target,
-            "project": self.project,
-            "status": self.shown_status,
-            "progress": self.progress,
-            "phase": self.phase,
-            "eta": self.eta if not self.finished else None,
-            "createdTime": iso_time(self.created_at),
-            "startTime": iso_time(self.started_at),
-            "endTime": iso_time(self.ended_at),
-            "duration": self.duration_ms,
-            "error": self.error,
-            "cached": self.cached,
-            "artifacts": [
-                {
-                    "path": a.name,
-                    "kind": a.kind,
-                    "size": a.size,
-                    "digest": a.digest,
-                    # Percent-encoded part by part: a source's name becomes its output's,
-                    # and may hold spaces, '#', '?' or '%'.
-                    "url": f"/api/builds/{quote(self.id, safe='')}/artifacts/{quote(a.name)}",
-                }
-                for a in self.artifacts
-            ],
-            "timings": {name: _ms(seconds) for name, seconds in self.timings.items()},
-            "diagnostics": [dict(d) for d in self.diagnostics],
-            "options": dict(self.options),
-        }
-        if self.kind == "task":
-            record["task"] = self.task
-            record["params"] = dict(self.params or {})
-        return record
 
     def elapsed(self, now: float) -> float | None:
         return None if self.started_at is None else now - self.started_at
@@ -319,3 +262,12 @@ class Job:
             if artifact.name == name:
                 return artifact
         return None
+
+
+# The record's fields a Job holds as they are; the rest it keeps in its own form
+# (Artifacts with their paths, a client of "" for none) or works out (status, eta).
+_SAME = tuple(
+    f.name
+    for f in fields(BuildRecord)
+    if f.name not in {"status", "eta", "options", "artifacts", "timings", "sources", "client"}
+)

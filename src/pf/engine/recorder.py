@@ -30,10 +30,10 @@ from typing import Any
 
 from pf.engine.events import Bus, Event, build_log
 from pf.errors import StoreError
-from pf.store.builds import BuildRow
 from pf.store.db import StoreUnavailable
 from pf.store.history import Store
 from pf.store.logs import LogLine
+from pf.store.record import BuildRecord
 
 log = logging.getLogger("pf.engine")
 
@@ -80,7 +80,7 @@ class Recorder:
         self.failures = 0
         # Written by the writer thread only: what a failed write left to write again, a
         # build's latest record once (the last write of a build wins), and every line.
-        self._held_rows: dict[str, BuildRow] = {}
+        self._held_rows: dict[str, BuildRecord] = {}
         self._held_lines: list[LogLine] = []
         self._retry_at = 0.0
         self._retry_wait = RETRY_MIN
@@ -118,7 +118,7 @@ class Recorder:
         """Whether the writer has fallen ``max_backlog`` items behind."""
         return 0 < self.max_backlog <= self.backlog
 
-    def record(self, row: BuildRow, event: Event | None = None) -> None:
+    def record(self, row: BuildRecord, event: Event | None = None) -> None:
         """Store ``row`` and then publish ``event`` (if any)."""
         self._put("row", row, urgent=event is not None)
         if event is not None:
@@ -214,7 +214,7 @@ class Recorder:
                     log.exception("pf: periodic store task failed")
 
     def _write(self, batch: list[tuple[str, Any]]) -> None:
-        rows: list[BuildRow] = []
+        rows: list[BuildRecord] = []
         lines: list[LogLine] = []
         events: list[Event] = []
         pending: dict[str, list[dict[str, Any]]] = {}
@@ -242,7 +242,7 @@ class Recorder:
                 events = [e for e in events if e.get("buildId") not in refused]
         self.bus.publish_many(events)
 
-    def _store(self, rows: list[BuildRow], lines: list[LogLine]) -> set[str] | None:
+    def _store(self, rows: list[BuildRecord], lines: list[LogLine]) -> set[str] | None:
         """Write what is held, then ``rows`` and ``lines``; hold them all while the
         database does not answer. Returns the ids of the rows written (None: held or
         lost, so none was refused)."""
@@ -285,7 +285,7 @@ class Recorder:
             self._retry_wait = RETRY_MIN
         return written
 
-    def _hold(self, rows: list[BuildRow], lines: list[LogLine], *, failed: bool) -> None:
+    def _hold(self, rows: list[BuildRecord], lines: list[LogLine], *, failed: bool) -> None:
         if failed:
             self._retry_at = time.monotonic() + self._retry_wait
             self._retry_wait = min(RETRY_MAX, self._retry_wait * 2)

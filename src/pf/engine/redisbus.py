@@ -50,9 +50,9 @@ from pf.engine.events import (
     build_log,
 )
 from pf.errors import StoreError
-from pf.store.builds import CANCELLED, COMPLETED, FAILED, BuildRow
 from pf.store.history import Store
 from pf.store.logs import LogLine
+from pf.store.record import CANCELLED, COMPLETED, FAILED, BuildRecord
 from pf.store.streams import (
     ENDS,
     EVENTS,
@@ -414,7 +414,7 @@ def _line(line: LogLine) -> dict[str, Any]:
     return {"stream": line.stream, "text": line.text, "seq": line.seq}
 
 
-def _end_event(row: BuildRow) -> Event | None:
+def _end_event(row: BuildRecord) -> Event | None:
     """The end event of a build that ended, as its record says; None while it runs."""
     if row.status == COMPLETED:
         return build_completed(row.id, row.cached)

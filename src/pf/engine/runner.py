@@ -107,7 +107,7 @@ class Runner:
             job.started_at = now
             job.timings["queued"] = now - job.created_at
         if record:
-            self.recorder.record(job.to_row())
+            self.recorder.record(job.record())
 
     def _phase(self, job: Job, label: str, progress: int | None = None) -> None:
         now = time.time()
@@ -122,7 +122,7 @@ class Runner:
         # Stored, not only announced: a build that dies with the process keeps the phase
         # it reached. A few rows per compile, batched by the writer thread; cache hits
         # never come here.
-        self.recorder.record(job.to_row(), event)
+        self.recorder.record(job.record(), event)
 
     # The two lanes ----------------------------------------------------------------
 
@@ -303,7 +303,7 @@ class Runner:
             BUILD_SECONDS.labels(job.language, job.target).observe(seconds)
             self.estimator.add(job.language, job.target, seconds)
         self.retire(job, result)
-        self.recorder.record(job.to_row(), _final_event(job))
+        self.recorder.record(job.record(), _final_event(job))
         return True
 
     def _count_lookup(self, hit: bool) -> None:

@@ -83,6 +83,7 @@ from pf.errors import Forbidden, NotFound, PfError, ServiceUnavailable
 from pf.store.db import StoreUnavailable
 from pf.store.history import Store
 from pf.store.jobqueue import QUEUE
+from pf.store.record import BuildRecord
 from pf.store.shared import SharedCache
 
 log = logging.getLogger("pf.engine")
@@ -214,7 +215,9 @@ class BuildService:
             log.warning("pf: %d builds were running at the last stop: marked failed", interrupted)
         prune_history(self.store, self.settings)
         blobs = self._cache.blobs
-        finished = [Job.from_row(r, blobs) for r in reversed(self.store.recent(self.recent.limit))]
+        finished = [
+            Job.from_record(r, blobs) for r in reversed(self.store.recent(self.recent.limit))
+        ]
         finished = [j for j in finished if j.finished]
         self.recent.seed(finished)
         for job in finished:
@@ -224,7 +227,7 @@ class BuildService:
         self._history = self.store.count()
         resumed = []
         for row in queued:
-            job = Job.from_row(row, blobs)
+            job = Job.from_record(row, blobs)
             try:
                 if job.kind == "task":
                     self._resume_task(job)
@@ -346,13 +349,13 @@ class BuildService:
         options: Mapping[str, object],
         *,
         client: str = "",
-    ) -> dict[str, Any]:
+    ) -> BuildRecord:
         """Queue a build of one language of a project; returns its record (status queued)."""
         self._check_accepting()
         job = self.intake.build(language, target, project, options)
         job.client = client
         self._accept([job])
-        return job.to_api()
+        return job.shown()
 
     def submit_all(
         self,
@@ -361,7 +364,7 @@ class BuildService:
         options: Mapping[str, object],
         *,
         client: str = "",
-    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    ) -> tuple[list[BuildRecord], dict[str, str]]:
         """Queue one build per language of the project whose driver serves ``target``;
         returns their records and, per language left out as unbuildable, why."""
         self._check_accepting()
@@ -369,7 +372,7 @@ class BuildService:
         for job in jobs:
             job.client = client
         self._accept(jobs)
-        return [job.to_api() for job in jobs], {k: e.message for k, e in skipped.items()}
+        return [job.shown() for job in jobs], {k: e.message for k, e in skipped.items()}
 
     def submit_compile(
         self,
@@ -379,17 +382,15 @@ class BuildService:
         options: Mapping[str, object],
         *,
         client: str = "",
-    ) -> dict[str, Any]:
+    ) -> BuildRecord:
         """Queue a compile of sources sent inline (POST /api/compile)."""
         self._check_accepting()
         job = self.intake.inline(language, target, files, options)
         job.client = client
         self._accept([job])
-        return job.to_api()
+        return job.shown()
 
-    def submit_task(
-        self, name: str, params: Mapping[str, str], *, client: str = ""
-    ) -> dict[str, Any]:
+    def submit_task(self, name: str, params: Mapping[str, str], *, client: str = "") -> BuildRecord:
         """Queue a run of the Pfyfile task ``name`` (``task`` or ``group:task``).
 
         Reads the Pfyfile (when it changed): call from a thread, not the event loop.
@@ -412,7 +413,7 @@ class BuildService:
         )
         job.call = call
         self._accept([job])
-        return job.to_api()
+        return job.shown()
 
     def tasks(self) -> dict[str, Any]:
         """The tasks of the server's Pfyfile (engine.taskruns.Pfyfiles.listing); call from
@@ -482,7 +483,7 @@ class BuildService:
                 self._active[job.id] = job
                 job.eta = self.estimator.eta(job.language, job.target, None)
                 started = events.build_started(job.id, job.language, job.target, job.project)
-                self.recorder.record(job.to_row(), started if announce else None)
+                self.recorder.record(job.record(), started if announce else None)
             self._history += 0 if force else len(jobs)
 
     def _send(self, jobs: list[Job]) -> None:
@@ -496,7 +497,7 @@ class BuildService:
                 self._sent.add(job)
                 job.eta = self.estimator.eta(job.language, job.target, None)
                 started = events.build_started(job.id, job.language, job.target, job.project)
-                self.recorder.record(job.to_row(), started)
+                self.recorder.record(job.record(), started)
         self.dispatcher.put(jobs)
 
     def _retry_after(self, depth: int) -> int:
@@ -547,7 +548,7 @@ class BuildService:
         if not self.store.is_open or self._cache is None:
             return None
         row = self.store.get(build_id)
-        return Job.from_row(row, self._cache.blobs) if row is not None else None
+        return Job.from_record(row, self._cache.blobs) if row is not None else None
 
     def _stored(self, build_id: str) -> Job | None:
         """Shared mode: a build as the store has it (a worker may be running it), or as
@@ -555,24 +556,23 @@ class BuildService:
         if self.store.is_open and self._cache is not None:
             row = self.store.get(build_id)
             if row is not None:
-                return Job.from_row(row, self._cache.blobs)
+                return Job.from_record(row, self._cache.blobs)
         with self._lock:
             return self._sent.get(build_id)
 
-    def get(self, build_id: str) -> dict[str, Any] | None:
+    def get(self, build_id: str) -> BuildRecord | None:
         """One build's record: memory first, then the store; None if unknown."""
         job = self._job(build_id)
-        return job.to_api() if job is not None else None
+        return job.shown() if job is not None else None
 
     def list_builds(
         self, limit: int = 100, status: str | None = None, language: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[BuildRecord]:
         """The newest builds first, optionally of one status or language."""
         if self.remote:
             if self._cache is None:
                 return []
-            rows = self.store.recent(limit, status=status, language=language)
-            return [Job.from_row(r, self._cache.blobs).to_api() for r in rows]
+            return self.store.recent(limit, status=status, language=language)
         with self._lock:
             jobs = [*self._active.values(), *self.recent.newest_first()]
             in_memory = len(jobs)
@@ -584,17 +584,17 @@ class BuildService:
                 and (language is None or j.language == language)
             ]
         newest = heapq.nlargest(limit, jobs, key=_newest)
-        records = [j.to_api() for j in newest]
+        records = [j.shown() for j in newest]
         # Older builds than memory holds are in the store only.
         if len(records) < limit and self._history > in_memory and self._cache is not None:
-            seen = {r["buildId"] for r in records}
+            seen = {r.id for r in records}
             rows = self.store.recent(limit + len(records), status=status, language=language)
-            stored = [Job.from_row(r, self._cache.blobs) for r in rows if r.id not in seen]
+            stored = [Job.from_record(r, self._cache.blobs) for r in rows if r.id not in seen]
             merged = heapq.nlargest(limit, [*newest, *stored], key=_newest)
-            records = [j.to_api() for j in merged]
+            records = [j.shown() for j in merged]
         return records
 
-    def cancel(self, build_id: str, *, by: str | None = None) -> dict[str, Any]:
+    def cancel(self, build_id: str, *, by: str | None = None) -> BuildRecord:
         """Cancel a queued build (dropped at once) or a running one (its process group is
         killed). NotFound for an unknown id, BuildFinished (409) for one that ended;
         with ``by`` (a client), Forbidden (403) for a build another client submitted."""
@@ -606,7 +606,7 @@ class BuildService:
             record = self.get(build_id)
             if record is None:
                 raise NotFound(f"Build not found: {build_id}")
-            raise BuildFinished(build_id, record["status"])
+            raise BuildFinished(build_id, record.status)
         if by is not None and job.client != by:
             raise Forbidden(
                 f"build {build_id} was submitted by another client: "
@@ -621,9 +621,9 @@ class BuildService:
             self._runner.end(job, CANCELLED)
         else:
             job.cancel.set()
-        return job.to_api()
+        return job.shown()
 
-    def _cancel_remote(self, build_id: str, by: str | None) -> dict[str, Any]:
+    def _cancel_remote(self, build_id: str, by: str | None) -> BuildRecord:
         """Shared mode's cancel: take the build out of the queue if no worker has it,
         else ask the worker running it to abort (it records the end)."""
         assert self.dispatcher is not None and self._runner is not None
@@ -649,10 +649,10 @@ class BuildService:
         ):
             job.cancel.set()
             self._runner.end(job, CANCELLED)
-            return job.to_api()
+            return job.shown()
         queue.cancel(found[0], abort=True)
         job.cancel.set()  # shown as cancelled while its worker kills the compiler
-        return job.to_api()
+        return job.shown()
 
     def logs(self, build_id: str) -> list[dict[str, Any]] | None:
         """docs/server.md's log entries of a build, in order; None if the build is unknown.

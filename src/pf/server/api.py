@@ -38,7 +38,9 @@ from pf.toolchains.probe import detect
 if TYPE_CHECKING:
     from pf.config import Settings
     from pf.engine.service import BuildService
+    from pf.server.records import BuildJson
     from pf.server.ws import Hub
+    from pf.store.record import BuildRecord
 
 SERVER_NAME = "pf-api-server"  # the original's value, which its clients display
 NODE = ToolSpec("node", ("node", "nodejs"), "apt-get install nodejs", ("--version",), r"v(\S+)")
@@ -63,18 +65,23 @@ def client_of(request: Request) -> str:
     return client_key(request.scope)
 
 
+def _json(request: Request, record: BuildRecord) -> dict[str, Any]:
+    build_json: BuildJson = request.app.state.build_json
+    return build_json(record)
+
+
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _queued(record: dict[str, Any]) -> dict[str, Any]:
-    status = record["status"]
+def _queued(record: BuildRecord) -> dict[str, Any]:
+    status = record.status
     message = {
         "queued": "Build queued successfully",
         "completed": "Build answered from the cache",
     }.get(status, f"Build {status}")
-    return {"buildId": record["buildId"], "status": status, "message": message}
+    return {"buildId": record.id, "status": status, "message": message}
 
 
 _HEALTH_HEAD = b'{"status":"ok","timestamp":"'
@@ -231,13 +238,13 @@ async def build_all(request: Request) -> Response:
         body.target, body.project, body.options, client=client_of(request)
     )
     _changed(request)
-    project = records[0]["project"] if records else body.project
+    project = records[0].project if records else body.project
     message = f"{len(records)} builds queued"
     if skipped:
         message += f"; not built: {', '.join(skipped)} (see skipped)"
     answer: dict[str, Any] = {
         "message": message,
-        "buildIds": [record["buildId"] for record in records],
+        "buildIds": [record.id for record in records],
         "target": body.target,
         "project": project,
     }
@@ -306,14 +313,14 @@ async def status(request: Request) -> Response:
         record = service.get(build_id)
         if record is None:
             raise NotFound("Build not found")
-        return JSONResponse(record)
+        return JSONResponse(_json(request, record))
     cache: ListCache = request.app.state.list_cache
     hub: Hub = request.app.state.hub
     key = (hub.generation, limit, state, language)
     body = cache.get(key)
     if body is None:
         builds = service.list_builds(limit=limit, status=state, language=language)
-        body = _encode({"builds": builds})
+        body = _encode({"builds": [_json(request, record) for record in builds]})
         cache.put(key, body)
     return Response(body, media_type="application/json")
 
@@ -330,7 +337,7 @@ async def build_detail(request: Request) -> Response:
     record = _service(request).get(request.path_params["build_id"])
     if record is None:
         raise NotFound("Build not found")
-    return JSONResponse(record)
+    return JSONResponse(_json(request, record))
 
 
 async def build_cancel(request: Request) -> Response:
@@ -342,7 +349,7 @@ async def build_cancel(request: Request) -> Response:
     cancel = _service(request).cancel
     record = await asyncio.to_thread(cancel, request.path_params["build_id"], by=by)
     _changed(request)
-    return JSONResponse(record)
+    return JSONResponse(_json(request, record))
 
 
 async def artifact(request: Request) -> Response:
@@ -370,7 +377,7 @@ async def task_run(request: Request) -> Response:
     submit = _service(request).submit_task
     record = await asyncio.to_thread(submit, name, params, client=client_of(request))
     _changed(request)
-    return JSONResponse(record, status_code=202)
+    return JSONResponse(_json(request, record), status_code=202)
 
 
 async def metrics_json(request: Request) -> Response:

@@ -38,6 +38,7 @@ from pf.server.middleware import RequestMetrics, RequestStats
 from pf.server.openapi import openapi
 from pf.server.profile import profiled
 from pf.server.ratelimit import RateLimit
+from pf.server.records import BuildJson
 from pf.server.ws import Hub
 from pf.store.tokens import TokenStore
 
@@ -78,7 +79,8 @@ def create_app(
     the process with the signal that stopped it, so nothing after it would run).
     """
     check_origins(settings.cors_origins)  # now, not at the first request
-    hub = Hub(service, settings)
+    build_json = BuildJson(settings.max_builds)
+    hub = Hub(service, settings, build_json)
     stats = RequestStats()
     credentials = Credentials(TokenStore(service.store.db), settings.session_ttl)
     open_when_no_token = insecure_no_auth or is_private(bound_host, bool(settings.trusted_proxies))
@@ -162,6 +164,7 @@ def create_app(
     app.state.request_stats = stats
     app.state.system_cache = api.SystemCache()
     app.state.list_cache = api.ListCache()
+    app.state.build_json = build_json
     app.state.root_dir = root_dir or Path.cwd()
     app.state.debugging = debug.Debugging(settings.profile_max_seconds)
     if settings.tracemalloc:

@@ -3,11 +3,12 @@ media types, security and links, over the body schemas of schemas.py.
 
 The bodies are not described here: ``components/schemas`` is schemas.COMPONENTS, the
 very dicts the handlers validate requests with, so the document and the validation
-cannot drift. What this module adds is what only HTTP knows: which operation answers
-which codes (errors included, each the Error schema), which media types, which headers
-(Retry-After, WWW-Authenticate), the scope an operation needs, and the links from a
-submission's buildId to the operations that read or cancel that build, which is what
-lets a stateful fuzzer follow a build through its life.
+cannot drift, and records.SCHEMAS, made from the table that writes a build's JSON. What
+this module adds is what only HTTP knows: which operation answers which codes (errors
+included, each the Error schema), which media types, which headers (Retry-After,
+WWW-Authenticate), the scope an operation needs, and the links from a submission's
+buildId to the operations that read or cancel that build, which is what lets a stateful
+fuzzer follow a build through its life.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pf import __version__
-from pf.server import debug
+from pf.server import debug, records
 from pf.server.schemas import (
     ANY_OBJ,
     BOOL,
@@ -582,7 +583,7 @@ DOCUMENT: Schema = {
     "security": [{"bearerAuth": []}, {"cookieAuth": []}],
     "paths": PATHS,
     "components": {
-        "schemas": COMPONENTS,
+        "schemas": {**COMPONENTS, **records.SCHEMAS},
         "securitySchemes": {
             "bearerAuth": {
                 "type": "http",

@@ -2,14 +2,15 @@
 request validation that runs those very schemas.
 
 One definition per body: ``COMPONENTS`` is what openapi.py publishes under
-``components/schemas`` and what ``build_body``, ``compile_body`` and ``task_params``
-validate against, through validators compiled once at import (jsonschema-rs, draft
-2020-12, the dialect of OpenAPI 3.1). Why JSON Schema dicts and not models: the
-published document *is* the validator's input, with no generator in between whose
-output could differ from what a model accepts at run time (pydantic's lax coercions,
-msgspec's unions); jsonschema-rs already ships with schemathesis, validates a small
-body in microseconds, and reports each failure as a structured kind with its instance
-path, which is what turns it into a message naming the field.
+``components/schemas`` (beside a build's, records.py) and what ``build_body``,
+``compile_body`` and ``task_params`` validate against, through validators compiled once
+at import (jsonschema-rs, draft 2020-12, the dialect of OpenAPI 3.1). Why JSON Schema
+dicts and not models: the published document *is* the validator's input, with no
+generator in between whose output could differ from what a model accepts at run time
+(pydantic's lax coercions, msgspec's unions); jsonschema-rs already ships with
+schemathesis, validates a small body in microseconds, and reports each failure as a
+structured kind with its instance path, which is what turns it into a message naming the
+field.
 
 What a schema cannot say stays with the engine: whether a driver can honour an option
 (``parallel`` for wasm), a file name's full rule, a project that exists. Those refusals
@@ -217,46 +218,6 @@ RESPONSES: dict[str, Schema] = {
     "Diagnostic": obj(
         ["file", "line", "col", "severity", "message"],
         {"file": STR, "line": INT, "col": INT, "severity": STR, "message": STR},
-    ),
-    "Artifact": obj(
-        ["path", "size", "digest", "url"],
-        {
-            "path": STR,
-            "size": INT,
-            "digest": STR,
-            "url": {**STR, "description": "where GET serves it: each path part percent-encoded"},
-            "kind": STR,
-        },
-    ),
-    "Build": obj(
-        ["buildId", "status", "progress"],
-        {
-            "buildId": STR,
-            "kind": {"type": "string", "enum": ["compile", "task"]},
-            "language": STR,
-            "target": STR,
-            "project": null(STR),
-            "status": {"type": "string", "enum": list(STATUSES)},
-            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-            "phase": null(STR),
-            "eta": null(NUM),
-            "createdTime": TIME,
-            "startTime": null(TIME),
-            "endTime": null(TIME),
-            "duration": null(NUM),
-            "error": null(STR),
-            "cached": BOOL,
-            "artifacts": array(ref("Artifact")),
-            "timings": {"type": "object", "additionalProperties": NUM},
-            "diagnostics": array(ref("Diagnostic")),
-            "options": ANY_OBJ,
-            "task": {**null(STR), "description": "a task run's task (kind task)"},
-            "params": {
-                "type": "object",
-                "additionalProperties": STR,
-                "description": "a task run's parameters (kind task)",
-            },
-        },
     ),
     "Queued": obj(
         ["buildId", "status", "message"],

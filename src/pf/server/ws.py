@@ -77,6 +77,7 @@ from pf.errors import PfError
 if TYPE_CHECKING:
     from pf.config import Settings
     from pf.engine.service import BuildService
+    from pf.server.records import BuildJson
 
 log = logging.getLogger("pf.server.ws")
 
@@ -471,8 +472,9 @@ class Client:
 class Hub:
     """Fans the engine's events out to every WebSocket client, per event or in batches."""
 
-    def __init__(self, service: BuildService, settings: Settings) -> None:
+    def __init__(self, service: BuildService, settings: Settings, build_json: BuildJson) -> None:
         self.service = service
+        self.build_json = build_json
         self.window = settings.ws_batch_ms / 1000
         self.max_clients = settings.max_ws_connections
         self.queue_limit = settings.ws_send_queue
@@ -691,7 +693,7 @@ class Hub:
         cached = self._initial
         if cached is not None and cached[0] == self.generation and now - cached[1] < INITIAL_TTL:
             return cached[2]
-        builds = self.service.list_builds(limit=INITIAL_BUILDS)
+        builds = [self.build_json(r) for r in self.service.list_builds(limit=INITIAL_BUILDS)]
         message = Outgoing(_dumps({"type": "initial_status", "builds": builds}))
         self._initial = (self.generation, now, message)
         return message

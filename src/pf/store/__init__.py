@@ -11,17 +11,17 @@ from pf.store.blobs import BlobStore, digest_bytes, digest_file
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from pf.store.builds import BuildRow
     from pf.store.db import Database, default_url
     from pf.store.history import Store
     from pf.store.logs import LogBudget, LogLine
+    from pf.store.record import BuildRecord
     from pf.store.tokens import Session, Token, TokenStore
 
 del TYPE_CHECKING  # not a public name of this package
 
 # public name -> module, imported when first asked for.
 _LAZY: dict[str, str] = {
-    "BuildRow": "pf.store.builds",
+    "BuildRecord": "pf.store.record",
     "Database": "pf.store.db",
     "LogBudget": "pf.store.logs",
     "LogLine": "pf.store.logs",
@@ -44,7 +44,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "BlobStore",
-    "BuildRow",
+    "BuildRecord",
     "Database",
     "LogBudget",
     "LogLine",

@@ -1,14 +1,13 @@
-"""Build records: one frozen BuildRow per build or task run, and the queries on them.
+"""The queries on build records (record.py): one row per build or task run.
 
-Functions take a Connection (the caller owns the transaction) and return BuildRows, never
-SQLAlchemy Rows, so nothing upstream imports SQLAlchemy. Imports the schema only.
+Functions take a Connection (the caller owns the transaction) and return BuildRecords,
+never SQLAlchemy Rows, so nothing upstream imports SQLAlchemy. Imports the schema and
+the record only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -24,14 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
+from pf.store.record import COMPLETED, FAILED, FINISHED, QUEUED, RUNNING, BuildRecord
 from pf.store.schema import builds
-
-QUEUED = "queued"
-RUNNING = "running"
-COMPLETED = "completed"
-FAILED = "failed"
-CANCELLED = "cancelled"
-FINISHED = (COMPLETED, FAILED, CANCELLED)
 
 INTERRUPTED = "interrupted by restart"
 
@@ -44,54 +37,6 @@ INTERRUPTED = "interrupted by restart"
 UPSERT_PAGE_ROWS = 32
 
 
-@dataclass(frozen=True)
-class BuildRow:
-    """One build as stored: times in epoch seconds, structured fields as plain data."""
-
-    id: str
-    kind: str
-    language: str
-    target: str
-    status: str
-    created_at: float
-    project: str | None = None
-    progress: int = 0
-    phase: str | None = None
-    started_at: float | None = None
-    ended_at: float | None = None
-    duration_ms: int | None = None
-    error: str | None = None
-    cached: bool = False
-    action_key: str | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
-    artifacts: tuple[Mapping[str, Any], ...] = ()
-    timings: Mapping[str, float] = field(default_factory=dict)
-    diagnostics: tuple[Mapping[str, Any], ...] = ()
-    task: str | None = None
-    params: Mapping[str, Any] | None = None
-    sources: Mapping[str, str] | None = None
-    attempt: int = 0
-    client: str | None = None
-
-    def values(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["options"] = dict(self.options)
-        out["artifacts"] = [dict(a) for a in self.artifacts]
-        out["timings"] = dict(self.timings)
-        out["diagnostics"] = [dict(d) for d in self.diagnostics]
-        return out
-
-
-def _row(mapping: Mapping[Any, Any]) -> BuildRow:
-    values = dict(mapping)
-    values["options"] = values.get("options") or {}
-    values["artifacts"] = tuple(values.get("artifacts") or ())
-    values["timings"] = values.get("timings") or {}
-    values["diagnostics"] = tuple(values.get("diagnostics") or ())
-    values["cached"] = bool(values.get("cached"))
-    return BuildRow(**values)
-
-
 def _rank(status: ColumnElement[str]) -> ColumnElement[int]:
     # Literals, not parameters: the upsert runs as an executemany.
     return case(
@@ -101,7 +46,7 @@ def _rank(status: ColumnElement[str]) -> ColumnElement[int]:
     )
 
 
-def upsert(conn: Connection, rows: Sequence[BuildRow]) -> set[str]:
+def upsert(conn: Connection, rows: Sequence[BuildRecord]) -> set[str]:
     """Insert ``rows``, replacing every field of those already stored, unless that would
     take a record back; returns the ids whose row was written.
 
@@ -154,9 +99,9 @@ def cache_counts(conn: Connection) -> tuple[int, int]:
     return found.get(True, 0), found.get(False, 0)
 
 
-def get(conn: Connection, build_id: str) -> BuildRow | None:
+def get(conn: Connection, build_id: str) -> BuildRecord | None:
     found = conn.execute(select(builds).where(builds.c.id == build_id)).mappings().first()
-    return _row(found) if found is not None else None
+    return BuildRecord.from_values(found) if found is not None else None
 
 
 def recent(
@@ -166,7 +111,7 @@ def recent(
     status: str | None = None,
     language: str | None = None,
     exclude: Iterable[str] = (),
-) -> list[BuildRow]:
+) -> list[BuildRecord]:
     """The newest builds first, optionally of one status or language."""
     query = select(builds).order_by(builds.c.created_at.desc(), builds.c.id.desc()).limit(limit)
     if status is not None:
@@ -176,13 +121,13 @@ def recent(
     skipped = list(exclude)
     if skipped:
         query = query.where(builds.c.id.not_in(skipped))
-    return [_row(m) for m in conn.execute(query).mappings()]
+    return [BuildRecord.from_values(m) for m in conn.execute(query).mappings()]
 
 
-def with_status(conn: Connection, status: str) -> list[BuildRow]:
+def with_status(conn: Connection, status: str) -> list[BuildRecord]:
     """Every build in ``status``, oldest first."""
     query = select(builds).where(builds.c.status == status).order_by(builds.c.created_at)
-    return [_row(m) for m in conn.execute(query).mappings()]
+    return [BuildRecord.from_values(m) for m in conn.execute(query).mappings()]
 
 
 def mark_interrupted(conn: Connection, last_seen: Mapping[str, float], now: float) -> int:

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 from pf.config import Settings
 from pf.store import builds, logs
-from pf.store.builds import BuildRow
 from pf.store.db import Database, default_url
 from pf.store.logs import LogLine
+from pf.store.record import QUEUED, BuildRecord
 
 
 class Store:
@@ -53,7 +53,7 @@ class Store:
     def ping(self) -> bool:
         return self.db.is_open and self.db.ping()
 
-    def write(self, rows: Sequence[BuildRow], lines: Sequence[LogLine] = ()) -> set[str]:
+    def write(self, rows: Sequence[BuildRecord], lines: Sequence[LogLine] = ()) -> set[str]:
         """Upsert ``rows`` and append ``lines`` in one transaction; returns the ids whose
         row was written (a row that would take its record back is not: builds.upsert)."""
         with self.db.begin("cannot record builds") as conn:
@@ -61,7 +61,7 @@ class Store:
             logs.append(conn, lines)
             return written
 
-    def get(self, build_id: str) -> BuildRow | None:
+    def get(self, build_id: str) -> BuildRecord | None:
         with self.db.begin("cannot read a build") as conn:
             return builds.get(conn, build_id)
 
@@ -72,7 +72,7 @@ class Store:
         status: str | None = None,
         language: str | None = None,
         exclude: Sequence[str] = (),
-    ) -> list[BuildRow]:
+    ) -> list[BuildRecord]:
         with self.db.begin("cannot list builds") as conn:
             return builds.recent(conn, limit, status=status, language=language, exclude=exclude)
 
@@ -104,7 +104,7 @@ class Store:
         with self.db.begin("cannot read build durations") as conn:
             return builds.durations(conn, per_pair)
 
-    def recover(self, now: float) -> tuple[int, list[BuildRow]]:
+    def recover(self, now: float) -> tuple[int, list[BuildRecord]]:
         """After a stop: running builds become failed ("interrupted by restart").
 
         Returns how many were marked, and the builds still queued, oldest first.
@@ -112,7 +112,7 @@ class Store:
         with self.db.begin("cannot recover builds") as conn:
             last_seen = logs.last_times(conn, builds.running_ids(conn))
             interrupted = builds.mark_interrupted(conn, last_seen, now)
-            return interrupted, builds.with_status(conn, builds.QUEUED)
+            return interrupted, builds.with_status(conn, QUEUED)
 
     def prune(self, *, ended_before: float | None, keep: int | None) -> int:
         """Delete finished builds (and their logs) past retention; returns how many."""

@@ -1,15 +1,18 @@
 """Every table of pf's database, in one MetaData; SQLAlchemy Core only.
 
-``builds`` holds one row per build or task run, ``logs`` its output lines in order;
+``builds`` holds one row per build or task run, its columns made from the stored fields
+of the build record (record.py); ``logs`` its output lines in order;
 ``blobs`` and ``actions`` the compile cache every process shares (by content digest and
 by action key); ``tokens`` the API tokens and ``sessions`` the dashboard's sign-ins,
 both by the SHA-256 of their secret only. Times are epoch seconds (float); structured
 fields are JSON. Nothing outside ``pf.store`` sees these tables: queries live in
 builds.py, logs.py, tokens.py and shared.py and hand out plain data. Imports SQLAlchemy
-only.
+and the build record only.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -25,6 +28,9 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.types import TypeEngine
+
+from pf.store.record import Storage, stored_fields
 
 metadata = MetaData(
     naming_convention={
@@ -36,40 +42,34 @@ metadata = MetaData(
     }
 )
 
+
+def _column(name: str, storage: Storage, default: object) -> Column[Any]:
+    kind: TypeEngine[Any] | type[TypeEngine[Any]] = _TYPES[storage.type]
+    if storage.type == "text" and storage.length is not None:
+        kind = String(storage.length)
+    return Column(
+        name,
+        kind,
+        primary_key=storage.primary_key,
+        nullable=storage.nullable,
+        default=default,
+        server_default=storage.server_default,
+    )
+
+
+_TYPES: dict[str, type[TypeEngine[Any]]] = {
+    "text": Text,
+    "integer": Integer,
+    "float": Float,
+    "boolean": Boolean,
+    "json": JSON,
+}
+
+# One column per stored field of the build record, in its order (store.record).
 builds = Table(
     "builds",
     metadata,
-    Column("id", String(128), primary_key=True),
-    Column("kind", String(16), nullable=False),  # 'compile' | 'task'
-    Column("language", String(32), nullable=False),  # 'task' for a task run
-    Column("target", String(255), nullable=False),  # a task run's: the task's name
-    Column("project", String(255)),
-    Column("status", String(16), nullable=False),
-    Column("progress", Integer, nullable=False, default=0),
-    Column("phase", String(32)),
-    Column("created_at", Float, nullable=False),
-    Column("started_at", Float),
-    Column("ended_at", Float),
-    Column("duration_ms", Integer),
-    Column("error", Text),
-    Column("cached", Boolean, nullable=False, default=False),
-    Column("action_key", String(64)),
-    Column("options", JSON),
-    Column("artifacts", JSON),
-    Column("timings", JSON),
-    Column("diagnostics", JSON),
-    Column("task", String(255)),
-    Column("params", JSON),
-    # Inline sources of a POST /api/compile build, kept only while it is queued, so a
-    # restart can run it again; cleared when the build ends.
-    Column("sources", JSON),
-    # Which run of the build wrote the row: a build a pf worker took up again after
-    # another one died counts 1, 2, ...; a row from an earlier run never overwrites a
-    # later one's (store.builds.upsert).
-    Column("attempt", Integer, nullable=False, default=0, server_default="0"),
-    # Who submitted it ("token:<name>", "addr:<address>"): a build token cancels only its
-    # own builds, through whichever pf serve process it asks.
-    Column("client", String(128)),
+    *(_column(*stored) for stored in stored_fields()),
     Index(None, "created_at"),
     Index(None, "status"),
     Index(None, "language", "target", "ended_at"),
