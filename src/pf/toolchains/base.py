@@ -100,32 +100,81 @@ def _parse_bool(name: str, value: object) -> bool:
     raise InvalidOption(name, f"{value!r} is not a boolean", ["true", "false"])
 
 
-# Pipeline text only: no '/', so a pass parameter cannot name a path, and no ';' or
-# spaces. It reaches opt as the one argv word ``-passes=<text>``.
-_PIPELINE = re.compile(r"[A-Za-z0-9_<>(),.=\-]+")
-_PIPELINE_WORD = re.compile(r"[<>(),]")
-# Passes that write .dot files (dot-*, *-dot) or start a graph viewer program (view-*),
-# and parameters naming a file to read (memprof-use<profile-filename=...>).
-_SIDE_EFFECT_PASS = re.compile(r"^(?:view-|dot-)|-dot$|^[^=]*file[^=]*=")
+# Pipeline text only: no '/', so nothing in it can name a path, and no spaces. It
+# reaches opt as the one argv word ``-passes=<text>``.
+_PIPELINE = re.compile(r"[A-Za-z0-9_<>(),.=;\-]+")
+# A pipeline is pass names, each with an optional <parameters> group, nested by the pass
+# managers' adaptors: function(...), loop(...) and so on.
+_PIPELINE_TOKEN = re.compile(r"([A-Za-z0-9][A-Za-z0-9.\-]*)(?:<([A-Za-z0-9=;\-]*)>)?|[(),]")
+# The passes a request may name: LLVM 14's transformations of the IR, which read nothing
+# and write nothing but the module they are given. Not there: printers and verifiers,
+# graph writers (dot-*) and viewers (view-*, which start a program), profile readers and
+# writers, instrumentation, and whatever opt may gain later.
+PASSES = frozenset(
+    {
+        # pipelines and the adaptors that nest passes
+        *("default", "thinlto-pre-link", "thinlto", "lto-pre-link", "lto"),
+        *("module", "cgscc", "function", "loop", "loop-mssa"),
+        # module passes
+        *("always-inline", "called-value-propagation", "canonicalize-aliases", "constmerge"),
+        *("deadargelim", "elim-avail-extern", "forceattrs", "function-specialization"),
+        *("globaldce", "globalopt", "globalsplit", "hotcoldsplit", "inferattrs"),
+        *("internalize", "ipsccp", "mergefunc", "partial-inliner", "rpo-function-attrs"),
+        *("strip", "strip-dead-debug-info", "strip-dead-prototypes", "strip-debug-declare"),
+        *("strip-nondebug", "strip-nonlinetable-debuginfo", "module-inline"),
+        # call-graph passes
+        *("argpromotion", "function-attrs", "inline"),
+        # function passes
+        *("adce", "aggressive-instcombine", "alignment-from-assumptions", "bdce"),
+        *("break-crit-edges", "callsite-splitting", "consthoist", "constraint-elimination"),
+        *("correlated-propagation", "dce", "dfa-jump-threading", "div-rem-pairs", "dse"),
+        *("early-cse", "fix-irreducible", "flattencfg", "float2int", "gvn", "gvn-hoist"),
+        *("gvn-sink", "infer-address-spaces", "instcombine", "instsimplify", "irce"),
+        *("jump-threading", "lcssa", "libcalls-shrinkwrap", "load-store-vectorizer"),
+        *("loop-data-prefetch", "loop-distribute", "loop-fusion", "loop-load-elim"),
+        *("loop-simplify", "loop-sink", "loop-unroll", "loop-vectorize"),
+        *("lower-constant-intrinsics", "lower-expect", "loweratomic", "lowerinvoke"),
+        *("lowerswitch", "mem2reg", "memcpyopt", "mergeicmps", "mergereturn"),
+        *("mldst-motion", "nary-reassociate", "newgvn", "partially-inline-libcalls"),
+        *("reassociate", "reg2mem", "scalarizer", "separate-const-offset-from-gep"),
+        *("sccp", "simplifycfg", "sink", "slp-vectorizer", "slsr", "speculative-execution"),
+        *("sroa", "tailcallelim", "unify-loop-exits", "vector-combine"),
+        # loop and loop-nest passes
+        *("canon-freeze", "indvars", "licm", "lnicm", "loop-bound-split", "loop-deletion"),
+        *("loop-flatten", "loop-idiom", "loop-instsimplify", "loop-interchange"),
+        *("loop-predication", "loop-reduce", "loop-reroll", "loop-rotate"),
+        *("loop-simplifycfg", "loop-unroll-and-jam", "loop-unroll-full"),
+        "simple-loop-unswitch",
+    }
+)
 
 
 def _parse_passes(name: str, value: object) -> str:
     text = str(value).strip()
-    words = _PIPELINE_WORD.split(text)
-    # Every pass name and parameter starts with a letter or digit, never '-' or '.'.
-    if not _PIPELINE.fullmatch(text) or any(w and not w[0].isalnum() for w in words):
-        raise InvalidOption(
-            name,
-            f"{shown(str(value))} is not an LLVM pass pipeline "
-            "(e.g. 'default<O2>' or 'mem2reg,instcombine')",
-        )
-    for word in words:
-        if _SIDE_EFFECT_PASS.search(word):
+    wrong = InvalidOption(
+        name,
+        f"{shown(str(value))} is not an LLVM pass pipeline "
+        "(e.g. 'default<O2>' or 'mem2reg,instcombine')",
+    )
+    if not _PIPELINE.fullmatch(text):
+        raise wrong
+    at = depth = 0
+    while at < len(text):
+        token = _PIPELINE_TOKEN.match(text, at)
+        if token is None:
+            raise wrong
+        depth += {"(": 1, ")": -1}.get(token.group(0), 0)
+        if depth < 0:
+            raise wrong
+        if token.group(1) is not None and token.group(1) not in PASSES:
             raise InvalidOption(
                 name,
-                f"{word!r} writes files, starts a program or reads a file; "
-                "only passes that transform the IR are run",
+                f"{token.group(1)!r} is not a pass pf runs: only LLVM's transformations "
+                "of the IR are (no printers, graph writers, viewers or profile passes)",
             )
+        at = token.end()
+    if depth:
+        raise wrong
     return text
 
 
