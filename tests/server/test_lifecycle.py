@@ -133,7 +133,7 @@ def test_debug_level_logs_each_request_as_json(make_server: type[Server], tmp_pa
     ("argv", "needle"),
     [
         (["--port", "70000"], "--port must be from 0 to 65535"),
-        (["--backlog", "0"], "--backlog must be positive"),
+        (["--backlog", "0"], "--backlog must be from 1 to"),
         (["--root", "/nonexistent/dir"], "is not a directory"),
         (["--ws-ping-interval", "-1"], "must be positive"),
         (["--bogus"], "unrecognized arguments"),

@@ -164,7 +164,7 @@ _ALWAYS = tuple(s for s in SHOWN if not s.tasks_only)
 
 
 def build_json(record: BuildRecord) -> dict[str, Any]:
-    """The record as API.md's clients read it."""
+    """The record as clients of docs/server.md read it."""
     shown = SHOWN if record.kind == "task" else _ALWAYS
     return {s.key: s.write(record) for s in shown}
 
