@@ -3,7 +3,8 @@
 # .venv with pf and its dependencies, the pages' pinned npm packages and the playground's
 # editor bundle. Idempotent, and quick when nothing is missing. `setup.sh test` adds the
 # browser of tests/browser, `setup.sh bench` the load generator and nginx of
-# bench/server_bench.py.
+# bench/server_bench.py. `setup.sh toolchains` installs only the apt packages compiles
+# run, and stops: the container image's shared stage (Dockerfile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,8 +23,10 @@ APT_PACKAGES=(
   python3.11-venv
   bubblewrap
 )
-command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs)
-command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
+if [[ "${1:-}" != "toolchains" ]]; then
+  command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs)
+  command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
+fi
 # Debian's chromium is the browser Playwright drives (its own download is unreachable here);
 # postgresql-15's initdb and pg_ctl and redis-server start the tests' and the bench's
 # private servers (tests/pg.py, tests/redisd.py), never the system services Debian may
@@ -31,8 +34,12 @@ command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
 # zsh, cargo, cmake and a C++ compiler are what the task runner's tests drive (a missing
 # one fails `make test`, which sets PF_STRICT_TOOLS=1); openssh-server's sshd serves the
 # remote-host tests on loopback (tests/sshd.py).
+# tests/deploy: podman (with runc: crun cannot run on a host with hybrid cgroups, and
+# iptables for its network) builds the image on a Debian base that debootstrap makes from
+# apt, since no image registry is reachable; systemd's systemd-analyze verifies the units.
 if [[ "${1:-}" == "test" ]]; then
   APT_PACKAGES+=(chromium postgresql-15 redis-server zsh cargo cmake g++ make openssh-server)
+  APT_PACKAGES+=(podman runc iptables debootstrap systemd)
 fi
 # Debian starts nginx's own service on port 80 when it installs it; the bench uses its own.
 if [[ "${1:-}" == "bench" ]]; then APT_PACKAGES+=(wrk nginx-light postgresql-15 redis-server); fi
@@ -49,6 +56,7 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+[[ "${1:-}" == "toolchains" ]] && exit 0
 
 # Debian's own python3.11 comes first: it is built with profile-guided optimisation and
 # LTO, and runs pf's parser and server 15-20% faster than a plain source build (such as
