@@ -405,3 +405,23 @@ def test_the_image_serves_and_its_health_check_passes(
     finally:
         _run(["podman", "rm", "--force", "--time=0", container], env, 60)
         _run(["podman", "volume", "rm", "--force", volume], env, 60)
+
+
+@needs_tool("podman", "runc", "debootstrap")
+def test_the_sandbox_compiles_in_the_image_with_masked_paths_lifted(
+    image: tuple[str, dict[str, str]],
+) -> None:
+    tag, env = image
+    compile_demo = (
+        "cd /tmp && PF_CACHE_DIR=/tmp/cache pf compile /opt/pf/demos/polyglot/c/math.c"
+        " -o /tmp/out && test -s /tmp/out/math.wasm"
+    )
+    base = ["podman", "run", "--rm", "--network=none", "--read-only", "--tmpfs=/tmp"]
+    after = ["--entrypoint=sh", tag, "-c", compile_demo]
+    # As compose and Quadlet run it: bubblewrap confines the compile, as user pf.
+    done = _run([*base, "--security-opt=unmask=ALL", *after], env, 300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Under the engine's masked /proc, pf refuses to compile rather than run unconfined.
+    refused = _run([*base, *after], env, 300)
+    assert refused.returncode != 0
+    assert "Can't mount proc" in refused.stdout + refused.stderr
