@@ -36,6 +36,7 @@ bench: setup
 	$(VENV)/python bench/procs_bench.py
 	$(VENV)/python bench/queue_bench.py
 	$(VENV)/python bench/dramatiq_compare.py
+	$(VENV)/python bench/proxy_bench.py
 
 clean:
 	rm -rf .pf

@@ -58,12 +58,11 @@ def main(port: int) -> None:
         port=port,
         root=Path(os.environ["PF_BENCH_ROOT"]),
         projects=Path(os.environ["PF_BENCH_PROJECTS"]),
-        backlog=2048,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
     )
     config = uvicorn_config(settings, options, without_wire(app()))
-    uvicorn.Server(config).run(sockets=[bind(options.host, port, options.backlog)])
+    uvicorn.Server(config).run(sockets=[bind(options.host, port, settings.backlog)])
 
 
 if __name__ == "__main__":

@@ -2,13 +2,13 @@
 # Install whatever is missing for pf on Debian 12: the toolchains (apt), node and npm, a
 # .venv with pf and its dependencies, the pages' pinned npm packages and the playground's
 # editor bundle. Idempotent, and quick when nothing is missing. `setup.sh test` adds the
-# browser of tests/browser, `setup.sh bench` the load generator and nginx of
-# bench/server_bench.py. `setup.sh toolchains` installs only the apt packages compiles
-# run, and stops: the container image's shared stage (Dockerfile).
+# browser of tests/browser and nginx, `setup.sh bench` the load generators and nginx of
+# bench/server_bench.py and bench/proxy_bench.py. `setup.sh toolchains` installs only the
+# apt packages compiles run, and stops: the container image's shared stage (Dockerfile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The toolchain matrix of TOOLCHAINS.md: clang 14 + wasi-libc (C), Debian rustc 1.63 with
+# The toolchain matrix of docs/toolchains.md: clang 14 + wasi-libc (C), Debian rustc 1.63 with
 # its wasm32 std (Rust; lld-14 is only recommended by it, so named), flang 19 + clang 19
 # (Fortran), wabt (WAT, wasm2c), binaryen (wasm2js), llvm 14/19 (opt, llvm-as), ccache;
 # rsync and meson/ninja for the task runner's sync and build helpers; bubblewrap, the
@@ -33,16 +33,22 @@ fi
 # start with them.
 # zsh, cargo, cmake and a C++ compiler are what the task runner's tests drive (a missing
 # one fails `make test`, which sets PF_STRICT_TOOLS=1); openssh-server's sshd serves the
-# remote-host tests on loopback (tests/sshd.py).
+# remote-host tests on loopback (tests/sshd.py); nginx (TLS, HTTP/2) fronts pf serve in
+# tests/deploy with the shipped deploy/nginx/pf.conf, and curl (Debian's has nghttp2)
+# checks it speaks HTTP/2.
 # tests/deploy: podman (with runc: crun cannot run on a host with hybrid cgroups, and
 # iptables for its network) builds the image on a Debian base that debootstrap makes from
 # apt, since no image registry is reachable; systemd's systemd-analyze verifies the units.
 if [[ "${1:-}" == "test" ]]; then
   APT_PACKAGES+=(chromium postgresql-15 redis-server zsh cargo cmake g++ make openssh-server)
+  APT_PACKAGES+=(nginx curl)
   APT_PACKAGES+=(podman runc iptables debootstrap systemd)
 fi
 # Debian starts nginx's own service on port 80 when it installs it; the bench uses its own.
-if [[ "${1:-}" == "bench" ]]; then APT_PACKAGES+=(wrk nginx-light postgresql-15 redis-server); fi
+# h2load (nghttp2-client) loads the proxy over HTTP/2 in bench/proxy_bench.py.
+if [[ "${1:-}" == "bench" ]]; then
+  APT_PACKAGES+=(wrk nginx-light nghttp2-client postgresql-15 redis-server)
+fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

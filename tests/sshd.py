@@ -1,4 +1,4 @@
-"""Private OpenSSH servers on loopback for the remote-host tests (VERIFIED.md's recipe).
+"""Private OpenSSH servers on loopback for the remote-host tests.
 
 Each :class:`Sshd` has a host key made for it, listens on a free port of 127.0.0.1 and
 lets in the user running the tests with a client key made by the test. :func:`client_home`

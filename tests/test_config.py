@@ -98,6 +98,7 @@ NUMERIC = {
     "shared_cache_max_bytes": "PF_SHARED_CACHE_MAX_BYTES",
     "worker_heartbeat": "PF_WORKER_HEARTBEAT",
     "worker_stalled_after": "PF_WORKER_STALLED_AFTER",
+    "backlog": "PF_BACKLOG",
 }
 # Numeric settings where 0 means "off": every other bad number is still refused.
 ZERO_MEANS_OFF = {"rate_limit": "PF_RATE_LIMIT"}
@@ -129,6 +130,27 @@ def test_list_and_choice_settings(tmp_path: Path) -> None:
     assert settings.sandbox == "bwrap"
     with pytest.raises(ConfigError, match="PF_SANDBOX"):
         load_settings(environ={"PF_SANDBOX": "docker"}, toml_path=tmp_path / "absent.toml")
+
+
+def test_trusted_proxies_are_addresses_and_networks(tmp_path: Path) -> None:
+    absent = tmp_path / "absent.toml"
+    settings = load_settings(
+        environ={"PF_TRUSTED_PROXIES": "127.0.0.1, 10.1.2.3/8,::1, fd00::/8, 192.0.2.7/32"},
+        toml_path=absent,
+    )
+    assert settings.trusted_proxies == ("127.0.0.1", "10.0.0.0/8", "::1", "fd00::/8", "192.0.2.7")
+    assert load_settings(environ={}, toml_path=absent).trusted_proxies == ()
+    for bad in ("*", "proxy.internal", "10.0.0.0/33", "127.0.0.1:80"):
+        with pytest.raises(ConfigError, match=r"PF_TRUSTED_PROXIES.*IP addresses or networks"):
+            load_settings(environ={"PF_TRUSTED_PROXIES": bad}, toml_path=absent)
+
+
+def test_backlog_fits_listen(tmp_path: Path) -> None:
+    absent = tmp_path / "absent.toml"
+    assert load_settings(environ={}, toml_path=absent).backlog == 2048
+    assert load_settings(environ={"PF_BACKLOG": "65535"}, toml_path=absent).backlog == 65535
+    with pytest.raises(ConfigError, match=r"PF_BACKLOG.*at most 2147483647"):
+        load_settings(environ={"PF_BACKLOG": str(2**31)}, toml_path=absent)
 
 
 @pytest.mark.parametrize("value", BAD_NUMBERS)

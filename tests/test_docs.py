@@ -1,9 +1,11 @@
-"""The docs a person who clones pf reads: links resolve inside the repository, and
-docs/configuration.md lists every setting pf reads, each where it is really read."""
+"""The docs a person who clones pf reads: links resolve inside the repository, nothing
+names a document outside it, and docs/configuration.md lists every setting pf reads,
+each where it is really read."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,25 @@ def test_configuration_names_modules_that_exist() -> None:
         assert modules, f"{env_name}: no 'read by' module"
         for module in modules:
             assert (ROOT / "src" / "pf" / module).exists(), f"{env_name}: {module} is not in src/pf"
+
+
+# Documents kept outside the repository, which a person who clones pf never has.
+_OUTSIDE = re.compile(r"\b(?:DESIGN|PFYFILE|TOOLCHAINS|STYLE|VERIFIED|API)\.md\b|\.\./shared/")
+
+
+def test_nothing_refers_to_documents_outside_the_repository() -> None:
+    tracked = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    found = [
+        f"{name}:{number}: {line.strip()}"
+        for name in tracked
+        if name and (ROOT / name).is_file() and name != "tests/test_docs.py"
+        for number, line in enumerate(
+            (ROOT / name).read_text(errors="replace").splitlines(), start=1
+        )
+        if _OUTSIDE.search(line)
+    ]
+    assert not found, "say it here or point into docs/:\n" + "\n".join(found)

@@ -133,6 +133,35 @@ def _parse_optional_name(text: str) -> str | None:
     return text.strip() or None
 
 
+def _parse_proxies(text: str) -> tuple[str, ...]:
+    """Addresses and networks (``10.0.0.0/8``), each normalised; a name or ``*`` is refused:
+    trust is given to what a socket's peer address can be compared with, and to no more."""
+    # Imported only when the setting is given: a millisecond `pf list` need not pay.
+    import ipaddress
+
+    proxies = []
+    for item in _parse_list(text):
+        try:
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"expected IP addresses or networks (10.0.0.0/8), got {item!r}"
+            ) from None
+        proxies.append(str(network.network_address if network.num_addresses == 1 else network))
+    return tuple(proxies)
+
+
+# listen() takes a C int; the kernel then caps it at net.core.somaxconn.
+MAX_BACKLOG = 2**31 - 1
+
+
+def _parse_backlog(text: str) -> int:
+    value = _parse_positive_int(text)
+    if value > MAX_BACKLOG:
+        raise ValueError(f"expected at most {MAX_BACKLOG}, got {text!r}")
+    return value
+
+
 def _parse_log_level(text: str) -> str:
     level = text.strip().lower()
     if level not in _LOG_LEVELS:
@@ -208,6 +237,12 @@ class Settings:
     # its builds are given to another (docs/scale.md: recovery takes about the sum).
     worker_heartbeat: float = 2.0
     worker_stalled_after: float = 8.0
+    # Peers whose X-Forwarded-For and X-Forwarded-Proto pf believes (a reverse proxy's
+    # addresses or networks); empty: nobody's, the socket's peer is the client.
+    trusted_proxies: tuple[str, ...] = ()
+    # pf serve's listen backlog: connections the kernel completes before pf accepts them
+    # (capped by net.core.somaxconn; deploy/sysctl.d/60-pf.conf raises that).
+    backlog: int = 2048
     # Tool paths pinned by the user (PF_TOOL_CLANG=/opt/clang/bin/clang), by tool name.
     tools: Mapping[str, str] = field(default_factory=dict)
     # The environment every tool starts from: the few variables compilers read, with a
@@ -281,6 +316,8 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "shared_cache_max_bytes": ("PF_SHARED_CACHE_MAX_BYTES", _parse_size),
     "worker_heartbeat": ("PF_WORKER_HEARTBEAT", _parse_seconds),
     "worker_stalled_after": ("PF_WORKER_STALLED_AFTER", _parse_seconds),
+    "trusted_proxies": ("PF_TRUSTED_PROXIES", _parse_proxies),
+    "backlog": ("PF_BACKLOG", _parse_backlog),
 }
 
 _TOOL_PREFIX = "PF_TOOL_"

@@ -27,7 +27,7 @@ _KNOWN = (
     " ts-node, perl, php, ruby, r, julia, haskell, ocaml, elixir, dart, lua, c, cpp, rust,"
     " fortran, go, asm, zig, nim, crystal, haskell-compile, ocamlc, java-openjdk,"
     " java-android, c-llvm, cpp-llvm, c-llvm-bc, cpp-llvm-bc, fortran-llvm"
-    " (PFYFILE.md lists their aliases), and `default` for bash"
+    " (docs/pfyfile.md lists their aliases), and `default` for bash"
 )
 
 # (id, text, line, col, width, message, hint): where the caret goes and what it says.

@@ -2,7 +2,7 @@
 
 Every test runs the installed console script (``.venv/bin/pf``) as a user would, with
 the ``isolate`` fixture's environment (PF_CACHE_DIR in tmp_path, NO_COLOR), and
-checks stdout, stderr and the exit code (STYLE.md rec. 13, after just's ``Test``).
+checks stdout, stderr and the exit code (after just's ``Test``).
 """
 
 from __future__ import annotations

@@ -27,10 +27,15 @@ START_TIMEOUT = 30.0
 
 
 class Server:
-    """One ``pf serve`` process; ``start()`` returns once /api/health answers."""
+    """One ``pf serve`` process; ``start()`` returns once /api/health answers. ``prefix``
+    is a command that execs it (``prlimit --nofile=...``), so the pid stays pf's."""
 
     def __init__(
-        self, workdir: Path, env: Mapping[str, str] | None = None, args: tuple[str, ...] = ()
+        self,
+        workdir: Path,
+        env: Mapping[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        prefix: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir
         self.projects = workdir / "projects"
@@ -38,6 +43,7 @@ class Server:
         self.log_path = workdir / "server.log"
         self.extra_env = dict(env or {})
         self.args = args
+        self.prefix = prefix
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         if not self.projects.exists():
@@ -64,6 +70,7 @@ class Server:
             offset = log.tell()
             self.proc = subprocess.Popen(
                 [
+                    *self.prefix,
                     sys.executable,
                     "-m",
                     "pf.cli.serve",

@@ -1,4 +1,4 @@
-"""Every endpoint of API.md and every field, against a real pf serve on loopback."""
+"""Every endpoint of docs/server.md and every field, against a real pf serve on loopback."""
 
 from __future__ import annotations
 

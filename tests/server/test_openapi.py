@@ -44,7 +44,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "404", "409",
 
 CPYTHON_AST_BUG = "SystemError: AST constructor recursion depth mismatch"
 
-# DELETE /api/builds/{id} cancels a build; its record stays readable (API.md), so a
+# DELETE /api/builds/{id} cancels a build; its record stays readable (docs/server.md), so a
 # cancelled build that still answers GET is the contract, not a stale resource.
 EXCLUDED_CHECKS = ("use_after_free",)
 

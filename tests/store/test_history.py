@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from pf.config import load_settings
 from pf.errors import StoreError
 from pf.store import BuildRow, LogLine, Store, default_url
+from pf.store.builds import UPSERT_PAGE_ROWS
 from pf.store.db import StoreUnavailable, engine_url
 
 
@@ -82,6 +84,26 @@ def test_the_last_write_of_a_build_wins_within_and_across_batches(store: Store) 
     stored = store.get("a")
     assert stored is not None and (stored.status, stored.error) == ("failed", "boom")
     assert store.count() == 1
+
+
+def test_batches_of_every_size_reuse_a_few_statement_texts(store: Store) -> None:
+    # Each distinct statement text stays prepared in the driver's cache: one text per
+    # batch size made the server's memory grow with every build it recorded.
+    texts: set[str] = set()
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO BUILDS"):
+            texts.add(statement)
+
+    event.listen(store.db.engine, "before_cursor_execute", seen)
+    try:
+        for size in range(1, 121):
+            store.write([_row(f"b{size}-{n}") for n in range(size)])
+    finally:
+        event.remove(store.db.engine, "before_cursor_execute", seen)
+    assert store.count() == sum(range(1, 121))
+    # One text per page size, and PostgreSQL's for a lone row besides.
+    assert 0 < len(texts) <= UPSERT_PAGE_ROWS + 1
 
 
 def test_recent_is_newest_first_and_filters(store: Store) -> None:

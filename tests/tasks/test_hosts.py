@@ -43,6 +43,14 @@ def test_a_task_declaring_host_keeps_it() -> None:
         ("@h", "cannot read the host `@h`"),
         ("a b", "cannot read the host `a b`"),
         (":22", "cannot read the host `:22`"),
+        (
+            "-oProxyCommand=id",
+            "cannot read the host `-oProxyCommand=id`: its host name starts with '-'",
+        ),
+        (
+            "-oProxyCommand=id@h:22",
+            "cannot read the host `-oProxyCommand=id@h:22`: its user name starts with '-'",
+        ),
     ],
 )
 def test_unreadable_hosts(text: str, message: str) -> None:

@@ -162,7 +162,7 @@ def test_sync_local_with_rsync(ctx: Context, work: Path, run: Runner) -> None:
     words = ["src=a/", "dest=b/", 'excludes=["*.log",', '"*.tmp"]', "delete"]
     plan = SYSTEM_VERBS["sync"](words, ctx)
     assert plan.argvs == [
-        ["rsync", "-a", "--delete", "--exclude", "*.log", "--exclude", "*.tmp", "a/", "b/"]
+        ["rsync", "-a", "--delete", "--exclude", "*.log", "--exclude", "*.tmp", "--", "a/", "b/"]
     ]
     ran = run(plan)
     assert ran.result.code == 0, ran.err
@@ -181,7 +181,7 @@ def test_sync_remote_builds_ssh_form(ctx: Context) -> None:
         [
             *("/bin/true", "-az", "-v", "--delete", "--exclude", ".git"),
             *("--exclude", "node_modules", "-e", "ssh -p 2222"),
-            *("dist/", "deploy@10.0.0.5:/srv/app"),
+            *("--", "dist/", "deploy@10.0.0.5:/srv/app"),
         ]
     ]
     no_user = sync_plan("a", "b", host="h", ctx=_pinned(ctx, "rsync", "ssh"))
@@ -295,3 +295,21 @@ def test_service_without_systemctl(ctx: Context, tmp_path: Path) -> None:
     assert info.value.tool == "systemctl"
     assert info.value.install == "apt-get install -y systemd"
     assert "needed for service" in info.value.message
+
+
+def test_names_a_tool_would_read_as_its_options_are_refused(ctx: Context) -> None:
+    sync = _pinned(ctx, "rsync", "ssh")
+    for verb, words in (
+        ("packages", ["install", "jq", "-oAPT::Update::Pre-Invoke::=touch x"]),
+        ("service", ["restart", "--root=/tmp"]),
+        ("sync", ["src=a", "dest=b", "host=-oProxyCommand=touch x"]),
+        ("sync", ["src=a", "dest=b", "host=h", "user=-oProxyCommand=touch x"]),
+    ):
+        with pytest.raises(BadArgument, match="starts with '-'"):
+            SYSTEM_VERBS[verb](words, sync if verb == "sync" else _pinned(ctx, "systemctl"))
+    # A path that starts with '-' stays a path: rsync reads it after `--`.
+    assert SYSTEM_VERBS["sync"](["src=--rsh=sh", "dest=b"], sync).argvs[0][-3:] == [
+        "--",
+        "--rsh=sh",
+        "b",
+    ]

@@ -2,7 +2,7 @@
 
 A bad ``-o`` is the user's to fix, so it is a UsageError naming the path and the reason,
 found before any compiler runs where that can be known. ``--json`` prints one record per
-build, completed or failed, in the shape of the server's build records (API.md).
+build, completed or failed, in the shape of the server's build records (docs/server.md).
 """
 
 from __future__ import annotations

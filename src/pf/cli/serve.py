@@ -22,12 +22,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pf.cli._argparse import ArgumentParser
-from pf.config import load_settings
+from pf.config import MAX_BACKLOG, load_settings
 from pf.errors import UsageError
 
 _REPO = Path(__file__).resolve().parents[3]
 DEFAULT_PORT = 8080
-DEFAULT_BACKLOG = 2048
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -72,7 +71,12 @@ def _parser() -> ArgumentParser:
         help="API processes on the port (overrides PF_API_WORKERS; default 1; more than 1 "
         "needs PF_DATABASE_URL=postgresql://... and PF_REDIS_URL)",
     )
-    parser.add_argument("--backlog", type=int, default=DEFAULT_BACKLOG, help="listen backlog")
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        metavar="N",
+        help="listen backlog (overrides PF_BACKLOG; default 2048)",
+    )
     parser.add_argument(
         "--ws-ping-interval", type=float, default=20.0, help="seconds between WebSocket pings"
     )
@@ -83,8 +87,8 @@ def _parser() -> ArgumentParser:
     parser.add_argument(
         "--insecure-no-auth",
         action="store_true",
-        help="serve a non-loopback --host even while no token exists (anyone who reaches "
-        "it can run builds and tasks)",
+        help="serve a non-loopback --host, or any behind PF_TRUSTED_PROXIES, even while no "
+        "token exists (anyone who reaches it can run builds and tasks)",
     )
     return parser
 
@@ -95,8 +99,8 @@ def command(argv: list[str]) -> int:
         raise UsageError(f"--port must be from 0 to 65535, not {args.port}")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be positive, not {args.workers}")
-    if args.backlog < 1:
-        raise UsageError(f"--backlog must be positive, not {args.backlog}")
+    if args.backlog is not None and not 1 <= args.backlog <= MAX_BACKLOG:
+        raise UsageError(f"--backlog must be from 1 to {MAX_BACKLOG}, not {args.backlog}")
     if args.ws_ping_interval <= 0 or args.ws_ping_timeout <= 0:
         raise UsageError("--ws-ping-interval and --ws-ping-timeout must be positive")
     root = (args.root or default_root()).resolve()
@@ -109,6 +113,7 @@ def command(argv: list[str]) -> int:
             "log_level": args.log_level,
             "default_project": args.default_project or None,
             "api_workers": args.workers,
+            "backlog": args.backlog,
         }
     )
     if settings.default_project is not None:
@@ -127,7 +132,6 @@ def command(argv: list[str]) -> int:
         port=args.port,
         root=root,
         projects=projects,
-        backlog=args.backlog,
         ws_ping_interval=args.ws_ping_interval,
         ws_ping_timeout=args.ws_ping_timeout,
     )

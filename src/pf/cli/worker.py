@@ -5,6 +5,11 @@ takes the builds pf serve queued and runs them through the engine as pf serve wo
 one process (pf.engine.farm); start as many as the machines have cores for, on any
 machine that reaches the database. Logs are JSON lines on stderr, as pf serve's. SIGTERM
 or Ctrl-C stops taking builds and lets the running ones finish.
+
+Like pf serve it fails closed: a worker whose compile sandbox cannot start does not
+start (exit 3, naming the cause and the fix), rather than take builds only to fail
+them while other workers could run them; ``PF_SANDBOX=off`` is warned about at every
+start, and task processes a killed worker left are killed first.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import logging.config
 from pathlib import Path
 
+from pf import sandbox
 from pf.cli._argparse import ArgumentParser
 from pf.cli.serve import LOG_LEVELS, default_projects
 from pf.config import load_settings
@@ -52,6 +58,19 @@ def command(argv: list[str]) -> int:
     from pf.server.logging import log_config
 
     logging.config.dictConfig(log_config(settings.log_level))
+    log = logging.getLogger("pf.worker")
+    reaped = sandbox.reap_orphans()
+    if reaped:
+        log.warning(
+            "killed task processes a pf that was killed left running",
+            extra={"processes": reaped},
+        )
+    unconfined = sandbox.warning(settings)
+    if unconfined is not None:
+        log.warning(unconfined)
+    unconfinable = sandbox.probe(settings)
+    if unconfinable is not None:
+        raise unconfinable
     farm = Farm(settings, projects)
     asyncio.run(farm.run(settings.worker_concurrency))
     return 0

@@ -1,6 +1,6 @@
 """pf.dsl: Pfyfile text -> resolved model, with errors that point at file:line:col.
 
-Phases, one module each (STYLE.md rec. 6): :mod:`~pf.dsl.source` (Source, Span),
+Phases, one module each: :mod:`~pf.dsl.source` (Source, Span),
 :mod:`~pf.dsl.lexer` (logical lines, words), :mod:`~pf.dsl.parser` (one file ->
 :mod:`~pf.dsl.ast`), :mod:`~pf.dsl.analyzer` (includes, groups, names, cycles ->
 :mod:`~pf.dsl.model`), plus :mod:`~pf.dsl.errors` (DslError and its one table

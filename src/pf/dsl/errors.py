@@ -148,7 +148,7 @@ MESSAGES: dict[str, tuple[str, str | None, str | None]] = {
     ),
     "unknown-language": (
         "unknown language `{name}`",
-        "the languages are {known} (PFYFILE.md lists their aliases), and `default` for bash",
+        "the languages are {known} (docs/pfyfile.md lists their aliases), and `default` for bash",
         None,
     ),
     "invalid-hosts": (

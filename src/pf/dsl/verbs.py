@@ -51,7 +51,7 @@ ARITY: dict[str, tuple[int, str, str]] = {
 SYNC_USAGE = "write `sync src=PATH dest=PATH [host= user= port=] [excludes=[..]] [delete] [dry]`"
 
 #: The languages of `shell_lang NAME` and `shell [lang:NAME]`: the original pf's table
-#: (PFYFILE.md), name -> aliases, all lower case. pf.tasks.polyglot runs them and takes
+#: (docs/pfyfile.md), name -> aliases, all lower case. pf.tasks.polyglot runs them and takes
 #: its names from here.
 LANGUAGES: dict[str, tuple[str, ...]] = {
     # shells

@@ -183,7 +183,7 @@ class Modules:
             return self._files.get(published)
 
     def listing(self) -> list[dict[str, Any]]:
-        """API.md's ``modules``: a group per target and source folder (the original's
+        """docs/server.md's ``modules``: a group per target and source folder (the original's
         ``language``: the folder under ``wasm/``), wasm first, files by name."""
         with self._lock:
             modules = list(self._files.values())

@@ -1,6 +1,6 @@
 """The in-process event bus: build events from any thread to every subscriber on the loop.
 
-Events are plain dicts shaped exactly as API.md's WebSocket messages (constructors
+Events are plain dicts shaped exactly as docs/server.md's WebSocket messages (constructors
 below). ``publish`` may be called from any thread and never blocks: it hands the events
 to the loop with ``call_soon_threadsafe``, even from the loop itself, so every event
 reaches every subscriber in one global order. Each subscriber owns a bounded

@@ -1,6 +1,6 @@
 """Turning a build request into a validated Job, or a 4xx error, before anything is queued.
 
-Checks run in the order a user fixes them: language and target (the exact API.md
+Checks run in the order a user fixes them: language and target (the exact docs/server.md
 messages), options (InvalidOption names the option and its allowed values), the project
 (NotFound, so HTTP 404; a request naming none gets PF_DEFAULT_PROJECT, else the
 catalog's default), its sources, and last the driver's plan, which refuses options the

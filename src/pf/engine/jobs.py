@@ -264,7 +264,7 @@ class Job:
         )
 
     def to_api(self) -> dict[str, Any]:
-        """The record as API.md's clients read it (camelCase, ISO-8601 times, ms)."""
+        """The record as docs/server.md's clients read it (camelCase, ISO-8601 times, ms)."""
         with self.lock:
             if self._api is not None:
                 return self._api

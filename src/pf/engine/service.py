@@ -647,7 +647,7 @@ class BuildService:
         return job.to_api()
 
     def logs(self, build_id: str) -> list[dict[str, Any]] | None:
-        """API.md's log entries of a build, in order; None if the build is unknown.
+        """docs/server.md's log entries of a build, in order; None if the build is unknown.
 
         Blocks up to a few ms for a build that just ended (call from a thread).
         """
@@ -730,7 +730,7 @@ class BuildService:
         return self.scheduler.depth
 
     def metrics(self) -> dict[str, Any]:
-        """API.md's /api/metrics fields that the service owns (not the HTTP ones); in
+        """docs/server.md's /api/metrics fields that the service owns (not the HTTP ones); in
         shared mode, counted over every process from the store (call from a thread)."""
         if self.remote:
             return self._shared_metrics()

@@ -1,6 +1,6 @@
 """The engine behind the task verb ``compile``: a CompileCall -> one cached compile per language.
 
-pf.tasks may not import pf.engine (DESIGN.md's layers: the engine sits above tasks),
+pf.tasks may not import pf.engine (docs/architecture.md's layers: the engine sits above tasks),
 so the caller hands :func:`compile_hook` to the executor as its ``compile`` hook: the
 CLI as it is, pf serve's task runs bound to the service's settings, action cache,
 cancel Event and live log (:func:`bind_hook`). The CLI imports this module only when

@@ -3,7 +3,7 @@
 Holds no business logic. Imports engine and everything below it.
 
     app.py         create_app(): routes, middleware, error handlers, lifespan
-    api.py         REST handlers of API.md
+    api.py         REST handlers of docs/server.md
     schemas.py     request bodies and query strings: bounded reads, types, 4xx refusals
     errors.py      every error as JSON {"error": message, ...}
     ws.py          WebSocket clients: initial status, batched events, subscriptions, limits

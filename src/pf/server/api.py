@@ -1,4 +1,4 @@
-"""REST handlers for every path of API.md: parse the request, call the build service, answer JSON.
+"""REST handlers for every path in docs/server.md: parse, call the build service, answer JSON.
 
 No business logic lives here: a handler validates its input through schemas.py, makes
 one BuildService call and shapes the answer with the original server's field names.

@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp
 
 from pf.server import api
-from pf.server.auth import Authenticate, Credentials, is_loopback
+from pf.server.auth import Authenticate, Credentials, is_private
 from pf.server.errors import HANDLERS
 from pf.server.guard import Guard, check_origins
 from pf.server.metrics import prometheus
@@ -67,13 +67,14 @@ def create_app(
     """The pf serve application over ``service``; ``static_app`` serves every non-API path.
 
     ``bound_host`` is the address pf serve listens on: a Host header may name it, and
-    while no token exists the API is open only on loopback (or with ``insecure_no_auth``).
+    while no token exists the API is open only on loopback without a reverse proxy in
+    front (PF_TRUSTED_PROXIES), or with ``insecure_no_auth``.
     """
     check_origins(settings.cors_origins)  # now, not at the first request
     hub = Hub(service, settings)
     stats = RequestStats()
     credentials = Credentials(TokenStore(service.store.db), settings.session_ttl)
-    open_when_no_token = insecure_no_auth or is_loopback(bound_host)
+    open_when_no_token = insecure_no_auth or is_private(bound_host, bool(settings.trusted_proxies))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

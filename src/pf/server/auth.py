@@ -123,18 +123,29 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_exposure(tokens: TokenStore, host: str, insecure_no_auth: bool) -> None:
-    """Refuse to serve a non-loopback address while no token could authenticate anyone
-    (pf serve warns of ``insecure_no_auth`` once its logging is set up)."""
-    if is_loopback(host):
+def is_private(host: str, proxied: bool) -> bool:
+    """Whether serving on ``host`` keeps the API to this machine: a loopback address with
+    no reverse proxy in front (``proxied``: PF_TRUSTED_PROXIES is set), since a proxy
+    relays anyone's requests to loopback."""
+    return is_loopback(host) and not proxied
+
+
+def check_exposure(
+    tokens: TokenStore, host: str, insecure_no_auth: bool, *, proxied: bool = False
+) -> None:
+    """Refuse to serve beyond this machine (a non-loopback address, or any behind a
+    reverse proxy) while no token could authenticate anyone (pf serve warns of
+    ``insecure_no_auth`` once its logging is set up)."""
+    if is_private(host, proxied):
         return
     tokens.open()
     if tokens.list():
         return
     if insecure_no_auth:
         return
+    where = f"{host} behind the reverse proxies of PF_TRUSTED_PROXIES" if proxied else host
     raise UsageError(
-        f"refusing to serve {host} without authentication: run "
+        f"refusing to serve {where} without authentication: run "
         "`pf token create NAME --scope admin` first (or pass --insecure-no-auth)"
     )
 

@@ -498,7 +498,7 @@ DOCUMENT: Schema = {
         "description": "The polyglot build service: the original pf-web-poly-compile-helper-"
         "runner API plus inline compiles, cancellation, artifacts, tasks and metrics. Every "
         "/api answer is application/json, errors included ({error, code, hint?}). "
-        "WebSocket events on /ws (and /) are described in API.md.",
+        "WebSocket events on /ws (and /) are described in docs/server.md.",
     },
     "security": [{"bearerAuth": []}, {"cookieAuth": []}],
     "paths": PATHS,

@@ -20,6 +20,5 @@ class ServeOptions:
     port: int
     root: Path
     projects: Path
-    backlog: int
     ws_ping_interval: float
     ws_ping_timeout: float

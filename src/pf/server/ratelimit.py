@@ -44,9 +44,14 @@ def client_key(scope: Scope) -> str:
     host = str(peer[0])
     if ":" in host:
         try:
-            network = ipaddress.IPv6Network((host, _IPV6_NETWORK), strict=False)
+            address = ipaddress.IPv6Address(host.split("%", 1)[0])
         except ValueError:
             return f"addr:{host}"
+        if address.ipv4_mapped is not None:
+            # An IPv4 peer of a dual-stack socket (``--host ::``): one client per IPv4
+            # address, never every IPv4 client in one ::ffff:0:0/64 bucket.
+            return f"addr:{address.ipv4_mapped}"
+        network = ipaddress.IPv6Network((address, _IPV6_NETWORK), strict=False)
         return f"addr:{network}"
     return f"addr:{host}"
 

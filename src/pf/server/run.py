@@ -4,7 +4,9 @@ The server is uvicorn with uvloop and httptools, and its sans-I/O websockets lay
 ping/pong heartbeats, the incoming frame cap and permessage-deflate with bounded window
 bits. Request heads are bounded in headers and bytes (431) and in time (408), idle
 connections close after PF_KEEPALIVE_TIMEOUT, and past PF_MAX_CONNECTIONS a request is
-answered 503 (HttpProtocol). The listen backlog is an option; logs are JSON lines at
+answered 503 (HttpProtocol). The listen backlog is PF_BACKLOG (server/tuning.py raises
+the open-file limit and checks the kernel's cap); X-Forwarded-For and -Proto are believed
+from PF_TRUSTED_PROXIES only (uvicorn's ProxyHeadersMiddleware); logs are JSON lines at
 PF_LOG_LEVEL. SIGTERM or SIGINT stops accepting connections, closes WebSockets (1012),
 waits for open requests, then the lifespan lets running builds finish within
 PF_SHUTDOWN_GRACE seconds before the service cancels them. Everything heavy is imported
@@ -41,6 +43,7 @@ from pf import sandbox
 from pf.config import Settings
 from pf.engine.service import BuildService
 from pf.errors import UsageError
+from pf.server import tuning
 from pf.server.app import WEB_DIR, create_app
 from pf.server.auth import check_exposure
 from pf.server.guard import check_origins
@@ -53,7 +56,7 @@ from pf.store import Store, TokenStore
 log = logging.getLogger("pf.server")
 
 WS_WINDOW_BITS = 12  # a 4 KiB deflate window each way
-WS_COMPRESS_FROM = 1024  # smaller messages are sent as they are (API.md)
+WS_COMPRESS_FROM = 1024  # smaller messages are sent as they are (docs/server.md)
 CLOSE_TIMEOUT = 1.0  # seconds a closed-by-us peer has to answer before it is cut off
 
 
@@ -456,10 +459,18 @@ def prepare(settings: Settings, options: ServeOptions, *, insecure_no_auth: bool
     # from the lifespan (the service's start finds the store open).
     store.open()
     try:
-        check_exposure(TokenStore(store.db), options.host, insecure_no_auth)
+        check_exposure(
+            TokenStore(store.db),
+            options.host,
+            insecure_no_auth,
+            proxied=bool(settings.trusted_proxies),
+        )
     finally:
         store.close()
-    sock = bind(options.host, options.port, options.backlog)  # fail fast on a taken port
+    # Before the fork of several API processes: each inherits the raised limit.
+    tuning.raise_open_files(settings)
+    tuning.check_backlog(settings)
+    sock = bind(options.host, options.port, settings.backlog)  # fail fast on a taken port
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     log.info(
@@ -536,13 +547,17 @@ def uvicorn_config(settings: Settings, options: ServeOptions, app: ASGIApp) -> u
         # A JSON line per request costs a fifth of /api/health's throughput: request
         # logs are for debugging.
         access_log=settings.log_level == "debug",
-        backlog=options.backlog,
+        backlog=settings.backlog,
         timeout_keep_alive=math.ceil(settings.keepalive_timeout),
         # Past it, a request is answered 503 at once (idle connections count).
         limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
         server_header=False,
-        # X-Forwarded-For is not trusted: the rate limit and fair share tell clients
-        # apart by the socket's peer address (or their token), which no header can forge.
-        proxy_headers=False,
+        # X-Forwarded-For and X-Forwarded-Proto count only from PF_TRUSTED_PROXIES: the
+        # rate limit, fair share and access log tell clients apart by the socket's peer
+        # address (or their token), which only a trusted proxy may speak for. Its rightmost
+        # untrusted address is the client. None listed: uvicorn's middleware is left out
+        # (it would default to trusting loopback, and FORWARDED_ALLOW_IPS).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
     )

@@ -35,6 +35,14 @@ FINISHED = (COMPLETED, FAILED, CANCELLED)
 
 INTERRUPTED = "interrupted by restart"
 
+# Rows per statement of an upsert. With RETURNING, SQLAlchemy sends a batch as one
+# multi-row INSERT whose text depends on its row count, and the driver keeps each text
+# it has seen prepared (SQLite's statement cache, psycopg's prepared statements): with
+# batches of any size up to hundreds of rows, that cache held ~0.6 MB per statement and
+# the server's memory grew with every build recorded. Pages of this many rows leave at
+# most this many statement texts, each small.
+UPSERT_PAGE_ROWS = 32
+
 
 @dataclass(frozen=True)
 class BuildRow:
@@ -122,7 +130,10 @@ def upsert(conn: Connection, rows: Sequence[BuildRow]) -> set[str]:
     ).returning(builds.c.id)
     # The last write of a build wins: a batch may hold its queued and running states.
     latest = {row.id: row for row in rows}
-    result = conn.execute(guarded, [row.values() for row in latest.values()])
+    result = conn.execute(
+        guarded.execution_options(insertmanyvalues_page_size=UPSERT_PAGE_ROWS),
+        [row.values() for row in latest.values()],
+    )
     return set(result.scalars())
 
 

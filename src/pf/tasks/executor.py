@@ -11,13 +11,13 @@ done run side by side on threads (each statement's processes run through the
 sandbox, so a thread only waits); the invocations themselves stay in command-line
 order. The first failure stops the run: nothing new starts, running tasks finish.
 
-A task's values are layered (PFYFILE.md): process environment < file ``env`` <
+A task's values are layered (docs/pfyfile.md): process environment < file ``env`` <
 header defaults < task ``env`` < command-line parameters. They are interpolated in
 order as they are bound, and every one is exported to the task's commands, so
 ``shell`` lines (handed to bash unchanged) see them as variables while other verbs'
 arguments get pf-level interpolation. Build helpers and system verbs are the plans
 of :mod:`pf.tasks.helpers` and :mod:`pf.tasks.system`; ``compile`` calls a hook the
-caller injects, because the engine sits above this layer (DESIGN.md).
+caller injects, because the engine sits above this layer (docs/architecture.md).
 
 Start-up matters (an up-to-date no-op run has a budget of 80 ms), so this module
 imports only pf.dsl and the standard library's light modules at load time; the verb

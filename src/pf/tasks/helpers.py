@@ -6,7 +6,7 @@ the Pfyfile verb names to adapters that take the verb's (already interpolated) w
 ``jobs=N`` becomes each tool's own parallelism flag. Cargo always runs ``--offline``:
 this project's machines cannot reach crates.io, and a build that silently tries to is
 slower and fails worse. ``autobuild`` picks the first build file of ``DETECTION_ORDER``
-(PFYFILE.md's order, which puts specific systems before the generic Makefile that they
+(docs/pfyfile.md's order, which puts specific systems before the generic Makefile that they
 often generate). Imports only ``pf.tasks.tools``.
 """
 
@@ -286,7 +286,7 @@ class BuildSystem:
     directory: Path
 
 
-# PFYFILE.md's autobuild order: the first present marker wins.
+# docs/pfyfile.md's autobuild order: the first present marker wins.
 DETECTION_ORDER: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cargo", ("Cargo.toml",)),
     ("go", ("go.mod",)),

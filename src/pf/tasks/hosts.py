@@ -65,7 +65,16 @@ def parse_host(text: str, user: str | None = None, port: int | None = None) -> H
         raise UsageError(
             f"cannot read the host `{text}`", hint="write `user@host:22`, `host:22` or `host`"
         )
-    return Host(name, login or user, _port(given, spec) if colon else port)
+    who = login or user
+    # ssh and rsync read a word that starts with '-' as an option (-oProxyCommand=...
+    # runs a command); no host or user name starts with one.
+    for what, word in (("host", name), ("user", who)):
+        if word and word.startswith("-"):
+            raise UsageError(
+                f"cannot read the host `{text}`: its {what} name starts with '-'",
+                hint="host and user names start with a letter or a digit",
+            )
+    return Host(name, who, _port(given, spec) if colon else port)
 
 
 def hosts_for(pfyfile: Pfyfile, task: Task, params: Mapping[str, str]) -> list[Host] | None:

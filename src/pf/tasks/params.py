@@ -1,6 +1,6 @@
 """Command-line words -> task invocations: which tasks run, in order, with which parameters.
 
-Owns the four equivalent parameter forms of PFYFILE.md (``key=value``, ``--key=value``,
+Owns the four equivalent parameter forms of docs/pfyfile.md (``key=value``, ``--key=value``,
 ``--key value``, ``-k value``), group addressing (``pf web build-rust`` and
 ``web:build-rust``), and the pf flags that may follow a task name (``--help``/``-h``,
 ``--force``, ``-j N``). Unknown tasks and groups get "did you mean"; a parameter the

@@ -2,7 +2,7 @@
 and heredoc blocks, as plans. Imports ``pf.tasks.tools`` (and through it config), and the
 language names from ``pf.dsl.verbs``, where the parser looks them up.
 
-A plain ``shell`` line goes to ``bash -c`` unchanged (PFYFILE.md: pipes, ``&&`` and
+A plain ``shell`` line goes to ``bash -c`` unchanged (docs/pfyfile.md: pipes, ``&&`` and
 ``${x:-d}`` are bash's business). Polyglot code is written to a file in a scratch
 directory the caller owns and handed to the interpreter as a script, so every language
 sees its arguments the same way the original pf gave them: ``sys.argv[1:]``,
@@ -273,7 +273,7 @@ LANGUAGES: tuple[Language, ...] = (
 _BY_NAME: dict[str, Language] = {
     key: lang for lang in LANGUAGES for key in (lang.name, *lang.aliases)
 }
-# Names that mean "no polyglot, plain bash" for `shell_lang` (PFYFILE.md: `default`).
+# Names that mean "no polyglot, plain bash" for `shell_lang` (docs/pfyfile.md: `default`).
 DEFAULT_NAMES = frozenset({"default", ""})
 
 

@@ -53,6 +53,18 @@ SERVICE_ACTIONS = (
 )
 
 
+def _not_an_option(verb: str, what: str, value: str) -> None:
+    """Refuse a name that the tool it reaches would read as one of its own options.
+
+    Task parameters fill these names in; no package, service, host or user name starts
+    with '-', and ``apt-get -o...`` or ssh's ``-oProxyCommand=...`` run commands.
+    """
+    if value.startswith("-"):
+        raise BadArgument(
+            f"{verb}: the {what} {value!r} starts with '-', which {verb} would read as an option"
+        )
+
+
 def _check_action(verb: str, action: str, allowed: Sequence[str]) -> None:
     if action in allowed:
         return
@@ -113,6 +125,8 @@ def packages_plan(action: str, names: Sequence[str], *, ctx: Context) -> Plan:
     _check_action("packages", action, PACKAGE_ACTIONS)
     if not names:
         raise BadArgument(f"packages {action}: name at least one package")
+    for name in names:
+        _not_an_option("packages", "package name", name)
     manager = package_manager(ctx)
     if manager.needs_root and not ctx.privileged:
         raise TaskError(
@@ -133,6 +147,7 @@ def service_plan(action: str, name: str, *, ctx: Context) -> Plan:
     _check_action("service", action, SERVICE_ACTIONS)
     if not name:
         raise BadArgument(f"service {action}: name the service")
+    _not_an_option("service", "service name", name)
     systemctl = find_tool(SYSTEMCTL, ctx, "service")
     return Plan((ctx.command([systemctl, action, name]),))
 
@@ -175,8 +190,8 @@ def sync_plan(
 ) -> Plan:
     """``rsync -a`` SRC to DEST; with ``host`` DEST is ``[user@]host:dest`` over ssh.
 
-    Paths go to rsync exactly as written: a trailing slash on SRC still means "the
-    contents of", as rsync users expect.
+    Paths go to rsync exactly as written, after ``--``: a trailing slash on SRC still
+    means "the contents of", as rsync users expect.
     """
     if not src or not dest:
         raise BadArgument("sync: needs src= and dest=, as in `sync src=site/ dest=/srv/site`")
@@ -195,6 +210,9 @@ def sync_plan(
         argv += ["--exclude-from", exclude_file]
     target = dest
     if host:
+        _not_an_option("sync", "host", host)
+        if user:
+            _not_an_option("sync", "user", user)
         find_tool(SSH, ctx, "sync to a remote host")
         ssh = ["ssh"]
         if port:
@@ -209,7 +227,9 @@ def sync_plan(
         if len(ssh) > 1:
             argv += ["-e", shlex.join(ssh)]
         target = f"{user}@{host}:{dest}" if user else f"{host}:{dest}"
-    return Plan((ctx.command([*argv, src, target]),))
+    # `--`: a path that starts with '-' is a path, never one of rsync's options (an
+    # `--rsh=` would run a command).
+    return Plan((ctx.command([*argv, "--", src, target]),))
 
 
 # --------------------------------------------------------------------- verb table

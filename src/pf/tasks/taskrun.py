@@ -95,7 +95,7 @@ class TaskRun:
         self.values = values
         # `sudo=true [sudo_user=U]`: every command of the task runs through sudo.
         self.sudo = sudo
-        # Command-line parameters win over the task's own `env` lines (PFYFILE.md).
+        # Command-line parameters win over the task's own `env` lines (docs/pfyfile.md).
         self.fixed = fixed
         self.reporter = reporter or executor.reporter
         # On a remote host, commands go over this SSH session instead of the sandbox.

@@ -82,7 +82,7 @@ def _quoted(names: Sequence[str]) -> str:
 
 
 def suggest(word: str, choices: Iterable[str], limit: int = 3) -> list[str]:
-    """Choices within edit distance 2 of ``word`` (STYLE.md rec. 7), closest first."""
+    """Choices within edit distance 2 of ``word``, closest first."""
     scored = sorted((distance(word.lower(), c.lower()), c) for c in set(choices))
     return [c for d, c in scored if d <= MAX_DISTANCE][:limit]
 

@@ -1,6 +1,6 @@
 """The Fortran driver: flang-19 host IR, retargeted to wasm32 and linked with pf's runtime.
 
-No packaged compiler targets Fortran -> wasm (TOOLCHAINS.md), so the wasm route is:
+No packaged compiler targets Fortran -> wasm (docs/toolchains.md), so the wasm route is:
 ``flang-new-19 -S -emit-llvm`` (x86_64 IR) -> a Transform that rewrites the target
 triple/datalayout to wasm32 -> clang-19 with wasi-libc -> wasm-ld. Debian ships
 libFortranRuntime for x86_64 only; ``runtime/pf_fortran_rt.c`` implements the part flang

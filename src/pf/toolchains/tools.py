@@ -22,7 +22,7 @@ FLANG = ToolSpec(
     install=f"{_APT} flang-19 clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc",
 )
 # Debian's rustc 1.63 is the only Rust here with a wasm32 std; a rustup toolchain earlier
-# on PATH has none, so the Debian binary is named by its full path first (TOOLCHAINS.md).
+# on PATH has none, so the Debian binary is named by its full path first (docs/toolchains.md).
 RUSTC = ToolSpec(
     name="rustc",
     candidates=("/usr/bin/rustc",),

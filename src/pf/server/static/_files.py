@@ -466,7 +466,7 @@ async def _disconnected(receive: Receive) -> None:
 
 async def _unsatisfiable(send: Send, url_path: str, size: int) -> None:
     """416 with ``Content-Range: bytes */size``; under /api with a JSON error body, as
-    every /api answer is JSON (API.md)."""
+    every /api answer is JSON (docs/server.md)."""
     headers = [(b"content-range", f"bytes */{size}".encode()), *ISOLATION]
     body = b""
     if url_path == "/api" or url_path.startswith("/api/"):

@@ -42,7 +42,7 @@ export async function api(method, path, body) {
 }
 
 /**
- * Follows the server's WebSocket events (API.md), reconnecting with exponential backoff
+ * Follows the server's WebSocket events (docs/server.md), reconnecting with exponential backoff
  * (0.5 s doubling to 10 s, with jitter) whenever the connection drops.
  *
  * Asks for batches (`?batch=1`): pf's pages unpack them, where the original's pages

@@ -1,5 +1,5 @@
 // The dashboard's model: every build it knows, newest first, kept in step with the
-// server's WebSocket events (API.md). No DOM here: the views ask which builds changed
+// server's WebSocket events (docs/server.md). No DOM here: the views ask which builds changed
 // since they last drew and render them once per animation frame.
 
 export const STATUSES = ["queued", "running", "completed", "failed", "cancelled"];
