@@ -3,26 +3,44 @@
 # .venv with pf and its dependencies, the pages' pinned npm packages and the playground's
 # editor bundle. Idempotent, and quick when nothing is missing. `setup.sh test` adds the
 # browser of tests/browser and nginx, `setup.sh bench` the load generators and nginx of
-# bench/server_bench.py and bench/proxy_bench.py. `setup.sh toolchains` installs only the
-# apt packages compiles run, and stops: the container image's shared stage (Dockerfile).
+# bench/server_bench.py and bench/proxy_bench.py. `setup.sh toolchains [SET]` installs
+# only the apt packages pf and its compiles run (SET: below), and stops: the container
+# image's shared stage (Dockerfile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The toolchain matrix of docs/toolchains.md: clang 14 + wasi-libc (C), Debian rustc 1.63 with
-# its wasm32 std (Rust; lld-14 is only recommended by it, so named), flang 19 + clang 19
-# (Fortran), wabt (WAT, wasm2c), binaryen (wasm2js), llvm 14/19 (opt, llvm-as), ccache;
-# rsync and meson/ninja for the task runner's sync and build helpers; bubblewrap, the
-# sandbox every compile runs in; emscripten (emcc 3.1.6 with its frozen, prebuilt library
-# cache: offline) for C written for it, as the original's web demo is.
-APT_PACKAGES=(
-  clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 llvm-14
-  rustc libstd-rust-dev-wasm32
-  clang-19 lld-19 flang-19 libclang-rt-19-dev-wasm32 llvm-19
-  wabt binaryen ccache emscripten
-  rsync meson ninja-build
-  python3.11-venv
-  bubblewrap
+# The toolchain matrix of docs/toolchains.md, by group: clang 14 + wasi-libc (c; ccache
+# caches its compiles), Debian rustc 1.63 with its wasm32 std (rust; lld-14 is only
+# recommended by it, so named), flang 19 + clang 19 (fortran), wabt (wat, wasm2c) with
+# binaryen (wasm2js: WAT's asm target), emscripten (emcc 3.1.6 with its frozen, prebuilt
+# library cache: offline) for C written for it, as the original's web demo is; rsync and
+# meson/ninja for the task runner's sync and build helpers (tasks). WAT's llvm target
+# needs c's clang too.
+declare -A TOOLCHAIN_GROUPS=(
+  [c]="clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 llvm-14 ccache"
+  [rust]="rustc libstd-rust-dev-wasm32 lld-14"
+  [fortran]="clang-19 lld-19 flang-19 libclang-rt-19-dev-wasm32 llvm-19"
+  [wat]="wabt binaryen"
+  [emscripten]="emscripten"
+  [tasks]="rsync meson ninja-build"
 )
+# What pf itself runs on, whatever the toolchains: its Python, bubblewrap (the sandbox
+# every compile runs in) and the CA store pip and pf's HTTPS clients trust.
+APT_PACKAGES=(python3.11-venv bubblewrap ca-certificates)
+# `all`, or a comma-separated list of the groups above: only `setup.sh toolchains` takes a
+# subset (a smaller image); a checkout gets every toolchain its tests drive.
+toolchains=all
+[[ "${1:-}" == "toolchains" ]] && toolchains="${2:-all}"
+[[ "$toolchains" == "all" ]] && toolchains="c,rust,fortran,wat,emscripten,tasks"
+IFS=, read -ra wanted <<<"$toolchains"
+for group in "${wanted[@]}"; do
+  if [[ -z "${TOOLCHAIN_GROUPS[$group]:-}" ]]; then
+    echo "setup: unknown toolchain group '$group' (all, or some of: ${!TOOLCHAIN_GROUPS[*]})" >&2
+    exit 2
+  fi
+  read -ra packages <<<"${TOOLCHAIN_GROUPS[$group]}"
+  APT_PACKAGES+=("${packages[@]}")
+done
 if [[ "${1:-}" != "toolchains" ]]; then
   command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs)
   command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
