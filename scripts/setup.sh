@@ -25,7 +25,7 @@ declare -A TOOLCHAIN_GROUPS=(
   [tasks]="rsync meson ninja-build"
 )
 # What pf itself runs on, whatever the toolchains: its Python, bubblewrap (the sandbox
-# every compile runs in) and the CA store pip and pf's HTTPS clients trust.
+# every compile runs in) and the CA store pip and npm trust (an HTTPS proxy's CA among it).
 APT_PACKAGES=(python3.11-venv bubblewrap ca-certificates)
 # `all`, or a comma-separated list of the groups above: only `setup.sh toolchains` takes a
 # subset (a smaller image); a checkout gets every toolchain its tests drive.
