@@ -1,13 +1,13 @@
 """Shared mode for real: pf serve processes queue builds on Procrastinate in a private
-PostgreSQL, pf worker processes run them, and what one worker built every process serves.
-Workers are SIGKILLed mid-build and cancelled builds are aborted on whichever worker
-runs them."""
+PostgreSQL, pf worker processes run them, and what one worker built every process serves
+(its artifacts, and its modules at the original's /wasm/ paths). Workers are SIGKILLed
+mid-build and cancelled builds are aborted on whichever worker runs them."""
 
 from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -294,3 +294,65 @@ def test_a_task_run_whose_worker_is_killed_fails_rather_than_running_twice(
         record = wait_for(http, build_id, timeout=DEADLINE)
     assert record["status"] == "failed", record
     assert "interrupted: the pf worker running this task stopped" in str(record["error"])
+
+
+def _pinned_clients(url: str, processes: int = 2) -> dict[int, httpx.Client]:
+    """One client per API process behind ``url``, each held on one kept-alive connection
+    to its process (/api/system says which answered)."""
+    pinned: dict[int, httpx.Client] = {}
+    deadline = time.monotonic() + DEADLINE
+    while len(pinned) < processes:
+        assert time.monotonic() < deadline, f"only {sorted(pinned)} answered"
+        http = httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_connections=1))
+        pid = http.get("/api/system").json()["pid"]
+        if pid in pinned:
+            http.close()
+        else:
+            pinned[pid] = http
+    return pinned
+
+
+def _eventually(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_every_api_process_serves_and_lists_the_modules_workers_built(shared_api: Server) -> None:
+    pinned = _pinned_clients(shared_api.url)
+    try:
+        some = next(iter(pinned.values()))
+        digests = []
+        for opt_level in ("0", "2"):
+            answer = some.post("/api/build/c", json={"target": "wasm", "opt_level": opt_level})
+            record = wait_for(some, answer.json()["buildId"])
+            assert record["status"] == "completed", record
+            [artifact] = record["artifacts"]  # type: ignore[misc]
+            digests.append(artifact["digest"])
+            for pid, http in pinned.items():
+                # At once: a client that saw the build complete fetches its module.
+                served = http.get("/wasm/c/math.wasm")
+                assert http.get("/api/system").json()["pid"] == pid  # the same process
+                assert served.status_code == 200, (pid, served.text)
+                assert served.content.startswith(b"\0asm")
+                if served.headers["etag"] != f'"{artifact["digest"]}"':
+                    # Another process's completion reaches this one through Redis within
+                    # milliseconds; until then it serves the build before.
+                    _eventually(
+                        lambda http=http, digest=artifact["digest"]: (
+                            http.get("/wasm/c/math.wasm").headers["etag"] == f'"{digest}"'
+                        ),
+                        f"process {pid} never served the new module",
+                    )
+
+                def listed(http: httpx.Client = http, build_id: object = record["buildId"]) -> bool:
+                    modules = http.get("/api/modules").json()["modules"]
+                    files = [f for m in modules if m["language"] == "c" for f in m["files"]]
+                    return any(f["name"] == "math.wasm" and f["buildId"] == build_id for f in files)
+
+                _eventually(listed, f"process {pid} does not list the module")
+        assert digests[0] != digests[1]
+    finally:
+        for http in pinned.values():
+            http.close()

@@ -72,13 +72,13 @@ from pf.engine.jobs import (
     iso_time,
     new_task_id,
 )
-from pf.engine.layout import source_folder
+from pf.engine.layout import TARGET_DIRS, source_folder
 from pf.engine.recorder import Recorder
 from pf.engine.retention import PRUNE_INTERVAL, RecentBuilds, prune_history, pruner
 from pf.engine.runner import Runner
 from pf.engine.scheduler import Scheduler
 from pf.engine.taskruns import Pfyfiles
-from pf.errors import Forbidden, NotFound, PfError, ServiceUnavailable
+from pf.errors import Forbidden, NotFound, PfError, ServiceUnavailable, StoreError
 from pf.store.db import StoreUnavailable
 from pf.store.history import Store
 from pf.store.shared import SharedCache
@@ -139,7 +139,9 @@ class BuildService:
         self.settings = settings
         self.store = store if store is not None else Store.for_settings(settings)
         self.projects_root = projects_root
-        self.bus = bus_for(settings, self.store)
+        # Shared mode: builds go to pf worker processes through the job queue.
+        self.remote = not settings.builds_here
+        self.bus = bus_for(settings, self.store, self._completed_elsewhere if self.remote else None)
         # Each build is a handful of records, lines and events: eight per queue slot keeps
         # the writer's backlog (and its memory) bounded by PF_MAX_QUEUE as well.
         self.recorder = Recorder(self.store, self.bus, max_backlog=8 * settings.max_queue)
@@ -157,8 +159,6 @@ class BuildService:
         self._probed: set[str] = set()  # tools a cache lookup has probed (see _accept)
         self._cache: ActionCache | None = None
         self._runner: Runner | None = None
-        # Shared mode: builds go to pf worker processes through the job queue.
-        self.remote = not settings.builds_here
         self.dispatcher: Dispatcher | None = None
         # Builds this process queued, for the moment before their record is stored.
         self._sent = RecentBuilds(settings.max_builds)
@@ -242,6 +242,9 @@ class BuildService:
         queue.open()
         self.dispatcher = Dispatcher(queue, self.settings.max_queue, self._not_queued)
         self.estimator.seed(self.store.durations(self.estimator.per_pair))
+        assert self._cache is not None
+        for row in reversed(self.store.completed_projects(self.modules_index.limit)):
+            self._index_modules(Job.from_row(row, self._cache.blobs))
         return []
 
     def _not_queued(self, job: Job, error: PfError) -> None:
@@ -527,6 +530,20 @@ class BuildService:
             module = Module(job.language, job.target, job.id, artifact, job.ended_at, folder)
             self.modules_index.add(module)
 
+    async def _completed_elsewhere(self, build_id: str) -> None:
+        """Shared mode: a pf worker completed ``build_id``; publish its modules before
+        this process's clients hear of it, so one that fetches them at once finds them."""
+        try:
+            await asyncio.to_thread(self._index_stored, build_id)
+        except StoreError as error:
+            log.warning("pf: modules of build %s not published here: %s", build_id, error)
+
+    def _index_stored(self, build_id: str) -> None:
+        row = self.store.get(build_id) if self._cache is not None else None
+        if row is not None and row.status == COMPLETED and row.project is not None:
+            assert self._cache is not None
+            self._index_modules(Job.from_row(row, self._cache.blobs))
+
     # Queries ------------------------------------------------------------------------
 
     def _job(self, build_id: str) -> Job | None:
@@ -696,11 +713,42 @@ class BuildService:
         return found if found.path.is_file() else None
 
     def module_file(self, published: str) -> Artifact | None:
-        """The latest build's file at ``<target>/<folder>/<name>`` (its URL path), or None."""
+        """The latest build's file at ``<target>/<folder>/<name>`` (its URL path), or None.
+
+        Never blocks (call it on the loop). In shared mode None may mean that this
+        process has not seen the build yet or lacks its bytes: ``find_module_file``."""
         module = self.modules_index.get(published)
         if module is None or not module.artifact.path.is_file():
             return None
         return module.artifact
+
+    def find_module_file(self, published: str) -> Artifact | None:
+        """Shared mode (call from a thread): ``module_file``, after asking the store for
+        the build that last completed at that path (its completion event may not have
+        reached this process yet, or Redis lost it) and bringing its bytes from the
+        shared cache."""
+        module = self.modules_index.get(published)
+        if module is None:
+            module = self._look_up_module(published)
+        if module is None or self._cache is None:
+            return None
+        if not module.artifact.path.is_file():
+            self._cache.fetch(module.artifact.digest, module.artifact.size)
+        return module.artifact if module.artifact.path.is_file() else None
+
+    def _look_up_module(self, published: str) -> Module | None:
+        target, _, rest = published.partition("/")
+        folder, _, name = rest.partition("/")
+        if self._cache is None or target not in TARGET_DIRS or not name:
+            return None
+        for project in self.catalog.all():
+            for language in project.languages:
+                if source_folder(project, language) != folder:
+                    continue
+                row = self.store.latest_completed(project.name, language, target)
+                if row is not None and any(a.get("name") == name for a in row.artifacts):
+                    self._index_modules(Job.from_row(row, self._cache.blobs))
+        return self.modules_index.get(published)
 
     def projects(self) -> list[dict[str, Any]]:
         return [

@@ -76,6 +76,14 @@ class Store:
         with self.db.begin("cannot list builds") as conn:
             return builds.recent(conn, limit, status=status, language=language, exclude=exclude)
 
+    def latest_completed(self, project: str, language: str, target: str) -> BuildRow | None:
+        with self.db.begin("cannot read a build") as conn:
+            return builds.latest_completed(conn, project, language, target)
+
+    def completed_projects(self, limit: int) -> list[BuildRow]:
+        with self.db.begin("cannot list builds") as conn:
+            return builds.completed_projects(conn, limit)
+
     def logs(
         self,
         build_id: str,
