@@ -402,13 +402,16 @@ def shared_api(tmp_path_factory: pytest.TempPathFactory, pg_cluster: PgCluster) 
 
 
 def server_in_mode(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, **env: str
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, chatty: bool = False
 ) -> Iterator[Server]:
-    """For a module-scoped fixture parametrized by MODES: a server of the module's own
-    (with ``env``) in the embedded mode, the session's shared deployment in the other."""
+    """For a module-scoped fixture parametrized by MODES: a server of the module's own in
+    the embedded mode (``chatty``: with the shared deployment's chatty C compiles), the
+    session's shared deployment in the other."""
     if request.param == "shared":
         yield request.getfixturevalue("shared_api")
         return
-    running = Server(tmp_path_factory.mktemp("serve"), env=env).start()
+    work = tmp_path_factory.mktemp("serve")
+    env = chatty_env(work) if chatty else {}
+    running = Server(work / "server", env=env).start()
     yield running
     running.stop()
