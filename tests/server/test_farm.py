@@ -5,15 +5,19 @@ mid-build and cancelled builds are aborted on whichever worker runs them."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from websockets.sync.client import ClientConnection, connect
 
+from pf.engine.farm import retried_line
 from pf.store import BuildRow, Store
 from tests.server.conftest import (
     Server,
@@ -128,41 +132,6 @@ def test_a_hit_made_by_one_worker_is_a_hit_for_another_with_its_own_cache(farm: 
             for a in record["artifacts"]  # type: ignore[attr-defined]
         ]
         assert http.get("/api/metrics").json()["cacheHits"] == 1
-
-
-def test_a_worker_killed_mid_build_is_replaced_and_the_build_completes_once(
-    farm: Farm, tmp_path: Path
-) -> None:
-    slow = chatty_tool(tmp_path, "/usr/bin/clang-14", hold=3)
-    env = {"PF_TOOL_CLANG": str(slow), "PF_SANDBOX": "off", "PF_CCACHE": "0"}
-    server = farm.server(**env)
-    doomed = farm.worker(**env)
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        sources = unique_c("killed")
-        build_id = http.post("/api/compile", json={"language": "c", "files": sources}).json()[
-            "buildId"
-        ]
-        _wait_status(http, build_id, "running", DEADLINE)
-        farm.worker(**env)
-        assert doomed.proc is not None
-        doomed.proc.send_signal(signal.SIGKILL)
-        doomed.proc.wait()
-        killed_at = time.monotonic()
-        record = wait_for(http, build_id, timeout=DEADLINE)
-        recovered = time.monotonic() - killed_at
-        assert record["status"] == "completed", record
-        assert recovered < DEADLINE
-        assert _job_attempts(farm.pg_url, build_id) in ([], [1])
-        logs = [e["message"] for e in http.get(f"/api/logs/{build_id}").json()["logs"]]
-        assert sum("taken up again" in m for m in logs) == 1, logs
-        [artifact] = record["artifacts"]  # type: ignore[misc]
-        assert http.get(artifact["url"]).status_code == 200
-        # One record of it, ended once.
-        with psycopg.connect(farm.pg_url) as conn:
-            rows = conn.execute(
-                "SELECT status, attempt FROM builds WHERE id = %s", (build_id,)
-            ).fetchall()
-        assert rows == [("completed", 1)]
 
 
 def test_a_running_build_is_cancelled_on_the_worker_that_runs_it(
@@ -356,3 +325,72 @@ def test_every_api_process_serves_and_lists_the_modules_workers_built(shared_api
     finally:
         for http in pinned.values():
             http.close()
+
+
+def test_a_worker_killed_mid_build_is_replaced_and_the_build_completes_once(
+    farm: Farm, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    slow = chatty_tool(tmp_path, "/usr/bin/clang-14", lines=3, hold=3, pidfile=pids)
+    env = {"PF_TOOL_CLANG": str(slow), "PF_SANDBOX": "off", "PF_CCACHE": "0"}
+    server = farm.server(**env)
+    doomed = farm.worker(**env)
+    with httpx.Client(base_url=server.url, timeout=60) as http, connect(server.ws_url) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "initial_status"
+        build_id = http.post(
+            "/api/compile", json={"language": "c", "files": unique_c("killed")}
+        ).json()["buildId"]
+        # Killed while the compiler holds, after it printed its lines.
+        deadline = time.monotonic() + DEADLINE
+        while not pids.exists() or not pids.read_text().strip():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        farm.worker(**env)
+        assert doomed.proc is not None
+        doomed.proc.send_signal(signal.SIGKILL)
+        doomed.proc.wait()
+        killed_at = time.monotonic()
+        record = wait_for(http, build_id, timeout=DEADLINE)
+        recovered = time.monotonic() - killed_at
+        assert record["status"] == "completed", record
+        assert recovered < DEADLINE
+        assert _job_attempts(farm.pg_url, build_id) in ([], [1])
+        [artifact] = record["artifacts"]  # type: ignore[misc]
+        assert http.get(artifact["url"]).status_code == 200
+        live = [
+            line
+            for event in _events_until_end(ws, build_id)
+            if event["type"] == "build_log"
+            for line in event["lines"]
+        ]
+        stored = http.get(f"/api/logs/{build_id}").json()["logs"]
+    # One record of it, ended once.
+    with psycopg.connect(farm.pg_url) as conn:
+        rows = conn.execute("SELECT status, attempt FROM builds WHERE id = %s", (build_id,))
+        assert rows.fetchall() == [("completed", 1)]
+    # Its log: the lost attempt's lines, one separator, then the attempt that counts.
+    texts = [entry["message"] for entry in stored]
+    assert texts.count(retried_line(1)) == 1, texts
+    separator = texts.index(retried_line(1))
+    assert stored[separator]["level"] == "warn" and stored[separator]["stream"] == "pf"
+    printed = [f"progress line {n} of a chatty compiler wrapper" for n in range(3)]
+    lost, kept = texts[:separator], texts[separator + 1 :]
+    assert [t for t in lost if t.startswith("progress")] == printed, texts
+    again = [t for t in kept if t.startswith("progress")]
+    runs = len(again) // len(printed)  # once per clang step of the build
+    assert runs >= 1 and again == printed * runs, texts
+    # The live view is the stored log: the same lines, numbered once, in the same order.
+    assert [line["text"] for line in live] == texts
+    assert [line["seq"] for line in live] == list(range(len(texts)))
+
+
+def _events_until_end(ws: ClientConnection, build_id: str) -> list[dict[str, Any]]:
+    seen = []
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        message = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        for event in message["updates"] if message["type"] == "batch" else [message]:
+            if event.get("buildId") == build_id:
+                seen.append(event)
+                if event["type"] in {"build_completed", "build_failed", "build_cancelled"}:
+                    return seen
