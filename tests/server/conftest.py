@@ -344,6 +344,9 @@ def unique_c(tag: str = "") -> dict[str, str]:
 
 MODES = ("embedded", "shared")
 
+# The task both modes' servers offer (POST /api/tasks/greet): a task run is a build too.
+CONTRACT_PFYFILE = 'task greet who="world"\n  shell echo "hello $who"\nend\n'
+
 # What the modules sharing one deployment need of C compiles: four output lines a
 # quarter second apart before the compiler runs (live log lines and progress to watch).
 CHATTY = {"lines": 4, "delay": 0.25}
@@ -391,9 +394,16 @@ def shared_api(tmp_path_factory: pytest.TempPathFactory, pg_cluster: PgCluster) 
     try:
         redis.start()
         database = pg_cluster.create_database(f"pf_contract_{os.getpid()}")
-        env = {"PF_DATABASE_URL": database, "PF_REDIS_URL": redis.url(), **chatty_env(work)}
+        env = {
+            "PF_DATABASE_URL": database,
+            "PF_REDIS_URL": redis.url(),
+            "PFY_FILE": "",  # the Pfyfile in the projects root, whatever the caller's is
+            **chatty_env(work),
+        }
         (work / "api").mkdir()
-        deployment = Deployment(work, env).start()
+        deployment = Deployment(work, env)
+        (deployment.server.projects / "Pfyfile.pf").write_text(CONTRACT_PFYFILE)
+        deployment.start()
         yield deployment.server
     finally:
         if deployment is not None:
@@ -411,7 +421,9 @@ def server_in_mode(
         yield request.getfixturevalue("shared_api")
         return
     work = tmp_path_factory.mktemp("serve")
-    env = chatty_env(work) if chatty else {}
-    running = Server(work / "server", env=env).start()
+    env = {"PFY_FILE": "", **(chatty_env(work) if chatty else {})}
+    running = Server(work / "server", env=env)
+    (running.projects / "Pfyfile.pf").write_text(CONTRACT_PFYFILE)
+    running.start()
     yield running
     running.stop()

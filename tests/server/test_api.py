@@ -246,6 +246,21 @@ def test_compile_inline_sources(client: httpx.Client) -> None:
     assert client.get(artifact["url"]).content[:4] == b"\0asm"
 
 
+def test_a_task_run_is_a_build_with_its_record_and_log(client: httpx.Client) -> None:
+    answer = client.post("/api/tasks/greet", json={"params": {"who": "contract"}})
+    assert answer.status_code == 202, answer.text
+    queued = answer.json()
+    assert queued["kind"] == "task" and queued["status"] == "queued"
+    record = wait_for(client, queued["buildId"])
+    assert record["status"] == "completed" and record["kind"] == "task", record
+    logs = [
+        entry["message"] for entry in client.get(f"/api/logs/{record['buildId']}").json()["logs"]
+    ]
+    assert "hello contract" in logs
+    history = client.get("/api/status").json()["builds"]
+    assert record["buildId"] in [b["buildId"] for b in history]
+
+
 def test_compile_error_is_a_failed_build_with_diagnostics(client: httpx.Client) -> None:
     answer = client.post(
         "/api/compile", json={"language": "c", "files": {"bad.c": "int f( { return 1; }\n"}}

@@ -141,7 +141,9 @@ class BuildService:
         self.projects_root = projects_root
         # Shared mode: builds go to pf worker processes through the job queue.
         self.remote = not settings.builds_here
-        self.bus = bus_for(settings, self.store, self._completed_elsewhere if self.remote else None)
+        # Other processes complete builds too: their modules are published here.
+        completed = self._completed_elsewhere if settings.shared else None
+        self.bus = bus_for(settings, self.store, completed)
         # Each build is a handful of records, lines and events: eight per queue slot keeps
         # the writer's backlog (and its memory) bounded by PF_MAX_QUEUE as well.
         self.recorder = Recorder(self.store, self.bus, max_backlog=8 * settings.max_queue)
@@ -531,8 +533,9 @@ class BuildService:
             self.modules_index.add(module)
 
     async def _completed_elsewhere(self, build_id: str) -> None:
-        """Shared mode: a pf worker completed ``build_id``; publish its modules before
-        this process's clients hear of it, so one that fetches them at once finds them."""
+        """Shared mode: another process (a pf worker) completed ``build_id``; publish its
+        modules before this process's clients hear of it, so one that fetches them at
+        once finds them."""
         try:
             await asyncio.to_thread(self._index_stored, build_id)
         except StoreError as error:

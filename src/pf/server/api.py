@@ -402,7 +402,7 @@ async def module_file(request: Request) -> Response:
     published = request.scope["path"].lstrip("/")
     service = _service(request)
     found = service.module_file(published)
-    if found is None and service.remote:
+    if found is None and service.settings.shared:
         # A pf worker built it: this process may not have heard yet, or lack the bytes.
         found = await asyncio.to_thread(service.find_module_file, published)
     if found is None:
