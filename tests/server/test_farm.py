@@ -393,3 +393,69 @@ def _events_until_end(ws: ClientConnection, build_id: str) -> list[dict[str, Any
                 seen.append(event)
                 if event["type"] in {"build_completed", "build_failed", "build_cancelled"}:
                     return seen
+
+
+def test_a_worker_that_was_only_stopped_cannot_mix_its_lines_into_the_new_attempt(
+    farm: Farm, tmp_path: Path
+) -> None:
+    # Ten lines 0.3 s apart: the stopped worker's compiler goes on printing into its pipe,
+    # and the worker reads those lines once it runs again. The other worker's compiler
+    # ends its lines with a dot (and, another binary, makes another action: it never
+    # waits for the stopped worker's single-flight lock).
+    def env(width: int) -> dict[str, str]:
+        chatty = chatty_tool(tmp_path, "/usr/bin/clang-14", lines=10, delay=0.3, width=width)
+        return {
+            "PF_TOOL_CLANG": str(chatty),
+            "PF_SANDBOX": "off",
+            "PF_CCACHE": "0",
+            "PF_WORKER_HEARTBEAT": "0.5",
+            "PF_WORKER_STALLED_AFTER": "2",
+        }
+
+    server = farm.server(**env(0))
+    stopped = farm.worker(**env(0))
+    assert stopped.proc is not None
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        build_id = http.post(
+            "/api/compile", json={"language": "c", "files": unique_c("stopped")}
+        ).json()["buildId"]
+
+        def messages() -> list[str]:
+            logs = http.get(f"/api/logs/{build_id}").json()["logs"]
+            return [entry["message"] for entry in logs]
+
+        def until_logged(text: str) -> None:
+            deadline = time.monotonic() + DEADLINE
+            while not any(m.startswith(text) for m in messages()):
+                assert time.monotonic() < deadline, f"never logged {text!r}: {messages()}"
+                time.sleep(0.05)
+
+        until_logged("progress line 0 ")
+        stopped.proc.send_signal(signal.SIGSTOP)
+        try:
+            other = farm.worker(**env(1))
+            until_logged(retried_line(1))
+        finally:
+            stopped.proc.send_signal(signal.SIGCONT)
+        record = wait_for(http, build_id, timeout=DEADLINE)
+        assert record["status"] == "completed", record
+        other.stop()
+        # The stopped worker (concurrency 1) takes this build only once it has finished
+        # the one it lost, its lines and rows recorded or refused.
+        after = http.post(
+            "/api/compile", json={"language": "c", "files": unique_c("after")}
+        ).json()["buildId"]
+        assert wait_for(http, after, timeout=DEADLINE)["status"] == "completed"
+        final = messages()
+    assert final.count(retried_line(1)) == 1, final
+    separator = final.index(retried_line(1))
+    printed = [f"progress line {n} of a chatty compiler wrapper" for n in range(10)]
+    # The stopped worker's: what it printed before it was stopped, then nothing: the
+    # lines it read once it ran again belong to a superseded attempt.
+    lost = [m for m in final if m.startswith("progress") and not m.endswith(".")]
+    assert lost and lost == printed[: len(lost)] and len(lost) < 10, final
+    assert not any(m in lost for m in final[separator:]), final
+    # The new attempt's, all after the separator.
+    again = [m for m in final if m.startswith("progress") and m.endswith(".")]
+    assert again and again == [m + "." for m in printed] * (len(again) // 10), final
+    assert all(m in final[separator:] for m in again)
