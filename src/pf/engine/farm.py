@@ -274,10 +274,11 @@ def retried_line(attempt: int) -> str:
     As CI systems show a re-run job: the log reads top to bottom, the attempt that was
     lost first (kept: what it printed may say why its worker died), then this line, then
     the run that counts. Live clients and the stored log read the same."""
+    earlier = "attempt 1" if attempt == 1 else f"attempts 1-{attempt}"
     return (
         f"=== attempt {attempt + 1} of this build starts here: the pf worker running "
         f"attempt {attempt} stopped, so the build runs again from the start; the lines "
-        f"above are attempt {attempt}'s ==="
+        f"above are from {earlier} ==="
     )
 
 
