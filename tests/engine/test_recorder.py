@@ -1,5 +1,6 @@
 """The Recorder on a real database: a row the store refuses (it would take its build's
-record back) is not announced, so a build taken over by another worker ends once."""
+record back) is not announced, so a build taken over by another worker ends once; and
+the lines of a run that a later run superseded are neither stored nor announced."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pf.engine import events
 from pf.engine.events import EventBus
 from pf.engine.recorder import Recorder
 from pf.store import BuildRecord, Store
+from pf.store.logs import LogLine
 
 
 def _row(status: str, attempt: int) -> BuildRecord:
@@ -46,3 +48,44 @@ def test_events_of_a_refused_row_are_not_published(tmp_path: Path) -> None:
 
     published = asyncio.run(scenario())
     assert published == [events.build_completed("b", True)]
+
+
+def _line(seq: int, attempt: int) -> LogLine:
+    return LogLine("b", seq, float(seq), "stdout", "info", f"run {attempt} line {seq}", attempt)
+
+
+def test_lines_of_a_superseded_run_are_neither_stored_nor_announced(database_url: str) -> None:
+    async def scenario() -> list[events.Event]:
+        store = Store(database_url)
+        store.open()
+        bus = EventBus(maxsize=100)
+        bus.attach(asyncio.get_running_loop())
+        sub = bus.subscribe()
+        recorder = Recorder(store, bus)
+        recorder.start()
+        try:
+            assert store.write([_row("running", 0)], [_line(0, 0), _line(1, 0)]) == {"b"}
+            store.write([_row("queued", 1)])  # another worker takes the build up again
+            # The first run's worker was only slow: what it prints now is refused.
+            recorder.line(_line(2, 0))
+            assert await asyncio.to_thread(recorder.flush)
+            recorder.line(_line(2, 1))
+            assert await asyncio.to_thread(recorder.flush)
+            stored = store.logs("b")
+        finally:
+            await asyncio.to_thread(recorder.stop)
+            store.close()
+        assert [line.text for line in stored] == [
+            "run 0 line 0",
+            "run 0 line 1",
+            "run 1 line 2",
+        ]
+        got = []
+        while (event := sub.get_nowait()) is not None:
+            got.append(event)
+        return got
+
+    published = asyncio.run(scenario())
+    assert published == [
+        events.build_log("b", [{"stream": "stdout", "text": "run 1 line 2", "seq": 2}])
+    ]

@@ -3,6 +3,11 @@
 Each server gets a fresh work directory (a copy of the bundled demo projects, a web root,
 ``.pf/`` state), binds port 0 and reports the port it got in its JSON log, so tests run
 in parallel (pytest -n auto) without ever sharing a port or a file.
+
+The contract tests run in both modes (``MODES``): against one embedded server, and
+against the shared deployment (``shared_api``: two API processes behind one port, two
+pf workers, a private PostgreSQL database and a private Redis), started once per xdist
+worker and shared by every module that asks for it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.pg import PgCluster
+from tests.redisd import RedisServer
+
 ROOT = Path(__file__).resolve().parents[2]
+CLANG = "/usr/bin/clang-14"
 DEMOS = ROOT / "demos"
 START_TIMEOUT = 30.0
 
@@ -54,6 +63,11 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def shared(self) -> bool:
+        """Whether this is a shared-mode API (builds run by pf worker processes)."""
+        return "PF_DATABASE_URL" in self.extra_env
 
     @property
     def ws_url(self) -> str:
@@ -333,3 +347,90 @@ def chatty_tool(
 def unique_c(tag: str = "") -> dict[str, str]:
     """A C source no earlier build has seen, so it always runs the compiler."""
     return {"main.c": f"/* {tag} {uuid.uuid4()} */\nint add(int a, int b) {{ return a + b; }}\n"}
+
+
+MODES = ("embedded", "shared")
+
+# The task both modes' servers offer (POST /api/tasks/greet): a task run is a build too.
+CONTRACT_PFYFILE = 'task greet who="world"\n  shell echo "hello $who"\nend\n'
+
+# What the modules sharing one deployment need of C compiles: four output lines a
+# quarter second apart before the compiler runs (live log lines and progress to watch).
+CHATTY = {"lines": 4, "delay": 0.25}
+
+
+def chatty_env(directory: Path) -> dict[str, str]:
+    """Settings whose C compiles print CHATTY lines: the wrapper lives in ``directory``,
+    which a confined compile cannot see, so the sandbox is off."""
+    wrapper = chatty_tool(directory, CLANG, **CHATTY)  # type: ignore[arg-type]
+    return {
+        "PF_TOOL_CLANG": str(wrapper),
+        "PF_SANDBOX": "off",
+        "PF_CCACHE": "0",
+        "PF_SHUTDOWN_GRACE": "1",
+    }
+
+
+class Deployment:
+    """The shared mode as a user runs it on one box: ``pf serve --workers 2`` and two
+    ``pf worker`` processes on one PostgreSQL database and one Redis."""
+
+    def __init__(self, workdir: Path, env: Mapping[str, str]) -> None:
+        self.server = Server(workdir / "api", env=env, args=("--workers", "2"))
+        self.workers = [Worker(workdir / f"worker{n}", self.server.projects, env) for n in range(2)]
+
+    def start(self) -> Deployment:
+        self.server.start()
+        for worker in self.workers:
+            worker.start()
+        return self
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_api(tmp_path_factory: pytest.TempPathFactory, pg_cluster: PgCluster) -> Iterator[Server]:
+    """The shared deployment's API (its server's URL answers from either process), with
+    a Redis of its own: tests that flush or restart the worker's Redis leave it alone."""
+    work = tmp_path_factory.mktemp("shared-api")
+    redis = RedisServer()
+    deployment: Deployment | None = None
+    try:
+        redis.start()
+        database = pg_cluster.create_database(f"pf_contract_{os.getpid()}")
+        env = {
+            "PF_DATABASE_URL": database,
+            "PF_REDIS_URL": redis.url(),
+            "PFY_FILE": "",  # the Pfyfile in the projects root, whatever the caller's is
+            **chatty_env(work),
+        }
+        (work / "api").mkdir()
+        deployment = Deployment(work, env)
+        (deployment.server.projects / "Pfyfile.pf").write_text(CONTRACT_PFYFILE)
+        deployment.start()
+        yield deployment.server
+    finally:
+        if deployment is not None:
+            deployment.stop()
+        redis.destroy()
+
+
+def server_in_mode(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, chatty: bool = False
+) -> Iterator[Server]:
+    """For a module-scoped fixture parametrized by MODES: a server of the module's own in
+    the embedded mode (``chatty``: with the shared deployment's chatty C compiles), the
+    session's shared deployment in the other."""
+    if request.param == "shared":
+        yield request.getfixturevalue("shared_api")
+        return
+    work = tmp_path_factory.mktemp("serve")
+    env = {"PFY_FILE": "", **(chatty_env(work) if chatty else {})}
+    running = Server(work / "server", env=env)
+    (running.projects / "Pfyfile.pf").write_text(CONTRACT_PFYFILE)
+    running.start()
+    yield running
+    running.stop()

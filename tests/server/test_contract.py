@@ -1,21 +1,30 @@
 """Strict edges of the HTTP contract: strings that are not text, numbers JSON has not,
 names past the file system's limits, artifact URLs, a second cancel and media types.
 Each answer is a 4xx JSON error naming the problem (or the documented success), never
-a 5xx, and nothing refused is stored."""
+a 5xx, and nothing refused is stored: on one embedded server, then on the shared
+deployment (2 API processes, 2 pf workers)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.server.conftest import Server, unique_c, wait_for
+from tests.server.conftest import MODES, Server, server_in_mode, unique_c, wait_for
 
 CLANG = "/usr/bin/clang-14"
 WAT = (
     '(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))\n'
 )
+
+
+@pytest.fixture(scope="module", params=MODES)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    yield from server_in_mode(request, tmp_path_factory)
 
 
 def _post(client: httpx.Client, path: str, raw: str) -> httpx.Response:

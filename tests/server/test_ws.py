@@ -1,4 +1,7 @@
-"""The WebSocket API against a real server: initial status, events, logs, batching, limits."""
+"""The WebSocket API against a real server: initial status, events, logs, resuming,
+batching, limits. The tests on ``chatty`` run in both modes: against one embedded server
+and against the shared deployment, where the client's process, the submission's and
+the worker running the build may all differ."""
 
 from __future__ import annotations
 
@@ -17,7 +20,15 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.server.conftest import Server, chatty_tool, noisy_server, unique_c, wait_for
+from tests.server.conftest import (
+    MODES,
+    Server,
+    chatty_tool,
+    noisy_server,
+    server_in_mode,
+    unique_c,
+    wait_for,
+)
 
 CLANG = "/usr/bin/clang-14"
 Event = dict[str, Any]
@@ -73,22 +84,13 @@ def initial(ws: ClientConnection) -> Event:
     return message
 
 
-@pytest.fixture(scope="module")
-def chatty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """C compiles print 4 lines a quarter second apart before the compiler runs."""
-    work = tmp_path_factory.mktemp("ws")
-    wrapper = chatty_tool(work, CLANG, lines=4, delay=0.25)
-    server = Server(
-        work / "server",
-        env={
-            "PF_TOOL_CLANG": str(wrapper),
-            "PF_SANDBOX": "off",
-            "PF_CCACHE": "0",
-            "PF_SHUTDOWN_GRACE": "1",
-        },
-    ).start()
-    yield server
-    server.stop()
+@pytest.fixture(scope="module", params=MODES)
+def chatty(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """C compiles print 4 lines a quarter second apart before the compiler runs: on one
+    embedded server, then on the shared deployment (2 API processes, 2 pf workers)."""
+    yield from server_in_mode(request, tmp_path_factory, chatty=True)
 
 
 def test_initial_status_on_ws_and_on_the_root_path(chatty: Server) -> None:
@@ -153,6 +155,43 @@ def test_first_log_line_arrives_while_the_build_is_running(chatty: Server) -> No
             if mine and event["type"] == "build_completed":
                 break
         assert status_at_first_line == "running"
+
+
+def test_a_client_that_reconnects_resumes_its_build_after_the_last_line_it_saw(
+    chatty: Server,
+) -> None:
+    with httpx.Client(base_url=chatty.url) as http:
+        with connect(chatty.ws_url) as first:
+            initial(first)
+            build_id = http.post(
+                "/api/compile", json={"language": "c", "files": unique_c("resume")}
+            ).json()["buildId"]
+            seen: list[dict[str, Any]] = []
+            for _, event, _ in events(first, 30):
+                if event.get("buildId") == build_id and event["type"] == "build_log":
+                    seen += event["lines"]
+                if any(line["text"].startswith("progress line 1 ") for line in seen):
+                    break
+        # A new connection (in shared mode, likely to the other API process) while the
+        # build still runs: the lines after the last one seen, then the live ones.
+        with connect(chatty.ws_url) as again:
+            initial(again)
+            after = {build_id: seen[-1]["seq"]}
+            again.send(json.dumps({"type": "subscribe", "buildIds": [build_id], "after": after}))
+            rest = until(again, build_id)
+        stored = http.get(f"/api/logs/{build_id}").json()["logs"]
+    resumed = [
+        line
+        for _, e, _ in rest
+        if e.get("buildId") == build_id and e["type"] == "build_log"
+        for line in e["lines"]
+    ]
+    # Lines sent live before the subscription took effect come again: clients drop them.
+    fresh = [line for line in resumed if line["seq"] > seen[-1]["seq"]]
+    lines = seen + sorted({line["seq"]: line for line in fresh}.values(), key=lambda x: x["seq"])
+    assert [line["seq"] for line in lines] == list(range(len(lines)))
+    assert [line["text"] for line in lines] == [entry["message"] for entry in stored]
+    assert "progress line 3 of a chatty compiler wrapper" in [line["text"] for line in fresh]
 
 
 def test_a_burst_of_events_is_batched_for_a_client_that_asks(chatty: Server) -> None:

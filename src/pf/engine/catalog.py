@@ -170,8 +170,13 @@ class Modules:
         self._lock = threading.Lock()
 
     def add(self, module: Module) -> None:
+        """Publish ``module`` unless a build that ended later published that path: in
+        shared mode completions arrive from several places, not in their order."""
         key = module.published
         with self._lock:
+            current = self._files.get(key)
+            if current is not None and current.built_at > module.built_at:
+                return
             self._files[key] = module
             self._files.move_to_end(key)
             while len(self._files) > self.limit:

@@ -153,8 +153,13 @@ class Farm:
             self.intake.resume(job)
         if job.attempt:
             log.warning("pf worker: taking up build %s again (attempt %d)", job.id, job.attempt)
+            # This run's record first: from then on the store refuses the lines of the run
+            # before (its worker may be only slow), so the lines counted here are all it
+            # will ever have, and this run's follow them under one separator line.
+            self.recorder.record(job.record())
+            self.recorder.flush()
             job.budget.count_stored(self.store.logs(job.id))
-            self.runner.note(job, "taken up again: the pf worker running it stopped", "warn")
+            self.runner.note(job, retried_line(job.attempt), "warn")
 
     def _retire(self, job: Job, _result: BuildResult | None) -> None:
         job.request = None
@@ -272,6 +277,20 @@ class Farm:
             self.bus.close()
             self.bus.detach()
             await asyncio.to_thread(self.store.close)
+
+
+def retried_line(attempt: int) -> str:
+    """The log line that opens run ``attempt`` (0 the first) of a build taken up again.
+
+    As CI systems show a re-run job: the log reads top to bottom, the attempt that was
+    lost first (kept: what it printed may say why its worker died), then this line, then
+    the run that counts. Live clients and the stored log read the same."""
+    earlier = "attempt 1" if attempt == 1 else f"attempts 1-{attempt}"
+    return (
+        f"=== attempt {attempt + 1} of this build starts here: the pf worker running "
+        f"attempt {attempt} stopped, so the build runs again from the start; the lines "
+        f"above are from {earlier} ==="
+    )
 
 
 def _not_again(job: Job) -> PfError | None:

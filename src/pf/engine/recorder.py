@@ -235,9 +235,10 @@ class Recorder:
         written = self._store(rows, lines)
         if written is not None:
             # A row the store refused would have taken its record back (a pf worker that
-            # went on with a build another one took over, or one cancelled meanwhile):
-            # its events are not announced either, so a build ends once.
-            refused = {row.id for row in rows} - written
+            # went on with a build another one took over, or one cancelled meanwhile),
+            # and lines it refused belong to a superseded run: their events are not
+            # announced either, so a build ends once and its log tells one story.
+            refused = ({row.id for row in rows} | {line.build_id for line in lines}) - written
             if refused:
                 events = [e for e in events if e.get("buildId") not in refused]
         self.bus.publish_many(events)

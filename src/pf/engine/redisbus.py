@@ -24,7 +24,12 @@ Redis answers again, retried every RETRY_MIN..RETRY_MAX seconds. The reader retr
 alike, then reads on from its last ids, and asks the store about every build it
 follows: one that ended meanwhile gets its remaining lines and its end event from the
 store, once (a later copy from Redis is skipped). ``problem()`` says what is wrong, for
-/api/ready. Imports engine.events, store and config.
+/api/ready.
+
+Completions. The owner may give a ``completed`` coroutine: it is awaited with the id of
+each build another process completed, before its ``build_completed`` is delivered here,
+so what it updates (the service's module index) is current when a subscriber hears of
+the end. Imports engine.events, store and config.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from pf.config import Settings
@@ -96,12 +101,20 @@ class RedisBus:
     bus.publish(event)               # any thread: local subscribers now, Redis soon
     """
 
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        completed: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         if not settings.redis_url:
             raise ValueError("RedisBus needs PF_REDIS_URL")
         self.url = settings.redis_url
         self.local = EventBus(settings.ws_send_queue)
         self.store = store
+        # Awaited before another process's build_completed reaches the subscribers here
+        # (the service indexes the build's modules with it, engine.service).
+        self.completed = completed
         self.origin = uuid.uuid4().hex
         self.outbox_max = settings.event_stream_max
         self.max_follow = settings.max_queue
@@ -318,6 +331,7 @@ class RedisBus:
                             self._follow(build_id, 0 if event["type"] == "build_started" else None)
                         if event["type"] in ENDS:
                             await self._drain(reader, build_id, logs.pop(build_id, []), out)
+                            await self._before_end(event)
                             out.append(event)
                             self._end(build_id)
                         else:
@@ -328,6 +342,10 @@ class RedisBus:
                     await self._lines(build_id, entries, out)
         finally:
             self.local.publish_many(out)
+
+    async def _before_end(self, event: Event) -> None:
+        if self.completed is not None and event["type"] == "build_completed":
+            await self.completed(event["buildId"])
 
     def _follow(self, build_id: str, next_seq: int | None) -> None:
         if len(self._following) >= self.max_follow:
@@ -404,6 +422,7 @@ class RedisBus:
             out: list[Event] = []
             try:
                 await self._drain(reader, build_id, [], out)
+                await self._before_end(end)
                 out.append(end)
                 self._end(build_id)
             finally:

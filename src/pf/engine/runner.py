@@ -91,8 +91,9 @@ class Runner:
         seq, kept = admitted
         if kept != text:  # the budget's marker line
             stream, level = "pf", "warn"
+        level = level or _LEVELS.get(stream, "info")
         self.recorder.line(
-            LogLine(job.id, seq, time.time(), stream, level or _LEVELS.get(stream, "info"), kept)
+            LogLine(job.id, seq, time.time(), stream, level, kept, attempt=job.attempt)
         )
 
     def note(self, job: Job, text: str, level: str = "info") -> None:

@@ -72,14 +72,14 @@ from pf.engine.jobs import (
     iso_time,
     new_task_id,
 )
-from pf.engine.layout import source_folder
+from pf.engine.layout import TARGET_DIRS, source_folder
 from pf.engine.recorder import Recorder
 from pf.engine.retention import PRUNE_INTERVAL, RecentBuilds, prune_history, pruner
 from pf.engine.runner import Runner
 from pf.engine.scheduler import QUEUE_DEPTH, Scheduler
 from pf.engine.taskruns import Pfyfiles
 from pf.engine.vitals import QUEUE_CAPACITY, WORKERS
-from pf.errors import Forbidden, NotFound, PfError, ServiceUnavailable
+from pf.errors import Forbidden, NotFound, PfError, ServiceUnavailable, StoreError
 from pf.store.db import StoreUnavailable
 from pf.store.history import Store
 from pf.store.jobqueue import QUEUE
@@ -142,7 +142,11 @@ class BuildService:
         self.settings = settings
         self.store = store if store is not None else Store.for_settings(settings)
         self.projects_root = projects_root
-        self.bus = bus_for(settings, self.store)
+        # Shared mode: builds go to pf worker processes through the job queue.
+        self.remote = not settings.builds_here
+        # Other processes complete builds too: their modules are published here.
+        completed = self._completed_elsewhere if settings.shared else None
+        self.bus = bus_for(settings, self.store, completed)
         # Each build is a handful of records, lines and events: eight per queue slot keeps
         # the writer's backlog (and its memory) bounded by PF_MAX_QUEUE as well.
         self.recorder = Recorder(self.store, self.bus, max_backlog=8 * settings.max_queue)
@@ -160,8 +164,6 @@ class BuildService:
         self._probed: set[str] = set()  # tools a cache lookup has probed (see _accept)
         self._cache: ActionCache | None = None
         self._runner: Runner | None = None
-        # Shared mode: builds go to pf worker processes through the job queue.
-        self.remote = not settings.builds_here
         self.dispatcher: Dispatcher | None = None
         # Builds this process queued, for the moment before their record is stored.
         self._sent = RecentBuilds(settings.max_builds)
@@ -253,6 +255,9 @@ class BuildService:
             retry_after=self._retry_after,
         )
         self.estimator.seed(self.store.durations(self.estimator.per_pair))
+        assert self._cache is not None
+        for row in reversed(self.store.completed_projects(self.modules_index.limit)):
+            self._index_modules(Job.from_record(row, self._cache.blobs))
         return []
 
     def _not_queued(self, job: Job, error: PfError) -> None:
@@ -536,6 +541,21 @@ class BuildService:
             module = Module(job.language, job.target, job.id, artifact, job.ended_at, folder)
             self.modules_index.add(module)
 
+    async def _completed_elsewhere(self, build_id: str) -> None:
+        """Shared mode: another process (a pf worker) completed ``build_id``; publish its
+        modules before this process's clients hear of it, so one that fetches them at
+        once finds them."""
+        try:
+            await asyncio.to_thread(self._index_stored, build_id)
+        except StoreError as error:
+            log.warning("pf: modules of build %s not published here: %s", build_id, error)
+
+    def _index_stored(self, build_id: str) -> None:
+        row = self.store.get(build_id) if self._cache is not None else None
+        if row is not None and row.status == COMPLETED and row.project is not None:
+            assert self._cache is not None
+            self._index_modules(Job.from_record(row, self._cache.blobs))
+
     # Queries ------------------------------------------------------------------------
 
     def _job(self, build_id: str) -> Job | None:
@@ -704,11 +724,42 @@ class BuildService:
         return found if found.path.is_file() else None
 
     def module_file(self, published: str) -> Artifact | None:
-        """The latest build's file at ``<target>/<folder>/<name>`` (its URL path), or None."""
+        """The latest build's file at ``<target>/<folder>/<name>`` (its URL path), or None.
+
+        Never blocks (call it on the loop). In shared mode None may mean that this
+        process has not seen the build yet or lacks its bytes: ``find_module_file``."""
         module = self.modules_index.get(published)
         if module is None or not module.artifact.path.is_file():
             return None
         return module.artifact
+
+    def find_module_file(self, published: str) -> Artifact | None:
+        """Shared mode (call from a thread): ``module_file``, after asking the store for
+        the build that last completed at that path (its completion event may not have
+        reached this process yet, or Redis lost it) and bringing its bytes from the
+        shared cache."""
+        module = self.modules_index.get(published)
+        if module is None:
+            module = self._look_up_module(published)
+        if module is None or self._cache is None:
+            return None
+        if not module.artifact.path.is_file():
+            self._cache.fetch(module.artifact.digest, module.artifact.size)
+        return module.artifact if module.artifact.path.is_file() else None
+
+    def _look_up_module(self, published: str) -> Module | None:
+        target, _, rest = published.partition("/")
+        folder, _, name = rest.partition("/")
+        if self._cache is None or target not in TARGET_DIRS or not name:
+            return None
+        for project in self.catalog.all():
+            for language in project.languages:
+                if source_folder(project, language) != folder:
+                    continue
+                row = self.store.latest_completed(project.name, language, target)
+                if row is not None and any(a.get("name") == name for a in row.artifacts):
+                    self._index_modules(Job.from_record(row, self._cache.blobs))
+        return self.modules_index.get(published)
 
     def projects(self) -> list[dict[str, Any]]:
         return [

@@ -407,7 +407,11 @@ async def module_file(request: Request) -> Response:
     from pf.server.static import file_response
 
     published = request.scope["path"].lstrip("/")
-    found = _service(request).module_file(published)
+    service = _service(request)
+    found = service.module_file(published)
+    if found is None and service.settings.shared:
+        # A pf worker built it: this process may not have heard yet, or lack the bytes.
+        found = await asyncio.to_thread(service.find_module_file, published)
     if found is None:
         return _Delegate(request.app.state.static)
     return await file_response(request, found.path, etag=found.digest, name=found.name)

@@ -124,6 +124,34 @@ def recent(
     return [BuildRecord.from_values(m) for m in conn.execute(query).mappings()]
 
 
+def latest_completed(conn: Connection, project: str, language: str, target: str) -> BuildRecord | None:
+    """The completed build of ``project`` in ``language`` for ``target`` that ended last."""
+    query = (
+        select(builds)
+        .where(
+            builds.c.status == COMPLETED,
+            builds.c.project == project,
+            builds.c.language == language,
+            builds.c.target == target,
+        )
+        .order_by(builds.c.ended_at.desc())
+        .limit(1)
+    )
+    found = conn.execute(query).mappings().first()
+    return BuildRecord.from_values(found) if found is not None else None
+
+
+def completed_projects(conn: Connection, limit: int) -> list[BuildRecord]:
+    """The ``limit`` completed project builds that ended last, newest first."""
+    query = (
+        select(builds)
+        .where(builds.c.status == COMPLETED, builds.c.project.is_not(None))
+        .order_by(builds.c.ended_at.desc())
+        .limit(limit)
+    )
+    return [BuildRecord.from_values(m) for m in conn.execute(query).mappings()]
+
+
 def with_status(conn: Connection, status: str) -> list[BuildRecord]:
     """Every build in ``status``, oldest first."""
     query = select(builds).where(builds.c.status == status).order_by(builds.c.created_at)

@@ -54,12 +54,15 @@ class Store:
         return self.db.is_open and self.db.ping()
 
     def write(self, rows: Sequence[BuildRecord], lines: Sequence[LogLine] = ()) -> set[str]:
-        """Upsert ``rows`` and append ``lines`` in one transaction; returns the ids whose
-        row was written (a row that would take its record back is not: builds.upsert)."""
+        """Upsert ``rows`` and append ``lines`` in one transaction; returns the ids of the
+        builds whose rows and lines were all written (a row that would take its record
+        back is not: builds.upsert; nor are lines of a superseded run: logs.append)."""
         with self.db.begin("cannot record builds") as conn:
-            written = builds.upsert(conn, rows)
-            logs.append(conn, lines)
-            return written
+            upserted = builds.upsert(conn, rows)
+            refused = logs.append(conn, lines)
+        ids = {row.id for row in rows}
+        refused |= ids - upserted
+        return (ids | {line.build_id for line in lines}) - refused
 
     def get(self, build_id: str) -> BuildRecord | None:
         with self.db.begin("cannot read a build") as conn:
@@ -75,6 +78,14 @@ class Store:
     ) -> list[BuildRecord]:
         with self.db.begin("cannot list builds") as conn:
             return builds.recent(conn, limit, status=status, language=language, exclude=exclude)
+
+    def latest_completed(self, project: str, language: str, target: str) -> BuildRecord | None:
+        with self.db.begin("cannot read a build") as conn:
+            return builds.latest_completed(conn, project, language, target)
+
+    def completed_projects(self, limit: int) -> list[BuildRecord]:
+        with self.db.begin("cannot list builds") as conn:
+            return builds.completed_projects(conn, limit)
 
     def logs(
         self,

@@ -1,7 +1,10 @@
 """Build logs: ordered output lines per build, bounded in lines and bytes.
 
 A LogBudget decides, line by line, what a build may keep: past PF_MAX_LOGS_PER_BUILD
-lines or PF_MAX_LOG_SIZE bytes it admits one marker line saying so, then nothing. The
+lines or PF_MAX_LOG_SIZE bytes it admits one marker line saying so, then nothing. A line
+belongs to one run (``attempt``) of its build: once a later run of the build is recorded
+(a pf worker took it up after the one running it stopped), lines of the earlier run are
+refused, so a worker that was only slow cannot mix its output into the new run's. The
 functions take a Connection and return frozen LogLines, never Rows. Imports the schema
 only.
 """
@@ -14,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy import Connection, delete, func, select
 
-from pf.store.schema import logs
+from pf.store.schema import builds, logs
 
 STREAMS = ("stdout", "stderr", "pf")
 LEVELS = ("info", "warn", "error")
@@ -30,6 +33,7 @@ class LogLine:
     stream: str
     level: str
     text: str
+    attempt: int = 0  # the run of the build that wrote it; not stored
 
 
 def cap_marker(max_lines: int, max_bytes: int) -> str:
@@ -75,9 +79,28 @@ class LogBudget:
             return seq, text
 
 
-def append(conn: Connection, lines: Sequence[LogLine]) -> None:
-    if lines:
-        conn.execute(logs.insert(), [asdict(line) for line in lines])
+def append(conn: Connection, lines: Sequence[LogLine]) -> set[str]:
+    """Store ``lines`` but those of a run of their build that a later run superseded;
+    returns the ids of the builds whose lines were refused."""
+    if not lines:
+        return set()
+    query = select(builds.c.id, builds.c.attempt).where(
+        builds.c.id.in_(sorted({line.build_id for line in lines}))
+    )
+    if conn.dialect.name == "postgresql":
+        # Shared with the upsert that records a later run: either that run's row waits
+        # for these lines (and the new run counts them), or they see the new attempt.
+        query = query.with_for_update(read=True)
+    current = {build_id: int(attempt) for build_id, attempt in conn.execute(query)}
+    refused = {line.build_id for line in lines if line.attempt < current.get(line.build_id, 0)}
+    kept = [
+        {k: v for k, v in asdict(line).items() if k != "attempt"}
+        for line in lines
+        if line.build_id not in refused
+    ]
+    if kept:
+        conn.execute(logs.insert(), kept)
+    return refused
 
 
 def read(
