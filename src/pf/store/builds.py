@@ -124,7 +124,9 @@ def recent(
     return [BuildRecord.from_values(m) for m in conn.execute(query).mappings()]
 
 
-def latest_completed(conn: Connection, project: str, language: str, target: str) -> BuildRecord | None:
+def latest_completed(
+    conn: Connection, project: str, language: str, target: str
+) -> BuildRecord | None:
     """The completed build of ``project`` in ``language`` for ``target`` that ended last."""
     query = (
         select(builds)
