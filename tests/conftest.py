@@ -120,6 +120,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
+def alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a zombie counts until it is reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def pids_with_word(word: str, but: int = 0) -> list[int]:
     """The pids whose argv holds ``word`` as one of its words (``but`` left out).
 

@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import pytest
 from tests.pg import PgCluster
 from tests.redisd import RedisServer
 from tests.server.conftest import Server, Worker, wait_for
+from tests.server.test_auth import make_token
 from tests.tools import needs_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,18 +70,6 @@ class Observed:
     worker: Worker
     prometheus: str  # its URL
     admin: dict[str, str]  # headers of an admin token for pf serve
-
-
-def _token(server: Server, name: str, scope: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "pf", "token", "create", name, "--scope", scope],
-        cwd=server.workdir,
-        env=server.env(),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 def _logged(path: Path, message: str, key: str, proc: subprocess.Popen[bytes]) -> str:
@@ -132,9 +120,9 @@ def observed(
     env = {"PF_DATABASE_URL": database, "PF_REDIS_URL": redis_server.url(2), "PF_JOBS": "1"}
     top = tmp_path_factory.mktemp("observe")
     server = Server(top / "serve", env=env, args=("--workers", "2"))
-    admin = _token(server, "observer", "admin")
+    admin = make_token(server, "observer", "admin")
     token_file = top / "pf-token"
-    token_file.write_text(_token(server, "prometheus", "read") + "\n")
+    token_file.write_text(make_token(server, "prometheus", "read") + "\n")
     server.start()
     worker = Worker(top / "worker", server.projects, {**env, "PF_WORKER_METRICS": "127.0.0.1:0"})
     prometheus: subprocess.Popen[bytes] | None = None

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,21 +14,10 @@ import httpx
 import pytest
 
 from tests.server.conftest import Server, wait_for
+from tests.server.test_auth import bearer, make_token
 from tests.tools import needs_tool
 
 WAT = '(module (func (export "f") (result i32) i32.const {n}))\n'
-
-
-def _token(server: Server, name: str, scope: str) -> dict[str, str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "pf", "token", "create", name, "--scope", scope],
-        cwd=server.workdir,
-        env=server.env(),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return {"Authorization": f"Bearer {done.stdout.strip()}"}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +25,7 @@ def guarded(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Server, dict[str, dict[str, str]]]]:
     server = Server(tmp_path_factory.mktemp("debug"), env={"PF_PROFILE_MAX_SECONDS": "3"})
-    tokens = {scope: _token(server, f"t-{scope}", scope) for scope in ("read", "admin")}
+    tokens = {scope: bearer(make_token(server, f"t-{scope}", scope)) for scope in ("read", "admin")}
     server.start()
     yield server, tokens
     server.stop()

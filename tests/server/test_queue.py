@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conftest import alive
 from tests.server.conftest import Server, chatty_tool, unique_c, wait_for
 
 CLANG = "/usr/bin/clang-14"
@@ -33,14 +33,6 @@ def test_200_concurrent_submissions_get_200_unique_ids(
     ids = [a.json()["buildId"] for a in answers]
     assert len(set(ids)) == 200
     assert all(i.startswith("wat-wasm-") for i in ids)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _pids(pidfile: Path, timeout: float = 20.0) -> list[int]:
@@ -113,9 +105,9 @@ def test_queue_bound_answers_503_with_retry_after_and_cancel_works(
         record = wait_for(http, running, timeout=15)
         assert record["status"] == "cancelled", record
         deadline = time.monotonic() + 10
-        while (_alive(wrapper_pid) or _alive(sleep_pid)) and time.monotonic() < deadline:
+        while (alive(wrapper_pid) or alive(sleep_pid)) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(wrapper_pid) and not _alive(sleep_pid)
+        assert not alive(wrapper_pid) and not alive(sleep_pid)
         # The freed worker takes the next queued build.
         wait_for(http, queued[1], until=("running",), timeout=15)
         http.delete(f"/api/builds/{queued[1]}")

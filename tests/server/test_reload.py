@@ -3,13 +3,13 @@ its Pfyfile, serving the edited tasks from a new process."""
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
 
 import httpx
 
+from tests.conftest import alive
 from tests.server.conftest import Server
 
 DEADLINE = 60.0
@@ -30,14 +30,6 @@ def _answer(port: int, path: str) -> httpx.Response:
         except httpx.TransportError:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _tasks(port: int) -> set[str]:
@@ -65,7 +57,7 @@ def test_an_edited_pfyfile_restarts_the_server(tmp_path: Path) -> None:
             e for e in server.log_lines() if e.get("message") == "pf serve --reload: restarting"
         ]
         assert restarts and str(pfyfile) in restarts[0]["changed"]  # type: ignore[operator]
-        assert not _alive(first), "the first pf serve still runs after the restart"
+        assert not alive(first), "the first pf serve still runs after the restart"
     finally:
         server.stop(signal.SIGTERM)
-    assert not _alive(second), "pf serve outlived pf serve --reload"
+    assert not alive(second), "pf serve outlived pf serve --reload"

@@ -78,16 +78,7 @@ def command(argv: list[str]) -> int:
 
     logging.config.dictConfig(log_config(settings.log_level))
     log = logging.getLogger("pf.worker")
-    reaped = sandbox.reap_orphans()
-    if reaped:
-        log.warning(
-            "killed task processes a pf that was killed left running",
-            extra={"processes": reaped},
-        )
-    unconfined = sandbox.warning(settings)
-    if unconfined is not None:
-        log.warning(unconfined)
-    unconfinable = sandbox.probe(settings)
+    unconfinable = sandbox.start_up(settings, log, "pf")
     if unconfinable is not None:
         raise unconfinable
     if settings.worker_metrics is not None:

@@ -13,6 +13,7 @@ from pf.sandbox.wrappers import (
     probe,
     reap_orphans,
     sandbox_uid,
+    start_up,
     task_command,
     warning,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "run",
     "run_attached",
     "sandbox_uid",
+    "start_up",
     "task_command",
     "truncation_marker",
     "warning",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import shutil
 import signal
@@ -341,3 +342,20 @@ def reap_orphans() -> int:
                 os.kill(int(entry.name), signal.SIGKILL)
                 killed += 1
     return killed
+
+
+def start_up(settings: Settings, log: logging.Logger, program: str) -> SandboxUnavailable | None:
+    """What a program that runs compiles does as it starts: kill the task processes a
+    killed ``program`` left running, warn when PF_SANDBOX is off, and probe the sandbox.
+    Returns why compiles cannot be confined here, or None; the caller decides whether that
+    stops it (pf worker) or only its compiles (pf serve)."""
+    reaped = reap_orphans()
+    if reaped:
+        log.warning(
+            f"killed task processes a {program} that was killed left running",
+            extra={"processes": reaped},
+        )
+    unconfined = warning(settings)
+    if unconfined is not None:
+        log.warning(unconfined)
+    return probe(settings)

@@ -484,16 +484,7 @@ def prepare(settings: Settings, options: ServeOptions, *, insecure_no_auth: bool
             "processes": settings.api_workers,
         },
     )
-    reaped = sandbox.reap_orphans()
-    if reaped:
-        log.warning(
-            "killed task processes a pf serve that was killed left running",
-            extra={"processes": reaped},
-        )
-    unconfined = sandbox.warning(settings)
-    if unconfined is not None:
-        log.warning(unconfined)
-    unconfinable = sandbox.probe(settings)
+    unconfinable = sandbox.start_up(settings, log, "pf serve")
     if unconfinable is not None:
         # Fail closed: the server runs (history, artifacts, tasks) but refuses compiles,
         # and /api/ready says why.
