@@ -4,6 +4,12 @@ Running ``clang --version`` and hashing a 100 MB binary cost more than a whole c
 hit may take, so a probe is remembered in ``<cache_dir>/probes.json``, keyed by the
 binary's resolved path and checked against its size, mtime and inode (ccache's
 ``compiler_check = mtime``). Replacing the binary changes the stat and forces a probe.
+
+Where a tool is found (a PATH search, then resolving its links) is remembered in-process
+too, for ``_RELOCATE_SECONDS``: on a server those lookups cost about half a millisecond
+per tool per compile, as much as pf's whole bookkeeping of a WAT compile. The remembered
+binary is checked with one stat on every use, so one removed or replaced is seen at once;
+one newly installed earlier on PATH is seen within that time.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from pathlib import Path
 
 from pf.config import Settings
@@ -26,6 +33,9 @@ _PROBE_FILE = "probes.json"
 _PROBE_LIMITS = Limits(timeout=20.0, max_output=64 * 1024)
 _lock = threading.Lock()
 _memo: dict[tuple[str, str], dict[str, object]] = {}
+_RELOCATE_SECONDS = 1.0
+# (tool, pinned path, PATH) -> (binary, its resolved path, that file's stat key, when found)
+_located: dict[tuple[str, str | None, str], tuple[str, str, list[int], float]] = {}
 
 
 def _which(candidate: str, path: str) -> str | None:
@@ -92,17 +102,34 @@ def _save(file: Path, data: dict[str, dict[str, object]]) -> None:
     os.replace(tmp, file)
 
 
-def detect(spec: ToolSpec, settings: Settings) -> ToolInfo:
-    """The installed tool for ``spec``; raises ToolchainMissing with the install command."""
+def _find(spec: ToolSpec, settings: Settings) -> tuple[str, str, list[int]]:
+    """The binary for ``spec``, its resolved path and its stat key: remembered for
+    ``_RELOCATE_SECONDS`` while the resolved file's stat stays the same."""
+    where = settings.tools.get(spec.name)
+    key = (spec.name, where, settings.base_env.get("PATH", os.defpath))
+    now = time.monotonic()
+    with _lock:
+        known = _located.get(key)
+    if known is not None and now - known[3] < _RELOCATE_SECONDS:
+        with contextlib.suppress(OSError):
+            if _stat_key(known[1]) == known[2]:
+                return known[0], known[1], known[2]
     binary = locate(spec, settings)
     if binary is None:
-        where = settings.tools.get(spec.name)
         reason = (
             f"PF_TOOL_{spec.name.upper()}={where} is not executable" if where else "not installed"
         )
         raise ToolchainMissing(spec.name, reason, spec.install)
     real = os.path.realpath(binary)
     stat = _stat_key(real)
+    with _lock:
+        _located[key] = (binary, real, stat, now)
+    return binary, real, stat
+
+
+def detect(spec: ToolSpec, settings: Settings) -> ToolInfo:
+    """The installed tool for ``spec``; raises ToolchainMissing with the install command."""
+    binary, real, stat = _find(spec, settings)
     memo_key = (spec.name, real)
     with _lock:
         entry = _memo.get(memo_key)

@@ -1,0 +1,290 @@
+"""Per-compile overhead of the engine against the bare tool: compiles/s of distinct modules.
+
+For each language (WAT, the cheapest compile, where overhead shows most; C and Rust,
+fewer modules) N distinct small modules, each a miss for every cache, are compiled
+three ways, alternating, median of PF_BENCH_RUNS rounds (3), each round fresh modules:
+
+  bare    the tool itself in an ``xargs -P <PF_JOBS>`` loop, with the argv pf's driver
+          plans (read from the driver, so the flags are the same): ``xargs -I{}
+          wat2wasm ...`` for WAT; for C and Rust, whose plans have several steps, one
+          ``sh -ec`` per module running them in order (the shell's start is under 1% of
+          such a compile). pf's in-process checks (Rust's export check) are not run:
+          they are pf's work.
+  engine  pf's engine in-process: compile_sources from PF_JOBS threads, sandbox on (one
+          bubblewrap per step, as every compile), to its own action cache; no server
+  serve   ``pf serve`` (sandbox on, a token required: every request carries one, PF_JOBS
+          workers): all N modules POSTed to /api/compile by 16 keep-alive connections,
+          timed from the first request until /api/metrics shows nothing queued or running
+
+Each row prints compiles/s, the wall time per compile at that rate (ms/compile = 1000 /
+rate, so PF_JOBS compiles overlap in it), and the ratio bare rate / pf rate beside the
+goal: <= 1.3x for WAT, <= 1.1x for C and Rust. A missed goal is printed as MISSED.
+PF_BENCH_RUNS sets the rounds, PF_BENCH_OVERHEAD_N the WAT module count (400; C and Rust
+use a tenth and a fifteenth of it). The whole run takes about a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from pf.config import Settings, load_settings
+from pf.engine import ActionCache, compile_sources
+from pf.toolchains import CompileRequest, Options, Run, SourceFile, driver_for
+from pf.toolchains.probe import detect
+from serverkit import PfServer, closed_loop, request_bytes, wat_source
+
+RUNS = int(os.environ.get("PF_BENCH_RUNS", "3"))
+N_WAT = int(os.environ.get("PF_BENCH_OVERHEAD_N", "400"))
+CONNECTIONS = 16
+DRAIN_TIMEOUT = 300.0
+
+
+def c_source(n: int) -> str:
+    return f"int value(void) {{ return {n}; }}\nint add(int a, int b) {{ return a + b; }}\n"
+
+
+def rust_source(n: int) -> str:
+    return (
+        f'#[no_mangle]\npub extern "C" fn value() -> i32 {{\n    {n}\n}}\n'
+        '#[no_mangle]\npub extern "C" fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n'
+    )
+
+
+@dataclass(frozen=True)
+class Language:
+    name: str
+    file: str
+    source: Callable[[int], str]
+    count: int
+    goal: float
+
+    def request(self, n: int) -> CompileRequest:
+        source = SourceFile(self.file, self.source(n).encode())
+        return CompileRequest(self.name, "wasm", (source,), Options())
+
+    def body(self, n: int) -> bytes:
+        files = {self.file: self.source(n)}
+        body = {"language": self.name, "target": "wasm", "files": files}
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+LANGUAGES = (
+    Language("wat", "bench.wat", wat_source, N_WAT, 1.3),
+    Language("c", "bench.c", c_source, max(4, N_WAT // 10), 1.1),
+    Language("rust", "bench.rs", rust_source, max(4, N_WAT // 15), 1.1),
+)
+
+
+# The bare tool -----------------------------------------------------------------------
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _written_by_pf(language: Language, settings: Settings, base: Path) -> dict[str, bytes]:
+    """What pf's in-process steps write between the tools (C's export list for the link),
+    from one module run step by step: a user typing the commands writes it once by hand,
+    and every benchmark module exports the same names."""
+    request = language.request(0)
+    plan = driver_for(request.language, request.target).plan(request)
+    root = Path(tempfile.mkdtemp(dir=base))
+    _lay_out(root, request, settings)
+    paths = {spec.name: detect(spec, settings).path for spec in plan.tools}
+    env = {**settings.base_env, **plan.env}
+    written: dict[str, bytes] = {}
+    for step in plan.steps:
+        before = _files(root)
+        if isinstance(step, Run):
+            argv = [paths[step.argv[0]], *step.argv[1:]]
+            subprocess.run(argv, cwd=root, env=env, check=True, capture_output=True)
+        else:
+            step.func(root)
+            written |= {k: v for k, v in _files(root).items() if before.get(k) != v}
+    shutil.rmtree(root)
+    return written
+
+
+def _lay_out(
+    root: Path, request: CompileRequest, settings: Settings, extra: dict[str, bytes] | None = None
+) -> list[str]:
+    """Write the module's inputs under ``root``; returns its tool steps as shell commands."""
+    plan = driver_for(request.language, request.target).plan(request)
+    if plan.prebuilt:
+        raise RuntimeError(f"{request.language}: prebuilt inputs are not benchmarked here")
+    for source in (*request.sources, *plan.extra_inputs):
+        (root / source.name).parent.mkdir(parents=True, exist_ok=True)
+        (root / source.name).write_bytes(source.content)
+    (root / "obj").mkdir()
+    (root / "out").mkdir()
+    for name, content in (extra or {}).items():
+        (root / name).write_bytes(content)
+    paths = {spec.name: detect(spec, settings).path for spec in plan.tools}
+    assigns = [f"{k}={shlex.quote(v)}" for k, v in plan.env.items()]
+    return [
+        shlex.join([*(["env", *assigns] if assigns else []), paths[s.argv[0]], *s.argv[1:]])
+        for s in plan.steps
+        if isinstance(s, Run)
+    ]
+
+
+def bare(language: Language, first: int, settings: Settings, base: Path) -> float:
+    """Seconds for ``xargs -P jobs`` to compile the round's modules with the bare tool."""
+    round_dir = Path(tempfile.mkdtemp(dir=base))
+    extra = _written_by_pf(language, settings, base)
+    names = []
+    scripts = []
+    for n in range(first, first + language.count):
+        root = round_dir / f"m{n}"
+        root.mkdir()
+        steps = _lay_out(root, language.request(n), settings, extra)
+        names.append(root.name)
+        scripts.append(f"cd {shlex.quote(str(root))} && " + " && ".join(steps))
+    jobs = str(settings.jobs)
+    if language.name == "wat":
+        # One step: the tool straight from xargs, no shell, as the issue's baseline.
+        plan = driver_for("wat", "wasm").plan(language.request(first))
+        (step,) = (s for s in plan.steps if isinstance(s, Run))
+        tool = detect(plan.tools[0], settings).path
+        argv = [tool, *(a if a in ("-o", "--") else "{}/" + a for a in step.argv[1:])]
+        command = ["xargs", "-P", jobs, "-I{}", *argv]
+        stdin = "\n".join(names) + "\n"
+    else:
+        command = ["xargs", "-0", "-P", jobs, "-n1", "sh", "-ec"]
+        stdin = "\0".join(scripts) + "\0"
+    started = time.perf_counter()
+    subprocess.run(command, input=stdin.encode(), cwd=round_dir, check=True, capture_output=True)
+    seconds = time.perf_counter() - started
+    missing = [name for name in names if not any((round_dir / name / "out").iterdir())]
+    if missing:
+        raise RuntimeError(f"bare {language.name}: no output in {missing[:3]}")
+    shutil.rmtree(round_dir)
+    return seconds
+
+
+# pf's engine, in-process ---------------------------------------------------------------
+
+
+def engine(language: Language, first: int, settings: Settings, cache: ActionCache) -> float:
+    def one(n: int) -> None:
+        result = compile_sources(language.request(n), settings, cache=cache)
+        assert not result.cached
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(settings.jobs) as pool:
+        list(pool.map(one, range(first, first + language.count)))
+    return time.perf_counter() - started
+
+
+# pf serve --------------------------------------------------------------------------------
+
+
+async def _get(url: str, path: str, headers: dict[str, str]) -> dict[str, object]:
+    host, _, port = url.removeprefix("http://").partition(":")
+    conn_answer = await closed_loop(
+        host, int(port), lambda _: request_bytes("GET", path, headers=headers), total=1, keep=True
+    )
+    (answer,) = conn_answer.answers
+    if answer.status != 200:
+        raise RuntimeError(f"GET {path}: {answer.status} {answer.body[:200]!r}")
+    loaded: dict[str, object] = json.loads(answer.body)
+    return loaded
+
+
+async def _serve_round(server: PfServer, language: Language, first: int, token: str) -> float:
+    headers = {"Authorization": f"Bearer {token}"}
+    host, port = "127.0.0.1", server.port
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    outcome = await closed_loop(
+        host,
+        port,
+        lambda i: request_bytes("POST", "/api/compile", language.body(first + i), headers),
+        total=language.count,
+        connections=CONNECTIONS,
+        keep=True,
+    )
+    if outcome.ok != language.count or outcome.errors:
+        raise RuntimeError(f"serve {language.name}: {outcome.statuses} {outcome.errors}")
+    while True:
+        metrics = await _get(server.url, "/api/metrics", headers)
+        if metrics["queuedBuilds"] == 0 and metrics["activeBuilds"] == 0:
+            seconds = loop.time() - started
+            break
+        if loop.time() - started > DRAIN_TIMEOUT:
+            raise TimeoutError(f"serve {language.name}: builds pending: {metrics}")
+        await asyncio.sleep(0.01)
+    # A compile that failed would be cheap: every build of the round must have succeeded.
+    for answer in outcome.answers:
+        build = await _get(server.url, f"/api/builds/{json.loads(answer.body)['buildId']}", headers)
+        if build["status"] != "completed":
+            raise RuntimeError(f"serve {language.name}: a build ended {build['status']}: {build}")
+    return seconds
+
+
+# Report ----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    settings = load_settings()
+    if settings.sandbox == "off":
+        raise SystemExit("PF_SANDBOX=off: this benchmark measures pf with the sandbox on")
+    base = Path(tempfile.mkdtemp(prefix="pf-overhead-"))
+    cache = ActionCache(base / "cache", settings.cache_max_bytes)
+    env = {"PF_JOBS": str(settings.jobs), "PF_MAX_QUEUE": "100000", "PF_SHUTDOWN_GRACE": "2"}
+    server = PfServer(env, name="overhead")
+    figures: dict[tuple[str, str], list[float]] = {}
+    try:
+        token = server.pf("token", "create", "bench", "--scope", "build")
+        server.start()
+        for language in LANGUAGES:
+            # Probes the tools, warms the OS file cache and the server's first compile.
+            compile_sources(language.request(0), settings, cache=cache)
+            asyncio.run(_serve_round(server, language, 1, token))
+            for run in range(RUNS):
+                first = (run + 1) * 1_000_000
+                rounds = figures.setdefault((language.name, "bare"), [])
+                rounds.append(bare(language, first, settings, base))
+                rounds = figures.setdefault((language.name, "engine"), [])
+                rounds.append(engine(language, first + 100_000, settings, cache))
+                rounds = figures.setdefault((language.name, "serve"), [])
+                rounds.append(asyncio.run(_serve_round(server, language, first + 200_000, token)))
+    finally:
+        server.__exit__()
+        shutil.rmtree(base, ignore_errors=True)
+    cores = os.cpu_count()
+    print(
+        f"pf per-compile overhead - {cores} cores, PF_JOBS={settings.jobs}, sandbox "
+        f"{settings.sandbox}, median of {RUNS} rounds"
+    )
+    header = f"{'compile (n)':<18}{'way':<8}{'compiles/s':>11}{'ms/compile':>11}{'ratio':>8}  goal"
+    print(header)
+    print("-" * (len(header) + 16))
+    for language in LANGUAGES:
+        bare_rate = language.count / statistics.median(figures[(language.name, "bare")])
+        for way in ("bare", "engine", "serve"):
+            rate = language.count / statistics.median(figures[(language.name, way)])
+            label = f"{language.name} wasm ({language.count})" if way == "bare" else ""
+            if way == "bare":
+                tail = f"{'':>8}  (baseline: xargs -P {settings.jobs})"
+            else:
+                ratio = bare_rate / rate
+                verdict = "ok" if ratio <= language.goal else "MISSED"
+                tail = f"{ratio:>7.2f}x  <= {language.goal}x {verdict}"
+            print(f"{label:<18}{way:<8}{rate:>11.1f}{1000 / rate:>11.2f}{tail}")
+
+
+if __name__ == "__main__":
+    main()
