@@ -237,7 +237,7 @@ def http_figures(rows: Callable[[Row], None]) -> None:
                 (
                     "GET /api/health p99 (wrk -t1)",
                     f"{health.p99:.1f} ms",
-                    f"node hello {hello.p99:.1f} ms",
+                    f"node hello {hello.latency_ms.get(99, float('nan')):.1f} ms",
                     "<= 20 ms (orig 285-880)",
                     health.p99 <= 20,
                 )
@@ -432,6 +432,8 @@ def submission_figures(rows: Callable[[Row], None], scratch: Path) -> None:
             "same.lua",
         )
         hits = wrk(f"{server.url}/api/compile", seconds=SUBMIT_SECONDS, script=same_lua)
+        server.pf("token", "revoke", "bench")  # open again, for the figures below
+        _until_status(server.url, 200)
         recorded = wait_idle(server.url)["buildCount"]
         time.sleep(1)
         burst_rss = server.rss_mb()
@@ -449,7 +451,7 @@ def submission_figures(rows: Callable[[Row], None], scratch: Path) -> None:
         (
             "submissions accepted, cache hits, p99",
             f"{hits_p99:.0f} ms",
-            f"node hello {hello.p99:.1f} ms",
+            f"node hello {hello.latency_ms.get(99, float('nan')):.1f} ms",
             "<= 100 ms (orig 1.33 s)",
             hits_p99 <= 100,
         )
