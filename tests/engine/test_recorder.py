@@ -89,3 +89,44 @@ def test_lines_of_a_superseded_run_are_neither_stored_nor_announced(database_url
     assert published == [
         events.build_log("b", [{"stream": "stdout", "text": "run 1 line 2", "seq": 2}])
     ]
+
+
+def test_settled_returns_once_the_row_is_in_the_store(tmp_path: Path) -> None:
+    """A submission is answered after settled(): by then its record is in the database,
+    though the writer batches (here a batch without an event would wait 60 s)."""
+
+    async def scenario() -> tuple[BuildRecord | None, BuildRecord | None]:
+        store = Store(f"sqlite:///{tmp_path / 'pf.db'}")
+        store.open()
+        bus = EventBus(maxsize=100)
+        bus.attach(asyncio.get_running_loop())
+        recorder = Recorder(store, bus, interval=60.0)
+        recorder.start()
+        try:
+            recorder.record(_row("queued", 0))
+            before = store.get("b")
+            await asyncio.wait_for(recorder.settled(), timeout=10)
+            return before, store.get("b")
+        finally:
+            await asyncio.to_thread(recorder.stop)
+            store.close()
+
+    before, after = asyncio.run(scenario())
+    assert before is None
+    assert after is not None and after.status == "queued"
+
+
+def test_settled_does_not_wait_for_a_stopped_writer(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = Store(f"sqlite:///{tmp_path / 'pf.db'}")
+        store.open()
+        recorder = Recorder(store, EventBus(maxsize=100))
+        recorder.start()
+        await asyncio.to_thread(recorder.stop)
+        try:
+            recorder.record(_row("queued", 0))
+            await asyncio.wait_for(recorder.settled(), timeout=10)
+        finally:
+            store.close()
+
+    asyncio.run(scenario())

@@ -20,7 +20,7 @@ config-level modules; nothing here runs anything.
 from __future__ import annotations
 
 import itertools
-import secrets
+import random
 import statistics
 import threading
 import time
@@ -70,7 +70,12 @@ _counter = itertools.count()
 def new_build_id(language: str, target: str) -> str:
     """``rust-wasm-1732838400123-0007a1b2c3``: unique under any number of concurrent calls."""
     millis = int(time.time() * 1000)
-    return f"{language}-{target}-{millis}-{next(_counter) % 0x10000:04x}{secrets.token_hex(3)}"
+    # The random part keeps processes apart (random reseeds in a forked child); it is no
+    # secret. Not secrets.token_hex: each of its os.urandom calls gives up the GIL, and
+    # getting it back from the busy triage and writer threads held every submission up.
+    return (
+        f"{language}-{target}-{millis}-{next(_counter) % 0x10000:04x}{random.getrandbits(24):06x}"
+    )
 
 
 def new_task_id(task: str) -> str:

@@ -21,6 +21,7 @@ again, it would fail again. Imports store, engine.events and errors only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -75,6 +76,7 @@ class Recorder:
         self._enqueued = 0
         self._written = 0
         self._stopping = False
+        self._ended = False  # the writer finished (stop): nothing more will be written
         self._thread: threading.Thread | None = None
         self._chores: list[tuple[_Chore, list[float]]] = []
         self.failures = 0
@@ -85,9 +87,12 @@ class Recorder:
         self._retry_at = 0.0
         self._retry_wait = RETRY_MIN
         self._held = 0  # len(_held_rows) + len(_held_lines), read under _cond
+        # settled() callers: (items enqueued when it was called, its loop, its future).
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     def start(self) -> None:
         if self._thread is None:
+            self._ended = False
             self._thread = threading.Thread(target=self._loop, name="pf-recorder", daemon=True)
             self._thread.start()
 
@@ -146,6 +151,39 @@ class Recorder:
                 self._cond.wait(remaining)
         return True
 
+    async def settled(self) -> None:
+        """Wait, without blocking the event loop, until everything queued so far is written
+        (or held for a retry) and published: a submission is answered only once its record
+        is. All that wait meanwhile ride on the writer's next batch, one transaction."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._cond:
+            if self._written >= self._enqueued or self._thread is None or self._ended:
+                return
+            self._waiters.append((self._enqueued, loop, future))
+            self._urgent = True
+            self._cond.notify_all()
+        await future
+
+    def _release(self) -> None:
+        """Writer thread, under _cond: resolve the settled() waits now written, one
+        call into each loop per batch."""
+        if not self._waiters:
+            return
+        ready: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        waiting = []
+        for target, loop, future in self._waiters:
+            if target <= self._written or self._ended:
+                ready.setdefault(loop, []).append(future)
+            else:
+                waiting.append((target, loop, future))
+        self._waiters = waiting
+        for loop, futures in ready.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, futures)
+            except RuntimeError:  # that loop is closed: nobody waits there any more
+                pass
+
     def stop(self, timeout: float = 10.0) -> None:
         """Write what is queued, then end the thread."""
         with self._cond:
@@ -192,12 +230,16 @@ class Recorder:
                 self._urgent = False
             if final:
                 self._last_try()
+                with self._cond:
+                    self._ended = True
+                    self._release()
                 return
             if batch or self._held:
                 self._write(batch)
             self._run_chores()
             with self._cond:
                 self._written += len(batch)
+                self._release()
                 self._cond.notify_all()
             # Not held while waiting for the next batch: a burst's rows (thousands) would
             # otherwise stay alive until then.
@@ -307,3 +349,9 @@ class Recorder:
                 "pf: %s (%d records, %d log lines lost at stop)", error, len(rows), len(lines)
             )
         self._held_rows, self._held_lines, self._held = {}, [], 0
+
+
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():  # a client that went away cancelled its wait
+            future.set_result(None)

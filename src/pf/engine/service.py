@@ -420,6 +420,11 @@ class BuildService:
         self._accept([job])
         return job.shown()
 
+    async def recorded(self) -> None:
+        """Wait until every build submitted so far is in the store (or held by the writer
+        while the database does not answer): call after a submit, before answering it."""
+        await self.recorder.settled()
+
     def tasks(self) -> dict[str, Any]:
         """The tasks of the server's Pfyfile (engine.taskruns.Pfyfiles.listing); call from
         a thread: it may parse the Pfyfile."""

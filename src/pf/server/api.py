@@ -237,6 +237,7 @@ async def build_all(request: Request) -> Response:
     records, skipped = _service(request).submit_all(
         body.target, body.project, body.options, client=client_of(request)
     )
+    await _service(request).recorded()
     _changed(request)
     project = records[0].project if records else body.project
     message = f"{len(records)} builds queued"
@@ -259,6 +260,7 @@ async def build_one(request: Request) -> Response:
     record = _service(request).submit_build(
         language, body.target, body.project, body.options, client=client_of(request)
     )
+    await _service(request).recorded()
     _changed(request)
     return JSONResponse(_queued(record))
 
@@ -268,6 +270,7 @@ async def compile_inline(request: Request) -> Response:
     record = _service(request).submit_compile(
         body.language, body.target, body.files, body.options, client=client_of(request)
     )
+    await _service(request).recorded()
     _changed(request)
     return JSONResponse(_queued(record), status_code=202)
 
@@ -376,6 +379,7 @@ async def task_run(request: Request) -> Response:
     name = request.path_params["name"]
     submit = _service(request).submit_task
     record = await asyncio.to_thread(submit, name, params, client=client_of(request))
+    await _service(request).recorded()
     _changed(request)
     return JSONResponse(_json(request, record), status_code=202)
 
