@@ -154,7 +154,7 @@ def bare(language: Language, first: int, settings: Settings, base: Path) -> floa
         scripts.append(f"cd {shlex.quote(str(root))} && " + " && ".join(steps))
     jobs = str(settings.jobs)
     if language.name == "wat":
-        # One step: the tool straight from xargs, no shell, as the baseline.
+        # One step: the tool straight from xargs, no shell, as a user would run it by hand.
         plan = driver_for("wat", "wasm").plan(language.request(first))
         (step,) = (s for s in plan.steps if isinstance(s, Run))
         tool = detect(plan.tools[0], settings).path
