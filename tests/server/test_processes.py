@@ -66,14 +66,13 @@ def test_two_processes_answer_and_a_killed_one_is_replaced(
     victim = next(iter(seen))
     os.kill(victim, signal.SIGKILL)
     killed = time.monotonic()
-    # The replacement is serving once a pid that is neither answers beside the survivor.
-    while True:
-        children = _children(supervisor) - {victim}
-        if len(children) == 2:
-            new = children - set(seen)
-            if new and _pid_answers(server.url, new.pop(), killed + REPLACED_WITHIN):
-                break
-        assert time.monotonic() - killed < REPLACED_WITHIN, "no new API process served in 2 s"
+    # The supervisor replaces the process within 2 s; the replacement then serves. (How
+    # soon it serves is its start-up on a loaded machine, and which process the kernel
+    # hands a connection to is chance: not part of the supervisor's 2 s.)
+    while not (new := _children(supervisor) - {victim} - set(seen)):
+        assert time.monotonic() - killed < REPLACED_WITHIN, "no new API process in 2 s"
+        time.sleep(0.01)
+    assert _pid_answers(server.url, new.pop(), time.monotonic() + DEADLINE)
     assert victim not in _children(supervisor)
     assert server.stop() == 0
 
