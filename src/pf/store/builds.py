@@ -1,8 +1,8 @@
 """The queries on build records (record.py): one row per build or task run.
 
 Functions take a Connection (the caller owns the transaction) and return BuildRecords,
-never SQLAlchemy Rows, so nothing upstream imports SQLAlchemy. Imports the schema and
-the record only.
+never SQLAlchemy Rows, so nothing upstream imports SQLAlchemy. Imports the schema, the
+record and db's dialect-neutral upsert only.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
+from pf.store.db import upsert_into
 from pf.store.record import COMPLETED, FAILED, FINISHED, QUEUED, RUNNING, BuildRecord
 from pf.store.schema import builds
 
@@ -57,9 +57,7 @@ def upsert(conn: Connection, rows: Sequence[BuildRecord]) -> set[str]:
     """
     if not rows:
         return set()
-    dialect = conn.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(builds)
+    statement = upsert_into(conn.dialect.name, builds)
     new = statement.excluded
     columns = [c.name for c in builds.columns if c.name != "id"]
     guarded = statement.on_conflict_do_update(

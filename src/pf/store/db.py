@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import URL, make_url
@@ -29,6 +29,10 @@ from sqlalchemy.engine import URL, make_url
 from pf.config import Settings
 from pf.errors import StoreError
 from pf.store.migrate import migrate
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
+    from sqlalchemy.dialects import postgresql, sqlite
 
 _BUSY_TIMEOUT_MS = 10_000
 _HINT = "check PF_DATABASE_URL, and that the database file and its directory are writable"
@@ -124,6 +128,20 @@ def engine_url(url: str) -> URL:
     parsed = make_url(url)
     driver = _PG_SCHEMES.get(parsed.drivername)
     return parsed if driver is None else parsed.set(drivername=driver)
+
+
+def upsert_into(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into ``table`` that takes ON CONFLICT, in ``dialect``'s words (the two
+    backends spell it alike but SQLAlchemy builds it per dialect). PostgreSQL's dialect
+    module is imported only when a PostgreSQL database is in use: a SQLite server does
+    not carry it."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)
 
 
 def _sqlite_code(error: BaseException | None) -> int | None:

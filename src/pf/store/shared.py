@@ -22,13 +22,16 @@ import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, Connection, delete, exc, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from pf.store.db import Database, translate
+from pf.store.db import Database, translate, upsert_into
 from pf.store.schema import actions, blobs
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
+    from sqlalchemy.dialects import postgresql, sqlite
 
 # How often (in puts) the total is measured even when no put pushed it past the bound:
 # other processes put too.
@@ -50,10 +53,8 @@ class SharedCache:
         self.max_bytes = max_bytes
         self._puts = 0
 
-    def _insert(self, table: object) -> object:
-        if self.db.engine.dialect.name == "postgresql":
-            return postgresql.insert(table)  # type: ignore[arg-type]
-        return sqlite.insert(table)  # type: ignore[arg-type]
+    def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
+        return upsert_into(self.db.engine.dialect.name, table)
 
     def manifest(self, key: str) -> bytes | None:
         """The manifest stored for ``key``, or None; a hit refreshes its recency."""
@@ -94,12 +95,12 @@ class SharedCache:
             added += len(data)
             # One transaction per blob: a large output never holds the others' locks.
             with self.db.begin("cannot write the shared compile cache") as conn:
-                statement = self._insert(blobs).values(  # type: ignore[attr-defined]
+                statement = self._insert(blobs).values(
                     digest=digest, size=len(data), data=data, used_at=now
                 )
                 conn.execute(statement.on_conflict_do_nothing(index_elements=["digest"]))
         with self.db.begin("cannot write the shared compile cache") as conn:
-            statement = self._insert(actions).values(  # type: ignore[attr-defined]
+            statement = self._insert(actions).values(
                 key=key, manifest=manifest.decode(), used_at=now
             )
             conn.execute(
