@@ -30,7 +30,7 @@ def test_a_worker_whose_sandbox_cannot_start_does_not_start(
         "PF_TOOL_BWRAP": str(tmp_path / "no-such-bwrap"),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "pf.cli.worker", "--concurrency", "1"],
+        [sys.executable, "-m", "pf", "worker", "--concurrency", "1"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

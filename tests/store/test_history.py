@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,14 +29,6 @@ def _row(build_id: str, status: str = "completed", **fields: object) -> BuildRec
     }
     values.update(fields)
     return BuildRecord(**values)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    opened = Store(database_url)
-    opened.open()
-    yield opened
-    opened.close()
 
 
 def test_default_url_is_pf_db_beside_the_cache(tmp_path: Path) -> None:

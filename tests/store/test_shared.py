@@ -7,22 +7,12 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from pf.store import Store
 from pf.store.shared import SharedCache
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    opened = Store(database_url)
-    opened.open()
-    yield opened
-    opened.close()
 
 
 def _file(tmp_path: Path, name: str, data: bytes) -> tuple[str, Path]:

@@ -53,7 +53,7 @@ def serve(argv: list[str], settings: Settings, projects: Path) -> int:
     import watchfiles
 
     paths = watched(settings, projects)
-    command = shlex.join([sys.executable, "-m", "pf.cli.serve", *argv])
+    command = shlex.join([sys.executable, "-m", "pf", "serve", *argv])
     log.info("pf serve --reload: watching", extra={"paths": [str(p) for p in paths]})
 
     def restarting(changes: set[tuple[watchfiles.Change, str]]) -> None:

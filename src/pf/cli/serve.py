@@ -164,16 +164,3 @@ def command(argv: list[str]) -> int:
 
     code: int = run.serve(settings, options, insecure_no_auth=args.insecure_no_auth)
     return code
-
-
-if __name__ == "__main__":  # python -m pf.cli.serve (tests; `pf serve` once registered)
-    import sys
-
-    from pf.cli.output import show_error
-    from pf.errors import PfError
-
-    try:
-        sys.exit(command(sys.argv[1:]))
-    except PfError as error:
-        show_error(error)
-        sys.exit(error.exit_code)

@@ -106,16 +106,3 @@ def _serve_metrics(address: str) -> None:
     logging.getLogger("pf.worker").info(
         "pf worker metrics", extra={"url": url, "port": server.server_port}
     )
-
-
-if __name__ == "__main__":  # python -m pf.cli.worker (tests; `pf worker` once registered)
-    import sys
-
-    from pf.cli.output import show_error
-    from pf.errors import PfError
-
-    try:
-        sys.exit(command(sys.argv[1:]))
-    except PfError as error:
-        show_error(error)
-        sys.exit(error.exit_code)
