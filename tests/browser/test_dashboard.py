@@ -100,7 +100,10 @@ def row(page: Page, label: str) -> Locator:
 
 
 def open_dashboard(page: Page) -> None:
-    page.goto("/dashboard")
+    with page.expect_websocket() as socket:
+        page.goto("/dashboard")
+    # pf's dashboard asks for batches; the original's clients get one event per message.
+    assert socket.value.url.endswith("/ws?batch=1"), socket.value.url
     expect(page.locator("#live")).to_have_text("live")
     expect(page.locator("#f-language option")).to_have_count(len(LANGUAGES))
 

@@ -31,9 +31,14 @@ ENDS = LIFECYCLE - {"build_started"}
 DOCUMENTED = LIFECYCLE | {"initial_status", "build_progress", "build_log"}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("legacy")).start()
+# PF_WS_BATCH_MS at its default, and so large that every burst falls in one window: a
+# per-event client gets one message per event either way.
+@pytest.fixture(scope="module", params=[None, "3000"], ids=["default-window", "3000ms-window"])
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Server]:
+    env = {} if request.param is None else {"PF_WS_BATCH_MS": request.param}
+    running = Server(tmp_path_factory.mktemp("legacy"), env=env).start()
     yield running
     running.stop()
 

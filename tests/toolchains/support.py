@@ -11,7 +11,7 @@ import wasmtime
 
 from pf.config import Settings, load_settings
 from pf.engine import BuildResult, compile_sources
-from pf.toolchains import CompileRequest, Options, Plan, Run, SourceFile, get_driver
+from pf.toolchains import CompileRequest, Options, Plan, Run, SourceFile, driver_for_request
 from pf.toolchains.probe import locate
 
 
@@ -67,9 +67,10 @@ def function_exports(path: Path) -> set[str]:
 
 
 def run_plan(request: CompileRequest, settings: Settings, scratch: Path) -> Plan:
-    """Run a driver's plan in ``scratch`` with the real tools, outside the engine, and keep
-    what the steps wrote there (the engine deletes its scratch dir)."""
-    plan = get_driver(request.language).plan(request)
+    """Run the plan of the request's driver (Emscripten for such C) in ``scratch`` with
+    the real tools, outside the engine, and keep what the steps wrote there (the engine
+    deletes its scratch dir)."""
+    plan = driver_for_request(request).plan(request)
     assert not plan.prebuilt, "prebuilt inputs are the engine's to place"
     for source in (*request.sources, *plan.extra_inputs):
         (scratch / source.name).parent.mkdir(parents=True, exist_ok=True)

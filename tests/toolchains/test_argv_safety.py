@@ -14,7 +14,7 @@ import pytest
 
 from pf.config import Settings
 from pf.errors import CompileFailed
-from pf.toolchains import CompileRequest, Options, Run, SourceFile, get_driver
+from pf.toolchains import CompileRequest, Options, Run, SourceFile, driver_for_request
 from pf.toolchains.base import END_OF_OPTIONS, operand
 from pf.toolchains.response import gnu_quote, write_gnu
 from tests.toolchains.support import (
@@ -24,6 +24,7 @@ from tests.toolchains.support import (
     outputs,
     run_plan,
 )
+from tests.tools import needs_tool
 
 # Tools that end their options at "--" (each tried by hand: clang-14/19, rustc 1.63,
 # wat2wasm, wasm2c, llvm-link and opt 14/19). flang-new-19, rust-lld and wasm2js refuse
@@ -50,6 +51,9 @@ SOURCE = {
     b"  local.get 0 local.get 1 i32.add))\n",
 }
 HOSTILE = ("-MFevil", "@evil")
+# emcc's own: a setting (with quotes), a JS file it would run at build time or in the
+# module, and a library it would link in.
+EMCC_HOSTILE = ("-sEXPORT_NAME='x'", "--pre-js=evil", "--js-library=evil")
 
 
 def unchecked(name: str, content: bytes) -> SourceFile:
@@ -77,6 +81,13 @@ def requests() -> list[tuple[str, CompileRequest]]:
                         files.append(unchecked(f"{prefix}2.{ext}", b"\n"))
                     request = CompileRequest(language, target, tuple(files), Options.parse(options))
                     cases.append((f"{language}-{target}-{prefix}-{sorted(options)}", request))
+    # C for Emscripten: emcc expands @files and reads -s settings from any operand.
+    for target in ("wasm", "llvm", "asm"):
+        for prefix in (*HOSTILE, *EMCC_HOSTILE):
+            files = (unchecked(f"{prefix}.c", SOURCE["c"]), unchecked(f"{prefix}2.c", b"\n"))
+            options = Options.parse({"emscripten": True, "exports": "add"})
+            request = CompileRequest("c", target, files, options)
+            cases.append((f"emscripten-{target}-{prefix}", request))
     return cases
 
 
@@ -85,12 +96,12 @@ CASES = requests()
 
 @pytest.mark.parametrize("request_", [r for _, r in CASES], ids=[i for i, _ in CASES])
 def test_no_operand_can_read_as_an_option_or_a_response_file(request_: CompileRequest) -> None:
-    plan = get_driver(request_.language).plan(request_)
+    plan = driver_for_request(request_).plan(request_)
     runs = [step for step in plan.steps if isinstance(step, Run)]
     assert runs
     for step in runs:
         tool, args = step.argv[0], step.argv[1:]
-        for prefix in HOSTILE:
+        for prefix in (*HOSTILE, *EMCC_HOSTILE):
             # A source name reaches argv only as ./name.
             assert not any(arg.startswith(prefix) for arg in args), step.argv
         # The only @file is pf's own, under obj/.
@@ -135,6 +146,35 @@ def test_the_tools_take_a_flag_like_source_name_as_a_file(
     assert decoy.read_text() == f"-o{marker}\n"
     assert not marker.exists()
     assert {p.name for p in tmp_path.iterdir()} == {name, decoy.name, "obj", "out"}
+
+
+@needs_tool("emcc", "node")
+@pytest.mark.parametrize("prefix", ["@evil", *EMCC_HOSTILE])
+def test_emcc_takes_a_flag_like_source_name_as_a_file(
+    settings: Settings, tmp_path: Path, prefix: str
+) -> None:
+    """Run with the real emcc: a name shaped as its setting, --pre-js, --js-library or
+    @file is just a C file, and the files such an option would read are never read."""
+    name = f"{prefix}.c"
+    marker = tmp_path / "marker"
+    # What "@evil" would expand, and "--pre-js=evil" / "--js-library=evil" would run.
+    decoy = tmp_path / "evil"
+    decoy.write_text(f"-o{marker}\n")
+    (tmp_path / "evil.c").write_text(f"-o{marker}\n")
+    request = CompileRequest(
+        "c",
+        "wasm",
+        (unchecked(name, SOURCE["c"]),),
+        Options.parse({"emscripten": True, "exports": "add"}),
+    )
+    plan = run_plan(request, settings, tmp_path)
+    js, wasm = (tmp_path / output.path for output in plan.outputs)
+    assert wasm.read_bytes()[:4] == b"\0asm"  # no -sWASM=0
+    glue = js.read_text()
+    assert "export default Module" in glue  # no EXPORT_NAME='x'
+    assert str(marker) not in glue and "_add" in glue
+    assert not marker.exists()
+    assert {p.name for p in tmp_path.iterdir()} == {name, "evil", "evil.c", "obj", "out"}
 
 
 # --- response files -------------------------------------------------------------------

@@ -141,6 +141,24 @@ def test_names_and_exports_reach_argv_only_checked() -> None:
         request("wasm", {"x.c": TRAP}, exports="_add,-sWASM=0")
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"s": "EXPORT_NAME='x'"},  # emcc settings have no option of their own
+        {"settings": {"NODE_JS": "/bin/sh"}},
+        {"js_library": "evil.js"},
+        {"pre_js": "evil.js"},
+        {"emscripten": "--pre-js=evil.js"},
+        {"opt_level": "2 --js-library evil.js"},
+        {"exports": "add,x\"];require('child_process')//"},
+        {"exports": ["add", "-sEXPORT_NAME='x'"]},
+    ],
+)
+def test_no_request_option_can_carry_emcc_settings(options: dict[str, object]) -> None:
+    with pytest.raises(InvalidOption):
+        request("wasm", {"x.c": TRAP}, **options)
+
+
 def test_parallel_and_passes_are_refused_where_they_cannot_apply() -> None:
     with pytest.raises(InvalidOption, match="no OpenMP runtime"):
         EmscriptenDriver().plan(request("wasm", {"x.c": TRAP}, parallel=True))

@@ -9,8 +9,10 @@ project; with several and none of those, the request is refused with their names
 answered with whichever sorts first.
 Modules are the artifacts of the latest completed project build per published path,
 the original's layout (engine.layout: ``/wasm/<source folder>/<file>``); the index is
-bounded. Imports engine.projects, engine.layout and toolchains only; nothing here runs
-a build.
+bounded. The original had one project per web root; when two projects here would
+publish the same path, the default project's file keeps it (the original's pages, which
+send no project, load what they built), and otherwise the later build wins. Imports
+engine.projects, engine.layout and toolchains only; nothing here runs a build.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pf.engine.cache import Artifact
 from pf.engine.jobs import iso_time
@@ -89,6 +92,14 @@ class Projects:
             return found
         return self._named(name, projects)
 
+    def default_name(self, configured: str | None) -> str | None:
+        """The name of the project a request without one gets, or None when that is not
+        settled (no projects, or several and no rule choosing one)."""
+        if configured is not None:
+            return configured
+        found = _implicit(self.all())
+        return found.name if found is not None else None
+
     def find(self, name: str | None) -> Project | None:
         """The project called ``name`` as last scanned, or None."""
         return next((p for p in self.all() if p.name == name), None)
@@ -141,24 +152,34 @@ class Module:
     artifact: Artifact
     built_at: float
     folder: str
+    project: str | None = None
 
     @property
     def published(self) -> str:
         return published_path(self.target, self.folder, self.artifact.name)
 
     def to_dict(self) -> dict[str, Any]:
-        """The original's file entry (``path`` loads), then pf's extra fields."""
+        """The original's file entry (``path`` loads: a folder's name may hold URL syntax,
+        so it is percent-encoded), then pf's extra fields."""
         return {
             "name": self.artifact.name,
-            "path": f"/{self.published}",
+            "path": quote(f"/{self.published}"),
             "size": self.artifact.size,
             "modified": iso_time(self.built_at),
             "digest": self.artifact.digest,
             "target": self.target,
             "sourceLanguage": self.language,
             "buildId": self.build_id,
+            "project": self.project,
             "artifact": f"/api/builds/{self.build_id}/artifacts/{self.artifact.name}",
         }
+
+
+def _stays(current: Module, module: Module, preferred: str | None) -> bool:
+    """Whether ``current`` keeps its published path rather than ``module`` taking it."""
+    if current.project != module.project and preferred in {current.project, module.project}:
+        return current.project == preferred
+    return current.built_at > module.built_at
 
 
 class Modules:
@@ -169,13 +190,14 @@ class Modules:
         self._files: OrderedDict[str, Module] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, module: Module) -> None:
-        """Publish ``module`` unless a build that ended later published that path: in
-        shared mode completions arrive from several places, not in their order."""
+    def add(self, module: Module, preferred: str | None = None) -> None:
+        """Publish ``module`` unless a build that ended later published that path (in
+        shared mode completions arrive from several places, not in their order), or the
+        ``preferred`` project (the default one) did and ``module`` is another's."""
         key = module.published
         with self._lock:
             current = self._files.get(key)
-            if current is not None and current.built_at > module.built_at:
+            if current is not None and _stays(current, module, preferred):
                 return
             self._files[key] = module
             self._files.move_to_end(key)

@@ -542,9 +542,12 @@ class BuildService:
         (engine.layout): the latest /<target>/<source folder>/<file>."""
         assert job.ended_at is not None
         folder = source_folder(self.catalog.find(job.project), job.language)
+        preferred = self.catalog.default_name(self.settings.default_project)
         for artifact in job.artifacts:
-            module = Module(job.language, job.target, job.id, artifact, job.ended_at, folder)
-            self.modules_index.add(module)
+            module = Module(
+                job.language, job.target, job.id, artifact, job.ended_at, folder, job.project
+            )
+            self.modules_index.add(module, preferred)
 
     async def _completed_elsewhere(self, build_id: str) -> None:
         """Shared mode: another process (a pf worker) completed ``build_id``; publish its

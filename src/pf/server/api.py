@@ -16,6 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -196,7 +197,7 @@ def _modules_with_web_root(built: list[dict[str, Any]], root: Path) -> list[dict
             entry["files"].append(
                 {
                     "name": name,
-                    "path": f"/{published_path(target, folder, name)}",
+                    "path": quote(f"/{published_path(target, folder, name)}"),
                     "size": stat.st_size,
                     "modified": iso_time(stat.st_mtime),
                     "target": target,

@@ -210,7 +210,7 @@ _MODULE_FILE = obj(
         "path": {
             **STR,
             "pattern": "^/(wasm|asm|llvm)/[^/]+/.+$",
-            "description": "where it loads: /<target>/<source folder>/<name>",
+            "description": "where it loads: /<target>/<source folder>/<name>, percent-encoded",
         },
         "size": INT,
         "modified": null(STR),
@@ -218,6 +218,7 @@ _MODULE_FILE = obj(
         "digest": {**STR, "description": "SHA-256 of its bytes (built files)"},
         "sourceLanguage": {**STR, "enum": list(LANGUAGES), "description": "built files"},
         "buildId": {**STR, "description": "the build that made it (built files)"},
+        "project": {**STR, "description": "the project that build built (built files)"},
         "artifact": {**STR, "description": "the same bytes as that build's artifact URL"},
     },
 )

@@ -146,7 +146,8 @@ REQUESTS: dict[str, Schema] = {
             "project": {
                 **null(STR),
                 "maxLength": MAX_NAME,
-                "description": "a project under the projects root (default: the first)",
+                "description": "a project under the projects root (default: PF_DEFAULT_PROJECT, "
+                "else pf-web-polyglot-demo-plus-c when there, else the only one)",
             },
             "options": _OPTIONS_OBJECT,
             **OPTIONS,
