@@ -4,6 +4,7 @@ Imports config and errors only.
 """
 
 from pf.sandbox.limits import DEFAULT_LIMITS, Limits
+from pf.sandbox.spaces import Space, confined
 from pf.sandbox.process import Completed, LineSink, run, run_attached, truncation_marker
 from pf.sandbox.workspace import hand_over, workspace
 from pf.sandbox.wrappers import (
@@ -26,12 +27,14 @@ __all__ = [
     "Limits",
     "LineSink",
     "compile_command",
+    "confined",
     "hand_over",
     "probe",
     "reap_orphans",
     "run",
     "run_attached",
     "sandbox_uid",
+    "Space",
     "start_up",
     "task_command",
     "truncation_marker",
