@@ -146,10 +146,8 @@ def test_nothing_a_build_wrote_survives_into_the_next(settings: Settings) -> Non
     # workspace in the cell's /tmp to mount it there: those alone are left.
     above = [p for p in space.path.parents if Path("/tmp") in p.parents]
     made = sorted(str(p) for p in (*above, space.path) if Path("/tmp") in p.parents)
-    assert seen.stdout.split() == made + ["700", "700", "700"] + sorted(
-        ["core", "fd", "full", "null", "ptmx", "pts", "random", "shm"]
-        + ["stderr", "stdin", "stdout", "tty", "urandom", "zero"]
-    ), seen.stdout
+    devices = "core fd full null ptmx pts random shm stderr stdin stdout tty urandom zero"
+    assert seen.stdout.split() == [*made, "700", "700", "700", *devices.split()], seen.stdout
 
 
 def test_a_sysv_ipc_object_retires_the_cell(settings: Settings) -> None:
@@ -233,7 +231,9 @@ def _zombie(pid: int) -> bool:
 def test_timeout_cancel_and_limits_hold_in_a_cell(settings: Settings) -> None:
     limits = Limits(timeout=5.0, memory=2**30, file_size=2**20, processes=200, open_files=64)
     with build(settings) as space:
-        shown = sh(space, "ulimit -t; ulimit -v; ulimit -f; ulimit -u; ulimit -n; ulimit -c", limits)
+        shown = sh(
+            space, "ulimit -t; ulimit -v; ulimit -f; ulimit -u; ulimit -n; ulimit -c", limits
+        )
         raised = sh(space, "ulimit -n 4096 && echo RAISED", limits)
         expired = sh(space, "echo before; sleep 30", Limits(timeout=0.5))
         cancel = threading.Event()

@@ -4,8 +4,8 @@ Imports config and errors only.
 """
 
 from pf.sandbox.limits import DEFAULT_LIMITS, Limits
-from pf.sandbox.spaces import Space, confined
 from pf.sandbox.process import Completed, LineSink, run, run_attached, truncation_marker
+from pf.sandbox.spaces import Space, confined
 from pf.sandbox.workspace import hand_over, workspace
 from pf.sandbox.wrappers import (
     Command,
@@ -26,6 +26,7 @@ __all__ = [
     "Confinement",
     "Limits",
     "LineSink",
+    "Space",
     "compile_command",
     "confined",
     "hand_over",
@@ -34,7 +35,6 @@ __all__ = [
     "run",
     "run_attached",
     "sandbox_uid",
-    "Space",
     "start_up",
     "task_command",
     "truncation_marker",

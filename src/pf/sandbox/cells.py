@@ -358,6 +358,7 @@ class _Pool:
         self._lock = threading.Lock()
         self._idle: dict[Key, list[Cell]] = {}
         self._live: set[Cell] = set()
+        self._starting = 0
         self._launcher: ThreadPoolExecutor | None = None
 
     def acquire(
@@ -375,8 +376,9 @@ class _Pool:
         key: Key = (bwrap, uid, paths)
         cap = max(settings.jobs, settings.worker_concurrency)
         stale: list[Cell] = []
+        found: Cell | None = None
+        full = False
         with self._lock:
-            found = None
             cells = self._idle.get(key, [])
             while cells and found is None:
                 cell = cells.pop()
@@ -384,25 +386,32 @@ class _Pool:
                     found = cell
                 else:
                     stale.append(cell)
-            if found is None:
-                for cell in stale:
                     self._live.discard(cell)
-                if len(self._live) >= cap:
-                    victim = self._oldest_idle()
-                    if victim is None:
-                        return None
+            if found is None and len(self._live) + self._starting >= cap:
+                victim = self._oldest_idle()
+                if victim is None:
+                    full = True
+                else:
                     stale.append(victim)
                     self._live.discard(victim)
-                launcher = self._launcher
-                if launcher is None:
-                    launcher = self._launcher = ThreadPoolExecutor(1, "pf-cell-launcher")
-                    atexit.register(self.shutdown)
+            if found is None and not full:
+                self._starting += 1  # holds its place under the cap while it starts
+            if self._launcher is None:
+                self._launcher = ThreadPoolExecutor(1, "pf-cell-launcher")
+                atexit.register(self.shutdown)
+            launcher = self._launcher
         for cell in stale:
             cell.close(dispose)
         if found is not None:
             found.max_jobs = settings.sandbox_cell_jobs  # the caller's settings rule
             return found
-        cell = launcher.submit(_start, key, settings).result()
+        if full:
+            return None
+        try:
+            cell = launcher.submit(_start, key, settings).result()
+        finally:
+            with self._lock:
+                self._starting -= 1
         with self._lock:
             self._live.add(cell)
         return cell
