@@ -289,6 +289,8 @@ class Settings:
     profile_max_seconds: float = 30.0  # the longest sample GET /api/debug/profile takes
     tracemalloc: int = 0  # frames kept per allocation from the start; 0: traced only once asked
     # Confined steps one sandbox cell runs before it is retired; 0: one bubblewrap per step.
+    # A cell's start (about 5 ms) spread over 500 steps is nothing, and a bounded life
+    # bounds whatever a cell might accumulate that pf does not know to clear.
     sandbox_cell_jobs: int = 500
     # Tool paths pinned by the user (PF_TOOL_CLANG=/opt/clang/bin/clang), by tool name.
     tools: Mapping[str, str] = field(default_factory=dict)
