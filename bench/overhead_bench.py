@@ -10,8 +10,9 @@ three ways, alternating, median of PF_BENCH_RUNS rounds (3), each round fresh mo
           ``sh -ec`` per module running them in order (the shell's start is under 1% of
           such a compile). pf's in-process checks (Rust's export check) are not run:
           they are pf's work.
-  engine  pf's engine in-process: compile_sources from PF_JOBS threads, sandbox on (one
-          bubblewrap per step, as every compile), to its own action cache; no server
+  engine  pf's engine in-process: compile_sources from PF_JOBS threads, sandbox on, in
+          sandbox cells (PF_SANDBOX_CELL_JOBS, default), to its own action cache; no server
+  1-shot  the same with PF_SANDBOX_CELL_JOBS=0: one bubblewrap started for every step
   serve   ``pf serve`` (sandbox on, a token required: every request carries one, PF_JOBS
           workers): all N modules POSTed to /api/compile by 16 keep-alive connections,
           timed from the first request until /api/metrics shows nothing queued or running
@@ -21,11 +22,15 @@ rate, so PF_JOBS compiles overlap in it), and the ratio bare rate / pf rate besi
 goal: <= 1.3x for WAT, <= 1.1x for C and Rust. A missed goal is printed as MISSED.
 PF_BENCH_RUNS sets the rounds, PF_BENCH_OVERHEAD_N the WAT module count (400; C and Rust
 use a tenth and a fifteenth of it). The whole run takes about a minute on 2 cores.
+
+Last, the cost of one confined step of /usr/bin/true, one at a time: in a cell, with a
+bubblewrap of its own, and a bare fork and exec.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shlex
@@ -36,16 +41,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pf.config import Settings, load_settings
 from pf.engine import ActionCache, compile_sources
+from pf.sandbox import Limits, confined
 from pf.toolchains import CompileRequest, Options, Run, SourceFile, driver_for
 from pf.toolchains.probe import detect
 from serverkit import PfServer, closed_loop, request_bytes, wat_source
 
 RUNS = int(os.environ.get("PF_BENCH_RUNS", "3"))
+STEPS = 300
 N_WAT = int(os.environ.get("PF_BENCH_OVERHEAD_N", "400"))
 CONNECTIONS = 16
 DRAIN_TIMEOUT = 300.0
@@ -188,6 +195,30 @@ def engine(language: Language, first: int, settings: Settings, cache: ActionCach
     return time.perf_counter() - started
 
 
+def step_costs(settings: Settings) -> dict[str, float]:
+    """Milliseconds per /usr/bin/true: in a cell, with a bubblewrap of its own, bare."""
+    limits = Limits(timeout=10.0)
+    env = {"PATH": "/usr/bin:/bin"}
+    costs = {}
+    for way, cell_jobs in (("cell", STEPS + 1), ("1-shot", 0)):
+        ways = replace(settings, sandbox_cell_jobs=cell_jobs)
+        with confined(ways, (), scratch=_no_scratch, dispose=shutil.rmtree) as space:
+            space.run(["/usr/bin/true"], env=env, limits=limits)
+            started = time.perf_counter()
+            for _ in range(STEPS):
+                assert space.run(["/usr/bin/true"], env=env, limits=limits).ok
+            costs[way] = (time.perf_counter() - started) * 1000 / STEPS
+    started = time.perf_counter()
+    for _ in range(STEPS):
+        subprocess.run(["/usr/bin/true"], check=True)
+    costs["bare"] = (time.perf_counter() - started) * 1000 / STEPS
+    return costs
+
+
+def _no_scratch() -> contextlib.AbstractContextManager[Path]:
+    raise SystemExit("PF_SANDBOX=off: this benchmark measures pf with the sandbox on")
+
+
 # pf serve --------------------------------------------------------------------------------
 
 
@@ -246,6 +277,7 @@ def main() -> None:
     env = {"PF_JOBS": str(settings.jobs), "PF_MAX_QUEUE": "100000", "PF_SHUTDOWN_GRACE": "2"}
     server = PfServer(env, name="overhead")
     figures: dict[tuple[str, str], list[float]] = {}
+    one_shot = replace(settings, sandbox_cell_jobs=0)
     try:
         token = server.pf("token", "create", "bench", "--scope", "build")
         server.start()
@@ -259,6 +291,8 @@ def main() -> None:
                 rounds.append(bare(language, first, settings, base))
                 rounds = figures.setdefault((language.name, "engine"), [])
                 rounds.append(engine(language, first + 100_000, settings, cache))
+                rounds = figures.setdefault((language.name, "1-shot"), [])
+                rounds.append(engine(language, first + 300_000, one_shot, cache))
                 rounds = figures.setdefault((language.name, "serve"), [])
                 rounds.append(asyncio.run(_serve_round(server, language, first + 200_000, token)))
     finally:
@@ -274,7 +308,7 @@ def main() -> None:
     print("-" * (len(header) + 16))
     for language in LANGUAGES:
         bare_rate = language.count / statistics.median(figures[(language.name, "bare")])
-        for way in ("bare", "engine", "serve"):
+        for way in ("bare", "engine", "1-shot", "serve"):
             rate = language.count / statistics.median(figures[(language.name, way)])
             label = f"{language.name} wasm ({language.count})" if way == "bare" else ""
             if way == "bare":
@@ -284,6 +318,11 @@ def main() -> None:
                 verdict = "ok" if ratio <= language.goal else "MISSED"
                 tail = f"{ratio:>7.2f}x  <= {language.goal}x {verdict}"
             print(f"{label:<18}{way:<8}{rate:>11.1f}{1000 / rate:>11.2f}{tail}")
+    costs = step_costs(settings)
+    print()
+    print(f"one confined step of /usr/bin/true, {STEPS} in a row (ms/step)")
+    for way, label in (("cell", "in a cell"), ("1-shot", "own bubblewrap"), ("bare", "bare")):
+        print(f"  {label:<16}{costs[way]:>8.2f}")
 
 
 if __name__ == "__main__":

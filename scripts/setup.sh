@@ -135,6 +135,12 @@ confine=src/pf/sandbox/confine.c
 if [[ ! -x .venv/bin/pf-confine || $confine -nt .venv/bin/pf-confine ]]; then
   clang-14 -O2 -Wall -Wextra -Werror -o .venv/bin/pf-confine "$confine"
 fi
+# The sandbox cells' supervisor (src/pf/sandbox/cells.py): a confined step without a
+# bubblewrap start of its own. pf works without it, one bubblewrap per step.
+cell=src/pf/sandbox/cell.c
+if [[ ! -x .venv/bin/pf-cell || $cell -nt .venv/bin/pf-cell ]]; then
+  clang-14 -O2 -Wall -Wextra -Werror -o .venv/bin/pf-cell "$cell"
+fi
 # Bytecode up front: with PYTHONDONTWRITEBYTECODE set, every pf start would recompile
 # its modules (about 25 ms), more than `pf list` may take.
 .venv/bin/python -m compileall -q src >/dev/null

@@ -104,7 +104,11 @@ NUMERIC = {
     "profile_max_seconds": "PF_PROFILE_MAX_SECONDS",
 }
 # Numeric settings where 0 means "off": every other bad number is still refused.
-ZERO_MEANS_OFF = {"rate_limit": "PF_RATE_LIMIT", "tracemalloc": "PF_TRACEMALLOC"}
+ZERO_MEANS_OFF = {
+    "rate_limit": "PF_RATE_LIMIT",
+    "tracemalloc": "PF_TRACEMALLOC",
+    "sandbox_cell_jobs": "PF_SANDBOX_CELL_JOBS",
+}
 BAD_NUMBERS = ["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e999", "-1", "0", "1e30", "abc"]
 
 

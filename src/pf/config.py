@@ -288,6 +288,10 @@ class Settings:
     worker_metrics: str | None = None  # pf worker's /metrics as HOST:PORT; None: not served
     profile_max_seconds: float = 30.0  # the longest sample GET /api/debug/profile takes
     tracemalloc: int = 0  # frames kept per allocation from the start; 0: traced only once asked
+    # Confined steps one sandbox cell runs before it is retired; 0: one bubblewrap per step.
+    # A cell's start (about 5 ms) spread over 500 steps is nothing, and a bounded life
+    # bounds whatever a cell might accumulate that pf does not know to clear.
+    sandbox_cell_jobs: int = 500
     # Tool paths pinned by the user (PF_TOOL_CLANG=/opt/clang/bin/clang), by tool name.
     tools: Mapping[str, str] = field(default_factory=dict)
     # The environment every tool starts from: the few variables compilers read, with a
@@ -369,6 +373,7 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "worker_metrics": ("PF_WORKER_METRICS", parse_listen_address),
     "profile_max_seconds": ("PF_PROFILE_MAX_SECONDS", _parse_seconds),
     "tracemalloc": ("PF_TRACEMALLOC", _parse_frames),
+    "sandbox_cell_jobs": ("PF_SANDBOX_CELL_JOBS", _parse_non_negative_int),
 }
 
 _TOOL_PREFIX = "PF_TOOL_"

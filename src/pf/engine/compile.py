@@ -35,15 +35,13 @@ from pf.engine.singleflight import flight
 from pf.errors import BuildCancelled, BuildTimeout, CompileFailed, Diagnostic
 from pf.sandbox import (
     Completed,
-    Confinement,
     Limits,
     LineSink,
-    compile_command,
+    Space,
+    confined,
     hand_over,
-    run,
     sandbox_uid,
     truncation_marker,
-    workspace,
 )
 from pf.store import digest_file
 from pf.toolchains import (
@@ -285,8 +283,9 @@ class _Execution:
         return argv
 
     def execute(
-        self, scratch: Path, prebuilt: Sequence[tuple[Plan, Entry]]
+        self, space: Space, prebuilt: Sequence[tuple[Plan, Entry]]
     ) -> list[tuple[str, str, Path]]:
+        scratch = space.path
         for source in self.action.inputs:
             path = scratch / source.name
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -302,7 +301,6 @@ class _Execution:
         env, ccache = self._env()
         limits = Limits.from_settings(self.settings)
         sink = self._sink(str(scratch))
-        confinement = Confinement(scratch, _visible(self.action.tools.values()))
         uid = sandbox_uid(self.settings)
         for step in self.action.plan.steps:
             if self.cancel is not None and self.cancel.is_set():
@@ -314,20 +312,12 @@ class _Execution:
             # while pf reads it; what pf wrote goes to the sandbox's uid.
             _check_scratch(scratch, uid, step.label)
             if isinstance(step, Run):
-                command = compile_command(
+                done = space.run(
                     self._argv(step, ccache),
                     env=env,
-                    confinement=confinement,
-                    settings=self.settings,
-                )
-                done = run(
-                    command.argv,
-                    cwd=scratch,
-                    env=command.env,
                     limits=limits,
                     on_line=sink,
                     cancel=self.cancel,
-                    user=command.user,
                 )
                 if done.cancelled:
                     raise BuildCancelled(self.action.what)
@@ -460,12 +450,14 @@ class _Builder:
         self.cancel = cancel
         self.timings: dict[str, float] = {}
 
-    def _scratch(self) -> contextlib.AbstractContextManager[Path]:
+    def _space(self, action: _Action) -> contextlib.AbstractContextManager[Space]:
         # Confined steps run as the sandbox's uid, which must reach the scratch dir:
-        # the cache's own may sit below a directory only pf's user can enter.
-        if self.settings.sandbox == "off":
-            return self.cache.scratch()
-        return workspace(sandbox_uid(self.settings))
+        # the cache's own may sit below a directory only pf's user can enter, so it
+        # serves unconfined builds only.
+        readonly = _visible(action.tools.values())
+        return confined(
+            self.settings, readonly, scratch=self.cache.scratch, dispose=_sweeper.discard
+        )
 
     def prebuilt(self, action: _Action) -> Entry:
         """The cached outputs of a prebuilt input, built now if this is the first need."""
@@ -496,26 +488,23 @@ class _Builder:
             self.cache.root.resolve() / "ccache",
             self.cancel,
         )
-        with self._scratch() as scratch:
-            try:
-                outputs = execution.execute(scratch, prebuilt)
-                stored = time.monotonic()
-                deps = execution.dependencies(scratch)
-                diagnostics = self.driver.diagnostics(
-                    "\n".join(text for stream, text in execution.log if stream == "stderr")
-                )
-                entry = self.cache.store(
-                    action.key,
-                    outputs,
-                    execution.log,
-                    [d.to_dict() for d in diagnostics],
-                    action.plan.note,
-                    stored - started,
-                    deps,
-                )
-                execution.timings["store"] = time.monotonic() - stored
-            finally:
-                _sweeper.discard(scratch)
+        with self._space(action) as space:
+            outputs = execution.execute(space, prebuilt)
+            stored = time.monotonic()
+            deps = execution.dependencies(space.path)
+            diagnostics = self.driver.diagnostics(
+                "\n".join(text for stream, text in execution.log if stream == "stderr")
+            )
+            entry = self.cache.store(
+                action.key,
+                outputs,
+                execution.log,
+                [d.to_dict() for d in diagnostics],
+                action.plan.note,
+                stored - started,
+                deps,
+            )
+            execution.timings["store"] = time.monotonic() - stored
         for label, seconds in execution.timings.items():
             self.timings[label] = self.timings.get(label, 0.0) + seconds
         return entry

@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from pf.errors import SandboxError
 from pf.sandbox.limits import DEFAULT_LIMITS, Limits
@@ -345,13 +346,116 @@ class _Wait:
         self.deadline = None if limits.timeout is None else started + limits.timeout
         self.cancel = cancel
         self.drain_until: float | None = None
+        # Set when the command is killed: by then it must have ended.
+        self.kill_until: float | None = None
 
     def timeout(self) -> float | None:
         now = time.monotonic()
-        ends = [t - now for t in (self.deadline, self.drain_until) if t is not None]
+        waits = (self.deadline, self.drain_until, self.kill_until)
+        ends = [t - now for t in waits if t is not None]
         if self.cancel is not None:
             ends.append(_CANCEL_POLL)
         return max(0.0, min(ends)) if ends else None
+
+
+class Ending(Protocol):
+    """How a captured run learns that its command ended, and how it stops it."""
+
+    def fileno(self) -> int:
+        """A descriptor that becomes readable when the command has ended."""
+        ...
+
+    def ended(self) -> None:
+        """Called once it is readable: collect the outcome and kill what the command
+        left running, so no straggler holds the pipes open."""
+        ...
+
+    def kill(self) -> None:
+        """Stop the command and everything it started (timeout, cancel)."""
+        ...
+
+
+class _Group:
+    """A child process of pf's in a process group of its own, watched through a pidfd."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.pidfd = os.pidfd_open(proc.pid)
+
+    def fileno(self) -> int:
+        return self.pidfd
+
+    def ended(self) -> None:
+        # Before reaping, so the group id cannot be reused.
+        _kill_group(self.proc.pid)
+
+    def kill(self) -> None:
+        _kill_group(self.proc.pid)
+
+
+def capture(
+    argv: Sequence[str],
+    stdout: int,
+    stderr: int,
+    ending: Ending,
+    limits: Limits,
+    on_line: LineSink | None,
+    cancel: threading.Event | None,
+    started: float,
+) -> tuple[_Capture, _Capture, bool, bool, list[tuple[str, str]]]:
+    """Read ``stdout`` and ``stderr`` (the read ends of the command's pipes) until the
+    command ended and both reached their end, killing it at the deadline or on cancel.
+
+    Returns both captures, whether it timed out, whether it was cancelled, and the
+    lines in order. Raises SandboxError when the command outlives its kill by
+    ``_READER_GRACE`` seconds (whatever runs it stopped answering).
+    """
+    order: list[tuple[str, str]] = []
+    out = _Capture("stdout", limits.max_output, on_line, order)
+    err = _Capture("stderr", limits.max_output, on_line, order)
+    wait = _Wait(limits, started, cancel)
+    expired = stopped = False
+    with selectors.DefaultSelector() as selector:
+        selector.register(stdout, selectors.EVENT_READ, out)
+        selector.register(stderr, selectors.EVENT_READ, err)
+        selector.register(ending.fileno(), selectors.EVENT_READ, None)
+        streams = 2
+        exited = False
+        while streams or not exited:
+            for key, _mask in selector.select(wait.timeout()):
+                if key.data is None:
+                    # Ended: stragglers are killed, then the pipes get a grace period.
+                    exited = True
+                    selector.unregister(key.fileobj)
+                    ending.ended()
+                    wait.kill_until = None
+                    wait.drain_until = time.monotonic() + _READER_GRACE
+                    continue
+                chunk = os.read(key.fd, _READ_SIZE)
+                if chunk:
+                    key.data.data(chunk)
+                else:
+                    selector.unregister(key.fileobj)
+                    streams -= 1
+            now = time.monotonic()
+            if wait.drain_until is not None and now >= wait.drain_until:
+                break  # a process outside the group still holds a pipe open
+            if exited:
+                continue
+            if wait.kill_until is not None and now >= wait.kill_until:
+                raise SandboxError(f"{argv[0]} did not stop when it was killed")
+            if cancel is not None and cancel.is_set() and not stopped:
+                stopped = True
+                wait.kill_until = now + _READER_GRACE
+                ending.kill()
+            elif wait.deadline is not None and now >= wait.deadline and not expired:
+                expired = True
+                wait.deadline = None
+                wait.kill_until = now + _READER_GRACE
+                ending.kill()
+    out.close()
+    err.close()
+    return out, err, expired, stopped, order
 
 
 def run(
@@ -371,60 +475,29 @@ def run(
     """
     if not argv:
         raise SandboxError("nothing to run: empty command")
-    order: list[tuple[str, str]] = []
-    out = _Capture("stdout", limits.max_output, on_line, order)
-    err = _Capture("stderr", limits.max_output, on_line, order)
     started = time.monotonic()
     proc = _spawn(argv, cwd, env, limits, user=user)
     assert proc.stdout is not None and proc.stderr is not None
-    wait = _Wait(limits, started, cancel)
-    expired = stopped = False
-    pidfd = -1
+    group: _Group | None = None
     try:
-        pidfd = os.pidfd_open(proc.pid)
-        with selectors.DefaultSelector() as selector:
-            selector.register(proc.stdout, selectors.EVENT_READ, out)
-            selector.register(proc.stderr, selectors.EVENT_READ, err)
-            selector.register(pidfd, selectors.EVENT_READ, None)
-            streams = 2
-            exited = False
-            while streams or not exited:
-                for key, _mask in selector.select(wait.timeout()):
-                    if key.data is None:
-                        # Exited: kill stragglers in its group (before reaping, so the
-                        # group id cannot be reused), then give the pipes a grace period.
-                        exited = True
-                        selector.unregister(pidfd)
-                        _kill_group(proc.pid)
-                        wait.drain_until = time.monotonic() + _READER_GRACE
-                        continue
-                    chunk = os.read(key.fd, _READ_SIZE)
-                    if chunk:
-                        key.data.data(chunk)
-                    else:
-                        selector.unregister(key.fileobj)
-                        streams -= 1
-                now = time.monotonic()
-                if wait.drain_until is not None and now >= wait.drain_until:
-                    break  # a process outside the group still holds a pipe open
-                if exited:
-                    continue
-                if cancel is not None and cancel.is_set() and not stopped:
-                    stopped = True
-                    _kill_group(proc.pid)
-                elif wait.deadline is not None and now >= wait.deadline and not expired:
-                    expired = True
-                    wait.deadline = None
-                    _kill_group(proc.pid)
+        group = _Group(proc)
+        out, err, expired, stopped, order = capture(
+            argv,
+            proc.stdout.fileno(),
+            proc.stderr.fileno(),
+            group,
+            limits,
+            on_line,
+            cancel,
+            started,
+        )
     finally:
         _kill_group(proc.pid)
         proc.wait()
-        if pidfd >= 0:
-            os.close(pidfd)
+        if group is not None:
+            os.close(group.pidfd)
         proc.stdout.close()
         proc.stderr.close()
-    out.close()
-    err.close()
     return Completed(
         argv=tuple(argv),
         code=proc.returncode,

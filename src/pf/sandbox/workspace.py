@@ -25,6 +25,8 @@ from pathlib import Path
 from pf.errors import SandboxUnavailable
 
 _PREFIX = "ws-"
+# A sandbox cell's directory (pf.sandbox.cells), locked the same way while it lives.
+CELL_PREFIX = "cell-"
 # A workspace is locked right after it is made; one younger than this may be between
 # the two, so the sweep leaves it alone.
 _STALE_AFTER = 60.0
@@ -69,7 +71,7 @@ def workspace(uid: int | None) -> Iterator[Path]:
     """A new empty workspace, owned by ``uid`` (None: pf's own), locked while the block
     runs. The caller removes it."""
     base = root()
-    _sweep(base)
+    sweep(base)
     path = Path(tempfile.mkdtemp(prefix=_PREFIX, dir=base))
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
@@ -81,7 +83,7 @@ def workspace(uid: int | None) -> Iterator[Path]:
         os.close(fd)
 
 
-def _sweep(base: Path) -> None:
+def sweep(base: Path) -> None:
     """Remove the workspaces no live pf holds (their pf was killed); once per process."""
     with _sweep_lock:
         if base in _swept:
@@ -89,7 +91,7 @@ def _sweep(base: Path) -> None:
         _swept.add(base)
     now = time.time()
     for entry in os.scandir(base):
-        if not entry.name.startswith(_PREFIX) or entry.is_symlink():
+        if not entry.name.startswith((_PREFIX, CELL_PREFIX)) or entry.is_symlink():
             continue
         try:
             fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -130,3 +132,8 @@ def hand_over(path: Path, uid: int | None) -> list[str]:
                 if uid is not None and st.st_uid != uid:
                     os.chown(entry.path, uid, uid, follow_symlinks=False)
     return sorted(unsafe)
+
+
+def remove(path: Path) -> None:
+    """Remove a directory a failed start left, whatever is in it."""
+    shutil.rmtree(path, ignore_errors=True)

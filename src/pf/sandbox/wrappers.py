@@ -104,7 +104,7 @@ def _top_level() -> tuple[str, ...]:
     return tuple(options)
 
 
-def _isolated(bwrap: str, readonly: Sequence[Path]) -> list[str]:
+def _isolated(bwrap: str, readonly: Sequence[Path], tmp: Path | None = None) -> list[str]:
     # --die-with-parent is PR_SET_PDEATHSIG, which fires when the *thread* that started
     # bwrap exits: pf starts compiles from long-lived worker threads, so it means "dies
     # with pf". --new-session keeps a tool from pushing input into pf's terminal.
@@ -121,8 +121,8 @@ def _isolated(bwrap: str, readonly: Sequence[Path]) -> list[str]:
         "/proc",
         "--dev",
         "/dev",
-        "--tmpfs",
-        "/tmp",
+        # A directory of pf's (a cell's, which pf empties between builds) or a tmpfs.
+        *(["--tmpfs", "/tmp"] if tmp is None else ["--bind", str(tmp), "/tmp"]),
     ]
     # After the tmpfs on /tmp, so a path under /tmp is mounted on top of it.
     for path in readonly:
@@ -190,7 +190,25 @@ def _reachable(path: Path, uid: int) -> bool:
     return True
 
 
-def _inside_env(env: Mapping[str, str]) -> dict[str, str]:
+def outside_system(readonly: Sequence[Path]) -> tuple[Path, ...]:
+    """The read-only paths a sandbox must bind besides /usr, which it has whole."""
+    return tuple(p for p in readonly if not _under(p, SYSTEM_DIR))
+
+
+def check_reachable(paths: Sequence[Path], uid: int | None) -> None:
+    """Raise SandboxUnavailable unless ``uid`` (pf's own when None) reaches every path."""
+    if uid is None:
+        return
+    for path in paths:
+        if not _reachable(path, uid):
+            raise SandboxUnavailable(
+                f"the sandbox's user (uid {uid}) cannot reach {path}",
+                "make every directory above it traversable (chmod o+x), "
+                "or install the tool under /usr",
+            )
+
+
+def inside_env(env: Mapping[str, str]) -> dict[str, str]:
     inside = {k: v for k, v in env.items() if not k.startswith("CCACHE_")}
     # The host's HOME and TMPDIR do not exist inside: both point at the private tmpfs.
     inside.update(PATH=INSIDE_PATH, HOME="/tmp", TMPDIR="/tmp")
@@ -206,22 +224,15 @@ def _compile_bwrap(
     bwrap = _bwrap(settings)
     assert bwrap is not None  # the probe found it
     uid = sandbox_uid(settings)
-    readonly = tuple(p for p in confinement.readonly if not _under(p, SYSTEM_DIR))
-    if uid is not None:
-        for path in (confinement.writable, *readonly):
-            if not _reachable(path, uid):
-                raise SandboxUnavailable(
-                    f"the sandbox's user (uid {uid}) cannot reach {path}",
-                    "make every directory above it traversable (chmod o+x), "
-                    "or install the tool under /usr",
-                )
+    readonly = outside_system(confinement.readonly)
+    check_reachable((confinement.writable, *readonly), uid)
     writable = str(confinement.writable)
     options = _isolated(bwrap, readonly)
     # The root is bwrap's own tmpfs: read-only once everything is mounted on it, so the
     # scratch dir and the private /tmp are the only places a step can write.
     options += ["--bind", writable, writable, "--remount-ro", "/", "--chdir", writable]
     options += ["--", *argv]
-    return Command(tuple(options), _inside_env(env), uid)
+    return Command(tuple(options), inside_env(env), uid)
 
 
 def _compile_off(
