@@ -26,11 +26,13 @@ from pf.sandbox import Completed, Limits, Space, confined
 from pf.sandbox import cells as cells_module
 from pf.sandbox.cells import Cell
 from tests.conftest import pids_with_word
+from tests.tools import needs_tool
 
 ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
 LIMITS = Limits(timeout=20.0)
 
-pytestmark = pytest.mark.skipif(not cells_module.available(), reason="pf-cell is not built")
+# Set-up builds pf-cell: under PF_STRICT_TOOLS its absence fails instead of skipping.
+pytestmark = needs_tool(str(cells_module.PROGRAM))
 
 
 @pytest.fixture
@@ -150,6 +152,28 @@ def test_nothing_a_build_wrote_survives_into_the_next(settings: Settings) -> Non
     assert seen.stdout.split() == [*made, "700", "700", "700", *devices.split()], seen.stdout
 
 
+def test_a_workspace_moved_away_and_faked_retires_the_cell(settings: Settings) -> None:
+    # Where pf's directories lie under /tmp, the directories bubblewrap made above the
+    # workspace's mount point are in the cell's /tmp, the job's to rename: one moved
+    # away, with a look-alike in its place, would show a later build the job's files
+    # at the workspace's path.
+    with build(settings) as space:
+        top = next((p for p in space.path.parents if p.parent == Path("/tmp")), None)
+        if top is None:
+            pytest.skip("pf's directories are not under /tmp: nothing above the mount to move")
+        root = space.root
+        moved = sh(
+            space,
+            f"cd / && mv {top} /tmp/moved && mkdir -p {space.path} "
+            f"&& echo planted > {space.path}/main.c && ls {space.path}",
+        )
+    assert moved.stdout == "main.c\n", moved
+    with build(settings) as space:
+        assert space.root != root
+        seen = sh(space, "ls -A; ls -A /tmp/moved 2>&1 | head -1")
+    assert "main.c" not in seen.stdout and "No such file" in seen.stdout, seen
+
+
 def test_a_sysv_ipc_object_retires_the_cell(settings: Settings) -> None:
     segment = """
         import ctypes
@@ -253,7 +277,7 @@ def test_timeout_cancel_and_limits_hold_in_a_cell(settings: Settings) -> None:
     assert after.stdout == "still here\n"
 
 
-def test_a_fork_bomb_is_stopped_in_a_cell(settings: Settings) -> None:
+def test_a_fork_bomb_is_stopped_in_a_cell(lone_settings: Settings) -> None:
     bomb = """
         import os, time
         forked = 0
@@ -265,7 +289,7 @@ def test_a_fork_bomb_is_stopped_in_a_cell(settings: Settings) -> None:
         except OSError as refused:
             print(forked, refused.strerror)
         """
-    with build(settings) as space:
+    with build(lone_settings) as space:
         done = py(space, bomb, Limits(timeout=10.0, processes=30))
         after = sh(space, "echo next")
     forked, _, reason = done.stdout.strip().partition(" ")

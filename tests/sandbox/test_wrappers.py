@@ -182,7 +182,7 @@ def test_a_file_past_the_size_limit_is_refused(scratch: Path, settings: Settings
     assert (scratch / "big").stat().st_size <= 2**20
 
 
-def test_a_fork_bomb_is_stopped_by_the_process_limit(scratch: Path, settings: Settings) -> None:
+def test_a_fork_bomb_is_stopped_by_the_process_limit(lone_settings: Settings) -> None:
     # Python, not a shell loop: bash retries a refused fork with growing sleeps, so
     # whether its message appears before the timeout depends on the machine's load.
     # Children close their output at once, so only the parent's report is read.
@@ -200,7 +200,9 @@ def test_a_fork_bomb_is_stopped_by_the_process_limit(scratch: Path, settings: Se
         """
     )
     limits = Limits(timeout=10.0, processes=30)
-    done = confined(f"exec /usr/bin/python3 -c '{bomb}'", scratch, settings, limits)
+    with workspace(sandbox_uid(lone_settings)) as scratch:
+        done = confined(f"exec /usr/bin/python3 -c '{bomb}'", scratch, lone_settings, limits)
+        subprocess.run(["rm", "-rf", str(scratch)], check=True)
     forked, _, reason = done.stdout.strip().partition(" ")
     assert reason == "Resource temporarily unavailable", done
     assert 0 < int(forked) < 30

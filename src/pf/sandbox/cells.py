@@ -17,7 +17,8 @@ Why reuse is safe (each point has an attack test in tests/sandbox/test_cells.py)
   checks that /proc lists nobody else before it answers.
 - Between builds pf empties the cell's workspace, /tmp and /dev/shm from outside (all
   three are directories of pf's bound into the cell; the rest of /dev is read-only), and
-  a cell with SysV IPC objects left is retired. POSIX message queues are refused (their
+  a cell with SysV IPC objects left is retired, as is one whose directories above a
+  mount point (made by bubblewrap in its /tmp) were moved or replaced. POSIX message queues are refused (their
   rlimit is 0) and key rings are refused (seccomp), both being per namespace, not per
   process.
 - Anything unexpected (no answer in time, a closed socket, a malformed answer, a dead
@@ -121,6 +122,10 @@ class Cell:
         # (TMPDIR is /tmp): the mount points, and the directories it made above them.
         self._mounts = {self.path, PROGRAM, *key[2]}
         self._above_mounts = {parent for path in self._mounts for parent in path.parents}
+        # Those of them in a directory a job may write, as pf's side sees them once the
+        # cell is up: (device, inode) by path inside. A job may rename one away and make a
+        # look-alike in its place; only the identity shows it (see _empty).
+        self._pinned: dict[Path, tuple[int, int]] = {}
 
     # Start ----------------------------------------------------------------------------
 
@@ -183,6 +188,18 @@ class Cell:
             said = self._said()
             self.kill()
             raise SandboxError(f"a sandbox cell did not start: {said or 'no answer'}")
+        self._pin()
+
+    def _pin(self) -> None:
+        for inside in self._mounts | self._above_mounts:
+            for name, writable in zip(_WRITABLE, self._inside(), strict=True):
+                if writable in inside.parents:
+                    st = os.lstat(self.root / name / inside.relative_to(writable))
+                    self._pinned[inside] = (st.st_dev, st.st_ino)
+
+    def _inside(self) -> tuple[Path, Path, Path]:
+        """Where the cell sees its writable directories (``_WRITABLE``'s order)."""
+        return (self.path, Path("/tmp"), Path("/dev/shm"))
 
     def _said(self) -> str:
         """The last line bubblewrap or pf-cell wrote, for an error message."""
@@ -269,7 +286,7 @@ class Cell:
         os.mkdir(trash, 0o700)
         moved = [0]
         try:
-            for name, inside in zip(_WRITABLE, (str(self.path), "/tmp", "/dev/shm"), strict=True):
+            for name, inside in zip(_WRITABLE, self._inside(), strict=True):
                 # A job may have changed the directory's mode: pf's own, back again.
                 os.chmod(self.root / name, 0o700)
                 if not self._empty(self.root / name, Path(inside), trash, moved):
@@ -282,7 +299,8 @@ class Cell:
         """Move everything in ``directory`` (seen at ``inside`` in the cell) to ``trash``,
         but for the directories bubblewrap made in it to mount something on: those are
         emptied the same way, and a mount point itself is left (its content is the
-        mount's). Renaming a mount point's parent would unmount it in the cell."""
+        mount's). Renaming a mount point's parent would unmount it in the cell. False
+        when something is left, or one of those directories is gone or replaced."""
         with os.scandir(directory) as entries:
             for entry in list(entries):
                 seen = inside / entry.name
@@ -297,7 +315,18 @@ class Cell:
                 moved[0] += 1
         with os.scandir(directory) as entries:
             left = {inside / entry.name for entry in entries}
-        return left <= self._mounts | self._above_mounts
+        if not left <= self._mounts | self._above_mounts:
+            return False
+        # Every pinned directory here is still the one bubblewrap made, not a look-alike.
+        for seen, identity in self._pinned.items():
+            if seen.parent == inside:
+                try:
+                    st = os.lstat(directory / seen.name)
+                except FileNotFoundError:
+                    return False
+                if (st.st_dev, st.st_ino) != identity:
+                    return False
+        return True
 
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
