@@ -18,9 +18,9 @@ Why reuse is safe (each point has an attack test in tests/sandbox/test_cells.py)
 - Between builds pf empties the cell's workspace, /tmp and /dev/shm from outside (all
   three are directories of pf's bound into the cell; the rest of /dev is read-only), and
   a cell with SysV IPC objects left is retired, as is one whose directories above a
-  mount point (made by bubblewrap in its /tmp) were moved or replaced. POSIX message queues are refused (their
-  rlimit is 0) and key rings are refused (seccomp), both being per namespace, not per
-  process.
+  mount point (made by bubblewrap in its /tmp) were moved or replaced. POSIX message
+  queues are refused (their rlimit is 0) and key rings are refused (seccomp), both
+  being per namespace, not per process.
 - Anything unexpected (no answer in time, a closed socket, a malformed answer, a dead
   bubblewrap) kills the cell whole and fails the step with SandboxError; a killed cell
   is never reused. A cell is also retired after ``sandbox_cell_jobs`` steps.
