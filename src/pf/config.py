@@ -288,6 +288,9 @@ class Settings:
     worker_metrics: str | None = None  # pf worker's /metrics as HOST:PORT; None: not served
     profile_max_seconds: float = 30.0  # the longest sample GET /api/debug/profile takes
     tracemalloc: int = 0  # frames kept per allocation from the start; 0: traced only once asked
+    # Where unconfined compiles' scratch directories go (None: a tmpfs if there is one
+    # with room, else "tmp" under cache_dir).
+    scratch_dir: Path | None = None
     # Tool paths pinned by the user (PF_TOOL_CLANG=/opt/clang/bin/clang), by tool name.
     tools: Mapping[str, str] = field(default_factory=dict)
     # The environment every tool starts from: the few variables compilers read, with a
@@ -369,6 +372,7 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "worker_metrics": ("PF_WORKER_METRICS", parse_listen_address),
     "profile_max_seconds": ("PF_PROFILE_MAX_SECONDS", _parse_seconds),
     "tracemalloc": ("PF_TRACEMALLOC", _parse_frames),
+    "scratch_dir": ("PF_SCRATCH_DIR", _parse_optional_path),
 }
 
 _TOOL_PREFIX = "PF_TOOL_"
