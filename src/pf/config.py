@@ -292,6 +292,9 @@ class Settings:
     # A cell's start (about 5 ms) spread over 500 steps is nothing, and a bounded life
     # bounds whatever a cell might accumulate that pf does not know to clear.
     sandbox_cell_jobs: int = 500
+    # Where unconfined compiles' scratch directories go (None: a tmpfs if there is one
+    # with room, else "tmp" under cache_dir).
+    scratch_dir: Path | None = None
     # Tool paths pinned by the user (PF_TOOL_CLANG=/opt/clang/bin/clang), by tool name.
     tools: Mapping[str, str] = field(default_factory=dict)
     # The environment every tool starts from: the few variables compilers read, with a
@@ -374,6 +377,7 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "profile_max_seconds": ("PF_PROFILE_MAX_SECONDS", _parse_seconds),
     "tracemalloc": ("PF_TRACEMALLOC", _parse_frames),
     "sandbox_cell_jobs": ("PF_SANDBOX_CELL_JOBS", _parse_non_negative_int),
+    "scratch_dir": ("PF_SCRATCH_DIR", _parse_optional_path),
 }
 
 _TOOL_PREFIX = "PF_TOOL_"

@@ -156,7 +156,14 @@ def test_scratch_dirs_of_killed_builds_are_removed_once_stale(tmp_path: Path) ->
     source.write_bytes(ADD_C)
     # Unconfined: the cache's own scratch dirs are what this is about, and the wrapper
     # writes its pid outside the scratch dir.
-    env = {**os.environ, "PF_TOOL_CLANG": hang, "PF_CCACHE": "0", "PF_SANDBOX": "off"}
+    scratch = tmp_path / "scratch"
+    env = {
+        **os.environ,
+        "PF_TOOL_CLANG": hang,
+        "PF_CCACHE": "0",
+        "PF_SANDBOX": "off",
+        "PF_SCRATCH_DIR": str(scratch),
+    }
     pf = subprocess.Popen(
         [sys.executable, "-m", "pf", "compile", str(source)],
         cwd=tmp_path,
@@ -174,11 +181,11 @@ def test_scratch_dirs_of_killed_builds_are_removed_once_stale(tmp_path: Path) ->
     finally:
         if pidfile.exists() and pidfile.read_text().strip():
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
-    cache_dir = load_settings().cache_dir
-    (left,) = list((cache_dir / "tmp").iterdir())
-    settings = load_settings()
-    cache = ActionCache(settings.cache_dir, settings.cache_max_bytes)
+    (left,) = list(scratch.iterdir())
+    settings = load_settings(environ=env)
+    cache = ActionCache.for_settings(settings)
     with cache.scratch() as live:
+        assert live.parent == scratch
         # Both look stale by age; only the killed build's dir holds no lock.
         for path in (left, live):
             os.utime(path, (time.time() - 7200, time.time() - 7200))
@@ -186,7 +193,7 @@ def test_scratch_dirs_of_killed_builds_are_removed_once_stale(tmp_path: Path) ->
         assert not left.exists()
         assert live.exists()
     # A fresh one is left alone even without a lock: its build may not have locked it yet.
-    fresh = cache_dir / "tmp" / "build-fresh"
+    fresh = scratch / "build-fresh"
     fresh.mkdir()
     cache.evict()
     assert fresh.exists()
@@ -205,3 +212,24 @@ def test_a_store_measures_the_cache_and_sweeps_stale_scratch_dirs(tmp_path: Path
     assert not stale.exists()
     assert entry.artifacts[0].path.read_bytes() == b"\0asm"
     assert json.loads(next(iter(_manifests(root))).read_bytes())["key"] == "c" * 64
+
+
+def test_unconfined_scratch_dirs_go_to_a_tmpfs_with_room(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    mounts = Path("/proc/self/mounts").read_text().splitlines()
+    room = os.statvfs(shm).f_bavail * os.statvfs(shm).f_frsize
+    if not any(line.split()[1:3] == [str(shm), "tmpfs"] for line in mounts) or room < 2**30:
+        pytest.skip("no tmpfs with 1 GiB free at /dev/shm")
+    environ = {**os.environ, "PF_CACHE_DIR": str(tmp_path / "cache")}
+    environ.pop("PF_SCRATCH_DIR", None)
+    settings = load_settings(environ=environ)
+    cache = ActionCache.for_settings(settings)
+    with cache.scratch() as scratch:
+        assert scratch.parent == shm / f"pf-{os.getuid()}"
+        assert scratch.stat().st_mode & 0o077 == 0
+    scratch.rmdir()
+    request = CompileRequest("c", "wasm", (SourceFile("add.c", ADD_C),))
+    off = load_settings(environ={**environ, "PF_SANDBOX": "off"})
+    built = compile_sources(request, off, cache=cache)
+    assert built.artifacts[0].path.read_bytes()[:4] == b"\0asm"
+    assert built.artifacts[0].path.is_relative_to(tmp_path / "cache")

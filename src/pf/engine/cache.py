@@ -2,6 +2,11 @@
 
 Layout under the cache directory: ``ac/<kk>/<key>.json`` manifests, ``cas/`` blobs
 (store.BlobStore), ``tmp/`` scratch directories, ``locks/`` single-flight and evict locks.
+Scratch directories (unconfined compiles only; the sandbox brings its own) go to
+PF_SCRATCH_DIR instead when set, and by default to ``/dev/shm/pf-<uid>`` where
+``/dev/shm`` is a tmpfs with 1 GiB free: they are thrown away after each compile, and
+on a journalled disk making their directories and files costs more than a small
+compile's own work. The store itself stays on disk.
 A manifest is written only after all its blobs are in place, and by atomic rename, so a
 reader sees a whole entry or none. Files are created with the modes the user's umask
 allows, so a cache can be shared by a group.
@@ -28,11 +33,17 @@ as a local hit; every entry stored here is also put there, so a worker never kee
 only copy of what it built. ``flight(key)`` is the shared tier's cross-process lock.
 
 Measuring the store means a stat of every file: 25-50 ms for 3,000 blobs, too much to
-pay on every compile that misses. So the evict lock file keeps a running total: each
-store adds its bytes to it under that lock, and only when the total passes the bound (or
+pay on every compile that misses. So the evict lock file keeps a running total: stores
+add their bytes to it under that lock, and only when the total passes the bound (or
 the last full measurement is ten minutes old, which corrects for other writers such as
 a damaged blob removed at lookup) is the store measured again, and evicted. A blob
-stored twice is counted twice, which only brings the next measurement forward. Each
+stored twice is counted twice, which only brings the next measurement forward. A
+process adds its stores in batches rather than one lock round trip each: its first
+store reads the total, later ones add to a count of its own, which goes into the file
+once it reaches 1% of the bound (at most 4 MiB) or is a second old, or at once when the
+total as this process last saw it plus its count passes the bound. So the bound is
+enforced as before by a single process, and other processes' stores are seen at most a
+batch late: the cache may outgrow its bound by one batch per live process until then. Each
 measurement also removes scratch directories and temporary files that builds killed
 mid-way (``kill -9``) left behind: a live build holds a lock on its scratch directory.
 """
@@ -42,29 +53,37 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pf.config import GiB, Settings
 from pf.engine.diskspace import DiskFull, is_disk_full
 from pf.errors import CacheError, PfError
 from pf.store import BlobStore, digest_bytes, digest_file
+from pf.store.blobs import TMP_PREFIX, create_temporary
 
 if TYPE_CHECKING:
     from pf.store.shared import SharedCache
 
 # How old the last full measurement of the store may get before stores measure again.
 _MEASURE_INTERVAL = 600.0
+# How many bytes, and how long, a process's stores may wait before they go into the
+# running total (see the module docstring).
+_BATCH_SHARE = 100
+_BATCH_BYTES = 4 * 1024 * 1024
+_BATCH_SECONDS = 1.0
 # A scratch dir or temporary file this old, whose build holds no lock on it, is left over
 # from a killed build. The age covers the moment between a scratch dir's creation and
 # its lock; nothing else depends on it.
@@ -72,10 +91,12 @@ _STALE_AGE = 600.0
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _STREAMS = frozenset({"stdout", "stderr"})
 _DIAGNOSTIC_FIELDS = {"file": str, "line": int, "col": int, "severity": str, "message": str}
-_TMP_PREFIX = ".tmp-"
 # Recency finer than this does not change which entries an eviction picks in practice.
 _TOUCH_INTERVAL = 60.0
 SCRATCH_PREFIX = "build-"
+# Where scratch directories go by default when it is a tmpfs with this much free.
+_TMPFS = Path("/dev/shm")
+_TMPFS_MIN_FREE = 1 * GiB
 
 
 def not_writable(root: Path, exc: OSError) -> PfError:
@@ -125,22 +146,46 @@ class CacheStats:
 class ActionCache:
     """Maps action keys to verified outputs; evicts least recently used past ``max_bytes``."""
 
-    def __init__(self, root: Path, max_bytes: int, shared: SharedCache | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        max_bytes: int,
+        shared: SharedCache | None = None,
+        scratch_dir: Path | None = None,
+    ) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self.shared = shared
+        # Where scratch() makes its directories: ``tmp`` here unless told otherwise.
+        self.scratch_dir = scratch_dir if scratch_dir is not None else root / "tmp"
         self.blobs = BlobStore(root / "cas")
         self.stats = CacheStats()
         self._stats_lock = threading.Lock()
         self._pins: Counter[Path] = Counter()
+        # Bytes stored here and not yet in the running total; the total as last read or
+        # written (None: not yet), and when (monotonic).
+        self._unaccounted = 0
+        self._total: int | None = None
+        self._accounted_at = 0.0
+        self._batch = min(_BATCH_BYTES, max_bytes // _BATCH_SHARE)
         try:
             for sub in ("ac", "cas", "tmp", "locks"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
+            self.scratch_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CacheError(
                 f"cannot use cache directory {root}: {exc.strerror or exc}",
                 hint="set PF_CACHE_DIR to a writable directory",
             ) from exc
+
+    @classmethod
+    def for_settings(cls, settings: Settings, shared: SharedCache | None = None) -> ActionCache:
+        """The cache PF_CACHE_DIR names, bounded by PF_CACHE_MAX_BYTES, its scratch
+        directories where PF_SCRATCH_DIR says (by default a tmpfs, if any)."""
+        scratch = settings.scratch_dir
+        if scratch is None:
+            scratch = _tmpfs_scratch()
+        return cls(settings.cache_dir, settings.cache_max_bytes, shared, scratch)
 
     def _manifest(self, key: str) -> Path:
         return self.root / "ac" / key[:2] / f"{key}.json"
@@ -244,7 +289,6 @@ class ActionCache:
             }
             encoded = json.dumps(document).encode()
             added += len(encoded)
-            manifest.parent.mkdir(parents=True, exist_ok=True)
             _write_new(manifest, encoded)
             # A blob already stored keeps its old mtime: it is used again now.
             _touch(*(a.path for a in artifacts))
@@ -293,7 +337,6 @@ class ActionCache:
             added += item["size"]
         manifest = self._manifest(key)
         try:
-            manifest.parent.mkdir(parents=True, exist_ok=True)
             _write_new(manifest, raw)
         except OSError as exc:
             raise not_writable(self.root, exc) from exc
@@ -341,7 +384,7 @@ class ActionCache:
         measurement once stale, as its lock died with the build.
         """
         try:
-            path = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=self.root / "tmp"))
+            path = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=self.scratch_dir))
         except OSError as exc:
             raise not_writable(self.root, exc) from exc
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -365,18 +408,45 @@ class ActionCache:
             os.close(fd)  # releases the lock
 
     def _account(self, added: int) -> None:
-        """Add ``added`` bytes to the running total; measure and evict past the bound."""
+        """Add ``added`` bytes to the running total, in batches (see the module
+        docstring); measure and evict past the bound."""
+        now = time.monotonic()
+        with self._stats_lock:
+            self._unaccounted += added
+            if (
+                self._total is not None
+                and self._total + self._unaccounted <= self.max_bytes
+                and self._unaccounted < self._batch
+                and now - self._accounted_at < _BATCH_SECONDS
+            ):
+                return
+            added, self._unaccounted = self._unaccounted, 0
+        try:
+            total = self._add_to_total(added)
+        except BaseException:
+            with self._stats_lock:
+                self._unaccounted += added
+            raise
+        with self._stats_lock:
+            self._total = total
+            self._accounted_at = now
+
+    def _add_to_total(self, added: int) -> int:
+        """Add ``added`` bytes to the file's running total, measuring and evicting when
+        it is unknown, stale or past the bound; returns the new total."""
         with self._exclusive() as fd:
             known, measured = _read_usage(fd)
             fresh = time.time() - measured <= _MEASURE_INTERVAL
             if known is not None and fresh and known + added <= self.max_bytes:
                 _write_usage(fd, known + added, measured)
-                return
+                return known + added
             # Unknown, stale or past the bound: count once (the running total drifts),
             # and evict from that count.
             files = self._scan()
             usage = sum(size for _, size, _ in files)
-            _write_usage(fd, usage - self._evict(files, usage), time.time())
+            total = usage - self._evict(files, usage)
+            _write_usage(fd, total, time.time())
+            return total
 
     def _scan(self) -> list[tuple[float, int, Path]]:
         """``(mtime, size, path)`` of every manifest and blob; sweeps what killed builds left."""
@@ -392,7 +462,7 @@ class ActionCache:
                         info = entry.stat()
                     except FileNotFoundError:
                         continue  # removed meanwhile by a lookup or another process
-                    if entry.name.startswith(_TMP_PREFIX):
+                    if entry.name.startswith(TMP_PREFIX):
                         # Being written now, or left by a writer that was killed.
                         if now - info.st_mtime > _STALE_AGE:
                             with contextlib.suppress(FileNotFoundError):
@@ -403,24 +473,11 @@ class ActionCache:
 
     def _sweep_scratch(self) -> None:
         """Remove stale scratch dirs that no live build holds a lock on."""
-        now = time.time()
-        for entry in os.scandir(self.root / "tmp"):
-            if not entry.name.startswith(SCRATCH_PREFIX):
-                continue
+        for place in dict.fromkeys((self.root / "tmp", self.scratch_dir)):
             try:
-                if now - entry.stat().st_mtime <= _STALE_AGE:
-                    continue
-                fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY)
+                _sweep(place)
             except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a live build
-            else:
-                shutil.rmtree(entry.path, ignore_errors=True)
-            finally:
-                os.close(fd)
+                continue  # a tmpfs emptied by a reboot
 
     def evict(self) -> int:
         """Drop least recently used files until the store fits ``max_bytes``; returns the bytes."""
@@ -429,6 +486,8 @@ class ActionCache:
             usage = sum(size for _, size, _ in files)
             freed = self._evict(files, usage)
             _write_usage(fd, usage - freed, time.time())
+        with self._stats_lock:
+            self._total = usage - freed
         return freed
 
     def _evict(self, files: list[tuple[float, int, Path]], usage: int) -> int:
@@ -463,6 +522,59 @@ class Usage:
     bytes: int
 
 
+def _sweep(directory: Path) -> None:
+    """Remove the stale scratch dirs in ``directory`` that no live build holds a lock on."""
+    now = time.time()
+    for entry in os.scandir(directory):
+        if not entry.name.startswith(SCRATCH_PREFIX):
+            continue
+        try:
+            if now - entry.stat().st_mtime <= _STALE_AGE:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live build
+        else:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+@functools.cache
+def _tmpfs_scratch() -> Path | None:
+    """``/dev/shm/pf-<uid>`` if ``/dev/shm`` is a tmpfs with room and that directory is
+    this user's alone; else None (scratch stays in the cache directory).
+
+    ``/dev/shm`` is writable by everyone: a directory of that name that another user
+    made first, or a link, is not used.
+    """
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as mounts:
+            if not any(line.split()[1:3] == [str(_TMPFS), "tmpfs"] for line in mounts):
+                return None
+        info = os.statvfs(_TMPFS)
+        if info.f_bavail * info.f_frsize < _TMPFS_MIN_FREE:
+            return None
+        own = _TMPFS / f"pf-{os.getuid()}"
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(own, 0o700)
+        found = os.lstat(own)
+    except OSError:
+        return None
+    if (
+        not stat.S_ISDIR(found.st_mode)
+        or found.st_uid != os.getuid()
+        or found.st_mode & 0o077
+        or not os.access(own, os.W_OK | os.X_OK)
+    ):
+        return None
+    return own
+
+
 def usage(root: Path) -> Usage:
     """Measure the cache at ``root`` without changing it (a missing one is empty)."""
     counts = {"ac": 0, "cas": 0}
@@ -476,7 +588,7 @@ def usage(root: Path) -> Usage:
             if not shard.is_dir():
                 continue
             for entry in os.scandir(shard.path):
-                if entry.name.startswith(_TMP_PREFIX):
+                if entry.name.startswith(TMP_PREFIX):
                     continue
                 try:
                     total += entry.stat().st_size
@@ -513,8 +625,7 @@ def _touch(*paths: Path) -> None:
 def _write_new(target: Path, data: bytes) -> None:
     """Write ``target`` whole by atomic rename, with the mode the umask allows (mkstemp's
     is 0600, which would keep a cache from being shared)."""
-    tmp = target.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    fd, tmp = create_temporary(target.parent, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

@@ -521,7 +521,7 @@ def lookup(
     """
     started = time.monotonic()
     _driver, action = _prepare(request, settings)
-    cache = cache or ActionCache(settings.cache_dir, settings.cache_max_bytes)
+    cache = cache or ActionCache.for_settings(settings)
     entry = cache.lookup(action.key)
     if entry is None:
         return None
@@ -546,7 +546,7 @@ def compile_sources(
     """
     started = time.monotonic()
     driver, action = _prepare(request, settings)
-    cache = cache or ActionCache(settings.cache_dir, settings.cache_max_bytes)
+    cache = cache or ActionCache.for_settings(settings)
     entry = cache.lookup(action.key)
     if entry is not None:
         return _result(request, entry, True, action.tools, time.monotonic() - started, {})

@@ -96,9 +96,7 @@ class Farm:
         self.store = Store.for_settings(settings)
         self.bus = bus_for(settings)
         self.recorder = Recorder(self.store, self.bus, max_backlog=8 * settings.max_queue)
-        self.cache = ActionCache(
-            settings.cache_dir, settings.cache_max_bytes, shared_cache(settings, self.store)
-        )
+        self.cache = ActionCache.for_settings(settings, shared_cache(settings, self.store))
         self.runner = Runner(
             settings, self.cache, self.recorder, Estimator(), self._retire, _no_index
         )

@@ -7,7 +7,10 @@ drains the queue in batches: it writes a batch's records and lines in one transa
 lines into ``build_log`` events placed where those lines fell. So a client that sees
 ``build_completed`` has seen every log line before it, and finds them all in the store.
 A batch is cut when an event is waiting (events want low latency), when 200 lines are
-waiting, or ``interval`` seconds after the first line arrived.
+waiting, or ``interval`` seconds after the first line arrived. A running build's progress
+is the exception: its events wait for the interval like lines, so a short compile's
+running, progress and end states go out in one transaction rather than one each (the
+last row of a build in a batch is the one written).
 
 A failing database does not stop the events. One that does not answer (StoreUnavailable:
 stopped, unreachable, locked) loses nothing accepted: the batch's records and lines are
@@ -123,11 +126,12 @@ class Recorder:
         """Whether the writer has fallen ``max_backlog`` items behind."""
         return 0 < self.max_backlog <= self.backlog
 
-    def record(self, row: BuildRecord, event: Event | None = None) -> None:
-        """Store ``row`` and then publish ``event`` (if any)."""
-        self._put("row", row, urgent=event is not None)
+    def record(self, row: BuildRecord, event: Event | None = None, *, urgent: bool = True) -> None:
+        """Store ``row`` and then publish ``event`` (if any). An event that is not
+        ``urgent`` waits for the batch's interval, or for an urgent item behind it."""
+        self._put("row", row, urgent=urgent and event is not None)
         if event is not None:
-            self._put("event", event, urgent=True)
+            self._put("event", event, urgent=urgent)
 
     def line(self, line: LogLine) -> None:
         self._put("line", line, urgent=False)

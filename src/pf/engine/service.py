@@ -197,10 +197,8 @@ class BuildService:
     def _open(self) -> list[Job]:
         self.store.open()
         shared = SharedCache(self.store.db, self.settings.shared_cache_max_bytes)
-        self._cache = ActionCache(
-            self.settings.cache_dir,
-            self.settings.cache_max_bytes,
-            shared if self.settings.shared else None,
+        self._cache = ActionCache.for_settings(
+            self.settings, shared if self.settings.shared else None
         )
         self._runner = Runner(
             self.settings,

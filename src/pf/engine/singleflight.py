@@ -29,9 +29,14 @@ def flight(lock_dir: Path, key: str) -> Iterator[None]:
     Raises CacheError when the lock cannot be created: the cache directory is not
     writable by this user, and a miss could not be stored anyway.
     """
+    path = lock_dir / f"{key[:3]}.lock"
     try:
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_dir / f"{key[:3]}.lock", os.O_RDONLY | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+        except FileNotFoundError:
+            # The cache makes its lock directory; this is one removed since.
+            lock_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
     except OSError as exc:
         raise not_writable(lock_dir.parent, exc) from exc
     try:
