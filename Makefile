@@ -1,6 +1,6 @@
 # Two commands on a fresh Debian 12 machine: `make run` and `make test`.
 # Each first installs whatever is missing (scripts/setup.sh is idempotent).
-.PHONY: setup run test lint check bench load clean
+.PHONY: setup run test lint check bench load screenshots clean
 
 VENV := .venv/bin
 
@@ -52,6 +52,15 @@ LOAD_SPAWN_RATE ?= 5
 load: setup
 	$(VENV)/python bench/load.py --duration $(LOAD_DURATION) --users $(LOAD_USERS) \
 		--spawn-rate $(LOAD_SPAWN_RATE)
+
+# The browser tests, then their screenshots of each page copied to docs/img/ (README and
+# docs/web.md show them): run after a change to a page's looks.
+SCREENSHOTS := demo dashboard playground playground-diagnostics
+
+screenshots: setup
+	@scripts/setup.sh test
+	$(VENV)/pytest -n auto -q -p no:cacheprovider tests/browser
+	for name in $(SCREENSHOTS); do cp build/screenshots/$$name.png docs/img/; done
 
 clean:
 	rm -rf .pf

@@ -11,8 +11,8 @@ For every pair the same steps run three ways, median of several runs each:
           compiled before.
   ccache  for pairs whose steps pf runs through ccache (C, WAT -> LLVM IR): the direct
           steps again, those steps through ccache as pf runs it (a miss, same settings):
-          the issue asks for ccache, so "over cc" (paired like "overhead") is pf's own
-          overhead beyond it
+          a user would put ccache in front of cc anyway, so "over cc" (paired like
+          "overhead") is pf's own overhead beyond it
   sandbox the cold compile's cost of confinement: pf on a miss with PF_SANDBOX=off and
           ccache off, alternating with the confined cold run; "sbx +" is the median of
           each confined run minus the unconfined one before it (one bwrap start per step)

@@ -1,6 +1,6 @@
-"""The docs a person who clones pf reads: links resolve inside the repository, nothing
-names a document outside it, and docs/configuration.md lists every setting pf reads,
-each where it is really read."""
+"""The docs a person who clones pf reads: links (and their #anchors) resolve inside the
+repository, nothing names a document outside it or a tracker's number, and
+docs/configuration.md lists every setting pf reads, each where it is really read."""
 
 from __future__ import annotations
 
@@ -24,14 +24,25 @@ def _links(page: Path) -> list[str]:
     return [a or b for a, b in _LINK.findall(text)]
 
 
+def _anchors(page: Path) -> set[str]:
+    """The anchors a Markdown renderer gives the page's headings (GitHub's rule)."""
+    headings = re.findall(r"^#{1,6} (.+)$", _CODE.sub("", page.read_text()), re.M)
+    return {
+        re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings
+    }
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_every_link_resolves_inside_the_repository(page: Path) -> None:
     for link in _links(page):
-        if re.match(r"[a-z]+:", link) or link.startswith("#"):
-            continue  # http(s)://, mailto: and in-page anchors
-        target = (page.parent / link.split("#")[0]).resolve()
+        if re.match(r"[a-z]+:", link):
+            continue  # http(s)://, mailto:
+        path, _, anchor = link.partition("#")
+        target = (page.parent / path).resolve() if path else page
         assert target.is_relative_to(ROOT), f"{page.name}: {link} leads out of the repository"
         assert target.exists(), f"{page.name}: {link} does not exist"
+        if anchor and target.suffix == ".md":
+            assert anchor in _anchors(target), f"{page.name}: {link} names no heading there"
 
 
 def _configuration_rows() -> dict[str, str]:
@@ -78,3 +89,29 @@ def test_nothing_refers_to_documents_outside_the_repository() -> None:
         if _OUTSIDE.search(line)
     ]
     assert not found, "say it here or point into docs/:\n" + "\n".join(found)
+
+
+# "issue 12", "#12", "ticket 3": a number in a tracker a reader of the code may not have.
+_TRACKER = re.compile(r"\b(?:issue|ticket|bug)s? ?#?\d+\b|(?:^|[\s(\[])#\d{1,5}\b", re.I)
+
+
+def test_no_comment_cites_a_tracker_number() -> None:
+    tracked = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "src", "tests", "bench", "scripts", "Makefile", "*.toml"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    found = [
+        f"{name}:{number}: {line.strip()}"
+        for name in tracked
+        if name.endswith((".py", ".sh", ".js", ".toml", ".c", "Makefile"))
+        and name != "tests/test_docs.py"
+        for number, line in enumerate((ROOT / name).read_text(errors="replace").splitlines(), 1)
+        if _TRACKER.search(line)
+    ]
+    assert not found, "say the reason instead:\n" + "\n".join(found)

@@ -94,15 +94,22 @@ def _parse_days(text: str) -> float:
     return value
 
 
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text!r}") from None
+
+
 def _parse_positive_int(text: str) -> int:
-    value = int(text)
+    value = _whole(text)
     if value <= 0:
         raise ValueError(f"expected a positive integer, got {text!r}")
     return _at_most(value, text)
 
 
 def _parse_non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _whole(text)
     if value < 0:
         raise ValueError(f"expected 0 or a positive integer, got {text!r}")
     return _at_most(value, text)
@@ -187,7 +194,7 @@ def parse_listen_address(text: str) -> str | None:
         return None
     host, colon, port = text.rpartition(":")
     host = host.strip("[]") if colon else "127.0.0.1"
-    number = int(port)
+    number = _whole(port)
     if not 0 <= number <= 65535:
         raise ValueError(f"expected a port from 0 to 65535, got {text!r}")
     if not host:

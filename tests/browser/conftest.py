@@ -2,9 +2,11 @@
 
 The browser is the machine's ``/usr/bin/chromium`` (``scripts/setup.sh test`` installs it;
 Playwright's own browser download is unreachable here), launched once per worker. Every
-page records console errors, uncaught exceptions and failed same-origin requests; any of
-them fails the test at teardown unless the test allowed it with ``page_errors.allow``.
-Screenshots go to ``build/screenshots/`` (gitignored); one of each is kept in docs/img/.
+page records console errors, uncaught exceptions, failed same-origin requests and any
+request or WebSocket to another host; any of them fails the test at teardown unless the
+test allowed it with ``page_errors.allow``.
+Screenshots go to ``build/screenshots/`` (gitignored); ``make screenshots`` copies one of
+each page to docs/img/.
 """
 
 from __future__ import annotations
@@ -86,6 +88,21 @@ class PageErrors:
                 self.seen.append(f"HTTP {response.status}: {response.url}")
 
         page.on("response", on_response)
+
+        # Nothing may come from anywhere but pf serve (no CDN, no font or analytics host):
+        # the pages must work on a machine without internet access.
+        def on_request(url: str) -> None:
+            if not self.local(url):
+                self.seen.append(f"request outside pf serve: {url}")
+
+        page.on("request", lambda request: on_request(request.url))
+        page.on("websocket", lambda socket: on_request(socket.url))
+
+    def local(self, url: str) -> bool:
+        """Whether ``url`` is pf serve's own (any scheme on its host and port) or in-page."""
+        if url.startswith(("data:", "blob:", "about:")):
+            return True
+        return url.split("://", 1)[-1].startswith(self.origin.split("://", 1)[1] + "/")
 
     def unexpected(self) -> list[str]:
         return [e for e in self.seen if not any(p.search(e) for p in self.allowed)]

@@ -248,6 +248,11 @@ def test_bundle_size_and_first_paint(
         }"""
     )
     assert 0 < measured["bytes"] < BUNDLE_CAP
+    # Everything the page loaded came from pf serve (the page fixture also fails on any
+    # request elsewhere): the editor and its languages are in the bundle.
+    loaded = page.evaluate("performance.getEntriesByType('resource').map((r) => r.name)")
+    assert server.url + EDITOR in loaded
+    assert [url for url in loaded if not url.startswith(server.url + "/")] == []
     fcp = "not reported" if measured["fcp"] is None else f"{measured['fcp']:.0f} ms"
     record_property(
         "measured",

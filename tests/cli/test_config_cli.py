@@ -53,4 +53,5 @@ def test_text_output_and_a_bad_value(tmp_path: Path) -> None:
     assert lines["PF_CORS_ORIGINS"].endswith("(environment)")
     assert lines["PF_REDIS_URL"].split()[1] == "(unset)"
     bad = _config(tmp_path, PF_JOBS="many")
-    assert bad.returncode != 0 and "PF_JOBS" in bad.stderr
+    assert bad.returncode != 0
+    assert "PF_JOBS" in bad.stderr and "expected a whole number, got 'many'" in bad.stderr

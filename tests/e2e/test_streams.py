@@ -66,13 +66,17 @@ def tasks(project: Project) -> Project:
     return project
 
 
+def _state(pid: int) -> str:
+    """The process's state letter (R, S, T, Z, ...), or X once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "X"
+
+
 def _gone(pid: int) -> bool:
     """True once ``pid`` has exited (a zombie nobody reaped yet counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state in ("Z", "X")
+    return _state(pid) in ("Z", "X")
 
 
 def _wait_gone(pid: int) -> bool:
@@ -209,8 +213,16 @@ def test_kill_stop_of_the_command_does_not_stop_pf(tasks: Project) -> None:
         assert proc.stdout.readline() == b"started\n"
         shell = int((tasks.root / "shell.txt").read_text())
         os.kill(shell, signal.SIGSTOP)  # a debugger's stop, not the terminal's Ctrl-Z
-        time.sleep(0.3)
-        assert os.waitpid(proc.pid, os.WNOHANG | os.WUNTRACED) == (0, 0)  # pf runs on
+        deadline = time.monotonic() + 10
+        while _state(shell) != "T":  # stopped: pf has been sent its SIGCHLD
+            assert time.monotonic() < deadline, "the shell never stopped"
+            time.sleep(0.01)
+        # Nothing to wait for here, only an absence to see: pf neither stops nor exits
+        # in the time it would take to react to its child's stop.
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            assert os.waitpid(proc.pid, os.WNOHANG | os.WUNTRACED) == (0, 0)  # pf runs on
+            time.sleep(0.01)
         os.kill(shell, signal.SIGCONT)
         assert proc.stdout.read() == b"done\n"
         assert proc.wait(timeout=10) == 0

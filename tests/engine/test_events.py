@@ -90,7 +90,9 @@ def test_closing_the_bus_ends_every_iteration() -> None:
 
         task = asyncio.create_task(consume())
         bus.publish(_event(1))
-        await asyncio.sleep(0.01)
+        async with asyncio.timeout(5):
+            while not seen:  # the event reached the iteration before the bus closes
+                await asyncio.sleep(0)
         bus.close()
         await asyncio.wait_for(task, 5)
         assert seen == [_event(1)] and not sub.overflowed

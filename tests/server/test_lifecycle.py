@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,8 +52,7 @@ def test_a_crash_fails_running_builds_and_requeues_queued_ones(
         wait_for(http, running, until=("running",))
         post = {"language": "c", "files": unique_c("queued")}
         queued = http.post("/api/compile", json=post).json()["buildId"]
-        time.sleep(0.3)  # recorded (the writer flushes every 50 ms)
-        alive = http.get(f"/api/builds/{running}").json()
+        alive = _recorded(http, crashing.workdir / ".pf" / "pf.db", running, queued)
     crashing.stop(signal.SIGKILL)
     killed_at = datetime.now(UTC)
 
@@ -66,6 +67,21 @@ def test_a_crash_fails_running_builds_and_requeues_queued_ones(
         assert started <= ended <= killed_at
         assert abs(failed["duration"] - (ended - started).total_seconds() * 1000) <= 1
         assert wait_for(http, queued)["status"] == "completed"
+
+
+def _recorded(http: httpx.Client, db: Path, running: str, queued: str) -> dict[str, object]:
+    """The running build as the API shows it, once the database holds the same progress
+    and phase for it and holds the queued build (the writer flushes in batches)."""
+    deadline = time.monotonic() + 30
+    while True:
+        alive: dict[str, object] = http.get(f"/api/builds/{running}").json()
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            query = "SELECT id, progress, phase FROM builds WHERE id IN (?, ?)"
+            rows = {row[0]: row[1:] for row in conn.execute(query, (running, queued))}
+        if queued in rows and rows.get(running) == (alive["progress"], alive["phase"]):
+            return alive
+        assert time.monotonic() < deadline, f"never recorded: {alive} {rows}"
+        time.sleep(0.05)
 
 
 def _time(iso: str) -> datetime:

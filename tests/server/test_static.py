@@ -387,14 +387,28 @@ def test_missing_sidecar_files_are_made_again(site: Site) -> None:
 
 
 def test_incompressible_and_tiny_files_are_sent_as_they_are(site: Site, http: httpx.Client) -> None:
-    site.put("picture.png", os.urandom(5000))
-    site.put("tiny.js", b"export const x = 1;\n")
-    for url in ("/picture.png", "/tiny.js"):
-        for _ in range(3):
-            response = http.get(url, headers={"Accept-Encoding": "br, gzip"})
-            assert "content-encoding" not in response.headers
-        time.sleep(0.05)
+    noise = os.urandom(5000)  # a compressible type whose content does not compress
+    picture = os.urandom(5000)  # a type never compressed
+    tiny = b"export const x = 1;\n"  # too small to be worth it
+    site.put("noise.wasm", noise)
+    site.put("picture.png", picture)
+    site.put("tiny.js", tiny)
+    for url in ("/noise.wasm", "/picture.png", "/tiny.js"):
+        response = http.get(url, headers={"Accept-Encoding": "br, gzip"})
+        assert "content-encoding" not in response.headers
+    # The producer tried the noise and marked it as not worth compressing.
+    marker = site.cache / "compressed" / f"{hashlib.sha256(noise).hexdigest()}.none"
+    deadline = time.monotonic() + 10
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the noise was never tried"
+        time.sleep(0.02)
+    for url in ("/noise.wasm", "/picture.png", "/tiny.js"):
+        response = http.get(url, headers={"Accept-Encoding": "br, gzip"})
+        assert "content-encoding" not in response.headers, url
     assert "vary" not in http.get("/picture.png").headers
+    digests = {hashlib.sha256(data).hexdigest() for data in (noise, picture, tiny)}
+    made = [p.name for p in (site.cache / "compressed").iterdir() if p.name[:64] in digests]
+    assert made == [marker.name]
 
 
 def test_the_sidecar_directory_is_capped(tmp_path: Path) -> None:

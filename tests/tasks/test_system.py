@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,6 +24,7 @@ from pf.tasks import (
     directory_plan,
     sync_plan,
 )
+from tests.tools import needs_tool
 
 from .conftest import Ran
 
@@ -140,12 +140,8 @@ def test_copy_needs_two_paths(ctx: Context) -> None:
 # ----------------------------------------------------------------------------- sync
 
 
+@needs_tool("rsync")
 def test_sync_local_with_rsync(ctx: Context, work: Path, run: Runner) -> None:
-    if shutil.which("rsync", path=ctx.path) is None:
-        with pytest.raises(ToolMissing) as info:
-            SYSTEM_VERBS["sync"](["src=a/", "dest=b/"], ctx)
-        assert info.value.install == "apt-get install -y rsync"
-        return
     (work / "a" / "sub").mkdir(parents=True)
     (work / "a" / "keep.txt").write_text("k")
     (work / "a" / "sub" / "deep.txt").write_text("d")
