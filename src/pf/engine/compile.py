@@ -288,7 +288,8 @@ class _Execution:
         scratch = space.path
         for source in self.action.inputs:
             path = scratch / source.name
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.parent != scratch:
+                path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(source.content)
         (scratch / OBJ_DIR).mkdir(exist_ok=True)
         (scratch / OUT_DIR).mkdir(exist_ok=True)

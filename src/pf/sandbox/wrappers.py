@@ -82,13 +82,23 @@ def sandbox_uid(settings: Settings) -> int | None:
     return settings.sandbox_uid
 
 
+_found_bwrap: dict[tuple[str, str], str] = {}
+
+
 def _bwrap(settings: Settings) -> str | None:
     # PF_TOOL_BWRAP pins it like any tool; else the PATH pf's tools are searched on.
-    pinned = settings.tools.get("bwrap")
-    if pinned:
-        found = shutil.which(pinned, path=settings.base_env.get("PATH", os.defpath))
-        return os.path.abspath(found) if found else None
-    return shutil.which("bwrap", path=settings.base_env.get("PATH", os.defpath))
+    name = settings.tools.get("bwrap") or "bwrap"
+    key = (name, settings.base_env.get("PATH", os.defpath))
+    # A search of the PATH is a stat per directory, for every confined build: a path
+    # found is remembered while it stays executable, a miss is not (an install counts).
+    known = _found_bwrap.get(key)
+    if known is not None and os.access(known, os.X_OK):
+        return known
+    found = shutil.which(name, path=key[1])
+    if found is None:
+        return None
+    _found_bwrap[key] = os.path.abspath(found)
+    return _found_bwrap[key]
 
 
 @functools.cache
