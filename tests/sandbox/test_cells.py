@@ -77,6 +77,15 @@ def test_steps_run_in_a_cell_as_in_a_one_shot_sandbox(settings: Settings) -> Non
     assert second.stdout == "made\n"  # steps of one build share the workspace
 
 
+def test_a_cell_shows_nothing_of_pfs_installation(settings: Settings) -> None:
+    with build(settings) as space:
+        listed = sh(space, "ls -A /")
+    top = cells_module.PROGRAM.parts[1]
+    assert listed.ok and "pf-cell" in listed.stdout.split()
+    if top not in ("usr", "tmp"):
+        assert top not in listed.stdout.split(), listed.stdout
+
+
 def test_a_job_cannot_kill_trace_or_read_the_supervisor(settings: Settings) -> None:
     attack = """
         import ctypes, os, signal

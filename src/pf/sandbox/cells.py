@@ -66,6 +66,9 @@ from pf.sandbox.wrappers import (
 )
 
 PROGRAM = Path(sys.executable).with_name("pf-cell")
+# Where a cell sees it: on the cell's own read-only root, so no directory of pf's
+# installation shows inside.
+_INSIDE_PROGRAM = Path("/pf-cell")
 _START_TIMEOUT = 10.0
 # pf-cell reads one request of at most 256 KiB (cell.c's MAX_MESSAGE).
 _MAX_REQUEST = 256 * 1024
@@ -120,7 +123,7 @@ class Cell:
         self._trash = 0
         # What bubblewrap mounts in the cell's /tmp when pf's directories lie under it
         # (TMPDIR is /tmp): the mount points, and the directories it made above them.
-        self._mounts = {self.path, PROGRAM, *key[2]}
+        self._mounts = {self.path, _INSIDE_PROGRAM, *key[2]}
         self._above_mounts = {parent for path in self._mounts for parent in path.parents}
         # Those of them in a directory a job may write, as pf's side sees them once the
         # cell is up: (device, inode) by path inside. A job may rename one away and make a
@@ -135,7 +138,6 @@ class Cell:
         self._socket = ours
         options = _isolated(bwrap, self.key[2], self.root / "tmp")
         options[1:1] = ["--as-pid-1"]
-        program = str(PROGRAM)
         workspace = str(self.path)
         options += [
             # /dev is bwrap's tmpfs, writable: read-only but for pf's /dev/shm.
@@ -145,8 +147,8 @@ class Cell:
             "--remount-ro",
             "/dev",
             "--ro-bind",
-            program,
-            program,
+            str(PROGRAM),
+            str(_INSIDE_PROGRAM),
             "--bind",
             workspace,
             workspace,
@@ -155,7 +157,7 @@ class Cell:
             "--chdir",
             workspace,
             "--",
-            program,
+            str(_INSIDE_PROGRAM),
             str(theirs.fileno()),
         ]
         if uid is not None:
