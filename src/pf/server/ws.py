@@ -143,6 +143,9 @@ class Wire(Protocol):
     def send(self, message: Outgoing) -> None:
         """Write ``message`` as one text frame; nothing once the connection is closing."""
 
+    def send_many(self, messages: list[Outgoing]) -> None:
+        """Write ``messages`` in order, one text frame each, in as few writes as it can."""
+
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake now: the app's next receive() is the disconnect,
         and a peer that never answers is cut off after a timeout."""
@@ -182,6 +185,10 @@ class AsgiWire:
         self._queue.append(message)
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    def send_many(self, messages: list[Outgoing]) -> None:
+        for message in messages:
+            self.send(message)
 
     async def _write(self) -> None:
         try:
@@ -347,6 +354,15 @@ class Client:
             else:
                 return False
         return False
+
+    def offer_many(self, messages: list[Outgoing]) -> None:
+        """Offer ``messages`` in order: written together when the transport takes them
+        (one system call for a flush's events, not one each), else one by one."""
+        if self.closing is None and self.pending is None and self.wire.writable():
+            self.wire.send_many(messages)
+            return
+        for message in messages:
+            self.offer(message)
 
     def offer(self, message: Outgoing) -> None:
         """Send a message now, or queue it behind earlier ones; when the queue is full,
@@ -579,8 +595,7 @@ class Hub:
         for client in list(self.clients):
             if client.cursors or client.held:
                 own = self._own(client, parts, events)
-                for message in own:
-                    client.offer(message)
+                client.offer_many(own)
                 sent += len(own)
                 continue
             key = (client.filter, client.batch)
@@ -603,8 +618,7 @@ class Hub:
                         ]
                     chosen = [singles[i] for i in wanted]
                 messages[key] = chosen
-            for message in chosen:
-                client.offer(message)
+            client.offer_many(chosen)
             sent += len(chosen)
         WS_MESSAGES.inc(sent)
 
