@@ -52,7 +52,7 @@ def _rank(status: ColumnElement[str]) -> ColumnElement[int]:
 
 def _guarded(dialect: str) -> Insert:
     """The upsert of a build record in ``dialect``: written unless it would take the
-    stored record back."""
+    stored record back (then it changes no row)."""
     statement = upsert_into(dialect, builds)
     new = statement.excluded
     columns = [c.name for c in builds.columns if c.name != "id"]
@@ -66,7 +66,7 @@ def _guarded(dialect: str) -> Insert:
                 and_(new.attempt == builds.c.attempt, _rank(new.status) >= _rank(builds.c.status)),
             ),
         ),
-    ).returning(builds.c.id)
+    )
 
 
 # Built once per dialect: building the statement cost more than running it.
@@ -91,14 +91,16 @@ def upsert(conn: Connection, rows: Sequence[BuildRecord]) -> set[str]:
     if dialect.name == "sqlite":
         # In-process SQLite has no round trip to save: one prepared text, a row at a
         # time, costs a tenth of a multi-row statement built and compiled by SQLAlchemy.
+        # Whether the row was written is its count of changed rows, not a RETURNING
+        # row to fetch (each step into SQLite gives up the GIL and waits to get it back).
         key = (dialect.name, dialect.paramstyle)
         one = _ONE_ROW.get(key)
         if one is None:
             one = _ONE_ROW[key] = Prepared(_guarded(dialect.name), dialect, _COLUMNS)
-        return {row.id for row in latest.values() if one.execute(conn, row.values()).all()}
+        return {row.id for row in latest.values() if one.execute(conn, row.values()).rowcount}
     guarded = _UPSERTS.get(dialect.name)
     if guarded is None:
-        guarded = _UPSERTS[dialect.name] = _guarded(dialect.name)
+        guarded = _UPSERTS[dialect.name] = _guarded(dialect.name).returning(builds.c.id)
     result = conn.execute(
         guarded.execution_options(insertmanyvalues_page_size=UPSERT_PAGE_ROWS),
         [row.values() for row in latest.values()],
