@@ -266,6 +266,11 @@ def _batch(group: list[str]) -> str:
     return '{"type":"batch","updates":[' + ",".join(group) + "]}"
 
 
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _dumps(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -502,7 +507,8 @@ class Hub:
         self._batch: list[dict[str, Any]] = []
         self._ready = asyncio.Event()
         self._urgent = False  # the batch holds a lifecycle event
-        self._hurry = asyncio.Event()
+        # While the flush sleeps out a window: resolved by a lifecycle event to end it.
+        self._hurry: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -536,7 +542,8 @@ class Hub:
                     self._ready.set()
                     if event["type"] in URGENT and not self._urgent:
                         self._urgent = True
-                        self._hurry.set()
+                        if self._hurry is not None and not self._hurry.done():
+                            self._hurry.set_result(None)
             finally:
                 subscription.close()
             if not subscription.overflowed:
@@ -554,10 +561,15 @@ class Hub:
         while True:
             await self._ready.wait()
             while (wait := last + self._window() - loop.time()) > 0:
-                self._hurry.clear()
-                # Sleeps out the window, unless a lifecycle event shortens it.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._hurry.wait(), wait)
+                # Sleeps out the window, unless a lifecycle event shortens it: a future
+                # and a timer, not wait_for's task per flush.
+                self._hurry = loop.create_future()
+                timer = loop.call_later(wait, _wake, self._hurry)
+                try:
+                    await self._hurry
+                finally:
+                    timer.cancel()
+                    self._hurry = None
             self._ready.clear()
             self._urgent = False
             events, self._batch = self._batch, []
