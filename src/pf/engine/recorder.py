@@ -157,7 +157,8 @@ class Recorder:
 
     def record(self, row: BuildRecord, event: Event | None = None, *, urgent: bool = True) -> None:
         """Store ``row`` and then publish ``event`` (if any). An event that is not
-        ``urgent`` waits for the batch's interval, or for an urgent item behind it."""
+        ``urgent`` waits for the batch's interval, or for an urgent item of its build
+        behind it (see the module's docstring for another build's)."""
         self._put("row", row, urgent=urgent and event is not None)
         if event is not None:
             self._put("event", event, urgent=urgent)
@@ -286,19 +287,19 @@ class Recorder:
         if self._stopping or self._waiters or self._flush_to > self._written:
             return items, []
         now = time.monotonic()
-        settled: set[str] = set()  # builds written now
+        written_now: set[str] = set()
         young: set[str] = set()
         for item in items:
             build_id = _build_of(item)
-            if build_id is None or build_id in settled:
+            if build_id is None or build_id in written_now:
                 continue
             if item.urgent:
-                settled.add(build_id)
+                written_now.add(build_id)
                 young.discard(build_id)
             elif build_id not in young and now - item.since < self.interval:
                 young.add(build_id)
             elif build_id not in young:
-                settled.add(build_id)
+                written_now.add(build_id)
         if not young:
             return items, []
         batch: list[_Item] = []
