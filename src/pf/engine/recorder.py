@@ -14,8 +14,9 @@ last row of a build in a batch is the one written). When another build's end cut
 batch, a build with nothing urgent whose first waiting item is younger than
 ``interval`` keeps its items (rows, lines and events, in order) waiting for the next
 batch: with PF_JOBS builds ending in turn, a short compile's start would otherwise be
-written in its neighbour's batch and its end in the next. Nothing is kept back while a
-submission waits to be answered (``settled``), a ``flush`` waits or the writer stops.
+written in its neighbour's batch and its end in the next. Nothing is kept back from a
+batch holding a submission (a queued row, whose submitter waits for everything queued
+before its answer: ``settled``), while a ``flush`` waits, or when the writer stops.
 
 A failing database does not stop the events. One that does not answer (StoreUnavailable:
 stopped, unreachable, locked) loses nothing accepted: the batch's records and lines are
@@ -42,7 +43,7 @@ from pf.errors import StoreError
 from pf.store.db import StoreUnavailable
 from pf.store.history import Store
 from pf.store.logs import LogLine
-from pf.store.record import BuildRecord
+from pf.store.record import QUEUED, BuildRecord
 
 log = logging.getLogger("pf.engine")
 
@@ -290,6 +291,8 @@ class Recorder:
         written_now: set[str] = set()
         young: set[str] = set()
         for item in items:
+            if item.kind == "row" and item.value.status == QUEUED:
+                return items, []  # a submission's batch: its submitter waits for all of it
             build_id = _build_of(item)
             if build_id is None or build_id in written_now:
                 continue
