@@ -15,7 +15,9 @@ three ways, alternating, median of PF_BENCH_RUNS rounds (3), each round fresh mo
   1-shot  the same with PF_SANDBOX_CELL_JOBS=0: one bubblewrap started for every step
   serve   ``pf serve`` (sandbox on, a token required: every request carries one, PF_JOBS
           workers): all N modules POSTed to /api/compile by 16 keep-alive connections,
-          timed from the first request until /api/metrics shows nothing queued or running
+          timed from the first request until a WebSocket client (one per-event client on
+          /ws, connected before it) receives the end of the last build; each must be
+          build_completed
 
 Each row prints compiles/s, the wall time per compile at that rate (ms/compile = 1000 /
 rate, so PF_JOBS compiles overlap in it), and the ratio bare rate / pf rate beside the
@@ -43,6 +45,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pf.config import Settings, load_settings
 from pf.engine import ActionCache, compile_sources
@@ -51,11 +54,15 @@ from pf.toolchains import CompileRequest, Options, Run, SourceFile, driver_for
 from pf.toolchains.probe import detect
 from serverkit import PfServer, closed_loop, request_bytes, wat_source
 
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
+
 RUNS = int(os.environ.get("PF_BENCH_RUNS", "3"))
 STEPS = 300
 N_WAT = int(os.environ.get("PF_BENCH_OVERHEAD_N", "400"))
 CONNECTIONS = 16
 DRAIN_TIMEOUT = 300.0
+ENDS = ("build_completed", "build_failed", "build_cancelled")
 
 
 def c_source(n: int) -> str:
@@ -222,46 +229,65 @@ def _no_scratch() -> contextlib.AbstractContextManager[Path]:
 # pf serve --------------------------------------------------------------------------------
 
 
-async def _get(url: str, path: str, headers: dict[str, str]) -> dict[str, object]:
-    host, _, port = url.removeprefix("http://").partition(":")
-    conn_answer = await closed_loop(
-        host, int(port), lambda _: request_bytes("GET", path, headers=headers), total=1, keep=True
-    )
-    (answer,) = conn_answer.answers
-    if answer.status != 200:
-        raise RuntimeError(f"GET {path}: {answer.status} {answer.body[:200]!r}")
-    loaded: dict[str, object] = json.loads(answer.body)
-    return loaded
-
-
 async def _serve_round(server: PfServer, language: Language, first: int, token: str) -> float:
+    """Seconds from the first submission until the WebSocket announced the end of the last
+    build, as a user watching the builds sees it."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
     headers = {"Authorization": f"Bearer {token}"}
     host, port = "127.0.0.1", server.port
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    outcome = await closed_loop(
-        host,
-        port,
-        lambda i: request_bytes("POST", "/api/compile", language.body(first + i), headers),
-        total=language.count,
-        connections=CONNECTIONS,
-        keep=True,
-    )
-    if outcome.ok != language.count or outcome.errors:
-        raise RuntimeError(f"serve {language.name}: {outcome.statuses} {outcome.errors}")
-    while True:
-        metrics = await _get(server.url, "/api/metrics", headers)
-        if metrics["queuedBuilds"] == 0 and metrics["activeBuilds"] == 0:
-            seconds = loop.time() - started
-            break
-        if loop.time() - started > DRAIN_TIMEOUT:
-            raise TimeoutError(f"serve {language.name}: builds pending: {metrics}")
-        await asyncio.sleep(0.01)
+    ended: dict[str, tuple[dict[str, object], float]] = {}
+    arrived = asyncio.Event()
+
+    async def watch(ws: ClientConnection) -> None:
+        async for message in ws:
+            event = json.loads(message)
+            if event["type"] in ENDS:
+                ended[event["buildId"]] = (event, loop.time())
+                arrived.set()
+
+    # One per-event client, opened (and given its initial status) before the first
+    # submission, so no build can end unseen.
+    async with connect(f"ws://{host}:{port}/ws", additional_headers=headers) as ws:
+        initial = json.loads(await ws.recv())
+        if initial["type"] != "initial_status":
+            raise RuntimeError(f"serve {language.name}: the WebSocket began with {initial}")
+        watcher = asyncio.ensure_future(watch(ws))
+        started = loop.time()
+        outcome = await closed_loop(
+            host,
+            port,
+            lambda i: request_bytes("POST", "/api/compile", language.body(first + i), headers),
+            total=language.count,
+            connections=CONNECTIONS,
+            keep=True,
+        )
+        if outcome.ok != language.count or outcome.errors:
+            raise RuntimeError(f"serve {language.name}: {outcome.statuses} {outcome.errors}")
+        ids = {json.loads(answer.body)["buildId"] for answer in outcome.answers}
+        while not ids <= ended.keys():
+            arrived.clear()
+            remaining = started + DRAIN_TIMEOUT - loop.time()
+            left = len(ids - ended.keys())
+            if watcher.done():
+                raise RuntimeError(
+                    f"serve {language.name}: the WebSocket closed, {left} left"
+                ) from watcher.exception()
+            if remaining <= 0:
+                raise TimeoutError(f"serve {language.name}: {left} builds did not end")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), remaining)
+        seconds = max(ended[build_id][1] for build_id in ids) - started
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+            await watcher
     # A compile that failed would be cheap: every build of the round must have succeeded.
-    for answer in outcome.answers:
-        build = await _get(server.url, f"/api/builds/{json.loads(answer.body)['buildId']}", headers)
-        if build["status"] != "completed":
-            raise RuntimeError(f"serve {language.name}: a build ended {build['status']}: {build}")
+    for build_id in ids:
+        event, _ = ended[build_id]
+        if event["type"] != "build_completed":
+            raise RuntimeError(f"serve {language.name}: build {build_id} ended: {event}")
     return seconds
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from sqlalchemy import event
+
 from pf.engine import events
 from pf.engine.events import EventBus
 from pf.engine.recorder import Recorder
@@ -127,6 +129,75 @@ def test_settled_does_not_wait_for_a_stopped_writer(tmp_path: Path) -> None:
             recorder.record(_row("queued", 0))
             await asyncio.wait_for(recorder.settled(), timeout=10)
         finally:
+            store.close()
+
+    asyncio.run(scenario())
+
+
+def _build(build_id: str, status: str) -> BuildRecord:
+    return BuildRecord(
+        id=build_id, kind="compile", language="wat", target="wasm", status=status,
+        created_at=1.0, started_at=2.0,
+    )  # fmt: skip
+
+
+def test_a_running_build_waits_out_its_neighbours_end_and_is_written_once(
+    tmp_path: Path,
+) -> None:
+    """With builds ending in turn, one's end cuts a batch while the next has just started:
+    the started build's row and progress wait for the next batch (here its own end), in
+    order, and its running row is never written; a flush and a waiting submission keep
+    nothing back."""
+
+    async def scenario() -> None:
+        store = Store(f"sqlite:///{tmp_path / 'pf.db'}")
+        store.open()
+        upserts: list[str] = []
+
+        def seen(
+            _conn: object, _cursor: object, statement: str, params: object, *_: object
+        ) -> None:
+            if statement.lstrip().upper().startswith("INSERT INTO BUILDS"):
+                assert isinstance(params, tuple)
+                upserts.append(f"{params[0]}:{params[5]}")
+
+        event.listen(store.db.engine, "before_cursor_execute", seen)
+        bus = EventBus(maxsize=100)
+        bus.attach(asyncio.get_running_loop())
+        sub = bus.subscribe()
+        recorder = Recorder(store, bus, interval=60.0)
+        recorder.start()
+        progress = events.build_progress("next", "running", 10, "compile", None)
+        try:
+            recorder.record(_build("next", "running"))
+            recorder.record(_build("next", "running"), progress, urgent=False)
+            recorder.line(LogLine("next", 0, 3.0, "stdout", "info", "compiling"))
+            recorder.record(_build("first", "completed"), events.build_completed("first", False))
+            assert await asyncio.wait_for(sub.get(), 10) == events.build_completed("first", False)
+            assert store.get("first") is not None and store.get("next") is None
+            recorder.record(_build("next", "completed"), events.build_completed("next", False))
+            line = {"stream": "stdout", "text": "compiling", "seq": 0}
+            for expected in (progress, events.build_log("next", [line])):
+                assert await asyncio.wait_for(sub.get(), 10) == expected
+            assert await asyncio.wait_for(sub.get(), 10) == events.build_completed("next", False)
+            assert [entry.text for entry in store.logs("next")] == ["compiling"]
+            assert upserts == ["first:completed", "next:completed"]
+
+            recorder.record(_build("third", "running"))
+            recorder.record(_build("fourth", "completed"), events.build_completed("fourth", False))
+            assert await asyncio.to_thread(recorder.flush)
+            running = store.get("third")
+            assert running is not None and running.status == "running"
+
+            recorder.record(_build("fifth", "running"))
+            recorder.record(
+                _build("sixth", "queued"), events.build_started("sixth", "wat", "wasm", None)
+            )
+            await asyncio.wait_for(recorder.settled(), timeout=10)
+            assert store.get("fifth") is not None and store.get("sixth") is not None
+        finally:
+            await asyncio.to_thread(recorder.stop)
+            event.remove(store.db.engine, "before_cursor_execute", seen)
             store.close()
 
     asyncio.run(scenario())

@@ -10,7 +10,13 @@ A batch is cut when an event is waiting (events want low latency), when 200 line
 waiting, or ``interval`` seconds after the first line arrived. A running build's progress
 is the exception: its events wait for the interval like lines, so a short compile's
 running, progress and end states go out in one transaction rather than one each (the
-last row of a build in a batch is the one written).
+last row of a build in a batch is the one written). When another build's end cuts the
+batch, a build with nothing urgent whose first waiting item is younger than
+``interval`` keeps its items (rows, lines and events, in order) waiting for the next
+batch: with PF_JOBS builds ending in turn, a short compile's start would otherwise be
+written in its neighbour's batch and its end in the next. Nothing is kept back from a
+batch holding a submission (a queued row, whose submitter waits for everything queued
+before its answer: ``settled``), while a ``flush`` waits, or when the writer stops.
 
 A failing database does not stop the events. One that does not answer (StoreUnavailable:
 stopped, unreachable, locked) loses nothing accepted: the batch's records and lines are
@@ -37,7 +43,7 @@ from pf.errors import StoreError
 from pf.store.db import StoreUnavailable
 from pf.store.history import Store
 from pf.store.logs import LogLine
-from pf.store.record import BuildRecord
+from pf.store.record import QUEUED, BuildRecord
 
 log = logging.getLogger("pf.engine")
 
@@ -45,6 +51,26 @@ FLUSH_INTERVAL = 0.05
 FLUSH_LINES = 200
 RETRY_MIN = 0.25
 RETRY_MAX = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One queued change: its place in the queue, what it is, and when it came."""
+
+    at: int  # the number of items queued before it
+    kind: str  # row, line or event
+    value: Any
+    urgent: bool
+    since: float  # time.monotonic() when queued
+
+
+def _build_of(item: _Item) -> str | None:
+    if item.kind == "row":
+        return str(item.value.id)
+    if item.kind == "line":
+        return str(item.value.build_id)
+    build_id = item.value.get("buildId")
+    return build_id if isinstance(build_id, str) else None
 
 
 @dataclass(frozen=True)
@@ -71,13 +97,16 @@ class Recorder:
         # Items waiting for the writer past which the service takes no new builds (0: no
         # bound); nothing already accepted is ever dropped for it.
         self.max_backlog = max_backlog
-        self._items: list[tuple[str, Any]] = []
+        self._items: list[_Item] = []
         self._lines = 0
         self._urgent = False
         self._first_at = 0.0
         self._cond = threading.Condition()
         self._enqueued = 0
+        # Every item queued before this one is written (or held for a retry): items kept
+        # back for the next batch hold it at their place.
         self._written = 0
+        self._flush_to = 0  # flush() waits until _written reaches this: nothing kept back
         self._stopping = False
         self._ended = False  # the writer finished (stop): nothing more will be written
         self._thread: threading.Thread | None = None
@@ -104,11 +133,12 @@ class Recorder:
         self._chores.append((_Chore(seconds, func), [time.monotonic() + seconds]))
 
     def _put(self, kind: str, item: Any, urgent: bool) -> None:
+        now = time.monotonic()
         with self._cond:
             first = not self._items
             if first:
-                self._first_at = time.monotonic()
-            self._items.append((kind, item))
+                self._first_at = now
+            self._items.append(_Item(self._enqueued, kind, item, urgent, now))
             self._enqueued += 1
             if kind == "line":
                 self._lines += 1
@@ -128,7 +158,8 @@ class Recorder:
 
     def record(self, row: BuildRecord, event: Event | None = None, *, urgent: bool = True) -> None:
         """Store ``row`` and then publish ``event`` (if any). An event that is not
-        ``urgent`` waits for the batch's interval, or for an urgent item behind it."""
+        ``urgent`` waits for the batch's interval, or for an urgent item of its build
+        behind it (see the module's docstring for another build's)."""
         self._put("row", row, urgent=urgent and event is not None)
         if event is not None:
             self._put("event", event, urgent=urgent)
@@ -144,6 +175,7 @@ class Recorder:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target = self._enqueued
+            self._flush_to = max(self._flush_to, target)
             self._urgent = True
             self._cond.notify_all()
             while self._written < target:
@@ -229,9 +261,7 @@ class Recorder:
                     self._cond.wait(min(waits) if waits else None)
                 if self._stopping and not self._items:
                     final = True
-                batch, self._items = self._items, []
-                self._lines = 0
-                self._urgent = False
+                batch, self._items = self._cut()
             if final:
                 self._last_try()
                 with self._cond:
@@ -242,12 +272,46 @@ class Recorder:
                 self._write(batch)
             self._run_chores()
             with self._cond:
-                self._written += len(batch)
+                self._written = self._items[0].at if self._items else self._enqueued
                 self._release()
                 self._cond.notify_all()
             # Not held while waiting for the next batch: a burst's rows (thousands) would
             # otherwise stay alive until then.
             del batch
+
+    def _cut(self) -> tuple[list[_Item], list[_Item]]:
+        """Under _cond: the batch to write now, and what stays queued for the next one
+        (the items of builds with nothing urgent that came within ``interval``)."""
+        items = self._items
+        self._urgent = False
+        self._lines = 0
+        if self._stopping or self._waiters or self._flush_to > self._written:
+            return items, []
+        now = time.monotonic()
+        written_now: set[str] = set()
+        young: set[str] = set()
+        for item in items:
+            if item.kind == "row" and item.value.status == QUEUED:
+                return items, []  # a submission's batch: its submitter waits for all of it
+            build_id = _build_of(item)
+            if build_id is None or build_id in written_now:
+                continue
+            if item.urgent:
+                written_now.add(build_id)
+                young.discard(build_id)
+            elif build_id not in young and now - item.since < self.interval:
+                young.add(build_id)
+            elif build_id not in young:
+                written_now.add(build_id)
+        if not young:
+            return items, []
+        batch: list[_Item] = []
+        kept: list[_Item] = []
+        for item in items:
+            (kept if _build_of(item) in young else batch).append(item)
+        self._first_at = kept[0].since
+        self._lines = sum(item.kind == "line" for item in kept)
+        return batch, kept
 
     def _run_chores(self) -> None:
         now = time.monotonic()
@@ -259,12 +323,13 @@ class Recorder:
                 except Exception:  # a housekeeping failure must not stop the writer
                     log.exception("pf: periodic store task failed")
 
-    def _write(self, batch: list[tuple[str, Any]]) -> None:
+    def _write(self, batch: list[_Item]) -> None:
         rows: list[BuildRecord] = []
         lines: list[LogLine] = []
         events: list[Event] = []
         pending: dict[str, list[dict[str, Any]]] = {}
-        for kind, item in batch:
+        for entry in batch:
+            kind, item = entry.kind, entry.value
             if kind == "row":
                 rows.append(item)
             elif kind == "line":

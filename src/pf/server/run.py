@@ -230,8 +230,14 @@ class _Wire:
         return self._open()
 
     def send(self, message: Outgoing) -> None:
-        if not self._open():
-            return
+        if self._open():
+            self._protocol.transport.write(self._frame(message))
+
+    def send_many(self, messages: list[Outgoing]) -> None:
+        if self._open() and messages:
+            self._protocol.transport.writelines([self._frame(m) for m in messages])
+
+    def _frame(self, message: Outgoing) -> bytes:
         conn = self._protocol.conn
         # Only our permessage-deflate can be negotiated, never with context takeover:
         # its output depends on the window bits alone, so frames are shared by those.
@@ -240,7 +246,7 @@ class _Wire:
         if frame is None:
             frame = Frame(OP_TEXT, message.data).serialize(mask=False, extensions=conn.extensions)
             message.frames[key] = frame
-        self._protocol.transport.write(frame)
+        return frame
 
     def close(self, code: int, reason: str) -> None:
         self._protocol.stop_writing(code, reason)

@@ -143,6 +143,9 @@ class Wire(Protocol):
     def send(self, message: Outgoing) -> None:
         """Write ``message`` as one text frame; nothing once the connection is closing."""
 
+    def send_many(self, messages: list[Outgoing]) -> None:
+        """Write ``messages`` in order, one text frame each, in as few writes as it can."""
+
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake now: the app's next receive() is the disconnect,
         and a peer that never answers is cut off after a timeout."""
@@ -182,6 +185,10 @@ class AsgiWire:
         self._queue.append(message)
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    def send_many(self, messages: list[Outgoing]) -> None:
+        for message in messages:
+            self.send(message)
 
     async def _write(self) -> None:
         try:
@@ -257,6 +264,11 @@ def _batch(group: list[str]) -> str:
     if len(group) == 1:
         return group[0]
     return '{"type":"batch","updates":[' + ",".join(group) + "]}"
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _dumps(value: object) -> str:
@@ -347,6 +359,15 @@ class Client:
             else:
                 return False
         return False
+
+    def offer_many(self, messages: list[Outgoing]) -> None:
+        """Offer ``messages`` in order: written together when the transport takes them
+        (one system call for a flush's events, not one each), else one by one."""
+        if self.closing is None and self.pending is None and self.wire.writable():
+            self.wire.send_many(messages)
+            return
+        for message in messages:
+            self.offer(message)
 
     def offer(self, message: Outgoing) -> None:
         """Send a message now, or queue it behind earlier ones; when the queue is full,
@@ -486,7 +507,8 @@ class Hub:
         self._batch: list[dict[str, Any]] = []
         self._ready = asyncio.Event()
         self._urgent = False  # the batch holds a lifecycle event
-        self._hurry = asyncio.Event()
+        # While the flush sleeps out a window: resolved by a lifecycle event to end it.
+        self._hurry: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -520,7 +542,8 @@ class Hub:
                     self._ready.set()
                     if event["type"] in URGENT and not self._urgent:
                         self._urgent = True
-                        self._hurry.set()
+                        if self._hurry is not None and not self._hurry.done():
+                            self._hurry.set_result(None)
             finally:
                 subscription.close()
             if not subscription.overflowed:
@@ -538,10 +561,15 @@ class Hub:
         while True:
             await self._ready.wait()
             while (wait := last + self._window() - loop.time()) > 0:
-                self._hurry.clear()
-                # Sleeps out the window, unless a lifecycle event shortens it.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._hurry.wait(), wait)
+                # Sleeps out the window, unless a lifecycle event shortens it: a future
+                # and a timer, not wait_for's task per flush.
+                self._hurry = loop.create_future()
+                timer = loop.call_later(wait, _wake, self._hurry)
+                try:
+                    await self._hurry
+                finally:
+                    timer.cancel()
+                    self._hurry = None
             self._ready.clear()
             self._urgent = False
             events, self._batch = self._batch, []
@@ -579,8 +607,7 @@ class Hub:
         for client in list(self.clients):
             if client.cursors or client.held:
                 own = self._own(client, parts, events)
-                for message in own:
-                    client.offer(message)
+                client.offer_many(own)
                 sent += len(own)
                 continue
             key = (client.filter, client.batch)
@@ -603,8 +630,7 @@ class Hub:
                         ]
                     chosen = [singles[i] for i in wanted]
                 messages[key] = chosen
-            for message in chosen:
-                client.offer(message)
+            client.offer_many(chosen)
             sent += len(chosen)
         WS_MESSAGES.inc(sent)
 

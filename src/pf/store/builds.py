@@ -2,7 +2,7 @@
 
 Functions take a Connection (the caller owns the transaction) and return BuildRecords,
 never SQLAlchemy Rows, so nothing upstream imports SQLAlchemy. Imports the schema, the
-record and db's dialect-neutral upsert only.
+record, db's dialect-neutral upsert and prepared only.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnElement
 
 from pf.store.db import upsert_into
+from pf.store.prepared import Prepared
 from pf.store.record import COMPLETED, FAILED, FINISHED, QUEUED, RUNNING, BuildRecord
 from pf.store.schema import builds
 
@@ -36,6 +38,8 @@ INTERRUPTED = "interrupted by restart"
 # most this many statement texts, each small.
 UPSERT_PAGE_ROWS = 32
 
+_COLUMNS = tuple(c.name for c in builds.columns)
+
 
 def _rank(status: ColumnElement[str]) -> ColumnElement[int]:
     # Literals, not parameters: the upsert runs as an executemany.
@@ -44,6 +48,30 @@ def _rank(status: ColumnElement[str]) -> ColumnElement[int]:
         (status == literal_column(f"'{RUNNING}'"), literal_column("1")),
         else_=literal_column("2"),
     )
+
+
+def _guarded(dialect: str) -> Insert:
+    """The upsert of a build record in ``dialect``: written unless it would take the
+    stored record back (then it changes no row)."""
+    statement = upsert_into(dialect, builds)
+    new = statement.excluded
+    columns = [c.name for c in builds.columns if c.name != "id"]
+    return statement.on_conflict_do_update(
+        index_elements=[builds.c.id],
+        set_={name: new[name] for name in columns},
+        where=and_(
+            *(builds.c.status != literal_column(f"'{done}'") for done in FINISHED),
+            or_(
+                new.attempt > builds.c.attempt,
+                and_(new.attempt == builds.c.attempt, _rank(new.status) >= _rank(builds.c.status)),
+            ),
+        ),
+    )
+
+
+# Built once per dialect: building the statement cost more than running it.
+_UPSERTS: dict[str, Insert] = {}
+_ONE_ROW: dict[tuple[str, str], Prepared] = {}
 
 
 def upsert(conn: Connection, rows: Sequence[BuildRecord]) -> set[str]:
@@ -57,22 +85,22 @@ def upsert(conn: Connection, rows: Sequence[BuildRecord]) -> set[str]:
     """
     if not rows:
         return set()
-    statement = upsert_into(conn.dialect.name, builds)
-    new = statement.excluded
-    columns = [c.name for c in builds.columns if c.name != "id"]
-    guarded = statement.on_conflict_do_update(
-        index_elements=[builds.c.id],
-        set_={name: new[name] for name in columns},
-        where=and_(
-            *(builds.c.status != literal_column(f"'{done}'") for done in FINISHED),
-            or_(
-                new.attempt > builds.c.attempt,
-                and_(new.attempt == builds.c.attempt, _rank(new.status) >= _rank(builds.c.status)),
-            ),
-        ),
-    ).returning(builds.c.id)
+    dialect = conn.dialect
     # The last write of a build wins: a batch may hold its queued and running states.
     latest = {row.id: row for row in rows}
+    if dialect.name == "sqlite":
+        # In-process SQLite has no round trip to save: one prepared text, a row at a
+        # time, costs a tenth of a multi-row statement built and compiled by SQLAlchemy.
+        # Whether the row was written is its count of changed rows, not a RETURNING
+        # row to fetch (each step into SQLite gives up the GIL and waits to get it back).
+        key = (dialect.name, dialect.paramstyle)
+        one = _ONE_ROW.get(key)
+        if one is None:
+            one = _ONE_ROW[key] = Prepared(_guarded(dialect.name), dialect, _COLUMNS)
+        return {row.id for row in latest.values() if one.execute(conn, row.values()).rowcount}
+    guarded = _UPSERTS.get(dialect.name)
+    if guarded is None:
+        guarded = _UPSERTS[dialect.name] = _guarded(dialect.name).returning(builds.c.id)
     result = conn.execute(
         guarded.execution_options(insertmanyvalues_page_size=UPSERT_PAGE_ROWS),
         [row.values() for row in latest.values()],

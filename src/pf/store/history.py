@@ -59,7 +59,9 @@ class Store:
         back is not: builds.upsert; nor are lines of a superseded run: logs.append)."""
         with self.db.begin("cannot record builds") as conn:
             upserted = builds.upsert(conn, rows)
-            refused = logs.append(conn, lines)
+            # The last row of a build in the batch is the one written.
+            attempts = {row.id: row.attempt for row in rows}
+            refused = logs.append(conn, lines, {i: attempts[i] for i in upserted})
         ids = {row.id for row in rows}
         refused |= ids - upserted
         return (ids | {line.build_id for line in lines}) - refused

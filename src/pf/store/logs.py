@@ -6,17 +6,18 @@ belongs to one run (``attempt``) of its build: once a later run of the build is 
 (a pf worker took it up after the one running it stopped), lines of the earlier run are
 refused, so a worker that was only slow cannot mix its output into the new run's. The
 functions take a Connection and return frozen LogLines, never Rows. Imports the schema
-only.
+and prepared only.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import Connection, delete, func, select
 
+from pf.store.prepared import Prepared
 from pf.store.schema import builds, logs
 
 STREAMS = ("stdout", "stderr", "pf")
@@ -79,27 +80,43 @@ class LogBudget:
             return seq, text
 
 
-def append(conn: Connection, lines: Sequence[LogLine]) -> set[str]:
+_LINE_COLUMNS = ("build_id", "seq", "ts", "stream", "level", "text")
+_INSERTS: dict[tuple[str, str], Prepared] = {}
+
+
+def append(
+    conn: Connection, lines: Sequence[LogLine], written: Mapping[str, int] | None = None
+) -> set[str]:
     """Store ``lines`` but those of a run of their build that a later run superseded;
-    returns the ids of the builds whose lines were refused."""
+    returns the ids of the builds whose lines were refused.
+
+    ``written``: the attempt of each build whose record this transaction wrote, which is
+    then the stored one: those builds are not read again.
+    """
     if not lines:
         return set()
-    query = select(builds.c.id, builds.c.attempt).where(
-        builds.c.id.in_(sorted({line.build_id for line in lines}))
-    )
-    if conn.dialect.name == "postgresql":
-        # Shared with the upsert that records a later run: either that run's row waits
-        # for these lines (and the new run counts them), or they see the new attempt.
-        query = query.with_for_update(read=True)
-    current = {build_id: int(attempt) for build_id, attempt in conn.execute(query)}
+    current = dict(written or {})
+    unknown = sorted({line.build_id for line in lines} - current.keys())
+    if unknown:
+        query = select(builds.c.id, builds.c.attempt).where(builds.c.id.in_(unknown))
+        if conn.dialect.name == "postgresql":
+            # Shared with the upsert that records a later run: either that run's row waits
+            # for these lines (and the new run counts them), or they see the new attempt.
+            query = query.with_for_update(read=True)
+        current.update((build_id, int(attempt)) for build_id, attempt in conn.execute(query))
     refused = {line.build_id for line in lines if line.attempt < current.get(line.build_id, 0)}
     kept = [
-        {k: v for k, v in asdict(line).items() if k != "attempt"}
+        {name: getattr(line, name) for name in _LINE_COLUMNS}
         for line in lines
         if line.build_id not in refused
     ]
     if kept:
-        conn.execute(logs.insert(), kept)
+        dialect = conn.dialect
+        key = (dialect.name, dialect.paramstyle)
+        insert = _INSERTS.get(key)
+        if insert is None:
+            insert = _INSERTS[key] = Prepared(logs.insert(), dialect, _LINE_COLUMNS)
+        insert.execute_many(conn, kept)
     return refused
 
 
