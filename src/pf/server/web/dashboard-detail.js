@@ -43,9 +43,10 @@ function optionsText(options) {
 }
 
 export class Detail {
-  constructor(node, { onClose, onAction, subscribe, redraw }) {
+  constructor(node, { onClose, onAction, subscribe, redraw, onLogged }) {
     this.node = node;
     this.redraw = redraw;
+    this.onLogged = onLogged;
     this.onClose = onClose;
     this.onAction = onAction;
     this.subscribe = subscribe;
@@ -180,6 +181,7 @@ export class Detail {
     }
     if (this.id !== id || this.logState !== "fetching") return;
     const fetched = logs.map((entry) => ({ stream: entry.stream, text: entry.message }));
+    if (fetched.length) this.onLogged(id);
     this.log.replaceChildren();
     this.lineCount = 0;
     this.dropped = 0;

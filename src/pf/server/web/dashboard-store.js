@@ -124,6 +124,19 @@ export class BuildStore {
     this._set(next, current);
   }
 
+  /**
+   * A build that logged has started, whatever its events still on their way say: the
+   * stored log, read over HTTP, can arrive before the WebSocket's progress event.
+   */
+  logged(id) {
+    const current = this.builds.get(id);
+    if (!current || current.status !== "queued") return;
+    this._set(
+      { ...current, status: "running", startTime: new Date().toISOString(), _startGuessed: true },
+      current,
+    );
+  }
+
   /** Applies one WebSocket event (batches arrive already unpacked). */
   apply(event) {
     const id = event.buildId;

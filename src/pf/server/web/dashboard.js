@@ -40,6 +40,7 @@ const detail = new Detail($("detail"), {
   onAction: act,
   subscribe: follow,
   redraw: () => schedule(),
+  onLogged: (id) => store.logged(id),
 });
 
 function schedule(all = false) {
@@ -183,6 +184,7 @@ store.onFinished = (id) => {
   finishedTimer ??= setTimeout(fetchFinished, FINISHED_DELAY_MS);
 };
 store.onLog = (id, lines) => {
+  store.logged(id);
   if (detail.lines(id, lines)) schedule();
 };
 
