@@ -30,6 +30,12 @@ workers = 2
 request-timeout = 30
 max-failures = 40
 
+# Response times are the benchmark's to measure, not the contract's: "all" checks would
+# fail a response slower than 10 s, and on a loaded test machine a profile's answer (its
+# window, then its rendering) once took 13 s. The request timeout alone bounds them.
+[checks]
+max_response_time = 30
+
 [generation]
 deterministic = true
 max-examples = 30
