@@ -26,6 +26,7 @@ from pf.sandbox import Completed, Limits, Space, confined
 from pf.sandbox import cells as cells_module
 from pf.sandbox.cells import Cell
 from tests.conftest import pids_with_word
+from tests.sandbox.conftest import FORK_BOMB
 from tests.tools import needs_tool
 
 ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
@@ -287,19 +288,8 @@ def test_timeout_cancel_and_limits_hold_in_a_cell(settings: Settings) -> None:
 
 
 def test_a_fork_bomb_is_stopped_in_a_cell(lone_settings: Settings) -> None:
-    bomb = """
-        import os, time
-        forked = 0
-        try:
-            while forked < 200:
-                if os.fork() == 0:
-                    os.close(1); os.close(2); time.sleep(3); os._exit(0)
-                forked += 1
-        except OSError as refused:
-            print(forked, refused.strerror)
-        """
     with build(lone_settings) as space:
-        done = py(space, bomb, Limits(timeout=10.0, processes=30))
+        done = py(space, FORK_BOMB, Limits(timeout=10.0, processes=30))
         after = sh(space, "echo next")
     forked, _, reason = done.stdout.strip().partition(" ")
     assert reason == "Resource temporarily unavailable", done

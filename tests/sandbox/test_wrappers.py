@@ -32,6 +32,7 @@ from pf.sandbox import (
 )
 from pf.sandbox.wrappers import OWNER_VARIABLE
 from tests.conftest import pids_with_word
+from tests.sandbox.conftest import FORK_BOMB
 
 ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
 SECRET = b"pf-sandbox-secret-7f3a9c"
@@ -183,25 +184,9 @@ def test_a_file_past_the_size_limit_is_refused(scratch: Path, settings: Settings
 
 
 def test_a_fork_bomb_is_stopped_by_the_process_limit(lone_settings: Settings) -> None:
-    # Python, not a shell loop: bash retries a refused fork with growing sleeps, so
-    # whether its message appears before the timeout depends on the machine's load.
-    # Children close their output at once, so only the parent's report is read.
-    bomb = textwrap.dedent(
-        """
-        import os, time
-        forked = 0
-        try:
-            while forked < 200:
-                if os.fork() == 0:
-                    os.close(1); os.close(2); time.sleep(3); os._exit(0)
-                forked += 1
-        except OSError as refused:
-            print(forked, refused.strerror)
-        """
-    )
     limits = Limits(timeout=10.0, processes=30)
     with workspace(sandbox_uid(lone_settings)) as scratch:
-        done = confined(f"exec /usr/bin/python3 -c '{bomb}'", scratch, lone_settings, limits)
+        done = confined(f"exec /usr/bin/python3 -c '{FORK_BOMB}'", scratch, lone_settings, limits)
         subprocess.run(["rm", "-rf", str(scratch)], check=True)
     forked, _, reason = done.stdout.strip().partition(" ")
     assert reason == "Resource temporarily unavailable", done

@@ -244,9 +244,7 @@ class Cell:
             finally:
                 for fd in (null, out_write, err_write):
                     os.close(fd)
-            out, err, expired, stopped, order = capture(
-                argv, out_read, err_read, answer, limits, on_line, cancel, started
-            )
+            captured = capture(argv, out_read, err_read, answer, limits, on_line, cancel, started)
         except BaseException:
             self.kill()
             raise
@@ -255,17 +253,7 @@ class Cell:
             os.close(err_read)
         self.jobs += 1
         assert answer.code is not None
-        return Completed(
-            argv=tuple(argv),
-            code=answer.code,
-            stdout=out.text(),
-            stderr=err.text(),
-            duration=time.monotonic() - started,
-            timed_out=expired,
-            cancelled=stopped,
-            truncated=out.truncated or err.truncated,
-            lines=tuple(order),
-        )
+        return captured.completed(answer.code)
 
     def _ask(self, request: bytes) -> None:
         assert self._socket is not None

@@ -393,6 +393,33 @@ class _Group:
         _kill_group(self.proc.pid)
 
 
+@dataclass(frozen=True)
+class Captured:
+    """What :func:`capture` read of one command, and how its wait ended."""
+
+    argv: Sequence[str]
+    started: float
+    out: _Capture
+    err: _Capture
+    expired: bool
+    stopped: bool
+    order: list[tuple[str, str]]
+
+    def completed(self, code: int) -> Completed:
+        """The command's outcome, given the exit code whatever ran it reported."""
+        return Completed(
+            argv=tuple(self.argv),
+            code=code,
+            stdout=self.out.text(),
+            stderr=self.err.text(),
+            duration=time.monotonic() - self.started,
+            timed_out=self.expired,
+            cancelled=self.stopped,
+            truncated=self.out.truncated or self.err.truncated,
+            lines=tuple(self.order),
+        )
+
+
 def capture(
     argv: Sequence[str],
     stdout: int,
@@ -402,13 +429,12 @@ def capture(
     on_line: LineSink | None,
     cancel: threading.Event | None,
     started: float,
-) -> tuple[_Capture, _Capture, bool, bool, list[tuple[str, str]]]:
+) -> Captured:
     """Read ``stdout`` and ``stderr`` (the read ends of the command's pipes) until the
     command ended and both reached their end, killing it at the deadline or on cancel.
 
-    Returns both captures, whether it timed out, whether it was cancelled, and the
-    lines in order. Raises SandboxError when the command outlives its kill by
-    ``_READER_GRACE`` seconds (whatever runs it stopped answering).
+    Raises SandboxError when the command outlives its kill by ``_READER_GRACE`` seconds
+    (whatever runs it stopped answering).
     """
     order: list[tuple[str, str]] = []
     out = _Capture("stdout", limits.max_output, on_line, order)
@@ -455,7 +481,7 @@ def capture(
                 ending.kill()
     out.close()
     err.close()
-    return out, err, expired, stopped, order
+    return Captured(argv, started, out, err, expired, stopped, order)
 
 
 def run(
@@ -481,7 +507,7 @@ def run(
     group: _Group | None = None
     try:
         group = _Group(proc)
-        out, err, expired, stopped, order = capture(
+        captured = capture(
             argv,
             proc.stdout.fileno(),
             proc.stderr.fileno(),
@@ -498,17 +524,7 @@ def run(
             os.close(group.pidfd)
         proc.stdout.close()
         proc.stderr.close()
-    return Completed(
-        argv=tuple(argv),
-        code=proc.returncode,
-        stdout=out.text(),
-        stderr=err.text(),
-        duration=time.monotonic() - started,
-        timed_out=expired,
-        cancelled=stopped,
-        truncated=out.truncated or err.truncated,
-        lines=tuple(order),
-    )
+    return captured.completed(proc.returncode)
 
 
 def run_attached(
