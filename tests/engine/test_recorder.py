@@ -5,7 +5,10 @@ the lines of a run that a later run superseded are neither stored nor announced.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event
 
@@ -14,6 +17,31 @@ from pf.engine.events import EventBus
 from pf.engine.recorder import Recorder
 from pf.store import BuildRecord, Store
 from pf.store.logs import LogLine
+
+
+@contextlib.asynccontextmanager
+async def _writing(url: str, **options: Any) -> AsyncIterator[tuple[Store, EventBus, Recorder]]:
+    """A store, an event bus on the running loop and a Recorder writing to them; the
+    Recorder stopped and the store closed after."""
+    store = Store(url)
+    store.open()
+    bus = EventBus(maxsize=100)
+    bus.attach(asyncio.get_running_loop())
+    recorder = Recorder(store, bus, **options)
+    recorder.start()
+    try:
+        yield store, bus, recorder
+    finally:
+        await asyncio.to_thread(recorder.stop)
+        store.close()
+
+
+def _published(sub: Any) -> list[events.Event]:
+    """What the subscription holds now."""
+    got = []
+    while (event := sub.get_nowait()) is not None:
+        got.append(event)
+    return got
 
 
 def _row(status: str, attempt: int) -> BuildRecord:
@@ -25,14 +53,8 @@ def _row(status: str, attempt: int) -> BuildRecord:
 
 def test_events_of_a_refused_row_are_not_published(tmp_path: Path) -> None:
     async def scenario() -> list[events.Event]:
-        store = Store(f"sqlite:///{tmp_path / 'pf.db'}")
-        store.open()
-        bus = EventBus(maxsize=100)
-        bus.attach(asyncio.get_running_loop())
-        sub = bus.subscribe()
-        recorder = Recorder(store, bus)
-        recorder.start()
-        try:
+        async with _writing(f"sqlite:///{tmp_path / 'pf.db'}") as (store, bus, recorder):
+            sub = bus.subscribe()
             # Each run is another process's Recorder: its batches hold its rows only.
             store.write([_row("running", 1)])  # another worker took the build up again
             # The first run, still going, ends: refused, unannounced.
@@ -40,13 +62,7 @@ def test_events_of_a_refused_row_are_not_published(tmp_path: Path) -> None:
             assert await asyncio.to_thread(recorder.flush)
             recorder.record(_row("completed", 1), events.build_completed("b", True))
             assert await asyncio.to_thread(recorder.flush)
-        finally:
-            await asyncio.to_thread(recorder.stop)
-            store.close()
-        got = []
-        while (event := sub.get_nowait()) is not None:
-            got.append(event)
-        return got
+        return _published(sub)
 
     published = asyncio.run(scenario())
     assert published == [events.build_completed("b", True)]
@@ -58,14 +74,8 @@ def _line(seq: int, attempt: int) -> LogLine:
 
 def test_lines_of_a_superseded_run_are_neither_stored_nor_announced(database_url: str) -> None:
     async def scenario() -> list[events.Event]:
-        store = Store(database_url)
-        store.open()
-        bus = EventBus(maxsize=100)
-        bus.attach(asyncio.get_running_loop())
-        sub = bus.subscribe()
-        recorder = Recorder(store, bus)
-        recorder.start()
-        try:
+        async with _writing(database_url) as (store, bus, recorder):
+            sub = bus.subscribe()
             assert store.write([_row("running", 0)], [_line(0, 0), _line(1, 0)]) == {"b"}
             store.write([_row("queued", 1)])  # another worker takes the build up again
             # The first run's worker was only slow: what it prints now is refused.
@@ -74,18 +84,12 @@ def test_lines_of_a_superseded_run_are_neither_stored_nor_announced(database_url
             recorder.line(_line(2, 1))
             assert await asyncio.to_thread(recorder.flush)
             stored = store.logs("b")
-        finally:
-            await asyncio.to_thread(recorder.stop)
-            store.close()
         assert [line.text for line in stored] == [
             "run 0 line 0",
             "run 0 line 1",
             "run 1 line 2",
         ]
-        got = []
-        while (event := sub.get_nowait()) is not None:
-            got.append(event)
-        return got
+        return _published(sub)
 
     published = asyncio.run(scenario())
     assert published == [
@@ -98,20 +102,12 @@ def test_settled_returns_once_the_row_is_in_the_store(tmp_path: Path) -> None:
     though the writer batches (here a batch without an event would wait 60 s)."""
 
     async def scenario() -> tuple[BuildRecord | None, BuildRecord | None]:
-        store = Store(f"sqlite:///{tmp_path / 'pf.db'}")
-        store.open()
-        bus = EventBus(maxsize=100)
-        bus.attach(asyncio.get_running_loop())
-        recorder = Recorder(store, bus, interval=60.0)
-        recorder.start()
-        try:
+        url = f"sqlite:///{tmp_path / 'pf.db'}"
+        async with _writing(url, interval=60.0) as (store, _bus, recorder):
             recorder.record(_row("queued", 0))
             before = store.get("b")
             await asyncio.wait_for(recorder.settled(), timeout=10)
             return before, store.get("b")
-        finally:
-            await asyncio.to_thread(recorder.stop)
-            store.close()
 
     before, after = asyncio.run(scenario())
     assert before is None
@@ -150,54 +146,49 @@ def test_a_running_build_waits_out_its_neighbours_end_and_is_written_once(
     nothing back."""
 
     async def scenario() -> None:
-        store = Store(f"sqlite:///{tmp_path / 'pf.db'}")
-        store.open()
-        upserts: list[str] = []
-
-        def seen(
-            _conn: object, _cursor: object, statement: str, params: object, *_: object
-        ) -> None:
-            if statement.lstrip().upper().startswith("INSERT INTO BUILDS"):
-                assert isinstance(params, tuple)
-                upserts.append(f"{params[0]}:{params[5]}")
-
-        event.listen(store.db.engine, "before_cursor_execute", seen)
-        bus = EventBus(maxsize=100)
-        bus.attach(asyncio.get_running_loop())
-        sub = bus.subscribe()
-        recorder = Recorder(store, bus, interval=60.0)
-        recorder.start()
-        progress = events.build_progress("next", "running", 10, "compile", None)
-        try:
-            recorder.record(_build("next", "running"))
-            recorder.record(_build("next", "running"), progress, urgent=False)
-            recorder.line(LogLine("next", 0, 3.0, "stdout", "info", "compiling"))
-            recorder.record(_build("first", "completed"), events.build_completed("first", False))
-            assert await asyncio.wait_for(sub.get(), 10) == events.build_completed("first", False)
-            assert store.get("first") is not None and store.get("next") is None
-            recorder.record(_build("next", "completed"), events.build_completed("next", False))
-            line = {"stream": "stdout", "text": "compiling", "seq": 0}
-            for expected in (progress, events.build_log("next", [line])):
-                assert await asyncio.wait_for(sub.get(), 10) == expected
-            assert await asyncio.wait_for(sub.get(), 10) == events.build_completed("next", False)
-            assert [entry.text for entry in store.logs("next")] == ["compiling"]
-            assert upserts == ["first:completed", "next:completed"]
-
-            recorder.record(_build("third", "running"))
-            recorder.record(_build("fourth", "completed"), events.build_completed("fourth", False))
-            assert await asyncio.to_thread(recorder.flush)
-            running = store.get("third")
-            assert running is not None and running.status == "running"
-
-            recorder.record(_build("fifth", "running"))
-            recorder.record(
-                _build("sixth", "queued"), events.build_started("sixth", "wat", "wasm", None)
-            )
-            await asyncio.wait_for(recorder.settled(), timeout=10)
-            assert store.get("fifth") is not None and store.get("sixth") is not None
-        finally:
-            await asyncio.to_thread(recorder.stop)
-            event.remove(store.db.engine, "before_cursor_execute", seen)
-            store.close()
+        async with _writing(f"sqlite:///{tmp_path / 'pf.db'}", interval=60.0) as running:
+            await _ends_in_turn(*running)
 
     asyncio.run(scenario())
+
+
+async def _ends_in_turn(store: Store, bus: EventBus, recorder: Recorder) -> None:
+    upserts: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, params: object, *_: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO BUILDS"):
+            assert isinstance(params, tuple)
+            upserts.append(f"{params[0]}:{params[5]}")
+
+    event.listen(store.db.engine, "before_cursor_execute", seen)
+    sub = bus.subscribe()
+    progress = events.build_progress("next", "running", 10, "compile", None)
+    try:
+        recorder.record(_build("next", "running"))
+        recorder.record(_build("next", "running"), progress, urgent=False)
+        recorder.line(LogLine("next", 0, 3.0, "stdout", "info", "compiling"))
+        recorder.record(_build("first", "completed"), events.build_completed("first", False))
+        assert await asyncio.wait_for(sub.get(), 10) == events.build_completed("first", False)
+        assert store.get("first") is not None and store.get("next") is None
+        recorder.record(_build("next", "completed"), events.build_completed("next", False))
+        line = {"stream": "stdout", "text": "compiling", "seq": 0}
+        for expected in (progress, events.build_log("next", [line])):
+            assert await asyncio.wait_for(sub.get(), 10) == expected
+        assert await asyncio.wait_for(sub.get(), 10) == events.build_completed("next", False)
+        assert [entry.text for entry in store.logs("next")] == ["compiling"]
+        assert upserts == ["first:completed", "next:completed"]
+
+        recorder.record(_build("third", "running"))
+        recorder.record(_build("fourth", "completed"), events.build_completed("fourth", False))
+        assert await asyncio.to_thread(recorder.flush)
+        running = store.get("third")
+        assert running is not None and running.status == "running"
+
+        recorder.record(_build("fifth", "running"))
+        recorder.record(
+            _build("sixth", "queued"), events.build_started("sixth", "wat", "wasm", None)
+        )
+        await asyncio.wait_for(recorder.settled(), timeout=10)
+        assert store.get("fifth") is not None and store.get("sixth") is not None
+    finally:
+        event.remove(store.db.engine, "before_cursor_execute", seen)

@@ -41,6 +41,14 @@ def _submit_on_new_connection(url: str, address: str, tag: str) -> tuple[int, ht
     return pid, answer
 
 
+def _refused_as(answers: list[httpx.Response], code: str) -> None:
+    """Every answer that is not a success is a 429 with ``code`` and a Retry-After."""
+    refused = [a for a in answers if not a.is_success]
+    assert {a.status_code for a in refused} == {429}
+    assert {a.json()["code"] for a in refused} == {code}
+    assert all(int(a.headers["retry-after"]) >= 1 for a in refused)
+
+
 def _flood(
     url: str, address: str, each: int, settle: Callable[[int], None] = lambda accepted: None
 ) -> tuple[Counter[int], list[httpx.Response]]:
@@ -86,10 +94,7 @@ def test_one_rate_limit_over_two_api_processes(
     by_pid, answers = _flood(server.url, "127.0.0.1", 3)
     accepted = [a for a in answers if a.is_success]
     assert len(accepted) == 3, (dict(by_pid), [a.status_code for a in answers])
-    refused = [a for a in answers if not a.is_success]
-    assert {a.status_code for a in refused} == {429}
-    assert {a.json()["code"] for a in refused} == {"rate-limited"}
-    assert all(int(a.headers["retry-after"]) >= 1 for a in refused)
+    _refused_as(answers, "rate-limited")
     # Another client has a bucket of its own.
     _, other = _submit_on_new_connection(server.url, "127.0.0.2", "other")
     assert other.is_success, other.text
@@ -145,10 +150,7 @@ def test_a_clients_share_of_the_shared_queue_counts_over_two_api_processes(
         dict(by_pid),
         [a.status_code for a in answers],
     )
-    refused = [a for a in answers if not a.is_success]
-    assert {a.status_code for a in refused} == {429}
-    assert {a.json()["code"] for a in refused} == {"queue-share-full"}
-    assert all(int(a.headers["retry-after"]) >= 1 for a in refused)
+    _refused_as(answers, "queue-share-full")
     # The flood holds its share, not the queue: another client still gets in.
     _, other = _submit_on_new_connection(server.url, "127.0.0.2", "other")
     assert other.is_success, other.text
