@@ -5,7 +5,7 @@ Imports config and errors only.
 
 from pf.sandbox.limits import DEFAULT_LIMITS, Limits
 from pf.sandbox.process import Completed, LineSink, run, run_attached, truncation_marker
-from pf.sandbox.spaces import Space, confined
+from pf.sandbox.spaces import Space, bare, confined
 from pf.sandbox.workspace import hand_over, workspace
 from pf.sandbox.wrappers import (
     Command,
@@ -27,6 +27,7 @@ __all__ = [
     "Limits",
     "LineSink",
     "Space",
+    "bare",
     "compile_command",
     "confined",
     "hand_over",
