@@ -17,6 +17,7 @@ from pf.errors import CompileFailed
 from pf.toolchains import CompileRequest, Options, Run, SourceFile, driver_for_request
 from pf.toolchains.base import END_OF_OPTIONS, operand
 from pf.toolchains.response import gnu_quote, write_gnu
+from pf.toolchains.tools import WAT2WASM
 from tests.toolchains.support import (
     compile_files,
     function_exports,
@@ -97,7 +98,9 @@ CASES = requests()
 @pytest.mark.parametrize("request_", [r for _, r in CASES], ids=[i for i, _ in CASES])
 def test_no_operand_can_read_as_an_option_or_a_response_file(request_: CompileRequest) -> None:
     plan = driver_for_request(request_).plan(request_)
-    runs = [step for step in plan.steps if isinstance(step, Run)]
+    # A resident assembler takes no argv; the same plan run by wat2wasm (PF_WAT_ASSEMBLER)
+    # does, and is checked here.
+    runs = [step for step in plan.assembled_by(WAT2WASM).steps if isinstance(step, Run)]
     assert runs
     for step in runs:
         tool, args = step.argv[0], step.argv[1:]
