@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pf.toolchains.wabt import SHARE_DIR, Assembler, decode_reply, encode_request
+from pf.toolchains.assembly import decode_reply, encode_request, frame
+from pf.toolchains.wabt import SHARE_DIR, Assembler
 from serverkit import wat_source
 
 N = int(os.environ.get("PF_BENCH_WABT_N", "400"))
@@ -56,10 +57,10 @@ def served(process: subprocess.Popen[bytes]) -> Callable[[list[bytes], Path], No
 
     def run(sources: list[bytes], work: Path) -> None:
         for source in sources:
-            stdin.write(encode_request(source, "bench.wat", False, LIMIT))
+            stdin.write(frame(encode_request(source, "bench.wat", False, LIMIT)))
             stdin.flush()
             prefix = stdout.read(4)
-            reply = decode_reply(prefix + stdout.read(struct.unpack(">I", prefix)[0]))
+            reply = decode_reply(stdout.read(struct.unpack(">I", prefix)[0]))
             assert reply.wasm is not None, reply
 
     return run

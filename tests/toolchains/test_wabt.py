@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from pf.toolchains.wabt import (
-    SHARE_DIR,
+from pf.toolchains.assembly import (
     Assembled,
-    Assembler,
     ProtocolError,
     decode_reply,
     decode_request,
     encode_reply,
     encode_request,
+    frame,
 )
+from pf.toolchains.wabt import SHARE_DIR, Assembler
 from tests.tools import needs_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,12 +178,8 @@ def test_requests_and_replies_round_trip() -> None:
         assert decode_reply(encode_reply(reply)) == reply
 
 
-def frame(payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + payload
-
-
-def meta_frame(meta: bytes, data: bytes = b"") -> bytes:
-    return frame(struct.pack(">I", len(meta)) + meta + data)
+def meta_payload(meta: bytes, data: bytes = b"") -> bytes:
+    return struct.pack(">I", len(meta)) + meta + data
 
 
 @pytest.mark.parametrize(
@@ -191,17 +187,15 @@ def meta_frame(meta: bytes, data: bytes = b"") -> bytes:
     [
         b"",
         b"\0\0\0",
-        frame(b"\0\0"),
-        struct.pack(">I", 99) + b"\0\0\0\0",
-        frame(struct.pack(">I", 50) + b"{}"),
-        meta_frame(b"{not json"),
-        meta_frame(b"\xff\xfe"),
-        meta_frame(b"[1]"),
-        meta_frame(b'{"name": 1, "debug_names": false, "memory_limit": 1}'),
-        meta_frame(b'{"name": "a\\u0000", "debug_names": false, "memory_limit": 1}'),
-        meta_frame(b'{"name": "a", "debug_names": 1, "memory_limit": 1}'),
-        meta_frame(b'{"name": "a", "debug_names": false, "memory_limit": true}'),
-        meta_frame(b'{"name": "a", "debug_names": false, "memory_limit": -1}'),
+        struct.pack(">I", 50) + b"{}",
+        meta_payload(b"{not json"),
+        meta_payload(b"\xff\xfe"),
+        meta_payload(b"[1]"),
+        meta_payload(b'{"name": 1, "debug_names": false, "memory_limit": 1}'),
+        meta_payload(b'{"name": "a\\u0000", "debug_names": false, "memory_limit": 1}'),
+        meta_payload(b'{"name": "a", "debug_names": 1, "memory_limit": 1}'),
+        meta_payload(b'{"name": "a", "debug_names": false, "memory_limit": true}'),
+        meta_payload(b'{"name": "a", "debug_names": false, "memory_limit": -1}'),
     ],
 )
 def test_a_malformed_request_is_a_protocol_error(bad: bytes) -> None:
@@ -211,9 +205,9 @@ def test_a_malformed_request_is_a_protocol_error(bad: bytes) -> None:
 
 def test_a_malformed_reply_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError, match="says it failed"):
-        decode_reply(meta_frame(b'{"ok": false, "errors": "", "trap": null}', b"\0asm"))
+        decode_reply(meta_payload(b'{"ok": false, "errors": "", "trap": null}', b"\0asm"))
     with pytest.raises(ProtocolError, match="'trap'"):
-        decode_reply(meta_frame(b'{"ok": false, "errors": "", "trap": 3}'))
+        decode_reply(meta_payload(b'{"ok": false, "errors": "", "trap": 3}'))
 
 
 def serve() -> subprocess.Popen[bytes]:
@@ -228,10 +222,10 @@ def serve() -> subprocess.Popen[bytes]:
 
 def exchange(process: subprocess.Popen[bytes], request: bytes) -> Assembled:
     assert process.stdin is not None and process.stdout is not None
-    process.stdin.write(request)
+    process.stdin.write(frame(request))
     process.stdin.flush()
     prefix = process.stdout.read(4)
-    return decode_reply(prefix + process.stdout.read(struct.unpack(">I", prefix)[0]))
+    return decode_reply(process.stdout.read(struct.unpack(">I", prefix)[0]))
 
 
 def test_version_puts_wabts_version_first() -> None:
@@ -264,7 +258,7 @@ def test_the_served_process_answers_frames_until_end_of_input(assembler: Assembl
 def test_a_garbage_frame_ends_the_served_process_with_a_message() -> None:
     with serve() as process:
         assert exchange(process, encode_request(b"(module)", "m.wat", False, LIMIT)).wasm
-        _, stderr = process.communicate(meta_frame(b"{not json"), timeout=30)
+        _, stderr = process.communicate(frame(meta_payload(b"{not json")), timeout=30)
     assert process.returncode == 1
     message = stderr.decode()
     assert message.startswith("pf.toolchains.wabt: the request frame's metadata is not JSON")

@@ -19,7 +19,7 @@ from pf.config import Settings
 from pf.errors import BuildCancelled, BuildTimeout, CompileFailed
 from pf.sandbox import LineSink, resident_call
 from pf.toolchains import Assemble, ToolInfo
-from pf.toolchains.wabt import decode_reply, encode_request
+from pf.toolchains.assembly import ProtocolError, decode_reply, encode_request
 
 # The reply carries the module (or the assembler's errors) and a little framing.
 _REPLY_SLACK = 64 * 1024
@@ -80,7 +80,13 @@ def assemble(
             f"{step.label} failed: the WAT assembler stopped: {reply.failure}",
             hint="this is a bug in pf or its set-up, please report it",
         )
-    assembled = decode_reply(reply.payload)
+    try:
+        assembled = decode_reply(reply.payload)
+    except ProtocolError as err:
+        raise CompileFailed(
+            f"{step.label} failed: the WAT assembler's answer is broken: {err.message}",
+            hint="this is a bug in pf, please report it",
+        ) from None
     for line in assembled.errors.splitlines():
         on_line("stderr", line)
     if assembled.trap is not None:

@@ -8,21 +8,21 @@ relies on. The sequence is wat2wasm's: parse, validate, write the binary (LEBs
 canonicalised, not relocatable, the name section only with ``debug_names``).
 
 The resident process (``python -I -B -m pf.toolchains.wabt``: isolated, and writing
-nothing, set-up having compiled pf's bytecode already) serves frames on stdin and
-stdout: each is a 4-byte big-endian length and a payload made of a 4-byte big-endian
-length, that much JSON metadata and the raw bytes (the source, or the wasm).
-Imports config-free: errors, the standard library and wasmtime only.
+nothing, set-up having compiled pf's bytecode already) serves requests framed on stdin,
+one reply each on stdout (pf.toolchains.assembly). pf starts it through pf-wabt, the
+launcher set-up writes beside the wasm, confined (pf.sandbox.resident).
+Imports config-free: errors, the protocol, the standard library and wasmtime only.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import hashlib
 import json
 import struct
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -36,13 +36,18 @@ from wasmtime._extern import wrap_extern
 from wasmtime._func import enter_wasm
 
 from pf.errors import PfError, ToolchainMissing
+from pf.toolchains.assembly import (
+    DEFAULT_MAX_FRAME,
+    Assembled,
+    decode_request,
+    encode_reply,
+    frame,
+    read_frame,
+)
 
 SHARE_DIR = Path(sys.prefix) / "share" / "pf" / "wabt"
 INSTALL = "scripts/setup.sh"
-# A request's frame past this is refused: the source cap of pf serve is far below it.
-DEFAULT_MAX_FRAME = 64 * 1024 * 1024
 
-_LENGTH = struct.Struct(">I")
 _PAGE = 65536
 # The C API functions assemble calls, by their names in exports.json.
 _FUNCTIONS = (
@@ -69,29 +74,6 @@ _IMPORTS = (
     "fd_close",
     "abort",
 )
-
-
-class ProtocolError(PfError):
-    """A frame of the assembler's protocol that cannot be decoded."""
-
-    code = "wabt-protocol"
-
-
-@dataclass(frozen=True)
-class Assembled:
-    """One compile's outcome: the wasm, or wabt's text errors, or why it trapped."""
-
-    wasm: bytes | None
-    errors: str
-    trap: str | None = None
-
-
-@dataclass(frozen=True)
-class Request:
-    source: bytes
-    name: str
-    debug_names: bool
-    memory_limit: int
 
 
 class _Abort(Exception):
@@ -370,110 +352,17 @@ def _trap_below_initial(limit: int, pages: int) -> str:
     )
 
 
-# The protocol: a frame is a 4-byte big-endian length and that many bytes of payload; a
-# payload is a 4-byte big-endian length, that much JSON metadata, then raw bytes.
-
-
-def _frame(meta: dict[str, Any], data: bytes) -> bytes:
-    head = json.dumps(meta, separators=(",", ":")).encode()
-    payload_length = _LENGTH.size + len(head) + len(data)
-    return b"".join((_LENGTH.pack(payload_length), _LENGTH.pack(len(head)), head, data))
-
-
-def _unframe(frame: bytes, what: str) -> tuple[dict[str, Any], bytes]:
-    if len(frame) < 2 * _LENGTH.size:
-        raise ProtocolError(f"the {what} frame is truncated ({len(frame)} bytes)")
-    (payload_length,) = _LENGTH.unpack_from(frame)
-    if payload_length != len(frame) - _LENGTH.size:
-        raise ProtocolError(
-            f"the {what} frame says {payload_length} bytes but holds {len(frame) - 4}"
-        )
-    (head_length,) = _LENGTH.unpack_from(frame, _LENGTH.size)
-    head_end = 2 * _LENGTH.size + head_length
-    if head_end > len(frame):
-        raise ProtocolError(f"the {what} frame's metadata runs past its end")
-    try:
-        meta = json.loads(frame[2 * _LENGTH.size : head_end])
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ProtocolError(f"the {what} frame's metadata is not JSON: {err}") from None
-    if not isinstance(meta, dict):
-        raise ProtocolError(f"the {what} frame's metadata is not a JSON object")
-    return meta, frame[head_end:]
-
-
-def _field(meta: dict[str, Any], key: str, kind: type, what: str) -> Any:
-    value = meta.get(key)
-    # bool is an int to isinstance: a flag is not a number, nor a number a flag.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ProtocolError(f"the {what} frame's {key!r} is not a {kind.__name__}")
-    return value
-
-
-def encode_request(source: bytes, name: str, debug_names: bool, memory_limit: int) -> bytes:
-    """One request frame."""
-    meta = {"name": name, "debug_names": debug_names, "memory_limit": memory_limit}
-    return _frame(meta, source)
-
-
-def decode_request(frame: bytes) -> Request:
-    """The request in one frame (length prefix included); ProtocolError if malformed."""
-    meta, source = _unframe(frame, "request")
-    name = _field(meta, "name", str, "request")
-    if "\0" in name:
-        raise ProtocolError("the request frame's name holds a NUL character")
-    limit = _field(meta, "memory_limit", int, "request")
-    if limit <= 0:
-        raise ProtocolError("the request frame's memory_limit is not positive")
-    debug_names = _field(meta, "debug_names", bool, "request")
-    return Request(source, name, debug_names, limit)
-
-
-def encode_reply(assembled: Assembled) -> bytes:
-    """One reply frame."""
-    meta = {"ok": assembled.wasm is not None, "errors": assembled.errors, "trap": assembled.trap}
-    return _frame(meta, assembled.wasm or b"")
-
-
-def decode_reply(frame: bytes) -> Assembled:
-    """The outcome in one reply frame (length prefix included); ProtocolError if malformed."""
-    meta, data = _unframe(frame, "reply")
-    ok = _field(meta, "ok", bool, "reply")
-    errors = _field(meta, "errors", str, "reply")
-    trap = meta.get("trap")
-    if trap is not None and not isinstance(trap, str):
-        raise ProtocolError("the reply frame's 'trap' is not a str")
-    if not ok and data:
-        raise ProtocolError("the reply frame holds a wasm but says it failed")
-    return Assembled(data if ok else None, errors, trap)
-
-
-def read_frame(stream: BinaryIO, max_frame: int) -> bytes | None:
-    """The next whole frame (length prefix included), or None at a clean end of stream."""
-    prefix = stream.read(_LENGTH.size)
-    if not prefix:
-        return None
-    if len(prefix) < _LENGTH.size:
-        raise ProtocolError("the stream ended inside a frame's length")
-    (length,) = _LENGTH.unpack(prefix)
-    if length > max_frame:
-        raise ProtocolError(f"a frame of {length} bytes is over the limit of {max_frame}")
-    payload = stream.read(length)
-    if len(payload) < length:
-        raise ProtocolError(f"the stream ended inside a frame ({len(payload)} of {length} bytes)")
-    return prefix + payload
-
-
 def serve(assembler: Assembler, stdin: BinaryIO, stdout: BinaryIO, max_frame: int) -> None:
     """One reply per request until end of input; ProtocolError on a frame it cannot decode."""
-    while (frame := read_frame(stdin, max_frame)) is not None:
-        request = decode_request(frame)
+    while (payload := read_frame(stdin, max_frame)) is not None:
+        request = decode_request(payload)
         assembled = assembler.assemble(
             request.source,
             request.name,
             debug_names=request.debug_names,
             memory_limit=request.memory_limit,
         )
-        stdout.write(encode_reply(assembled))
+        stdout.write(frame(encode_reply(assembled)))
         stdout.flush()
 
 
@@ -486,8 +375,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wasm", type=Path, default=SHARE_DIR / "wabt.wasm")
     parser.add_argument("--exports", type=Path, default=SHARE_DIR / "exports.json")
     parser.add_argument("--max-frame", type=int, default=DEFAULT_MAX_FRAME, metavar="BYTES")
+    parser.add_argument("--sha256", help="refuse a wasm whose SHA-256 is not this one")
     args = parser.parse_args(argv)
     try:
+        if args.sha256 is not None:
+            found = hashlib.sha256(args.wasm.read_bytes()).hexdigest()
+            if found != args.sha256:
+                raise ToolchainMissing(
+                    "wabt-wasm",
+                    f"{args.wasm} is not the wasm its launcher was made for "
+                    f"(SHA-256 {found}, not {args.sha256})",
+                    INSTALL,
+                )
         if args.version:
             names = json.loads(args.exports.read_text(encoding="utf-8"))
             print(f"wabt {names['version']} (WebAssembly, wasmtime {_wasmtime_version()})")
