@@ -57,8 +57,10 @@ from pf.sandbox.limits import Limits
 from pf.sandbox.process import _SETPRIV, _kill_group, _spawn
 from pf.sandbox.wrappers import (
     INSIDE_PATH,
+    OWNER_VARIABLE,
     _bwrap,
     _isolated,
+    _owner,
     check_reachable,
     inside_env,
     outside_system,
@@ -287,6 +289,8 @@ class Resident:
         if self.dead:
             return
         self.dead = True
+        if self.key[3] == "off":
+            _kill_descendants(self.proc.pid)
         _kill_group(self.proc.pid)  # before the reap, so the group id cannot be reused
         self.proc.wait()
         self._drain_stderr()
@@ -301,6 +305,30 @@ class Resident:
         """Kill it without touching its pipes: the thread using it reaps it."""
         if not self.dead:
             _kill_group(self.proc.pid)
+
+
+def _kill_descendants(pid: int) -> None:
+    """Kill every descendant of ``pid`` (alive, so its children are still its own).
+
+    Without the sandbox there is no pid namespace to die with it, and a child that left
+    its process group (setsid) escapes the group kill; it is found by its parent."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue  # gone meanwhile
+        parent = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        parents.setdefault(parent, []).append(int(entry.name))
+    found = list(parents.get(pid, ()))
+    for child in found:  # grows while it is walked: the whole tree
+        found += parents.get(child, ())
+    for child in found:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(child, signal.SIGKILL)
 
 
 def _limits(settings: Settings) -> Limits:
@@ -335,7 +363,9 @@ def _command(settings: Settings, key: Key) -> tuple[list[str], dict[str, str]]:
     if mode == "off":
         # Killed with pf even on kill -9: the signal fires when the starting thread
         # (the pool's launcher, as long-lived as pf) ends.
-        return [_SETPRIV, "--pdeathsig=KILL", "--", *argv], {"PATH": INSIDE_PATH, **dict(env)}
+        # The owner marker lets the next pf kill what a pf killed mid-kill left.
+        marked = {"PATH": INSIDE_PATH, **dict(env), OWNER_VARIABLE: _owner()}
+        return [_SETPRIV, "--pdeathsig=KILL", "--", *argv], marked
     failure = probe(settings)
     if failure is not None:
         raise failure
