@@ -485,7 +485,7 @@ class _Pool:
     def _release(self, resident: Resident) -> None:
         with self._lock:
             self._idle.setdefault(resident.key, []).append(resident)
-            self._lock.notify()
+            self._lock.notify_all()  # waiters of every key share the condition
 
     def _drop(self, key: Key, resident: Resident | None) -> None:
         """Kill ``resident`` (if any) and free its place under the cap."""
@@ -497,7 +497,7 @@ class _Pool:
             self._live[key] -= 1
             if not self._live[key]:
                 del self._live[key]
-            self._lock.notify()
+            self._lock.notify_all()  # waiters of every key share the condition
 
     def shutdown(self) -> None:
         """Kill every process (pf is exiting). Idle ones are reaped here; one in use is
