@@ -17,7 +17,7 @@ from pathlib import Path
 import pf
 from pf.config import Settings
 from pf.errors import BuildCancelled, BuildTimeout, CompileFailed
-from pf.sandbox import LineSink, resident_call
+from pf.sandbox import LineSink, call_resident
 from pf.toolchains import Assemble, ToolInfo
 from pf.toolchains.assembly import ProtocolError, decode_reply, encode_request
 
@@ -62,7 +62,7 @@ def assemble(
     request = encode_request(
         source, step.source, debug_names=step.debug_names, memory_limit=settings.max_memory
     )
-    reply = resident_call(
+    reply = call_resident(
         settings,
         (tool.path,),
         _visible(tool),

@@ -5,6 +5,9 @@ Imports config and errors only.
 
 from pf.sandbox.limits import DEFAULT_LIMITS, Limits
 from pf.sandbox.process import Completed, LineSink, run, run_attached, truncation_marker
+from pf.sandbox.resident import Reply as ResidentReply
+from pf.sandbox.resident import call as call_resident
+from pf.sandbox.resident import shutdown as shutdown_residents
 from pf.sandbox.spaces import Space, bare, confined
 from pf.sandbox.workspace import hand_over, workspace
 from pf.sandbox.wrappers import (
@@ -26,8 +29,13 @@ __all__ = [
     "Confinement",
     "Limits",
     "LineSink",
+    "ResidentReply",
     "Space",
+<<<<<<< HEAD
     "bare",
+=======
+    "call_resident",
+>>>>>>> resident
     "compile_command",
     "confined",
     "hand_over",
@@ -36,6 +44,7 @@ __all__ = [
     "run",
     "run_attached",
     "sandbox_uid",
+    "shutdown_residents",
     "start_up",
     "task_command",
     "truncation_marker",
