@@ -31,11 +31,8 @@ __all__ = [
     "LineSink",
     "ResidentReply",
     "Space",
-<<<<<<< HEAD
     "bare",
-=======
     "call_resident",
->>>>>>> resident
     "compile_command",
     "confined",
     "hand_over",
