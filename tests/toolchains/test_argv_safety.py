@@ -14,7 +14,7 @@ import pytest
 
 from pf.config import Settings
 from pf.errors import CompileFailed
-from pf.toolchains import CompileRequest, Options, Run, SourceFile, driver_for_request
+from pf.toolchains import CompileRequest, Options, Run, driver_for_request
 from pf.toolchains.base import END_OF_OPTIONS, operand
 from pf.toolchains.response import gnu_quote, write_gnu
 from pf.toolchains.tools import WAT2WASM
@@ -24,6 +24,7 @@ from tests.toolchains.support import (
     instantiate,
     outputs,
     run_plan,
+    unchecked,
 )
 from tests.tools import needs_tool
 
@@ -55,14 +56,6 @@ HOSTILE = ("-MFevil", "@evil")
 # emcc's own: a setting (with quotes), a JS file it would run at build time or in the
 # module, and a library it would link in.
 EMCC_HOSTILE = ("-sEXPORT_NAME='x'", "--pre-js=evil", "--js-library=evil")
-
-
-def unchecked(name: str, content: bytes) -> SourceFile:
-    """A SourceFile whose name skipped the name rule: argv must be safe on its own."""
-    source = object.__new__(SourceFile)
-    object.__setattr__(source, "name", name)
-    object.__setattr__(source, "content", content)
-    return source
 
 
 def requests() -> list[tuple[str, CompileRequest]]:

@@ -109,7 +109,13 @@ class Assembler:
                 f"{exports_path} lacks {err}",
                 INSTALL,
             ) from err
-        self._engine = wasmtime.Engine()
+        # Without these, each live wasm memory reserves 4 GiB of address space, which the
+        # resident's address-space limit (pf's memory cap) would not hold twice: reserved
+        # as used, a memory past the cap fails to grow (the compile's out-of-memory trap).
+        config = wasmtime.Config()
+        config.memory_reservation = 0
+        config.memory_guard_size = 0
+        self._engine = wasmtime.Engine(config)
         module = wasmtime.Module(self._engine, wasm)
         self._pages = _initial_pages(module, self._memory)
         self._arity = _arities(module, [ctors, *functions.values()])
