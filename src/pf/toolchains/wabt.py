@@ -87,9 +87,20 @@ class _Compile(threading.local):
 
 
 class Assembler:
-    """wabt's wasm compiled once; each ``assemble`` runs in a fresh Store and Instance."""
+    """wabt's wasm compiled once; each ``assemble`` runs in a fresh Store and Instance.
 
-    def __init__(self, wasm_path: Path | str, exports_path: Path | str) -> None:
+    ``compiled_path`` is the module as set-up compiled it (``--precompile``): loading it
+    takes milliseconds where compiling takes a third of a second, at every start of a
+    resident. wasmtime refuses one made by another version or configuration, and the
+    wasm is compiled then. It is trusted like pf's own code beside it.
+    """
+
+    def __init__(
+        self,
+        wasm_path: Path | str,
+        exports_path: Path | str,
+        compiled_path: Path | None = None,
+    ) -> None:
         try:
             names = json.loads(Path(exports_path).read_text(encoding="utf-8"))
             wasm = Path(wasm_path).read_bytes()
@@ -116,7 +127,7 @@ class Assembler:
         config.memory_reservation = 0
         config.memory_guard_size = 0
         self._engine = wasmtime.Engine(config)
-        module = wasmtime.Module(self._engine, wasm)
+        module = self._load(wasm, compiled_path)
         self._pages = _initial_pages(module, self._memory)
         self._arity = _arities(module, [ctors, *functions.values()])
         self._compile = _Compile()
@@ -130,9 +141,24 @@ class Assembler:
             where = imports[role]
             ty = types[(where["module"], where["name"])]
             linker.define_func(where["module"], where["name"], ty, fn, access_caller=True)
+        self._module = module
         self._pre = linker.instantiate_pre(module)
         self._ctors = ctors
         self._functions = functions
+
+    def _load(self, wasm: bytes, compiled_path: Path | None) -> wasmtime.Module:
+        if compiled_path is not None and compiled_path.is_file():
+            try:
+                return wasmtime.Module.deserialize_file(self._engine, str(compiled_path))
+            except wasmtime.WasmtimeError:
+                pass  # made by another wasmtime or configuration: compile, as without one
+        return wasmtime.Module(self._engine, wasm)
+
+    def save_compiled(self, out: Path) -> None:
+        """Write the compiled module where ``compiled_path`` will find it."""
+        partial = out.with_name(f".{out.name}.partial")
+        partial.write_bytes(self._module.serialize())
+        partial.replace(out)
 
     def assemble(
         self, source: bytes, name: str, *, debug_names: bool, memory_limit: int
@@ -382,22 +408,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exports", type=Path, default=SHARE_DIR / "exports.json")
     parser.add_argument("--max-frame", type=int, default=DEFAULT_MAX_FRAME, metavar="BYTES")
     parser.add_argument("--sha256", help="refuse a wasm whose SHA-256 is not this one")
+    parser.add_argument(
+        "--precompile", action="store_true", help="save the compiled module beside the wasm"
+    )
     args = parser.parse_args(argv)
     try:
-        if args.sha256 is not None:
-            found = hashlib.sha256(args.wasm.read_bytes()).hexdigest()
-            if found != args.sha256:
-                raise ToolchainMissing(
-                    "wabt-wasm",
-                    f"{args.wasm} is not the wasm its launcher was made for "
-                    f"(SHA-256 {found}, not {args.sha256})",
-                    INSTALL,
-                )
+        digest = hashlib.sha256(args.wasm.read_bytes()).hexdigest()
+        if args.sha256 is not None and digest != args.sha256:
+            raise ToolchainMissing(
+                "wabt-wasm",
+                f"{args.wasm} is not the wasm its launcher was made for "
+                f"(SHA-256 {digest}, not {args.sha256})",
+                INSTALL,
+            )
         if args.version:
             names = json.loads(args.exports.read_text(encoding="utf-8"))
             print(f"wabt {names['version']} (WebAssembly, wasmtime {_wasmtime_version()})")
             return 0
-        assembler = Assembler(args.wasm, args.exports)
+        # Named by the wasm's digest: a compiled module never stands for another wasm.
+        compiled = args.wasm.with_name(f"{args.wasm.stem}-{digest[:16]}.cwasm")
+        assembler = Assembler(args.wasm, args.exports, compiled)
+        if args.precompile:
+            assembler.save_compiled(compiled)
+            return 0
         serve(assembler, sys.stdin.buffer, sys.stdout.buffer, args.max_frame)
     except PfError as err:
         print(f"pf.toolchains.wabt: {err.message}", file=sys.stderr)
