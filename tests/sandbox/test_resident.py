@@ -194,7 +194,8 @@ def resident(mode: str) -> Iterator[Resident]:
     shutdown_residents()
     _wait(lambda: not found.processes(), "a resident process outlived shutdown")
     assert not _zombies()
-    assert len(os.listdir("/proc/self/fd")) == fds  # no pipe or pidfd left open
+    # No pipe or pidfd left open (fewer is fine: another test's may close meanwhile).
+    assert len(os.listdir("/proc/self/fd")) <= fds
     shutil.rmtree(folder)
 
 
@@ -309,9 +310,8 @@ def test_a_process_is_retired_after_sandbox_cell_jobs_requests(resident: Residen
     assert fresh[0] != fresh[1]
 
 
-def test_a_resident_is_confined_like_a_compile_step(resident: Resident, mode: str) -> None:
-    if mode == "off":
-        pytest.skip("PF_SANDBOX=off confines nothing")
+@pytest.mark.parametrize("mode", ["bwrap"])  # PF_SANDBOX=off confines nothing
+def test_a_resident_is_confined_like_a_compile_step(resident: Resident) -> None:
     reply = resident.call(b"probe")
     assert reply.payload is not None
     report = json.loads(reply.payload.split(b" ", 1)[1])
