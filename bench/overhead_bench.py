@@ -309,7 +309,8 @@ def main() -> None:
     if settings.sandbox == "off":
         raise SystemExit("PF_SANDBOX=off: this benchmark measures pf with the sandbox on")
     base = Path(tempfile.mkdtemp(prefix="pf-overhead-"))
-    cache = ActionCache(base / "cache", settings.cache_max_bytes)
+    # As pf makes it: its scratch folders on a tmpfs where there is one.
+    cache = ActionCache.for_settings(replace(settings, cache_dir=base / "cache"))
     env = {"PF_JOBS": str(settings.jobs), "PF_MAX_QUEUE": "100000", "PF_SHUTDOWN_GRACE": "2"}
     server = PfServer(env, name="overhead")
     figures: dict[tuple[str, str], list[float]] = {}

@@ -9,6 +9,7 @@ assembler says about the source comes back as the text wat2wasm would print on s
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -25,14 +26,16 @@ from pf.toolchains.assembly import ProtocolError, decode_reply, encode_request
 _REPLY_SLACK = 64 * 1024
 
 
-def _visible(tool: ToolInfo) -> tuple[Path, ...]:
+# A few realpath calls per build otherwise; one tool, so a handful of entries at most.
+@functools.lru_cache(maxsize=16)
+def _visible(tool: str) -> tuple[Path, ...]:
     """What the resident must see besides /usr: pf's Python environment (the assembler
     is pf's own module, run by it), the assembler's directory (the wasm beside it) and
     pf's package, which an editable install keeps outside the environment."""
     found: dict[Path, None] = {}
     for path in (
         Path(sys.prefix),
-        Path(tool.path).parent,
+        Path(tool).parent,
         Path(pf.__file__).parent.parent,
     ):
         real = Path(os.path.realpath(path))
@@ -65,7 +68,7 @@ def assemble(
     reply = call_resident(
         settings,
         (tool.path,),
-        _visible(tool),
+        _visible(tool.path),
         request,
         timeout=settings.build_timeout,
         max_reply=settings.max_file_size + _REPLY_SLACK,
