@@ -51,6 +51,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
 COPY demos ./demos
+COPY scripts/wabt ./scripts/wabt
 # The pages' libraries, pinned by the lock file, and the editor bundle (scripts/setup.sh
 # does the same in a checkout); the wheel takes vendor/editor.js as package data.
 RUN web=src/pf/server/web \
@@ -63,6 +64,18 @@ RUN web=src/pf/server/web \
            "missing; run scripts/setup.sh in the checkout first" >&2; \
       exit 1; \
     fi
+# The WAT assembler's wasm (wabt built to WebAssembly), extracted from the pinned npm
+# package as scripts/setup.sh does, or taken from the checkout's scripts/wabt/dist.
+RUN wabt=scripts/wabt \
+    && if [ "$WEB_ASSETS" = npm ]; then \
+      rm -rf "$wabt/dist" "$wabt/node_modules" \
+      && npm ci --prefix "$wabt" --no-audit --no-fund --silent \
+      && node "$wabt/extract.js" "$wabt/dist"; \
+    elif [ ! -f "$wabt/dist/wabt.wasm" ]; then \
+      echo "WEB_ASSETS=context: $wabt/dist/wabt.wasm is missing; run scripts/setup.sh" \
+           "in the checkout first" >&2; \
+      exit 1; \
+    fi
 # A wheel, not an editable install: the image holds no source tree. uPlot is served
 # from node_modules/uplot/dist beside the package, so only that folder is carried over.
 RUN python3.11 -m venv /opt/pf/venv \
@@ -73,7 +86,10 @@ RUN python3.11 -m venv /opt/pf/venv \
     && cp -r src/pf/server/web/node_modules/uplot/dist "$web/node_modules/uplot/dist" \
     && cc=clang-14 && { command -v clang-14 >/dev/null || cc=gcc; } \
     && "$cc" -O2 -Wall -Wextra -Werror -o /opt/pf/venv/bin/pf-confine src/pf/sandbox/confine.c \
-    && cp -r demos /opt/pf/demos
+    && cp -r demos /opt/pf/demos \
+    && share=/opt/pf/venv/share/pf/wabt && mkdir -p "$share" \
+    && cp scripts/wabt/dist/wabt.wasm scripts/wabt/dist/exports.json "$share/" \
+    && scripts/wabt/install.sh "$share" /opt/pf/venv/bin/python
 
 FROM toolchains AS runtime
 # pf runs as this user. The compile sandbox (bubblewrap) then needs user namespaces in

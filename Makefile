@@ -31,6 +31,8 @@ bench: setup
 	@scripts/setup.sh bench
 	$(VENV)/python bench/compile_bench.py
 	$(VENV)/python bench/overhead_bench.py
+	$(VENV)/python bench/wabt_bench.py
+	$(VENV)/python bench/resident_bench.py
 	$(VENV)/python bench/tasks_bench.py
 	$(VENV)/python bench/server_bench.py
 	$(VENV)/python bench/static_bench.py

@@ -12,7 +12,11 @@ three ways, alternating, median of PF_BENCH_RUNS rounds (3), each round fresh mo
           they are pf's work.
   engine  pf's engine in-process: compile_sources from PF_JOBS threads, sandbox on, in
           sandbox cells (PF_SANDBOX_CELL_JOBS, default), to its own action cache; no server
-  1-shot  the same with PF_SANDBOX_CELL_JOBS=0: one bubblewrap started for every step
+  wat2wasm  (WAT only) the same with PF_WAT_ASSEMBLER=wat2wasm: the system's wat2wasm
+          started in a cell for every module, instead of the resident assembler (wabt
+          built to wasm, one fresh wasm instance per module)
+  1-shot  the same with PF_SANDBOX_CELL_JOBS=0 (and, for WAT, wat2wasm): one bubblewrap
+          started for every step
   serve   ``pf serve`` (sandbox on, a token required: every request carries one, PF_JOBS
           workers): all N modules POSTed to /api/compile by 16 keep-alive connections,
           timed from the first request until a WebSocket client (one per-event client on
@@ -50,8 +54,9 @@ from typing import TYPE_CHECKING
 from pf.config import Settings, load_settings
 from pf.engine import ActionCache, compile_sources
 from pf.sandbox import Limits, confined
-from pf.toolchains import CompileRequest, Options, Run, SourceFile, driver_for
+from pf.toolchains import CompileRequest, Options, Plan, Run, SourceFile, driver_for
 from pf.toolchains.probe import detect
+from pf.toolchains.tools import WAT2WASM
 from serverkit import PfServer, closed_loop, request_bytes, wat_source
 
 if TYPE_CHECKING:
@@ -104,6 +109,11 @@ LANGUAGES = (
 # The bare tool -----------------------------------------------------------------------
 
 
+def _plan(request: CompileRequest) -> Plan:
+    """The driver's plan as commands: WAT's assembly as the system's wat2wasm runs it."""
+    return driver_for(request.language, request.target).plan(request).assembled_by(WAT2WASM)
+
+
 def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
@@ -113,7 +123,7 @@ def _written_by_pf(language: Language, settings: Settings, base: Path) -> dict[s
     from one module run step by step: a user typing the commands writes it once by hand,
     and every benchmark module exports the same names."""
     request = language.request(0)
-    plan = driver_for(request.language, request.target).plan(request)
+    plan = _plan(request)
     root = Path(tempfile.mkdtemp(dir=base))
     _lay_out(root, request, settings)
     paths = {spec.name: detect(spec, settings).path for spec in plan.tools}
@@ -135,7 +145,7 @@ def _lay_out(
     root: Path, request: CompileRequest, settings: Settings, extra: dict[str, bytes] | None = None
 ) -> list[str]:
     """Write the module's inputs under ``root``; returns its tool steps as shell commands."""
-    plan = driver_for(request.language, request.target).plan(request)
+    plan = _plan(request)
     if plan.prebuilt:
         raise RuntimeError(f"{request.language}: prebuilt inputs are not benchmarked here")
     for source in (*request.sources, *plan.extra_inputs):
@@ -169,7 +179,7 @@ def bare(language: Language, first: int, settings: Settings, base: Path) -> floa
     jobs = str(settings.jobs)
     if language.name == "wat":
         # One step: the tool straight from xargs, no shell, as a user would run it by hand.
-        plan = driver_for("wat", "wasm").plan(language.request(first))
+        plan = _plan(language.request(first))
         (step,) = (s for s in plan.steps if isinstance(s, Run))
         tool = detect(plan.tools[0], settings).path
         argv = [tool, *(a if a in ("-o", "--") else "{}/" + a for a in step.argv[1:])]
@@ -299,11 +309,13 @@ def main() -> None:
     if settings.sandbox == "off":
         raise SystemExit("PF_SANDBOX=off: this benchmark measures pf with the sandbox on")
     base = Path(tempfile.mkdtemp(prefix="pf-overhead-"))
-    cache = ActionCache(base / "cache", settings.cache_max_bytes)
+    # As pf makes it: its scratch folders on a tmpfs where there is one.
+    cache = ActionCache.for_settings(replace(settings, cache_dir=base / "cache"))
     env = {"PF_JOBS": str(settings.jobs), "PF_MAX_QUEUE": "100000", "PF_SHUTDOWN_GRACE": "2"}
     server = PfServer(env, name="overhead")
     figures: dict[tuple[str, str], list[float]] = {}
-    one_shot = replace(settings, sandbox_cell_jobs=0)
+    native = replace(settings, wat_assembler="wat2wasm")
+    one_shot = replace(native, sandbox_cell_jobs=0)
     try:
         token = server.pf("token", "create", "bench", "--scope", "build")
         server.start()
@@ -317,6 +329,9 @@ def main() -> None:
                 rounds.append(bare(language, first, settings, base))
                 rounds = figures.setdefault((language.name, "engine"), [])
                 rounds.append(engine(language, first + 100_000, settings, cache))
+                if language.name == "wat":
+                    rounds = figures.setdefault((language.name, "wat2wasm"), [])
+                    rounds.append(engine(language, first + 400_000, native, cache))
                 rounds = figures.setdefault((language.name, "1-shot"), [])
                 rounds.append(engine(language, first + 300_000, one_shot, cache))
                 rounds = figures.setdefault((language.name, "serve"), [])
@@ -329,12 +344,14 @@ def main() -> None:
         f"pf per-compile overhead - {cores} cores, PF_JOBS={settings.jobs}, sandbox "
         f"{settings.sandbox}, median of {RUNS} rounds"
     )
-    header = f"{'compile (n)':<18}{'way':<8}{'compiles/s':>11}{'ms/compile':>11}{'ratio':>8}  goal"
+    header = f"{'compile (n)':<18}{'way':<9}{'compiles/s':>11}{'ms/compile':>11}{'ratio':>8}  goal"
     print(header)
     print("-" * (len(header) + 16))
     for language in LANGUAGES:
         bare_rate = language.count / statistics.median(figures[(language.name, "bare")])
-        for way in ("bare", "engine", "1-shot", "serve"):
+        for way in ("bare", "engine", "wat2wasm", "1-shot", "serve"):
+            if (language.name, way) not in figures:
+                continue
             rate = language.count / statistics.median(figures[(language.name, way)])
             label = f"{language.name} wasm ({language.count})" if way == "bare" else ""
             if way == "bare":
@@ -343,7 +360,7 @@ def main() -> None:
                 ratio = bare_rate / rate
                 verdict = "ok" if ratio <= language.goal else "MISSED"
                 tail = f"{ratio:>7.2f}x  <= {language.goal}x {verdict}"
-            print(f"{label:<18}{way:<8}{rate:>11.1f}{1000 / rate:>11.2f}{tail}")
+            print(f"{label:<18}{way:<9}{rate:>11.1f}{1000 / rate:>11.2f}{tail}")
     costs = step_costs(settings)
     print()
     print(f"one confined step of /usr/bin/true, {STEPS} in a row (ms/step)")

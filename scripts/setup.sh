@@ -129,6 +129,24 @@ if [[ ! -f $web/vendor/editor.js || "$(cat "$web/node_modules/.pf-editor" 2>/dev
   npm run --prefix "$web" --silent build-editor
   echo "$want" >"$web/node_modules/.pf-editor"
 fi
+# wabt compiled to WebAssembly (npm's wabt, pinned by its own lock file), which
+# pf.toolchains.wabt runs in wasmtime: its wasm and the map of its C API to the minified
+# export names, extracted into scripts/wabt/dist (git-ignored; the Dockerfile's
+# WEB_ASSETS=context takes it from there) and copied into .venv/share/pf/wabt/
+# (sys.prefix), where install.sh adds pf-wabt, the command pf keeps resident. Redone
+# when the lock file, the extractor or the install step changes.
+wabt=scripts/wabt
+share=.venv/share/pf/wabt
+want=$(cat "$wabt/package-lock.json" "$wabt/extract.js" "$wabt/install.sh" | sha256sum | cut -d' ' -f1)
+if [[ ! -x $share/pf-wabt || "$(cat "$share/.pf-setup" 2>/dev/null)" != "$want" ]]; then
+  echo "setup: installing wabt (WebAssembly) into $share"
+  npm ci --prefix "$wabt" --no-audit --no-fund --silent
+  node "$wabt/extract.js" "$wabt/dist"
+  mkdir -p "$share"
+  cp "$wabt/dist/wabt.wasm" "$wabt/dist/exports.json" "$share/"
+  "$wabt/install.sh" "$share" "$PWD/.venv/bin/python"
+  echo "$want" >"$share/.pf-setup"
+fi
 # The sandbox's launcher: limits and the drop to its uid in one exec instead of prlimit
 # and setpriv's two, about 1.3 ms less per confined compile step. pf works without it.
 confine=src/pf/sandbox/confine.c

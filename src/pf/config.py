@@ -31,6 +31,7 @@ DEFAULT_SANDBOX_UID = 65534
 SANDBOXES = ("bwrap", "off")
 # Compiler caches in front of task runs' C compilers and cargo (pf.tasks.compilercache).
 COMPILER_CACHES = ("auto", "ccache", "sccache", "off")
+WAT_ASSEMBLERS = ("wabt-wasm", "wat2wasm")
 DEFAULT_COMPILER_CACHE_MAX_SIZE = 5 * GiB
 
 
@@ -134,6 +135,13 @@ def _parse_compiler_cache(text: str) -> str:
     value = text.strip().lower()
     if value not in COMPILER_CACHES:
         raise ValueError(f"expected one of {', '.join(COMPILER_CACHES)}, got {text!r}")
+    return value
+
+
+def _parse_wat_assembler(text: str) -> str:
+    value = text.strip().lower()
+    if value not in WAT_ASSEMBLERS:
+        raise ValueError(f"expected one of {', '.join(WAT_ASSEMBLERS)}, got {text!r}")
     return value
 
 
@@ -302,6 +310,9 @@ class Settings:
     # Where unconfined compiles' scratch directories go (None: a tmpfs if there is one
     # with room, else "tmp" under cache_dir).
     scratch_dir: Path | None = None
+    # What assembles WAT: wabt built to WebAssembly in a resident sandboxed process, or
+    # the system's wat2wasm started for every module (the same wabt, but a process each).
+    wat_assembler: str = "wabt-wasm"
     # Tool paths pinned by the user (PF_TOOL_CLANG=/opt/clang/bin/clang), by tool name.
     tools: Mapping[str, str] = field(default_factory=dict)
     # The environment every tool starts from: the few variables compilers read, with a
@@ -385,6 +396,7 @@ _SOURCES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "tracemalloc": ("PF_TRACEMALLOC", _parse_frames),
     "sandbox_cell_jobs": ("PF_SANDBOX_CELL_JOBS", _parse_non_negative_int),
     "scratch_dir": ("PF_SCRATCH_DIR", _parse_optional_path),
+    "wat_assembler": ("PF_WAT_ASSEMBLER", _parse_wat_assembler),
 }
 
 _TOOL_PREFIX = "PF_TOOL_"

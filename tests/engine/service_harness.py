@@ -99,6 +99,8 @@ def install_wrapper(
     )
     wrapper.path.chmod(0o755)
     monkeypatch.setenv("PF_TOOL_WAT2WASM", str(wrapper.path))
+    # A process per module, which the wrapper can hold, rather than the resident assembler.
+    monkeypatch.setenv("PF_WAT_ASSEMBLER", "wat2wasm")
     # Unconfined: the wrapper keeps its starts, pid and hang flag outside the scratch dir.
     monkeypatch.setenv("PF_SANDBOX", "off")
     return wrapper

@@ -13,6 +13,7 @@ from pf.config import Settings, load_settings
 from pf.engine import BuildResult, compile_sources
 from pf.toolchains import CompileRequest, Options, Plan, Run, SourceFile, driver_for_request
 from pf.toolchains.probe import locate
+from pf.toolchains.tools import WAT2WASM
 
 
 def fresh_settings(root: Path) -> Settings:
@@ -30,6 +31,14 @@ def compile_files(
     sources = tuple(SourceFile(name, data) for name, data in files.items())
     request = CompileRequest(language, target, sources, Options.parse(options))
     return compile_sources(request, settings)
+
+
+def unchecked(name: str, content: bytes) -> SourceFile:
+    """A SourceFile whose name skipped the name rule: argv must be safe on its own."""
+    source = object.__new__(SourceFile)
+    object.__setattr__(source, "name", name)
+    object.__setattr__(source, "content", content)
+    return source
 
 
 def outputs(result: BuildResult) -> dict[str, Path]:
@@ -69,8 +78,9 @@ def function_exports(path: Path) -> set[str]:
 def run_plan(request: CompileRequest, settings: Settings, scratch: Path) -> Plan:
     """Run the plan of the request's driver (Emscripten for such C) in ``scratch`` with
     the real tools, outside the engine, and keep what the steps wrote there (the engine
-    deletes its scratch dir)."""
-    plan = driver_for_request(request).plan(request)
+    deletes its scratch dir). WAT is assembled by wat2wasm, as PF_WAT_ASSEMBLER=wat2wasm
+    does: the resident assembler runs only under the engine."""
+    plan = driver_for_request(request).plan(request).assembled_by(WAT2WASM)
     assert not plan.prebuilt, "prebuilt inputs are the engine's to place"
     for source in (*request.sources, *plan.extra_inputs):
         (scratch / source.name).parent.mkdir(parents=True, exist_ok=True)

@@ -14,15 +14,17 @@ import pytest
 
 from pf.config import Settings
 from pf.errors import CompileFailed
-from pf.toolchains import CompileRequest, Options, Run, SourceFile, driver_for_request
+from pf.toolchains import CompileRequest, Options, Run, driver_for_request
 from pf.toolchains.base import END_OF_OPTIONS, operand
 from pf.toolchains.response import gnu_quote, write_gnu
+from pf.toolchains.tools import WAT2WASM
 from tests.toolchains.support import (
     compile_files,
     function_exports,
     instantiate,
     outputs,
     run_plan,
+    unchecked,
 )
 from tests.tools import needs_tool
 
@@ -54,14 +56,6 @@ HOSTILE = ("-MFevil", "@evil")
 # emcc's own: a setting (with quotes), a JS file it would run at build time or in the
 # module, and a library it would link in.
 EMCC_HOSTILE = ("-sEXPORT_NAME='x'", "--pre-js=evil", "--js-library=evil")
-
-
-def unchecked(name: str, content: bytes) -> SourceFile:
-    """A SourceFile whose name skipped the name rule: argv must be safe on its own."""
-    source = object.__new__(SourceFile)
-    object.__setattr__(source, "name", name)
-    object.__setattr__(source, "content", content)
-    return source
 
 
 def requests() -> list[tuple[str, CompileRequest]]:
@@ -97,7 +91,9 @@ CASES = requests()
 @pytest.mark.parametrize("request_", [r for _, r in CASES], ids=[i for i, _ in CASES])
 def test_no_operand_can_read_as_an_option_or_a_response_file(request_: CompileRequest) -> None:
     plan = driver_for_request(request_).plan(request_)
-    runs = [step for step in plan.steps if isinstance(step, Run)]
+    # A resident assembler takes no argv; the same plan run by wat2wasm (PF_WAT_ASSEMBLER)
+    # does, and is checked here.
+    runs = [step for step in plan.assembled_by(WAT2WASM).steps if isinstance(step, Run)]
     assert runs
     for step in runs:
         tool, args = step.argv[0], step.argv[1:]

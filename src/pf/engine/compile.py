@@ -29,6 +29,7 @@ from typing import Any
 
 from pf.config import Settings
 from pf.engine import depfiles
+from pf.engine.assemble import assemble
 from pf.engine.cache import ActionCache, Artifact, Entry
 from pf.engine.keys import action_key
 from pf.engine.singleflight import flight
@@ -38,6 +39,7 @@ from pf.sandbox import (
     Limits,
     LineSink,
     Space,
+    bare,
     confined,
     hand_over,
     sandbox_uid,
@@ -53,10 +55,10 @@ from pf.toolchains import (
     ToolInfo,
     driver_for_request,
 )
-from pf.toolchains.base import OBJ_DIR, OUT_DIR
+from pf.toolchains.base import OBJ_DIR, OUT_DIR, Assemble
 from pf.toolchains.diagnostics import mask_paths
 from pf.toolchains.probe import detect, locate
-from pf.toolchains.tools import CCACHE
+from pf.toolchains.tools import CCACHE, WAT2WASM
 
 PhaseSink = Callable[[str], None]
 """Receives each phase label ("compile", "link", ...) as a build enters it."""
@@ -112,13 +114,22 @@ def _tool_env(plan: Plan) -> dict[str, str]:
 
 
 def _failure(driver: Driver, step: Run, done: Completed, scratch: str) -> CompileFailed:
-    stderr = mask_paths(done.stderr, scratch)
+    return _rejected(
+        driver,
+        f"{step.label} failed: {step.argv[0]} exited with code {done.code}",
+        mask_paths(done.stderr, scratch),
+        mask_paths(done.stdout, scratch),
+    )
+
+
+def _rejected(driver: Driver, message: str, stderr: str, stdout: str = "") -> CompileFailed:
+    """A failed compile, with the diagnostics of the tool's ``stderr`` and the tail of
+    what it printed (its stdout when its stderr is empty)."""
     diagnostics = driver.diagnostics(stderr)
-    lines = (stderr or mask_paths(done.stdout, scratch)).rstrip("\n").splitlines()
-    tail = lines[-_TAIL_LINES:]
+    tail = (stderr or stdout).rstrip("\n").splitlines()[-_TAIL_LINES:]
     framed = "\n".join([f"[{len(tail)} lines of output]", *tail, "[end of output]"])
     return CompileFailed(
-        f"{step.label} failed: {step.argv[0]} exited with code {done.code}",
+        message,
         diagnostics=diagnostics,
         log=framed,
         hint="the output above came from the compiler, not from pf",
@@ -303,6 +314,8 @@ class _Execution:
         limits = Limits.from_settings(self.settings)
         sink = self._sink(str(scratch))
         uid = sandbox_uid(self.settings)
+        # Where nothing runs confined, only pf writes: there is nothing to check.
+        confines = any(isinstance(step, Run) for step in self.action.plan.steps)
         for step in self.action.plan.steps:
             if self.cancel is not None and self.cancel.is_set():
                 raise BuildCancelled(self.action.what)
@@ -311,7 +324,8 @@ class _Execution:
             started = time.monotonic()
             # Between steps nothing confined runs, so what is checked here stays so
             # while pf reads it; what pf wrote goes to the sandbox's uid.
-            _check_scratch(scratch, uid, step.label)
+            if confines:
+                _check_scratch(scratch, uid, step.label)
             if isinstance(step, Run):
                 done = space.run(
                     self._argv(step, ccache),
@@ -327,12 +341,26 @@ class _Execution:
                     raise BuildTimeout(what, self.settings.build_timeout)
                 if done.code != 0:
                     raise _failure(self.driver, step, done, str(scratch))
+            elif isinstance(step, Assemble):
+                said = assemble(
+                    step,
+                    self.action.tools[step.tool],
+                    scratch,
+                    self.settings,
+                    what=self.action.what,
+                    on_line=sink,
+                    cancel=self.cancel,
+                )
+                if said is not None:
+                    message = f"{step.label} failed: {step.tool} rejected {step.source}"
+                    raise _rejected(self.driver, message, mask_paths(said, str(scratch)))
             else:
                 step.func(scratch)
             self.timings[step.label] = self.timings.get(step.label, 0.0) + (
                 time.monotonic() - started
             )
-        _check_scratch(scratch, uid, "store")
+        if confines:
+            _check_scratch(scratch, uid, "store")
         outputs = []
         for output in self.action.plan.outputs:
             produced = scratch / output.path
@@ -428,6 +456,8 @@ def _result(
 def _prepare(request: CompileRequest, settings: Settings) -> tuple[Driver, _Action]:
     driver = driver_for_request(request)
     plan = driver.plan(request)
+    if settings.wat_assembler == "wat2wasm":
+        plan = plan.assembled_by(WAT2WASM)
     what = f"{request.language} -> {request.target} build"
     inputs = (*request.sources, *plan.extra_inputs)
     return driver, _action(driver, request.target, what, plan, inputs, settings)
@@ -452,6 +482,10 @@ class _Builder:
         self.timings: dict[str, float] = {}
 
     def _space(self, action: _Action) -> contextlib.AbstractContextManager[Space]:
+        # A plan with no process to run (an Assemble step sends its source to a resident
+        # that is confined on its own) needs no sandbox around its directory.
+        if not any(isinstance(step, Run) for step in action.plan.steps):
+            return bare(self.cache.scratch, _sweeper.discard)
         # Confined steps run as the sandbox's uid, which must reach the scratch dir:
         # the cache's own may sit below a directory only pf's user can enter, so it
         # serves unconfined builds only.

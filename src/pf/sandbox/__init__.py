@@ -5,7 +5,10 @@ Imports config and errors only.
 
 from pf.sandbox.limits import DEFAULT_LIMITS, Limits
 from pf.sandbox.process import Completed, LineSink, run, run_attached, truncation_marker
-from pf.sandbox.spaces import Space, confined
+from pf.sandbox.resident import Reply as ResidentReply
+from pf.sandbox.resident import call as call_resident
+from pf.sandbox.resident import shutdown as shutdown_residents
+from pf.sandbox.spaces import Space, bare, confined
 from pf.sandbox.workspace import hand_over, workspace
 from pf.sandbox.wrappers import (
     Command,
@@ -26,7 +29,10 @@ __all__ = [
     "Confinement",
     "Limits",
     "LineSink",
+    "ResidentReply",
     "Space",
+    "bare",
+    "call_resident",
     "compile_command",
     "confined",
     "hand_over",
@@ -35,6 +41,7 @@ __all__ = [
     "run",
     "run_attached",
     "sandbox_uid",
+    "shutdown_residents",
     "start_up",
     "task_command",
     "truncation_marker",

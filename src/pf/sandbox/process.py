@@ -206,6 +206,7 @@ def _spawn(
     attached: bool = False,
     terminal: int | None = None,
     user: int | None = None,
+    piped_input: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` under ``limits`` in a process group of its own.
 
@@ -214,7 +215,8 @@ def _spawn(
     terminal, pf in its foreground) the group is made the terminal's foreground group
     before the command starts, so it can read the terminal and Ctrl-C reaches it.
     ``user``: the command runs as that uid and gid, with no groups and no new
-    privileges (pf must be root).
+    privileges (pf must be root). ``piped_input``: stdin is a pipe from pf (a resident
+    process reading requests), not /dev/null.
     """
     values = _limit_values(limits)
     command = list(argv)
@@ -245,7 +247,7 @@ def _spawn(
             command,
             cwd=cwd,
             env=dict(env),
-            stdin=None if attached else subprocess.DEVNULL,
+            stdin=None if attached else subprocess.PIPE if piped_input else subprocess.DEVNULL,
             stdout=stream,
             stderr=stream,
             start_new_session=not attached,

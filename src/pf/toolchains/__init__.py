@@ -15,6 +15,7 @@ from pf.toolchains.base import (
     LANGUAGES,
     OPT_LEVELS,
     TARGETS,
+    Assemble,
     CompileRequest,
     Driver,
     Options,
@@ -32,7 +33,7 @@ DRIVERS: dict[str, tuple[str, str]] = {
     "rust": ("pf.toolchains.rust:RustDriver", "Debian rustc 1.63 with its wasm32 std"),
     "c": ("pf.toolchains.c:CDriver", "clang 14 + wasm-ld with wasi-libc"),
     "fortran": ("pf.toolchains.fortran:FortranDriver", "flang 19 IR retargeted to wasm32"),
-    "wat": ("pf.toolchains.wat:WatDriver", "wabt wat2wasm"),
+    "wat": ("pf.toolchains.wat:WatDriver", "wabt 1.0.39 built to WebAssembly, resident"),
 }
 
 # Drivers that serve a language beside its own driver, chosen per request by
@@ -102,6 +103,7 @@ __all__ = [
     "OPT_LEVELS",
     "TARGETS",
     "VARIANTS",
+    "Assemble",
     "CompileRequest",
     "Driver",
     "Options",

@@ -10,6 +10,7 @@ stable, and the engine digests it into the cache key as it is.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -310,7 +311,32 @@ class Transform:
         return ("transform", self.name)
 
 
-Step = Run | Transform
+@dataclass(frozen=True)
+class Assemble:
+    """Assemble one WAT file into one wasm file with ``tool``, a resident assembler.
+
+    The tool is not run per step: a process of it stays up (confined like any step) and
+    assembles one module per request. ``source`` and ``output`` are scratch paths.
+    """
+
+    label: str
+    tool: str
+    source: str
+    output: str
+    debug_names: bool = False
+
+    def describe(self) -> tuple[str, ...]:
+        return self.as_run(self.tool).argv
+
+    def as_run(self, tool: str) -> Run:
+        """The same assembly as a process of ``tool``, which takes wat2wasm's options."""
+        debug = ("--debug-names",) if self.debug_names else ()
+        return Run(
+            self.label, (tool, *debug, "-o", self.output, END_OF_OPTIONS, operand(self.source))
+        )
+
+
+Step = Run | Transform | Assemble
 
 
 @dataclass(frozen=True)
@@ -344,6 +370,20 @@ class Plan:
     # e.g. clang's `-MD -MF x.d`, rustc's `--emit=dep-info=x.d`): the files they list
     # beyond the request's own inputs are what a cached result also depends on.
     depfiles: tuple[str, ...] = ()
+
+    def assembled_by(self, tool: ToolSpec) -> Plan:
+        """This plan with each Assemble step run as a process of ``tool`` instead."""
+        replaced = {step.tool for step in self.steps if isinstance(step, Assemble)}
+        if not replaced:
+            return self
+        return dataclasses.replace(
+            self,
+            steps=tuple(
+                step.as_run(tool.name) if isinstance(step, Assemble) else step
+                for step in self.steps
+            ),
+            tools=tuple(tool if spec.name in replaced else spec for spec in self.tools),
+        )
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from pf.toolchains.base import Output, Run, ToolSpec
 
 _APT = "apt-get install -y --no-install-recommends"
@@ -32,6 +34,14 @@ WAT2WASM = ToolSpec(
     name="wat2wasm",
     candidates=("/usr/bin/wat2wasm", "wat2wasm"),
     install=f"{_APT} wabt",
+)
+# The WAT assembler pf runs: wabt's own library built to WebAssembly (npm wabt), run by
+# wasmtime in a resident sandboxed process (pf.toolchains.wabt). Set-up writes its
+# launcher beside the wasm, naming the wasm's digest, so a new wasm is a new tool.
+WABT_WASM = ToolSpec(
+    name="wabt-wasm",
+    candidates=(f"{sys.prefix}/share/pf/wabt/pf-wabt",),
+    install="scripts/setup.sh",
 )
 WASM2C = ToolSpec(
     name="wasm2c",

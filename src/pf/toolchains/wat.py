@@ -1,6 +1,8 @@
-"""The WAT driver: wabt wat2wasm to wasm; then binaryen wasm2js (asm) or wasm2c + clang (llvm).
+"""The WAT driver: wabt to wasm; then binaryen wasm2js (asm) or wasm2c + clang (llvm).
 
-Owns the argv for each WAT target: options, ``--``, operands (the source via ``operand``).
+The module is assembled by wabt built to WebAssembly, kept resident (an Assemble step,
+pf.toolchains.wabt): the same parser, validator and writer as wabt's wat2wasm, without
+a process per module. Owns the argv for the other tools: options, ``--``, operands.
 A WAT file is exactly one module, so a request holds one ``.wat``. ``exports`` is
 honoured by dropping the other entries of the module's export section
 (``wasmobj.narrow_exports``); the module's own exports are otherwise what they are.
@@ -15,6 +17,7 @@ from pf.errors import Diagnostic, InvalidOption, RequestError
 from pf.toolchains import tools, wasmobj
 from pf.toolchains.base import (
     END_OF_OPTIONS,
+    Assemble,
     CompileRequest,
     Output,
     Plan,
@@ -22,7 +25,6 @@ from pf.toolchains.base import (
     Step,
     ToolSpec,
     Transform,
-    operand,
 )
 from pf.toolchains.c import ccache_env, optimise_flags, optimise_steps, refuse_passes
 from pf.toolchains.diagnostics import parse_gcc_style
@@ -47,10 +49,10 @@ class WatDriver:
 
     def tools(self, target: str) -> tuple[ToolSpec, ...]:
         if target == "llvm":
-            return (tools.WAT2WASM, tools.WASM2C, tools.CLANG, tools.OPT)
+            return (tools.WABT_WASM, tools.WASM2C, tools.CLANG, tools.OPT)
         if target == "asm":
-            return (tools.WAT2WASM, tools.WASM2JS)
-        return (tools.WAT2WASM,)
+            return (tools.WABT_WASM, tools.WASM2JS)
+        return (tools.WABT_WASM,)
 
     def plan(self, request: CompileRequest) -> Plan:
         names = [s.name for s in request.sources]
@@ -66,16 +68,15 @@ class WatDriver:
             raise InvalidOption(
                 "parallel", "WAT is compiled as written; there is no OpenMP for WebAssembly text"
             )
-        # opt_level is accepted and ignored for wasm/asm: wat2wasm assembles the
+        # opt_level is accepted and ignored for wasm/asm: wabt assembles the
         # instructions as written, and a WAT author asks for exactly that module.
         # For llvm it sets clang's level on the wasm2c output.
         stem = request.stem
         final_wasm = request.target == "wasm"
         narrowed = options.exports
         raw = f"out/{stem}.wasm" if final_wasm and narrowed is None else f"obj/{stem}.wasm"
-        debug = ("--debug-names",) if options.debug else ()
-        assemble = ("wat2wasm", *debug, "-o", raw, END_OF_OPTIONS, operand(sources[0]))
-        steps: list[Step] = [Run("compile", assemble)]
+        assemble = Assemble("compile", tools.WABT_WASM.name, sources[0], raw, options.debug)
+        steps: list[Step] = [assemble]
         wasm = raw
         if narrowed is not None:
             wasm = f"out/{stem}.wasm" if final_wasm else f"obj/{stem}.narrow.wasm"
@@ -124,7 +125,7 @@ class WatDriver:
         )
 
     def diagnostics(self, stderr: str) -> list[Diagnostic]:
-        # wat2wasm prints "file:line:col: error: msg" then the source line and carets.
+        # wabt says "file:line:col: error: msg", then the source line and carets.
         return parse_gcc_style(stderr)
 
 

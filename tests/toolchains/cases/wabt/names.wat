@@ -1,0 +1,12 @@
+(module $names
+  (func $greet (export "grüße") (param $x i32) (result i32)
+    (local $tmp i32)
+    (local.set $tmp (local.get $x))
+    (local.get $tmp))
+  (func (export "") (result i32) i32.const 0)
+  (func (export "with space\tand tab") (result i32) i32.const 1)
+  (func (export "quote\"back\\slash") (result i32) i32.const 2)
+  (func (export "\00nul") (result i32) i32.const 3)
+  (func (export "🦀 名前") (result i32) i32.const 4)
+  (memory (export "memory (weird) name") 1)
+  (data (i32.const 0) "ünïcödé \u{1F980}"))

@@ -1,0 +1,11 @@
+(module
+  (memory (export "memory") 1)
+  (func (export "add4") (param $a i32) (param $b i32) (param $out i32)
+    (v128.store (local.get $out)
+      (i32x4.add (v128.load (local.get $a)) (v128.load (local.get $b)))))
+  (func (export "splat") (param f32) (result v128)
+    (f32x4.splat (local.get 0)))
+  (func (export "shuffle") (param v128 v128) (result v128)
+    (i8x16.shuffle 0 17 2 19 4 21 6 23 8 25 10 27 12 29 14 31 (local.get 0) (local.get 1)))
+  (func (export "const") (result v128)
+    v128.const i64x2 0x0123456789abcdef -1))
