@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +18,8 @@ import pytest
 
 from pf.config import load_settings
 from pf.engine import ActionCache, compile_sources
+from pf.engine.cache import usage
+from pf.engine.manifests import Manifests
 from pf.sandbox import truncation_marker
 from pf.toolchains import CompileRequest, SourceFile
 
@@ -43,12 +46,15 @@ def _pf(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProce
     )
 
 
-def _manifests(cache_dir: Path) -> list[Path]:
-    return sorted((cache_dir / "ac").glob("*/*.json"))
+def _manifests(cache_dir: Path) -> list[bytes]:
+    """Every manifest in the cache at ``cache_dir``, by key."""
+    store = Manifests(cache_dir)
+    found = [store.get(key) for _, _, key in sorted(store.entries(), key=lambda e: e[2])]
+    return [entry[0] for entry in found if entry is not None]
 
 
 def _cache_bytes(cache_dir: Path) -> int:
-    return sum(p.stat().st_size for area in ("ac", "cas") for p in (cache_dir / area).glob("*/*"))
+    return usage(cache_dir).bytes
 
 
 @pytest.mark.parametrize(
@@ -82,7 +88,7 @@ def test_a_flooding_compiler_that_succeeds_keeps_a_capped_log(
     # Listeners still saw the whole flood, line by line.
     assert sum(len(text) + 1 for _, text in streamed) >= 5_000_000
     (manifest,) = _manifests(settings.cache_dir)
-    assert manifest.stat().st_size < 1_000_000
+    assert len(manifest) < 1_000_000
     hit = compile_sources(request, settings)
     assert hit.cached and hit.log == built.log
     assert hit.artifacts[0].path.read_bytes()[:4] == b"\0asm"
@@ -109,13 +115,13 @@ def test_eviction_needs_no_manifest_to_be_readable(tmp_path: Path) -> None:
     output.write_bytes(b"\0asm")
     cache.store("a" * 64, [("out.wasm", "wasm", output)], [], [], None, 0.0)
     kept = _cache_bytes(root)
-    junk = root / "ac" / "bb" / f"{'b' * 64}.json"
-    junk.parent.mkdir()
-    junk.write_bytes(b"\xff not json" * 100)
-    os.utime(junk, (1, 1))
+    junk = "b" * 64
+    cache.manifests.put(junk, b"\xff not json" * 100)
+    with sqlite3.connect(root / "manifests.db") as db:
+        db.execute("UPDATE manifests SET used = 1 WHERE key = ?", (junk,))
     small = ActionCache(root, max_bytes=kept)
     small.evict()
-    assert not junk.exists()
+    assert small.manifests.get(junk) is None
     assert small.lookup("a" * 64) is not None
 
 
@@ -211,7 +217,7 @@ def test_a_store_measures_the_cache_and_sweeps_stale_scratch_dirs(tmp_path: Path
     entry = cache.store("c" * 64, [("out.wasm", "wasm", output)], [], [], None, 0.0)
     assert not stale.exists()
     assert entry.artifacts[0].path.read_bytes() == b"\0asm"
-    assert json.loads(next(iter(_manifests(root))).read_bytes())["key"] == "c" * 64
+    assert json.loads(_manifests(root)[0])["key"] == "c" * 64
 
 
 def test_unconfined_scratch_dirs_go_to_a_tmpfs_with_room(tmp_path: Path) -> None:
@@ -233,3 +239,33 @@ def test_unconfined_scratch_dirs_go_to_a_tmpfs_with_room(tmp_path: Path) -> None
     built = compile_sources(request, off, cache=cache)
     assert built.artifacts[0].path.read_bytes()[:4] == b"\0asm"
     assert built.artifacts[0].path.is_relative_to(tmp_path / "cache")
+
+
+def test_manifests_an_older_pf_kept_as_files_stay_hits(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    cache = ActionCache(root, max_bytes=10**9)
+    output = tmp_path / "out.wasm"
+    output.write_bytes(b"\0asm")
+    stored = cache.store("d" * 64, [("out.wasm", "wasm", output)], [], [], None, 0.0)
+    (raw,) = _manifests(root)
+    (root / "manifests.db").unlink()
+    legacy = root / "ac" / "dd" / f"{'d' * 64}.json"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(raw)
+    again = ActionCache(root, max_bytes=10**9)
+    assert not (root / "ac").exists()
+    found = again.lookup("d" * 64)
+    assert found is not None and found.artifacts == stored.artifacts
+
+
+def test_a_damaged_manifest_database_is_set_aside_and_begun_again(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    ActionCache(root, max_bytes=10**9)
+    (root / "manifests.db").write_bytes(b"not a database" * 1000)
+    cache = ActionCache(root, max_bytes=10**9)
+    output = tmp_path / "out.wasm"
+    output.write_bytes(b"\0asm")
+    assert cache.lookup("e" * 64) is None
+    cache.store("e" * 64, [("out.wasm", "wasm", output)], [], [], None, 0.0)
+    assert cache.lookup("e" * 64) is not None
+    assert (root / "manifests.db.damaged").read_bytes().startswith(b"not a database")

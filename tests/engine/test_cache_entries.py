@@ -18,6 +18,7 @@ import pytest
 
 from pf.config import load_settings
 from pf.engine import compile_sources
+from pf.engine.manifests import Manifests
 from pf.toolchains import CompileRequest, SourceFile
 
 ADD_C = b"int add(int a, int b) { return a + b; }\n"
@@ -27,12 +28,18 @@ def _request(source: bytes = ADD_C) -> CompileRequest:
     return CompileRequest("c", "wasm", (SourceFile("add.c", source),))
 
 
-def _manifest(key: str) -> Path:
-    return load_settings().cache_dir / "ac" / key[:2] / f"{key}.json"
+def _manifests() -> Manifests:
+    return Manifests(load_settings().cache_dir)
+
+
+def _rewrite(key: str, data: object) -> None:
+    _manifests().put(key, json.dumps(data).encode())
 
 
 def _good_manifest(key: str) -> dict[str, object]:
-    data = json.loads(_manifest(key).read_bytes())
+    found = _manifests().get(key)
+    assert found is not None
+    data = json.loads(found[0])
     assert isinstance(data, dict)
     return data
 
@@ -58,7 +65,7 @@ def test_a_manifest_of_the_wrong_shape_is_a_miss_and_is_replaced(counted: Path) 
     first = compile_sources(_request(), settings)
     good = _good_manifest(first.key)
     for bad in _variants(good):
-        _manifest(first.key).write_text(json.dumps(bad))
+        _rewrite(first.key, bad)
         starts = len(counted.read_text().splitlines())
         again = compile_sources(_request(), settings)
         assert not again.cached, bad
@@ -80,7 +87,7 @@ def test_an_output_name_that_is_not_a_plain_file_name_is_never_exported(
     key = json.loads(first.stdout)["key"]
     good = _good_manifest(key)
     output = good["outputs"][0]  # type: ignore[index]
-    _manifest(key).write_text(json.dumps({**good, "outputs": [{**output, "name": name}]}))
+    _rewrite(key, {**good, "outputs": [{**output, "name": name}]})
     shutil.rmtree(out)
     again = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert again.returncode == 0, again.stderr
@@ -97,7 +104,7 @@ def test_cache_files_take_the_modes_the_umask_allows(counted: Path) -> None:
     finally:
         os.umask(previous)
     cache_dir = load_settings().cache_dir
-    assert stat.S_IMODE(_manifest(built.key).stat().st_mode) == 0o644
+    assert stat.S_IMODE((cache_dir / "manifests.db").stat().st_mode) == 0o644
     assert stat.S_IMODE(built.artifacts[0].path.stat().st_mode) & 0o444 == 0o444
     assert stat.S_IMODE((cache_dir / "locks" / "evict.lock").stat().st_mode) == 0o644
     for lock in (cache_dir / "locks").glob("*.lock"):

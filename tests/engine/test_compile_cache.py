@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ import pytest
 
 from pf.config import load_settings
 from pf.engine import ActionCache, compile_sources
+from pf.engine.manifests import Manifests
 from pf.errors import BuildCancelled, CompileFailed
 from pf.toolchains import CompileRequest, Options, SourceFile
 from tests.engine.conftest import counting_wrapper
@@ -136,12 +138,12 @@ def test_least_recently_used_entries_are_evicted_past_the_bound(counted: Path) -
     sources = [f"int f{i}(int a) {{ return a * {i}; }}\n".encode() for i in range(4)]
     results = [compile_sources(_request(src), settings) for src in sources]
     # An entry's bytes are its blob's and its manifest's.
-    manifests = {m.stem: m.stat().st_size for m in (settings.cache_dir / "ac").glob("*/*.json")}
+    manifests = {key: size for _, size, key in Manifests(settings.cache_dir).entries()}
     size = max(r.artifacts[0].size + manifests[r.key] for r in results)
     # An hour later, use the first entry again so that it is the most recently used,
     # then shrink the bound.
-    for path in (settings.cache_dir / "ac").glob("*/*.json"):
-        os.utime(path, (path.stat().st_atime, path.stat().st_mtime - 3600))
+    with sqlite3.connect(settings.cache_dir / "manifests.db") as db:
+        db.execute("UPDATE manifests SET used = used - 3600")
     for result in results:
         blob = result.artifacts[0].path
         os.utime(blob, (blob.stat().st_atime, blob.stat().st_mtime - 3600))
@@ -247,13 +249,11 @@ def test_the_fortran_runtime_is_built_once_for_every_program_and_target(
 def test_a_damaged_prebuilt_runtime_is_rebuilt_not_linked(counted_clang19: Path) -> None:
     settings = load_settings()
     compile_sources(_fortran(HELLO_F90), settings)
-    manifests = [
-        m
-        for m in (settings.cache_dir / "ac").glob("*/*.json")
-        if "pf_fortran_rt.o" in m.read_text()
-    ]
+    store = Manifests(settings.cache_dir)
+    found = [store.get(key) for _, _, key in store.entries()]
+    manifests = [m[0] for m in found if m is not None and b"pf_fortran_rt.o" in m[0]]
     assert len(manifests) == 1
-    digest = json.loads(manifests[0].read_text())["outputs"][0]["digest"]
+    digest = json.loads(manifests[0])["outputs"][0]["digest"]
     blob = settings.cache_dir / "cas" / digest[:2] / digest
     blob.chmod(0o644)
     blob.write_bytes(b"\0asm damaged")

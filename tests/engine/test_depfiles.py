@@ -9,17 +9,26 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pf.config import load_settings
+from pf.config import Settings, load_settings
 from pf.engine import compile as engine_compile
 from pf.engine import compile_sources
 from pf.engine.depfiles import parse, toolchain_prefixes
+from pf.engine.manifests import Manifests
 from pf.errors import CompileFailed
 from pf.toolchains import CompileRequest, Driver, Plan, Run, SourceFile, driver_for_request
 
 DEPFILE = "obj/fixture.d"
+
+
+def _manifest(settings: Settings, key: str) -> dict[str, Any]:
+    found = Manifests(settings.cache_dir).get(key)
+    assert found is not None
+    data: dict[str, Any] = json.loads(found[0])
+    return data
 
 
 def test_make_syntax_continuations_escapes_and_comments() -> None:
@@ -104,9 +113,8 @@ def test_an_edited_absolute_include_misses_and_an_unchanged_one_hits(
     )
     settings = load_settings()
     first = compile_sources(request, settings)
-    manifest = settings.cache_dir / "ac" / first.key[:2] / f"{first.key}.json"
     # Only the file outside the request and outside the system directories is recorded.
-    assert [path for path, _ in json.loads(manifest.read_bytes())["deps"]] == [str(header)]
+    assert [path for path, _ in _manifest(settings, first.key)["deps"]] == [str(header)]
     assert compile_sources(request, settings).cached
 
     header.write_text("#define K 2\n")
@@ -128,6 +136,5 @@ def test_a_compile_reading_only_its_own_and_system_files_records_none(counted: P
     )
     settings = load_settings()
     built = compile_sources(request, settings)
-    manifest = settings.cache_dir / "ac" / built.key[:2] / f"{built.key}.json"
-    assert json.loads(manifest.read_bytes())["deps"] == []
+    assert _manifest(settings, built.key)["deps"] == []
     assert compile_sources(request, settings).cached

@@ -1,13 +1,14 @@
 """The action cache: action key -> manifest of outputs and captured logs, bounded in bytes.
 
-Layout under the cache directory: ``ac/<kk>/<key>.json`` manifests, ``cas/`` blobs
-(store.BlobStore), ``tmp/`` scratch directories, ``locks/`` single-flight and evict locks.
+Layout under the cache directory: ``manifests.db`` (engine.manifests: one SQLite file,
+so storing an entry makes one file, its blob, not two), ``cas/`` blobs (store.BlobStore),
+``tmp/`` scratch directories, ``locks/`` single-flight and evict locks.
 Scratch directories (unconfined compiles only; the sandbox brings its own) go to
 PF_SCRATCH_DIR instead when set, and by default to ``/dev/shm/pf-<uid>`` where
 ``/dev/shm`` is a tmpfs with 1 GiB free: they are thrown away after each compile, and
 on a journalled disk making their directories and files costs more than a small
 compile's own work. The store itself stays on disk.
-A manifest is written only after all its blobs are in place, and by atomic rename, so a
+A manifest is written only after all its blobs are in place, in one transaction, so a
 reader sees a whole entry or none. Files are created with the modes the user's umask
 allows, so a cache can be shared by a group.
 A lookup validates the manifest's shape (an output name is a plain file name, so it
@@ -17,11 +18,12 @@ malformed entry, or one with a damaged or missing blob, is dropped and reported 
 miss, so it is rebuilt and never served; one whose dependencies changed is a miss
 that the rebuild replaces.
 
-Recency is a file's mtime, refreshed on each hit for the manifest and its blobs alike.
-When the store (manifests and blobs) grows past ``max_bytes``, the least recently used
-files are removed, manifests and blobs alike and without reading any manifest: a
-manifest whose blob went first is a miss at its next lookup, and a blob no manifest
-still names ages out on its own. Files pinned by this process (the entry just stored,
+Recency is a blob's mtime and a manifest's ``used`` time, refreshed on each hit for the
+manifest and its blobs alike. When the store (manifests and blobs) grows past
+``max_bytes``, the least recently used are removed, manifests and blobs alike and
+without reading any manifest: a manifest whose blob went first is a miss at its next
+lookup, and a blob no manifest still names ages out on its own. What this process
+pinned (the entry just stored,
 prebuilt inputs a running build still copies) are never removed, so a result larger
 than the whole bound is still delivered, and goes at the next eviction. Failed
 compiles are never stored.
@@ -32,7 +34,7 @@ is brought in (its blobs verified against their digests, then the manifest) and 
 as a local hit; every entry stored here is also put there, so a worker never keeps the
 only copy of what it built. ``flight(key)`` is the shared tier's cross-process lock.
 
-Measuring the store means a stat of every file: 25-50 ms for 3,000 blobs, too much to
+Measuring the store means a stat of every blob: 25-50 ms for 3,000 blobs, too much to
 pay on every compile that misses. So the evict lock file keeps a running total: stores
 add their bytes to it under that lock, and only when the total passes the bound (or
 the last full measurement is ten minutes old, which corrects for other writers such as
@@ -58,6 +60,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import stat
 import tempfile
 import threading
@@ -70,9 +73,10 @@ from typing import TYPE_CHECKING, Any
 
 from pf.config import GiB, Settings
 from pf.engine.diskspace import DiskFull, is_disk_full
+from pf.engine.manifests import Manifests, measure
 from pf.errors import CacheError, PfError
 from pf.store import BlobStore, digest_bytes, digest_file
-from pf.store.blobs import TMP_PREFIX, create_temporary
+from pf.store.blobs import TMP_PREFIX
 
 if TYPE_CHECKING:
     from pf.store.shared import SharedCache
@@ -93,6 +97,8 @@ _STREAMS = frozenset({"stdout", "stderr"})
 _DIAGNOSTIC_FIELDS = {"file": str, "line": int, "col": int, "severity": str, "message": str}
 # Recency finer than this does not change which entries an eviction picks in practice.
 _TOUCH_INTERVAL = 60.0
+# Where an older pf kept manifests, one file each; moved into the database at first use.
+_LEGACY = "ac"
 SCRATCH_PREFIX = "build-"
 # Where scratch directories go by default when it is a tmpfs with this much free.
 _TMPFS = Path("/dev/shm")
@@ -161,7 +167,8 @@ class ActionCache:
         self.blobs = BlobStore(root / "cas")
         self.stats = CacheStats()
         self._stats_lock = threading.Lock()
-        self._pins: Counter[Path] = Counter()
+        # Blob paths and manifest keys this object keeps from eviction.
+        self._pins: Counter[Path | str] = Counter()
         # Bytes stored here and not yet in the running total; the total as last read or
         # written (None: not yet), and when (monotonic).
         self._unaccounted = 0
@@ -169,7 +176,7 @@ class ActionCache:
         self._accounted_at = 0.0
         self._batch = min(_BATCH_BYTES, max_bytes // _BATCH_SHARE)
         try:
-            for sub in ("ac", "cas", "tmp", "locks"):
+            for sub in ("cas", "tmp", "locks"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
             self.scratch_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -177,6 +184,22 @@ class ActionCache:
                 f"cannot use cache directory {root}: {exc.strerror or exc}",
                 hint="set PF_CACHE_DIR to a writable directory",
             ) from exc
+        self.manifests = Manifests(root)
+        if (root / _LEGACY).is_dir():
+            self._import_legacy()
+
+    def _import_legacy(self) -> None:
+        """Move the manifests an older pf kept as files (``ac/<kk>/<key>.json``) into the
+        database, so its entries stay hits; a cache this user may only read keeps them."""
+        legacy = self.root / _LEGACY
+        if not os.access(legacy, os.W_OK):
+            return
+        for path in legacy.glob("*/*.json"):
+            with contextlib.suppress(OSError):
+                if _DIGEST.fullmatch(path.stem):
+                    self.manifests.put(path.stem, path.read_bytes())
+                path.unlink()
+        shutil.rmtree(legacy, ignore_errors=True)
 
     @classmethod
     def for_settings(cls, settings: Settings, shared: SharedCache | None = None) -> ActionCache:
@@ -187,37 +210,32 @@ class ActionCache:
             scratch = _tmpfs_scratch()
         return cls(settings.cache_dir, settings.cache_max_bytes, shared, scratch)
 
-    def _manifest(self, key: str) -> Path:
-        return self.root / "ac" / key[:2] / f"{key}.json"
-
     def _count(self, name: str) -> None:
         with self._stats_lock:
             setattr(self.stats, name, getattr(self.stats, name) + 1)
 
-    def _drop(self, manifest: Path) -> None:
+    def _drop(self, key: str) -> None:
         self._count("corrupt")
         self._count("misses")
         # In a cache this user may only read, the entry stays; it is still never served.
-        with contextlib.suppress(OSError):
-            manifest.unlink()
+        with contextlib.suppress(sqlite3.OperationalError):
+            self.manifests.drop([key])
 
     def lookup(self, key: str) -> Entry | None:
         """The verified entry for ``key``, or None on a miss (or a damaged entry, now removed)."""
-        manifest = self._manifest(key)
-        if self.shared is not None and not manifest.exists():
-            self._pull(key)
-        try:
-            raw, mtime = _read(manifest)
-            data = _valid(json.loads(raw), key)
-        except (FileNotFoundError, PermissionError):
-            # An entry another user left unreadable is no entry for this one.
+        found = self.manifests.get(key)
+        if found is None and self.shared is not None and self._pull(key):
+            found = self.manifests.get(key)
+        if found is None:
             self._count("misses")
             return None
+        raw, used = found
+        try:
+            data = _valid(json.loads(raw), key)
         except ValueError:
-            self._drop(manifest)
-            return None
+            data = None
         if data is None:
-            self._drop(manifest)
+            self._drop(key)
             return None
         for path, digest in data["deps"]:
             try:
@@ -231,15 +249,18 @@ class ActionCache:
         for item in data["outputs"]:
             blob = self.blobs.verified(item["digest"], item["size"])
             if blob is None:
-                self._drop(manifest)
+                self._drop(key)
                 return None
             artifacts.append(
                 Artifact(item["name"], item["kind"], item["digest"], item["size"], blob)
             )
         # An entry and its blobs were touched together: if the entry was used a moment
-        # ago, so were they, and a hit spares two inode writes (about 8 us).
-        if time.time() - mtime > _TOUCH_INTERVAL:
-            _touch(manifest, *(a.path for a in artifacts))
+        # ago, so were they, and a hit spares a write and an inode's (about 8 us).
+        if time.time() - used > _TOUCH_INTERVAL:
+            # Best effort, as for the blobs: a cache this user may only read still serves.
+            with contextlib.suppress(sqlite3.OperationalError):
+                self.manifests.touch(key)
+            _touch(*(a.path for a in artifacts))
         self._count("hits")
         return Entry(
             key=key,
@@ -267,7 +288,6 @@ class ActionCache:
         The eviction this store may start never removes what it stored, so the caller
         can export it even when it is larger than the whole bound.
         """
-        manifest = self._manifest(key)
         try:
             artifacts = []
             added = 0
@@ -289,20 +309,31 @@ class ActionCache:
             }
             encoded = json.dumps(document).encode()
             added += len(encoded)
-            _write_new(manifest, encoded)
+            self._put_manifest(key, encoded)
             # A blob already stored keeps its old mtime: it is used again now.
             _touch(*(a.path for a in artifacts))
         except OSError as exc:
-            # The blob or manifest being written was a temporary file, removed on the
-            # way out: what is in the cache is whole, the entry is simply not stored.
+            # The blob being written was a temporary file, removed on the way out: what
+            # is in the cache is whole, the entry is simply not stored.
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or is_disk_full(exc):
                 raise not_writable(self.root, exc) from exc
             raise
-        with self.pinned(manifest, *(a.path for a in artifacts)):
+        with self.pinned(key, *(a.path for a in artifacts)):
             if self.shared is not None:
                 self.shared.put(key, encoded, [(a.digest, a.path) for a in artifacts])
             self._account(added)
         return Entry(key, tuple(artifacts), tuple(log), tuple(diagnostics), note, duration)
+
+    def _put_manifest(self, key: str, encoded: bytes) -> None:
+        try:
+            self.manifests.put(key, encoded)
+        except sqlite3.OperationalError as exc:
+            # Read-only, full, or locked past the busy timeout: as an OSError would say.
+            raise CacheError(
+                f"cannot write to the cache directory {self.root}: {exc}",
+                hint="make it writable by this user, or set PF_CACHE_DIR to a directory "
+                "you can write",
+            ) from exc
 
     # The shared tier ----------------------------------------------------------------
 
@@ -335,12 +366,8 @@ class ActionCache:
                 return False
             paths.append(path)
             added += item["size"]
-        manifest = self._manifest(key)
-        try:
-            _write_new(manifest, raw)
-        except OSError as exc:
-            raise not_writable(self.root, exc) from exc
-        with self.pinned(manifest, *paths):
+        self._put_manifest(key, raw)
+        with self.pinned(key, *paths):
             self._account(added)
         return True
 
@@ -359,8 +386,9 @@ class ActionCache:
             raise not_writable(self.root, exc) from exc
 
     @contextlib.contextmanager
-    def pinned(self, *paths: Path) -> Iterator[None]:
-        """Keep ``paths`` from eviction by this cache object for the duration of the block."""
+    def pinned(self, *paths: Path | str) -> Iterator[None]:
+        """Keep ``paths`` (blobs) and keys (manifests) from eviction by this cache object
+        for the duration of the block."""
         with self._stats_lock:
             self._pins.update(paths)
         try:
@@ -374,7 +402,7 @@ class ActionCache:
 
     def pin_entry(self, entry: Entry) -> contextlib.AbstractContextManager[None]:
         """Keep an entry's blobs and manifest from eviction by this cache object meanwhile."""
-        return self.pinned(self._manifest(entry.key), *(a.path for a in entry.artifacts))
+        return self.pinned(entry.key, *(a.path for a in entry.artifacts))
 
     @contextlib.contextmanager
     def scratch(self) -> Iterator[Path]:
@@ -448,27 +476,27 @@ class ActionCache:
             _write_usage(fd, total, time.time())
             return total
 
-    def _scan(self) -> list[tuple[float, int, Path]]:
-        """``(mtime, size, path)`` of every manifest and blob; sweeps what killed builds left."""
+    def _scan(self) -> list[tuple[float, int, Path | str]]:
+        """``(last used, size, blob path or manifest key)`` of every blob and manifest;
+        sweeps what killed builds left."""
         self._sweep_scratch()
         now = time.time()
-        files = []
-        for area in ("ac", "cas"):
-            for shard in os.scandir(self.root / area):
-                if not shard.is_dir():
+        files: list[tuple[float, int, Path | str]] = list(self.manifests.entries())
+        for shard in os.scandir(self.root / "cas"):
+            if not shard.is_dir():
+                continue
+            for entry in os.scandir(shard.path):
+                try:
+                    info = entry.stat()
+                except FileNotFoundError:
+                    continue  # removed meanwhile by a lookup or another process
+                if entry.name.startswith(TMP_PREFIX):
+                    # Being written now, or left by a writer that was killed.
+                    if now - info.st_mtime > _STALE_AGE:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.path)
                     continue
-                for entry in os.scandir(shard.path):
-                    try:
-                        info = entry.stat()
-                    except FileNotFoundError:
-                        continue  # removed meanwhile by a lookup or another process
-                    if entry.name.startswith(TMP_PREFIX):
-                        # Being written now, or left by a writer that was killed.
-                        if now - info.st_mtime > _STALE_AGE:
-                            with contextlib.suppress(FileNotFoundError):
-                                os.unlink(entry.path)
-                        continue
-                    files.append((info.st_mtime, info.st_size, Path(entry.path)))
+                files.append((info.st_mtime, info.st_size, Path(entry.path)))
         return files
 
     def _sweep_scratch(self) -> None:
@@ -490,26 +518,33 @@ class ActionCache:
             self._total = usage - freed
         return freed
 
-    def _evict(self, files: list[tuple[float, int, Path]], usage: int) -> int:
-        """Remove least recently used files (under the evict lock) from ``usage`` bytes."""
+    def _evict(self, files: list[tuple[float, int, Path | str]], usage: int) -> int:
+        """Remove least recently used blobs and manifests (under the evict lock) from
+        ``usage`` bytes."""
         if usage <= self.max_bytes:
             return 0
         with self._stats_lock:
             pinned = set(self._pins)
-        files.sort()
+        files.sort(key=lambda item: item[0])
         freed = 0
-        for _mtime, size, path in files:
+        keys = []
+        for _used, size, item in files:
             if usage - freed <= self.max_bytes:
                 break
-            if path in pinned:
+            if item in pinned:
                 continue
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                continue
+            if isinstance(item, str):
+                keys.append(item)
+            else:
+                try:
+                    item.unlink()
+                except FileNotFoundError:
+                    continue
             freed += size
-            if path.suffix == ".json":
-                self._count("evicted")
+        if keys:
+            self.manifests.drop(keys)
+            with self._stats_lock:
+                self.stats.evicted += len(keys)
         return freed
 
 
@@ -577,38 +612,24 @@ def _tmpfs_scratch() -> Path | None:
 
 def usage(root: Path) -> Usage:
     """Measure the cache at ``root`` without changing it (a missing one is empty)."""
-    counts = {"ac": 0, "cas": 0}
-    total = 0
-    for area in counts:
-        try:
-            shards = list(os.scandir(root / area))
-        except FileNotFoundError:
-            continue
-        for shard in shards:
-            if not shard.is_dir():
-                continue
-            for entry in os.scandir(shard.path):
-                if entry.name.startswith(TMP_PREFIX):
-                    continue
-                try:
-                    total += entry.stat().st_size
-                except FileNotFoundError:
-                    continue  # removed meanwhile by a lookup or an eviction
-                counts[area] += 1
-    return Usage(entries=counts["ac"], blobs=counts["cas"], bytes=total)
-
-
-def _read(path: Path) -> tuple[bytes, float]:
-    """A file's bytes and its mtime, from one open."""
-    fd = os.open(path, os.O_RDONLY)
+    entries, total = measure(root)
+    blobs = 0
     try:
-        info = os.fstat(fd)
-        chunks = []
-        while chunk := os.read(fd, max(info.st_size, 1 << 16)):
-            chunks.append(chunk)
-        return b"".join(chunks), info.st_mtime
-    finally:
-        os.close(fd)
+        shards = list(os.scandir(root / "cas"))
+    except FileNotFoundError:
+        shards = []
+    for shard in shards:
+        if not shard.is_dir():
+            continue
+        for entry in os.scandir(shard.path):
+            if entry.name.startswith(TMP_PREFIX):
+                continue
+            try:
+                total += entry.stat().st_size
+            except FileNotFoundError:
+                continue  # removed meanwhile by a lookup or an eviction
+            blobs += 1
+    return Usage(entries=entries, blobs=blobs, bytes=total)
 
 
 def _touch(*paths: Path) -> None:
@@ -620,20 +641,6 @@ def _touch(*paths: Path) -> None:
     for path in paths:
         with contextlib.suppress(OSError):
             os.utime(path)
-
-
-def _write_new(target: Path, data: bytes) -> None:
-    """Write ``target`` whole by atomic rename, with the mode the umask allows (mkstemp's
-    is 0600, which would keep a cache from being shared)."""
-    fd, tmp = create_temporary(target.parent, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _plain_name(value: object) -> bool:
