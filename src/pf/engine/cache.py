@@ -328,7 +328,9 @@ class ActionCache:
         try:
             self.manifests.put(key, encoded)
         except sqlite3.OperationalError as exc:
-            # Read-only, full, or locked past the busy timeout: as an OSError would say.
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise DiskFull("to its cache directory (PF_CACHE_DIR)") from exc
+            # Read-only, or locked past the busy timeout: as an OSError would say.
             raise CacheError(
                 f"cannot write to the cache directory {self.root}: {exc}",
                 hint="make it writable by this user, or set PF_CACHE_DIR to a directory "
