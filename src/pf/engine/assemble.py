@@ -62,8 +62,10 @@ def assemble(
     a step would.
     """
     source = (scratch / step.source).read_bytes()
+    # The resident's whole address space is capped at max_memory too: half of it for
+    # the module's wasm memory leaves the process room to fail that compile cleanly.
     request = encode_request(
-        source, step.source, debug_names=step.debug_names, memory_limit=settings.max_memory
+        source, step.source, debug_names=step.debug_names, memory_limit=settings.max_memory // 2
     )
     reply = call_resident(
         settings,
