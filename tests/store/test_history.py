@@ -245,3 +245,20 @@ def test_a_record_only_moves_forward(store: Store) -> None:
     assert (found.status, found.attempt, found.cached) == ("completed", 1, True)
     assert store.status_counts() == {"completed": 1}
     assert store.cache_counts() == (1, 0)
+
+
+def test_sqlite_hands_a_thread_back_the_connection_it_returned_last(tmp_path: Path) -> None:
+    # The writer's next transaction then finds its page cache valid instead of re-reading
+    # the pages another connection had cached before the writer's last commits.
+    store = Store(f"sqlite:///{tmp_path / 'pf.db'}")
+    store.open()
+    try:
+        with store.db.begin("outer") as outer:
+            with store.db.begin("inner") as inner:
+                inner_connection = inner.connection.dbapi_connection
+            outer_connection = outer.connection.dbapi_connection
+        assert inner_connection is not outer_connection
+        with store.db.begin("next") as conn:
+            assert conn.connection.dbapi_connection is outer_connection
+    finally:
+        store.close()
