@@ -49,9 +49,18 @@ from pf.config import Settings, load_settings
 from pf.engine import ActionCache, compile_sources
 from pf.engine.compile import CCACHE_ENV, _sweeper
 from pf.engine.projects import discover, request_for
-from pf.toolchains import TARGETS, CompileRequest, Options, Plan, Run, SourceFile, driver_for
+from pf.toolchains import (
+    TARGETS,
+    CompileRequest,
+    Options,
+    Plan,
+    Run,
+    SourceFile,
+    Transform,
+    driver_for,
+)
 from pf.toolchains.probe import detect, locate
-from pf.toolchains.tools import CCACHE
+from pf.toolchains.tools import CCACHE, WAT2WASM
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demos" / "polyglot"
@@ -100,6 +109,9 @@ def edited(request: CompileRequest, n: int) -> CompileRequest:
 def _run_steps(
     plan: Plan, root: Path, settings: Settings, ccache: tuple[str, Path] | None = None
 ) -> None:
+    # By hand, a WAT module is assembled by a wat2wasm command, as PF_WAT_ASSEMBLER=wat2wasm
+    # does: the resident assembler is pf's own.
+    plan = plan.assembled_by(WAT2WASM)
     paths = {spec.name: detect(spec, settings).path for spec in plan.tools}
     env = {**settings.base_env, **plan.env}
     if ccache is not None:
@@ -111,6 +123,7 @@ def _run_steps(
                 argv.insert(0, ccache[0])
             subprocess.run(argv, cwd=root, env=env, check=True, capture_output=True)
         else:
+            assert isinstance(step, Transform)  # assembled_by turned Assemble into Run
             step.func(root)
 
 

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING
 from pf.config import Settings, load_settings
 from pf.engine import ActionCache, compile_sources
 from pf.sandbox import Limits, confined
-from pf.toolchains import CompileRequest, Options, Plan, Run, SourceFile, driver_for
+from pf.toolchains import CompileRequest, Options, Plan, Run, SourceFile, Transform, driver_for
 from pf.toolchains.probe import detect
 from pf.toolchains.tools import WAT2WASM
 from serverkit import PfServer, closed_loop, request_bytes, wat_source
@@ -135,6 +135,7 @@ def _written_by_pf(language: Language, settings: Settings, base: Path) -> dict[s
             argv = [paths[step.argv[0]], *step.argv[1:]]
             subprocess.run(argv, cwd=root, env=env, check=True, capture_output=True)
         else:
+            assert isinstance(step, Transform)  # assembled_by turned Assemble into Run
             step.func(root)
             written |= {k: v for k, v in _files(root).items() if before.get(k) != v}
     shutil.rmtree(root)

@@ -11,7 +11,15 @@ import wasmtime
 
 from pf.config import Settings, load_settings
 from pf.engine import BuildResult, compile_sources
-from pf.toolchains import CompileRequest, Options, Plan, Run, SourceFile, driver_for_request
+from pf.toolchains import (
+    CompileRequest,
+    Options,
+    Plan,
+    Run,
+    SourceFile,
+    Transform,
+    driver_for_request,
+)
 from pf.toolchains.probe import locate
 from pf.toolchains.tools import WAT2WASM
 
@@ -95,5 +103,6 @@ def run_plan(request: CompileRequest, settings: Settings, scratch: Path) -> Plan
             assert binary, f"{step.argv[0]} is not installed"
             subprocess.run([binary, *step.argv[1:]], cwd=scratch, env=env, check=True)
         else:
+            assert isinstance(step, Transform)  # assembled_by turned Assemble into Run
             step.func(scratch)
     return plan
