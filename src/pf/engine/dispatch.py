@@ -9,12 +9,13 @@ is bounded (PF_MAX_QUEUE, with the queue's own depth): past it a submission is a
 Fair share, as the Scheduler keeps it in one process: a client may hold at most its
 share of the waiting builds (ShareFull, 429), counted over every process from the queue,
 and the queue hands builds out round-robin across clients (store.jobqueue, Fairness).
-Counting a client's waiting builds is a query, so a submission reads a snapshot of every
-client's count (at most _DEPTH_TTL old) plus what this process queued since; a client
-that this says holds half its share or more is counted again exactly before it is
-answered. So past half its share a client's count is exact, whichever processes it
-submits to; below half, another process's last second may be missing, which cannot
-carry a client over its share through two processes.
+A named client's waiting builds are counted exactly (one query) before each of its
+submissions is answered. A snapshot of every client's count (at most _DEPTH_TTL old)
+plus what this process queued since would spare the query, but not safely: another
+process's last second is missing from it, so a process that had not seen a client's
+builds went on accepting them after the process that had refused them (a share of 4
+ended at 5 and more). The queue's depth, which bounds memory rather than a client,
+still comes from the snapshot.
 A cancel that finds its build still here takes it out (``take``), under the lock a
 deferral holds, so a build is either still here or already in the queue, never
 between. A stop defers what waits before it returns. Imports engine.jobs,
@@ -101,10 +102,9 @@ class Dispatcher:
                     self._depth_at = now
         with self._cond:
             depth = self._depth + self._sent.total() + len(self._waiting)
-            held = self._held_by(client)
         if depth + count > self.cap:
             raise QueueFull(self.cap, retry_after=1)
-        if not client or held + count <= self.share // 2:
+        if not client:
             return
         with self._sending:
             exact = self.queue.waiting_of(client)
