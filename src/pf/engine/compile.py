@@ -315,7 +315,7 @@ class _Execution:
         sink = self._sink(str(scratch))
         uid = sandbox_uid(self.settings)
         # Where nothing runs confined, only pf writes: there is nothing to check.
-        confines = any(isinstance(step, Run) for step in self.action.plan.steps)
+        confines = self.action.plan.runs_processes
         for step in self.action.plan.steps:
             if self.cancel is not None and self.cancel.is_set():
                 raise BuildCancelled(self.action.what)
@@ -484,7 +484,7 @@ class _Builder:
     def _space(self, action: _Action) -> contextlib.AbstractContextManager[Space]:
         # A plan with no process to run (an Assemble step sends its source to a resident
         # that is confined on its own) needs no sandbox around its directory.
-        if not any(isinstance(step, Run) for step in action.plan.steps):
+        if not action.plan.runs_processes:
             return bare(self.cache.scratch, _sweeper.discard)
         # Confined steps run as the sandbox's uid, which must reach the scratch dir:
         # the cache's own may sit below a directory only pf's user can enter, so it

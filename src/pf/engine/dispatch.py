@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from pf.engine.jobs import Job
@@ -67,10 +67,8 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._depth = 0
         self._depth_at = 0.0
-        # Waiting builds by client as the queue said at _depth_at, and those this
-        # process queued since (both bounded by the clients with builds waiting).
-        self._by_client: dict[str, int] = {}
-        self._sent: Counter[str] = Counter()
+        # Builds this process queued since _depth_at (the queue's depth then).
+        self._sent = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="pf-dispatch", daemon=True)
@@ -94,31 +92,25 @@ class Dispatcher:
             # Under the sending lock, no build is between here and the queue: each is
             # counted once, by the queue or by _waiting.
             with self._sending:
-                by_client = self.queue.waiting()
+                waiting = sum(self.queue.waiting().values())
                 with self._cond:
-                    self._by_client = by_client
-                    self._depth = sum(by_client.values())
-                    self._sent.clear()
+                    self._depth = waiting
+                    self._sent = 0
                     self._depth_at = now
         with self._cond:
-            depth = self._depth + self._sent.total() + len(self._waiting)
+            depth = self._depth + self._sent + len(self._waiting)
         if depth + count > self.cap:
             raise QueueFull(self.cap, retry_after=1)
         if not client:
             return
+        # Under the sending lock, each of the client's builds is counted once: by the
+        # queue, or here, not yet sent.
         with self._sending:
-            exact = self.queue.waiting_of(client)
+            queued = self.queue.waiting_of(client)
             with self._cond:
-                self._by_client[client] = exact
-                self._sent.pop(client, None)
-                held = self._held_by(client)
+                held = queued + sum(1 for job in self._waiting if job.client == client)
         if held + count > self.share:
             raise ShareFull(self.share, self.retry_after(depth))
-
-    def _held_by(self, client: str) -> int:
-        """Under the lock: ``client``'s builds waiting, as far as this process knows."""
-        here = sum(1 for job in self._waiting if job.client == client)
-        return self._by_client.get(client, 0) + self._sent[client] + here
 
     def put(self, jobs: Sequence[Job]) -> None:
         with self._cond:
@@ -163,4 +155,4 @@ class Dispatcher:
             self.failed(job, error)
             return
         with self._cond:
-            self._sent[job.client] += 1
+            self._sent += 1

@@ -371,6 +371,11 @@ class Plan:
     # beyond the request's own inputs are what a cached result also depends on.
     depfiles: tuple[str, ...] = ()
 
+    @property
+    def runs_processes(self) -> bool:
+        """Whether a step starts a process (a Run): only such a plan needs a sandbox."""
+        return any(isinstance(step, Run) for step in self.steps)
+
     def assembled_by(self, tool: ToolSpec) -> Plan:
         """This plan with each Assemble step run as a process of ``tool`` instead."""
         replaced = {step.tool for step in self.steps if isinstance(step, Assemble)}
