@@ -21,6 +21,7 @@ import pytest
 from pf.config import load_settings
 from pf.engine import ActionCache, compile_sources
 from pf.engine.manifests import Manifests
+from pf.engine.singleflight import flight
 from pf.errors import BuildCancelled, CompileFailed
 from pf.toolchains import CompileRequest, Options, SourceFile
 from tests.engine.conftest import counting_wrapper
@@ -90,6 +91,38 @@ def test_concurrent_identical_compiles_run_the_compiler_once(counted: Path) -> N
     assert sorted(r.cached for r in results) == [False] + [True] * 5
     compiles = [line for line in counted.read_text().splitlines() if " -c " in f" {line} "]
     assert len(compiles) == 1
+
+
+def test_a_single_flight_lock_holds_its_key_only_and_is_no_file_of_its_own(
+    tmp_path: Path,
+) -> None:
+    # Keys are bytes of one lock file: a fresh cache creates no file per key.
+    locks = tmp_path / "locks"
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with flight(locks, "a" * 64):
+            held.set()
+            release.wait(30)
+
+    def take(key: str, taken: threading.Event) -> None:
+        with flight(locks, key):
+            taken.set()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(30)
+    other, same = threading.Event(), threading.Event()
+    threading.Thread(target=take, args=("b" * 64, other)).start()
+    assert other.wait(30), "another key waited for the held one"
+    waiter = threading.Thread(target=take, args=("a" * 64, same))
+    waiter.start()
+    assert not same.wait(0.3), "the held key was taken twice"
+    release.set()
+    assert same.wait(30)
+    holder.join(30)
+    waiter.join(30)
+    assert sorted(p.name for p in locks.iterdir()) == ["flight.lock"]
 
 
 def _compile_in_child(source: bytes) -> bool:
