@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,23 @@ def test_an_assembly_past_the_time_limit_is_stopped_and_the_next_one_runs(
     with pytest.raises(BuildTimeout):
         _assembled(hasty, "big.wat", f"(module\n{body})".encode())
     assert _assembled(hasty, "small.wat", b"(module)") == b"\0asm\1\0\0\0"
+
+
+def test_a_module_is_assembled_without_a_scratch_folder(tmp_path: Path, settings: Settings) -> None:
+    # Its source goes to the resident and its wasm comes back as bytes, straight into
+    # the store: nothing is made (or removed) where scratch folders go. The control:
+    # wat2wasm, a process, needs a folder there (with the sandbox off: a confined one
+    # gets its folder from the sandbox).
+    scratch = tmp_path / "scratch"
+    own = dataclasses.replace(settings, cache_dir=tmp_path / "cache", scratch_dir=scratch)
+    compile_files(own, "wat", "wasm", {"warm.wat": b"(module)"})
+    time.sleep(0.05)  # past the clock tick of the folder's last change
+    before = scratch.stat().st_mtime_ns
+    text = b'(module (func (export "f") (result i32) i32.const 7070))'
+    result = compile_files(own, "wat", "wasm", {"f.wat": text})
+    assert not result.cached
+    assert result.artifacts[0].path.read_bytes().startswith(b"\0asm")
+    assert scratch.stat().st_mtime_ns == before
+    native = dataclasses.replace(own, wat_assembler="wat2wasm", sandbox="off")
+    compile_files(native, "wat", "wasm", {"f.wat": text})
+    assert scratch.stat().st_mtime_ns != before

@@ -20,7 +20,7 @@ from pf.config import Settings
 from pf.errors import BuildCancelled, BuildTimeout, CompileFailed
 from pf.sandbox import LineSink, call_resident
 from pf.toolchains import Assemble, ToolInfo
-from pf.toolchains.assembly import ProtocolError, decode_reply, encode_request
+from pf.toolchains.assembly import Assembled, ProtocolError, decode_reply, encode_request
 
 # The reply carries the module (or the assembler's errors) and a little framing.
 _REPLY_SLACK = 64 * 1024
@@ -47,21 +47,20 @@ def _visible(tool: str) -> tuple[Path, ...]:
 def assemble(
     step: Assemble,
     tool: ToolInfo,
-    scratch: Path,
+    source: bytes,
     settings: Settings,
     *,
     what: str,
     on_line: LineSink,
     cancel: threading.Event | None,
-) -> str | None:
-    """Assemble ``step.source`` into ``step.output`` under ``scratch``.
+) -> Assembled:
+    """Assemble ``source``, the bytes of ``step.source``.
 
-    Returns None on success, else what the assembler said about the source (as
-    wat2wasm prints it on stderr, each line also passed to ``on_line``); raises
-    CompileFailed when the assembler itself failed, BuildTimeout and BuildCancelled as
-    a step would.
+    Returns the wasm, or (``wasm`` None) what the assembler said about the source, as
+    wat2wasm prints it on stderr; each line of that is also passed to ``on_line``.
+    Raises CompileFailed when the assembler itself failed or trapped, BuildTimeout and
+    BuildCancelled as a step would.
     """
-    source = (scratch / step.source).read_bytes()
     # The resident's whole address space is capped at max_memory too: half of it for
     # the module's wasm memory leaves the process room to fail that compile cleanly.
     request = encode_request(
@@ -96,9 +95,4 @@ def assemble(
         on_line("stderr", line)
     if assembled.trap is not None:
         raise CompileFailed(f"{step.label} failed: {assembled.trap}")
-    if assembled.wasm is None:
-        return assembled.errors
-    output = scratch / step.output
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_bytes(assembled.wasm)
-    return None
+    return assembled

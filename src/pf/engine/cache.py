@@ -274,14 +274,15 @@ class ActionCache:
     def store(
         self,
         key: str,
-        outputs: Sequence[tuple[str, str, Path]],
+        outputs: Sequence[tuple[str, str, Path | bytes]],
         log: Sequence[tuple[str, str]],
         diagnostics: Sequence[dict[str, Any]],
         note: str | None,
         duration: float,
         deps: Sequence[tuple[str, str]] = (),
     ) -> Entry:
-        """Store outputs ``(name, kind, file)`` and the logs under ``key``; returns the entry.
+        """Store outputs ``(name, kind, file or its bytes)`` and the logs under ``key``;
+        returns the entry.
 
         ``deps`` are ``(absolute path, sha256)`` of files outside the request that the
         compile read: a later lookup is a hit only while each still has that digest.
@@ -291,8 +292,11 @@ class ActionCache:
         try:
             artifacts = []
             added = 0
-            for name, kind, file in outputs:
-                digest, size = self.blobs.put_file(file)
+            for name, kind, output in outputs:
+                if isinstance(output, bytes):
+                    digest, size = self.blobs.put_data(output)
+                else:
+                    digest, size = self.blobs.put_file(output)
                 added += size
                 artifacts.append(Artifact(name, kind, digest, size, self.blobs.path(digest)))
             document = {

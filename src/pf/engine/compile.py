@@ -55,7 +55,7 @@ from pf.toolchains import (
     ToolInfo,
     driver_for_request,
 )
-from pf.toolchains.base import OBJ_DIR, OUT_DIR, Assemble
+from pf.toolchains.base import OBJ_DIR, OUT_DIR, Assemble, Step
 from pf.toolchains.diagnostics import mask_paths
 from pf.toolchains.probe import detect, locate
 from pf.toolchains.tools import CCACHE, WAT2WASM
@@ -258,11 +258,12 @@ class _Execution:
         self._kept = {"stdout": 0, "stderr": 0}
         self._cut: set[str] = set()
 
-    def _sink(self, scratch: str) -> LineSink:
+    def _sink(self, scratch: str | None) -> LineSink:
+        """Keeps and passes on output lines, ``scratch`` (where there is one) masked."""
         limit = self.settings.max_buffer
 
         def sink(stream: str, text: str) -> None:
-            masked = mask_paths(text, scratch)
+            masked = text if scratch is None else mask_paths(text, scratch)
             if stream not in self._cut:
                 size = self._kept.get(stream, 0) + len(masked.encode()) + 1
                 if size > limit:
@@ -295,7 +296,7 @@ class _Execution:
 
     def execute(
         self, space: Space, prebuilt: Sequence[tuple[Plan, Entry]]
-    ) -> list[tuple[str, str, Path]]:
+    ) -> list[tuple[str, str, Path | bytes]]:
         scratch = space.path
         for source in self.action.inputs:
             path = scratch / source.name
@@ -317,11 +318,7 @@ class _Execution:
         # Where nothing runs confined, only pf writes: there is nothing to check.
         confines = self.action.plan.runs_processes
         for step in self.action.plan.steps:
-            if self.cancel is not None and self.cancel.is_set():
-                raise BuildCancelled(self.action.what)
-            if self.on_phase is not None:
-                self.on_phase(step.label)
-            started = time.monotonic()
+            started = self._enter(step)
             # Between steps nothing confined runs, so what is checked here stays so
             # while pf reads it; what pf wrote goes to the sandbox's uid.
             if confines:
@@ -342,26 +339,17 @@ class _Execution:
                 if done.code != 0:
                     raise _failure(self.driver, step, done, str(scratch))
             elif isinstance(step, Assemble):
-                said = assemble(
-                    step,
-                    self.action.tools[step.tool],
-                    scratch,
-                    self.settings,
-                    what=self.action.what,
-                    on_line=sink,
-                    cancel=self.cancel,
+                written = scratch / step.output
+                written.parent.mkdir(parents=True, exist_ok=True)
+                written.write_bytes(
+                    self._assemble(step, (scratch / step.source).read_bytes(), sink)
                 )
-                if said is not None:
-                    message = f"{step.label} failed: {step.tool} rejected {step.source}"
-                    raise _rejected(self.driver, message, mask_paths(said, str(scratch)))
             else:
                 step.func(scratch)
-            self.timings[step.label] = self.timings.get(step.label, 0.0) + (
-                time.monotonic() - started
-            )
+            self._spent(step, started)
         if confines:
             _check_scratch(scratch, uid, "store")
-        outputs = []
+        outputs: list[tuple[str, str, Path | bytes]] = []
         for output in self.action.plan.outputs:
             produced = scratch / output.path
             if not _regular(produced):
@@ -371,6 +359,54 @@ class _Execution:
                 )
             outputs.append((output.name, output.kind, produced))
         return outputs
+
+    def execute_in_memory(self) -> list[tuple[str, str, Path | bytes]]:
+        """Run a plan that needs no directory (``Plan.in_memory``): every step's input
+        and output are bytes held here, and the outputs go to the store as such."""
+        files = {source.name: source.content for source in self.action.inputs}
+        sink = self._sink(None)
+        for step in self.action.plan.steps:
+            assert isinstance(step, Assemble)  # what in_memory means
+            started = self._enter(step)
+            files[step.output] = self._assemble(step, files[step.source], sink)
+            self._spent(step, started)
+        outputs: list[tuple[str, str, Path | bytes]] = []
+        for output in self.action.plan.outputs:
+            if output.path not in files:
+                raise CompileFailed(
+                    f"the toolchain reported success but produced no {output.path}",
+                    hint="this is a bug in pf, please report it",
+                )
+            outputs.append((output.name, output.kind, files[output.path]))
+        return outputs
+
+    def _enter(self, step: Step) -> float:
+        """Start ``step`` unless the build was cancelled; returns when it started."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise BuildCancelled(self.action.what)
+        if self.on_phase is not None:
+            self.on_phase(step.label)
+        return time.monotonic()
+
+    def _spent(self, step: Step, started: float) -> None:
+        self.timings[step.label] = self.timings.get(step.label, 0.0) + (time.monotonic() - started)
+
+    def _assemble(self, step: Assemble, source: bytes, sink: LineSink) -> bytes:
+        """The wasm the resident assembler makes of ``source``. Its errors name the
+        file as the request does: it never sees a scratch path."""
+        assembled = assemble(
+            step,
+            self.action.tools[step.tool],
+            source,
+            self.settings,
+            what=self.action.what,
+            on_line=sink,
+            cancel=self.cancel,
+        )
+        if assembled.wasm is None:
+            message = f"{step.label} failed: {step.tool} rejected {step.source}"
+            raise _rejected(self.driver, message, assembled.errors)
+        return assembled.wasm
 
     def dependencies(self, scratch: Path) -> list[tuple[str, str]]:
         """``(path, digest)`` of the files outside the request this run read, from the
@@ -481,9 +517,12 @@ class _Builder:
         self.cancel = cancel
         self.timings: dict[str, float] = {}
 
-    def _space(self, action: _Action) -> contextlib.AbstractContextManager[Space]:
-        # A plan with no process to run (an Assemble step sends its source to a resident
-        # that is confined on its own) needs no sandbox around its directory.
+    def _space(self, action: _Action) -> contextlib.AbstractContextManager[Space | None]:
+        # A plan of Assemble steps alone (each sends its source to a resident that is
+        # confined on its own) needs no directory; one with no process to run needs no
+        # sandbox around its directory.
+        if action.plan.in_memory:
+            return contextlib.nullcontext()
         if not action.plan.runs_processes:
             return bare(self.cache.scratch, _sweeper.discard)
         # Confined steps run as the sandbox's uid, which must reach the scratch dir:
@@ -524,9 +563,12 @@ class _Builder:
             self.cancel,
         )
         with self._space(action) as space:
-            outputs = execution.execute(space, prebuilt)
+            if space is None:
+                outputs = execution.execute_in_memory()
+            else:
+                outputs = execution.execute(space, prebuilt)
             stored = time.monotonic()
-            deps = execution.dependencies(space.path)
+            deps = [] if space is None else execution.dependencies(space.path)
             diagnostics = self.driver.diagnostics(
                 "\n".join(text for stream, text in execution.log if stream == "stderr")
             )
@@ -587,7 +629,7 @@ def compile_sources(
         return _result(request, entry, True, action.tools, time.monotonic() - started, {})
     builder = _Builder(driver, settings, cache, on_line, cancel)
     # Prebuilt inputs are fetched before this action's single-flight lock is taken:
-    # their own locks may share its lock file, and flock does not nest.
+    # theirs may be the same lock, and a holder waiting for it would wait forever.
     with contextlib.ExitStack() as pins:
         prebuilt = []
         for item in action.prebuilt:

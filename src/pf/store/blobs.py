@@ -72,6 +72,15 @@ class BlobStore:
             _write_into_place(target, copy)
         return digest, size
 
+    def put_data(self, data: bytes) -> tuple[str, int]:
+        """Store ``data``; returns (digest, size). Idempotent."""
+        digest = digest_bytes(data)
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(self.path(digest)).st_size == len(data):
+                return digest, len(data)
+        self.put_bytes(digest, data)
+        return digest, len(data)
+
     def put_bytes(self, digest: str, data: bytes) -> Path:
         """Store ``data``, known to hash to ``digest`` (the caller checked); returns its path."""
         target = self.path(digest)

@@ -376,6 +376,16 @@ class Plan:
         """Whether a step starts a process (a Run): only such a plan needs a sandbox."""
         return any(isinstance(step, Run) for step in self.steps)
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether every step works on bytes pf holds (Assemble), so the plan needs no
+        directory: no process, no Transform, no prebuilt input, no dependency file."""
+        return (
+            not self.prebuilt
+            and not self.depfiles
+            and all(isinstance(step, Assemble) for step in self.steps)
+        )
+
     def assembled_by(self, tool: ToolSpec) -> Plan:
         """This plan with each Assemble step run as a process of ``tool`` instead."""
         replaced = {step.tool for step in self.steps if isinstance(step, Assemble)}
