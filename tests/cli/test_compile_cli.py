@@ -185,6 +185,18 @@ def test_toolchains_lists_every_pair_with_its_tool(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("assembler", "tool"), [("wabt-wasm", "wabt-wasm"), ("wat2wasm", "wat2wasm")]
+)
+def test_toolchains_names_the_wat_assembler_that_is_configured(
+    tmp_path: Path, assembler: str, tool: str
+) -> None:
+    done = pf("toolchains", "--json", cwd=tmp_path, env={"PF_WAT_ASSEMBLER": assembler})
+    assert done.returncode == 0, done.stderr
+    wat = [r for r in json.loads(done.stdout) if r["language"] == "wat"]
+    assert [r["tool"] for r in wat] == [tool] * 3
+
+
 def test_toolchains_explains_a_missing_tool(tmp_path: Path) -> None:
     done = pf("toolchains", cwd=tmp_path, env={"PF_TOOL_WASM2JS": "/nowhere/wasm2js"})
     assert done.returncode == 0

@@ -58,7 +58,7 @@ from pf.toolchains import (
 from pf.toolchains.base import OBJ_DIR, OUT_DIR, Assemble, Step
 from pf.toolchains.diagnostics import mask_paths
 from pf.toolchains.probe import detect, locate
-from pf.toolchains.tools import CCACHE, WAT2WASM
+from pf.toolchains.tools import CCACHE, as_configured
 
 PhaseSink = Callable[[str], None]
 """Receives each phase label ("compile", "link", ...) as a build enters it."""
@@ -491,9 +491,7 @@ def _result(
 
 def _prepare(request: CompileRequest, settings: Settings) -> tuple[Driver, _Action]:
     driver = driver_for_request(request)
-    plan = driver.plan(request)
-    if settings.wat_assembler == "wat2wasm":
-        plan = plan.assembled_by(WAT2WASM)
+    plan = as_configured(driver.plan(request), settings)
     what = f"{request.language} -> {request.target} build"
     inputs = (*request.sources, *plan.extra_inputs)
     return driver, _action(driver, request.target, what, plan, inputs, settings)

@@ -30,6 +30,7 @@ from pf.toolchains import (
     driver_for_request,
     get_driver,
 )
+from pf.toolchains.tools import as_configured
 
 
 class Intake:
@@ -63,7 +64,7 @@ class Intake:
         found = self.projects.get(project, self.settings.default_project)
         job = self._job(language, target, found.name, parsed)
         job.request = request_for(found, language, target, parsed)
-        _plan(job)
+        _plan(job, self.settings)
         return job
 
     def all(
@@ -82,7 +83,7 @@ class Intake:
                 job = self._job(language, target, found.name, parsed)
                 job.request = request_for(found, language, target, parsed)
                 try:
-                    _plan(job)
+                    _plan(job, self.settings)
                 except Unbuildable as error:
                     skipped[language] = error
                     continue
@@ -118,15 +119,15 @@ class Intake:
             found = self.projects.get(job.project)
             job.request = request_for(found, job.language, job.target, options)
         job.budget = self.budget()
-        _plan(job)
+        _plan(job, self.settings)
 
 
-def _plan(job: Job) -> None:
+def _plan(job: Job, settings: Settings) -> None:
     # The plan validates options against what the driver can honour (InvalidOption), its
     # length spreads the progress of the build's steps, and its tools tell the service
     # whether a cache lookup could have to probe one (BuildService._accept).
     assert job.request is not None
-    plan = driver_for_request(job.request).plan(job.request)
+    plan = as_configured(driver_for_request(job.request).plan(job.request), settings)
     job.steps = len(plan.steps)
     job.tools = _tool_names(plan)
 

@@ -13,6 +13,7 @@ from pf.config import Settings
 from pf.errors import ToolchainMissing
 from pf.toolchains import LANGUAGES, TARGETS, VARIANTS, Driver, get_driver, get_variant
 from pf.toolchains.probe import detect
+from pf.toolchains.tools import configured_tools
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def pair_status(
             reason=f"pf cannot compile {language} to {target}",
             driver=named,
         )
-    specs = chosen.tools(target)
+    specs = configured_tools(chosen.tools(target), settings)
     try:
         infos = [detect(spec, settings) for spec in specs]
     except ToolchainMissing as missing:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
-from pf.toolchains.base import Output, Run, ToolSpec
+from pf.config import Settings
+from pf.toolchains.base import Output, Plan, Run, ToolSpec
 
 _APT = "apt-get install -y --no-install-recommends"
 
@@ -116,3 +118,16 @@ EMCC = ToolSpec(
     # "emcc (Emscripten gcc/clang-like replacement + linker emulating GNU ld) 3.1.6 ()"
     version_pattern=r"\) (\d+\.\d+\.\d+)",
 )
+
+
+def as_configured(plan: Plan, settings: Settings) -> Plan:
+    """``plan`` with its Assemble steps run as PF_WAT_ASSEMBLER says: by the resident
+    assembler (as drivers plan them), or by a wat2wasm process each."""
+    return plan.assembled_by(WAT2WASM) if settings.wat_assembler == "wat2wasm" else plan
+
+
+def configured_tools(specs: Sequence[ToolSpec], settings: Settings) -> tuple[ToolSpec, ...]:
+    """A driver's tools as ``as_configured`` plans run them."""
+    if settings.wat_assembler != "wat2wasm":
+        return tuple(specs)
+    return tuple(WAT2WASM if spec.name == WABT_WASM.name else spec for spec in specs)
