@@ -39,7 +39,6 @@ from pf.sandbox import (
     Limits,
     LineSink,
     Space,
-    bare,
     confined,
     hand_over,
     sandbox_uid,
@@ -517,12 +516,9 @@ class _Builder:
 
     def _space(self, action: _Action) -> contextlib.AbstractContextManager[Space | None]:
         # A plan of Assemble steps alone (each sends its source to a resident that is
-        # confined on its own) needs no directory; one with no process to run needs no
-        # sandbox around its directory.
+        # confined on its own) needs no directory.
         if action.plan.in_memory:
             return contextlib.nullcontext()
-        if not action.plan.runs_processes:
-            return bare(self.cache.scratch, _sweeper.discard)
         # Confined steps run as the sandbox's uid, which must reach the scratch dir:
         # the cache's own may sit below a directory only pf's user can enter, so it
         # serves unconfined builds only.

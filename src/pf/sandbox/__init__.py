@@ -8,7 +8,7 @@ from pf.sandbox.process import Completed, LineSink, run, run_attached, truncatio
 from pf.sandbox.resident import Reply as ResidentReply
 from pf.sandbox.resident import call as call_resident
 from pf.sandbox.resident import shutdown as shutdown_residents
-from pf.sandbox.spaces import Space, bare, confined
+from pf.sandbox.spaces import Space, confined
 from pf.sandbox.workspace import hand_over, workspace
 from pf.sandbox.wrappers import (
     Command,
@@ -31,7 +31,6 @@ __all__ = [
     "LineSink",
     "ResidentReply",
     "Space",
-    "bare",
     "call_resident",
     "compile_command",
     "confined",

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Protocol
 
 from pf.config import Settings
-from pf.errors import SandboxError
 from pf.sandbox import cells
 from pf.sandbox.limits import Limits
 from pf.sandbox.process import Completed, LineSink, run
@@ -70,41 +69,6 @@ class _OneShot:
             cancel=cancel,
             user=command.user,
         )
-
-
-class _Bare:
-    """A directory in which no step runs confined: the plan has pf's own steps only."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str],
-        limits: Limits,
-        on_line: LineSink | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Completed:
-        raise SandboxError(
-            f"{argv[0]} was to run unconfined, in a space opened for no confined step",
-            hint="this is a bug in pf, please report it",
-        )
-
-
-@contextlib.contextmanager
-def bare(
-    scratch: Callable[[], contextlib.AbstractContextManager[Path]],
-    dispose: Callable[[Path], None],
-) -> Iterator[Space]:
-    """A space for a build whose steps are all pf's own (no process runs in it), so it
-    needs no sandbox: ``scratch`` makes the directory, ``dispose`` removes it."""
-    with scratch() as path:
-        try:
-            yield _Bare(path)
-        finally:
-            dispose(path)
 
 
 @contextlib.contextmanager
