@@ -7,6 +7,7 @@ namespace of its own, since the tests run as root, whom file modes do not stop.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import stat
@@ -158,3 +159,24 @@ def test_a_read_only_cache_serves_hits_and_refuses_misses_clearly(
     assert f"cannot write to the cache directory {cache_dir}" in miss.stderr
     assert "PF_CACHE_DIR" in miss.stderr
     assert len(counted.read_text().splitlines()) == starts
+
+
+def _store_one(args: tuple[str, int]) -> str | None:
+    root, n = args
+    try:
+        Manifests(Path(root)).put(f"{n:064x}", b"{}")
+    except Exception as exc:  # reported to the test, which names it
+        return repr(exc)
+    return None
+
+
+def test_processes_making_a_new_manifests_file_at_once_all_store(tmp_path: Path) -> None:
+    # Each reads the new file, then needs it alone to switch it to WAL: SQLite refuses
+    # all but one of them at once (no waiting), and those must try again, not fail.
+    with multiprocessing.get_context("fork").Pool(6) as pool:
+        for attempt in range(60):
+            root = tmp_path / f"cache{attempt}"
+            root.mkdir()
+            failed = [f for f in pool.map(_store_one, [(str(root), n) for n in range(6)], 1) if f]
+            assert not failed, f"attempt {attempt}: {failed[0]}"
+            assert len(list(Manifests(root).entries())) == 6

@@ -34,6 +34,24 @@ _SCHEMA = (
 )
 
 
+def _make(connection: sqlite3.Connection) -> None:
+    """Put the file in WAL mode and give it its table, if another process has not."""
+    deadline = time.monotonic() + _BUSY_SECONDS
+    while True:
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(_SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            # Processes making a new file at once each read it, then each needs it alone
+            # to change its journal: SQLite refuses all but one at once rather than let
+            # them wait for each other, so the others try again.
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 class Manifests:
     """The manifests of one cache directory."""
 
@@ -79,9 +97,7 @@ class Manifests:
         connection.execute("PRAGMA synchronous=NORMAL")
         with self._made_lock:
             if not self._made:
-                if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute(_SCHEMA)
+                _make(connection)
                 self._made = True
         return connection
 
