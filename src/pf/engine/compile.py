@@ -239,7 +239,7 @@ class _Execution:
         settings: Settings,
         on_line: LineSink | None,
         on_phase: PhaseSink | None,
-        ccache_dir: Path,
+        ccache_dir: Callable[[], Path],
         cancel: threading.Event | None,
     ) -> None:
         self.ccache_dir = ccache_dir
@@ -283,7 +283,7 @@ class _Execution:
         shared = self.settings.ccache and self.settings.sandbox == "off"
         ccache = locate(CCACHE, self.settings) if shared else None
         if ccache:
-            env.setdefault("CCACHE_DIR", str(self.ccache_dir))
+            env.setdefault("CCACHE_DIR", str(self.ccache_dir()))
             env.update(CCACHE_ENV)
         return env, ccache
 
@@ -553,7 +553,8 @@ class _Builder:
             self.settings,
             self.on_line,
             on_phase,
-            self.cache.root.resolve() / "ccache",
+            # Resolved only for a compile that runs ccache: a realpath is a dozen stats.
+            lambda: self.cache.root.resolve() / "ccache",
             self.cancel,
         )
         with self._space(action) as space:

@@ -252,7 +252,10 @@ def _compile_off(
 
 
 def _under(path: Path, directory: str) -> bool:
-    return path == Path(directory) or Path(directory) in path.parents
+    # As Path(directory) in path.parents, on the strings: a path's parents are its
+    # prefixes ending at a separator (a resident's key computes this on every request).
+    text = str(path)
+    return text == directory or text.startswith(directory.rstrip("/") + "/")
 
 
 _COMPILE: dict[str, Callable[[Sequence[str], Mapping[str, str], Confinement, Settings], Command]]

@@ -142,11 +142,18 @@ def _empty(f: Field[Any]) -> Any:
     return f.default if f.default is not MISSING else None
 
 
+# Most fields; an ABC's isinstance (Mapping) is several times slower than a type lookup,
+# and the writer turns every row a build writes into values.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return dict(value)
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, tuple):
         return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return dict(value)
     return value
 
 

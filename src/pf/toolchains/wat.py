@@ -11,7 +11,8 @@ Imports base, tools, wasmobj, c (shared opt helpers), diagnostics, errors.
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+import posixpath
+from pathlib import Path
 
 from pf.errors import Diagnostic, InvalidOption, RequestError
 from pf.toolchains import tools, wasmobj
@@ -57,7 +58,7 @@ class WatDriver:
     def plan(self, request: CompileRequest) -> Plan:
         names = [s.name for s in request.sources]
         # Other names are WAT too when none has a WAT suffix: the language was given.
-        sources = [n for n in names if PurePosixPath(n).suffix.lower() in _SUFFIXES] or names
+        sources = [n for n in names if posixpath.splitext(n)[1].lower() in _SUFFIXES] or names
         if len(sources) != 1:
             raise RequestError(
                 f"A WAT request compiles exactly one module: give one .wat file, not {len(sources)}"
