@@ -50,6 +50,17 @@ def test_second_identical_compile_is_a_hit_that_starts_no_compiler(counted: Path
     assert second.artifacts[0].path.read_bytes()[:4] == b"\0asm"
 
 
+def test_a_caller_that_just_missed_still_finds_what_was_stored_meanwhile(counted: Path) -> None:
+    # The build service's triage missed, then an identical build stored its result
+    # before this one ran: it is found under the single-flight lock, no compiler starts.
+    settings = load_settings()
+    first = compile_sources(_request(), settings)
+    starts = _starts(counted)
+    again = compile_sources(_request(), settings, missed=True)
+    assert again.cached and again.key == first.key
+    assert _starts(counted) == starts
+
+
 def test_a_changed_source_byte_or_option_misses(counted: Path) -> None:
     settings = load_settings()
     base = compile_sources(_request(), settings)

@@ -608,8 +608,13 @@ def compile_sources(
     on_line: LineSink | None = None,
     on_phase: PhaseSink | None = None,
     cancel: threading.Event | None = None,
+    missed: bool = False,
 ) -> BuildResult:
     """Compile ``request``, from the cache when an identical action has run before.
+
+    ``missed`` says the caller has just looked the request up and missed (the build
+    service's triage): the cache is then looked at once, under the single-flight lock,
+    where an identical action stored meanwhile is found.
 
     Raises UnsupportedLanguage/UnsupportedTarget/InvalidOption for bad requests,
     ToolchainMissing when a tool is not installed, CompileFailed (with diagnostics) when
@@ -619,7 +624,8 @@ def compile_sources(
     started = time.monotonic()
     driver, action = _prepare(request, settings)
     cache = cache or ActionCache.for_settings(settings)
-    entry = cache.lookup(action.key)
+    # Before the lock as well, unless just missed: a hit then takes no lock.
+    entry = None if missed else cache.lookup(action.key)
     if entry is not None:
         return _result(request, entry, True, action.tools, time.monotonic() - started, {})
     builder = _Builder(driver, settings, cache, on_line, cancel)

@@ -168,8 +168,9 @@ class Runner:
         self.end(job, COMPLETED, result=found)
         return True
 
-    def run(self, job: Job) -> None:
-        """Compile ``job`` (a cache miss at triage) and record how it ended."""
+    def run(self, job: Job, *, missed: bool = False) -> None:
+        """Compile ``job`` and record how it ended; ``missed``: its lookup (triage) has
+        just missed, so the cache is looked at only under the single-flight lock."""
         if job.cancel.is_set():
             self.end(job, CANCELLED)
             return
@@ -186,6 +187,7 @@ class Runner:
                 on_line=lambda stream, text: self.line(job, stream, text),
                 on_phase=lambda label: self._phase(job, label),
                 cancel=job.cancel,
+                missed=missed,
             )
         except BuildCancelled:
             self.end(job, CANCELLED)

@@ -525,7 +525,8 @@ class BuildService:
 
     def _run(self, job: Job) -> None:
         assert self._runner is not None
-        self._runner.run(job)
+        # Every compile here was looked up first: by triage, or on the loop.
+        self._runner.run(job, missed=True)
 
     def _retire(self, job: Job, _result: BuildResult | None) -> None:
         job.request = None
