@@ -20,6 +20,7 @@ config-level modules; nothing here runs anything.
 from __future__ import annotations
 
 import itertools
+import operator
 import random
 import statistics
 import threading
@@ -226,7 +227,7 @@ class Job:
     def _record(self, status: str) -> BuildRecord:
         finished = self.finished
         # A field added to the record and not to Job fails here, at the first build.
-        same = {name: getattr(self, name) for name in _SAME}
+        same = dict(zip(_SAME, _same_of(self), strict=True))
         return BuildRecord(
             **same,
             status=status,
@@ -276,3 +277,5 @@ _SAME = tuple(
     for f in fields(BuildRecord)
     if f.name not in {"status", "eta", "options", "artifacts", "timings", "sources", "client"}
 )
+# A record is made at each step of every build: one C call reads them all.
+_same_of = operator.attrgetter(*_SAME)

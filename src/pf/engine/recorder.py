@@ -132,19 +132,23 @@ class Recorder:
         """Run ``func`` on the writer thread every ``seconds`` (first run after one period)."""
         self._chores.append((_Chore(seconds, func), [time.monotonic() + seconds]))
 
-    def _put(self, kind: str, item: Any, urgent: bool) -> None:
+    def _put(self, *entries: tuple[str, Any, bool]) -> None:
+        """Queue ``(kind, item, urgent)`` entries, in order, under one hold of the lock."""
         now = time.monotonic()
         with self._cond:
             first = not self._items
             if first:
                 self._first_at = now
-            self._items.append(_Item(self._enqueued, kind, item, urgent, now))
-            self._enqueued += 1
-            if kind == "line":
-                self._lines += 1
-            self._urgent = self._urgent or urgent
             # The first item wakes the writer too: it starts the batch's interval timer.
-            if first or urgent or self._lines >= self.max_lines:
+            wake = first
+            for kind, item, urgent in entries:
+                self._items.append(_Item(self._enqueued, kind, item, urgent, now))
+                self._enqueued += 1
+                if kind == "line":
+                    self._lines += 1
+                self._urgent = self._urgent or urgent
+                wake = wake or urgent
+            if wake or self._lines >= self.max_lines:
                 self._cond.notify_all()
 
     @property
@@ -160,15 +164,16 @@ class Recorder:
         """Store ``row`` and then publish ``event`` (if any). An event that is not
         ``urgent`` waits for the batch's interval, or for an urgent item of its build
         behind it (see the module's docstring for another build's)."""
-        self._put("row", row, urgent=urgent and event is not None)
-        if event is not None:
-            self._put("event", event, urgent=urgent)
+        if event is None:
+            self._put(("row", row, False))
+        else:
+            self._put(("row", row, urgent), ("event", event, urgent))
 
     def line(self, line: LogLine) -> None:
-        self._put("line", line, urgent=False)
+        self._put(("line", line, False))
 
     def event(self, event: Event) -> None:
-        self._put("event", event, urgent=True)
+        self._put(("event", event, True))
 
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Wait until everything queued so far is written (or held for a retry) and published."""
