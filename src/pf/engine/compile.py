@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import queue
 import shutil
@@ -440,6 +441,14 @@ def _visible(tools: Iterable[ToolInfo]) -> tuple[Path, ...]:
     """What a confined step must see besides /usr: the install prefix of each tool that
     lives in a ``bin`` directory elsewhere (a pinned /opt/x/bin/clang: /opt/x), or the
     tool itself where it has no such prefix."""
+    return _visible_of(tuple(tools))
+
+
+# A realpath is a stat of every directory above the tool, on every compile otherwise; a
+# process meets a handful of toolchains. Keyed by the tools' digests too: a tool that
+# now resolves elsewhere (an alternative switched) is another binary.
+@functools.lru_cache(maxsize=64)
+def _visible_of(tools: tuple[ToolInfo, ...]) -> tuple[Path, ...]:
     found: dict[Path, None] = {}
     for tool in tools:
         for path in (tool.path, os.path.realpath(tool.path)):
