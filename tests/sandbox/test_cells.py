@@ -46,12 +46,15 @@ def _scratch() -> Iterator[Path]:
 
 
 @contextmanager
-def build(settings: Settings, readonly: tuple[Path, ...] = ()) -> Iterator[Space]:
+def build(
+    settings: Settings, readonly: tuple[Path, ...] = (), keep: tuple[str, ...] = ()
+) -> Iterator[Space]:
     with confined(
         settings,
         readonly,
         scratch=contextmanager(_scratch),
         dispose=lambda path: shutil.rmtree(path, ignore_errors=True),
+        keep=keep,
     ) as space:
         assert isinstance(space, Cell)
         yield space
@@ -160,6 +163,34 @@ def test_nothing_a_build_wrote_survives_into_the_next(settings: Settings) -> Non
     made = sorted(str(p) for p in (*above, space.path) if Path("/tmp") in p.parents)
     devices = "core fd full null ptmx pts random shm stderr stdin stdout tty urandom zero"
     assert seen.stdout.split() == [*made, "700", "700", "700", *devices.split()], seen.stdout
+
+
+def test_kept_directories_stay_empty_with_pfs_mode_and_only_as_directories(
+    settings: Settings,
+) -> None:
+    # obj/ and out/ are made by every build, so a cell keeps them; what a job does to
+    # them must not reach the next build: their files go, their mode is pf's again, and
+    # a link or file in their place is removed, never followed.
+    keep = ("obj", "out", "gone")
+    with build(settings, keep=keep) as space:
+        root = space.root
+        first = sh(space, "mkdir obj out && stat -c %i obj out")
+        plant = """
+            set -u
+            echo x > obj/planted && mkdir -p obj/deep/er && chmod 000 obj/deep obj
+            mv out /tmp/out-moved && ln -s /etc out
+            mkdir gone && touch gone/f && mv gone /tmp/gone-moved && echo file > gone
+            true
+            """
+        assert sh(space, plant).ok
+    with build(settings, keep=keep) as space:
+        assert space.root == root  # the same cell, reused
+        seen = sh(space, "ls -A; stat -c '%n %a %i' obj; find obj -mindepth 1; ls -A /tmp")
+    # The moved-away originals went with the rest of /tmp; bubblewrap's own stay.
+    listed = [name for name in seen.stdout.split() if not name.startswith("pf-sandbox-")]
+    assert seen.ok, seen
+    kept_inode = first.stdout.split()[0]
+    assert listed == ["obj", "obj", "755", kept_inode], seen.stdout
 
 
 def test_a_workspace_moved_away_and_faked_retires_the_cell(settings: Settings) -> None:

@@ -533,7 +533,11 @@ class _Builder:
         # serves unconfined builds only.
         readonly = _visible(action.tools.values())
         return confined(
-            self.settings, readonly, scratch=self.cache.scratch, dispose=_sweeper.discard
+            self.settings,
+            readonly,
+            scratch=self.cache.scratch,
+            dispose=_sweeper.discard,
+            keep=(OBJ_DIR, OUT_DIR),
         )
 
     def prebuilt(self, action: _Action) -> Entry:

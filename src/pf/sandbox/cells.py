@@ -46,7 +46,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -265,9 +265,11 @@ class Cell:
 
     # Between builds -------------------------------------------------------------------
 
-    def reset(self, dispose: Dispose) -> bool:
+    def reset(self, dispose: Dispose, keep: Sequence[str] = ()) -> bool:
         """Empty the workspace, /tmp and /dev/shm for the next build; False when the cell
-        must not run another (retired, used up, or not emptied)."""
+        must not run another (retired, used up, or not emptied). The workspace's
+        directories named in ``keep`` stay, emptied, with pf's mode, where they are
+        directories: a link or a file in their place goes like anything else."""
         self.builds += 1
         if self.retired or self.jobs >= self.max_jobs or not self.alive():
             return False
@@ -276,28 +278,39 @@ class Cell:
         os.mkdir(trash, 0o700)
         moved = [0]
         try:
+            kept = {self.path / name for name in keep}
             for name, inside in zip(_WRITABLE, self._inside(), strict=True):
                 # A job may have changed the directory's mode: pf's own, back again.
                 os.chmod(self.root / name, 0o700)
-                if not self._empty(self.root / name, Path(inside), trash, moved):
+                if not self._empty(self.root / name, Path(inside), trash, moved, kept):
                     return False
         finally:
             dispose(trash)
         return True
 
-    def _empty(self, directory: Path, inside: Path, trash: Path, moved: list[int]) -> bool:
+    def _empty(
+        self,
+        directory: Path,
+        inside: Path,
+        trash: Path,
+        moved: list[int],
+        kept: Set[Path] = frozenset(),
+    ) -> bool:
         """Move everything in ``directory`` (seen at ``inside`` in the cell) to ``trash``,
-        but for the directories bubblewrap made in it to mount something on: those are
-        emptied the same way, and a mount point itself is left (its content is the
-        mount's). Renaming a mount point's parent would unmount it in the cell. False
-        when something is left, or one of those directories is gone or replaced."""
+        but for the directories bubblewrap made in it to mount something on, and those
+        ``kept``: those are emptied the same way, and a mount point itself is left (its
+        content is the mount's). Renaming a mount point's parent would unmount it in the
+        cell. False when something is left, or one of those directories is gone or
+        replaced."""
         with os.scandir(directory) as entries:
             for entry in list(entries):
                 seen = inside / entry.name
                 if seen in self._mounts:
                     continue
-                if seen in self._above_mounts and not entry.is_symlink() and entry.is_dir():
-                    os.chmod(entry.path, 0o755)  # bubblewrap's mode, whatever a job set
+                emptied = seen in self._above_mounts or seen in kept
+                if emptied and not entry.is_symlink() and entry.is_dir():
+                    # bubblewrap's mode, and pf's for a kept one, whatever a job set
+                    os.chmod(entry.path, 0o755)
                     if not self._empty(Path(entry.path), seen, trash, moved):
                         return False
                     continue
@@ -305,7 +318,7 @@ class Cell:
                 moved[0] += 1
         with os.scandir(directory) as entries:
             left = {inside / entry.name for entry in entries}
-        if not left <= self._mounts | self._above_mounts:
+        if not left <= self._mounts | self._above_mounts | kept:
             return False
         # Every pinned directory here is still the one bubblewrap made, not a look-alike.
         for seen, identity in self._pinned.items():
@@ -441,10 +454,10 @@ class _Pool:
                 return cells.pop(0)
         return None
 
-    def release(self, cell: Cell, dispose: Dispose) -> None:
+    def release(self, cell: Cell, dispose: Dispose, keep: Sequence[str] = ()) -> None:
         reusable = False
         try:
-            reusable = cell.reset(dispose)
+            reusable = cell.reset(dispose, keep)
         finally:
             with self._lock:
                 if reusable:
