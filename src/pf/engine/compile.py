@@ -2,7 +2,9 @@
 
 This is the only path by which pf runs a compiler. The scratch directory holds the
 sources under the user's own names, so argv and diagnostics carry no temporary paths;
-whatever absolute scratch path a tool prints anyway is masked before anyone sees it.
+whatever absolute scratch path a tool prints anyway is masked before anyone sees it. A
+plan of Assemble steps alone needs no directory: the resident assembler gets the
+source's bytes and its file name, and the module's bytes go straight to the store.
 
 Every step of a plan runs confined (pf.sandbox, ``PF_SANDBOX``): it sees the system's
 ``/usr``, its tools' install prefixes and the scratch directory, which is the only place
