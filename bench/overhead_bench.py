@@ -30,7 +30,11 @@ PF_BENCH_RUNS sets the rounds, PF_BENCH_OVERHEAD_N the WAT module count (400; C 
 each use a tenth of it). The whole run takes about a minute on 2 cores.
 
 Last, the cost of one confined step of /usr/bin/true, one at a time: in a cell, with a
-bubblewrap of its own, and a bare fork and exec.
+bubblewrap of its own, and a bare fork and exec; and what a new file and a new directory
+cost where the rounds ran (TMPDIR) and on /dev/shm, before and after the rounds. Every
+compile, bare or through pf, makes a few: on a disk where they are slow (an ext4
+without a journal steps over every inode deleted in the last minutes), they move every
+row between runs.
 """
 
 from __future__ import annotations
@@ -234,6 +238,23 @@ def step_costs(settings: Settings) -> dict[str, float]:
     return costs
 
 
+def create_costs(directory: Path) -> tuple[float, float]:
+    """Microseconds to create a small file, and a directory, in a new folder there."""
+    folder = Path(tempfile.mkdtemp(dir=directory))
+    try:
+        started = time.perf_counter()
+        for n in range(STEPS):
+            (folder / f"f{n}").write_bytes(b"\0asm\1\0\0\0")
+        files = (time.perf_counter() - started) * 1e6 / STEPS
+        started = time.perf_counter()
+        for n in range(STEPS):
+            (folder / f"d{n}").mkdir()
+        folders = (time.perf_counter() - started) * 1e6 / STEPS
+    finally:
+        shutil.rmtree(folder)
+    return files, folders
+
+
 def _no_scratch() -> contextlib.AbstractContextManager[Path]:
     raise SystemExit("PF_SANDBOX=off: this benchmark measures pf with the sandbox on")
 
@@ -318,6 +339,8 @@ def main() -> None:
     figures: dict[tuple[str, str], list[float]] = {}
     native = replace(settings, wat_assembler="wat2wasm")
     one_shot = replace(native, sandbox_cell_jobs=0)
+    places = [Path(tempfile.gettempdir())] + [p for p in (Path("/dev/shm"),) if p.is_dir()]
+    creates = {"before": [create_costs(place) for place in places]}
     try:
         token = server.pf("token", "create", "bench", "--scope", "build")
         server.start()
@@ -338,6 +361,7 @@ def main() -> None:
                 rounds.append(engine(language, first + 300_000, one_shot, cache))
                 rounds = figures.setdefault((language.name, "serve"), [])
                 rounds.append(asyncio.run(_serve_round(server, language, first + 200_000, token)))
+        creates["after"] = [create_costs(place) for place in places]
     finally:
         server.__exit__()
         shutil.rmtree(base, ignore_errors=True)
@@ -368,6 +392,12 @@ def main() -> None:
     print(f"one confined step of /usr/bin/true, {STEPS} in a row (ms/step)")
     for way, label in (("cell", "in a cell"), ("1-shot", "own bubblewrap"), ("bare", "bare")):
         print(f"  {label:<16}{costs[way]:>8.2f}")
+    print()
+    print(f"a new file and a new directory, {STEPS} of each in a new folder (us each)")
+    for when, measured in creates.items():
+        for place, (files, folders) in zip(places, measured, strict=True):
+            label = f"{place} {when} the rounds"
+            print(f"  {label:<30}{files:>8.0f} file {folders:>8.0f} directory")
 
 
 if __name__ == "__main__":
