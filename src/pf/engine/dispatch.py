@@ -92,7 +92,7 @@ class Dispatcher:
             # Under the sending lock, no build is between here and the queue: each is
             # counted once, by the queue or by _waiting.
             with self._sending:
-                waiting = sum(self.queue.waiting().values())
+                waiting = self.queue.depth()
                 with self._cond:
                     self._depth = waiting
                     self._sent = 0

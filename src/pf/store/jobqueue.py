@@ -162,14 +162,12 @@ class Queue:
                 priority = min(priority, int(found["last"]) - 1)
             return int(_deferrer(self._app, build_id, priority).defer(**args))
 
-    def waiting(self) -> dict[str, int]:
-        """Builds waiting in the queue (not yet taken by a worker), by client."""
+    def depth(self) -> int:
+        """Builds waiting in the queue (not yet taken by a worker)."""
         connector = self._app.connector.get_sync_connector()
         with translate("cannot read the job queue"):
-            rows = connector.execute_query_all(
-                f"SELECT {_CLIENT} AS client, count(*) AS n {_WAITING} GROUP BY 1"
-            )
-        return {str(row["client"]): int(row["n"]) for row in rows}
+            row = connector.execute_query_one(f"SELECT count(*) AS n {_WAITING}")
+        return int(row["n"])
 
     def waiting_of(self, client: str) -> int:
         """Builds of ``client`` waiting in the queue."""
