@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 FILE = "manifests.db"
 # Another process's transaction is waited for this long before an operation fails.
@@ -101,19 +102,19 @@ class Manifests:
                 self._made = True
         return connection
 
-    def get(self, key: str) -> tuple[bytes, float] | None:
-        """The manifest of ``key`` and when it was last used, or None."""
+    def _select(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        """The rows of a query; none from a read-only cache no one has stored in."""
         try:
-            row = (
-                self._connection()
-                .execute("SELECT data, used FROM manifests WHERE key = ?", (key,))
-                .fetchone()
-            )
+            return self._connection().execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
-                return None  # a read-only cache no one has stored in
+                return []
             raise
-        return None if row is None else (bytes(row[0]), float(row[1]))
+
+    def get(self, key: str) -> tuple[bytes, float] | None:
+        """The manifest of ``key`` and when it was last used, or None."""
+        rows = self._select("SELECT data, used FROM manifests WHERE key = ?", key)
+        return (bytes(rows[0][0]), float(rows[0][1])) if rows else None
 
     def put(self, key: str, data: bytes) -> None:
         """Store ``data`` as the manifest of ``key``, used now."""
@@ -141,21 +142,17 @@ class Manifests:
 
     def entries(self) -> Iterator[tuple[float, int, str]]:
         """``(last used, size, key)`` of every manifest."""
-        try:
-            rows = self._connection().execute("SELECT used, size, key FROM manifests").fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return iter(())
-            raise
+        rows = self._select("SELECT used, size, key FROM manifests")
         return ((float(used), int(size), str(key)) for used, size, key in rows)
+
+    def totals(self) -> tuple[int, int]:
+        """``(count, bytes)`` of the manifests."""
+        rows = self._select("SELECT count(*), coalesce(sum(size), 0) FROM manifests")
+        return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
 
 
 def measure(root: Path) -> tuple[int, int]:
     """``(count, bytes)`` of the manifests at ``root`` (none if it has no file)."""
     if not (root / FILE).exists():
         return 0, 0
-    count = size = 0
-    for _used, length, _key in Manifests(root).entries():
-        count += 1
-        size += length
-    return count, size
+    return Manifests(root).totals()
