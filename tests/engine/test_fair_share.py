@@ -23,7 +23,7 @@ WAIT = 10.0  # seconds any single step may take on a loaded machine before the t
 class Lane:
     """A scheduler whose every job is a cache miss and runs until the test releases it."""
 
-    def __init__(self, jobs: int, max_queue: int) -> None:
+    def __init__(self, jobs: int, max_queue: int, run_threads: int | None = None) -> None:
         self.started: queue.Queue[Job] = queue.Queue()
         self.release: dict[str, threading.Event] = {}
         # One triage thread: jobs reach the run lane in the order the triage lane hands
@@ -35,6 +35,7 @@ class Lane:
             run=self._run,
             retry_after=lambda _: 1,
             triage_threads=1,
+            run_threads=run_threads,
         )
         self._serial = 0
 
@@ -43,16 +44,17 @@ class Lane:
         if not self.release[job.id].wait(WAIT * 3):
             raise AssertionError(f"{job.id} was never released")
 
-    def job(self, client: str) -> Job:
+    def job(self, client: str, kind: str = "compile") -> Job:
         self._serial += 1
         job = Job(
             id=f"{client or 'cli'}-{self._serial}",
-            language="c",
+            language="c" if kind == "compile" else "task",
             target="wasm",
             project=None,
             options={},
             created_at=time.time(),
             client=client,
+            kind=kind,
         )
         self.release[job.id] = threading.Event()
         return job
@@ -191,3 +193,37 @@ def test_a_lone_client_keeps_every_build_thread_busy() -> None:
     assert client_share(jobs=1, max_queue=2) == 2
     assert client_share(jobs=8, max_queue=1000) == 250
     assert client_share(jobs=64, max_queue=100) == 100
+
+
+def test_with_threads_beyond_jobs_task_runs_and_compiles_together_stay_within_jobs() -> None:
+    """Run threads beyond PF_JOBS hand compiles to pf serve's build process, which runs
+    PF_JOBS at once; a task run runs on its thread, so while one is held the threads
+    hold at most PF_JOBS jobs, and a task waits for a place among them."""
+    made = Lane(jobs=2, max_queue=50, run_threads=4)
+    made.scheduler.start()
+    try:
+        compiles = [made.job("addr:a") for _ in range(3)]
+        for job in compiles:
+            made.scheduler.submit([job])
+        held = {made.next_started().id for _ in compiles}
+        assert held == {job.id for job in compiles}  # three compiles: within 4 threads
+        task = made.job("addr:b", kind="task")
+        made.scheduler.submit([task])
+        later = made.job("addr:a")
+        made.scheduler.submit([later])
+        made.wait_in_run_lane(task)
+        with pytest.raises(queue.Empty):
+            made.started.get(timeout=0.3)  # the task waits first in line, and all behind it
+        made.release[compiles[0].id].set()
+        with pytest.raises(queue.Empty):
+            made.started.get(timeout=0.3)  # 2 held: a third with the task would be 3
+        made.release[compiles[1].id].set()
+        assert made.next_started() is task  # 1 compile + the task: 2 = PF_JOBS
+        with pytest.raises(queue.Empty):
+            made.started.get(timeout=0.3)  # no compile joins while the task runs
+        made.release[compiles[2].id].set()
+        assert made.next_started() is later
+        made.release[task.id].set()
+        made.release[later.id].set()
+    finally:
+        made.scheduler.close()

@@ -3,7 +3,10 @@
 Strategy: a submitted job first waits in the *triage* lane, served by a couple of
 threads that only ask the action cache whether the job's outputs already exist. A hit
 is finished right there, in about a millisecond, so it never waits behind compiles; a
-miss moves to the *run* lane, served by exactly ``jobs`` threads that run compilers.
+miss moves to the *run* lane, served by ``jobs`` threads that run compilers (or more
+when they hand the compiles to pf serve's build process, which runs ``jobs`` at once
+and keeps the others in order: engine.buildproc; a job a thread holds but has not
+started still counts as waiting).
 Both lanes together are bounded by ``max_queue``: past it ``submit`` raises QueueFull
 with a Retry-After estimate, before anything is recorded. A queued job is cancelled by
 taking it out of its lane; a job already in a thread is cancelled by its Event (the
@@ -33,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import Gauge
 
-from pf.engine.jobs import Job
+from pf.engine.jobs import QUEUED, RUNNING, Job
 from pf.errors import QueueFull, ServiceUnavailable
 
 # With several API processes the depth is the shared queue's, read by whichever process
@@ -121,6 +124,10 @@ class _FairLane:
         self._held[client] = self._held.get(client, 0) + 1
         return job
 
+    def peek(self) -> Job:
+        """The job ``take`` would hand out next. The lane must not be empty."""
+        return self._queues[min(self._queues, key=self._served.__getitem__)][0]
+
     def release(self, job: Job) -> None:
         """A job that ``take`` handed out is done with this lane."""
         client = job.client
@@ -166,8 +173,12 @@ class Scheduler:
         run: Callable[[Job], None],
         retry_after: Callable[[int], int],
         triage_threads: int = TRIAGE_THREADS,
+        run_threads: int | None = None,
     ) -> None:
         self.jobs = jobs
+        # More than ``jobs`` when ``run`` hands compiles to a process that runs ``jobs``
+        # at once and keeps the rest in order (engine.buildproc).
+        self._run_threads = run_threads or jobs
         self.max_queue = max_queue
         self.share = client_share(jobs, max_queue)
         self._triage = triage
@@ -181,13 +192,14 @@ class Scheduler:
         self._run_lane = _FairLane()
         self._triaging: set[Job] = set()
         self._running: set[Job] = set()
+        self._held_back = False  # a run thread left a job queued for lack of room
         self._threads: list[threading.Thread] = []
         self._closed = False
 
     def start(self) -> None:
         for index in range(self._triage_threads):
             self._spawn(self._serve_triage, f"pf-triage-{index}")
-        for index in range(self.jobs):
+        for index in range(self._run_threads):
             self._spawn(self._serve_runs, f"pf-build-{index}")
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
@@ -197,12 +209,15 @@ class Scheduler:
 
     @property
     def depth(self) -> int:
-        """Jobs waiting: in either lane, or being looked up in the cache."""
-        return len(self._triage_lane) + len(self._triaging) + len(self._run_lane)
+        """Jobs waiting: in either lane, being looked up in the cache, or held by a run
+        thread that has not started them."""
+        waiting = len(self._triage_lane) + len(self._triaging) + len(self._run_lane)
+        return waiting + sum(1 for job in list(self._running) if job.status == QUEUED)
 
     @property
     def running(self) -> int:
-        return len(self._running)
+        """Jobs started (at most ``jobs``)."""
+        return sum(1 for job in list(self._running) if job.status == RUNNING)
 
     def running_jobs(self) -> list[Job]:
         with self._lock:
@@ -256,15 +271,31 @@ class Scheduler:
                     return True
         return False
 
-    def _take(self, lane: _FairLane, holding: set[Job]) -> Job | None:
+    def _take(
+        self, lane: _FairLane, holding: set[Job], fits: Callable[[Job], bool] | None = None
+    ) -> Job | None:
         with self._lock:
-            while not lane and not self._closed:
+            while not self._closed:
+                if lane and (fits is None or fits(lane.peek())):
+                    break
                 self._work.wait()
             if self._closed:
                 return None
             job = lane.take()
             holding.add(job)
             return job
+
+    def _fits(self, job: Job) -> bool:
+        """Under the lock: whether a run thread may take ``job`` now. The build process
+        bounds compiles at ``jobs`` on its own; a task run (which runs here) and
+        anything while one runs here take a thread only while fewer than ``jobs`` are
+        held, so compiles and task runs together stay within ``jobs`` as well."""
+        held = self._running
+        if job.kind == "task" or any(j.kind == "task" for j in held):
+            fits = len(held) < self.jobs
+            self._held_back = self._held_back or not fits
+            return fits
+        return True
 
     def _serve_triage(self) -> None:
         lane = self._triage_lane
@@ -284,7 +315,8 @@ class Scheduler:
 
     def _serve_runs(self) -> None:
         lane = self._run_lane
-        while (job := self._take(lane, self._running)) is not None:
+        fits = self._fits if self._run_threads > self.jobs else None
+        while (job := self._take(lane, self._running, fits)) is not None:
             with self._lock:
                 QUEUE_DEPTH.set(self.depth)
             try:
@@ -294,6 +326,9 @@ class Scheduler:
                     self._running.discard(job)
                     lane.release(job)
                     self._idle.notify_all()
+                    if self._held_back:  # a thread waits for a job to end, not for work
+                        self._held_back = False
+                        self._work.notify_all()
 
     def close(self) -> None:
         """Hand out no more work; threads end once their current job is done."""
