@@ -92,6 +92,16 @@ class PfError(Exception):
             out["hint"] = self.hint
         return out
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A subclass's __init__ takes facts, not the message that pickle would pass it
+        # back: rebuild from the fields instead, so any PfError can cross to another
+        # process (pf serve's compiles run in one of their own).
+        return (_restore, (type(self), self.args), self.__dict__)
+
+
+def _restore(cls: type[PfError], args: tuple[Any, ...]) -> PfError:
+    return cls.__new__(cls, *args)
+
 
 class ConfigError(PfError):
     code = "config-error"

@@ -17,11 +17,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
 from pf.config import Settings
 from pf.engine import events, taskruns
+from pf.engine.buildproc import Unstarted
 from pf.engine.cache import ActionCache
 from pf.engine.compile import BuildResult, compile_sources, lookup
 from pf.engine.diskspace import DiskFull, is_disk_full
@@ -40,6 +42,7 @@ from pf.engine.jobs import (
 from pf.engine.recorder import Recorder
 from pf.errors import BuildCancelled, CompileFailed, PfError
 from pf.store.logs import LogLine
+from pf.toolchains import CompileRequest
 
 log = logging.getLogger("pf.engine")
 
@@ -71,8 +74,13 @@ class Runner:
         estimator: Estimator,
         retire: Callable[[Job, BuildResult | None], None],
         index: Callable[[Job], None],
+        compile: Callable[..., BuildResult] | None = None,
     ) -> None:
         self.index = index
+        # Where a miss compiles: here, or pf serve's build process (engine.buildproc),
+        # which takes compile_sources' keywords (and on_start, called once the compile
+        # starts) but brings its own settings and cache.
+        self.compile = compile or self._compile_here
         self.settings = settings
         self.cache = cache
         self.recorder = recorder
@@ -80,6 +88,12 @@ class Runner:
         self.retire = retire
         self.hits = 0
         self.misses = 0
+
+    def _compile_here(
+        self, request: CompileRequest, *, on_start: Callable[[], None], **callbacks: Any
+    ) -> BuildResult:
+        on_start()
+        return compile_sources(request, self.settings, cache=self.cache, **callbacks)
 
     # Output lines -----------------------------------------------------------------
 
@@ -104,6 +118,8 @@ class Runner:
     def _start(self, job: Job, record: bool) -> None:
         now = time.time()
         with job.lock:
+            if job.finished:  # cancelled while it waited in the build process
+                return
             job.status = RUNNING
             job.started_at = now
             job.timings["queued"] = now - job.created_at
@@ -113,6 +129,8 @@ class Runner:
     def _phase(self, job: Job, label: str, progress: int | None = None) -> None:
         now = time.time()
         with job.lock:
+            if job.finished:
+                return
             if progress is None:
                 progress = step_progress(job.step, job.steps)
                 job.step += 1
@@ -178,17 +196,17 @@ class Runner:
             self._run_task(job)
             return
         assert job.request is not None
-        self._start(job, record=True)
         try:
-            result = compile_sources(
+            result = self.compile(
                 job.request,
-                self.settings,
-                cache=self.cache,
+                on_start=lambda: self._start(job, record=True),
                 on_line=lambda stream, text: self.line(job, stream, text),
                 on_phase=lambda label: self._phase(job, label),
                 cancel=job.cancel,
                 missed=missed,
             )
+        except Unstarted:
+            return  # pf serve is stopping: it never ran, and stays queued for the next start
         except BuildCancelled:
             self.end(job, CANCELLED)
         except PfError as error:

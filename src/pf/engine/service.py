@@ -53,6 +53,7 @@ from typing import Any
 from pf import sandbox
 from pf.config import Settings
 from pf.engine import events
+from pf.engine.buildproc import LOOKAHEAD, BuildProcess
 from pf.engine.bus import bus_for
 from pf.engine.cache import ActionCache, Artifact
 from pf.engine.catalog import Module, Modules, Projects
@@ -167,8 +168,18 @@ class BuildService:
         self.dispatcher: Dispatcher | None = None
         # Builds this process queued, for the moment before their record is stored.
         self._sent = RecentBuilds(settings.max_builds)
+        # Compiles run in a process of their own, off this one's GIL; with the shared
+        # tier (PF_LOCAL_BUILDS in shared mode) they stay here, beside its connection.
+        self.build_process = (
+            BuildProcess(settings) if not settings.shared and not self.remote else None
+        )
         self.scheduler = Scheduler(
-            settings.jobs, settings.max_queue, self._triage, self._run, self._retry_after
+            settings.jobs,
+            settings.max_queue,
+            self._triage,
+            self._run,
+            self._retry_after,
+            run_threads=settings.jobs * (LOOKAHEAD if self.build_process is not None else 1),
         )
         database = self.store.db.file
         self.free_space = FreeSpace(
@@ -207,6 +218,7 @@ class BuildService:
             self.estimator,
             self._retire,
             self._index_modules,
+            self.build_process.compile if self.build_process is not None else None,
         )
         if self.remote:
             return self._open_remote()
@@ -271,6 +283,8 @@ class BuildService:
             await asyncio.to_thread(self.dispatcher.stop)
             await asyncio.to_thread(self.dispatcher.queue.close)
         self.scheduler.close()
+        if self.build_process is not None:
+            self.build_process.hold()
         idle = await asyncio.to_thread(self.scheduler.wait_idle, grace)
         if not idle:
             for job in self.scheduler.running_jobs():
@@ -278,6 +292,8 @@ class BuildService:
                 job.cancel.set()
             await asyncio.to_thread(self.scheduler.wait_idle, _CANCEL_JOIN)
         await asyncio.to_thread(self.scheduler.join, _CANCEL_JOIN)
+        if self.build_process is not None:
+            await asyncio.to_thread(self.build_process.close)
         await asyncio.to_thread(self.recorder.stop)
         self.bus.close()
         self.bus.detach()
@@ -643,11 +659,15 @@ class BuildService:
             # Cancelled already, its processes being killed: the second cancel gets the
             # answer it will get once the build has ended, not a second 200.
             raise BuildFinished(build_id, CANCELLED)
+        assert self._runner is not None
         if self.scheduler.remove(job):
-            assert self._runner is not None
             self._runner.end(job, CANCELLED)
         else:
             job.cancel.set()
+            if job.status == QUEUED:
+                # Handed to the build process but not started there: it never will be,
+                # so it ends now, as one still in the queue does.
+                self._runner.end(job, CANCELLED)
         return job.shown()
 
     def _cancel_remote(self, build_id: str, by: str | None) -> BuildRecord:

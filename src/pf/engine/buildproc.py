@@ -1,0 +1,436 @@
+"""pf serve's compiles in a process of their own, so their Python never holds the API's GIL.
+
+Strategy: one child interpreter (``python -m pf.engine.buildproc FD``) runs
+``compile_sources`` for the build service, up to PF_JOBS at once on threads of its own,
+to the same action cache on disk. The service's build threads stay where they were:
+each hands its compile to ``BuildProcess.compile`` and waits, so queueing, records,
+events, logs and cancellation are the service's as before. Over one socket pair
+(``multiprocessing.connection``: a length-prefixed pickle a message) the parent sends
+``compile`` and ``cancel``; the child answers with a compile's output lines, its phases,
+its end (the BuildResult, or the error it raised) and its log records, which the
+parent logs under their own logger names. A reader thread in the parent hands each to
+its compile's callbacks, so a line is recorded as it arrives.
+
+Handed over is not started. The child runs PF_JOBS compiles at once and keeps the
+rest in order; a compile's ``on_start`` runs with its first message from the child (its
+first step's phase, a line, or its end), so a build is shown running only from then.
+The service hands over more builds than PF_JOBS (``LOOKAHEAD`` per job) so that the
+child never waits for the parent between two compiles: with just PF_JOBS handed over,
+each compile thread sat idle through the parent's end of one build and start of the
+next, about as long as a small compile itself. ``hold`` (pf serve stopping) makes the
+child start nothing more: what waits there comes back as Unstarted, and the service
+keeps it queued for its next start.
+
+Why a process: with every compile's bookkeeping (keys, the single-flight lock, the
+sandbox cell's protocol, the resident assembler, the blob and manifest stores) on the
+API process's GIL, pf serve ran one core of compiles however many cores it had; the
+event loop and the compile threads took turns.
+
+Lifetime: the child starts with the first compile that misses the cache (a server that
+only serves hits never starts it) and ends when the parent closes the socket, or dies:
+the child reads the end of the socket, cancels what it runs (each compile kills its
+process group, as on a cancel) and exits. It ignores SIGINT and SIGTERM, which a
+terminal or a service manager sends to the whole group: pf serve's graceful stop
+decides when its builds end. A child that dies fails the compiles it held with
+BuildProcessLost and the next compile starts a new one.
+
+Only what pickles crosses: requests, results and PfErrors (errors.py makes every
+PfError pickle with its fields); any other exception is logged with its traceback in
+the child (which reaches pf serve's log) and crosses as itself or as its repr. Imports engine.compile, engine.cache, config, errors; never server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from pf.config import Settings
+from pf.engine.cache import ActionCache
+from pf.engine.compile import BuildResult, compile_sources
+from pf.engine.diskspace import is_disk_full
+from pf.errors import BuildCancelled, PfError
+from pf.toolchains import CompileRequest
+
+log = logging.getLogger("pf.engine")
+
+# How often a compile waiting on the child looks at its cancel flag: the latency a
+# cancel adds before it reaches the child, which kills the compiler at once.
+_CANCEL_POLL = 0.05
+# How long a closing parent waits for the child to end its compiles and exit.
+_EXIT_WAIT = 10.0
+# Builds handed to the child per compile it runs at once: one running, one next.
+LOOKAHEAD = 2
+
+
+class Unstarted(Exception):
+    """The child was told to hold before it started this compile: it never ran."""
+
+
+class BuildProcessLost(PfError):
+    """The process compiling for pf serve ended while it held this compile."""
+
+    code = "build-process-lost"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"pf serve's build process ended while compiling ({detail})",
+            hint="build again: a new build process starts; if it keeps ending, see pf serve's log",
+        )
+
+
+@dataclass
+class _Call:
+    on_start: Callable[[], None] | None
+    on_line: Callable[[str, str], None] | None
+    on_phase: Callable[[str], None] | None
+    started: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+    result: BuildResult | None = None
+    error: BaseException | None = None
+
+
+class _Child:
+    """One child process and its socket; ``calls`` are the compiles it holds."""
+
+    def __init__(self, settings: Settings) -> None:
+        parent, child = socket.socketpair()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pf.engine.buildproc", str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            child.close()
+        self.socket = parent
+        self.conn = Connection(os.dup(parent.fileno()))
+        self.calls: dict[int, _Call] = {}
+        self.lock = threading.Lock()  # calls, sends and ``alive``
+        self.alive = True
+        self.conn.send(settings)
+
+    def ended(self) -> str:
+        code = self.process.poll()
+        if code is None:
+            return "its socket closed"
+        if code < 0:
+            return f"killed by signal {-code}"
+        return f"exit code {code}"
+
+
+class BuildProcess:
+    """The parent's side: ``compile`` from any thread, ``close`` once at the end."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self._child: _Child | None = None
+        self._closed = False
+
+    @property
+    def pid(self) -> int | None:
+        """The running child's pid, or None before the first compile or after it died."""
+        child = self._child
+        return child.process.pid if child is not None and child.alive else None
+
+    def _running(self) -> _Child:
+        with self._lock:
+            if self._closed:
+                raise BuildProcessLost("pf serve is shutting down")
+            if self._child is None or not self._child.alive:
+                child = _Child(self.settings)
+                threading.Thread(
+                    target=self._read, args=(child,), name="pf-build-reader", daemon=True
+                ).start()
+                self._child = child
+            return self._child
+
+    def compile(
+        self,
+        request: CompileRequest,
+        *,
+        on_start: Callable[[], None] | None = None,
+        on_line: Callable[[str, str], None] | None = None,
+        on_phase: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+        missed: bool = False,
+    ) -> BuildResult:
+        """``compile_sources`` in the child: the same result, errors and callbacks, and
+        ``on_start`` once it started there (with its first line, phase or end, before
+        that is handed on). Unstarted if the child was told to ``hold`` first."""
+        call = _Call(on_start, on_line, on_phase)
+        number = next(self._ids)
+        child = self._running()
+        if not self._send(child, ("compile", number, request, missed), number, call):
+            # It died between being found running and this send: once more, in a new one.
+            child = self._running()
+            if not self._send(child, ("compile", number, request, missed), number, call):
+                raise BuildProcessLost(child.ended())
+        cancelled = False
+        while not call.done.wait(_CANCEL_POLL):
+            if not cancelled and cancel is not None and cancel.is_set():
+                cancelled = True
+                self._send(child, ("cancel", number))
+        if call.error is not None:
+            raise call.error
+        assert call.result is not None
+        return call.result
+
+    @staticmethod
+    def _send(
+        child: _Child, message: tuple[Any, ...], number: int = -1, call: _Call | None = None
+    ) -> bool:
+        """Send ``message`` (registering ``call``); False if the child is known dead. A
+        broken socket counts as sent: the reader is about to end the child's calls."""
+        with child.lock:
+            if not child.alive:
+                return False
+            if call is not None:
+                child.calls[number] = call
+            try:
+                child.conn.send(message)
+            except OSError:
+                pass
+            except BaseException:
+                child.calls.pop(number, None)
+                raise
+        return True
+
+    def _read(self, child: _Child) -> None:
+        while True:
+            try:
+                message = child.conn.recv()
+            except (EOFError, OSError):
+                break
+            except Exception:
+                log.exception("pf: a message from the build process could not be read")
+                break
+            try:
+                self._deliver(child, message)
+            except Exception:
+                log.exception("pf: a message from the build process could not be handled")
+        self._lost(child)
+
+    @staticmethod
+    def _deliver(child: _Child, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "log":
+            _, name, level, text = message
+            logging.getLogger(name).log(level, "%s", text)
+            return
+        with child.lock:
+            call = child.calls.get(message[1])
+            if kind in ("done", "failed", "unstarted", "cancelled"):
+                child.calls.pop(message[1], None)
+        if call is None:
+            return
+        if kind == "unstarted" or kind == "cancelled":
+            call.error = Unstarted() if kind == "unstarted" else BuildCancelled("the build")
+            call.done.set()
+            return
+        if not call.started:
+            # Started is implied by a compile's first message (its first step, or its
+            # end): a message of its own cost each build a wake-up of this thread.
+            call.started = True
+            if call.on_start is not None:
+                call.on_start()
+        if kind == "line" and call.on_line is not None:
+            call.on_line(message[2], message[3])
+        elif kind == "phase" and call.on_phase is not None:
+            call.on_phase(message[2])
+        elif kind == "done":
+            call.result = message[2]
+            call.done.set()
+        elif kind == "failed":
+            call.error = message[2]
+            call.done.set()
+
+    def _lost(self, child: _Child) -> None:
+        with child.lock:
+            child.alive = False
+            calls, child.calls = child.calls, {}
+        child.conn.close()
+        child.socket.close()
+        if not self._closed:
+            # Whatever ended the socket, a child without one can only be ended.
+            child.process.kill()
+        child.process.wait()
+        detail = child.ended()
+        if calls:
+            log.error("pf: the build process ended (%s) during %d compiles", detail, len(calls))
+        for call in calls.values():
+            call.error = BuildProcessLost(detail)
+            call.done.set()
+
+    def hold(self) -> None:
+        """Start no more compiles: those waiting in the child raise Unstarted, and so
+        does any handed over from now on."""
+        with self._lock:
+            child = self._child
+        if child is not None:
+            self._send(child, ("hold",))
+
+    def close(self) -> None:
+        """End the child: it cancels what it still runs, then exits (killed if it hangs)."""
+        with self._lock:
+            self._closed = True
+            child, self._child = self._child, None
+        if child is None:
+            return
+        with child.lock:
+            if child.alive:
+                # Wakes the reader, and the child reads the end of its socket.
+                child.socket.shutdown(socket.SHUT_RDWR)
+        try:
+            child.process.wait(_EXIT_WAIT)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+
+
+# The child ----------------------------------------------------------------------------
+
+
+class _Forward(logging.Handler):
+    """Sends the child's log records to the parent, which logs them as its own."""
+
+    def __init__(self, send: Callable[[tuple[Any, ...]], None]) -> None:
+        super().__init__()
+        self.send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        try:
+            self.send(("log", record.name, record.levelno, text))
+        except OSError:
+            self.handleError(record)
+
+
+def _serve(conn: Connection) -> None:
+    settings: Settings = conn.recv()
+    cache = ActionCache.for_settings(settings)
+    sending = threading.Lock()
+    # Compiles handed over and not started, and those running, by number: each is in
+    # one of them until it is answered, under ``state``.
+    state = threading.Lock()
+    waiting: dict[int, threading.Event] = {}
+    running: dict[int, threading.Event] = {}
+    holding = False
+
+    def send(message: tuple[Any, ...]) -> None:
+        with sending:
+            conn.send(message)
+
+    root = logging.getLogger()
+    root.handlers[:] = [_Forward(send)]
+    root.setLevel(logging.INFO)
+
+    def run(number: int, request: CompileRequest, missed: bool) -> None:
+        with state:
+            cancel = waiting.pop(number, None)
+            if cancel is None:
+                return  # answered while it waited: cancelled, or held
+            running[number] = cancel
+        try:
+            result = compile_sources(
+                request,
+                settings,
+                cache=cache,
+                on_line=lambda stream, text: send(("line", number, stream, text)),
+                on_phase=lambda label: send(("phase", number, label)),
+                cancel=cancel,
+                missed=missed,
+            )
+        except PfError as error:
+            send(("failed", number, error))
+        except Exception as error:
+            if not is_disk_full(error):
+                log.exception("pf: a compile failed inside pf's build process")
+            send(("failed", number, _portable(error)))
+        else:
+            send(("done", number, result))
+        finally:
+            with state:
+                running.pop(number, None)
+
+    def answer(kind: str, numbers: list[int]) -> None:
+        for number in numbers:
+            send((kind, number))
+
+    # Its queue keeps what waits in the order it was handed over.
+    with ThreadPoolExecutor(settings.jobs, thread_name_prefix="pf-build") as pool:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                break
+            kind = message[0]
+            if kind == "compile":
+                _, number, request, missed = message
+                with state:
+                    if not holding:
+                        waiting[number] = threading.Event()
+                if holding:
+                    answer("unstarted", [number])
+                else:
+                    pool.submit(run, number, request, missed)
+            elif kind == "cancel":
+                # A compile that waits is answered now, not once a thread is free.
+                with state:
+                    event = running.get(message[1])
+                    unstarted = waiting.pop(message[1], None) is not None
+                if event is not None:
+                    event.set()
+                if unstarted:
+                    answer("cancelled", [message[1]])
+            elif kind == "hold":
+                with state:
+                    holding = True
+                    held, waiting = list(waiting), {}
+                answer("unstarted", held)
+        # The parent is gone or closing: nobody waits for these compiles any more.
+        with state:
+            waiting.clear()
+            for event in running.values():
+                event.set()
+
+
+def _portable(error: Exception) -> Exception:
+    """``error`` if it survives pickling (an OSError keeps its errno: a full disk stays
+    a full disk), else a RuntimeError of its repr; its traceback is logged here."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return RuntimeError(repr(error))
+    return error
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    conn = Connection(int(argv[0]))
+    try:
+        _serve(conn)
+    finally:
+        conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

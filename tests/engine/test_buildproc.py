@@ -1,0 +1,313 @@
+"""pf serve's build process: a compile there is the compile here, and what ends it.
+
+Real compiles in a real child process. Compiles that must stay running (to be
+cancelled, held back, or lose their process) run a wat2wasm wrapper that hangs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import pytest
+
+from pf.config import Settings, load_settings
+from pf.engine.buildproc import (
+    BuildProcess,
+    BuildProcessLost,
+    Unstarted,
+    _Child,
+    _Forward,
+)
+from pf.engine.compile import compile_sources
+from pf.errors import (
+    BuildCancelled,
+    BuildTimeout,
+    CompileFailed,
+    Diagnostic,
+    InvalidOption,
+    PfError,
+    QueueFull,
+    SandboxUnavailable,
+    ToolchainMissing,
+)
+from pf.toolchains import CompileRequest, SourceFile
+from tests.engine.service_harness import install_wrapper, process_gone, wat
+
+
+def _request(source: str, name: str = "m.wat") -> CompileRequest:
+    return CompileRequest("wat", "wasm", (SourceFile(name, source.encode()),))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("PF_CACHE_DIR", str(tmp_path / "cache"))
+    return load_settings()
+
+
+@pytest.fixture
+def process(settings: Settings) -> Iterator[BuildProcess]:
+    built = BuildProcess(settings)
+    yield built
+    built.close()
+
+
+def _compile_in_thread(
+    process: BuildProcess, request: CompileRequest, **keywords: object
+) -> tuple[threading.Thread, list[object]]:
+    """Start ``process.compile`` on a thread; the list gets its result or error."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(process.compile(request, **keywords))  # type: ignore[arg-type]
+        except BaseException as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+@pytest.fixture
+def hanging_tool(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """wat2wasm that never ends, under the sandbox, in a folder its uid can read;
+    returns the name its sleep runs under."""
+    marker = f"pf-test-hang-{uuid.uuid4().hex}"
+    folder = Path(tempfile.mkdtemp(prefix="pf-tool-"))
+    folder.chmod(0o755)
+    tool = folder / "wat2wasm"
+    tool.write_text(
+        "#!/bin/bash\n"
+        'if [ "$1" = --version ]; then exec /usr/bin/wat2wasm --version; fi\n'
+        f"exec -a {marker} sleep 300\n"
+    )
+    tool.chmod(0o755)
+    monkeypatch.setenv("PF_TOOL_WAT2WASM", str(tool))
+    monkeypatch.setenv("PF_WAT_ASSEMBLER", "wat2wasm")
+    yield marker
+    shutil.rmtree(folder)
+
+
+def _pids_named(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
+        except OSError:
+            continue
+        if argv0 == marker.encode() and not process_gone(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def _wait(predicate: object, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never: {what}")
+        time.sleep(0.02)
+
+
+def test_a_compile_there_is_the_compile_here(settings: Settings, process: BuildProcess) -> None:
+    seen: list[str] = []
+    result = process.compile(
+        _request(wat(1)),
+        on_start=lambda: seen.append("start"),
+        on_phase=seen.append,
+        missed=True,
+    )
+    assert seen[0] == "start" and len(seen) >= 2  # started, then its step
+    assert process.pid is not None and process.pid != os.getpid()
+    (artifact,) = result.artifacts
+    assert artifact.path.read_bytes().startswith(b"\0asm") and not result.cached
+    # Stored by the child where this process finds it: the same action, a cache hit.
+    here = compile_sources(_request(wat(1)), settings)
+    assert here.cached and here.key == result.key and here.artifacts == result.artifacts
+
+    with pytest.raises(CompileFailed) as failed:
+        process.compile(_request("(module\n  (func (result i32) i64.const 1))\n"))
+    assert failed.value.diagnostics, failed.value.message
+    assert failed.value.diagnostics[0].file == "m.wat" and failed.value.diagnostics[0].line == 2
+    assert process.compile(_request(wat(2))).artifacts[0].name == "m.wasm"  # still serving
+
+
+def test_a_missing_toolchain_crosses_with_its_install_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PF_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PF_WAT_ASSEMBLER", "wat2wasm")
+    monkeypatch.setenv("PF_TOOL_WAT2WASM", str(tmp_path / "no-such-wat2wasm"))
+    process = BuildProcess(load_settings())
+    try:
+        with pytest.raises(ToolchainMissing) as missing:
+            process.compile(_request(wat(3)))
+    finally:
+        process.close()
+    assert missing.value.install and "apt-get install" in missing.value.install
+    assert missing.value.hint == f"install it with: {missing.value.install}"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        CompileFailed(
+            "m.c:1:2: error: x", diagnostics=[Diagnostic("m.c", 1, 2, "error", "x")], log="x"
+        ),
+        ToolchainMissing("C → wasm", "clang is not installed", "apt-get install -y clang"),
+        BuildTimeout("the compile", 2.5),
+        BuildCancelled("the build"),
+        InvalidOption("opt_level", "not one of the levels", ["0", "1"]),
+        QueueFull(10, 3),
+        SandboxUnavailable("no user namespaces", "sysctl kernel.unprivileged_userns_clone=1"),
+        PfError("plain", hint="a hint"),
+    ],
+)
+def test_every_kind_of_pf_error_survives_pickling_with_its_fields(error: PfError) -> None:
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert (copy.message, copy.hint, copy.code, copy.args) == (
+        error.message,
+        error.hint,
+        error.code,
+        error.args,
+    )
+    assert vars(copy) == vars(error)
+
+
+def test_a_cancel_reaches_the_compile_in_the_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PF_CACHE_DIR", str(tmp_path / "cache"))
+    wrapper = install_wrapper(tmp_path, monkeypatch)
+    wrapper.hang()
+    process = BuildProcess(load_settings())
+    try:
+        cancel = threading.Event()
+        thread, outcome = _compile_in_thread(process, _request(wat(4)), cancel=cancel)
+        pid = wrapper.child_pid()
+        cancel.set()
+        thread.join(20)
+        assert isinstance(outcome[0], BuildCancelled)
+        _wait(lambda: process_gone(pid), "the cancelled compiler ended")
+    finally:
+        wrapper.release()
+        process.close()
+
+
+def test_held_compiles_come_back_unstarted_and_running_ones_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PF_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PF_JOBS", "1")
+    wrapper = install_wrapper(tmp_path, monkeypatch)
+    wrapper.hang()
+    process = BuildProcess(load_settings())
+    try:
+        started: list[str] = []
+        running, first = _compile_in_thread(
+            process, _request(wat(5)), on_start=lambda: started.append("first")
+        )
+        wrapper.child_pid()
+        # One compile at a time (PF_JOBS=1): these two wait in the child, not started.
+        waiting = [
+            _compile_in_thread(process, _request(wat(n)), on_start=lambda: started.append("x"))
+            for n in (6, 7)
+        ]
+        cancelled = threading.Event()
+        dropped, gone = _compile_in_thread(process, _request(wat(8)), cancel=cancelled)
+        cancelled.set()
+        dropped.join(20)
+        assert isinstance(gone[0], BuildCancelled)
+        process.hold()
+        for thread, outcome in waiting:
+            thread.join(20)
+            assert isinstance(outcome[0], Unstarted)
+        with pytest.raises(Unstarted):
+            process.compile(_request(wat(9)))  # handed over after the hold
+        wrapper.release()
+        running.join(20)
+        assert not isinstance(first[0], BaseException) and started == ["first"]
+        assert wrapper.start_count() == 1
+    finally:
+        wrapper.release()
+        process.close()
+
+
+def test_a_killed_build_process_fails_its_compiles_and_the_next_starts_a_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hanging_tool: str
+) -> None:
+    marker = hanging_tool
+    monkeypatch.setenv("PF_CACHE_DIR", str(tmp_path / "cache"))
+    process = BuildProcess(load_settings())
+    try:
+        thread, outcome = _compile_in_thread(process, _request(wat(10)))
+        _wait(lambda: _pids_named(marker) or outcome, "the compiler started")
+        assert not outcome, outcome
+        first = process.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        thread.join(20)
+        (error,) = outcome
+        assert isinstance(error, BuildProcessLost)
+        assert "killed by signal 9" in error.message and error.hint
+        # The sandbox dies with the process that started it: no compiler is left.
+        _wait(lambda: not _pids_named(marker), "the orphaned compiler ended")
+
+        monkeypatch.delenv("PF_TOOL_WAT2WASM")
+        process.settings = load_settings()
+        result = process.compile(_request(wat(11)))
+        assert result.artifacts[0].path.read_bytes().startswith(b"\0asm")
+        assert process.pid not in (None, first)
+    finally:
+        process.close()
+
+
+def test_closing_ends_the_child_and_refuses_later_compiles(process: BuildProcess) -> None:
+    process.compile(_request(wat(12)))
+    pid = process.pid
+    assert pid is not None
+    process.close()
+    assert process_gone(pid)
+    with pytest.raises(BuildProcessLost, match="shutting down"):
+        process.compile(_request(wat(13)))
+
+
+def test_the_childs_log_records_are_logged_here_under_their_names(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ours, theirs = socket.socketpair()
+    sender, receiver = Connection(theirs.detach()), Connection(ours.detach())
+    forward = _Forward(sender.send)
+    try:
+        raise OSError(28, "No space left on device")
+    except OSError:
+        record = logging.LogRecord(
+            "pf.sandbox", logging.WARNING, __file__, 1, "cell %s: %s", ("3", "reset"), None
+        )
+        record.exc_info = __import__("sys").exc_info()
+    forward.emit(record)
+    child = object.__new__(_Child)
+    child.calls = {}
+    child.lock = threading.Lock()
+    with caplog.at_level(logging.WARNING, logger="pf.sandbox"):
+        BuildProcess._deliver(child, receiver.recv())
+    (logged,) = [r for r in caplog.records if r.name == "pf.sandbox"]
+    assert logged.levelno == logging.WARNING
+    assert logged.getMessage().startswith("cell 3: reset\nTraceback")
+    assert "No space left on device" in logged.getMessage()
+    sender.close()
+    receiver.close()
