@@ -120,6 +120,37 @@ def test_cancelling_a_running_build_kills_its_process_group(
     asyncio.run(scenario())
 
 
+def test_a_build_waiting_in_the_build_process_is_queued_and_cancelled_at_once(
+    projects: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_worker: None
+) -> None:
+    wrapper = install_wrapper(tmp_path, monkeypatch)
+    wrapper.hang()
+
+    async def scenario() -> None:
+        async with running(projects) as service:
+            busy = service.submit_compile("wat", "wasm", {"m.wat": wat(30)}, {}).id
+            await asyncio.to_thread(wrapper.child_pid)
+            sub = service.subscribe()
+            waiting = service.submit_compile("wat", "wasm", {"m.wat": wat(31)}, {}).id
+            # Handed to the build process (a second build thread holds it), not started.
+            deadline = time.monotonic() + 20
+            while len(service.scheduler.running_jobs()) < 2:
+                assert time.monotonic() < deadline, "the second build was never handed over"
+                await asyncio.sleep(0.01)
+            assert status_of(service, waiting) == "queued"
+            assert (service.active_builds, service.queued_builds) == (1, 1)
+            cancelled = service.cancel(waiting)
+            assert cancelled.status == "cancelled" and cancelled.ended_at is not None
+            seen = await events_until_end(sub, waiting)
+            assert [e["type"] for e in seen] == ["build_started", "build_cancelled"]
+            wrapper.release()
+            assert (await wait_for(service, busy)).status == "completed"
+            assert wrapper.start_count() == 1  # the cancelled one never ran
+            assert status_of(service, waiting) == "cancelled"
+
+    asyncio.run(scenario())
+
+
 def test_a_cache_hit_is_answered_while_misses_wait(
     projects: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_worker: None
 ) -> None:

@@ -36,11 +36,14 @@ BuildProcessLost and the next compile starts a new one.
 
 Only what pickles crosses: requests, results and PfErrors (errors.py makes every
 PfError pickle with its fields); any other exception is logged with its traceback in
-the child (which reaches pf serve's log) and crosses as itself or as its repr. Imports engine.compile, engine.cache, config, errors; never server.
+the child (which reaches pf serve's log) and crosses as itself or as its repr.
+Imports engine.compile, engine.cache, engine.diskspace, toolchains, config and errors;
+never server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -66,8 +69,8 @@ from pf.toolchains import CompileRequest
 
 log = logging.getLogger("pf.engine")
 
-# How often a compile waiting on the child looks at its cancel flag: the latency a
-# cancel adds before it reaches the child, which kills the compiler at once.
+# How often a compile waiting on the child looks at its cancel flag, for a cancel set
+# by someone who did not call forward_cancels.
 _CANCEL_POLL = 0.05
 # How long a closing parent waits for the child to end its compiles and exit.
 _EXIT_WAIT = 10.0
@@ -96,6 +99,8 @@ class _Call:
     on_start: Callable[[], None] | None
     on_line: Callable[[str, str], None] | None
     on_phase: Callable[[str], None] | None
+    cancel: threading.Event | None = None
+    cancel_sent: bool = False
     started: bool = False
     done: threading.Event = field(default_factory=threading.Event)
     result: BuildResult | None = None
@@ -172,7 +177,7 @@ class BuildProcess:
         """``compile_sources`` in the child: the same result, errors and callbacks, and
         ``on_start`` once it started there (with its first line, phase or end, before
         that is handed on). Unstarted if the child was told to ``hold`` first."""
-        call = _Call(on_start, on_line, on_phase)
+        call = _Call(on_start, on_line, on_phase, cancel)
         number = next(self._ids)
         child = self._running()
         if not self._send(child, ("compile", number, request, missed), number, call):
@@ -180,11 +185,9 @@ class BuildProcess:
             child = self._running()
             if not self._send(child, ("compile", number, request, missed), number, call):
                 raise BuildProcessLost(child.ended())
-        cancelled = False
         while not call.done.wait(_CANCEL_POLL):
-            if not cancelled and cancel is not None and cancel.is_set():
-                cancelled = True
-                self._send(child, ("cancel", number))
+            if cancel is not None and cancel.is_set():
+                self.forward_cancels()
         if call.error is not None:
             raise call.error
         assert call.result is not None
@@ -275,6 +278,22 @@ class BuildProcess:
         for call in calls.values():
             call.error = BuildProcessLost(detail)
             call.done.set()
+
+    def forward_cancels(self) -> None:
+        """Tell the child of every compile whose cancel is set: whoever sets one calls
+        this, so a compile that waits there never starts; the compiles' own waits look
+        every _CANCEL_POLL seconds as well."""
+        child = self._child
+        if child is None:
+            return
+        with child.lock:
+            if not child.alive:
+                return
+            for number, call in child.calls.items():
+                if call.cancel is not None and call.cancel.is_set() and not call.cancel_sent:
+                    call.cancel_sent = True
+                    with contextlib.suppress(OSError):  # the reader ends the calls
+                        child.conn.send(("cancel", number))
 
     def hold(self) -> None:
         """Start no more compiles: those waiting in the child raise Unstarted, and so

@@ -290,6 +290,8 @@ class BuildService:
             for job in self.scheduler.running_jobs():
                 job.cancel_reason = SHUTDOWN_REASON
                 job.cancel.set()
+            if self.build_process is not None:
+                self.build_process.forward_cancels()
             await asyncio.to_thread(self.scheduler.wait_idle, _CANCEL_JOIN)
         await asyncio.to_thread(self.scheduler.join, _CANCEL_JOIN)
         if self.build_process is not None:
@@ -664,6 +666,8 @@ class BuildService:
             self._runner.end(job, CANCELLED)
         else:
             job.cancel.set()
+            if self.build_process is not None:
+                self.build_process.forward_cancels()
             if job.status == QUEUED:
                 # Handed to the build process but not started there: it never will be,
                 # so it ends now, as one still in the queue does.
