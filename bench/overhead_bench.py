@@ -2,7 +2,10 @@
 
 For each language (WAT, the cheapest compile, where overhead shows most; C and Rust,
 fewer modules) N distinct small modules, each a miss for every cache, are compiled
-three ways, alternating, median of PF_BENCH_RUNS rounds (3), each round fresh modules:
+these ways, median of PF_BENCH_RUNS rounds (3), each round fresh modules; bare, engine
+and serve alternate, and the rows that start a process per module in a sandbox
+workspace (wat2wasm, 1-shot) run after all of theirs, since the files they delete make
+every file created after them dearer on this disk (see the end of this docstring):
 
   bare    the tool itself in an ``xargs -P <PF_JOBS>`` loop, with the argv pf's driver
           plans (read from the driver, so the flags are the same): ``xargs -I{}
@@ -33,8 +36,8 @@ Last, the cost of one confined step of /usr/bin/true, one at a time: in a cell, 
 bubblewrap of its own, and a bare fork and exec; and what a new file and a new directory
 cost where the rounds ran (TMPDIR) and on /dev/shm, before and after the rounds. Every
 compile, bare or through pf, makes a few: on a disk where they are slow (an ext4
-without a journal steps over every inode deleted in the last minutes), they move every
-row between runs.
+without a journal steps over every inode deleted in the last one to six minutes, in
+the kernel's ``recently_deleted``), they move every row between runs.
 """
 
 from __future__ import annotations
@@ -348,19 +351,26 @@ def main() -> None:
             # Probes the tools, warms the OS file cache and the server's first compile.
             compile_sources(language.request(0), settings, cache=cache)
             asyncio.run(_serve_round(server, language, 1, token))
+            # The rows compared with the bare loop first, alternating, then those that
+            # start a process per module in a sandbox workspace: those delete thousands
+            # of files, and on this disk a file created for minutes after that costs
+            # up to 40 times as much (see the module docstring). A WAT build through
+            # the engine or pf serve deletes nothing.
             for run in range(RUNS):
                 first = (run + 1) * 1_000_000
                 rounds = figures.setdefault((language.name, "bare"), [])
                 rounds.append(bare(language, first, settings, base))
                 rounds = figures.setdefault((language.name, "engine"), [])
                 rounds.append(engine(language, first + 100_000, settings, cache))
+                rounds = figures.setdefault((language.name, "serve"), [])
+                rounds.append(asyncio.run(_serve_round(server, language, first + 200_000, token)))
+            for run in range(RUNS):
+                first = (run + 1) * 1_000_000
                 if language.name == "wat":
                     rounds = figures.setdefault((language.name, "wat2wasm"), [])
                     rounds.append(engine(language, first + 400_000, native, cache))
                 rounds = figures.setdefault((language.name, "1-shot"), [])
                 rounds.append(engine(language, first + 300_000, one_shot, cache))
-                rounds = figures.setdefault((language.name, "serve"), [])
-                rounds.append(asyncio.run(_serve_round(server, language, first + 200_000, token)))
         creates["after"] = [create_costs(place) for place in places]
     finally:
         server.__exit__()
