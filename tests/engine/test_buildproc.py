@@ -133,7 +133,7 @@ def test_a_compile_there_is_the_compile_here(settings: Settings, process: BuildP
     assert seen[0] == "start" and len(seen) >= 2  # started, then its step
     assert process.pid is not None and process.pid != os.getpid()
     (artifact,) = result.artifacts
-    assert artifact.path.read_bytes().startswith(b"\0asm") and not result.cached
+    assert artifact.read_bytes().startswith(b"\0asm") and not result.cached
     # Stored by the child where this process finds it: the same action, a cache hit.
     here = compile_sources(_request(wat(1)), settings)
     assert here.cached and here.key == result.key and here.artifacts == result.artifacts
@@ -270,7 +270,7 @@ def test_a_killed_build_process_fails_its_compiles_and_the_next_starts_a_new_one
         monkeypatch.delenv("PF_TOOL_WAT2WASM")
         process.settings = load_settings()
         result = process.compile(_request(wat(11)))
-        assert result.artifacts[0].path.read_bytes().startswith(b"\0asm")
+        assert result.artifacts[0].read_bytes().startswith(b"\0asm")
         assert process.pid not in (None, first)
     finally:
         process.close()

@@ -19,7 +19,7 @@ import pytest
 from pf.config import load_settings
 from pf.engine import ActionCache, compile_sources
 from pf.engine.cache import usage
-from pf.engine.manifests import Manifests
+from pf.engine.manifests import INLINE_MAX, Manifests
 from pf.sandbox import truncation_marker
 from pf.toolchains import CompileRequest, SourceFile
 
@@ -91,7 +91,7 @@ def test_a_flooding_compiler_that_succeeds_keeps_a_capped_log(
     assert len(manifest) < 1_000_000
     hit = compile_sources(request, settings)
     assert hit.cached and hit.log == built.log
-    assert hit.artifacts[0].path.read_bytes()[:4] == b"\0asm"
+    assert hit.artifacts[0].read_bytes()[:4] == b"\0asm"
 
 
 def test_manifests_count_towards_the_bound(tmp_path: Path) -> None:
@@ -216,7 +216,7 @@ def test_a_store_measures_the_cache_and_sweeps_stale_scratch_dirs(tmp_path: Path
     output.write_bytes(b"\0asm")
     entry = cache.store("c" * 64, [("out.wasm", "wasm", output)], [], [], None, 0.0)
     assert not stale.exists()
-    assert entry.artifacts[0].path.read_bytes() == b"\0asm"
+    assert entry.artifacts[0].read_bytes() == b"\0asm"
     assert json.loads(_manifests(root)[0])["key"] == "c" * 64
 
 
@@ -237,7 +237,7 @@ def test_unconfined_scratch_dirs_go_to_a_tmpfs_with_room(tmp_path: Path) -> None
     request = CompileRequest("c", "wasm", (SourceFile("add.c", ADD_C),))
     off = load_settings(environ={**environ, "PF_SANDBOX": "off"})
     built = compile_sources(request, off, cache=cache)
-    assert built.artifacts[0].path.read_bytes()[:4] == b"\0asm"
+    assert built.artifacts[0].read_bytes()[:4] == b"\0asm"
     assert built.artifacts[0].path.is_relative_to(tmp_path / "cache")
 
 
@@ -245,7 +245,8 @@ def test_manifests_an_older_pf_kept_as_files_stay_hits(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     cache = ActionCache(root, max_bytes=10**9)
     output = tmp_path / "out.wasm"
-    output.write_bytes(b"\0asm")
+    # Larger than a blob the database keeps: an older pf kept every blob as a file.
+    output.write_bytes(b"\0asm" + bytes(INLINE_MAX))
     stored = cache.store("d" * 64, [("out.wasm", "wasm", output)], [], [], None, 0.0)
     (raw,) = _manifests(root)
     (root / "manifests.db").unlink()

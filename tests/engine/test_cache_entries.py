@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pf.config import load_settings
-from pf.engine import compile_sources
+from pf.engine import ActionCache, compile_sources
 from pf.engine.manifests import Manifests
 from pf.toolchains import CompileRequest, SourceFile
 
@@ -101,12 +101,14 @@ def test_an_output_name_that_is_not_a_plain_file_name_is_never_exported(
 def test_cache_files_take_the_modes_the_umask_allows(counted: Path) -> None:
     previous = os.umask(0o022)
     try:
-        built = compile_sources(_request(), load_settings())
+        (artifact,) = compile_sources(_request(), load_settings()).artifacts
+        # A blob is a file once something asks for one (the database keeps a small one).
+        blob = ActionCache.for_settings(load_settings()).fetch(artifact.digest, artifact.size)
     finally:
         os.umask(previous)
     cache_dir = load_settings().cache_dir
     assert stat.S_IMODE((cache_dir / "manifests.db").stat().st_mode) == 0o644
-    assert stat.S_IMODE(built.artifacts[0].path.stat().st_mode) & 0o444 == 0o444
+    assert blob is not None and stat.S_IMODE(blob.stat().st_mode) & 0o444 == 0o444
     assert stat.S_IMODE((cache_dir / "locks" / "evict.lock").stat().st_mode) == 0o644
     for lock in (cache_dir / "locks").glob("*.lock"):
         assert stat.S_IMODE(lock.stat().st_mode) & 0o044 == 0o044

@@ -33,6 +33,17 @@ def _starts(log: Path) -> int:
     return len(log.read_text().splitlines())
 
 
+def _damage(cache_dir: Path, digest: str, data: bytes) -> None:
+    """Put ``data`` in place of blob ``digest``'s bytes, wherever the cache keeps them: a
+    row of its database, or a file."""
+    with sqlite3.connect(cache_dir / "manifests.db") as db:
+        kept = db.execute("UPDATE blobs SET data = ? WHERE digest = ?", (data, digest)).rowcount
+    if not kept:
+        blob = cache_dir / "cas" / digest[:2] / digest
+        blob.chmod(0o644)
+        blob.write_bytes(data)
+
+
 def _request(source: bytes = ADD_C, **options: str) -> CompileRequest:
     return CompileRequest("c", "wasm", (SourceFile("add.c", source),), Options.parse(options))
 
@@ -47,7 +58,7 @@ def test_second_identical_compile_is_a_hit_that_starts_no_compiler(counted: Path
     assert _starts(counted) == starts
     assert second.key == first.key
     assert [a.digest for a in second.artifacts] == [a.digest for a in first.artifacts]
-    assert second.artifacts[0].path.read_bytes()[:4] == b"\0asm"
+    assert second.artifacts[0].read_bytes()[:4] == b"\0asm"
 
 
 def test_a_caller_that_just_missed_still_finds_what_was_stored_meanwhile(counted: Path) -> None:
@@ -152,15 +163,14 @@ def test_concurrent_identical_compiles_in_separate_processes_run_once(counted: P
 def test_a_truncated_blob_is_detected_and_rebuilt(counted: Path) -> None:
     settings = load_settings()
     first = compile_sources(_request(), settings)
-    blob = first.artifacts[0].path
-    blob.chmod(0o644)
-    blob.write_bytes(blob.read_bytes()[:10])
+    (artifact,) = first.artifacts
+    _damage(settings.cache_dir, artifact.digest, artifact.read_bytes()[:10])
     starts = _starts(counted)
     again = compile_sources(_request(), settings)
     assert not again.cached
     assert _starts(counted) > starts
-    assert again.artifacts[0].path.read_bytes() == first.artifacts[0].path.read_bytes()
-    assert len(again.artifacts[0].path.read_bytes()) == first.artifacts[0].size
+    assert again.artifacts[0].read_bytes() == first.artifacts[0].read_bytes()
+    assert len(again.artifacts[0].read_bytes()) == first.artifacts[0].size
 
 
 def test_a_failed_compile_is_not_cached(counted: Path) -> None:
@@ -188,9 +198,7 @@ def test_least_recently_used_entries_are_evicted_past_the_bound(counted: Path) -
     # then shrink the bound.
     with sqlite3.connect(settings.cache_dir / "manifests.db") as db:
         db.execute("UPDATE manifests SET used = used - 3600")
-    for result in results:
-        blob = result.artifacts[0].path
-        os.utime(blob, (blob.stat().st_atime, blob.stat().st_mtime - 3600))
+        db.execute("UPDATE blobs SET used = used - 3600")
     compile_sources(_request(sources[0]), settings)
     cache = ActionCache(settings.cache_dir, max_bytes=size * 2)
     cache.evict()
@@ -297,14 +305,14 @@ def test_a_damaged_prebuilt_runtime_is_rebuilt_not_linked(counted_clang19: Path)
     found = [store.get(key) for _, _, key in store.entries()]
     manifests = [m[0] for m in found if m is not None and b"pf_fortran_rt.o" in m[0]]
     assert len(manifests) == 1
-    digest = json.loads(manifests[0])["outputs"][0]["digest"]
-    blob = settings.cache_dir / "cas" / digest[:2] / digest
-    blob.chmod(0o644)
-    blob.write_bytes(b"\0asm damaged")
+    runtime = json.loads(manifests[0])["outputs"][0]
+    _damage(settings.cache_dir, runtime["digest"], b"\0asm damaged")
     rebuilt = compile_sources(_fortran(TWICE_F90), settings)
     assert not rebuilt.cached
     assert _runtime_builds(counted_clang19) == 2
-    assert blob.read_bytes() != b"\0asm damaged"
+    # Built again to the same bytes, which replaced the damaged ones.
+    path = ActionCache.for_settings(settings).fetch(runtime["digest"], runtime["size"])
+    assert path is not None and path.read_bytes() != b"\0asm damaged"
 
 
 def test_a_finished_pf_process_leaves_no_scratch_directory(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def _attempt(language: str, target: str, name: str, source: str) -> tuple[bytes,
         produced = "\n".join([*seen, *lines]).encode()
         return produced + _everything(settings.cache_dir), error
     produced = json.dumps(result.to_dict()).encode() + "\n".join(lines).encode()
-    produced += b"".join(a.path.read_bytes() for a in result.artifacts)
+    produced += b"".join(a.read_bytes() for a in result.artifacts)
     return produced + _everything(settings.cache_dir), None
 
 

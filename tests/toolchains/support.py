@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import wasmtime
 
 from pf.config import Settings, load_settings
 from pf.engine import BuildResult, compile_sources
+from pf.engine.cache import Artifact
 from pf.toolchains import (
     CompileRequest,
     Options,
@@ -49,8 +51,20 @@ def unchecked(name: str, content: bytes) -> SourceFile:
     return source
 
 
+# Removed when the test process ends.
+_FILES = tempfile.TemporaryDirectory(prefix="pf-test-outputs-")
+
+
+def as_file(artifact: Artifact) -> Path:
+    """The artifact as a file of its own, for the tools that run it: the cache keeps a
+    small one in its database, not as a file."""
+    target = Path(tempfile.mkdtemp(dir=_FILES.name)) / artifact.name
+    artifact.copy_to(target)
+    return target
+
+
 def outputs(result: BuildResult) -> dict[str, Path]:
-    return {artifact.name: artifact.path for artifact in result.artifacts}
+    return {artifact.name: as_file(artifact) for artifact in result.artifacts}
 
 
 def instantiate(

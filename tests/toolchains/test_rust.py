@@ -21,7 +21,7 @@ from pf.engine import BuildResult
 from pf.errors import CompileFailed, InvalidOption, RequestError, Unbuildable
 from pf.toolchains import CompileRequest, Options, Run, SourceFile, get_driver
 from pf.toolchains.rust import RustDriver
-from tests.toolchains.support import compile_files
+from tests.toolchains.support import as_file, compile_files
 from tests.tools import needs_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,8 +56,8 @@ def build(settings: Settings, target: str, files: dict[str, str], **options: Any
 
 
 def artifact(result: BuildResult, suffix: str) -> Path:
-    (found,) = [a.path for a in result.artifacts if a.name.endswith(suffix)]
-    return Path(found)
+    (found,) = [a for a in result.artifacts if a.name.endswith(suffix)]
+    return as_file(found)
 
 
 def instantiate(

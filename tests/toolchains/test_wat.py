@@ -14,7 +14,7 @@ from pf.engine import compile_sources
 from pf.errors import CompileFailed, InvalidOption, RequestError
 from pf.toolchains import CompileRequest, Options, SourceFile
 from pf.toolchains.wat import WatDriver
-from tests.toolchains.support import compile_files, instantiate
+from tests.toolchains.support import as_file, compile_files, instantiate
 
 DEMO = Path(__file__).parents[2] / "demos" / "polyglot" / "wat" / "add.wat"
 CASES = Path(__file__).parent / "cases" / "wat"
@@ -28,7 +28,7 @@ TWO = b"""(module $two
 
 def build(settings: Settings, target: str, name: str, text: bytes, **options: object) -> Path:
     (artifact,) = compile_files(settings, "wat", target, {name: text}, **options).artifacts
-    return artifact.path
+    return as_file(artifact)
 
 
 def test_wasm_add(settings: Settings) -> None:
@@ -74,7 +74,7 @@ def test_llvm_via_wasm2c_verifies(settings: Settings) -> None:
     request = CompileRequest("wat", "llvm", (SourceFile("add.wat", DEMO.read_bytes()),))
     result = compile_sources(request, settings)
     assert result.note is not None and "wasm2c runtime model" in result.note
-    ir = result.artifacts[0].path
+    ir = as_file(result.artifacts[0])
     subprocess.run(["llvm-as-14", str(ir), "-o", os.devnull], check=True)
     assert "@Z_addZ_add" in ir.read_text()
 

@@ -31,7 +31,7 @@ MODULES = sorted(DEMOS.rglob("*.wat"))
 
 def _assembled(settings: Settings, name: str, text: bytes, **options: object) -> bytes:
     (artifact,) = compile_files(settings, "wat", "wasm", {name: text}, **options).artifacts
-    return artifact.path.read_bytes()
+    return artifact.read_bytes()
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(DEMOS)))
@@ -150,7 +150,7 @@ def test_a_module_is_assembled_without_a_scratch_folder(tmp_path: Path, settings
     text = b'(module (func (export "f") (result i32) i32.const 7070))'
     result = compile_files(own, "wat", "wasm", {"f.wat": text})
     assert not result.cached
-    assert result.artifacts[0].path.read_bytes().startswith(b"\0asm")
+    assert result.artifacts[0].read_bytes().startswith(b"\0asm")
     assert scratch.stat().st_mtime_ns == before
     native = dataclasses.replace(own, wat_assembler="wat2wasm", sandbox="off")
     compile_files(native, "wat", "wasm", {"f.wat": text})

@@ -1,15 +1,18 @@
 """The action cache: action key -> manifest of outputs and captured logs, bounded in bytes.
 
-Layout under the cache directory: ``manifests.db`` (engine.manifests: one SQLite file,
-so storing an entry makes one file, its blob, not two), ``cas/`` blobs (store.BlobStore),
-``tmp/`` scratch directories, ``locks/`` single-flight and evict locks.
+Layout under the cache directory: ``manifests.db`` (engine.manifests: one SQLite file
+of the manifests and of the blobs of at most 16 KiB, so storing a small compile's entry
+creates no file at all), ``cas/`` larger blobs (store.BlobStore), ``tmp/`` scratch
+directories, ``locks/`` single-flight and evict locks.
 Scratch directories (unconfined compiles only; the sandbox brings its own) go to
 PF_SCRATCH_DIR instead when set, and by default to ``/dev/shm/pf-<uid>`` where
 ``/dev/shm`` is a tmpfs with 1 GiB free: they are thrown away after each compile, and
 on a journalled disk making their directories and files costs more than a small
 compile's own work. The store itself stays on disk.
-A manifest is written only after all its blobs are in place, in one transaction, so a
-reader sees a whole entry or none. Files are created with the modes the user's umask
+A manifest is written only after all its blob files are in place, in one transaction
+with the blobs kept in the database, so a reader sees a whole entry or none. A blob
+kept there that something needs as a file (pf serve sends files) is written to ``cas/``
+when first asked for (``fetch``). Files are created with the modes the user's umask
 allows, so a cache can be shared by a group.
 A lookup validates the manifest's shape (an output name is a plain file name, so it
 cannot point an export outside its directory), verifies every blob's size and digest,
@@ -18,15 +21,14 @@ malformed entry, or one with a damaged or missing blob, is dropped and reported 
 miss, so it is rebuilt and never served; one whose dependencies changed is a miss
 that the rebuild replaces.
 
-Recency is a blob's mtime and a manifest's ``used`` time, refreshed on each hit for the
-manifest and its blobs alike. When the store (manifests and blobs) grows past
-``max_bytes``, the least recently used are removed, manifests and blobs alike and
-without reading any manifest: a manifest whose blob went first is a miss at its next
-lookup, and a blob no manifest still names ages out on its own. What this process
-pinned (the entry just stored,
-prebuilt inputs a running build still copies) are never removed, so a result larger
-than the whole bound is still delivered, and goes at the next eviction. Failed
-compiles are never stored.
+Recency is a blob file's mtime and a manifest's or a kept blob's ``used`` time,
+refreshed on each hit for the manifest and its blobs alike. When the store (manifests
+and blobs) grows past ``max_bytes``, the least recently used are removed, manifests and
+blobs alike and without reading any manifest: a manifest whose blob went first is a
+miss at its next lookup, and a blob no manifest still names ages out on its own. What
+this process pinned (the entry just stored, prebuilt inputs a running build still
+copies) are never removed, so a result larger than the whole bound is still delivered,
+and goes at the next eviction. Failed compiles are never stored.
 
 In shared mode (``shared``, store.shared) this directory is the first tier of a cache
 every pf process shares: a local miss asks the shared tier, and a manifest found there
@@ -66,14 +68,14 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pf.config import GiB, Settings
 from pf.engine.diskspace import DiskFull, is_disk_full
-from pf.engine.manifests import Manifests, measure
+from pf.engine.manifests import INLINE_MAX, Manifests, measure
 from pf.errors import CacheError, PfError
 from pf.store import BlobStore, digest_bytes, digest_file
 from pf.store.blobs import TMP_PREFIX
@@ -117,16 +119,47 @@ def not_writable(root: Path, exc: OSError) -> PfError:
 
 @dataclass(frozen=True)
 class Artifact:
-    """One output of a build, stored in the CAS."""
+    """One output of a build, stored in the CAS.
+
+    ``path`` is where its blob file is, or would be: a blob of at most ``INLINE_MAX``
+    bytes is kept in the cache's database instead, and comes with the artifact a compile
+    or a lookup returns as ``data``. ``ActionCache.fetch`` gives any blob as a file.
+    """
 
     name: str
     kind: str
     digest: str
     size: int
     path: Path = field(compare=False)
+    data: bytes | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.name, "kind": self.kind, "size": self.size, "digest": self.digest}
+
+    def read_bytes(self) -> bytes:
+        return self.data if self.data is not None else self.path.read_bytes()
+
+    def copy_to(self, target: Path) -> None:
+        if self.data is not None:
+            target.write_bytes(self.data)
+        else:
+            shutil.copyfile(self.path, target)
+
+    def without_data(self) -> Artifact:
+        """The same artifact without its bytes, to keep in memory for long."""
+        return self if self.data is None else replace(self, data=None)
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A blob kept in the database, as eviction and pins name it."""
+
+    digest: str
+
+
+def _held(artifacts: Iterable[Artifact]) -> list[Path | _Kept]:
+    """What keeps ``artifacts``' blobs from eviction: their files, or their rows."""
+    return [a.path if a.data is None else _Kept(a.digest) for a in artifacts]
 
 
 @dataclass(frozen=True)
@@ -167,8 +200,8 @@ class ActionCache:
         self.blobs = BlobStore(root / "cas")
         self.stats = CacheStats()
         self._stats_lock = threading.Lock()
-        # Blob paths and manifest keys this object keeps from eviction.
-        self._pins: Counter[Path | str] = Counter()
+        # Blob paths, kept blobs and manifest keys this object keeps from eviction.
+        self._pins: Counter[Path | str | _Kept] = Counter()
         # Bytes stored here and not yet in the running total; the total as last read or
         # written (None: not yet), and when (monotonic).
         self._unaccounted = 0
@@ -247,20 +280,21 @@ class ActionCache:
                 return None
         artifacts = []
         for item in data["outputs"]:
-            blob = self.blobs.verified(item["digest"], item["size"])
+            digest, size = item["digest"], item["size"]
+            blob = self._verified(digest, size)
             if blob is None:
                 self._drop(key)
                 return None
-            artifacts.append(
-                Artifact(item["name"], item["kind"], item["digest"], item["size"], blob)
-            )
+            kept = blob if isinstance(blob, bytes) else None
+            path = self.blobs.path(digest)
+            artifacts.append(Artifact(item["name"], item["kind"], digest, size, path, kept))
         # An entry and its blobs were touched together: if the entry was used a moment
         # ago, so were they, and a hit spares a write and an inode's (about 8 us).
         if time.time() - used > _TOUCH_INTERVAL:
             # Best effort, as for the blobs: a cache this user may only read still serves.
             with contextlib.suppress(sqlite3.OperationalError):
-                self.manifests.touch(key)
-            _touch(*(a.path for a in artifacts))
+                self.manifests.touch(key, [a.digest for a in artifacts if a.data is not None])
+            _touch(*(a.path for a in artifacts if a.data is None))
         self._count("hits")
         return Entry(
             key=key,
@@ -291,14 +325,22 @@ class ActionCache:
         """
         try:
             artifacts = []
+            kept = []
             added = 0
             for name, kind, output in outputs:
-                if isinstance(output, bytes):
-                    digest, size = self.blobs.put_data(output)
-                else:
+                if isinstance(output, Path) and output.stat().st_size <= INLINE_MAX:
+                    output = output.read_bytes()
+                data = None
+                if isinstance(output, Path):
                     digest, size = self.blobs.put_file(output)
+                elif len(output) <= INLINE_MAX:
+                    data, digest, size = output, digest_bytes(output), len(output)
+                    kept.append((digest, data))
+                else:
+                    digest, size = self.blobs.put_data(output)
                 added += size
-                artifacts.append(Artifact(name, kind, digest, size, self.blobs.path(digest)))
+                path = self.blobs.path(digest)
+                artifacts.append(Artifact(name, kind, digest, size, path, data))
             document = {
                 "key": key,
                 "outputs": [
@@ -313,24 +355,41 @@ class ActionCache:
             }
             encoded = json.dumps(document).encode()
             added += len(encoded)
-            self._put_manifest(key, encoded)
-            # A blob already stored keeps its old mtime: it is used again now.
-            _touch(*(a.path for a in artifacts))
+            self._put_manifest(key, encoded, kept)
+            # A blob file already stored keeps its old mtime: it is used again now.
+            _touch(*(a.path for a in artifacts if a.data is None))
         except OSError as exc:
             # The blob being written was a temporary file, removed on the way out: what
             # is in the cache is whole, the entry is simply not stored.
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or is_disk_full(exc):
                 raise not_writable(self.root, exc) from exc
             raise
-        with self.pinned(key, *(a.path for a in artifacts)):
+        with self.pinned(key, *_held(artifacts)):
             if self.shared is not None:
-                self.shared.put(key, encoded, [(a.digest, a.path) for a in artifacts])
+                blobs = [(a.digest, a.path if a.data is None else a.data) for a in artifacts]
+                self.shared.put(key, encoded, blobs)
             self._account(added)
         return Entry(key, tuple(artifacts), tuple(log), tuple(diagnostics), note, duration)
 
-    def _put_manifest(self, key: str, encoded: bytes) -> None:
+    def _verified(self, digest: str, size: int) -> bytes | Path | None:
+        """A blob's bytes if the database keeps it, else its file, if whole; else None (a
+        damaged copy is removed)."""
+        if size <= INLINE_MAX:
+            data = self.manifests.blob(digest)
+            if data is not None:
+                if len(data) == size and digest_bytes(data) == digest:
+                    return data
+                with contextlib.suppress(sqlite3.OperationalError):
+                    self.manifests.drop((), [digest])
+                return None
+        # A small blob an older pf stored, or a larger one.
+        return self.blobs.verified(digest, size)
+
+    def _put_manifest(
+        self, key: str, encoded: bytes, kept: Sequence[tuple[str, bytes]] = ()
+    ) -> None:
         try:
-            self.manifests.put(key, encoded)
+            self.manifests.put(key, encoded, kept)
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
                 raise DiskFull("to its cache directory (PF_CACHE_DIR)") from exc
@@ -364,37 +423,61 @@ class ActionCache:
             self.shared.drop(key)
             return False
         added = len(raw)
-        paths = []
+        held: list[Path | _Kept] = []
+        kept = []
         for item in data["outputs"]:
-            path = self.fetch(item["digest"], item["size"])
-            if path is None:
-                self.shared.drop(key)
-                return False
-            paths.append(path)
-            added += item["size"]
-        self._put_manifest(key, raw)
-        with self.pinned(key, *paths):
+            digest, size = item["digest"], item["size"]
+            if size <= INLINE_MAX:
+                blob = self._verified(digest, size)
+                if blob is None:
+                    blob = self._shared_blob(digest, size)
+                if blob is None:
+                    self.shared.drop(key)
+                    return False
+                if isinstance(blob, bytes):
+                    kept.append((digest, blob))
+                    held.append(_Kept(digest))
+                else:
+                    held.append(blob)
+            else:
+                path = self.fetch(digest, size)
+                if path is None:
+                    self.shared.drop(key)
+                    return False
+                held.append(path)
+            added += size
+        self._put_manifest(key, raw, kept)
+        with self.pinned(key, *held):
             self._account(added)
         return True
 
     def fetch(self, digest: str, size: int) -> Path | None:
-        """The path of blob ``digest`` here, brought from the shared tier if need be;
-        None if neither has it whole."""
-        local = self.blobs.verified(digest, size)
-        if local is not None or self.shared is None:
+        """The path of blob ``digest`` here, written from the database where it is kept
+        there, or brought from the shared tier; None if none has it whole."""
+        local = self._verified(digest, size)
+        if isinstance(local, Path):
             return local
-        data = self.shared.blob(digest)
-        if data is None or len(data) != size or digest_bytes(data) != digest:
+        data = local if local is not None else self._shared_blob(digest, size)
+        if data is None:
             return None
         try:
             return self.blobs.put_bytes(digest, data)
         except OSError as exc:
             raise not_writable(self.root, exc) from exc
 
+    def _shared_blob(self, digest: str, size: int) -> bytes | None:
+        """Blob ``digest`` from the shared tier, if it has it whole (none without one)."""
+        if self.shared is None:
+            return None
+        data = self.shared.blob(digest)
+        if data is None or len(data) != size or digest_bytes(data) != digest:
+            return None
+        return data
+
     @contextlib.contextmanager
-    def pinned(self, *paths: Path | str) -> Iterator[None]:
-        """Keep ``paths`` (blobs) and keys (manifests) from eviction by this cache object
-        for the duration of the block."""
+    def pinned(self, *paths: Path | str | _Kept) -> Iterator[None]:
+        """Keep ``paths`` (blob files), kept blobs and keys (manifests) from eviction by
+        this cache object for the duration of the block."""
         with self._stats_lock:
             self._pins.update(paths)
         try:
@@ -408,7 +491,7 @@ class ActionCache:
 
     def pin_entry(self, entry: Entry) -> contextlib.AbstractContextManager[None]:
         """Keep an entry's blobs and manifest from eviction by this cache object meanwhile."""
-        return self.pinned(entry.key, *(a.path for a in entry.artifacts))
+        return self.pinned(entry.key, *_held(entry.artifacts))
 
     @contextlib.contextmanager
     def scratch(self) -> Iterator[Path]:
@@ -482,12 +565,13 @@ class ActionCache:
             _write_usage(fd, total, time.time())
             return total
 
-    def _scan(self) -> list[tuple[float, int, Path | str]]:
-        """``(last used, size, blob path or manifest key)`` of every blob and manifest;
-        sweeps what killed builds left."""
+    def _scan(self) -> list[tuple[float, int, Path | str | _Kept]]:
+        """``(last used, size, blob path, kept blob or manifest key)`` of every blob and
+        manifest; sweeps what killed builds left."""
         self._sweep_scratch()
         now = time.time()
-        files: list[tuple[float, int, Path | str]] = list(self.manifests.entries())
+        files: list[tuple[float, int, Path | str | _Kept]] = list(self.manifests.entries())
+        files.extend((used, size, _Kept(digest)) for used, size, digest in self.manifests.blobs())
         for shard in os.scandir(self.root / "cas"):
             if not shard.is_dir():
                 continue
@@ -524,7 +608,7 @@ class ActionCache:
             self._total = usage - freed
         return freed
 
-    def _evict(self, files: list[tuple[float, int, Path | str]], usage: int) -> int:
+    def _evict(self, files: list[tuple[float, int, Path | str | _Kept]], usage: int) -> int:
         """Remove least recently used blobs and manifests (under the evict lock) from
         ``usage`` bytes."""
         if usage <= self.max_bytes:
@@ -534,6 +618,7 @@ class ActionCache:
         files.sort(key=lambda item: item[0])
         freed = 0
         keys = []
+        digests = []
         for _used, size, item in files:
             if usage - freed <= self.max_bytes:
                 break
@@ -541,14 +626,16 @@ class ActionCache:
                 continue
             if isinstance(item, str):
                 keys.append(item)
+            elif isinstance(item, _Kept):
+                digests.append(item.digest)
             else:
                 try:
                     item.unlink()
                 except FileNotFoundError:
                     continue
             freed += size
-        if keys:
-            self.manifests.drop(keys)
+        if keys or digests:
+            self.manifests.drop(keys, digests)
             with self._stats_lock:
                 self.stats.evicted += len(keys)
         return freed
@@ -618,8 +705,7 @@ def _tmpfs_scratch() -> Path | None:
 
 def usage(root: Path) -> Usage:
     """Measure the cache at ``root`` without changing it (a missing one is empty)."""
-    entries, total = measure(root)
-    blobs = 0
+    entries, blobs, total = measure(root)
     try:
         shards = list(os.scandir(root / "cas"))
     except FileNotFoundError:

@@ -90,7 +90,7 @@ class BuildResult:
         written = []
         for artifact in self.artifacts:
             target = dest / artifact.name
-            shutil.copyfile(artifact.path, target)
+            artifact.copy_to(target)
             written.append(target)
         return written
 
@@ -312,7 +312,7 @@ class _Execution:
                 placed = scratch / output.path
                 placed.parent.mkdir(parents=True, exist_ok=True)
                 # A copy, not a link: a tool writing to its input must not reach the store.
-                shutil.copyfile(artifact.path, placed)
+                artifact.copy_to(placed)
         env, ccache = self._env()
         limits = Limits.from_settings(self.settings)
         sink = self._sink(str(scratch))

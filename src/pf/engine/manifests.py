@@ -1,10 +1,12 @@
-"""The action cache's manifests: action key -> manifest bytes and when last used, in one
-SQLite file (``manifests.db`` in the cache directory).
+"""The action cache's database: action key -> manifest bytes and when last used, and the
+small blobs, in one SQLite file (``manifests.db`` in the cache directory).
 
 A manifest used to be a file of its own. On a journalled disk a new file costs more
 kernel time than a small compile's tool (0.4-0.7 ms per inode on ext4 here, against
 10 us for a link), and a compile stored two: its output's blob and its manifest. A row
-in a write-ahead log costs no inode. Blobs stay files: pf serves them as they are.
+in a write-ahead log costs no inode. So a blob of at most ``INLINE_MAX`` bytes (a WAT
+module, a small C one) is a row too, written in the same transaction as the manifest
+that names it; a larger one stays a file, which pf serves as it is.
 
 Every process and thread reaches the same file: SQLite locks it, in WAL mode readers
 never wait for the writer, and ``synchronous=NORMAL`` keeps it consistent through a
@@ -21,28 +23,45 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 FILE = "manifests.db"
 # Another process's transaction is waited for this long before an operation fails.
 _BUSY_SECONDS = 30.0
+# The largest blob kept as a row. SQLite reads a blob this small from its own file faster
+# than the filesystem opens and reads a file of it, and writes it without an inode.
+INLINE_MAX = 16 * 1024
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS manifests ("
     " key TEXT PRIMARY KEY, data BLOB NOT NULL, used REAL NOT NULL, size INTEGER NOT NULL"
-    ") WITHOUT ROWID"
+    ") WITHOUT ROWID",
+    # Rows of up to 16 KiB: a table with a rowid keeps them out of its key's index.
+    "CREATE TABLE IF NOT EXISTS blobs ("
+    " digest TEXT PRIMARY KEY, data BLOB NOT NULL, used REAL NOT NULL, size INTEGER NOT NULL)",
 )
 
 
+_PUT_MANIFEST = "INSERT OR REPLACE INTO manifests (key, data, used, size) VALUES (?, ?, ?, ?)"
+_PUT_BLOB = (
+    "INSERT INTO blobs (digest, data, used, size) VALUES (?, ?, ?, ?)"
+    # Stored again: the same bytes, unless what was kept was damaged since.
+    " ON CONFLICT (digest) DO UPDATE SET data = excluded.data, used = excluded.used,"
+    " size = excluded.size"
+)
+_TOUCH_MANIFEST = "UPDATE manifests SET used = ? WHERE key = ?"
+
+
 def _make(connection: sqlite3.Connection) -> None:
-    """Put the file in WAL mode and give it its table, if another process has not."""
+    """Put the file in WAL mode and give it its tables, if another process has not."""
     deadline = time.monotonic() + _BUSY_SECONDS
     while True:
         try:
             if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(_SCHEMA)
+            for statement in _SCHEMA:
+                connection.execute(statement)
             return
         except sqlite3.OperationalError as exc:
             # Processes making a new file at once each read it, then each needs it alone
@@ -116,25 +135,49 @@ class Manifests:
         rows = self._select("SELECT data, used FROM manifests WHERE key = ?", key)
         return (bytes(rows[0][0]), float(rows[0][1])) if rows else None
 
-    def put(self, key: str, data: bytes) -> None:
-        """Store ``data`` as the manifest of ``key``, used now."""
-        self._connection().execute(
-            "INSERT OR REPLACE INTO manifests (key, data, used, size) VALUES (?, ?, ?, ?)",
-            (key, data, time.time(), len(data)),
-        )
+    def blob(self, digest: str) -> bytes | None:
+        """The bytes of the blob kept here as ``digest``, unverified, or None."""
+        rows = self._select("SELECT data FROM blobs WHERE digest = ?", digest)
+        return bytes(rows[0][0]) if rows else None
 
-    def touch(self, key: str) -> None:
-        """Mark ``key`` used now (the recency eviction goes by)."""
-        self._connection().execute(
-            "UPDATE manifests SET used = ? WHERE key = ?", (time.time(), key)
-        )
+    def put(self, key: str, data: bytes, blobs: Sequence[tuple[str, bytes]] = ()) -> None:
+        """Store ``data`` as the manifest of ``key`` and ``blobs`` ``(digest, bytes)`` it
+        names, all used now, in one transaction: a reader sees the manifest only with its
+        blobs."""
+        now = time.time()
+        if not blobs:
+            self._connection().execute(_PUT_MANIFEST, (key, data, now, len(data)))
+            return
+        with self._transaction() as connection:
+            connection.executemany(
+                _PUT_BLOB, ((digest, blob, now, len(blob)) for digest, blob in blobs)
+            )
+            connection.execute(_PUT_MANIFEST, (key, data, now, len(data)))
 
-    def drop(self, keys: Iterable[str]) -> None:
-        """Remove the manifests of ``keys`` (one transaction)."""
+    def touch(self, key: str, digests: Sequence[str] = ()) -> None:
+        """Mark ``key`` and the blobs ``digests`` used now (the recency eviction goes by)."""
+        now = time.time()
+        if not digests:
+            self._connection().execute(_TOUCH_MANIFEST, (now, key))
+            return
+        with self._transaction() as connection:
+            connection.execute(_TOUCH_MANIFEST, (now, key))
+            connection.executemany(
+                "UPDATE blobs SET used = ? WHERE digest = ?", ((now, d) for d in digests)
+            )
+
+    def drop(self, keys: Iterable[str], digests: Iterable[str] = ()) -> None:
+        """Remove the manifests of ``keys`` and the blobs ``digests`` (one transaction)."""
+        with self._transaction() as connection:
+            connection.executemany("DELETE FROM manifests WHERE key = ?", ((k,) for k in keys))
+            connection.executemany("DELETE FROM blobs WHERE digest = ?", ((d,) for d in digests))
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         connection = self._connection()
         connection.execute("BEGIN IMMEDIATE")
         try:
-            connection.executemany("DELETE FROM manifests WHERE key = ?", ((k,) for k in keys))
+            yield connection
         except BaseException:
             connection.execute("ROLLBACK")
             raise
@@ -145,14 +188,22 @@ class Manifests:
         rows = self._select("SELECT used, size, key FROM manifests")
         return ((float(used), int(size), str(key)) for used, size, key in rows)
 
-    def totals(self) -> tuple[int, int]:
-        """``(count, bytes)`` of the manifests."""
-        rows = self._select("SELECT count(*), coalesce(sum(size), 0) FROM manifests")
-        return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+    def blobs(self) -> Iterator[tuple[float, int, str]]:
+        """``(last used, size, digest)`` of every blob kept here."""
+        rows = self._select("SELECT used, size, digest FROM blobs")
+        return ((float(used), int(size), str(digest)) for used, size, digest in rows)
+
+    def totals(self) -> tuple[int, int, int]:
+        """``(manifests, blobs, bytes)``: how many of each, and their bytes together."""
+        manifests = self._select("SELECT count(*), coalesce(sum(size), 0) FROM manifests")
+        blobs = self._select("SELECT count(*), coalesce(sum(size), 0) FROM blobs")
+        count, size = manifests[0] if manifests else (0, 0)
+        kept, kept_size = blobs[0] if blobs else (0, 0)
+        return int(count), int(kept), int(size) + int(kept_size)
 
 
-def measure(root: Path) -> tuple[int, int]:
-    """``(count, bytes)`` of the manifests at ``root`` (none if it has no file)."""
+def measure(root: Path) -> tuple[int, int, int]:
+    """``(manifests, blobs, bytes)`` of the database at ``root`` (none if it has no file)."""
     if not (root / FILE).exists():
-        return 0, 0
+        return 0, 0, 0
     return Manifests(root).totals()

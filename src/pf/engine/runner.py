@@ -343,7 +343,8 @@ class Runner:
         job.phase = "done"
         job.cached = result.cached
         job.action_key = result.key
-        job.artifacts = result.artifacts
+        # Their bytes stay in the cache: a job is kept in memory long after.
+        job.artifacts = tuple(a.without_data() for a in result.artifacts)
         job.diagnostics = tuple(d.to_dict() for d in result.diagnostics)
         job.timings["compile"] = sum(v for k, v in result.timings.items() if k != "store")
         job.timings["store"] = result.timings.get("store", 0.0)

@@ -742,10 +742,11 @@ class BuildService:
         ]
 
     def artifact(self, build_id: str, path: str) -> Artifact | None:
-        """An artifact of a build whose bytes are still in the cache, or None.
+        """An artifact of a build whose bytes are still in the cache, as a file, or None.
 
-        In shared mode bytes a worker built are brought from the shared cache (call from
-        a thread)."""
+        Call from a thread: a small artifact the cache keeps in its database is written to
+        a file at its first request, and in shared mode bytes a worker built are brought
+        from the shared cache."""
         job = self._job(build_id)
         found = job.find_artifact(path) if job is not None else None
         if found is None:
@@ -757,18 +758,24 @@ class BuildService:
     def module_file(self, published: str) -> Artifact | None:
         """The latest build's file at ``<target>/<folder>/<name>`` (its URL path), or None.
 
-        Never blocks (call it on the loop). In shared mode None may mean that this
-        process has not seen the build yet or lacks its bytes: ``find_module_file``."""
+        Never blocks (call it on the loop). None where ``may_find_module`` is true may
+        mean that its bytes are not in a file yet (a small one the cache keeps in its
+        database), or in shared mode that this process has not seen the build yet or
+        lacks its bytes: ``find_module_file``."""
         module = self.modules_index.get(published)
         if module is None or not module.artifact.path.is_file():
             return None
         return module.artifact
 
+    def may_find_module(self, published: str) -> bool:
+        """Whether ``find_module_file`` may find what ``module_file`` did not."""
+        return self.settings.shared or self.modules_index.get(published) is not None
+
     def find_module_file(self, published: str) -> Artifact | None:
-        """Shared mode (call from a thread): ``module_file``, after asking the store for
-        the build that last completed at that path (its completion event may not have
-        reached this process yet, or Redis lost it) and bringing its bytes from the
-        shared cache."""
+        """``module_file``, from a thread: its bytes brought into a file, from the cache's
+        database or the shared cache, and in shared mode after asking the store for the
+        build that last completed at that path (its completion event may not have reached
+        this process yet, or Redis lost it)."""
         module = self.modules_index.get(published)
         if module is None:
             module = self._look_up_module(published)

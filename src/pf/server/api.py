@@ -414,8 +414,9 @@ async def module_file(request: Request) -> Response:
     published = request.scope["path"].lstrip("/")
     service = _service(request)
     found = service.module_file(published)
-    if found is None and service.settings.shared:
-        # A pf worker built it: this process may not have heard yet, or lack the bytes.
+    if found is None and service.may_find_module(published):
+        # Its bytes are not in a file yet, or a pf worker built it and this process may
+        # not have heard yet.
         found = await asyncio.to_thread(service.find_module_file, published)
     if found is None:
         return _Delegate(request.app.state.static)

@@ -84,14 +84,14 @@ class SharedCache:
             query = select(blobs.c.digest).where(blobs.c.digest == digest)
             return conn.execute(query).first() is not None
 
-    def put(self, key: str, manifest: bytes, files: Sequence[tuple[str, Path]]) -> None:
-        """Store ``files`` (digest, path) unless present, then ``key``'s manifest."""
+    def put(self, key: str, manifest: bytes, files: Sequence[tuple[str, Path | bytes]]) -> None:
+        """Store ``files`` (digest, path or bytes) unless present, then ``key``'s manifest."""
         now = time.time()
         added = 0
-        for digest, path in files:
+        for digest, file in files:
             if self.has_blob(digest):
                 continue
-            data = path.read_bytes()
+            data = file if isinstance(file, bytes) else file.read_bytes()
             added += len(data)
             # One transaction per blob: a large output never holds the others' locks.
             with self.db.begin("cannot write the shared compile cache") as conn:
