@@ -372,18 +372,21 @@ class ActionCache:
         return Entry(key, tuple(artifacts), tuple(log), tuple(diagnostics), note, duration)
 
     def _verified(self, digest: str, size: int) -> bytes | Path | None:
-        """A blob's bytes if the database keeps it, else its file, if whole; else None (a
-        damaged copy is removed)."""
-        if size <= INLINE_MAX:
-            data = self.manifests.blob(digest)
-            if data is not None:
-                if len(data) == size and digest_bytes(data) == digest:
-                    return data
-                with contextlib.suppress(sqlite3.OperationalError):
-                    self.manifests.drop((), [digest])
-                return None
-        # A small blob an older pf stored, or a larger one.
-        return self.blobs.verified(digest, size)
+        """A blob's bytes if the database keeps it whole, else its file if whole (a small
+        one an older pf stored, or one written since); else None."""
+        kept = self._kept(digest, size)
+        return kept if kept is not None else self.blobs.verified(digest, size)
+
+    def _kept(self, digest: str, size: int) -> bytes | None:
+        """A blob's bytes if the database keeps it whole; a damaged copy is removed."""
+        if size > INLINE_MAX:
+            return None
+        data = self.manifests.blob(digest)
+        if data is None or (len(data) == size and digest_bytes(data) == digest):
+            return data
+        with contextlib.suppress(sqlite3.OperationalError):
+            self.manifests.drop((), [digest])
+        return None
 
     def _put_manifest(
         self, key: str, encoded: bytes, kept: Sequence[tuple[str, bytes]] = ()
@@ -454,10 +457,12 @@ class ActionCache:
     def fetch(self, digest: str, size: int) -> Path | None:
         """The path of blob ``digest`` here, written from the database where it is kept
         there, or brought from the shared tier; None if none has it whole."""
-        local = self._verified(digest, size)
-        if isinstance(local, Path):
+        local = self.blobs.verified(digest, size)
+        if local is not None:
             return local
-        data = local if local is not None else self._shared_blob(digest, size)
+        data = self._kept(digest, size)
+        if data is None:
+            data = self._shared_blob(digest, size)
         if data is None:
             return None
         try:
