@@ -1,7 +1,8 @@
 """Small blobs kept in the cache's database: a compile of a small module creates no file
 in the cache, its bytes come back with every hit, are written to a file only when
 something asks for one, are verified like a file's, and count towards the bound. Real
-compiles (the resident WAT assembler, clang) and a real cache directory and SQLite file.
+compiles (the resident WAT assembler), real cache directories and SQLite files, and a
+real PostgreSQL for the shared tier.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pf.config import load_settings
 from pf.engine import ActionCache, compile_sources
 from pf.engine.cache import usage
 from pf.engine.manifests import INLINE_MAX
-from pf.store import BlobStore, digest_bytes
+from pf.store import BlobStore, Store, digest_bytes
+from pf.store.shared import SharedCache
 from pf.toolchains import CompileRequest, SourceFile
 
 ADD_WAT = b"""(module
@@ -123,3 +125,29 @@ def test_kept_blobs_count_towards_the_bound_and_go_least_recently_used_first(
     assert small.lookup(keys[0]) is not None
     assert sum(small.lookup(key) is not None for key in keys) <= 2
     assert _cas_files(root) == []
+
+
+def test_a_kept_blob_goes_through_the_shared_tier_to_another_cache_directory(
+    pg_url: str, tmp_path: Path
+) -> None:
+    store = Store(pg_url)
+    store.open()
+    try:
+        shared = SharedCache(store.db, 1 << 20)
+        settings = load_settings()
+        worker = ActionCache(tmp_path / "worker", 10**9, shared)
+        built = compile_sources(_request(), settings, cache=worker)
+        (artifact,) = built.artifacts
+        assert shared.blob(artifact.digest) == artifact.data
+        # Another machine's cache: a local miss, a hit from the shared tier, kept there
+        # as a row too; the API process's copy for serving is a file.
+        other = ActionCache(tmp_path / "other", 10**9, shared)
+        found = other.lookup(built.key)
+        assert found is not None and found.artifacts[0].data == artifact.data
+        assert _kept(tmp_path / "other") == {artifact.digest: artifact.data}
+        assert _cas_files(tmp_path / "other") == []
+        api = ActionCache(tmp_path / "api", 10**9, shared)
+        path = api.fetch(artifact.digest, artifact.size)
+        assert path is not None and path.read_bytes() == artifact.data
+    finally:
+        store.close()
