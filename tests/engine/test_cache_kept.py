@@ -100,8 +100,9 @@ def test_a_small_blob_an_older_pf_kept_as_a_file_stays_a_hit(tmp_path: Path) -> 
     with sqlite3.connect(root / "manifests.db") as db:
         db.execute("DELETE FROM blobs")
     found = cache.lookup("b" * 64)
-    assert found is not None and found.artifacts[0].read_bytes() == data
-    assert found.artifacts == entry.artifacts
+    assert found is not None and found.artifacts == entry.artifacts
+    (artifact,) = found.artifacts
+    assert artifact.data is None and artifact.read_bytes() == data
 
 
 def test_kept_blobs_count_towards_the_bound_and_go_least_recently_used_first(
