@@ -430,24 +430,22 @@ class ActionCache:
         kept = []
         for item in data["outputs"]:
             digest, size = item["digest"], item["size"]
-            if size <= INLINE_MAX:
+            # A small blob is kept as a row here, a larger one brought in as a file.
+            blob: bytes | Path | None
+            if size > INLINE_MAX:
+                blob = self.fetch(digest, size)
+            else:
                 blob = self._verified(digest, size)
                 if blob is None:
                     blob = self._shared_blob(digest, size)
-                if blob is None:
-                    self.shared.drop(key)
-                    return False
-                if isinstance(blob, bytes):
-                    kept.append((digest, blob))
-                    held.append(_Kept(digest))
-                else:
-                    held.append(blob)
+            if blob is None:
+                self.shared.drop(key)
+                return False
+            if isinstance(blob, bytes):
+                kept.append((digest, blob))
+                held.append(_Kept(digest))
             else:
-                path = self.fetch(digest, size)
-                if path is None:
-                    self.shared.drop(key)
-                    return False
-                held.append(path)
+                held.append(blob)
             added += size
         self._put_manifest(key, raw, kept)
         with self.pinned(key, *held):
