@@ -127,7 +127,7 @@ def test_a_compile_there_is_the_compile_here(settings: Settings, process: BuildP
     result = process.compile(
         _request(wat(1)),
         on_start=lambda: seen.append("start"),
-        on_phase=seen.append,
+        on_phase=lambda label, index: seen.append(label),
         missed=True,
     )
     assert seen[0] == "start" and len(seen) >= 2  # started, then its step

@@ -152,7 +152,7 @@ def test_events_of_one_build_come_in_order(
                 "almost there",
             ]
             progress = [e["progress"] for e in seen if e["type"] == "build_progress"]
-            assert progress == sorted(progress) and progress[-1] == 95
+            assert progress == [10]  # one phase, the assembler's; then the end
             assert seen[-1] == {
                 "type": "build_completed",
                 "buildId": build_id,

@@ -98,7 +98,7 @@ class BuildProcessLost(PfError):
 class _Call:
     on_start: Callable[[], None] | None
     on_line: Callable[[str, str], None] | None
-    on_phase: Callable[[str], None] | None
+    on_phase: Callable[[str, int], None] | None
     cancel: threading.Event | None = None
     cancel_sent: bool = False
     started: bool = False
@@ -170,7 +170,7 @@ class BuildProcess:
         *,
         on_start: Callable[[], None] | None = None,
         on_line: Callable[[str, str], None] | None = None,
-        on_phase: Callable[[str], None] | None = None,
+        on_phase: Callable[[str, int], None] | None = None,
         cancel: threading.Event | None = None,
         missed: bool = False,
     ) -> BuildResult:
@@ -254,7 +254,7 @@ class BuildProcess:
         if kind == "line" and call.on_line is not None:
             call.on_line(message[2], message[3])
         elif kind == "phase" and call.on_phase is not None:
-            call.on_phase(message[2])
+            call.on_phase(message[2], message[3])
         elif kind == "done":
             call.result = message[2]
             call.done.set()
@@ -372,7 +372,7 @@ def _serve(conn: Connection) -> None:
                 settings,
                 cache=cache,
                 on_line=lambda stream, text: send(("line", number, stream, text)),
-                on_phase=lambda label: send(("phase", number, label)),
+                on_phase=lambda label, index: send(("phase", number, label, index)),
                 cancel=cancel,
                 missed=missed,
             )

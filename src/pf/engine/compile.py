@@ -62,8 +62,9 @@ from pf.toolchains.diagnostics import mask_paths
 from pf.toolchains.probe import detect, locate
 from pf.toolchains.tools import CCACHE, as_configured
 
-PhaseSink = Callable[[str], None]
-"""Receives each phase label ("compile", "link", ...) as a build enters it."""
+PhaseSink = Callable[[str, int], None]
+"""Receives each phase label ("compile", "link", ...) as a build enters it, with the
+index in the plan of the phase's first step."""
 
 _TAIL_LINES = 25
 
@@ -259,6 +260,7 @@ class _Execution:
         # receive every line.
         self._kept = {"stdout": 0, "stderr": 0}
         self._cut: set[str] = set()
+        self._phase: str | None = None
 
     def _sink(self, scratch: str | None) -> LineSink:
         """Keeps and passes on output lines, ``scratch`` (where there is one) masked."""
@@ -319,8 +321,8 @@ class _Execution:
         uid = sandbox_uid(self.settings)
         # Where nothing runs confined, only pf writes: there is nothing to check.
         confines = self.action.plan.runs_processes
-        for step in self.action.plan.steps:
-            started = self._enter(step)
+        for index, step in enumerate(self.action.plan.steps):
+            started = self._enter(step, index)
             # Between steps nothing confined runs, so what is checked here stays so
             # while pf reads it; what pf wrote goes to the sandbox's uid.
             if confines:
@@ -367,9 +369,9 @@ class _Execution:
         and output are bytes held here, and the outputs go to the store as such."""
         files = {source.name: source.content for source in self.action.inputs}
         sink = self._sink(None)
-        for step in self.action.plan.steps:
+        for index, step in enumerate(self.action.plan.steps):
             assert isinstance(step, Assemble)  # what in_memory means
-            started = self._enter(step)
+            started = self._enter(step, index)
             files[step.output] = self._assemble(step, files[step.source], sink)
             self._spent(step, started)
         outputs: list[tuple[str, str, Path | bytes]] = []
@@ -382,12 +384,16 @@ class _Execution:
             outputs.append((output.name, output.kind, files[output.path]))
         return outputs
 
-    def _enter(self, step: Step) -> float:
+    def _enter(self, step: Step, index: int) -> float:
         """Start ``step`` unless the build was cancelled; returns when it started."""
         if self.cancel is not None and self.cancel.is_set():
             raise BuildCancelled(self.action.what)
-        if self.on_phase is not None:
-            self.on_phase(step.label)
+        # A phase is a label: the steps that share one (pf's own work on the files
+        # beside the tool it prepares for) are one phase, announced as the first starts.
+        # Every announcement is a record and an event for each watcher of pf serve.
+        if self.on_phase is not None and step.label != self._phase:
+            self._phase = step.label
+            self.on_phase(step.label, index)
         return time.monotonic()
 
     def _spent(self, step: Step, started: float) -> None:

@@ -10,8 +10,8 @@ too, with language ``task`` and target the task's name (``web:build-rust``), so 
 ETA comes from earlier runs of the same task; its id reads ``task-<name>-<ms>-<suffix>``.
 
 Progress is a fixed scale over what a build actually does: 0 while queued, the driver's
-steps ("compile", "link", "optimise", "convert") spread evenly over 10..90 as each one
-starts, 95 while the outputs are stored, 100 when done. The ETA is the median run time
+phases ("compile", "link", "optimise", "convert") spread evenly over 10..90 as each one
+starts (by the index of its first step in the plan), 100 when done. The ETA is the median run time
 of the latest compiled (not cached) builds of the same (language, target), minus the
 time already spent; memory is bounded per pair. Imports store, toolchains and
 config-level modules; nothing here runs anything.
@@ -56,7 +56,6 @@ __all__ = [
     "FINISHED",
     "QUEUED",
     "RUNNING",
-    "STORE",
     "Estimator",
     "Job",
     "iso_time",
@@ -93,10 +92,9 @@ def iso_time(epoch: float | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-# Progress: 0 while queued, driver steps over 10..90, 95 while storing, 100 when done.
+# Progress: 0 while queued, driver steps over 10..90, 100 when done.
 FIRST_STEP = 10
 LAST_STEP = 90
-STORE = 95
 DONE = 100
 
 SAMPLES_PER_PAIR = 50
@@ -176,7 +174,6 @@ class Job:
     status: str = QUEUED
     progress: int = 0
     phase: str | None = "queued"
-    step: int = 0
     started_at: float | None = None
     ended_at: float | None = None
     duration_ms: int | None = None

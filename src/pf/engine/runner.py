@@ -34,7 +34,6 @@ from pf.engine.jobs import (
     FAILED,
     FIRST_STEP,
     RUNNING,
-    STORE,
     Estimator,
     Job,
     step_progress,
@@ -126,14 +125,11 @@ class Runner:
         if record:
             self.recorder.record(job.record())
 
-    def _phase(self, job: Job, label: str, progress: int | None = None) -> None:
+    def _phase(self, job: Job, label: str, progress: int) -> None:
         now = time.time()
         with job.lock:
             if job.finished:
                 return
-            if progress is None:
-                progress = step_progress(job.step, job.steps)
-                job.step += 1
             job.phase = label
             job.progress = progress
             job.eta = self.estimator.eta(job.language, job.target, job.elapsed(now))
@@ -201,7 +197,9 @@ class Runner:
                 job.request,
                 on_start=lambda: self._start(job, record=True),
                 on_line=lambda stream, text: self.line(job, stream, text),
-                on_phase=lambda label: self._phase(job, label),
+                on_phase=lambda label, index: self._phase(
+                    job, label, step_progress(index, job.steps)
+                ),
                 cancel=job.cancel,
                 missed=missed,
             )
@@ -214,8 +212,6 @@ class Runner:
         except Exception as error:
             self._fail(job, error)
         else:
-            if not result.cached:
-                self._phase(job, "store", STORE)
             self.end(job, COMPLETED, result=result)
 
     def _run_task(self, job: Job) -> None:
