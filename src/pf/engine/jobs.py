@@ -10,10 +10,10 @@ too, with language ``task`` and target the task's name (``web:build-rust``), so 
 ETA comes from earlier runs of the same task; its id reads ``task-<name>-<ms>-<suffix>``.
 
 Progress is a fixed scale over what a build actually does: 0 while queued, the driver's
-phases ("compile", "link", "optimise", "convert") spread evenly over 10..90 as each one
-starts (by the index of its first step in the plan), 100 when done. The ETA is the median run time
-of the latest compiled (not cached) builds of the same (language, target), minus the
-time already spent; memory is bounded per pair. Imports store, toolchains and
+phases ("compile", "link", "optimise", "convert") spread evenly over 10..90 by the index
+of each one's first step in the plan, as it starts; 100 when done. The ETA is the median
+run time of the latest compiled (not cached) builds of the same (language, target),
+minus the time already spent; memory is bounded per pair. Imports store, toolchains and
 config-level modules; nothing here runs anything.
 """
 
