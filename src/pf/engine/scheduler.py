@@ -186,7 +186,10 @@ class Scheduler:
         self._retry_after = retry_after
         self._triage_threads = triage_threads
         self._lock = threading.Lock()
-        self._work = threading.Condition(self._lock)
+        # One condition a lane, each woken once a job: with one for both, every job
+        # queued or moved woke all six threads to find one of them work.
+        self._triage_work = threading.Condition(self._lock)
+        self._run_work = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)
         self._triage_lane = _FairLane()
         self._run_lane = _FairLane()
@@ -252,7 +255,7 @@ class Scheduler:
                 self._check(len(jobs), jobs[0].client)
             (self._run_lane if triaged else self._triage_lane).extend(jobs)
             QUEUE_DEPTH.set(self.depth)
-            self._work.notify_all()
+            (self._run_work if triaged else self._triage_work).notify(len(jobs))
 
     def remove(self, job: Job) -> bool:
         """Take a queued job out of its lane; False when a thread already holds it.
@@ -272,13 +275,17 @@ class Scheduler:
         return False
 
     def _take(
-        self, lane: _FairLane, holding: set[Job], fits: Callable[[Job], bool] | None = None
+        self,
+        lane: _FairLane,
+        holding: set[Job],
+        work: threading.Condition,
+        fits: Callable[[Job], bool] | None = None,
     ) -> Job | None:
         with self._lock:
             while not self._closed:
                 if lane and (fits is None or fits(lane.peek())):
                     break
-                self._work.wait()
+                work.wait()
             if self._closed:
                 return None
             job = lane.take()
@@ -299,7 +306,7 @@ class Scheduler:
 
     def _serve_triage(self) -> None:
         lane = self._triage_lane
-        while (job := self._take(lane, self._triaging)) is not None:
+        while (job := self._take(lane, self._triaging, self._triage_work)) is not None:
             done = True
             try:
                 done = self._triage(job)
@@ -309,14 +316,14 @@ class Scheduler:
                     lane.release(job)
                     if not done:
                         self._run_lane.extend([job])
-                        self._work.notify_all()
+                        self._run_work.notify()
                     QUEUE_DEPTH.set(self.depth)
                     self._idle.notify_all()
 
     def _serve_runs(self) -> None:
         lane = self._run_lane
         fits = self._fits if self._run_threads > self.jobs else None
-        while (job := self._take(lane, self._running, fits)) is not None:
+        while (job := self._take(lane, self._running, self._run_work, fits)) is not None:
             with self._lock:
                 QUEUE_DEPTH.set(self.depth)
             try:
@@ -328,13 +335,14 @@ class Scheduler:
                     self._idle.notify_all()
                     if self._held_back:  # a thread waits for a job to end, not for work
                         self._held_back = False
-                        self._work.notify_all()
+                        self._run_work.notify_all()
 
     def close(self) -> None:
         """Hand out no more work; threads end once their current job is done."""
         with self._lock:
             self._closed = True
-            self._work.notify_all()
+            self._triage_work.notify_all()
+            self._run_work.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no thread holds a job; False if some still do after ``timeout``."""
