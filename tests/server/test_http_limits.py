@@ -3,6 +3,7 @@ a request's headers (slowloris), idle connections closed, a cap on connections."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import uvloop
 from websockets.sync.client import connect
 
 from tests.server.conftest import Server
@@ -178,3 +180,61 @@ def test_connections_past_the_cap_are_refused(
             break
         time.sleep(0.05)
     assert status == 200
+
+
+def _responses(raw: bytes) -> list[tuple[int, bytes]]:
+    """Status and body of each response in ``raw``, in order (bodies by content-length)."""
+    found = []
+    while raw:
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+        length = int(headers["content-length"])
+        found.append((int(lines[0].split()[1]), rest[:length]))
+        raw = rest[length:]
+    return found
+
+
+def test_pipelined_requests_are_answered_whole_and_in_order(strict: Server) -> None:
+    # Written in one turn of the server's loop, three answers leave together; the last
+    # asks to close, and the close must not overtake what is still to be sent.
+    with _open(strict) as sock:
+        sock.sendall(
+            _request(b"")
+            + b"GET /api/no-such-path HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            + _request(b"Connection: close\r\n")
+        )
+        answers = _responses(_read_all(sock))
+    assert [status for status, _ in answers] == [200, 404, 200]
+    assert json.loads(answers[0][1])["status"] == json.loads(answers[2][1])["status"] == "ok"
+    assert "error" in json.loads(answers[1][1])
+
+
+def test_a_connections_writes_in_one_turn_leave_together_and_before_its_close() -> None:
+    from pf.server.run import _Corked
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
+        corked = _Corked(transport, loop)
+        corked.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        corked.write(b"body")
+        with pytest.raises(BlockingIOError):
+            theirs.recv(100)  # held until the loop's turn ends
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert theirs.recv(100) == b"HTTP/1.1 200 OK\r\n\r\nbody"
+        corked.write(b"last")
+        corked.close()  # sent first, then closed
+        await asyncio.sleep(0.05)
+        assert theirs.recv(100) == b"last"
+        assert theirs.recv(100) == b""
+        corked.write(b"after the close")  # dropped, as the transport would
+        await asyncio.sleep(0)
+        theirs.close()
+
+    # pf serve's loop is uvloop's, whose transports send at once when they can.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(scenario())

@@ -269,6 +269,49 @@ def _refusal(status: int, reason: bytes, code: str, message: str) -> bytes:
     )
 
 
+class _Corked:
+    """A connection's transport whose writes within one turn of the event loop leave as
+    one send: uvicorn writes a response's head and its body separately, which made
+    every answer two sends, two loopback segments and two wake-ups of the client.
+
+    Pending bytes go out (``writelines``: one vectored send, no copy) at the end of the
+    turn, or before a ``close``; once the real transport is closing they are dropped,
+    as it would drop them. Everything but writing and closing is the real transport's,
+    and a WebSocket upgrade hands the real one on (``handle_websocket_upgrade``).
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.real = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+        self._scheduled = False
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._pending.append(data)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        if not pending or self.real.is_closing():
+            return
+        if len(pending) == 1:
+            self.real.write(pending[0])
+        else:
+            self.real.writelines(pending)
+
+    def close(self) -> None:
+        self.flush()
+        self.real.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
 class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounded request heads and deadlines for them.
 
@@ -300,9 +343,19 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = _Corked(transport, self.loop)  # type: ignore[assignment]
         self.timeout_keep_alive_task = self.loop.call_later(
             self.timeout_keep_alive, self.timeout_keep_alive_handler
         )
+
+    def handle_websocket_upgrade(self) -> None:
+        # The WebSocket protocol gets the real transport: its frames have their own
+        # batching, and its backlog is measured on the transport's buffer.
+        corked = self.transport
+        if isinstance(corked, _Corked):
+            corked.flush()
+            self.transport = corked.real
+        super().handle_websocket_upgrade()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
