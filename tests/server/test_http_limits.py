@@ -4,6 +4,7 @@ a request's headers (slowloris), idle connections closed, a cap on connections."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -226,6 +227,17 @@ def test_a_connections_writes_in_one_turn_leave_together_and_before_its_close() 
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         assert theirs.recv(100) == b"HTTP/1.1 200 OK\r\n\r\nbody"
+        big = b"x" * _Corked.FLUSH_AT
+        corked.write(b"head")
+        corked.write(big)  # past the bound: sent now, under the transport's flow control
+        received = theirs.recv(1 << 20)  # before the loop turns
+        assert received.startswith(b"head")
+        deadline = loop.time() + DEADLINE
+        while len(received) < len(big) + 4 and loop.time() < deadline:
+            await asyncio.sleep(0.001)
+            with contextlib.suppress(BlockingIOError):
+                received += theirs.recv(1 << 20)
+        assert received == b"head" + big
         corked.write(b"last")
         corked.close()  # sent first, then closed
         await asyncio.sleep(0.05)

@@ -275,28 +275,39 @@ class _Corked:
     every answer two sends, two loopback segments and two wake-ups of the client.
 
     Pending bytes go out (``writelines``: one vectored send, no copy) at the end of the
-    turn, or before a ``close``; once the real transport is closing they are dropped,
-    as it would drop them. Everything but writing and closing is the real transport's,
-    and a WebSocket upgrade hands the real one on (``handle_websocket_upgrade``).
+    turn, before a ``close``, or at once past ``FLUSH_AT`` bytes: a response that writes
+    more without letting the loop turn meets the real transport's flow control then.
+    The bound is above pf's answers and most modules: sent at once from inside the
+    response, a 100-build /api/status (about 70 kB) was answered 15% less often than
+    sent at the end of the turn. Once the real transport is closing, pending bytes are
+    dropped, as it would drop them.
+    Everything but writing and closing is the real transport's, and a WebSocket upgrade
+    hands the real one on (``handle_websocket_upgrade``).
     """
+
+    FLUSH_AT = 4 * 1024 * 1024
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.real = transport
         self._loop = loop
         self._pending: list[bytes] = []
+        self._size = 0
         self._scheduled = False
 
     def write(self, data: bytes) -> None:
         if not data:
             return
         self._pending.append(data)
-        if not self._scheduled:
+        self._size += len(data)
+        if self._size >= self.FLUSH_AT:
+            self.flush()
+        elif not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         self._scheduled = False
-        pending, self._pending = self._pending, []
+        pending, self._pending, self._size = self._pending, [], 0
         if not pending or self.real.is_closing():
             return
         if len(pending) == 1:
