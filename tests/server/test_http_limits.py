@@ -1,5 +1,7 @@
 """HTTP limits of pf serve, over real sockets: header count and size (431), a deadline for
-a request's headers (slowloris), idle connections closed, a cap on connections."""
+a request's headers (slowloris), idle connections closed, a cap on connections; and how
+answers leave a connection: whole, in order, what one turn of the loop wrote in one
+send, before the connection closes."""
 
 from __future__ import annotations
 
