@@ -749,11 +749,7 @@ class BuildService:
         from the shared cache."""
         job = self._job(build_id)
         found = job.find_artifact(path) if job is not None else None
-        if found is None:
-            return None
-        if not found.path.is_file() and self._cache is not None:
-            self._cache.fetch(found.digest, found.size)
-        return found if found.path.is_file() else None
+        return self._as_file(found) if found is not None else None
 
     def module_file(self, published: str) -> Artifact | None:
         """The latest build's file at ``<target>/<folder>/<name>`` (its URL path), or None.
@@ -779,11 +775,16 @@ class BuildService:
         module = self.modules_index.get(published)
         if module is None:
             module = self._look_up_module(published)
-        if module is None or self._cache is None:
+        return self._as_file(module.artifact) if module is not None else None
+
+    def _as_file(self, artifact: Artifact) -> Artifact | None:
+        """``artifact`` once its blob is a file here: written from the cache's database,
+        or brought from the shared cache, if it is not one yet; None if neither has it."""
+        if artifact.path.is_file():
+            return artifact
+        if self._cache is None or self._cache.fetch(artifact.digest, artifact.size) is None:
             return None
-        if not module.artifact.path.is_file():
-            self._cache.fetch(module.artifact.digest, module.artifact.size)
-        return module.artifact if module.artifact.path.is_file() else None
+        return artifact if artifact.path.is_file() else None
 
     def _look_up_module(self, published: str) -> Module | None:
         target, _, rest = published.partition("/")
