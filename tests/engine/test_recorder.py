@@ -103,7 +103,7 @@ def test_settled_returns_once_the_row_is_in_the_store(tmp_path: Path) -> None:
 
     async def scenario() -> tuple[BuildRecord | None, BuildRecord | None]:
         url = f"sqlite:///{tmp_path / 'pf.db'}"
-        async with _writing(url, interval=60.0) as (store, _bus, recorder):
+        async with _writing(url, interval=60.0, progress_interval=60.0) as (store, _bus, recorder):
             recorder.record(_row("queued", 0))
             before = store.get("b")
             await asyncio.wait_for(recorder.settled(), timeout=10)
@@ -146,7 +146,9 @@ def test_a_running_build_waits_out_its_neighbours_end_and_is_written_once(
     nothing back."""
 
     async def scenario() -> None:
-        async with _writing(f"sqlite:///{tmp_path / 'pf.db'}", interval=60.0) as running:
+        async with _writing(
+            f"sqlite:///{tmp_path / 'pf.db'}", interval=60.0, progress_interval=60.0
+        ) as running:
             await _ends_in_turn(*running)
 
     asyncio.run(scenario())
@@ -192,3 +194,45 @@ async def _ends_in_turn(store: Store, bus: EventBus, recorder: Recorder) -> None
         assert store.get("fifth") is not None and store.get("sixth") is not None
     finally:
         event.remove(store.db.engine, "before_cursor_execute", seen)
+
+
+def test_a_due_line_takes_its_builds_earlier_progress_along(tmp_path: Path) -> None:
+    """A running build's progress may wait a minute here, its lines 10 ms: the line,
+    once due, goes out with the progress queued before it, in order."""
+
+    async def scenario() -> list[events.Event]:
+        url = f"sqlite:///{tmp_path / 'pf.db'}"
+        async with _writing(url, interval=0.01, progress_interval=60.0) as running:
+            _store, bus, recorder = running
+            sub = bus.subscribe()
+            progress = events.build_progress("b", "running", 10, "compile", None)
+            recorder.record(_build("b", "running"), progress, urgent=False)
+            recorder.line(LogLine("b", 0, 3.0, "stdout", "info", "compiling"))
+            return [await asyncio.wait_for(sub.get(), 10) for _ in range(2)]
+
+    line = {"stream": "stdout", "text": "compiling", "seq": 0}
+    assert asyncio.run(scenario()) == [
+        events.build_progress("b", "running", 10, "compile", None),
+        events.build_log("b", [line]),
+    ]
+
+
+def test_a_full_batch_of_lines_is_written_though_nothing_is_due(tmp_path: Path) -> None:
+    """``max_lines`` lines of a running build are written at once, not kept back with
+    the build until its items are due (the writer went round without writing meanwhile)."""
+
+    async def scenario() -> tuple[list[str], list[events.Event]]:
+        url = f"sqlite:///{tmp_path / 'pf.db'}"
+        options = {"interval": 60.0, "progress_interval": 60.0, "max_lines": 3}
+        async with _writing(url, **options) as (store, bus, recorder):
+            sub = bus.subscribe()
+            recorder.record(_build("b", "running"))
+            for seq in range(3):
+                recorder.line(LogLine("b", seq, 3.0, "stdout", "info", f"line {seq}"))
+            published = [await asyncio.wait_for(sub.get(), 10)]
+            return [line.text for line in store.logs("b")], published
+
+    texts, published = asyncio.run(scenario())
+    assert texts == ["line 0", "line 1", "line 2"]
+    lines = [{"stream": "stdout", "text": f"line {seq}", "seq": seq} for seq in range(3)]
+    assert published == [events.build_log("b", lines)]

@@ -6,17 +6,21 @@ drains the queue in batches: it writes a batch's records and lines in one transa
 (never one per line), then publishes the batch's events, turning runs of one build's log
 lines into ``build_log`` events placed where those lines fell. So a client that sees
 ``build_completed`` has seen every log line before it, and finds them all in the store.
-A batch is cut when an event is waiting (events want low latency), when 200 lines are
-waiting, or ``interval`` seconds after the first line arrived. A running build's progress
-is the exception: its events wait for the interval like lines, so a short compile's
-running, progress and end states go out in one transaction rather than one each (the
-last row of a build in a batch is the one written). When another build's end cuts the
-batch, a build with nothing urgent whose first waiting item is younger than
-``interval`` keeps its items (rows, lines and events, in order) waiting for the next
-batch: with PF_JOBS builds ending in turn, a short compile's start would otherwise be
-written in its neighbour's batch and its end in the next. Nothing is kept back from a
-batch holding a submission (a queued row, whose submitter waits for everything queued
-before its answer: ``settled``), while a ``flush`` waits, or when the writer stops.
+Every item is due by a time of its own: an urgent one (a submission, a build's end) at
+once, a log line ``interval`` (50 ms) after it came, a running build's state (its
+running and progress rows, with their events) ``progress_interval`` (250 ms) after. A
+batch is cut when the first item is due, or when 200 lines are waiting. So the running,
+progress and end states of a compile shorter than a quarter of a second go out in one
+transaction, with one publication, rather than two or three (the last row of a build in
+a batch is the one written): for a 75 ms C compile, that was a fifth of the API
+process's CPU for it. A longer build's progress is at most a quarter of a second late,
+its log lines at most 50 ms. When another build's end cuts the batch, a build none of
+whose waiting items is due yet keeps them (rows, lines and events, in order) waiting
+for the next batch: with PF_JOBS builds ending in turn, a
+short compile's start would otherwise be written in its neighbour's batch and its end in
+the next. Nothing is kept back from a batch holding a submission (a queued row, whose
+submitter waits for everything queued before its answer: ``settled``), one of 200 lines,
+while a ``flush`` waits, or when the writer stops.
 
 A failing database does not stop the events. One that does not answer (StoreUnavailable:
 stopped, unreachable, locked) loses nothing accepted: the batch's records and lines are
@@ -48,6 +52,7 @@ from pf.store.record import QUEUED, BuildRecord
 log = logging.getLogger("pf.engine")
 
 FLUSH_INTERVAL = 0.05
+PROGRESS_INTERVAL = 0.25
 FLUSH_LINES = 200
 RETRY_MIN = 0.25
 RETRY_MAX = 5.0
@@ -61,7 +66,7 @@ class _Item:
     kind: str  # row, line or event
     value: Any
     urgent: bool
-    since: float  # time.monotonic() when queued
+    due: float  # time.monotonic() by which it is written
 
 
 def _build_of(item: _Item) -> str | None:
@@ -87,12 +92,14 @@ class Recorder:
         store: Store,
         bus: Bus,
         interval: float = FLUSH_INTERVAL,
+        progress_interval: float = PROGRESS_INTERVAL,
         max_lines: int = FLUSH_LINES,
         max_backlog: int = 0,
     ) -> None:
         self.store = store
         self.bus = bus
         self.interval = interval
+        self.progress_interval = progress_interval
         self.max_lines = max_lines
         # Items waiting for the writer past which the service takes no new builds (0: no
         # bound); nothing already accepted is ever dropped for it.
@@ -100,7 +107,7 @@ class Recorder:
         self._items: list[_Item] = []
         self._lines = 0
         self._urgent = False
-        self._first_at = 0.0
+        self._first_due = 0.0  # the earliest due time of the items waiting
         self._cond = threading.Condition()
         self._enqueued = 0
         # Every item queued before this one is written (or held for a retry): items kept
@@ -136,19 +143,20 @@ class Recorder:
         """Queue ``(kind, item, urgent)`` entries, in order, under one hold of the lock."""
         now = time.monotonic()
         with self._cond:
-            first = not self._items
-            if first:
-                self._first_at = now
-            # The first item wakes the writer too: it starts the batch's interval timer.
-            wake = first
+            first_due = self._first_due if self._items else None
             for kind, item, urgent in entries:
-                self._items.append(_Item(self._enqueued, kind, item, urgent, now))
+                if urgent:
+                    due = now
+                else:
+                    due = now + (self.interval if kind == "line" else self.progress_interval)
+                self._items.append(_Item(self._enqueued, kind, item, urgent, due))
                 self._enqueued += 1
                 if kind == "line":
                     self._lines += 1
                 self._urgent = self._urgent or urgent
-                wake = wake or urgent
-            if wake or self._lines >= self.max_lines:
+                self._first_due = due if first_due is None else min(self._first_due, due)
+            # The writer sleeps until the earliest due time it knew: woken when that moved.
+            if first_due is None or self._first_due < first_due or self._lines >= self.max_lines:
                 self._cond.notify_all()
 
     @property
@@ -162,8 +170,8 @@ class Recorder:
 
     def record(self, row: BuildRecord, event: Event | None = None, *, urgent: bool = True) -> None:
         """Store ``row`` and then publish ``event`` (if any). An event that is not
-        ``urgent`` waits for the batch's interval, or for an urgent item of its build
-        behind it (see the module's docstring for another build's)."""
+        ``urgent`` (a running build's state) waits up to ``progress_interval``, or for an
+        urgent item of its build behind it (see the module's docstring for another build's)."""
         if event is None:
             self._put(("row", row, False))
         else:
@@ -242,7 +250,7 @@ class Recorder:
             return None
         if self._urgent or self._stopping or self._lines >= self.max_lines:
             return 0.0
-        return max(0.0, self._first_at + self.interval - time.monotonic())
+        return max(0.0, self._first_due - time.monotonic())
 
     def _next_chore(self) -> float | None:
         if not self._chores:
@@ -286,35 +294,35 @@ class Recorder:
 
     def _cut(self) -> tuple[list[_Item], list[_Item]]:
         """Under _cond: the batch to write now, and what stays queued for the next one
-        (the items of builds with nothing urgent that came within ``interval``)."""
+        (the items of builds with nothing urgent and nothing due yet)."""
         items = self._items
         self._urgent = False
-        self._lines = 0
-        if self._stopping or self._waiters or self._flush_to > self._written:
+        lines, self._lines = self._lines, 0
+        if (
+            self._stopping
+            or self._waiters
+            or self._flush_to > self._written
+            or lines >= self.max_lines
+        ):
             return items, []
         now = time.monotonic()
-        written_now: set[str] = set()
+        due: set[str] = set()
         young: set[str] = set()
         for item in items:
             if item.kind == "row" and item.value.status == QUEUED:
                 return items, []  # a submission's batch: its submitter waits for all of it
             build_id = _build_of(item)
-            if build_id is None or build_id in written_now:
-                continue
-            if item.urgent:
-                written_now.add(build_id)
-                young.discard(build_id)
-            elif build_id not in young and now - item.since < self.interval:
-                young.add(build_id)
-            elif build_id not in young:
-                written_now.add(build_id)
+            if build_id is not None:
+                (due if item.urgent or item.due <= now else young).add(build_id)
+        # One item of a build due (a line past its 50 ms) takes all of the build's along.
+        young -= due
         if not young:
             return items, []
         batch: list[_Item] = []
         kept: list[_Item] = []
         for item in items:
             (kept if _build_of(item) in young else batch).append(item)
-        self._first_at = kept[0].since
+        self._first_due = min(item.due for item in kept)
         self._lines = sum(item.kind == "line" for item in kept)
         return batch, kept
 

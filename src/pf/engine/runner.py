@@ -137,7 +137,7 @@ class Runner:
         # Stored, not only announced: a build that dies with the process keeps the phase
         # it reached. A few rows per compile, batched by the writer thread; cache hits
         # never come here. Not urgent: a short compile's phases then ride on its end's
-        # write, and a long one's are at most the writer's interval late.
+        # write, and a long one's are at most the writer's progress interval late.
         self.recorder.record(job.record(), event, urgent=False)
 
     # The two lanes ----------------------------------------------------------------
