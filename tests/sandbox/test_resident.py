@@ -310,6 +310,23 @@ def test_a_process_is_retired_after_sandbox_cell_jobs_requests(resident: Residen
     assert fresh[0] != fresh[1]
 
 
+def test_a_successor_is_up_before_the_last_request_and_waits_its_turn(
+    resident: Resident,
+) -> None:
+    # Four requests a process: its successor starts once one is left.
+    resident.settings = replace(resident.settings, sandbox_cell_jobs=4)
+    tokens = [resident.token(resident.call(b"echo %d" % i)) for i in range(3)]
+    assert len(set(tokens)) == 1 and len(resident.processes()) == 1
+    _wait(lambda: len(resident.processes()) == 2, "the successor, started with no request")
+    # The old process answers its last request, then goes; the successor, up before
+    # the next request came, answers it: that request started nothing.
+    assert resident.token(resident.call(b"echo 3")) == tokens[0]
+    _wait(lambda: len(resident.processes()) == 1, "the old process's end")
+    waiting = resident.processes()
+    successor = resident.token(resident.call(b"echo 4"))
+    assert successor != tokens[0] and resident.processes() == waiting
+
+
 @pytest.mark.parametrize("mode", ["bwrap"])  # PF_SANDBOX=off confines nothing
 def test_a_resident_is_confined_like_a_compile_step(resident: Resident) -> None:
     reply = resident.call(b"probe")

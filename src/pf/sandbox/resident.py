@@ -21,13 +21,22 @@ limit (its ``memory.grow`` then fails cleanly at the limit). ``PF_SANDBOX=off`` 
 the argv as it is, under the same rlimits, with a parent-death signal.
 
 The pool keeps processes per (argv, read-only paths, environment, sandbox mode and uid,
-limits), idle ones for reuse, at most ``max(jobs, worker_concurrency)`` per key; a caller
-beyond that waits for one to come free within its own timeout. A process is killed
+limits), idle ones for reuse, at most ``max(jobs, worker_concurrency)`` per key (and, for a
+while, the successors of those near their last request, below); a caller beyond that
+waits for one to come free within its own timeout. A process is killed
 (bubblewrap outside, and with it its whole pid namespace) and never reused when a request
 times out or is cancelled, when it replies more than the caller allows, breaks the
 framing, writes to stdout between requests, or dies; also after ``sandbox_cell_jobs``
 requests (0: one process per request). Reuse is only safe for programs that keep no
 state from one request to the next: that is the caller's duty.
+
+A process retired for its count is replaced before it is needed: when it has a quarter
+of its requests left, its successor is started in the background and waits, idle, last
+in line, while the old one answers the rest (one more process of its key for a while).
+Started on demand instead, the successor made the request after the old one's last
+wait for its start (60 ms for the WAT assembler here): a stall of one compile thread
+every few hundred compiles. A successor that fails to start is logged and changes
+nothing: the request after the old one's last starts one and meets the error itself.
 
 Processes are started from one long-lived thread, since ``--die-with-parent`` (and the
 parent-death signal without the sandbox) fires when the thread that started a process
@@ -39,6 +48,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import select
 import signal
@@ -47,7 +57,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +77,8 @@ from pf.sandbox.wrappers import (
     probe,
     sandbox_uid,
 )
+
+log = logging.getLogger("pf.sandbox")
 
 # A fresh process loads its program before it reads its first request: that request's
 # timeout is extended by this much, so a slow start is not blamed on the payload.
@@ -139,6 +151,7 @@ class Resident:
         self.proc = proc
         self.requests = 0
         self.dead = False
+        self.succeeded = False  # its successor was started (by the thread using it)
         self.pidfd = os.pidfd_open(proc.pid)
         self.stdin = proc.stdin.fileno()
         self.stdout = proc.stdout.fileno()
@@ -400,6 +413,8 @@ class _Pool:
         self._live: dict[Key, int] = {}  # started or starting, per key
         self._all: set[Resident] = set()
         self._launcher: ThreadPoolExecutor | None = None
+        # Moves on at each shutdown: a successor that comes up after one is not kept.
+        self._generation = 0
 
     def call(
         self,
@@ -445,7 +460,11 @@ class _Pool:
                 reply = resident.exchange(payload, deadline + allowance, cancel, max_reply)
             finally:
                 limit = settings.sandbox_cell_jobs
-                if reply.ok and not resident.dead and resident.requests < limit:
+                kept = reply.ok and not resident.dead and resident.requests < limit
+                # Before it is released: from then on another thread may be using it.
+                if kept and limit - resident.requests <= max(1, limit // 4):
+                    self._succeed(settings, resident)
+                if kept:
                     self._release(resident)
                 else:
                     self._drop(key, resident)
@@ -472,15 +491,55 @@ class _Pool:
                 self._lock.wait(min(left, _CANCEL_POLL) if cancel is not None else left)
 
     def _launch(self, settings: Settings, key: Key) -> Resident:
+        resident = self._start_later(settings, key).result()
+        with self._lock:
+            self._all.add(resident)
+        return resident
+
+    def _start_later(self, settings: Settings, key: Key) -> Future[Resident]:
+        """A start of a process for ``key`` on the launcher thread."""
         with self._lock:
             if self._launcher is None:
                 self._launcher = ThreadPoolExecutor(1, "pf-resident-launcher")
                 atexit.register(self.shutdown)
             launcher = self._launcher
-        resident = launcher.submit(_start, settings, key).result()
+        return launcher.submit(_start, settings, key)
+
+    def _succeed(self, settings: Settings, resident: Resident) -> None:
+        """Start ``resident``'s successor in the background, once (see the module's
+        docstring); its place counts under its key from now."""
+        if resident.succeeded:
+            return
+        resident.succeeded = True
         with self._lock:
-            self._all.add(resident)
-        return resident
+            self._live[resident.key] += 1
+            generation = self._generation
+        started = self._start_later(settings, resident.key)
+        started.add_done_callback(lambda done: self._stand_by(resident, done, generation))
+
+    def _stand_by(self, predecessor: Resident, started: Future[Resident], generation: int) -> None:
+        """The successor of ``predecessor`` is up (or failed to start): it waits first in
+        the idle list, the one taken last, until the processes before it are gone."""
+        key = predecessor.key
+        try:
+            successor = started.result()
+        except Exception as error:
+            log.warning(
+                "pf: a new %s process did not start ahead of need (%s); the request after "
+                "the old one's last starts one",
+                predecessor.program,
+                error,
+            )
+            self._drop(key, None)
+            return
+        with self._lock:
+            current = generation == self._generation
+            if current:
+                self._all.add(successor)
+                self._idle.setdefault(key, []).insert(0, successor)
+                self._lock.notify_all()  # waiters of every key share the condition
+        if not current:  # pf shut its processes down meanwhile
+            self._drop(key, successor)
 
     def _release(self, resident: Resident) -> None:
         with self._lock:
@@ -503,6 +562,7 @@ class _Pool:
         """Kill every process (pf is exiting). Idle ones are reaped here; one in use is
         killed, and the thread using it sees it die and reaps it."""
         with self._lock:
+            self._generation += 1
             idle = [resident for residents in self._idle.values() for resident in residents]
             busy = self._all.difference(idle)
             for resident in idle:
