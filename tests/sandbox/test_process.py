@@ -265,3 +265,83 @@ def test_user_runs_the_command_as_that_uid_with_no_groups_and_its_limits(
 def test_the_launcher_runs_nothing_it_was_not_told_exactly(argv: list[str]) -> None:
     done = subprocess.run([process._CONFINE, *argv], capture_output=True, text=True, check=False)
     assert done.returncode == 126 and done.stderr.startswith("pf-confine: ")
+
+
+# pf's SIGTERM handling as the command line sets it up, and a Popen that has pf signalled
+# the moment its command has started, before pf knows the command: the widest the gap
+# between the two can be, made every time.
+SIGNALLED_AT_START = """
+import os, signal, subprocess, sys
+from pathlib import Path
+from pf.cli.run import _exit_on_sigterm
+from pf.sandbox import Limits, process
+
+class Signalled(subprocess.Popen):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        Path(sys.argv[2]).write_text(str(self.pid))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+_exit_on_sigterm()
+subprocess.Popen = Signalled
+getattr(process, sys.argv[1])(
+    ["/bin/sh", "-c", "trap '' TERM; echo started; exec sleep 60"],
+    cwd=Path.cwd(), env={"PATH": "/usr/bin:/bin"}, limits=Limits(timeout=None),
+)
+"""
+
+
+@pytest.mark.parametrize("way", ["run", "run_attached"])
+def test_a_signal_that_ends_pf_as_its_command_starts_takes_the_command_along(
+    tmp_path: Path, way: str
+) -> None:
+    started = tmp_path / "started.pid"
+    script = tmp_path / "pf_like.py"
+    script.write_text(SIGNALLED_AT_START)
+    # Output to a file: a pipe left open by the command would hold this run until it ends.
+    with (tmp_path / "stderr").open("wb") as stderr:
+        done = subprocess.run(
+            [sys.executable, str(script), way, str(started)],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    assert done.returncode == 128 + 15, (tmp_path / "stderr").read_text()
+    command = int(started.read_text())
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{command}").exists() and _state(command) != "Z":
+        assert time.monotonic() < deadline, "the command outlived pf"
+        time.sleep(0.02)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "X"
+
+
+# pf holds SIGINT and SIGTERM while a command starts; the command must not inherit that.
+SIGNAL_MASK_OF_THE_COMMAND = """
+import sys
+from pathlib import Path
+from pf.sandbox import Limits, process
+
+argv = ["/bin/grep", "SigBlk", "/proc/self/status"]  # not a shell: dash clears its mask
+options = {"cwd": Path.cwd(), "env": {"PATH": "/usr/bin:/bin"}}
+if sys.argv[1] == "run":
+    print(process.run(argv, **options).stdout, end="")
+else:
+    process.run_attached(argv, limits=Limits(timeout=None), **options)
+"""
+
+
+@pytest.mark.parametrize("way", ["run", "run_attached"])
+def test_the_command_starts_with_no_signal_blocked(tmp_path: Path, way: str) -> None:
+    script = tmp_path / "pf_like.py"
+    script.write_text(SIGNAL_MASK_OF_THE_COMMAND)
+    done = subprocess.run(
+        [sys.executable, str(script), way], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["SigBlk:", "0" * 16]

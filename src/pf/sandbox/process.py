@@ -197,6 +197,27 @@ def _check_program(program: str, cwd: Path, env: Mapping[str, str]) -> None:
         raise SandboxError(f"cannot run {program}: No such file or directory")
 
 
+# The signals whose handlers end pf: Ctrl-C, and SIGTERM as the command line handles it.
+_ENDING = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+def _hold_ending_signals() -> set[int | signal.Signals] | None:
+    """Hold SIGINT and SIGTERM while a command starts, on the main thread (where their
+    handlers run): one handled between the command's start and the block that kills its
+    group when pf ends would leave the command running. Returns the mask to restore
+    (None off the main thread: nothing held)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _ENDING)
+
+
+def _restore_signals(mask: set[int | signal.Signals] | None) -> None:
+    """Restore the mask ``_hold_ending_signals`` returned: a signal held meanwhile is
+    handled now."""
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def _spawn(
     argv: Sequence[str],
     cwd: Path,
@@ -207,6 +228,7 @@ def _spawn(
     terminal: int | None = None,
     user: int | None = None,
     piped_input: bool = False,
+    mask: set[int | signal.Signals] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` under ``limits`` in a process group of its own.
 
@@ -216,7 +238,8 @@ def _spawn(
     before the command starts, so it can read the terminal and Ctrl-C reaches it.
     ``user``: the command runs as that uid and gid, with no groups and no new
     privileges (pf must be root). ``piped_input``: stdin is a pipe from pf (a resident
-    process reading requests), not /dev/null.
+    process reading requests), not /dev/null. ``mask``: the signal mask the command
+    starts with, when pf holds signals while it starts (a mask outlives exec).
     """
     values = _limit_values(limits)
     command = list(argv)
@@ -240,6 +263,8 @@ def _spawn(
         command = [*drop, *argv]
     if terminal is not None:
         steps.append(_foreground_in_child(terminal))
+    if mask is not None:
+        steps.append(_masked_in_child(mask))
     preexec = None if not steps else steps[0] if len(steps) == 1 else _all(steps)
     stream = None if attached else subprocess.PIPE
     try:
@@ -267,6 +292,13 @@ def _all(steps: list[Callable[[], None]]) -> Callable[[], None]:
             step()
 
     return run_all
+
+
+def _masked_in_child(mask: set[int | signal.Signals]) -> Callable[[], None]:
+    def restore() -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    return restore
 
 
 def _foreground_in_child(terminal: int) -> Callable[[], None]:
@@ -504,10 +536,16 @@ def run(
     if not argv:
         raise SandboxError("nothing to run: empty command")
     started = time.monotonic()
-    proc = _spawn(argv, cwd, env, limits, user=user)
+    held = _hold_ending_signals()
+    try:
+        proc = _spawn(argv, cwd, env, limits, user=user, mask=held)
+    except BaseException:
+        _restore_signals(held)
+        raise
     assert proc.stdout is not None and proc.stderr is not None
     group: _Group | None = None
     try:
+        _restore_signals(held)  # one that came meanwhile ends pf here, its group known
         group = _Group(proc)
         captured = capture(
             argv,
@@ -551,8 +589,14 @@ def run_attached(
     started = time.monotonic()
     terminal = _Terminal()
     try:
-        proc = _spawn(argv, cwd, env, limits, attached=True, terminal=terminal.fd)
+        held = _hold_ending_signals()
         try:
+            proc = _spawn(argv, cwd, env, limits, attached=True, terminal=terminal.fd, mask=held)
+        except BaseException:
+            _restore_signals(held)
+            raise
+        try:
+            _restore_signals(held)  # one that came meanwhile ends pf here, its group known
             proc.returncode = _wait_as_job(proc.pid, terminal)
         finally:
             if proc.returncode is None:  # pf was interrupted or terminated while it ran
