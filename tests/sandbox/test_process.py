@@ -269,9 +269,9 @@ def test_the_launcher_runs_nothing_it_was_not_told_exactly(argv: list[str]) -> N
 
 # pf's SIGTERM handling as the command line sets it up, and a Popen that has pf signalled
 # the moment its command has started, before pf knows the command: the widest the gap
-# between the two can be, made every time.
+# between the two can be, made every time; with a second thread, as pf often has.
 SIGNALLED_AT_START = """
-import os, signal, subprocess, sys
+import os, signal, subprocess, sys, threading, time
 from pathlib import Path
 from pf.cli.run import _exit_on_sigterm
 from pf.sandbox import Limits, process
@@ -284,6 +284,8 @@ class Signalled(subprocess.Popen):
 
 _exit_on_sigterm()
 subprocess.Popen = Signalled
+# Another thread, which a signal sent to the process may come to instead of this one.
+threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
 getattr(process, sys.argv[1])(
     ["/bin/sh", "-c", "trap '' TERM; echo started; exec sleep 60"],
     cwd=Path.cwd(), env={"PATH": "/usr/bin:/bin"}, limits=Limits(timeout=None),

@@ -40,7 +40,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from types import FrameType
+from typing import Any, Protocol
 
 from pf.errors import SandboxError
 from pf.sandbox.limits import DEFAULT_LIMITS, Limits
@@ -198,24 +199,47 @@ def _check_program(program: str, cwd: Path, env: Mapping[str, str]) -> None:
 
 
 # The signals whose handlers end pf: Ctrl-C, and SIGTERM as the command line handles it.
-_ENDING = frozenset({signal.SIGINT, signal.SIGTERM})
+_ENDING = (signal.SIGINT, signal.SIGTERM)
 
 
-def _hold_ending_signals() -> set[int | signal.Signals] | None:
-    """Hold SIGINT and SIGTERM while a command starts, on the main thread (where their
-    handlers run): one handled between the command's start and the block that kills its
-    group when pf ends would leave the command running. Returns the mask to restore
-    (None off the main thread: nothing held)."""
+@dataclass
+class _Held:
+    """The handlers ``_hold_ending_signals`` replaced, and the signals that came since."""
+
+    handlers: dict[int, Callable[[int, FrameType | None], Any]]
+    came: list[int] = field(default_factory=list)
+
+    def hold(self, signum: int, _frame: FrameType | None) -> None:
+        self.came.append(signum)
+
+
+def _hold_ending_signals() -> _Held | None:
+    """Hold SIGINT and SIGTERM while a command starts: one handled between the command's
+    start and the block that kills its group when pf ends would leave the command
+    running. Their handlers run on the main thread only, whichever thread the signal
+    came to, so it is theirs that are put aside, not a thread's mask (which the command
+    would also inherit). Only a handler of pf's is put aside: an ignored signal stays
+    ignored for the command too, and the default action ends pf at once either way.
+    None off the main thread, where nothing is held."""
     if threading.current_thread() is not threading.main_thread():
         return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, _ENDING)
+    held = _Held({})
+    for signum in _ENDING:
+        handler = signal.getsignal(signum)
+        if callable(handler):
+            held.handlers[signum] = handler
+            signal.signal(signum, held.hold)
+    return held
 
 
-def _restore_signals(mask: set[int | signal.Signals] | None) -> None:
-    """Restore the mask ``_hold_ending_signals`` returned: a signal held meanwhile is
-    handled now."""
-    if mask is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+def _restore_signals(held: _Held | None) -> None:
+    """Put the handlers back, then raise the signals held meanwhile: handled now."""
+    if held is None:
+        return
+    for signum, handler in held.handlers.items():
+        signal.signal(signum, handler)
+    for signum in held.came:
+        signal.raise_signal(signum)
 
 
 def _spawn(
@@ -228,7 +252,6 @@ def _spawn(
     terminal: int | None = None,
     user: int | None = None,
     piped_input: bool = False,
-    mask: set[int | signal.Signals] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` under ``limits`` in a process group of its own.
 
@@ -238,8 +261,7 @@ def _spawn(
     before the command starts, so it can read the terminal and Ctrl-C reaches it.
     ``user``: the command runs as that uid and gid, with no groups and no new
     privileges (pf must be root). ``piped_input``: stdin is a pipe from pf (a resident
-    process reading requests), not /dev/null. ``mask``: the signal mask the command
-    starts with, when pf holds signals while it starts (a mask outlives exec).
+    process reading requests), not /dev/null.
     """
     values = _limit_values(limits)
     command = list(argv)
@@ -263,8 +285,6 @@ def _spawn(
         command = [*drop, *argv]
     if terminal is not None:
         steps.append(_foreground_in_child(terminal))
-    if mask is not None:
-        steps.append(_masked_in_child(mask))
     preexec = None if not steps else steps[0] if len(steps) == 1 else _all(steps)
     stream = None if attached else subprocess.PIPE
     try:
@@ -292,13 +312,6 @@ def _all(steps: list[Callable[[], None]]) -> Callable[[], None]:
             step()
 
     return run_all
-
-
-def _masked_in_child(mask: set[int | signal.Signals]) -> Callable[[], None]:
-    def restore() -> None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-
-    return restore
 
 
 def _foreground_in_child(terminal: int) -> Callable[[], None]:
@@ -538,7 +551,7 @@ def run(
     started = time.monotonic()
     held = _hold_ending_signals()
     try:
-        proc = _spawn(argv, cwd, env, limits, user=user, mask=held)
+        proc = _spawn(argv, cwd, env, limits, user=user)
     except BaseException:
         _restore_signals(held)
         raise
@@ -591,7 +604,7 @@ def run_attached(
     try:
         held = _hold_ending_signals()
         try:
-            proc = _spawn(argv, cwd, env, limits, attached=True, terminal=terminal.fd, mask=held)
+            proc = _spawn(argv, cwd, env, limits, attached=True, terminal=terminal.fd)
         except BaseException:
             _restore_signals(held)
             raise
