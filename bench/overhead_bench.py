@@ -2,7 +2,7 @@
 
 For each language (WAT, the cheapest compile, where overhead shows most; C and Rust,
 fewer modules) N distinct small modules, each a miss for every cache, are compiled
-these ways, median of PF_BENCH_RUNS rounds (3), each round fresh modules; bare, engine
+these ways, median of PF_BENCH_RUNS rounds (5), each round fresh modules; bare, engine
 and serve alternate, and the rows that start a process per module in a sandbox
 workspace (wat2wasm, 1-shot) run after all of theirs, since the files they delete make
 every file created after them dearer on this disk (see the end of this docstring):
@@ -391,8 +391,8 @@ def main() -> None:
     cores = os.cpu_count()
     print(
         f"pf per-compile overhead - {cores} cores, PF_JOBS={settings.jobs}, sandbox "
-        f"{settings.sandbox}, median of {RUNS} rounds; ratio: the median round's time over its "
-        "bare round's (the rounds' lowest-highest)"
+        f"{settings.sandbox}, median of {RUNS} rounds; ratio: the median of each round's "
+        "time over its bare round's (the rounds' lowest-highest)"
     )
     header = (
         f"{'compile (n)':<18}{'way':<9}{'compiles/s':>11}{'ms/compile':>11}{'ratio':>8}"

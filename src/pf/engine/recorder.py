@@ -16,11 +16,11 @@ a batch is the one written): for a 75 ms C compile, that was a fifth of the API
 process's CPU for it. A longer build's progress is at most a quarter of a second late,
 its log lines at most 50 ms. When another build's end cuts the batch, a build none of
 whose waiting items is due yet keeps them (rows, lines and events, in order) waiting
-for the next batch: with PF_JOBS builds ending in turn, a
-short compile's start would otherwise be written in its neighbour's batch and its end in
-the next. Nothing is kept back from a batch holding a submission (a queued row, whose
-submitter waits for everything queued before its answer: ``settled``), one of 200 lines,
-while a ``flush`` waits, or when the writer stops.
+for the next batch: with PF_JOBS builds ending in turn, a short compile's start would
+otherwise be written in its neighbour's batch and its end in the next. Nothing is kept
+back from a batch holding a submission (a queued row, whose submitter waits for
+everything queued before its answer: ``settled``), one of 200 lines, while a ``flush``
+waits, or when the writer stops.
 
 A failing database does not stop the events. One that does not answer (StoreUnavailable:
 stopped, unreachable, locked) loses nothing accepted: the batch's records and lines are
@@ -60,7 +60,7 @@ RETRY_MAX = 5.0
 
 @dataclass(frozen=True, slots=True)
 class _Item:
-    """One queued change: its place in the queue, what it is, and when it came."""
+    """One queued change: its place in the queue, what it is, and when it is due."""
 
     at: int  # the number of items queued before it
     kind: str  # row, line or event
