@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -143,20 +144,21 @@ class Recorder:
         """Queue ``(kind, item, urgent)`` entries, in order, under one hold of the lock."""
         now = time.monotonic()
         with self._cond:
-            first_due = self._first_due if self._items else None
+            # The writer sleeps until the earliest due time it knew: woken when that moves.
+            known = earliest = self._first_due if self._items else math.inf
             for kind, item, urgent in entries:
                 if urgent:
                     due = now
                 else:
                     due = now + (self.interval if kind == "line" else self.progress_interval)
+                earliest = min(earliest, due)
                 self._items.append(_Item(self._enqueued, kind, item, urgent, due))
                 self._enqueued += 1
                 if kind == "line":
                     self._lines += 1
                 self._urgent = self._urgent or urgent
-                self._first_due = due if first_due is None else min(self._first_due, due)
-            # The writer sleeps until the earliest due time it knew: woken when that moved.
-            if first_due is None or self._first_due < first_due or self._lines >= self.max_lines:
+            self._first_due = earliest
+            if earliest < known or self._lines >= self.max_lines:
                 self._cond.notify_all()
 
     @property
