@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,12 @@ from pf.config import Settings, load_settings
 from tests.pg import PgCluster
 from tests.redisd import RedisServer
 from tests.tools import PREFIX, STRICT
+
+# A shell starts a background job (`make test &`) with SIGINT ignored, and an ignored
+# signal stays ignored across exec: every pf a test starts would then ignore the Ctrl-C
+# the tests send it. The tests run as if started from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demos" / "polyglot"
