@@ -29,6 +29,7 @@ from pf.engine.buildproc import (
     Unstarted,
     _Child,
     _Forward,
+    _Sender,
 )
 from pf.engine.compile import compile_sources
 from pf.errors import (
@@ -123,14 +124,17 @@ def _wait(predicate: object, what: str, timeout: float = 20.0) -> None:
 
 
 def test_a_compile_there_is_the_compile_here(settings: Settings, process: BuildProcess) -> None:
-    seen: list[str] = []
+    seen: list[object] = []
+    before = time.time()
     result = process.compile(
         _request(wat(1)),
-        on_start=lambda: seen.append("start"),
+        on_start=lambda at: seen.append(at),
         on_phase=lambda label, index: seen.append(label),
         missed=True,
     )
-    assert seen[0] == "start" and len(seen) >= 2  # started, then its step
+    # Started first, at the time it started there; its step only if it lasted (below).
+    assert isinstance(seen[0], float) and before <= seen[0] <= time.time()
+    assert all(label == "compile" for label in seen[1:])
     assert process.pid is not None and process.pid != os.getpid()
     (artifact,) = result.artifacts
     assert artifact.read_bytes().startswith(b"\0asm") and not result.cached
@@ -219,12 +223,12 @@ def test_held_compiles_come_back_unstarted_and_running_ones_finish(
     try:
         started: list[str] = []
         running, first = _compile_in_thread(
-            process, _request(wat(5)), on_start=lambda: started.append("first")
+            process, _request(wat(5)), on_start=lambda _: started.append("first")
         )
         wrapper.child_pid()
         # One compile at a time (PF_JOBS=1): these two wait in the child, not started.
         waiting = [
-            _compile_in_thread(process, _request(wat(n)), on_start=lambda: started.append("x"))
+            _compile_in_thread(process, _request(wat(n)), on_start=lambda _: started.append("x"))
             for n in (6, 7)
         ]
         cancelled = threading.Event()
@@ -311,3 +315,92 @@ def test_the_childs_log_records_are_logged_here_under_their_names(
     assert "No space left on device" in logged.getMessage()
     sender.close()
     receiver.close()
+
+
+def test_a_compile_that_lasts_is_shown_started_and_in_its_step_while_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PF_CACHE_DIR", str(tmp_path / "cache"))
+    wrapper = install_wrapper(tmp_path, monkeypatch)
+    wrapper.hang()
+    process = BuildProcess(load_settings())
+    seen: list[object] = []
+    try:
+        before = time.time()
+        thread, outcome = _compile_in_thread(
+            process,
+            _request(wat(14)),
+            on_start=seen.append,
+            on_phase=lambda label, index: seen.append((label, index)),
+        )
+        wrapper.child_pid()
+        _wait(lambda: len(seen) == 2, "the held step came while the compile ran")
+        started, phase = seen
+        assert isinstance(started, float) and before <= started <= time.time()
+        assert phase == ("compile", 0) and not outcome
+        wrapper.release()
+        thread.join(20)
+        assert outcome[0].artifacts[0].name == "m.wasm"  # type: ignore[attr-defined]
+        assert len(seen) == 2  # nothing more: the end is the call's return
+    finally:
+        wrapper.release()
+        process.close()
+
+
+@pytest.fixture
+def wire() -> Iterator[tuple[Connection, Connection]]:
+    ours, theirs = socket.socketpair()
+    sending, receiving = Connection(theirs.detach()), Connection(ours.detach())
+    yield sending, receiving
+    sending.close()
+    receiving.close()
+
+
+def _sent(receiving: Connection) -> list[tuple[object, ...]]:
+    messages = []
+    while receiving.poll(0.2):
+        messages.append(receiving.recv())
+    return messages
+
+
+def test_a_step_is_held_and_dropped_by_the_success_that_ends_it_first(
+    wire: tuple[Connection, Connection],
+) -> None:
+    sending, receiving = wire
+    sender = _Sender(sending, hold=30.0)
+    try:
+        sender.phase(1, ("phase", 1, "compile", 0, 5.0))
+        sender.phase(1, ("phase", 1, "link", 1, 5.0))  # the next step replaces it
+        sender.phase(2, ("phase", 2, "compile", 0, 6.0))
+        sender.of_compile(1, ("done", 1, "result", 5.0), drop_held=True)
+        # A line, or a failure, sends the compile's step first: the step a build failed in.
+        sender.of_compile(2, ("line", 2, "stderr", "warning", 6.0), drop_held=False)
+        sender.phase(3, ("phase", 3, "compile", 0, 7.0))
+        sender.of_compile(3, ("failed", 3, "error", 7.0), drop_held=False)
+        sender.send(("log", "pf.engine", 20, "text"))
+        assert _sent(receiving) == [
+            ("done", 1, "result", 5.0),
+            ("phase", 2, "compile", 0, 6.0),
+            ("line", 2, "stderr", "warning", 6.0),
+            ("phase", 3, "compile", 0, 7.0),
+            ("failed", 3, "error", 7.0),
+            ("log", "pf.engine", 20, "text"),
+        ]
+    finally:
+        sender.close()
+
+
+def test_a_step_still_running_after_the_hold_is_sent(
+    wire: tuple[Connection, Connection],
+) -> None:
+    sending, receiving = wire
+    sender = _Sender(sending, hold=0.05)
+    try:
+        held_at = time.monotonic()
+        sender.phase(1, ("phase", 1, "compile", 0, 5.0))
+        assert receiving.poll(10) and receiving.recv() == ("phase", 1, "compile", 0, 5.0)
+        assert time.monotonic() - held_at >= 0.05
+        sender.of_compile(1, ("done", 1, "result", 5.0), drop_held=True)
+        assert _sent(receiving) == [("done", 1, "result", 5.0)]  # sent once
+    finally:
+        sender.close()

@@ -58,6 +58,7 @@ def test_the_queue_is_bounded_and_a_queued_build_can_be_cancelled(
         async with running(projects, grace=0.1) as service:
             busy = service.submit_compile("wat", "wasm", {"m.wat": wat(10)}, {}).id
             await asyncio.to_thread(wrapper.child_pid)
+            await wait_for(service, busy, ("running",))
             queued = [
                 service.submit_compile("wat", "wasm", {"m.wat": wat(n)}, {}).id
                 for n in (11, 12, 13)
@@ -106,7 +107,8 @@ def test_cancelling_a_running_build_kills_its_process_group(
             sub = service.subscribe()
             build_id = service.submit_compile("wat", "wasm", {"m.wat": wat(20)}, {}).id
             pid = await asyncio.to_thread(wrapper.child_pid)
-            assert status_of(service, build_id) == "running"
+            # Shown running once it has run a moment (engine.buildproc's PHASE_HOLD).
+            await wait_for(service, build_id, ("running",))
             assert service.cancel(build_id).status == "cancelled"
             seen = await events_until_end(sub, build_id)
             assert seen[-1] == {"type": "build_cancelled", "buildId": build_id}
@@ -164,6 +166,7 @@ def test_a_cache_hit_is_answered_while_misses_wait(
             wrapper.hang()
             busy = service.submit_compile("wat", "wasm", {"m.wat": wat(31)}, {}).id
             await asyncio.to_thread(wrapper.child_pid)
+            await wait_for(service, busy, ("running",))
             waiting = service.submit_compile("wat", "wasm", {"m.wat": wat(32)}, {}).id
             sub = service.subscribe()
             started = time.monotonic()
@@ -314,6 +317,8 @@ async def main():
     Path(sys.argv[5]).touch()  # from now on the wrapper hangs
     busy = service.submit_compile("wat", "wasm", {"m.wat": sys.argv[3]}, {}).id
     while not Path(sys.argv[6]).exists():  # the wrapper hangs in busy's compile
+        await asyncio.sleep(0.01)
+    while service.get(busy).status != "running":  # shown so once it ran a moment
         await asyncio.sleep(0.01)
     queued = service.submit_compile("wat", "wasm", {"q.wat": sys.argv[4]}, {}).id
     await asyncio.to_thread(service.recorder.flush)

@@ -13,7 +13,13 @@ its compile's callbacks, so a line is recorded as it arrives.
 
 Handed over is not started. The child runs PF_JOBS compiles at once and keeps the
 rest in order; a compile's ``on_start`` runs with its first message from the child (its
-first step's phase, a line, or its end), so a build is shown running only from then.
+first step's phase, a line, or its end), so a build is shown running only from then,
+and is given the time it started there (every message of a compile carries it). A
+step's phase waits ``PHASE_HOLD`` in the child: the next step's replaces it, a line of
+the compile sends it first, a failure too (the record keeps the step a build failed
+in), and a success drops it. So a compile of a few milliseconds crosses as one
+message, its end, rather than two: each cost the parent a wake-up of its reader and a
+record of the build's state that its end made stale at once.
 The service hands over more builds than PF_JOBS (``LOOKAHEAD`` per job) so that the
 child never waits for the parent between two compiles: with just PF_JOBS handed over,
 each compile thread sat idle through the parent's end of one build and start of the
@@ -53,6 +59,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -77,6 +84,8 @@ _CANCEL_POLL = 0.5
 _EXIT_WAIT = 10.0
 # Builds handed to the child per compile it runs at once: one running, one next.
 LOOKAHEAD = 2
+# How long the child holds a compile's step before telling the parent it started.
+PHASE_HOLD = 0.02
 
 
 class Unstarted(Exception):
@@ -97,7 +106,7 @@ class BuildProcessLost(PfError):
 
 @dataclass
 class _Call:
-    on_start: Callable[[], None] | None
+    on_start: Callable[[float], None] | None
     on_line: Callable[[str, str], None] | None
     on_phase: Callable[[str, int], None] | None
     cancel: threading.Event | None = None
@@ -169,15 +178,17 @@ class BuildProcess:
         self,
         request: CompileRequest,
         *,
-        on_start: Callable[[], None] | None = None,
+        on_start: Callable[[float], None] | None = None,
         on_line: Callable[[str, str], None] | None = None,
         on_phase: Callable[[str, int], None] | None = None,
         cancel: threading.Event | None = None,
         missed: bool = False,
     ) -> BuildResult:
         """``compile_sources`` in the child: the same result, errors and callbacks, and
-        ``on_start`` once it started there (with its first line, phase or end, before
-        that is handed on). Unstarted if the child was told to ``hold`` first."""
+        ``on_start`` with the time (``time.time()``) it started there, once known (with
+        its first line, phase or end, before that is handed on); a step's ``on_phase``
+        may come late or not at all (see the module's docstring). Unstarted if the child
+        was told to ``hold`` first."""
         call = _Call(on_start, on_line, on_phase, cancel)
         number = next(self._ids)
         child = self._running()
@@ -251,7 +262,7 @@ class BuildProcess:
             # end): a message of its own cost each build a wake-up of this thread.
             call.started = True
             if call.on_start is not None:
-                call.on_start()
+                call.on_start(message[-1])
         if kind == "line" and call.on_line is not None:
             call.on_line(message[2], message[3])
         elif kind == "phase" and call.on_phase is not None:
@@ -342,20 +353,75 @@ class _Forward(logging.Handler):
             self.handleError(record)
 
 
+class _Sender:
+    """The child's way out: one message at a time, in order, and each compile's latest
+    step held back ``hold`` seconds (see the module's docstring)."""
+
+    def __init__(self, conn: Connection, hold: float = PHASE_HOLD) -> None:
+        self.conn = conn
+        self.hold = hold
+        self._cond = threading.Condition()  # held while a message is sent
+        # A compile's phase message not sent yet, by number, with when it is due.
+        self._held: dict[int, tuple[float, tuple[Any, ...]]] = {}
+        self._closed = False
+        self._thread = threading.Thread(target=self._flush, name="pf-phases", daemon=True)
+        self._thread.start()
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self._cond:
+            self.conn.send(message)
+
+    def phase(self, number: int, message: tuple[Any, ...]) -> None:
+        with self._cond:
+            if not self._held:
+                self._cond.notify()  # the flusher waits for a first one without a timeout
+            self._held[number] = (time.monotonic() + self.hold, message)
+
+    def of_compile(self, number: int, message: tuple[Any, ...], *, drop_held: bool) -> None:
+        """Send a line or the end of compile ``number``, after its held phase unless
+        ``drop_held`` (its success, which makes that phase stale)."""
+        with self._cond:
+            held = self._held.pop(number, None)
+            if held is not None and not drop_held:
+                self.conn.send(held[1])
+            self.conn.send(message)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _flush(self) -> None:
+        with self._cond:
+            while not self._closed:
+                if not self._held:
+                    self._cond.wait()
+                    continue
+                now = time.monotonic()
+                wait = min(due for due, _ in self._held.values()) - now
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                for number, (due, message) in list(self._held.items()):
+                    if due <= now:
+                        del self._held[number]
+                        try:
+                            self.conn.send(message)
+                        except OSError:
+                            return  # the parent is gone: the main loop reads the end and exits
+
+
 def _serve(conn: Connection) -> None:
     settings: Settings = conn.recv()
     cache = ActionCache.for_settings(settings)
-    sending = threading.Lock()
+    sender = _Sender(conn)
+    send = sender.send
     # Compiles handed over and not started, and those running, by number: each is in
     # one of them until it is answered, under ``state``.
     state = threading.Lock()
     waiting: dict[int, threading.Event] = {}
     running: dict[int, threading.Event] = {}
     holding = False
-
-    def send(message: tuple[Any, ...]) -> None:
-        with sending:
-            conn.send(message)
 
     root = logging.getLogger()
     root.handlers[:] = [_Forward(send)]
@@ -367,24 +433,30 @@ def _serve(conn: Connection) -> None:
             if cancel is None:
                 return  # answered while it waited: cancelled, or held
             running[number] = cancel
+        started = time.time()
         try:
             result = compile_sources(
                 request,
                 settings,
                 cache=cache,
-                on_line=lambda stream, text: send(("line", number, stream, text)),
-                on_phase=lambda label, index: send(("phase", number, label, index)),
+                on_line=lambda stream, text: sender.of_compile(
+                    number, ("line", number, stream, text, started), drop_held=False
+                ),
+                on_phase=lambda label, index: sender.phase(
+                    number, ("phase", number, label, index, started)
+                ),
                 cancel=cancel,
                 missed=missed,
             )
         except PfError as error:
-            send(("failed", number, error))
+            sender.of_compile(number, ("failed", number, error, started), drop_held=False)
         except Exception as error:
             if not is_disk_full(error):
                 log.exception("pf: a compile failed inside pf's build process")
-            send(("failed", number, _portable(error)))
+            failed = ("failed", number, _portable(error), started)
+            sender.of_compile(number, failed, drop_held=False)
         else:
-            send(("done", number, result))
+            sender.of_compile(number, ("done", number, result, started), drop_held=True)
         finally:
             with state:
                 running.pop(number, None)
@@ -429,6 +501,7 @@ def _serve(conn: Connection) -> None:
             waiting.clear()
             for event in running.values():
                 event.set()
+    sender.close()
 
 
 def _portable(error: Exception) -> Exception:

@@ -77,8 +77,8 @@ class Runner:
     ) -> None:
         self.index = index
         # Where a miss compiles: here, or pf serve's build process (engine.buildproc),
-        # which takes compile_sources' keywords (and on_start, called once the compile
-        # starts) but brings its own settings and cache.
+        # which takes compile_sources' keywords (and on_start, called with the time the
+        # compile started, once it has) but brings its own settings and cache.
         self.compile = compile or self._compile_here
         self.settings = settings
         self.cache = cache
@@ -89,9 +89,9 @@ class Runner:
         self.misses = 0
 
     def _compile_here(
-        self, request: CompileRequest, *, on_start: Callable[[], None], **callbacks: Any
+        self, request: CompileRequest, *, on_start: Callable[[float], None], **callbacks: Any
     ) -> BuildResult:
-        on_start()
+        on_start(time.time())
         return compile_sources(request, self.settings, cache=self.cache, **callbacks)
 
     # Output lines -----------------------------------------------------------------
@@ -114,8 +114,8 @@ class Runner:
 
     # Phases -----------------------------------------------------------------------
 
-    def _start(self, job: Job, record: bool) -> None:
-        now = time.time()
+    def _start(self, job: Job, record: bool, at: float | None = None) -> None:
+        now = time.time() if at is None else at
         with job.lock:
             if job.finished:  # cancelled while it waited in the build process
                 return
@@ -195,7 +195,7 @@ class Runner:
         try:
             result = self.compile(
                 job.request,
-                on_start=lambda: self._start(job, record=True),
+                on_start=lambda started: self._start(job, record=True, at=started),
                 on_line=lambda stream, text: self.line(job, stream, text),
                 on_phase=lambda label, index: self._phase(
                     job, label, step_progress(index, job.steps)
