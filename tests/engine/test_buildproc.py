@@ -404,3 +404,24 @@ def test_a_step_still_running_after_the_hold_is_sent(
         assert _sent(receiving) == [("done", 1, "result", 5.0)]  # sent once
     finally:
         sender.close()
+
+
+def test_begin_hands_a_compile_over_and_its_end_comes_back_on_the_reader(
+    process: BuildProcess,
+) -> None:
+    ended: list[tuple[object, object, str]] = []
+    came = threading.Event()
+
+    def on_end(result: object, error: object) -> None:
+        ended.append((result, error, threading.current_thread().name))
+        came.set()
+
+    process.begin(_request(wat(15)), on_end, missed=True)
+    assert came.wait(20)
+    ((result, error, thread),) = ended
+    assert error is None and thread == "pf-build-reader"
+    assert result.artifacts[0].read_bytes().startswith(b"\0asm")  # type: ignore[attr-defined]
+    came.clear()
+    process.begin(_request("(module (func (result i32) i64.const 1))\n"), on_end)
+    assert came.wait(20)
+    assert ended[1][0] is None and isinstance(ended[1][1], CompileFailed)

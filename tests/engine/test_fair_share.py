@@ -9,7 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -23,9 +23,10 @@ WAIT = 10.0  # seconds any single step may take on a loaded machine before the t
 class Lane:
     """A scheduler whose every job is a cache miss and runs until the test releases it."""
 
-    def __init__(self, jobs: int, max_queue: int, run_threads: int | None = None) -> None:
+    def __init__(self, jobs: int, max_queue: int, begin_room: int = 0) -> None:
         self.started: queue.Queue[Job] = queue.Queue()
         self.release: dict[str, threading.Event] = {}
+        self.threads: dict[str, str] = {}  # the thread each job started on
         # One triage thread: jobs reach the run lane in the order the triage lane hands
         # them out, so the run lane's order is the test's to predict.
         self.scheduler = Scheduler(
@@ -35,14 +36,27 @@ class Lane:
             run=self._run,
             retry_after=lambda _: 1,
             triage_threads=1,
-            run_threads=run_threads,
+            begin=self._begin if begin_room else None,
+            begin_room=begin_room,
         )
         self._serial = 0
 
     def _run(self, job: Job) -> None:
+        self.threads[job.id] = threading.current_thread().name
         self.started.put(job)
         if not self.release[job.id].wait(WAIT * 3):
             raise AssertionError(f"{job.id} was never released")
+
+    def _begin(self, job: Job, then: Callable[[], None]) -> None:
+        """As pf serve's build process takes a compile: at once, ending it later."""
+        self.threads[job.id] = threading.current_thread().name
+
+        def end() -> None:
+            self.release[job.id].wait(WAIT * 3)
+            then()
+
+        self.started.put(job)
+        threading.Thread(target=end, name=f"end-{job.id}", daemon=True).start()
 
     def job(self, client: str, kind: str = "compile") -> Job:
         self._serial += 1
@@ -195,35 +209,49 @@ def test_a_lone_client_keeps_every_build_thread_busy() -> None:
     assert client_share(jobs=64, max_queue=100) == 100
 
 
-def test_with_threads_beyond_jobs_task_runs_and_compiles_together_stay_within_jobs() -> None:
-    """Run threads beyond PF_JOBS hand compiles to pf serve's build process, which runs
-    PF_JOBS at once; a task run runs on its thread, so while one is held the threads
-    hold at most PF_JOBS jobs, and a task waits for a place among them."""
-    made = Lane(jobs=2, max_queue=50, run_threads=4)
+def test_compiles_handed_over_without_a_thread_and_task_runs_stay_within_jobs() -> None:
+    """Compiles go to pf serve's build process (which runs PF_JOBS at once) with no run
+    thread waiting on each, up to the room given; a task run runs on a run thread, and
+    while one is held at most PF_JOBS jobs are, so a task waits for a place."""
+    made = Lane(jobs=2, max_queue=50, begin_room=4)
     made.scheduler.start()
+
+    def held(count: int) -> None:
+        deadline = time.monotonic() + WAIT
+        while len(made.scheduler.running_jobs()) != count:
+            assert time.monotonic() < deadline, made.scheduler.running_jobs()
+            time.sleep(0.01)
+
     try:
-        compiles = [made.job("addr:a") for _ in range(3)]
-        for job in compiles:
+        c = [made.job("addr:a") for _ in range(5)]
+        for job in c:
             made.scheduler.submit([job])
-        held = {made.next_started().id for _ in compiles}
-        assert held == {job.id for job in compiles}  # three compiles: within 4 threads
+        assert [made.next_started() for _ in range(4)] == c[:4]  # the room: four
+        with pytest.raises(queue.Empty):
+            made.started.get(timeout=0.3)
+        assert not any(name.startswith("pf-build-") for name in made.threads.values())
+        made.release[c[0].id].set()
+        # Handed over by the thread that learnt of an end, not by a run thread.
+        assert made.next_started() is c[4] and made.threads[c[4].id] == f"end-{c[0].id}"
         task = made.job("addr:b", kind="task")
         made.scheduler.submit([task])
         later = made.job("addr:a")
         made.scheduler.submit([later])
-        made.wait_in_run_lane(task)
+        made.wait_in_run_lane(later)
+        for job in c[1:3]:
+            made.release[job.id].set()
+        held(2)
         with pytest.raises(queue.Empty):
-            made.started.get(timeout=0.3)  # the task waits first in line, and all behind it
-        made.release[compiles[0].id].set()
-        with pytest.raises(queue.Empty):
-            made.started.get(timeout=0.3)  # 2 held: a third with the task would be 3
-        made.release[compiles[1].id].set()
+            made.started.get(timeout=0.3)  # 2 held: with the task, 3; and all wait behind it
+        made.release[c[3].id].set()
         assert made.next_started() is task  # 1 compile + the task: 2 = PF_JOBS
+        assert made.threads[task.id].startswith("pf-build-")
         with pytest.raises(queue.Empty):
             made.started.get(timeout=0.3)  # no compile joins while the task runs
-        made.release[compiles[2].id].set()
+        made.release[c[4].id].set()
         assert made.next_started() is later
         made.release[task.id].set()
         made.release[later.id].set()
+        held(0)
     finally:
         made.scheduler.close()

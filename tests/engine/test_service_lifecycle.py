@@ -132,9 +132,10 @@ def test_a_build_waiting_in_the_build_process_is_queued_and_cancelled_at_once(
         async with running(projects) as service:
             busy = service.submit_compile("wat", "wasm", {"m.wat": wat(30)}, {}).id
             await asyncio.to_thread(wrapper.child_pid)
+            await wait_for(service, busy, ("running",))
             sub = service.subscribe()
             waiting = service.submit_compile("wat", "wasm", {"m.wat": wat(31)}, {}).id
-            # Handed to the build process (a second build thread holds it), not started.
+            # Handed to the build process, not started there.
             deadline = time.monotonic() + 20
             while len(service.scheduler.running_jobs()) < 2:
                 assert time.monotonic() < deadline, "the second build was never handed over"

@@ -2,14 +2,16 @@
 
 Strategy: one child interpreter (``python -m pf.engine.buildproc FD``) runs
 ``compile_sources`` for the build service, up to PF_JOBS at once on threads of its own,
-to the same action cache on disk. The service's build threads stay where they were:
-each hands its compile to ``BuildProcess.compile`` and waits, so queueing, records,
-events, logs and cancellation are the service's as before. Over one socket pair
+to the same action cache on disk. Queueing, records, events, logs and cancellation
+stay the service's: it hands a compile over with ``BuildProcess.begin``, and its end
+comes back to a callback (pf serve: no thread waits for a compile in the child), or
+with ``compile``, which waits. Over one socket pair
 (``multiprocessing.connection``: a length-prefixed pickle a message) the parent sends
 ``compile`` and ``cancel``; the child answers with a compile's output lines, its phases,
 its end (the BuildResult, or the error it raised) and its log records, which the
 parent logs under their own logger names. A reader thread in the parent hands each to
-its compile's callbacks, so a line is recorded as it arrives.
+its compile's callbacks, so a line is recorded as it arrives, and a compile's end is
+recorded on that thread too (for ``begin``).
 
 Handed over is not started. The child runs PF_JOBS compiles at once and keeps the
 rest in order; a compile's ``on_start`` runs with its first message from the child (its
@@ -110,11 +112,18 @@ class _Call:
     on_line: Callable[[str, str], None] | None
     on_phase: Callable[[str, int], None] | None
     cancel: threading.Event | None = None
+    on_end: Callable[[BuildResult | None, BaseException | None], None] | None = None
     cancel_sent: bool = False
     started: bool = False
     done: threading.Event = field(default_factory=threading.Event)
     result: BuildResult | None = None
     error: BaseException | None = None
+
+    def end(self, result: BuildResult | None, error: BaseException | None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+        if self.on_end is not None:
+            self.on_end(result, error)
 
 
 class _Child:
@@ -190,13 +199,7 @@ class BuildProcess:
         may come late or not at all (see the module's docstring). Unstarted if the child
         was told to ``hold`` first."""
         call = _Call(on_start, on_line, on_phase, cancel)
-        number = next(self._ids)
-        child = self._running()
-        if not self._send(child, ("compile", number, request, missed), number, call):
-            # It died between being found running and this send: once more, in a new one.
-            child = self._running()
-            if not self._send(child, ("compile", number, request, missed), number, call):
-                raise BuildProcessLost(child.ended())
+        self._hand_over(call, request, missed)
         while not call.done.wait(_CANCEL_POLL):
             if cancel is not None and cancel.is_set():
                 self.forward_cancels()
@@ -204,6 +207,32 @@ class BuildProcess:
             raise call.error
         assert call.result is not None
         return call.result
+
+    def begin(
+        self,
+        request: CompileRequest,
+        on_end: Callable[[BuildResult | None, BaseException | None], None],
+        *,
+        on_start: Callable[[float], None] | None = None,
+        on_line: Callable[[str, str], None] | None = None,
+        on_phase: Callable[[str, int], None] | None = None,
+        cancel: threading.Event | None = None,
+        missed: bool = False,
+    ) -> None:
+        """``compile`` without waiting: ``on_end(result, error)`` once it ended, on the
+        thread that reads the child (no thread waits for the compile meanwhile). A
+        cancel must be forwarded (``forward_cancels``): nothing looks at it here. Raises
+        BuildProcessLost, without calling ``on_end``, when no child can take it."""
+        self._hand_over(_Call(on_start, on_line, on_phase, cancel, on_end), request, missed)
+
+    def _hand_over(self, call: _Call, request: CompileRequest, missed: bool) -> None:
+        number = next(self._ids)
+        child = self._running()
+        if not self._send(child, ("compile", number, request, missed), number, call):
+            # It died between being found running and this send: once more, in a new one.
+            child = self._running()
+            if not self._send(child, ("compile", number, request, missed), number, call):
+                raise BuildProcessLost(child.ended())
 
     @staticmethod
     def _send(
@@ -254,8 +283,7 @@ class BuildProcess:
         if call is None:
             return
         if kind == "unstarted" or kind == "cancelled":
-            call.error = Unstarted() if kind == "unstarted" else BuildCancelled("the build")
-            call.done.set()
+            call.end(None, Unstarted() if kind == "unstarted" else BuildCancelled("the build"))
             return
         if not call.started:
             # Started is implied by a compile's first message (its first step, or its
@@ -268,11 +296,9 @@ class BuildProcess:
         elif kind == "phase" and call.on_phase is not None:
             call.on_phase(message[2], message[3])
         elif kind == "done":
-            call.result = message[2]
-            call.done.set()
+            call.end(message[2], None)
         elif kind == "failed":
-            call.error = message[2]
-            call.done.set()
+            call.end(None, message[2])
 
     def _lost(self, child: _Child) -> None:
         with child.lock:
@@ -288,8 +314,10 @@ class BuildProcess:
         if calls:
             log.error("pf: the build process ended (%s) during %d compiles", detail, len(calls))
         for call in calls.values():
-            call.error = BuildProcessLost(detail)
-            call.done.set()
+            try:
+                call.end(None, BuildProcessLost(detail))
+            except Exception:
+                log.exception("pf: a compile lost with the build process could not be ended")
 
     def forward_cancels(self) -> None:
         """Tell the child of every compile whose cancel is set: whoever sets one calls

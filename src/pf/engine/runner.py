@@ -74,12 +74,15 @@ class Runner:
         retire: Callable[[Job, BuildResult | None], None],
         index: Callable[[Job], None],
         compile: Callable[..., BuildResult] | None = None,
+        begin: Callable[..., None] | None = None,
     ) -> None:
         self.index = index
         # Where a miss compiles: here, or pf serve's build process (engine.buildproc),
         # which takes compile_sources' keywords (and on_start, called with the time the
-        # compile started, once it has) but brings its own settings and cache.
+        # compile started, once it has) but brings its own settings and cache; ``begin``
+        # hands it over without waiting (BuildProcess.begin).
         self.compile = compile or self._compile_here
+        self.begin_compile = begin
         self.settings = settings
         self.cache = cache
         self.recorder = recorder
@@ -193,26 +196,60 @@ class Runner:
             return
         assert job.request is not None
         try:
-            result = self.compile(
-                job.request,
-                on_start=lambda started: self._start(job, record=True, at=started),
-                on_line=lambda stream, text: self.line(job, stream, text),
-                on_phase=lambda label, index: self._phase(
-                    job, label, step_progress(index, job.steps)
-                ),
-                cancel=job.cancel,
-                missed=missed,
-            )
-        except Unstarted:
-            return  # pf serve is stopping: it never ran, and stays queued for the next start
-        except BuildCancelled:
-            self.end(job, CANCELLED)
-        except PfError as error:
-            self.end(job, FAILED, error=error)
+            result = self.compile(job.request, **self._callbacks(job), missed=missed)
         except Exception as error:
+            self._ended(job, None, error)
+        else:
+            self._ended(job, result, None)
+
+    def begin(self, job: Job, then: Callable[[], None], *, missed: bool = False) -> None:
+        """``run`` a compile in pf serve's build process without waiting for it:
+        ``then()`` once the job ended, or came back unstarted, on the thread that learnt
+        it (the build process's reader, or this one when it never got there)."""
+        assert self.begin_compile is not None and job.request is not None
+        if job.cancel.is_set():
+            try:
+                self.end(job, CANCELLED)
+            finally:
+                then()
+            return
+
+        def ended(result: BuildResult | None, error: BaseException | None) -> None:
+            try:
+                self._ended(job, result, error)
+            finally:
+                then()
+
+        try:
+            self.begin_compile(job.request, ended, **self._callbacks(job), missed=missed)
+        except Exception as error:
+            ended(None, error)
+
+    def _callbacks(self, job: Job) -> dict[str, Any]:
+        return {
+            "on_start": lambda started: self._start(job, record=True, at=started),
+            "on_line": lambda stream, text: self.line(job, stream, text),
+            "on_phase": lambda label, index: self._phase(
+                job, label, step_progress(index, job.steps)
+            ),
+            "cancel": job.cancel,
+        }
+
+    def _ended(self, job: Job, result: BuildResult | None, error: BaseException | None) -> None:
+        """Record how a compile ended: with ``result``, or ``error``."""
+        if error is None:
+            assert result is not None
+            self.end(job, COMPLETED, result=result)
+        elif isinstance(error, Unstarted):
+            return  # pf serve is stopping: it never ran, and stays queued for the next start
+        elif isinstance(error, BuildCancelled):
+            self.end(job, CANCELLED)
+        elif isinstance(error, PfError):
+            self.end(job, FAILED, error=error)
+        elif isinstance(error, Exception):
             self._fail(job, error)
         else:
-            self.end(job, COMPLETED, result=result)
+            raise error
 
     def _run_task(self, job: Job) -> None:
         assert job.call is not None

@@ -3,10 +3,12 @@
 Strategy: a submitted job first waits in the *triage* lane, served by a couple of
 threads that only ask the action cache whether the job's outputs already exist. A hit
 is finished right there, in about a millisecond, so it never waits behind compiles; a
-miss moves to the *run* lane, served by ``jobs`` threads that run compilers (or more
-when they hand the compiles to pf serve's build process, which runs ``jobs`` at once
-and keeps the others in order: engine.buildproc; a job a thread holds but has not
-started still counts as waiting).
+miss moves to the *run* lane, served by ``jobs`` threads that run compilers; in pf
+serve, whose build process runs the compiles (``jobs`` at once, keeping the others in
+order: engine.buildproc), the compiles are handed to it without a thread (``begin``)
+by whichever thread fills the lane or ends one of them, up to ``begin_room`` at once,
+and the threads run the task runs. A job handed over but not started there still
+counts as waiting.
 Both lanes together are bounded by ``max_queue``: past it ``submit`` raises QueueFull
 with a Retry-After estimate, before anything is recorded. A queued job is cancelled by
 taking it out of its lane; a job already in a thread is cancelled by its Event (the
@@ -29,6 +31,7 @@ Imports engine.jobs, errors and prometheus_client only.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
@@ -173,12 +176,20 @@ class Scheduler:
         run: Callable[[Job], None],
         retry_after: Callable[[int], int],
         triage_threads: int = TRIAGE_THREADS,
-        run_threads: int | None = None,
+        begin: Callable[[Job, Callable[[], None]], None] | None = None,
+        begin_room: int = 0,
     ) -> None:
         self.jobs = jobs
-        # More than ``jobs`` when ``run`` hands compiles to a process that runs ``jobs``
-        # at once and keeps the rest in order (engine.buildproc).
-        self._run_threads = run_threads or jobs
+        # Compiles handed to that process without a thread waiting for each (``begin``,
+        # which calls its second argument once the job is done with): at most
+        # ``begin_room`` at once, given by whichever thread fills the run lane or ends one
+        # of them. The run threads then take the task runs only. One thread fewer a
+        # compile (taken by a run thread, woken again at its end): a WAT compile is a few
+        # milliseconds, and each of those hand-overs cost this process's GIL as much.
+        self._begin = begin
+        self._begin_room = begin_room
+        self._begun = 0
+        self._pumping = threading.local()
         self.max_queue = max_queue
         self.share = client_share(jobs, max_queue)
         self._triage = triage
@@ -202,7 +213,7 @@ class Scheduler:
     def start(self) -> None:
         for index in range(self._triage_threads):
             self._spawn(self._serve_triage, f"pf-triage-{index}")
-        for index in range(self._run_threads):
+        for index in range(self.jobs):
             self._spawn(self._serve_runs, f"pf-build-{index}")
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
@@ -256,6 +267,8 @@ class Scheduler:
             (self._run_lane if triaged else self._triage_lane).extend(jobs)
             QUEUE_DEPTH.set(self.depth)
             (self._run_work if triaged else self._triage_work).notify(len(jobs))
+        if triaged:
+            self._pump()
 
     def remove(self, job: Job) -> bool:
         """Take a queued job out of its lane; False when a thread already holds it.
@@ -293,10 +306,10 @@ class Scheduler:
             return job
 
     def _fits(self, job: Job) -> bool:
-        """Under the lock: whether a run thread may take ``job`` now. The build process
-        bounds compiles at ``jobs`` on its own; a task run (which runs here) and
-        anything while one runs here take a thread only while fewer than ``jobs`` are
-        held, so compiles and task runs together stay within ``jobs`` as well."""
+        """Under the lock, with ``begin``: whether ``job`` may be taken now. The build
+        process bounds compiles at ``jobs`` on its own; a task run (which runs here) and
+        anything while one runs here are taken only while fewer than ``jobs`` are held,
+        so compiles and task runs together stay within ``jobs`` as well."""
         held = self._running
         if job.kind == "task" or any(j.kind == "task" for j in held):
             fits = len(held) < self.jobs
@@ -319,23 +332,61 @@ class Scheduler:
                         self._run_work.notify()
                     QUEUE_DEPTH.set(self.depth)
                     self._idle.notify_all()
+            if not done:
+                self._pump()
 
     def _serve_runs(self) -> None:
         lane = self._run_lane
-        fits = self._fits if self._run_threads > self.jobs else None
+        fits = self._fits_a_thread if self._begin is not None else None
         while (job := self._take(lane, self._running, self._run_work, fits)) is not None:
             with self._lock:
                 QUEUE_DEPTH.set(self.depth)
             try:
                 self._run(job)
             finally:
+                self._done_with(job)
+
+    def _fits_a_thread(self, job: Job) -> bool:
+        """Under the lock, with ``begin``: a run thread takes a task run that fits."""
+        return job.kind == "task" and self._fits(job)
+
+    def _done_with(self, job: Job, begun: bool = False) -> None:
+        """A job a run thread or ``begin`` took has ended (or went back unstarted)."""
+        with self._lock:
+            self._running.discard(job)
+            self._run_lane.release(job)
+            self._begun -= begun
+            self._idle.notify_all()
+            if self._held_back:  # a thread waits for a job to end, not for work
+                self._held_back = False
+                self._run_work.notify_all()
+        self._pump()
+
+    def _pump(self) -> None:
+        """Give the compiles at the head of the run lane to ``begin`` while there is room
+        (a task run there is a run thread's). Whoever ends one of them while this thread
+        gives them (``begin`` may end a job at once) leaves the giving to this loop."""
+        if self._begin is None or getattr(self._pumping, "on", False):
+            return
+        self._pumping.on = True
+        try:
+            while True:
                 with self._lock:
-                    self._running.discard(job)
-                    lane.release(job)
-                    self._idle.notify_all()
-                    if self._held_back:  # a thread waits for a job to end, not for work
-                        self._held_back = False
-                        self._run_work.notify_all()
+                    if self._closed or not self._run_lane or self._begun >= self._begin_room:
+                        return
+                    job = self._run_lane.peek()
+                    if job.kind == "task":
+                        self._run_work.notify()
+                        return
+                    if not self._fits(job):
+                        return  # a task run holds its share: the next end gives it again
+                    job = self._run_lane.take()
+                    self._running.add(job)
+                    self._begun += 1
+                    QUEUE_DEPTH.set(self.depth)
+                self._begin(job, functools.partial(self._done_with, job, begun=True))
+        finally:
+            self._pumping.on = False
 
     def close(self) -> None:
         """Hand out no more work; threads end once their current job is done."""

@@ -4,10 +4,12 @@ Strategy: a submission is validated on the caller's thread (language, target, op
 project, and the driver's plan, so every client mistake is a 4xx before anything is
 queued), becomes a Job, and is recorded and announced (``build_started``) before the
 Scheduler sees it. From there worker threads own it: a triage thread answers cache hits
-at once, PF_JOBS build threads run the misses (runner.py). Once the queue is half full
+at once, and the misses run (runner.py): handed to pf serve's build process without a
+thread waiting for each (Scheduler's ``begin``), or on PF_JOBS build threads where the
+compiles run in this process (the shared tier). Once the queue is half full
 the triage threads have fallen behind (they share the GIL with the event loop), and a
 submission is looked up in the cache by the submitting call itself: a hit is answered
-then and there, a miss goes straight to the build threads. Every write and event goes
+then and there, a miss goes straight to the run lane. Every write and event goes
 through the Recorder's single writer thread, in order. Live jobs sit in ``_active`` and
 are never evicted; finished ones move to a bounded RecentBuilds, and anything older is
 read back from the store. Every public method is cheap and non-blocking enough to call
@@ -45,7 +47,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -179,7 +181,8 @@ class BuildService:
             self._triage,
             self._run,
             self._retry_after,
-            run_threads=settings.jobs * (LOOKAHEAD if self.build_process is not None else 1),
+            begin=self._begin if self.build_process is not None else None,
+            begin_room=settings.jobs * LOOKAHEAD,
         )
         database = self.store.db.file
         self.free_space = FreeSpace(
@@ -219,6 +222,7 @@ class BuildService:
             self._retire,
             self._index_modules,
             self.build_process.compile if self.build_process is not None else None,
+            self.build_process.begin if self.build_process is not None else None,
         )
         if self.remote:
             return self._open_remote()
@@ -545,6 +549,10 @@ class BuildService:
         assert self._runner is not None
         # Every compile here was looked up first: by triage, or on the loop.
         self._runner.run(job, missed=True)
+
+    def _begin(self, job: Job, then: Callable[[], None]) -> None:
+        assert self._runner is not None
+        self._runner.begin(job, then, missed=True)  # looked up first, as in _run
 
     def _retire(self, job: Job, _result: BuildResult | None) -> None:
         job.request = None

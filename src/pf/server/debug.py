@@ -4,8 +4,8 @@ grows (docs/api.md, "Debugging a running server").
 ``GET /api/debug/profile?seconds=S`` samples the process's event-loop thread for S
 seconds (at most PF_PROFILE_MAX_SECONDS) with pyinstrument and answers the profile as
 pyinstrument's HTML page, or as speedscope JSON (``format=speedscope``). Every request,
-WebSocket fan-out and handler runs on that thread; build threads wait on compilers in
-other processes, which a Python profiler cannot see into anyway. One profile at a time
+WebSocket fan-out and handler runs on that thread; the compilers run in other
+processes, which a Python profiler cannot see into anyway. One profile at a time
 per process (409 otherwise): two would each slow what the other measures.
 
 ``/api/debug/memory``: tracemalloc. Tracing costs (every allocation records its
