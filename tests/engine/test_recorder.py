@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -236,3 +237,42 @@ def test_a_full_batch_of_lines_is_written_though_nothing_is_due(tmp_path: Path) 
     assert texts == ["line 0", "line 1", "line 2"]
     lines = [{"stream": "stdout", "text": f"line {seq}", "seq": seq} for seq in range(3)]
     assert published == [events.build_log("b", lines)]
+
+
+def test_a_batch_comes_a_gather_after_the_last_and_an_idle_writer_writes_at_once(
+    tmp_path: Path,
+) -> None:
+    """Submissions that come while the writer waits out its gather share one
+    transaction; the first after a quiet spell waits for nothing."""
+
+    async def scenario() -> tuple[float, float, int]:
+        url = f"sqlite:///{tmp_path / 'pf.db'}"
+        async with _writing(url, gather=1.0) as (store, _bus, recorder):
+            commits: list[float] = []
+
+            def committed(_conn: object) -> None:
+                commits.append(time.monotonic())
+
+            event.listen(store.db.engine, "commit", committed)
+            try:
+                started = time.monotonic()
+                recorder.record(_build("a", "queued"), events.build_started("a", "c", "wasm", None))
+                await asyncio.wait_for(recorder.settled(), 10)
+                first = time.monotonic() - started
+                for build_id in ("b", "c"):
+                    recorder.record(
+                        _build(build_id, "queued"),
+                        events.build_started(build_id, "c", "wasm", None),
+                    )
+                await asyncio.wait_for(recorder.settled(), 10)
+                second = time.monotonic() - started
+                transactions = len(commits)
+                assert {store.get(i) is not None for i in "abc"} == {True}
+                return first, second, transactions
+            finally:
+                event.remove(store.db.engine, "commit", committed)
+
+    first, second, transactions = asyncio.run(scenario())
+    assert first < 0.9  # idle: written at once, not a gather later
+    assert second >= 1.0  # a gather after the first batch, with both submissions
+    assert transactions == 2

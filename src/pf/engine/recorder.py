@@ -13,8 +13,14 @@ batch is cut when the first item is due, or when 200 lines are waiting. So the r
 progress and end states of a compile shorter than a quarter of a second go out in one
 transaction, with one publication, rather than two or three (the last row of a build in
 a batch is the one written): for a 75 ms C compile, that was a fifth of the API
-process's CPU for it. A longer build's progress is at most a quarter of a second late,
-its log lines at most 50 ms. When another build's end cuts the batch, a build none of
+process's CPU for it. And a batch is cut no sooner than ``gather`` (5 ms) after the one
+before: under a flood of small compiles, submissions and ends come every fraction of a
+millisecond, each urgent, and the writer went round for three or four builds at a time
+(a transaction, a publication, a wake-up of the event loop and of every submitter
+waiting); waiting out the rest of 5 ms gathers what comes meanwhile into the batch. An
+idle writer's first batch is cut at once, so a lone submission waits for nothing. A
+longer build's progress is at most a quarter of a second late, its log lines at most
+50 ms. When another build's end cuts the batch, a build none of
 whose waiting items is due yet keeps them (rows, lines and events, in order) waiting
 for the next batch: with PF_JOBS builds ending in turn, a short compile's start would
 otherwise be written in its neighbour's batch and its end in the next. Nothing is kept
@@ -55,6 +61,7 @@ log = logging.getLogger("pf.engine")
 FLUSH_INTERVAL = 0.05
 PROGRESS_INTERVAL = 0.25
 FLUSH_LINES = 200
+GATHER = 0.005
 RETRY_MIN = 0.25
 RETRY_MAX = 5.0
 
@@ -96,12 +103,15 @@ class Recorder:
         progress_interval: float = PROGRESS_INTERVAL,
         max_lines: int = FLUSH_LINES,
         max_backlog: int = 0,
+        gather: float = GATHER,
     ) -> None:
         self.store = store
         self.bus = bus
         self.interval = interval
         self.progress_interval = progress_interval
         self.max_lines = max_lines
+        self.gather = gather
+        self._last_cut = -math.inf  # time.monotonic() when the last batch was cut
         # Items waiting for the writer past which the service takes no new builds (0: no
         # bound); nothing already accepted is ever dropped for it.
         self.max_backlog = max_backlog
@@ -276,7 +286,13 @@ class Recorder:
                     self._cond.wait(min(waits) if waits else None)
                 if self._stopping and not self._items:
                     final = True
+                gather = 0.0 if self._stopping else self._last_cut + self.gather - time.monotonic()
+            if gather > 0:
+                # Not woken by what comes meanwhile: it joins this batch.
+                time.sleep(gather)
+            with self._cond:
                 batch, self._items = self._cut()
+            self._last_cut = time.monotonic()
             if final:
                 self._last_try()
                 with self._cond:
