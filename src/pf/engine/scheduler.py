@@ -266,7 +266,10 @@ class Scheduler:
                 self._check(len(jobs), jobs[0].client)
             (self._run_lane if triaged else self._triage_lane).extend(jobs)
             QUEUE_DEPTH.set(self.depth)
-            (self._run_work if triaged else self._triage_work).notify(len(jobs))
+            if not triaged:
+                self._triage_work.notify(len(jobs))
+            else:
+                self._run_work.notify(sum(self._for_a_thread(job) for job in jobs))
         if triaged:
             self._pump()
 
@@ -329,7 +332,8 @@ class Scheduler:
                     lane.release(job)
                     if not done:
                         self._run_lane.extend([job])
-                        self._run_work.notify()
+                        if self._for_a_thread(job):
+                            self._run_work.notify()
                     QUEUE_DEPTH.set(self.depth)
                     self._idle.notify_all()
             if not done:
@@ -345,6 +349,10 @@ class Scheduler:
                 self._run(job)
             finally:
                 self._done_with(job)
+
+    def _for_a_thread(self, job: Job) -> bool:
+        """Whether a run thread runs ``job`` (else ``begin`` takes it: no thread is woken)."""
+        return self._begin is None or job.kind == "task"
 
     def _fits_a_thread(self, job: Job) -> bool:
         """Under the lock, with ``begin``: a run thread takes a task run that fits."""
