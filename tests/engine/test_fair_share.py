@@ -23,7 +23,13 @@ WAIT = 10.0  # seconds any single step may take on a loaded machine before the t
 class Lane:
     """A scheduler whose every job is a cache miss and runs until the test releases it."""
 
-    def __init__(self, jobs: int, max_queue: int, begin_room: int = 0) -> None:
+    def __init__(
+        self,
+        jobs: int,
+        max_queue: int,
+        begin_room: int = 0,
+        cost: Callable[[Job], float | None] | None = None,
+    ) -> None:
         self.started: queue.Queue[Job] = queue.Queue()
         self.release: dict[str, threading.Event] = {}
         self.threads: dict[str, str] = {}  # the thread each job started on
@@ -38,6 +44,7 @@ class Lane:
             triage_threads=1,
             begin=self._begin if begin_room else None,
             begin_room=begin_room,
+            begin_cost=cost,
         )
         self._serial = 0
 
@@ -255,3 +262,28 @@ def test_compiles_handed_over_without_a_thread_and_task_runs_stay_within_jobs() 
         held(0)
     finally:
         made.scheduler.close()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "handed"),
+    [(None, 2), (1.0, 2), (0.012, 4)],
+    ids=["unknown", "long", "quick"],
+)
+def test_quick_compiles_are_handed_over_beyond_the_room_up_to_the_budget(
+    seconds: float | None, handed: int
+) -> None:
+    """Two a job at least; more while those handed over are expected to take
+    BEGIN_BUDGET (0.05 s) together: four of 12 ms, none more of a second or unknown."""
+    made = Lane(jobs=1, max_queue=50, begin_room=2, cost=lambda job: seconds)
+    made.scheduler.start()
+    try:
+        jobs = made.submit("addr:a", 10)
+        assert [made.next_started() for _ in range(handed)] == jobs[:handed]
+        with pytest.raises(queue.Empty):
+            made.started.get(timeout=0.3)
+        made.finish(jobs[0])
+        assert made.next_started() is jobs[handed]  # one ended, one more
+    finally:
+        made.scheduler.close()
+        for event in made.release.values():
+            event.set()

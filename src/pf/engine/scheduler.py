@@ -6,8 +6,9 @@ is finished right there, in about a millisecond, so it never waits behind compil
 miss moves to the *run* lane, served by ``jobs`` threads that run compilers; in pf
 serve, whose build process runs the compiles (``jobs`` at once, keeping the others in
 order: engine.buildproc), the compiles are handed to it without a thread (``begin``)
-by whichever thread fills the lane or ends one of them, up to ``begin_room`` at once,
-and the threads run the task runs. A job handed over but not started there still
+by whichever thread fills the lane or ends one of them, up to ``begin_room`` at once
+(or more, while they are expected to take ``BEGIN_BUDGET`` together), and the threads
+run the task runs. A job handed over but not started there still
 counts as waiting.
 Both lanes together are bounded by ``max_queue``: past it ``submit`` raises QueueFull
 with a Retry-After estimate, before anything is recorded. A queued job is cancelled by
@@ -20,10 +21,12 @@ Fairness: a job belongs to its client (``Job.client``: a token's name or an addr
 ``""`` for the CLI and for jobs resumed at start, one client together). Each lane keeps
 one FIFO per client and hands the next job to the client it served least recently
 (a client new to the lane first), so a client with one compile waits for at most one
-job of each other client, not for all of them. And a client may hold only its share of
-the queue, ``max(max_queue // 4, 2 * jobs)`` jobs: past it ``check`` raises ShareFull
-(429 with a Retry-After), so at least four clients can always queue work whatever one
-of them sends, and a client alone still keeps every build thread busy. Jobs of no
+job of each other client, not for all of them (and for those handed to pf serve's build
+process before it: ``begin_room``, or ``BEGIN_BUDGET`` seconds of quick ones). And a
+client may hold only its share of the queue, ``max(max_queue // 4, 2 * jobs)`` jobs:
+past it ``check`` raises ShareFull (429 with a Retry-After), so at least four clients
+can always queue work whatever one of them sends, and a client alone still keeps every
+build thread busy. Jobs of no
 known client (``""``: resumed at start, or submitted in-process by the operator) are
 bounded by the queue alone: every HTTP submission names its client.
 Imports engine.jobs, errors and prometheus_client only.
@@ -51,6 +54,10 @@ QUEUE_DEPTH = Gauge(
 )
 
 TRIAGE_THREADS = 2
+# Compiles handed over beyond ``begin_room``: while together they are expected to take at
+# most this many seconds (by ``begin_cost``), and never more than BEGIN_MOST in all.
+BEGIN_BUDGET = 0.05
+BEGIN_MOST = 64
 # How long a cancel waits for a job to leave its cache check (normally milliseconds).
 _TRIAGE_WAIT = 2.0
 
@@ -178,17 +185,24 @@ class Scheduler:
         triage_threads: int = TRIAGE_THREADS,
         begin: Callable[[Job, Callable[[], None]], None] | None = None,
         begin_room: int = 0,
+        begin_cost: Callable[[Job], float | None] | None = None,
     ) -> None:
         self.jobs = jobs
         # Compiles handed to that process without a thread waiting for each (``begin``,
-        # which calls its second argument once the job is done with): at most
-        # ``begin_room`` at once, given by whichever thread fills the run lane or ends one
-        # of them. The run threads then take the task runs only. One thread fewer a
-        # compile (taken by a run thread, woken again at its end): a WAT compile is a few
-        # milliseconds, and each of those hand-overs cost this process's GIL as much.
+        # which calls its second argument once the job is done with), given by whichever
+        # thread fills the run lane or ends one of them. The run threads then take the
+        # task runs only. One thread fewer a compile (taken by a run thread, woken again
+        # at its end): a WAT compile is a few milliseconds, and each of those hand-overs
+        # cost this process's GIL as much. At most ``begin_room`` at once, or more while
+        # those handed over are expected to take BEGIN_BUDGET seconds together at most
+        # (``begin_cost``: a job's typical seconds, None if unknown): the process then
+        # always has the next compiles at hand, however short, while a client's next job
+        # still waits behind at most that much work handed over before it.
         self._begin = begin
         self._begin_room = begin_room
+        self._begin_cost = begin_cost
         self._begun = 0
+        self._begun_cost: dict[Job, float] = {}  # the cost of each job handed over
         self._pumping = threading.local()
         self.max_queue = max_queue
         self.share = client_share(jobs, max_queue)
@@ -364,6 +378,7 @@ class Scheduler:
             self._running.discard(job)
             self._run_lane.release(job)
             self._begun -= begun
+            self._begun_cost.pop(job, None)
             self._idle.notify_all()
             if self._held_back:  # a thread waits for a job to end, not for work
                 self._held_back = False
@@ -380,7 +395,7 @@ class Scheduler:
         try:
             while True:
                 with self._lock:
-                    if self._closed or not self._run_lane or self._begun >= self._begin_room:
+                    if self._closed or not self._run_lane or self._begun >= BEGIN_MOST:
                         return
                     job = self._run_lane.peek()
                     if job.kind == "task":
@@ -388,13 +403,26 @@ class Scheduler:
                         return
                     if not self._fits(job):
                         return  # a task run holds its share: the next end gives it again
+                    cost = self._cost(job)
+                    if cost is None:
+                        return
                     job = self._run_lane.take()
                     self._running.add(job)
                     self._begun += 1
+                    self._begun_cost[job] = cost
                     QUEUE_DEPTH.set(self.depth)
                 self._begin(job, functools.partial(self._done_with, job, begun=True))
         finally:
             self._pumping.on = False
+
+    def _cost(self, job: Job) -> float | None:
+        """Under the lock: ``job``'s expected seconds if it may be handed over now."""
+        cost = self._begin_cost(job) if self._begin_cost is not None else None
+        if self._begun < self._begin_room:
+            return cost or 0.0
+        if cost is None or sum(self._begun_cost.values()) + cost > BEGIN_BUDGET:
+            return None
+        return cost
 
     def close(self) -> None:
         """Hand out no more work; threads end once their current job is done."""

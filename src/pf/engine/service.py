@@ -183,6 +183,7 @@ class BuildService:
             self._retry_after,
             begin=self._begin if self.build_process is not None else None,
             begin_room=settings.jobs * LOOKAHEAD,
+            begin_cost=lambda job: self.estimator.median(job.language, job.target),
         )
         database = self.store.db.file
         self.free_space = FreeSpace(
