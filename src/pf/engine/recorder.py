@@ -20,10 +20,10 @@ millisecond, each urgent, and the writer went round for three or four builds at 
 waiting); waiting out the rest of 5 ms gathers what comes meanwhile into the batch. An
 idle writer's first batch is cut at once, so a lone submission waits for nothing. A
 longer build's progress is at most a quarter of a second late, its log lines at most
-50 ms. When another build's end cuts the batch, a build none of
-whose waiting items is due yet keeps them (rows, lines and events, in order) waiting
-for the next batch: with PF_JOBS builds ending in turn, a short compile's start would
-otherwise be written in its neighbour's batch and its end in the next. Nothing is kept
+50 ms. When another build's end cuts the batch, a build none of whose waiting items is
+due yet keeps them (rows, lines and events, in order) waiting for the next batch: with
+PF_JOBS builds ending in turn, a short compile's start would otherwise be written in
+its neighbour's batch and its end in the next. Nothing is kept
 back from a batch holding a submission (a queued row, whose submitter waits for
 everything queued before its answer: ``settled``), one of 200 lines, while a ``flush``
 waits, or when the writer stops.

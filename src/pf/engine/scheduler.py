@@ -8,8 +8,7 @@ serve, whose build process runs the compiles (``jobs`` at once, keeping the othe
 order: engine.buildproc), the compiles are handed to it without a thread (``begin``)
 by whichever thread fills the lane or ends one of them, up to ``begin_room`` at once
 (or more, while they are expected to take ``BEGIN_BUDGET`` together), and the threads
-run the task runs. A job handed over but not started there still
-counts as waiting.
+run the task runs. A job handed over but not started there still counts as waiting.
 Both lanes together are bounded by ``max_queue``: past it ``submit`` raises QueueFull
 with a Retry-After estimate, before anything is recorded. A queued job is cancelled by
 taking it out of its lane; a job already in a thread is cancelled by its Event (the
@@ -26,9 +25,9 @@ process before it: ``begin_room``, or ``BEGIN_BUDGET`` seconds of quick ones). A
 client may hold only its share of the queue, ``max(max_queue // 4, 2 * jobs)`` jobs:
 past it ``check`` raises ShareFull (429 with a Retry-After), so at least four clients
 can always queue work whatever one of them sends, and a client alone still keeps every
-build thread busy. Jobs of no
-known client (``""``: resumed at start, or submitted in-process by the operator) are
-bounded by the queue alone: every HTTP submission names its client.
+build thread busy. Jobs of no known client (``""``: resumed at start, or submitted
+in-process by the operator) are bounded by the queue alone: every HTTP submission
+names its client.
 Imports engine.jobs, errors and prometheus_client only.
 """
 

@@ -6,11 +6,11 @@ queued), becomes a Job, and is recorded and announced (``build_started``) before
 Scheduler sees it. From there worker threads own it: a triage thread answers cache hits
 at once, and the misses run (runner.py): handed to pf serve's build process without a
 thread waiting for each (Scheduler's ``begin``), or on PF_JOBS build threads where the
-compiles run in this process (the shared tier). Once the queue is half full
-the triage threads have fallen behind (they share the GIL with the event loop), and a
-submission is looked up in the cache by the submitting call itself: a hit is answered
-then and there, a miss goes straight to the run lane. Every write and event goes
-through the Recorder's single writer thread, in order. Live jobs sit in ``_active`` and
+compiles run in this process (the shared tier). Once the queue is half full the triage
+threads have fallen behind (they share the GIL with the event loop), and a submission
+is looked up in the cache by the submitting call itself: a hit is answered then and
+there, a miss goes straight to the run lane. Every write and event goes through the
+Recorder's single writer thread, in order. Live jobs sit in ``_active`` and
 are never evicted; finished ones move to a bounded RecentBuilds, and anything older is
 read back from the store. Every public method is cheap and non-blocking enough to call
 from the asyncio loop (reads of old builds and logs are single indexed SQLite queries);
