@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ from pf.engine.buildproc import (
     _Forward,
     _Sender,
 )
-from pf.engine.compile import compile_sources
+from pf.engine.compile import BuildResult, compile_sources
 from pf.errors import (
     BuildCancelled,
     BuildTimeout,
@@ -45,6 +46,8 @@ from pf.errors import (
 )
 from pf.toolchains import CompileRequest, SourceFile
 from tests.engine.service_harness import install_wrapper, process_gone, wat
+
+WAIT = 60.0  # seconds a compile handed over may take to end on a loaded machine
 
 
 def _request(source: str, name: str = "m.wat") -> CompileRequest:
@@ -65,20 +68,35 @@ def process(settings: Settings) -> Iterator[BuildProcess]:
 
 
 def _compile_in_thread(
-    process: BuildProcess, request: CompileRequest, **keywords: object
+    process: BuildProcess, request: CompileRequest, **keywords: Any
 ) -> tuple[threading.Thread, list[object]]:
-    """Start ``process.compile`` on a thread; the list gets its result or error."""
+    """Hand ``request`` over now (``process.begin``); the list gets its result or error
+    once it ended, when the thread returned ends."""
     outcome: list[object] = []
+    ended = threading.Event()
 
-    def run() -> None:
-        try:
-            outcome.append(process.compile(request, **keywords))  # type: ignore[arg-type]
-        except BaseException as error:
-            outcome.append(error)
+    def on_end(result: BuildResult | None, error: BaseException | None) -> None:
+        outcome.append(result if error is None else error)
+        ended.set()
 
-    thread = threading.Thread(target=run)
+    try:
+        process.begin(request, on_end, **keywords)
+    except BaseException as error:
+        on_end(None, error)
+    thread = threading.Thread(target=ended.wait, args=(WAIT,))
     thread.start()
     return thread, outcome
+
+
+def _compile(process: BuildProcess, request: CompileRequest, **keywords: Any) -> BuildResult:
+    """``process.begin``, then its result (or its error raised) once it ended."""
+    thread, outcome = _compile_in_thread(process, request, **keywords)
+    thread.join()
+    (ended,) = outcome
+    if isinstance(ended, BaseException):
+        raise ended
+    assert isinstance(ended, BuildResult)
+    return ended
 
 
 @pytest.fixture
@@ -126,7 +144,8 @@ def _wait(predicate: object, what: str, timeout: float = 20.0) -> None:
 def test_a_compile_there_is_the_compile_here(settings: Settings, process: BuildProcess) -> None:
     seen: list[object] = []
     before = time.time()
-    result = process.compile(
+    result = _compile(
+        process,
         _request(wat(1)),
         on_start=lambda at: seen.append(at),
         on_phase=lambda label, index: seen.append(label),
@@ -143,10 +162,10 @@ def test_a_compile_there_is_the_compile_here(settings: Settings, process: BuildP
     assert here.cached and here.key == result.key and here.artifacts == result.artifacts
 
     with pytest.raises(CompileFailed) as failed:
-        process.compile(_request("(module\n  (func (result i32) i64.const 1))\n"))
+        _compile(process, _request("(module\n  (func (result i32) i64.const 1))\n"))
     assert failed.value.diagnostics, failed.value.message
     assert failed.value.diagnostics[0].file == "m.wat" and failed.value.diagnostics[0].line == 2
-    assert process.compile(_request(wat(2))).artifacts[0].name == "m.wasm"  # still serving
+    assert _compile(process, _request(wat(2))).artifacts[0].name == "m.wasm"  # still serving
 
 
 def test_a_missing_toolchain_crosses_with_its_install_command(
@@ -158,7 +177,7 @@ def test_a_missing_toolchain_crosses_with_its_install_command(
     process = BuildProcess(load_settings())
     try:
         with pytest.raises(ToolchainMissing) as missing:
-            process.compile(_request(wat(3)))
+            _compile(process, _request(wat(3)))
     finally:
         process.close()
     assert missing.value.install and "apt-get install" in missing.value.install
@@ -204,6 +223,7 @@ def test_a_cancel_reaches_the_compile_in_the_child(
         thread, outcome = _compile_in_thread(process, _request(wat(4)), cancel=cancel)
         pid = wrapper.child_pid()
         cancel.set()
+        process.forward_cancels()  # as whoever cancels in pf serve does
         thread.join(20)
         assert isinstance(outcome[0], BuildCancelled)
         _wait(lambda: process_gone(pid), "the cancelled compiler ended")
@@ -234,6 +254,7 @@ def test_held_compiles_come_back_unstarted_and_running_ones_finish(
         cancelled = threading.Event()
         dropped, gone = _compile_in_thread(process, _request(wat(8)), cancel=cancelled)
         cancelled.set()
+        process.forward_cancels()
         dropped.join(20)
         assert isinstance(gone[0], BuildCancelled)
         process.hold()
@@ -241,7 +262,7 @@ def test_held_compiles_come_back_unstarted_and_running_ones_finish(
             thread.join(20)
             assert isinstance(outcome[0], Unstarted)
         with pytest.raises(Unstarted):
-            process.compile(_request(wat(9)))  # handed over after the hold
+            _compile(process, _request(wat(9)))  # handed over after the hold
         wrapper.release()
         running.join(20)
         assert not isinstance(first[0], BaseException) and started == ["first"]
@@ -273,7 +294,7 @@ def test_a_killed_build_process_fails_its_compiles_and_the_next_starts_a_new_one
 
         monkeypatch.delenv("PF_TOOL_WAT2WASM")
         process.settings = load_settings()
-        result = process.compile(_request(wat(11)))
+        result = _compile(process, _request(wat(11)))
         assert result.artifacts[0].read_bytes().startswith(b"\0asm")
         assert process.pid not in (None, first)
     finally:
@@ -281,13 +302,13 @@ def test_a_killed_build_process_fails_its_compiles_and_the_next_starts_a_new_one
 
 
 def test_closing_ends_the_child_and_refuses_later_compiles(process: BuildProcess) -> None:
-    process.compile(_request(wat(12)))
+    _compile(process, _request(wat(12)))
     pid = process.pid
     assert pid is not None
     process.close()
     assert process_gone(pid)
     with pytest.raises(BuildProcessLost, match="shutting down"):
-        process.compile(_request(wat(13)))
+        _compile(process, _request(wat(13)))
 
 
 def test_the_childs_log_records_are_logged_here_under_their_names(

@@ -4,8 +4,8 @@ Strategy: one child interpreter (``python -m pf.engine.buildproc FD``) runs
 ``compile_sources`` for the build service, up to PF_JOBS at once on threads of its own,
 to the same action cache on disk. Queueing, records, events, logs and cancellation
 stay the service's: it hands a compile over with ``BuildProcess.begin``, and its end
-comes back to a callback (pf serve: no thread waits for a compile in the child), or
-with ``compile``, which waits. Over one socket pair
+comes back to a callback (no thread waits for a compile in the child). Over one socket
+pair
 (``multiprocessing.connection``: a length-prefixed pickle a message) the parent sends
 ``compile`` and ``cancel``; the child answers with a compile's output lines, its phases,
 its end (the BuildResult, or the error it raised) and its log records, which the
@@ -65,7 +65,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -78,10 +78,6 @@ from pf.toolchains import CompileRequest
 
 log = logging.getLogger("pf.engine")
 
-# How often a compile waiting on the child looks at its cancel flag, for a cancel set
-# by someone who did not call forward_cancels (pf serve's own cancels call it). Each
-# look wakes every waiting build thread: at 0.05 s that was 1% of a core with 2 jobs.
-_CANCEL_POLL = 0.5
 # How long a closing parent waits for the child to end its compiles and exit.
 _EXIT_WAIT = 10.0
 # Builds handed to the child per compile it runs at once: one running, one next.
@@ -108,22 +104,13 @@ class BuildProcessLost(PfError):
 
 @dataclass
 class _Call:
+    end: Callable[[BuildResult | None, BaseException | None], None]
     on_start: Callable[[float], None] | None
     on_line: Callable[[str, str], None] | None
     on_phase: Callable[[str, int], None] | None
-    cancel: threading.Event | None = None
-    on_end: Callable[[BuildResult | None, BaseException | None], None] | None = None
+    cancel: threading.Event | None
     cancel_sent: bool = False
     started: bool = False
-    done: threading.Event = field(default_factory=threading.Event)
-    result: BuildResult | None = None
-    error: BaseException | None = None
-
-    def end(self, result: BuildResult | None, error: BaseException | None) -> None:
-        self.result, self.error = result, error
-        self.done.set()
-        if self.on_end is not None:
-            self.on_end(result, error)
 
 
 class _Child:
@@ -156,7 +143,7 @@ class _Child:
 
 
 class BuildProcess:
-    """The parent's side: ``compile`` from any thread, ``close`` once at the end."""
+    """The parent's side: ``begin`` from any thread, ``close`` once at the end."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -183,31 +170,6 @@ class BuildProcess:
                 self._child = child
             return self._child
 
-    def compile(
-        self,
-        request: CompileRequest,
-        *,
-        on_start: Callable[[float], None] | None = None,
-        on_line: Callable[[str, str], None] | None = None,
-        on_phase: Callable[[str, int], None] | None = None,
-        cancel: threading.Event | None = None,
-        missed: bool = False,
-    ) -> BuildResult:
-        """``compile_sources`` in the child: the same result, errors and callbacks, and
-        ``on_start`` with the time (``time.time()``) it started there, once known (with
-        its first line, phase or end, before that is handed on); a step's ``on_phase``
-        may come late or not at all (see the module's docstring). Unstarted if the child
-        was told to ``hold`` first."""
-        call = _Call(on_start, on_line, on_phase, cancel)
-        self._hand_over(call, request, missed)
-        while not call.done.wait(_CANCEL_POLL):
-            if cancel is not None and cancel.is_set():
-                self.forward_cancels()
-        if call.error is not None:
-            raise call.error
-        assert call.result is not None
-        return call.result
-
     def begin(
         self,
         request: CompileRequest,
@@ -219,11 +181,15 @@ class BuildProcess:
         cancel: threading.Event | None = None,
         missed: bool = False,
     ) -> None:
-        """``compile`` without waiting: ``on_end(result, error)`` once it ended, on the
-        thread that reads the child (no thread waits for the compile meanwhile). A
-        cancel must be forwarded (``forward_cancels``): nothing looks at it here. Raises
-        BuildProcessLost, without calling ``on_end``, when no child can take it."""
-        self._hand_over(_Call(on_start, on_line, on_phase, cancel, on_end), request, missed)
+        """``compile_sources`` in the child, with the same callbacks; ``on_end(result,
+        error)`` once it ended (the same result, or the error it raised; Unstarted if the
+        child was told to ``hold`` first), on the thread that reads the child.
+        ``on_start`` gets the time (``time.time()``) it started there, once known (with
+        its first line, phase or end, before that is handed on); a step's ``on_phase``
+        may come late or not at all (see the module's docstring). A cancel must be
+        forwarded (``forward_cancels``). Raises BuildProcessLost, without calling
+        ``on_end``, when no child can take it."""
+        self._hand_over(_Call(on_end, on_start, on_line, on_phase, cancel), request, missed)
 
     def _hand_over(self, call: _Call, request: CompileRequest, missed: bool) -> None:
         number = next(self._ids)
@@ -321,8 +287,7 @@ class BuildProcess:
 
     def forward_cancels(self) -> None:
         """Tell the child of every compile whose cancel is set: whoever sets one calls
-        this, so a compile that waits there never starts; the compiles' own waits look
-        every _CANCEL_POLL seconds as well."""
+        this (nothing else looks at it), so a compile that waits there never starts."""
         child = self._child
         if child is None:
             return

@@ -73,15 +73,13 @@ class Runner:
         estimator: Estimator,
         retire: Callable[[Job, BuildResult | None], None],
         index: Callable[[Job], None],
-        compile: Callable[..., BuildResult] | None = None,
         begin: Callable[..., None] | None = None,
     ) -> None:
         self.index = index
-        # Where a miss compiles: here, or pf serve's build process (engine.buildproc),
-        # which takes compile_sources' keywords (and on_start, called with the time the
-        # compile started, once it has) but brings its own settings and cache; ``begin``
-        # hands it over without waiting (BuildProcess.begin).
-        self.compile = compile or self._compile_here
+        # pf serve's build process (engine.buildproc: BuildProcess.begin), which takes
+        # compile_sources' keywords (and on_start, called with the time the compile
+        # started, once it has) but brings its own settings and cache. Without it a
+        # miss compiles here, on the run thread (``run``).
         self.begin_compile = begin
         self.settings = settings
         self.cache = cache
@@ -196,7 +194,7 @@ class Runner:
             return
         assert job.request is not None
         try:
-            result = self.compile(job.request, **self._callbacks(job), missed=missed)
+            result = self._compile_here(job.request, **self._callbacks(job), missed=missed)
         except Exception as error:
             self._ended(job, None, error)
         else:

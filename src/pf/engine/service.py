@@ -222,8 +222,7 @@ class BuildService:
             self.estimator,
             self._retire,
             self._index_modules,
-            self.build_process.compile if self.build_process is not None else None,
-            self.build_process.begin if self.build_process is not None else None,
+            begin=self.build_process.begin if self.build_process is not None else None,
         )
         if self.remote:
             return self._open_remote()
