@@ -210,7 +210,8 @@ def test_a_cache_hit_is_answered_by_its_submission_once_the_queue_is_half_full(
             await wait_for(service, early.id)
             wrapper.hang()
             busy = service.submit_compile("wat", "wasm", {"m.wat": wat(41)}, {}).id
-            await asyncio.to_thread(wrapper.child_pid)
+            # Until its step reaches the API, the hanging compile counts as waiting.
+            await wait_for(service, busy, ("running",))
             waiting = [
                 service.submit_compile("wat", "wasm", {"m.wat": wat(n)}, {}).id for n in (42, 43)
             ]
