@@ -129,8 +129,9 @@ class _Child:
         self.socket = parent
         self.conn = Connection(os.dup(parent.fileno()))
         self.calls: dict[int, _Call] = {}
-        self.lock = threading.Lock()  # calls, sends and ``alive``
+        self.lock = threading.Lock()  # calls, sends, ``alive`` and ``used``
         self.alive = True
+        self.used = False  # handed a compile: closing it then lets it cancel and exit
         self.conn.send(settings)
 
     def ended(self) -> str:
@@ -154,9 +155,15 @@ class BuildProcess:
 
     @property
     def pid(self) -> int | None:
-        """The running child's pid, or None before the first compile or after it died."""
+        """The running child's pid, or None before it started or after it died."""
         child = self._child
         return child.process.pid if child is not None and child.alive else None
+
+    def start(self) -> None:
+        """Start the child now, not with the first compile: its Python takes a tenth of
+        a second or more to import pf, which that compile would wait for. Raises
+        BuildProcessLost once closed."""
+        self._running()
 
     def _running(self) -> _Child:
         with self._lock:
@@ -211,6 +218,7 @@ class BuildProcess:
                 return False
             if call is not None:
                 child.calls[number] = call
+                child.used = True
             try:
                 child.conn.send(message)
             except OSError:
@@ -316,9 +324,14 @@ class BuildProcess:
         if child is None:
             return
         with child.lock:
+            used = child.used
             if child.alive:
                 # Wakes the reader, and the child reads the end of its socket.
                 child.socket.shutdown(socket.SHUT_RDWR)
+        if not used:
+            # Never handed a compile: it has nothing to cancel or wait for, and may still
+            # be importing pf, which a stop right after a start would wait out.
+            child.process.kill()
         try:
             child.process.wait(_EXIT_WAIT)
         except subprocess.TimeoutExpired:

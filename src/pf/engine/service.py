@@ -204,6 +204,12 @@ class BuildService:
         self.scheduler.start()
         if self.dispatcher is not None:
             self.dispatcher.start()
+        if self.build_process is not None:
+            try:
+                await asyncio.to_thread(self.build_process.start)
+            except OSError as error:
+                # Not fatal here: the first compile starts it again, and fails with why.
+                log.warning("pf: the build process did not start (%s)", error)
         self._started = True
         self._accepting = True
         if resumed:
