@@ -276,8 +276,9 @@ def test_history_retention_deletes_the_oldest_builds_and_their_logs(
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("compiles", [True, False], ids=["used", "never-used"])
 def test_the_build_process_starts_with_the_service_and_ends_with_it(
-    projects: Path, one_worker: None
+    projects: Path, one_worker: None, compiles: bool
 ) -> None:
     async def scenario() -> int:
         async with running(projects) as service:
@@ -285,24 +286,13 @@ def test_the_build_process_starts_with_the_service_and_ends_with_it(
             pid = service.build_process.pid
             # Before any compile: the first one must not wait for it to import pf.
             assert pid is not None and not process_gone(pid)
-            built = service.submit_compile("wat", "wasm", {"m.wat": wat(70)}, {}).id
-            assert (await wait_for(service, built)).status == "completed"
-            assert service.build_process.pid == pid
+            if compiles:
+                built = service.submit_compile("wat", "wasm", {"m.wat": wat(70)}, {}).id
+                assert (await wait_for(service, built)).status == "completed"
+                assert service.build_process.pid == pid
         return pid
 
-    assert process_gone(asyncio.run(scenario()))
-
-
-def test_a_build_process_never_handed_a_compile_is_ended_at_the_stop(
-    projects: Path, one_worker: None
-) -> None:
-    async def scenario() -> int:
-        async with running(projects) as service:
-            assert service.build_process is not None
-            pid = service.build_process.pid
-            assert pid is not None
-        return pid
-
+    # Ended at the stop, whether it was handed a compile (told to end) or not (killed).
     assert process_gone(asyncio.run(scenario()))
 
 
