@@ -37,8 +37,9 @@ sandbox cell's protocol, the resident assembler, the blob and manifest stores) o
 API process's GIL, pf serve ran one core of compiles however many cores it had; the
 event loop and the compile threads took turns.
 
-Lifetime: the child starts with the first compile that misses the cache (a server that
-only serves hits never starts it) and ends when the parent closes the socket, or dies:
+Lifetime: the child starts with the service (``start``: the first compile would
+otherwise wait for its Python to import pf) and ends when the parent closes the socket,
+or dies:
 the child reads the end of the socket, cancels what it runs (each compile kills its
 process group, as on a cancel) and exits. It ignores SIGINT and SIGTERM, which a
 terminal or a service manager sends to the whole group: pf serve's graceful stop
