@@ -39,9 +39,8 @@ event loop and the compile threads took turns.
 
 Lifetime: the child starts with the service (``start``: the first compile would
 otherwise wait for its Python to import pf) and ends when the parent closes the socket,
-or dies:
-the child reads the end of the socket, cancels what it runs (each compile kills its
-process group, as on a cancel) and exits. It ignores SIGINT and SIGTERM, which a
+or dies: the child reads the end of the socket, cancels what it runs (each compile
+kills its process group, as on a cancel) and exits. It ignores SIGINT and SIGTERM, which a
 terminal or a service manager sends to the whole group: pf serve's graceful stop
 decides when its builds end. A child that dies fails the compiles it held with
 BuildProcessLost and the next compile starts a new one.
