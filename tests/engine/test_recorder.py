@@ -18,6 +18,7 @@ from pf.engine.events import EventBus
 from pf.engine.recorder import Recorder
 from pf.store import BuildRecord, Store
 from pf.store.logs import LogLine
+from tests.statements import inserts_into
 
 
 @contextlib.asynccontextmanager
@@ -156,17 +157,9 @@ def test_a_running_build_waits_out_its_neighbours_end_and_is_written_once(
 
 
 async def _ends_in_turn(store: Store, bus: EventBus, recorder: Recorder) -> None:
-    upserts: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, params: object, *_: object) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO BUILDS"):
-            assert isinstance(params, tuple)
-            upserts.append(f"{params[0]}:{params[5]}")
-
-    event.listen(store.db.engine, "before_cursor_execute", seen)
     sub = bus.subscribe()
     progress = events.build_progress("next", "running", 10, "compile", None)
-    try:
+    with inserts_into(store, "builds") as seen:
         recorder.record(_build("next", "running"))
         recorder.record(_build("next", "running"), progress, urgent=False)
         recorder.line(LogLine("next", 0, 3.0, "stdout", "info", "compiling"))
@@ -179,7 +172,7 @@ async def _ends_in_turn(store: Store, bus: EventBus, recorder: Recorder) -> None
             assert await asyncio.wait_for(sub.get(), 10) == expected
         assert await asyncio.wait_for(sub.get(), 10) == events.build_completed("next", False)
         assert [entry.text for entry in store.logs("next")] == ["compiling"]
-        assert upserts == ["first:completed", "next:completed"]
+        assert [f"{p[0]}:{p[5]}" for _, p in seen] == ["first:completed", "next:completed"]
 
         recorder.record(_build("third", "running"))
         recorder.record(_build("fourth", "completed"), events.build_completed("fourth", False))
@@ -193,8 +186,6 @@ async def _ends_in_turn(store: Store, bus: EventBus, recorder: Recorder) -> None
         )
         await asyncio.wait_for(recorder.settled(), timeout=10)
         assert store.get("fifth") is not None and store.get("sixth") is not None
-    finally:
-        event.remove(store.db.engine, "before_cursor_execute", seen)
 
 
 def test_a_due_line_takes_its_builds_earlier_progress_along(tmp_path: Path) -> None:

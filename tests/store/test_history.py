@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event
 
 from pf.config import load_settings
 from pf.errors import StoreError
-from pf.store import BuildRecord, LogLine, Store, default_url
+from pf.store import BuildRecord, LogLine, Store, db, default_url
 from pf.store.builds import UPSERT_PAGE_ROWS
 from pf.store.db import StoreUnavailable, engine_url
+from tests.statements import inserts_into
 
 
 def _row(build_id: str, status: str = "completed", **fields: object) -> BuildRecord:
@@ -80,18 +80,10 @@ def test_the_last_write_of_a_build_wins_within_and_across_batches(store: Store) 
 def test_batches_of_every_size_reuse_a_few_statement_texts(store: Store) -> None:
     # Each distinct statement text stays prepared in the driver's cache: one text per
     # batch size made the server's memory grow with every build it recorded.
-    texts: set[str] = set()
-
-    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO BUILDS"):
-            texts.add(statement)
-
-    event.listen(store.db.engine, "before_cursor_execute", seen)
-    try:
+    with inserts_into(store, "builds") as seen:
         for size in range(1, 121):
             store.write([_row(f"b{size}-{n}") for n in range(size)])
-    finally:
-        event.remove(store.db.engine, "before_cursor_execute", seen)
+    texts = {statement for statement, _ in seen}
     assert store.count() == sum(range(1, 121))
     # One text per page size, and PostgreSQL's for a lone row besides.
     assert 0 < len(texts) <= UPSERT_PAGE_ROWS + 1
@@ -225,6 +217,30 @@ def test_a_refused_write_is_a_store_error_on_both_backends(database_url: str) ->
             store.write([], [LogLine("a", 0, 1.0, "stdout", "info", None)])  # type: ignore[arg-type]
         assert not isinstance(raised.value, StoreUnavailable)
     finally:
+        store.close()
+
+
+def test_a_locked_sqlite_file_is_unavailable_not_a_lost_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rows and lines reach SQLite's own cursor: "locked" must still read as a database
+    # to wait for (the writer holds the batch and tries again), not one that refused it.
+    monkeypatch.setattr(db, "_BUSY_TIMEOUT_MS", 100)
+    store = Store(f"sqlite:///{tmp_path / 'pf.db'}")
+    store.open()
+    other = sqlite3.connect(tmp_path / "pf.db", isolation_level=None)
+    try:
+        store.write([_row("a")])
+        other.execute("BEGIN IMMEDIATE")
+        line = LogLine("a", 0, 1.0, "stdout", "info", "compiling")
+        for rows, lines in (([_row("b")], []), ([], [line])):
+            with pytest.raises(StoreUnavailable, match="locked"):
+                store.write(rows, lines)
+        other.execute("ROLLBACK")
+        assert store.write([_row("b")], [line]) == {"a", "b"}
+        assert [entry.text for entry in store.logs("a")] == ["compiling"]
+    finally:
+        other.close()
         store.close()
 
 

@@ -97,7 +97,7 @@ def upsert(conn: Connection, rows: Sequence[BuildRecord]) -> set[str]:
         one = _ONE_ROW.get(key)
         if one is None:
             one = _ONE_ROW[key] = Prepared(_guarded(dialect.name), dialect, _COLUMNS)
-        return {row.id for row in latest.values() if one.execute(conn, row.values()).rowcount}
+        return {row.id for row in latest.values() if one.execute(conn, row.values())}
     guarded = _UPSERTS.get(dialect.name)
     if guarded is None:
         guarded = _UPSERTS[dialect.name] = _guarded(dialect.name).returning(builds.c.id)

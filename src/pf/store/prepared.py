@@ -6,15 +6,21 @@ which the writer thread paid for every row a build writes. A Prepared statement 
 compiled once; each execution converts the values with the columns' own bind processors
 (so a JSON or boolean column stores exactly what SQLAlchemy would) and hands the text to
 ``Connection.exec_driver_sql``, which keeps SQLAlchemy's transaction, error wrapping and
-events. One text per statement: the driver keeps it prepared. Imports SQLAlchemy only.
+events. On SQLite the text goes to the driver's own cursor instead, inside the same
+transaction: ``exec_driver_sql`` still cost more Python than SQLite took to run the
+statement (a build's rows are written by a thread that shares the GIL with pf serve's
+event loop), and a driver error is wrapped as SQLAlchemy would wrap it, so callers see
+the same exceptions. One text per statement: the driver keeps it prepared. Imports
+SQLAlchemy and sqlite3 only.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
+from sqlalchemy import Connection, exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
@@ -27,6 +33,7 @@ class Prepared:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         assert isinstance(compiled, SQLCompiler)
         self.text = str(compiled)
+        self.raw = dialect.name == "sqlite"
         self.positional = compiled.positional
         order = compiled.positiontup if compiled.positional else list(compiled.binds)
         assert order is not None
@@ -45,9 +52,30 @@ class Prepared:
             return tuple(value for _, value in converted)
         return dict(converted)
 
-    def execute(self, conn: Connection, values: Mapping[str, Any]) -> CursorResult[Any]:
-        return conn.exec_driver_sql(self.text, self.params(values))
+    def execute(self, conn: Connection, values: Mapping[str, Any]) -> int:
+        """Run the statement once with ``values``; returns the count of rows it changed."""
+        params = self.params(values)
+        if not self.raw:
+            return conn.exec_driver_sql(self.text, params).rowcount
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            return int(cursor.execute(self.text, params).rowcount)
+        except sqlite3.Error as error:
+            raise exc.DBAPIError.instance(self.text, params, error, sqlite3.Error) from error
+        finally:
+            cursor.close()
 
     def execute_many(self, conn: Connection, values: Sequence[Mapping[str, Any]]) -> None:
-        if values:
-            conn.exec_driver_sql(self.text, [self.params(v) for v in values])
+        if not values:
+            return
+        params = [self.params(v) for v in values]
+        if not self.raw:
+            conn.exec_driver_sql(self.text, params)
+            return
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self.text, params)
+        except sqlite3.Error as error:
+            raise exc.DBAPIError.instance(self.text, params, error, sqlite3.Error) from error
+        finally:
+            cursor.close()
