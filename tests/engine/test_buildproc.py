@@ -147,13 +147,18 @@ def test_a_compile_there_is_the_compile_here(settings: Settings, process: BuildP
     result = _compile(
         process,
         _request(wat(1)),
-        on_start=lambda at: seen.append(at),
+        on_start=lambda at, ending: seen.append((at, ending)),
         on_phase=lambda label, index: seen.append(label),
         missed=True,
     )
-    # Started first, at the time it started there; its step only if it lasted (below).
-    assert isinstance(seen[0], float) and before <= seen[0] <= time.time()
+    # Started first, at the time it started there; its step only if it lasted (below),
+    # and then the start did not come with the end.
+    start = seen[0]
+    assert isinstance(start, tuple)
+    at, ending = start
+    assert isinstance(at, float) and before <= at <= time.time()
     assert all(label == "compile" for label in seen[1:])
+    assert ending == (len(seen) == 1)
     assert process.pid is not None and process.pid != os.getpid()
     (artifact,) = result.artifacts
     assert artifact.read_bytes().startswith(b"\0asm") and not result.cached
@@ -243,12 +248,12 @@ def test_held_compiles_come_back_unstarted_and_running_ones_finish(
     try:
         started: list[str] = []
         running, first = _compile_in_thread(
-            process, _request(wat(5)), on_start=lambda _: started.append("first")
+            process, _request(wat(5)), on_start=lambda *_: started.append("first")
         )
         wrapper.child_pid()
         # One compile at a time (PF_JOBS=1): these two wait in the child, not started.
         waiting = [
-            _compile_in_thread(process, _request(wat(n)), on_start=lambda _: started.append("x"))
+            _compile_in_thread(process, _request(wat(n)), on_start=lambda *_: started.append("x"))
             for n in (6, 7)
         ]
         cancelled = threading.Event()
@@ -351,13 +356,16 @@ def test_a_compile_that_lasts_is_shown_started_and_in_its_step_while_it_runs(
         thread, outcome = _compile_in_thread(
             process,
             _request(wat(14)),
-            on_start=seen.append,
+            on_start=lambda at, ending: seen.append((at, ending)),
             on_phase=lambda label, index: seen.append((label, index)),
         )
         wrapper.child_pid()
         _wait(lambda: len(seen) == 2, "the held step came while the compile ran")
-        started, phase = seen
+        start, phase = seen
+        assert isinstance(start, tuple)
+        started, ending = start
         assert isinstance(started, float) and before <= started <= time.time()
+        assert not ending  # its step came first
         assert phase == ("compile", 0) and not outcome
         wrapper.release()
         thread.join(20)

@@ -108,7 +108,7 @@ class BuildProcessLost(PfError):
 @dataclass
 class _Call:
     end: Callable[[BuildResult | None, BaseException | None], None]
-    on_start: Callable[[float], None] | None
+    on_start: Callable[[float, bool], None] | None
     on_line: Callable[[str, str], None] | None
     on_phase: Callable[[str, int], None] | None
     cancel: threading.Event | None
@@ -185,7 +185,7 @@ class BuildProcess:
         request: CompileRequest,
         on_end: Callable[[BuildResult | None, BaseException | None], None],
         *,
-        on_start: Callable[[float], None] | None = None,
+        on_start: Callable[[float, bool], None] | None = None,
         on_line: Callable[[str, str], None] | None = None,
         on_phase: Callable[[str, int], None] | None = None,
         cancel: threading.Event | None = None,
@@ -195,7 +195,8 @@ class BuildProcess:
         error)`` once it ended (the same result, or the error it raised; Unstarted if the
         child was told to ``hold`` first), on the thread that reads the child.
         ``on_start`` gets the time (``time.time()``) it started there, once known (with
-        its first line, phase or end, before that is handed on); a step's ``on_phase``
+        its first line, phase or end, before that is handed on), and whether that first
+        message is its end (its start need not be recorded on its own); a step's ``on_phase``
         may come late or not at all (see the module's docstring). A cancel must be
         forwarded (``forward_cancels``). Raises BuildProcessLost, without calling
         ``on_end``, when no child can take it."""
@@ -267,7 +268,7 @@ class BuildProcess:
             # end): a message of its own cost each build a wake-up of this thread.
             call.started = True
             if call.on_start is not None:
-                call.on_start(message[-1])
+                call.on_start(message[-1], kind in ("done", "failed"))
         if kind == "line" and call.on_line is not None:
             call.on_line(message[2], message[3])
         elif kind == "phase" and call.on_phase is not None:

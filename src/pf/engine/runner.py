@@ -78,7 +78,8 @@ class Runner:
         self.index = index
         # pf serve's build process (engine.buildproc: BuildProcess.begin), which takes
         # compile_sources' keywords (and on_start, called with the time the compile
-        # started, once it has) but brings its own settings and cache. Without it a
+        # started, once it has, and whether its end comes with that) but brings its own
+        # settings and cache. Without it a
         # miss compiles here, on the run thread (``run``).
         self.begin_compile = begin
         self.settings = settings
@@ -90,9 +91,13 @@ class Runner:
         self.misses = 0
 
     def _compile_here(
-        self, request: CompileRequest, *, on_start: Callable[[float], None], **callbacks: Any
+        self,
+        request: CompileRequest,
+        *,
+        on_start: Callable[[float, bool], None],
+        **callbacks: Any,
     ) -> BuildResult:
-        on_start(time.time())
+        on_start(time.time(), False)
         return compile_sources(request, self.settings, cache=self.cache, **callbacks)
 
     # Output lines -----------------------------------------------------------------
@@ -225,7 +230,9 @@ class Runner:
 
     def _callbacks(self, job: Job) -> dict[str, Any]:
         return {
-            "on_start": lambda started: self._start(job, record=True, at=started),
+            # A start that comes with the end is written with it: its row would be
+            # replaced in the same batch, and building it cost the reader's thread.
+            "on_start": lambda started, ending: self._start(job, record=not ending, at=started),
             "on_line": lambda stream, text: self.line(job, stream, text),
             "on_phase": lambda label, index: self._phase(
                 job, label, step_progress(index, job.steps)
