@@ -505,9 +505,12 @@ def _result(
     )
 
 
-def _prepare(request: CompileRequest, settings: Settings) -> tuple[Driver, _Action]:
+def _prepare(
+    request: CompileRequest, settings: Settings, plan: Plan | None = None
+) -> tuple[Driver, _Action]:
     driver = driver_for_request(request)
-    plan = as_configured(driver.plan(request), settings)
+    if plan is None:
+        plan = as_configured(driver.plan(request), settings)
     what = f"{request.language} -> {request.target} build"
     inputs = (*request.sources, *plan.extra_inputs)
     return driver, _action(driver, request.target, what, plan, inputs, settings)
@@ -604,16 +607,21 @@ class _Builder:
 
 
 def lookup(
-    request: CompileRequest, settings: Settings, *, cache: ActionCache | None = None
+    request: CompileRequest,
+    settings: Settings,
+    *,
+    cache: ActionCache | None = None,
+    plan: Plan | None = None,
 ) -> BuildResult | None:
     """The cached result of ``request`` without running anything, or None on a miss.
+    ``plan``: the request's plan as configured (``as_configured``), if already made.
 
     The build service asks this first, so a hit is answered at once instead of waiting
     for a worker behind compiles that miss. Raises what compile_sources raises before a
     compiler would start (bad request, missing toolchain).
     """
     started = time.monotonic()
-    _driver, action = _prepare(request, settings)
+    _driver, action = _prepare(request, settings, plan)
     cache = cache or ActionCache.for_settings(settings)
     entry = cache.lookup(action.key)
     if entry is None:

@@ -128,6 +128,7 @@ def _plan(job: Job, settings: Settings) -> None:
     # whether a cache lookup could have to probe one (BuildService._accept).
     assert job.request is not None
     plan = as_configured(driver_for_request(job.request).plan(job.request), settings)
+    job.plan = plan
     job.steps = len(plan.steps)
     job.tools = _tool_names(plan)
 

@@ -43,7 +43,7 @@ from pf.store.record import (
     RUNNING,
     BuildRecord,
 )
-from pf.toolchains import CompileRequest
+from pf.toolchains import CompileRequest, Plan
 
 if TYPE_CHECKING:
     from pf.engine.taskruns import TaskCall
@@ -166,6 +166,9 @@ class Job:
     kind: str = "compile"
     steps: int = 1
     tools: tuple[str, ...] = ()  # the tools its plan runs (prebuilt inputs' included)
+    # The plan made when it was validated, until its cache lookup uses it (then None):
+    # planned once on this side, not again for the lookup.
+    plan: Plan | None = None
     budget: LogBudget = field(default_factory=lambda: LogBudget(20_000, 4 << 20))
     inline_sources: Mapping[str, str] | None = None
     # Who submitted it: "token:<name>" or "addr:<address>" (empty when not known, e.g.

@@ -171,8 +171,9 @@ class Runner:
         Runs no compiler (its tools may be probed); ends nothing: ``answer`` does.
         """
         assert job.request is not None
+        plan, job.plan = job.plan, None  # only the lookup needs it: not kept with the job
         try:
-            return lookup(job.request, self.settings, cache=self.cache)
+            return lookup(job.request, self.settings, cache=self.cache, plan=plan)
         except PfError as error:
             return error
 
@@ -337,6 +338,7 @@ class Runner:
                 return False
             job.ended_at = now
             job.eta = None
+            job.plan = None  # ended before its lookup (cancelled while queued)
             if job.started_at is not None:
                 job.duration_ms = round((now - job.started_at) * 1000)
             if status == COMPLETED and result is not None:

@@ -530,6 +530,7 @@ class BuildService:
         self.dispatcher.check(len(jobs), jobs[0].client if jobs else "")
         with self._lock:
             for job in jobs:
+                job.plan = None  # a pf worker looks it up, with a plan of its own
                 self._sent.add(job)
                 job.eta = self.estimator.eta(job.language, job.target, None)
                 started = events.build_started(job.id, job.language, job.target, job.project)
