@@ -40,9 +40,9 @@ event loop and the compile threads took turns.
 Lifetime: the child starts with the service (``start``: the first compile would
 otherwise wait for its Python to import pf) and ends when the parent closes the socket,
 or dies: the child reads the end of the socket, cancels what it runs (each compile
-kills its process group, as on a cancel) and exits. It ignores SIGINT and SIGTERM, which a
-terminal or a service manager sends to the whole group: pf serve's graceful stop
-decides when its builds end. A child that dies fails the compiles it held with
+kills its process group, as on a cancel) and exits. It ignores SIGINT and SIGTERM,
+which a terminal or a service manager sends to the whole group: pf serve's graceful
+stop decides when its builds end. A child that dies fails the compiles it held with
 BuildProcessLost and the next compile starts a new one.
 
 Only what pickles crosses: requests, results and PfErrors (errors.py makes every
@@ -196,8 +196,8 @@ class BuildProcess:
         child was told to ``hold`` first), on the thread that reads the child.
         ``on_start`` gets the time (``time.time()``) it started there, once known (with
         its first line, phase or end, before that is handed on), and whether that first
-        message is its end (its start need not be recorded on its own); a step's ``on_phase``
-        may come late or not at all (see the module's docstring). A cancel must be
+        message is its end (its start need not be recorded on its own); a step's
+        ``on_phase`` may come late or not at all (see the module's docstring). A cancel must be
         forwarded (``forward_cancels``). Raises BuildProcessLost, without calling
         ``on_end``, when no child can take it."""
         self._hand_over(_Call(on_end, on_start, on_line, on_phase, cancel), request, missed)

@@ -614,11 +614,11 @@ def lookup(
     plan: Plan | None = None,
 ) -> BuildResult | None:
     """The cached result of ``request`` without running anything, or None on a miss.
-    ``plan``: the request's plan as configured (``as_configured``), if already made.
 
     The build service asks this first, so a hit is answered at once instead of waiting
-    for a worker behind compiles that miss. Raises what compile_sources raises before a
-    compiler would start (bad request, missing toolchain).
+    for a worker behind compiles that miss. ``plan``: the request's plan as configured
+    (``as_configured``), if the caller has made it already. Raises what compile_sources
+    raises before a compiler would start (bad request, missing toolchain).
     """
     started = time.monotonic()
     _driver, action = _prepare(request, settings, plan)

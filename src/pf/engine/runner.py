@@ -79,8 +79,7 @@ class Runner:
         # pf serve's build process (engine.buildproc: BuildProcess.begin), which takes
         # compile_sources' keywords (and on_start, called with the time the compile
         # started, once it has, and whether its end comes with that) but brings its own
-        # settings and cache. Without it a
-        # miss compiles here, on the run thread (``run``).
+        # settings and cache. Without it a miss compiles here, on the run thread (``run``).
         self.begin_compile = begin
         self.settings = settings
         self.cache = cache
