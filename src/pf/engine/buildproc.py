@@ -197,9 +197,9 @@ class BuildProcess:
         ``on_start`` gets the time (``time.time()``) it started there, once known (with
         its first line, phase or end, before that is handed on), and whether that first
         message is its end (its start need not be recorded on its own); a step's
-        ``on_phase`` may come late or not at all (see the module's docstring). A cancel must be
-        forwarded (``forward_cancels``). Raises BuildProcessLost, without calling
-        ``on_end``, when no child can take it."""
+        ``on_phase`` may come late or not at all (see the module's docstring). A cancel
+        must be forwarded (``forward_cancels``). Raises BuildProcessLost, without
+        calling ``on_end``, when no child can take it."""
         self._hand_over(_Call(on_end, on_start, on_line, on_phase, cancel), request, missed)
 
     def _hand_over(self, call: _Call, request: CompileRequest, missed: bool) -> None:
