@@ -6,6 +6,7 @@ cancelled, held back, or lose their process) run a wat2wasm wrapper that hangs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pickle
@@ -32,7 +33,7 @@ from pf.engine.buildproc import (
     _Forward,
     _Sender,
 )
-from pf.engine.compile import BuildResult, compile_sources
+from pf.engine.compile import BuildResult, compile_sources, lookup, prepare
 from pf.errors import (
     BuildCancelled,
     BuildTimeout,
@@ -433,6 +434,22 @@ def test_a_step_still_running_after_the_hold_is_sent(
         assert _sent(receiving) == [("done", 1, "result", 5.0)]  # sent once
     finally:
         sender.close()
+
+
+def test_the_action_a_lookup_keyed_is_compiled_there_without_keying_it_again(
+    settings: Settings, process: BuildProcess
+) -> None:
+    request = _request(wat(16))
+    action = prepare(request, settings)
+    assert lookup(request, settings, action=action) is None
+    # Handed over with a key of the caller's: the child keys nothing of its own, so the
+    # outputs are stored under that key, and the request's own still misses.
+    given = dataclasses.replace(action, key="e" * 64)
+    result = _compile(process, request, missed=True, action=given)
+    assert result.key == "e" * 64 and not result.cached
+    assert result.artifacts[0].read_bytes().startswith(b"\0asm")
+    assert lookup(request, settings, action=given) is not None
+    assert lookup(request, settings) is None
 
 
 def test_begin_hands_a_compile_over_and_its_end_comes_back_on_the_reader(

@@ -92,10 +92,12 @@ def test_the_queue_is_bounded_and_a_queued_build_can_be_cancelled(
                 service.cancel(queued[1])
             assert late.value.http_status == 409
             assert status_of(service, queued[1]) == "completed"
-            # Only its cache lookup needed its plan: no ended build keeps one in memory,
-            # whether it completed or was cancelled (running, or waiting for a worker).
+            # Only its cache lookup needed its plan, and only its compile the action that
+            # lookup keyed: no ended build keeps either in memory, whether it completed or
+            # was cancelled (running, or waiting for a worker).
             ended = [service._job(build_id) for build_id in (busy, *queued)]
-            assert all(job is not None and job.finished and job.plan is None for job in ended)
+            assert all(job is not None and job.finished for job in ended)
+            assert not any(job.plan or job.action for job in ended if job is not None)
 
     asyncio.run(scenario())
 

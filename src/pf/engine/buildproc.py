@@ -45,11 +45,12 @@ which a terminal or a service manager sends to the whole group: pf serve's grace
 stop decides when its builds end. A child that dies fails the compiles it held with
 BuildProcessLost and the next compile starts a new one.
 
-Only what pickles crosses: requests, results and PfErrors (errors.py makes every
-PfError pickle with its fields); any other exception is logged with its traceback in
-the child (which reaches pf serve's log) and crosses as itself or as its repr.
-Imports engine.compile, engine.cache, engine.diskspace, toolchains, config and errors;
-never server.
+Only what pickles crosses: requests (each with the action the service's lookup keyed,
+so the child does not plan and key it again: a fifth of its CPU for a WAT compile),
+results and PfErrors (errors.py makes every PfError pickle with its fields); any other
+exception is logged with its traceback in the child (which reaches pf serve's log) and
+crosses as itself or as its repr. Imports engine.compile, engine.cache,
+engine.diskspace, engine.keys, toolchains, config and errors; never server.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ from pf.config import Settings
 from pf.engine.cache import ActionCache
 from pf.engine.compile import BuildResult, compile_sources
 from pf.engine.diskspace import is_disk_full
+from pf.engine.keys import Action
 from pf.errors import BuildCancelled, PfError
 from pf.toolchains import CompileRequest
 
@@ -190,8 +192,9 @@ class BuildProcess:
         on_phase: Callable[[str, int], None] | None = None,
         cancel: threading.Event | None = None,
         missed: bool = False,
+        action: Action | None = None,
     ) -> None:
-        """``compile_sources`` in the child, with the same callbacks; ``on_end(result,
+        """``compile_sources`` in the child, with the same keywords; ``on_end(result,
         error)`` once it ended (the same result, or the error it raised; Unstarted if the
         child was told to ``hold`` first), on the thread that reads the child.
         ``on_start`` gets the time (``time.time()``) it started there, once known (with
@@ -200,15 +203,14 @@ class BuildProcess:
         ``on_phase`` may come late or not at all (see the module's docstring). A cancel
         must be forwarded (``forward_cancels``). Raises BuildProcessLost, without
         calling ``on_end``, when no child can take it."""
-        self._hand_over(_Call(on_end, on_start, on_line, on_phase, cancel), request, missed)
-
-    def _hand_over(self, call: _Call, request: CompileRequest, missed: bool) -> None:
+        call = _Call(on_end, on_start, on_line, on_phase, cancel)
         number = next(self._ids)
+        message = ("compile", number, request, missed, action)
         child = self._running()
-        if not self._send(child, ("compile", number, request, missed), number, call):
+        if not self._send(child, message, number, call):
             # It died between being found running and this send: once more, in a new one.
             child = self._running()
-            if not self._send(child, ("compile", number, request, missed), number, call):
+            if not self._send(child, message, number, call):
                 raise BuildProcessLost(child.ended())
 
     @staticmethod
@@ -437,7 +439,7 @@ def _serve(conn: Connection) -> None:
     root.handlers[:] = [_Forward(send)]
     root.setLevel(logging.INFO)
 
-    def run(number: int, request: CompileRequest, missed: bool) -> None:
+    def run(number: int, request: CompileRequest, missed: bool, action: Action | None) -> None:
         with state:
             cancel = waiting.pop(number, None)
             if cancel is None:
@@ -457,6 +459,7 @@ def _serve(conn: Connection) -> None:
                 ),
                 cancel=cancel,
                 missed=missed,
+                action=action,
             )
         except PfError as error:
             sender.of_compile(number, ("failed", number, error, started), drop_held=False)
@@ -484,14 +487,14 @@ def _serve(conn: Connection) -> None:
                 break
             kind = message[0]
             if kind == "compile":
-                _, number, request, missed = message
+                _, number, request, missed, action = message
                 with state:
                     if not holding:
                         waiting[number] = threading.Event()
                 if holding:
                     answer("unstarted", [number])
                 else:
-                    pool.submit(run, number, request, missed)
+                    pool.submit(run, number, request, missed, action)
             elif kind == "cancel":
                 # A compile that waits is answered now, not once a thread is free.
                 with state:

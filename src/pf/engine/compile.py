@@ -34,7 +34,7 @@ from pf.config import Settings
 from pf.engine import depfiles
 from pf.engine.assemble import assemble
 from pf.engine.cache import ActionCache, Artifact, Entry
-from pf.engine.keys import action_key
+from pf.engine.keys import Action, action_key
 from pf.engine.singleflight import flight
 from pf.errors import BuildCancelled, BuildTimeout, CompileFailed, Diagnostic
 from pf.sandbox import (
@@ -139,18 +139,6 @@ def _rejected(driver: Driver, message: str, stderr: str, stdout: str = "") -> Co
     )
 
 
-@dataclass(frozen=True)
-class _Action:
-    """A plan ready to run: its tools, its inputs, its prebuilt inputs and its key."""
-
-    what: str
-    plan: Plan
-    tools: dict[str, ToolInfo]
-    inputs: tuple[SourceFile, ...]
-    prebuilt: tuple[_Action, ...]
-    key: str
-
-
 def _action(
     driver: Driver,
     target: str,
@@ -158,7 +146,7 @@ def _action(
     plan: Plan,
     inputs: tuple[SourceFile, ...],
     settings: Settings,
-) -> _Action:
+) -> Action:
     tools = {spec.name: detect(spec, settings) for spec in plan.tools}
     # A prebuilt input's key names it, not the request's target: the same runtime
     # object serves every target that links it.
@@ -177,7 +165,7 @@ def _action(
         inputs,
         [p.key for p in prebuilt],
     )
-    return _Action(what, plan, tools, inputs, prebuilt, key)
+    return Action(what, plan, tools, inputs, prebuilt, key)
 
 
 class _Sweeper:
@@ -239,7 +227,7 @@ class _Execution:
     def __init__(
         self,
         driver: Driver,
-        action: _Action,
+        action: Action,
         settings: Settings,
         on_line: LineSink | None,
         on_phase: PhaseSink | None,
@@ -507,13 +495,20 @@ def _result(
 
 def _prepare(
     request: CompileRequest, settings: Settings, plan: Plan | None = None
-) -> tuple[Driver, _Action]:
+) -> tuple[Driver, Action]:
     driver = driver_for_request(request)
     if plan is None:
         plan = as_configured(driver.plan(request), settings)
     what = f"{request.language} -> {request.target} build"
     inputs = (*request.sources, *plan.extra_inputs)
     return driver, _action(driver, request.target, what, plan, inputs, settings)
+
+
+def prepare(request: CompileRequest, settings: Settings, plan: Plan | None = None) -> Action:
+    """The action of ``request``: its plan (``plan``, as configured, if the caller has
+    made it already), its tools probed, and its key. Raises what compile_sources raises
+    before a compiler would start (bad request, missing toolchain)."""
+    return _prepare(request, settings, plan)[1]
 
 
 class _Builder:
@@ -534,7 +529,7 @@ class _Builder:
         self.cancel = cancel
         self.timings: dict[str, float] = {}
 
-    def _space(self, action: _Action) -> contextlib.AbstractContextManager[Space | None]:
+    def _space(self, action: Action) -> contextlib.AbstractContextManager[Space | None]:
         # A plan of Assemble steps alone (each sends its source to a resident that is
         # confined on its own) needs no directory.
         if action.plan.in_memory:
@@ -551,7 +546,7 @@ class _Builder:
             keep=(OBJ_DIR, OUT_DIR),
         )
 
-    def prebuilt(self, action: _Action) -> Entry:
+    def prebuilt(self, action: Action) -> Entry:
         """The cached outputs of a prebuilt input, built now if this is the first need."""
         entry = self.cache.lookup(action.key)
         if entry is not None:
@@ -566,7 +561,7 @@ class _Builder:
 
     def build(
         self,
-        action: _Action,
+        action: Action,
         prebuilt: Sequence[tuple[Plan, Entry]],
         on_phase: PhaseSink | None,
     ) -> Entry:
@@ -611,17 +606,18 @@ def lookup(
     settings: Settings,
     *,
     cache: ActionCache | None = None,
-    plan: Plan | None = None,
+    action: Action | None = None,
 ) -> BuildResult | None:
     """The cached result of ``request`` without running anything, or None on a miss.
 
     The build service asks this first, so a hit is answered at once instead of waiting
-    for a worker behind compiles that miss. ``plan``: the request's plan as configured
-    (``as_configured``), if the caller has made it already. Raises what compile_sources
-    raises before a compiler would start (bad request, missing toolchain).
+    for a worker behind compiles that miss. ``action``: the request's (``prepare``), if
+    the caller has made it already. Raises what compile_sources raises before a compiler
+    would start (bad request, missing toolchain).
     """
     started = time.monotonic()
-    _driver, action = _prepare(request, settings, plan)
+    if action is None:
+        action = prepare(request, settings)
     cache = cache or ActionCache.for_settings(settings)
     entry = cache.lookup(action.key)
     if entry is None:
@@ -638,12 +634,14 @@ def compile_sources(
     on_phase: PhaseSink | None = None,
     cancel: threading.Event | None = None,
     missed: bool = False,
+    action: Action | None = None,
 ) -> BuildResult:
     """Compile ``request``, from the cache when an identical action has run before.
 
     ``missed`` says the caller has just looked the request up and missed (the build
     service's triage): the cache is then looked at once, under the single-flight lock,
-    where an identical action stored meanwhile is found.
+    where an identical action stored meanwhile is found. ``action``: the request's, as
+    that lookup made it (``prepare``): it is not planned and keyed again.
 
     Raises UnsupportedLanguage/UnsupportedTarget/InvalidOption for bad requests,
     ToolchainMissing when a tool is not installed, CompileFailed (with diagnostics) when
@@ -651,7 +649,10 @@ def compile_sources(
     BuildCancelled when ``cancel`` is set while it runs (its process group is killed).
     """
     started = time.monotonic()
-    driver, action = _prepare(request, settings)
+    if action is None:
+        driver, action = _prepare(request, settings)
+    else:
+        driver = driver_for_request(request)
     cache = cache or ActionCache.for_settings(settings)
     # Before the lock as well, unless just missed: a hit then takes no lock.
     entry = None if missed else cache.lookup(action.key)

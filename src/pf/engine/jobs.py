@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pf.engine.cache import Artifact
+from pf.engine.keys import Action
 from pf.store.blobs import BlobStore
 from pf.store.logs import LogBudget
 from pf.store.record import (
@@ -169,6 +170,9 @@ class Job:
     # The plan made when it was validated, until its cache lookup uses it (then None):
     # planned once on this side, not again for the lookup.
     plan: Plan | None = None
+    # The action its lookup missed with, until its compile is handed over (then None):
+    # keyed once, not again where it compiles.
+    action: Action | None = None
     budget: LogBudget = field(default_factory=lambda: LogBudget(20_000, 4 << 20))
     inline_sources: Mapping[str, str] | None = None
     # Who submitted it: "token:<name>" or "addr:<address>" (empty when not known, e.g.

@@ -1,4 +1,5 @@
-"""The action key: one sha256 over everything that can change a compile's result.
+"""An action (a plan ready to run) and its key: one sha256 over everything that can change
+a compile's result.
 
 The key covers the driver id, every tool's name, version and binary digest, the argv of
 every step (argv holds no temporary paths, see toolchains.base), the environment the
@@ -12,11 +13,24 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from pf.toolchains import Plan, SourceFile, ToolInfo
 
 # Bump when the manifest layout or the meaning of a key changes.
 KEY_VERSION = 3
+
+
+@dataclass(frozen=True)
+class Action:
+    """A plan ready to run: its tools, its inputs, its prebuilt inputs and its key."""
+
+    what: str
+    plan: Plan
+    tools: dict[str, ToolInfo]
+    inputs: tuple[SourceFile, ...]
+    prebuilt: tuple[Action, ...]
+    key: str
 
 
 def action_key(

@@ -25,7 +25,7 @@ from pf.config import Settings
 from pf.engine import events, taskruns
 from pf.engine.buildproc import Unstarted
 from pf.engine.cache import ActionCache
-from pf.engine.compile import BuildResult, compile_sources, lookup
+from pf.engine.compile import BuildResult, compile_sources, lookup, prepare
 from pf.engine.diskspace import DiskFull, is_disk_full
 from pf.engine.jobs import (
     CANCELLED,
@@ -38,6 +38,7 @@ from pf.engine.jobs import (
     Job,
     step_progress,
 )
+from pf.engine.keys import Action
 from pf.engine.recorder import Recorder
 from pf.errors import BuildCancelled, CompileFailed, PfError
 from pf.store.logs import LogLine
@@ -172,9 +173,13 @@ class Runner:
         assert job.request is not None
         plan, job.plan = job.plan, None  # only the lookup needs it: not kept with the job
         try:
-            return lookup(job.request, self.settings, cache=self.cache, plan=plan)
+            action = prepare(job.request, self.settings, plan)
+            found = lookup(job.request, self.settings, cache=self.cache, action=action)
         except PfError as error:
             return error
+        if found is None:
+            job.action = action
+        return found
 
     def answer(self, job: Job, found: BuildResult | PfError | None) -> bool:
         """End ``job`` as its lookup ``found`` it: completed from the cache, or failed;
@@ -199,7 +204,9 @@ class Runner:
             return
         assert job.request is not None
         try:
-            result = self._compile_here(job.request, **self._callbacks(job), missed=missed)
+            result = self._compile_here(
+                job.request, **self._callbacks(job), missed=missed, action=self._action(job)
+            )
         except Exception as error:
             self._ended(job, None, error)
         else:
@@ -224,9 +231,18 @@ class Runner:
                 then()
 
         try:
-            self.begin_compile(job.request, ended, **self._callbacks(job), missed=missed)
+            self.begin_compile(
+                job.request, ended, **self._callbacks(job), missed=missed, action=self._action(job)
+            )
         except Exception as error:
             ended(None, error)
+
+    @staticmethod
+    def _action(job: Job) -> Action | None:
+        """The action ``job``'s lookup missed with, taken from it: the compile needs it
+        once, and a queue of finished jobs need not keep it."""
+        action, job.action = job.action, None
+        return action
 
     def _callbacks(self, job: Job) -> dict[str, Any]:
         return {
@@ -337,7 +353,8 @@ class Runner:
                 return False
             job.ended_at = now
             job.eta = None
-            job.plan = None  # ended before its lookup (cancelled while queued)
+            # Ended before its lookup, or before its compile (cancelled while queued).
+            job.plan = job.action = None
             if job.started_at is not None:
                 job.duration_ms = round((now - job.started_at) * 1000)
             if status == COMPLETED and result is not None:
