@@ -45,7 +45,7 @@ from pf.errors import (
     SandboxUnavailable,
     ToolchainMissing,
 )
-from pf.toolchains import CompileRequest, SourceFile
+from pf.toolchains import DRIVERS, CompileRequest, Options, SourceFile, get_driver
 from tests.engine.service_harness import install_wrapper, process_gone, wat
 
 WAIT = 60.0  # seconds a compile handed over may take to end on a loaded machine
@@ -450,6 +450,30 @@ def test_the_action_a_lookup_keyed_is_compiled_there_without_keying_it_again(
     assert result.artifacts[0].read_bytes().startswith(b"\0asm")
     assert lookup(request, settings, action=given) is not None
     assert lookup(request, settings) is None
+
+
+SOURCES = {
+    "c": ("m.c", b"int f(void) { return 1; }\n"),
+    "rust": ("lib.rs", b'#[no_mangle]\npub extern "C" fn f() -> i32 { 1 }\n'),
+    "fortran": ("m.f90", b"subroutine f\nend subroutine f\n"),
+    "wat": ("m.wat", wat(17).encode()),
+}
+
+
+@pytest.mark.parametrize("language", sorted(DRIVERS))
+def test_every_plan_crosses_to_the_build_process_whole(settings: Settings, language: str) -> None:
+    # Each target, with every export and narrowed to one: the in-process steps (export
+    # lists, checks, rewrites) included. A closure among them would not pickle.
+    name, content = SOURCES[language]
+    for target in get_driver(language).targets:
+        for exports in (None, ("f",)):
+            options = Options(exports=exports)
+            request = CompileRequest(language, target, (SourceFile(name, content),), options)
+            action = prepare(request, settings)
+            again = pickle.loads(pickle.dumps(action))
+            assert again == action
+            steps = zip(again.plan.steps, action.plan.steps, strict=True)
+            assert all(type(a) is type(b) for a, b in steps)
 
 
 def test_begin_hands_a_compile_over_and_its_end_comes_back_on_the_reader(

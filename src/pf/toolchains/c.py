@@ -14,6 +14,7 @@ the link argv names as ``@obj/exports.rsp``. Imports base, tools, wasmobj, diagn
 
 from __future__ import annotations
 
+import functools
 import glob
 import re
 from pathlib import Path, PurePosixPath
@@ -131,6 +132,12 @@ def _obj_name(index: int, source: str, suffix: str) -> str:
     return f"obj/{index}_{stem_of(source)}{suffix}"
 
 
+def _write_exports(
+    objects: tuple[str, ...], narrowed: tuple[str, ...] | None, scratch: Path
+) -> None:
+    wasmobj.write_export_file(scratch, objects, narrowed, EXPORTS_RSP, library_flags=LIBRARY_FLAGS)
+
+
 class CDriver:
     """C via clang 14 for wasm32-wasi: objects, then a link whose exports come from them."""
 
@@ -203,12 +210,8 @@ class CDriver:
             steps.append(Run("compile", compile_argv, ccache=True))
 
         narrowed = options.exports
-
-        def write_exports(scratch: Path) -> None:
-            wasmobj.write_export_file(
-                scratch, objects, narrowed, EXPORTS_RSP, library_flags=LIBRARY_FLAGS
-            )
-
+        # A partial, not a closure: a plan crosses to pf serve's build process pickled.
+        write_exports = functools.partial(_write_exports, tuple(objects), narrowed)
         # The name is part of the cache key, so it carries what the function depends on.
         which = "*" if narrowed is None else ",".join(narrowed)
         steps.append(Transform("link", f"c-exports-v2:{which}", write_exports))

@@ -301,46 +301,50 @@ def unsupported_calls(text: str, source: str) -> list[Diagnostic]:
     return sorted(found.values(), key=lambda d: (d.line, d.message))
 
 
+# A transform's function is a module-level one with its arguments bound (a partial, not
+# a closure): a plan crosses to pf serve's build process pickled.
 def _mask_files(paths: Sequence[str]) -> Callable[[Path], None]:
-    def mask(scratch: Path) -> None:
-        for path in paths:
-            file = scratch / path
-            file.write_text(mask_scratch(file.read_text(), scratch))
+    return functools.partial(_mask, tuple(paths))
 
-    return mask
+
+def _mask(paths: tuple[str, ...], scratch: Path) -> None:
+    for path in paths:
+        file = scratch / path
+        file.write_text(mask_scratch(file.read_text(), scratch))
 
 
 def _retarget_files(units: Sequence[tuple[str, str, str]]) -> Callable[[Path], None]:
     """(source, host IR, wasm IR) per unit; refuses unsupported runtime calls, writes mode.rsp."""
+    return functools.partial(_retarget, tuple(units))
 
-    def run(scratch: Path) -> None:
-        problems: list[Diagnostic] = []
-        program = False
-        for source, host, wasm in units:
-            text = retarget(mask_scratch((scratch / host).read_text(), scratch))
-            problems += unsupported_calls(text, source)
-            program = program or f"@{FORTRAN_MAIN}(" in text
-            (scratch / wasm).write_text(text)
-        if problems:
-            features = sorted({d.message.split(" is not supported")[0] for d in problems})
-            raise CompileFailed(
-                f"{'; '.join(features)}: not supported by pf's Fortran wasm runtime",
-                diagnostics=problems,
-                log="\n".join(str(d) for d in problems),
-                hint=_HINT,
-            )
-        response.write_gnu(scratch / MODE_RSP, () if program else LIBRARY_FLAGS)
 
-    return run
+def _retarget(units: tuple[tuple[str, str, str], ...], scratch: Path) -> None:
+    problems: list[Diagnostic] = []
+    program = False
+    for source, host, wasm in units:
+        text = retarget(mask_scratch((scratch / host).read_text(), scratch))
+        problems += unsupported_calls(text, source)
+        program = program or f"@{FORTRAN_MAIN}(" in text
+        (scratch / wasm).write_text(text)
+    if problems:
+        features = sorted({d.message.split(" is not supported")[0] for d in problems})
+        raise CompileFailed(
+            f"{'; '.join(features)}: not supported by pf's Fortran wasm runtime",
+            diagnostics=problems,
+            log="\n".join(str(d) for d in problems),
+            hint=_HINT,
+        )
+    response.write_gnu(scratch / MODE_RSP, () if program else LIBRARY_FLAGS)
 
 
 def _write_exports(
     objects: Sequence[str], narrowed: tuple[str, ...] | None
 ) -> Callable[[Path], None]:
-    def run(scratch: Path) -> None:
-        wasmobj.write_export_file(scratch, objects, narrowed, dest=EXPORTS_RSP, public=_public)
+    return functools.partial(_exports, tuple(objects), narrowed)
 
-    return run
+
+def _exports(objects: tuple[str, ...], narrowed: tuple[str, ...] | None, scratch: Path) -> None:
+    wasmobj.write_export_file(scratch, objects, narrowed, dest=EXPORTS_RSP, public=_public)
 
 
 def _public(symbol: str) -> bool:

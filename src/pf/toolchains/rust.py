@@ -13,6 +13,7 @@ Imports base, tools, response, wasmobj, diagnostics and errors.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path, PurePosixPath
 
@@ -101,10 +102,12 @@ def _check_exports(wasm: str) -> Transform:
     """Refuse a module exporting a name that is not an identifier: ``#[export_name]``
     takes any string, which the asm.js conversion and every caller would have to carry."""
 
-    def check(scratch: Path) -> None:
-        wasmobj.check_symbols(wasmobj.module_exports((scratch / wasm).read_bytes()))
+    # A partial, not a closure: a plan crosses to pf serve's build process pickled.
+    return Transform("link", "rust-check-export-names-v1", functools.partial(_check, wasm))
 
-    return Transform("link", "rust-check-export-names-v1", check)
+
+def _check(wasm: str, scratch: Path) -> None:
+    wasmobj.check_symbols(wasmobj.module_exports((scratch / wasm).read_bytes()))
 
 
 # wasm-bindgen code: the crate, its attribute, or an item imported from it.

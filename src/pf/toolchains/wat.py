@@ -11,6 +11,7 @@ Imports base, tools, wasmobj, c (shared opt helpers), diagnostics, errors.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from pathlib import Path
 
@@ -131,9 +132,12 @@ class WatDriver:
 
 
 def _narrow(raw: str, dest: str, names: tuple[str, ...]) -> Transform:
-    def narrow(scratch: Path) -> None:
-        data = (scratch / raw).read_bytes()
-        (scratch / dest).write_bytes(wasmobj.narrow_exports(data, names))
-
-    # The name is part of the cache key, so it carries the names the function keeps.
+    # The name is part of the cache key, so it carries the names the function keeps. A
+    # partial, not a closure: a plan crosses to pf serve's build process pickled.
+    narrow = functools.partial(_narrow_file, raw, dest, names)
     return Transform("link", f"wat-narrow-exports-v1:{','.join(names)}", narrow)
+
+
+def _narrow_file(raw: str, dest: str, names: tuple[str, ...], scratch: Path) -> None:
+    data = (scratch / raw).read_bytes()
+    (scratch / dest).write_bytes(wasmobj.narrow_exports(data, names))
