@@ -26,6 +26,7 @@ import pytest
 
 from pf.config import Settings, load_settings
 from pf.engine.buildproc import (
+    NICENESS,
     BuildProcess,
     BuildProcessLost,
     Unstarted,
@@ -474,6 +475,36 @@ def test_every_plan_crosses_to_the_build_process_whole(settings: Settings, langu
             assert again == action
             steps = zip(again.plan.steps, action.plan.steps, strict=True)
             assert all(type(a) is type(b) for a, b in steps)
+
+
+def _niceness(pid: int, thread: str | int) -> int:
+    stat = Path(f"/proc/{pid}/task/{thread}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+def test_the_build_process_and_what_it_starts_yield_to_the_api_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PF_CACHE_DIR", str(tmp_path / "cache"))
+    wrapper = install_wrapper(tmp_path, monkeypatch)
+    wrapper.hang()
+    process = BuildProcess(load_settings())
+    try:
+        # A compile that stays running: its tool is a process the child started.
+        _compile_in_thread(process, _request(wat(18)))
+        tool = wrapper.child_pid()
+        child = process.pid
+        assert child is not None
+        expected = min(os.getpriority(os.PRIO_PROCESS, 0) + NICENESS, 19)
+        # Every thread of the child (the compile threads were started after it lowered
+        # its priority) and the tool it runs.
+        threads = [t.name for t in Path(f"/proc/{child}/task").iterdir()]
+        assert len(threads) > 1
+        assert {_niceness(child, t) for t in threads} == {expected}
+        assert _niceness(tool, tool) == expected
+    finally:
+        wrapper.release()
+        process.close()
 
 
 def test_begin_hands_a_compile_over_and_its_end_comes_back_on_the_reader(

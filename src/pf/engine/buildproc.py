@@ -45,6 +45,11 @@ which a terminal or a service manager sends to the whole group: pf serve's grace
 stop decides when its builds end. A child that dies fails the compiles it held with
 BuildProcessLost and the next compile starts a new one.
 
+Priority: the child runs ``NICENESS`` below pf serve, and so do the compilers and
+assemblers it starts. With every core busy, the API process's threads (a submission's
+validation, the write of its record, the events) run first, and the compiles take what
+they leave: a submission's answer no longer waits behind a compile's turn on a core.
+
 Only what pickles crosses: requests (each with the action the service's lookup keyed,
 so the child does not plan and key it again: a fifth of its CPU for a WAT compile),
 results and PfErrors (errors.py makes every PfError pickle with its fields); any other
@@ -89,6 +94,12 @@ _EXIT_WAIT = 10.0
 LOOKAHEAD = 2
 # How long the child holds a compile's step before telling the parent it started.
 PHASE_HOLD = 0.1
+
+
+# How much lower than pf serve's the build process's priority is (nice(2)): a compile
+# takes the cores the API process leaves, and with them all taken it still runs, at a
+# tenth of the API process's share.
+NICENESS = 10
 
 
 class Unstarted(Exception):
@@ -528,6 +539,10 @@ def _portable(error: Exception) -> Exception:
 
 
 def main(argv: list[str]) -> int:
+    # Before any thread starts (a thread takes its creator's priority, a process its
+    # parent's): the compiles, their tools and assemblers yield to the API process when
+    # the cores are all busy, so a submission waits for its record, not for a compile.
+    os.nice(NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     conn = Connection(int(argv[0]))
