@@ -6,6 +6,7 @@ cancelled, held back, or lose their process) run a wat2wasm wrapper that hangs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -47,7 +48,7 @@ from pf.errors import (
     ToolchainMissing,
 )
 from pf.toolchains import DRIVERS, CompileRequest, Options, SourceFile, get_driver
-from tests.engine.service_harness import install_wrapper, process_gone, wat
+from tests.engine.service_harness import Wrapper, install_wrapper, process_gone, wat
 
 WAIT = 60.0  # seconds a compile handed over may take to end on a loaded machine
 
@@ -143,6 +144,23 @@ def _wait(predicate: object, what: str, timeout: float = 20.0) -> None:
         time.sleep(0.02)
 
 
+@contextlib.contextmanager
+def _hanging_compiles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Wrapper, BuildProcess]]:
+    """A build process whose compiler (the wrapper) hangs until released; released and
+    closed at the end."""
+    monkeypatch.setenv("PF_CACHE_DIR", str(tmp_path / "cache"))
+    wrapper = install_wrapper(tmp_path, monkeypatch)
+    wrapper.hang()
+    process = BuildProcess(load_settings())
+    try:
+        yield wrapper, process
+    finally:
+        wrapper.release()
+        process.close()
+
+
 def test_a_compile_there_is_the_compile_here(settings: Settings, process: BuildProcess) -> None:
     seen: list[object] = []
     before = time.time()
@@ -221,11 +239,7 @@ def test_every_kind_of_pf_error_survives_pickling_with_its_fields(error: PfError
 def test_a_cancel_reaches_the_compile_in_the_child(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PF_CACHE_DIR", str(tmp_path / "cache"))
-    wrapper = install_wrapper(tmp_path, monkeypatch)
-    wrapper.hang()
-    process = BuildProcess(load_settings())
-    try:
+    with _hanging_compiles(tmp_path, monkeypatch) as (wrapper, process):
         cancel = threading.Event()
         thread, outcome = _compile_in_thread(process, _request(wat(4)), cancel=cancel)
         pid = wrapper.child_pid()
@@ -234,20 +248,13 @@ def test_a_cancel_reaches_the_compile_in_the_child(
         thread.join(20)
         assert isinstance(outcome[0], BuildCancelled)
         _wait(lambda: process_gone(pid), "the cancelled compiler ended")
-    finally:
-        wrapper.release()
-        process.close()
 
 
 def test_held_compiles_come_back_unstarted_and_running_ones_finish(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PF_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PF_JOBS", "1")
-    wrapper = install_wrapper(tmp_path, monkeypatch)
-    wrapper.hang()
-    process = BuildProcess(load_settings())
-    try:
+    with _hanging_compiles(tmp_path, monkeypatch) as (wrapper, process):
         started: list[str] = []
         running, first = _compile_in_thread(
             process, _request(wat(5)), on_start=lambda *_: started.append("first")
@@ -274,9 +281,6 @@ def test_held_compiles_come_back_unstarted_and_running_ones_finish(
         running.join(20)
         assert not isinstance(first[0], BaseException) and started == ["first"]
         assert wrapper.start_count() == 1
-    finally:
-        wrapper.release()
-        process.close()
 
 
 def test_a_killed_build_process_fails_its_compiles_and_the_next_starts_a_new_one(
@@ -348,12 +352,8 @@ def test_the_childs_log_records_are_logged_here_under_their_names(
 def test_a_compile_that_lasts_is_shown_started_and_in_its_step_while_it_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PF_CACHE_DIR", str(tmp_path / "cache"))
-    wrapper = install_wrapper(tmp_path, monkeypatch)
-    wrapper.hang()
-    process = BuildProcess(load_settings())
     seen: list[object] = []
-    try:
+    with _hanging_compiles(tmp_path, monkeypatch) as (wrapper, process):
         before = time.time()
         thread, outcome = _compile_in_thread(
             process,
@@ -373,9 +373,6 @@ def test_a_compile_that_lasts_is_shown_started_and_in_its_step_while_it_runs(
         thread.join(20)
         assert outcome[0].artifacts[0].name == "m.wasm"  # type: ignore[attr-defined]
         assert len(seen) == 2  # nothing more: the end is the call's return
-    finally:
-        wrapper.release()
-        process.close()
 
 
 @pytest.fixture
@@ -485,11 +482,7 @@ def _niceness(pid: int, thread: str | int) -> int:
 def test_the_build_process_and_what_it_starts_yield_to_the_api_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PF_CACHE_DIR", str(tmp_path / "cache"))
-    wrapper = install_wrapper(tmp_path, monkeypatch)
-    wrapper.hang()
-    process = BuildProcess(load_settings())
-    try:
+    with _hanging_compiles(tmp_path, monkeypatch) as (wrapper, process):
         # A compile that stays running: its tool is a process the child started.
         _compile_in_thread(process, _request(wat(18)))
         tool = wrapper.child_pid()
@@ -502,9 +495,6 @@ def test_the_build_process_and_what_it_starts_yield_to_the_api_process(
         assert len(threads) > 1
         assert {_niceness(child, t) for t in threads} == {expected}
         assert _niceness(tool, tool) == expected
-    finally:
-        wrapper.release()
-        process.close()
 
 
 def test_begin_hands_a_compile_over_and_its_end_comes_back_on_the_reader(
