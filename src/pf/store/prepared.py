@@ -16,8 +16,9 @@ SQLAlchemy and sqlite3 only.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, exc
@@ -57,13 +58,8 @@ class Prepared:
         params = self.params(values)
         if not self.raw:
             return conn.exec_driver_sql(self.text, params).rowcount
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with self._cursor(conn, params) as cursor:
             return int(cursor.execute(self.text, params).rowcount)
-        except sqlite3.Error as error:
-            raise exc.DBAPIError.instance(self.text, params, error, sqlite3.Error) from error
-        finally:
-            cursor.close()
 
     def execute_many(self, conn: Connection, values: Sequence[Mapping[str, Any]]) -> None:
         if not values:
@@ -72,9 +68,18 @@ class Prepared:
         if not self.raw:
             conn.exec_driver_sql(self.text, params)
             return
+        with self._cursor(conn, params) as cursor:
+            cursor.executemany(self.text, params)
+
+    @contextlib.contextmanager
+    def _cursor(
+        self, conn: Connection, params: Sequence[Any] | Mapping[str, Any]
+    ) -> Iterator[sqlite3.Cursor]:
+        """A cursor of ``conn``'s SQLite connection, in its transaction; a driver error
+        raised as SQLAlchemy raises it."""
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(self.text, params)
+            yield cursor
         except sqlite3.Error as error:
             raise exc.DBAPIError.instance(self.text, params, error, sqlite3.Error) from error
         finally:
